@@ -1,0 +1,31 @@
+# Two commands for a fresh machine (python3, make, the OS package manager):
+#   make demo   install into .venv and run the main job on the embedded SQLite default
+#   make test   install with test extras and run every test, ruff and mypy --strict
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/consortia demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy --strict src
+	$(BIN)/python scripts/test_postgres.py ensure
+	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/python scripts/test_postgres.py stop
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

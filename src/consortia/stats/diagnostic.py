@@ -1,0 +1,330 @@
+"""Diagnostic accuracy of a score against a reference standard: 2×2 table, ROC and AUC.
+
+Node side (:func:`diagnostic_node`): the 2×2 table at one threshold and TP/FP/FN/TN at
+every threshold of an agreed grid (default ``0.00, 0.01, …, 1.00``). A case is called
+*positive* when ``score >= threshold``; ``truth`` is 1/True for the condition present.
+Lead side (:func:`combine_diagnostic`): adds the counts (exact), then derives
+
+* sensitivity, specificity, PPV and NPV, each with **both** Wilson score and
+  Clopper–Pearson (exact) intervals;
+* ROC points ``(1 − specificity, sensitivity)`` per grid threshold, plus the end points
+  (1, 1) and (0, 0);
+* AUC by the trapezoid rule over those points, computed as an exact ratio of integers.
+  When the grid contains every distinct score, this equals the Mann–Whitney
+  ``U / (n₁ n₀)`` with ties counted ½;
+* an AUC confidence interval from the Hanley–McNeil (1982) standard error,
+  ``SE² = [A(1−A) + (n₁−1)(Q₁−A²) + (n₀−1)(Q₂−A²)] / (n₁ n₀)`` with ``Q₁ = A/(2−A)``,
+  ``Q₂ = 2A²/(1+A)``; the normal interval is clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from consortia.exceptions import StatisticsError
+from consortia.stats.descriptive import (
+    NodeAggregates,
+    ProportionAggregates,
+    ProportionResult,
+    _check_confidence,
+    _reading,
+    combine_proportion,
+)
+from consortia.stats.results import StatResult, format_table
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "DiagnosticAggregates",
+    "DiagnosticResult",
+    "combine_diagnostic",
+    "diagnostic_accuracy",
+    "diagnostic_node",
+]
+
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(k / 100 for k in range(101))
+"""The default agreed grid: 0.00, 0.01, …, 1.00 (each the correctly rounded ``k/100``)."""
+
+
+def _check_grid(thresholds: Sequence[float]) -> tuple[float, ...]:
+    grid = tuple(float(t) for t in thresholds)
+    if not grid:
+        raise StatisticsError("thresholds: the grid is empty")
+    if not all(math.isfinite(t) for t in grid):
+        raise StatisticsError("thresholds: grid values must be finite")
+    if any(b <= a for a, b in itertools.pairwise(grid)):
+        raise StatisticsError("thresholds: the grid must be strictly increasing")
+    return grid
+
+
+@dataclass(frozen=True)
+class DiagnosticAggregates(NodeAggregates):
+    """One node's 2×2 table at ``threshold`` and per-threshold counts over the grid."""
+
+    threshold: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    thresholds: tuple[float, ...]
+    tp_at: tuple[int, ...]
+    fp_at: tuple[int, ...]
+    fn_at: tuple[int, ...]
+    tn_at: tuple[int, ...]
+    missing: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DiagnosticAggregates:
+        """Read aggregates produced by :meth:`to_dict` (raises StatisticsError if malformed)."""
+
+        def counts(key: str) -> tuple[int, ...]:
+            return tuple(int(c) for c in data[key])
+
+        with _reading("diagnostic"):
+            aggregates = cls(
+                threshold=float(data["threshold"]),
+                tp=int(data["tp"]),
+                fp=int(data["fp"]),
+                fn=int(data["fn"]),
+                tn=int(data["tn"]),
+                thresholds=_check_grid(data["thresholds"]),
+                tp_at=counts("tp_at"),
+                fp_at=counts("fp_at"),
+                fn_at=counts("fn_at"),
+                tn_at=counts("tn_at"),
+                missing=int(data.get("missing", 0)),
+            )
+        size = len(aggregates.thresholds)
+        per_threshold = (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
+        if any(len(column) != size for column in per_threshold):
+            raise StatisticsError("diagnostic: one count per grid threshold is required")
+        positives, negatives = aggregates.tp + aggregates.fn, aggregates.fp + aggregates.tn
+        for tp, fp, fn, tn in zip(*per_threshold, strict=True):
+            if tp + fn != positives or fp + tn != negatives:
+                raise StatisticsError(
+                    "diagnostic: per-threshold counts disagree with the 2×2 table"
+                )
+        return aggregates
+
+
+def _as_array(values: Iterable[Any] | npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StatisticsError(f"{name}: values must be numbers or missing ({exc})") from exc
+    if array.ndim != 1:
+        raise StatisticsError(f"{name}: expected a one-dimensional array")
+    return array
+
+
+def diagnostic_node(
+    scores: Iterable[Any] | npt.ArrayLike,
+    truth: Iterable[Any] | npt.ArrayLike,
+    *,
+    threshold: float = 0.5,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> DiagnosticAggregates:
+    """Count one node's TP/FP/FN/TN at ``threshold`` and at every grid threshold.
+
+    A case is positive when ``score >= threshold``. Pairs with a missing score or truth
+    (``None``/NaN) are skipped and counted in ``missing``.
+
+    >>> agg = diagnostic_node([0.9, 0.4, 0.6, 0.1], [1, 1, 0, 0], thresholds=[0.5])
+    >>> agg.tp, agg.fp, agg.fn, agg.tn, agg.tp_at
+    (1, 1, 1, 1, (1,))
+    """
+    grid = _check_grid(thresholds)
+    score, state = _as_array(scores, "scores"), _as_array(truth, "truth")
+    if score.shape != state.shape:
+        raise StatisticsError(f"diagnostic: {score.size} scores but {state.size} truth values")
+    present = ~(np.isnan(score) | np.isnan(state))
+    score, state = score[present], state[present]
+    if np.isinf(score).any():
+        raise StatisticsError("scores: values must be finite")
+    if not np.isin(state, (0.0, 1.0)).all():
+        raise StatisticsError("truth: values must be 0/1 or True/False (or missing)")
+    diseased = state == 1.0
+    n_pos, n_neg = int(diseased.sum()), int((~diseased).sum())
+    # Count scores >= t for every t at once: sort each class and search from the left.
+    pos_sorted = np.sort(score[diseased])
+    neg_sorted = np.sort(score[~diseased])
+    grid_array = np.asarray(grid)
+    tp_at = n_pos - np.searchsorted(pos_sorted, grid_array, side="left")
+    fp_at = n_neg - np.searchsorted(neg_sorted, grid_array, side="left")
+    called = score >= float(threshold)
+    tp = int(np.sum(called & diseased))
+    fp = int(np.sum(called & ~diseased))
+    return DiagnosticAggregates(
+        threshold=float(threshold),
+        tp=tp,
+        fp=fp,
+        fn=n_pos - tp,
+        tn=n_neg - fp,
+        thresholds=grid,
+        tp_at=tuple(int(c) for c in tp_at),
+        fp_at=tuple(int(c) for c in fp_at),
+        fn_at=tuple(int(n_pos - c) for c in tp_at),
+        tn_at=tuple(int(n_neg - c) for c in fp_at),
+        missing=int(present.size - score.size),
+    )
+
+
+@dataclass(frozen=True)
+class DiagnosticResult(StatResult):
+    """Accuracy at one threshold, the ROC curve over the grid and the AUC.
+
+    ``ppv``/``npv`` are ``None`` when nothing was called positive/negative. ``roc_fpr`` and
+    ``roc_tpr`` start at (1, 1), follow the grid thresholds in increasing order, and end at
+    (0, 0). ``auc_ci`` uses the Hanley–McNeil standard error ``auc_se``.
+    """
+
+    threshold: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    missing: int
+    sensitivity: ProportionResult
+    specificity: ProportionResult
+    ppv: ProportionResult | None
+    npv: ProportionResult | None
+    thresholds: tuple[float, ...]
+    roc_fpr: tuple[float, ...]
+    roc_tpr: tuple[float, ...]
+    auc: float
+    auc_se: float
+    auc_ci: tuple[float, float]
+    confidence: float
+    nodes: int
+    exact: bool = True
+
+    def summary(self) -> str:
+        """Return the 2×2 table and the accuracy measures with both intervals."""
+        table = format_table(
+            [f"score >= {self.threshold:g}", "condition present", "condition absent"],
+            [["positive", self.tp, self.fp], ["negative", self.fn, self.tn]],
+        )
+        level = f"{self.confidence:.0%}"
+        rows: list[list[Any]] = []
+        measures = [
+            ("sensitivity", self.sensitivity),
+            ("specificity", self.specificity),
+            ("PPV", self.ppv),
+            ("NPV", self.npv),
+        ]
+        for name, measure in measures:
+            if measure is None:
+                rows.append([name, None, "", ""])
+                continue
+            wilson, exact = measure.wilson, measure.clopper_pearson
+            rows.append(
+                [name, measure.estimate, f"{wilson[0]:.4f}–{wilson[1]:.4f}",
+                 f"{exact[0]:.4f}–{exact[1]:.4f}"]
+            )  # fmt: skip
+        rows.append(
+            ["AUC (trapezoid)", self.auc, f"{self.auc_ci[0]:.4f}–{self.auc_ci[1]:.4f} (H–M)", ""]
+        )
+        measures_table = format_table(
+            ["measure", "estimate", f"Wilson {level}", f"Clopper–Pearson {level}"], rows
+        )
+        return f"{table}\n\n{measures_table}"
+
+
+def _rate(successes: int, n: int, confidence: float) -> ProportionResult | None:
+    if n == 0:
+        return None
+    return combine_proportion([ProportionAggregates(successes, n)], confidence=confidence)
+
+
+def _hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc * auc / (1.0 + auc)
+    variance = (
+        auc * (1.0 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)
+    ) / (n_pos * n_neg)
+    return math.sqrt(max(variance, 0.0))
+
+
+def combine_diagnostic(
+    aggregates: Sequence[DiagnosticAggregates], *, confidence: float = 0.95
+) -> DiagnosticResult:
+    """Add the nodes' counts and derive accuracy, ROC and AUC (nodes must share the grid).
+
+    >>> a = diagnostic_node([0.9, 0.2], [1, 0], thresholds=[0.0, 0.5, 1.0])
+    >>> b = diagnostic_node([0.7, 0.6], [1, 0], thresholds=[0.0, 0.5, 1.0])
+    >>> result = combine_diagnostic([a, b])
+    >>> result.sensitivity.estimate, result.specificity.estimate, result.auc
+    (1.0, 0.5, 0.75)
+    """
+    if not aggregates:
+        raise StatisticsError("diagnostic: no node aggregates to combine")
+    _check_confidence(confidence)
+    first = aggregates[0]
+    if any(agg.thresholds != first.thresholds for agg in aggregates):
+        raise StatisticsError("diagnostic: nodes used different threshold grids; agree on one")
+    if any(agg.threshold != first.threshold for agg in aggregates):
+        raise StatisticsError("diagnostic: nodes used different thresholds for the 2×2 table")
+    tp = sum(agg.tp for agg in aggregates)
+    fp = sum(agg.fp for agg in aggregates)
+    fn = sum(agg.fn for agg in aggregates)
+    tn = sum(agg.tn for agg in aggregates)
+    n_pos, n_neg = tp + fn, fp + tn
+    if n_pos == 0 or n_neg == 0:
+        raise StatisticsError(
+            f"diagnostic: need cases with and without the condition (got {n_pos} and {n_neg})"
+        )
+    tp_at = [sum(column) for column in zip(*(agg.tp_at for agg in aggregates), strict=True)]
+    fp_at = [sum(column) for column in zip(*(agg.fp_at for agg in aggregates), strict=True)]
+    # ROC vertices from "everyone positive" to "nobody positive"; counts never increase.
+    tps = [n_pos, *tp_at, 0]
+    fps = [n_neg, *fp_at, 0]
+    twice_area = sum(
+        (fps[i] - fps[i + 1]) * (tps[i] + tps[i + 1]) for i in range(len(tps) - 1)
+    )  # an exact integer
+    auc = twice_area / (2 * n_pos * n_neg)
+    auc_se = _hanley_mcneil_se(auc, n_pos, n_neg)
+    z = float(sps.norm.isf((1.0 - confidence) / 2))
+    return DiagnosticResult(
+        threshold=first.threshold,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        tn=tn,
+        missing=sum(agg.missing for agg in aggregates),
+        sensitivity=combine_proportion([ProportionAggregates(tp, n_pos)], confidence=confidence),
+        specificity=combine_proportion([ProportionAggregates(tn, n_neg)], confidence=confidence),
+        ppv=_rate(tp, tp + fp, confidence),
+        npv=_rate(tn, tn + fn, confidence),
+        thresholds=first.thresholds,
+        roc_fpr=tuple(count / n_neg for count in fps),
+        roc_tpr=tuple(count / n_pos for count in tps),
+        auc=auc,
+        auc_se=auc_se,
+        auc_ci=(max(0.0, auc - z * auc_se), min(1.0, auc + z * auc_se)),
+        confidence=confidence,
+        nodes=len(aggregates),
+    )
+
+
+def diagnostic_accuracy(
+    scores: Iterable[Any] | npt.ArrayLike,
+    truth: Iterable[Any] | npt.ArrayLike,
+    *,
+    threshold: float = 0.5,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    confidence: float = 0.95,
+) -> DiagnosticResult:
+    """Diagnostic accuracy of pooled data: the node step, then the combine step.
+
+    >>> diagnostic_accuracy([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0]).auc
+    1.0
+    """
+    node = diagnostic_node(scores, truth, threshold=threshold, thresholds=thresholds)
+    return combine_diagnostic([node], confidence=confidence)

@@ -1,0 +1,156 @@
+"""Shared pieces of every statistical result: the warning class, the result base, JSON helpers.
+
+Every estimator in :mod:`consortia.stats` returns a frozen dataclass that derives from
+:class:`StatResult`. It gets a JSON-ready :meth:`StatResult.to_dict` for free (numpy arrays
+become lists, non-finite floats become ``None``) and must say how it reads as a table in
+:meth:`StatResult.summary`.
+
+Doubts about a result (an iterative fit that did not converge) are *warnings*, not errors:
+they are issued as :class:`ConvergenceWarning`. Data that cannot be analysed at all raise
+:class:`consortia.exceptions.StatisticsError`.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Mean(StatResult):
+...     n: int
+...     mean: float
+...     def summary(self) -> str:
+...         return format_table(["n", "mean"], [[self.n, self.mean]])
+>>> Mean(3, 2.0).to_dict()
+{'n': 3, 'mean': 2.0}
+>>> print(Mean(3, 2.0).summary())
+n    mean
+-  ------
+3  2.0000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ConvergenceWarning",
+    "StatResult",
+    "format_number",
+    "format_table",
+    "to_jsonable",
+]
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative estimator stopped before meeting its convergence criteria.
+
+    The result is still returned, with ``converged=False``; treat its estimates with doubt.
+    """
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn numpy scalars/arrays, tuples, mappings and dataclasses into plain JSON values.
+
+    Non-finite floats (``nan``, ``inf``) become ``None`` because JSON has no spelling for
+    them; mapping keys become strings.
+
+    >>> to_jsonable({"a": np.array([1.0, np.nan]), 2: (np.int64(3), np.inf)})
+    {'a': [1.0, None], '2': [3, None]}
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(item) for item in value.tolist()]
+    if isinstance(value, StatResult):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: to_jsonable(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, Sequence):
+        return [to_jsonable(item) for item in value]
+    raise TypeError(f"cannot turn a {type(value).__name__} into JSON")
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """Format one table cell: floats with ``digits`` decimals (small p-values in e-notation).
+
+    >>> format_number(0.5), format_number(3e-9), format_number(7), format_number(None)
+    ('0.5000', '3.00e-09', '7', '')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if not math.isfinite(number):
+            return str(number)
+        if number != 0.0 and abs(number) < 10.0 ** (-digits):
+            return f"{number:.2e}"
+        return f"{number:.{digits}f}"
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
+    """Render rows as a plain-text table; the first column is left-aligned, others right.
+
+    >>> print(format_table(["term", "coef"], [["age", 0.25], ["Intercept", -1.0]]))
+    term          coef
+    ---------  -------
+    age         0.2500
+    Intercept  -1.0000
+    """
+    cells = [[format_number(cell, digits) for cell in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in cells:
+        for column, cell in enumerate(row):
+            widths[column] = max(widths[column], len(cell))
+
+    def line(items: Sequence[str]) -> str:
+        parts = [
+            item.ljust(widths[column]) if column == 0 else item.rjust(widths[column])
+            for column, item in enumerate(items)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(list(headers)), line(["-" * width for width in widths])]
+    out.extend(line(row) for row in cells)
+    return "\n".join(out)
+
+
+class StatResult:
+    """Base of the frozen result dataclasses returned by :mod:`consortia.stats`.
+
+    Subclasses are ``@dataclass(frozen=True)`` and implement :meth:`summary`;
+    :meth:`to_dict` walks their fields and makes them JSON-ready (override it when the
+    natural JSON shape differs from the fields).
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as plain JSON values (lists, floats, ints, str, None, dicts)."""
+        if not dataclasses.is_dataclass(self):
+            raise TypeError(f"{type(self).__name__} must be a dataclass")
+        return {
+            field.name: to_jsonable(getattr(self, field.name)) for field in dataclasses.fields(self)
+        }
+
+    def summary(self) -> str:
+        """Return a readable plain-text table of the result."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.summary()

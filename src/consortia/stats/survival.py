@@ -1,0 +1,522 @@
+"""Kaplan–Meier curves and log-rank tests from additive per-time counts.
+
+A node computes :func:`survival_counts` from its own records: for each group and each
+(binned) time, how many events and how many censorings happened there. Counts add across
+nodes, so the lead combines them (:func:`combine_survival_counts`) and computes exactly the
+curve and test it would get from the pooled records:
+
+* :func:`kaplan_meier_from_counts` — survival, Greenwood SE, log(-log) ("exponential
+  Greenwood") confidence intervals and median survival with its CI, as lifelines'
+  ``KaplanMeierFitter`` reports them;
+* :func:`logrank_from_counts` — the k-group log-rank test, optionally stratified (one
+  stratum per node: the per-stratum O−E and variances are summed).
+
+:func:`kaplan_meier` and :func:`logrank_test` are the same code on one node's arrays.
+
+Times are released in bins: a time ``t`` is reported at the start of its bin,
+``floor(t / time_bin) * time_bin``; ``time_bin=1`` with integer times, or ``None``, is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as scipy_stats
+
+from consortia.exceptions import StatisticsError
+from consortia.stats._arrays import (
+    as_event_vector,
+    as_float_vector,
+    as_labels,
+    bin_times,
+    sort_labels,
+)
+from consortia.stats.results import StatResult, format_number, format_table, to_jsonable
+
+__all__ = [
+    "KaplanMeierCurve",
+    "KaplanMeierResult",
+    "LogRankResult",
+    "SurvivalCounts",
+    "combine_survival_counts",
+    "kaplan_meier",
+    "kaplan_meier_from_counts",
+    "logrank_from_counts",
+    "logrank_test",
+    "survival_counts",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+# --------------------------------------------------------------------------- node side
+
+
+@dataclass(frozen=True, eq=False)
+class SurvivalCounts:
+    """Additive per-time counts of one node (or of several, once combined).
+
+    ``events[g, j]`` and ``censored[g, j]`` count subjects of ``groups[g]`` whose (binned)
+    time is ``times[j]``; ``n_at_start`` is each group's number of subjects. These are the
+    cells a disclosure policy checks.
+    """
+
+    groups: tuple[str, ...]
+    times: FloatArray
+    events: IntArray
+    censored: IntArray
+    time_bin: float | None
+
+    @property
+    def n_at_start(self) -> IntArray:
+        """Subjects per group at time zero."""
+        return np.asarray(self.events.sum(axis=1) + self.censored.sum(axis=1), dtype=np.int64)
+
+    @property
+    def n(self) -> int:
+        """Subjects in all groups."""
+        return int(self.n_at_start.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists and numbers) for crossing the network."""
+        return {
+            "groups": list(self.groups),
+            "times": to_jsonable(self.times),
+            "events": to_jsonable(self.events),
+            "censored": to_jsonable(self.censored),
+            "time_bin": self.time_bin,
+            "n_at_start": to_jsonable(self.n_at_start),
+            "n": self.n,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SurvivalCounts:
+        """Rebuild counts from :meth:`to_dict` output, checking their shapes."""
+        groups = tuple(str(group) for group in data["groups"])
+        times = np.asarray(data["times"], dtype=np.float64).reshape(-1)
+        shape = (len(groups), times.size)
+        events = np.asarray(data["events"], dtype=np.int64).reshape(shape)
+        censored = np.asarray(data["censored"], dtype=np.int64).reshape(shape)
+        if (events < 0).any() or (censored < 0).any():
+            raise StatisticsError("survival counts: negative count")
+        time_bin = data.get("time_bin")
+        return cls(groups, times, events, censored, None if time_bin is None else float(time_bin))
+
+
+def survival_counts(
+    time: npt.ArrayLike,
+    event: npt.ArrayLike,
+    group: npt.ArrayLike | None = None,
+    *,
+    time_bin: float | None = 1.0,
+) -> SurvivalCounts:
+    """Count events and censorings per group and binned time on one node.
+
+    >>> counts = survival_counts([3, 5, 5, 8], [1, 0, 1, 1], ["a", "a", "b", "b"])
+    >>> counts.groups, counts.times.tolist(), counts.events.tolist()
+    (('a', 'b'), [3.0, 5.0, 8.0], [[1, 0, 0], [0, 1, 1]])
+    """
+    times = as_float_vector(time, "time")
+    if (times < 0).any():
+        raise StatisticsError(f"time[{int(np.flatnonzero(times < 0)[0])}]: negative time")
+    events = as_event_vector(event, times.size)
+    labels = ["all"] * times.size if group is None else as_labels(group, "group")
+    if len(labels) != times.size:
+        raise StatisticsError(f"group: {len(labels)} values for {times.size} times")
+    binned = bin_times(times, time_bin)
+    groups = sort_labels(labels)
+    grid, time_index = np.unique(binned, return_inverse=True)
+    group_position = {label: index for index, label in enumerate(groups)}
+    group_index = np.array([group_position[label] for label in labels], dtype=np.int64)
+    event_counts = np.zeros((len(groups), grid.size), dtype=np.int64)
+    censored_counts = np.zeros((len(groups), grid.size), dtype=np.int64)
+    np.add.at(event_counts, (group_index[events], time_index[events]), 1)
+    np.add.at(censored_counts, (group_index[~events], time_index[~events]), 1)
+    return SurvivalCounts(groups, grid, event_counts, censored_counts, time_bin)
+
+
+# --------------------------------------------------------------------------- lead side
+
+
+def combine_survival_counts(parts: Sequence[SurvivalCounts]) -> SurvivalCounts:
+    """Add counts from several nodes over the union of their groups and times.
+
+    >>> a = survival_counts([1, 2], [1, 0], time_bin=1)
+    >>> b = survival_counts([2, 4], [1, 1], time_bin=1)
+    >>> combine_survival_counts([a, b]).events.tolist()
+    [[1, 1, 1]]
+    """
+    if not parts:
+        raise StatisticsError("no survival counts to combine")
+    bins = {part.time_bin for part in parts}
+    if len(bins) > 1:
+        raise StatisticsError(f"survival counts use different time bins: {sorted(map(str, bins))}")
+    groups = sort_labels({label for part in parts for label in part.groups})
+    grid = np.unique(np.concatenate([part.times for part in parts]))
+    events = np.zeros((len(groups), grid.size), dtype=np.int64)
+    censored = np.zeros((len(groups), grid.size), dtype=np.int64)
+    for part in parts:
+        rows = np.array([groups.index(label) for label in part.groups], dtype=np.int64)
+        columns = np.searchsorted(grid, part.times)
+        events[np.ix_(rows, columns)] += part.events
+        censored[np.ix_(rows, columns)] += part.censored
+    return SurvivalCounts(groups, grid, events, censored, parts[0].time_bin)
+
+
+def _as_counts(counts: SurvivalCounts | Sequence[SurvivalCounts]) -> SurvivalCounts:
+    if isinstance(counts, SurvivalCounts):
+        return counts
+    return combine_survival_counts(counts)
+
+
+def _at_risk(events: IntArray, censored: IntArray) -> IntArray:
+    """Subjects still at risk just before each time (rows are groups, columns times)."""
+    removed = events + censored
+    total = removed.sum(axis=-1, keepdims=True)
+    before = np.cumsum(removed, axis=-1) - removed
+    return np.asarray(total - before, dtype=np.int64)
+
+
+def _first_time_at_or_below(times: FloatArray, curve: FloatArray, level: float) -> float:
+    """First time the curve is ≤ ``level`` (lifelines' ``qth_survival_time``); inf if never."""
+    below = np.flatnonzero(curve <= level)
+    return float(times[below[0]]) if below.size else math.inf
+
+
+@dataclass(frozen=True, eq=False)
+class KaplanMeierCurve(StatResult):
+    """One group's Kaplan–Meier curve; times start at 0 as in lifelines' timeline."""
+
+    group: str
+    time: FloatArray
+    at_risk: IntArray
+    events: IntArray
+    censored: IntArray
+    survival: FloatArray
+    se: FloatArray
+    ci_lower: FloatArray
+    ci_upper: FloatArray
+    median: float
+    median_ci_lower: float
+    median_ci_upper: float
+
+    @property
+    def n(self) -> int:
+        """Subjects in the group."""
+        return int(self.at_risk[0]) if self.at_risk.size else 0
+
+    def at_risk_at(self, when: float) -> int:
+        """Subjects still under observation at ``when`` (those with time ≥ ``when``)."""
+        later = np.flatnonzero(self.time >= when)
+        return int(self.at_risk[later[0]]) if later.size else 0
+
+    def summary(self) -> str:
+        rows = [
+            [int(t) if float(t).is_integer() else t, r, e, c, s, se, lo, hi]
+            for t, r, e, c, s, se, lo, hi in zip(
+                self.time.tolist(),
+                self.at_risk.tolist(),
+                self.events.tolist(),
+                self.censored.tolist(),
+                self.survival.tolist(),
+                self.se.tolist(),
+                self.ci_lower.tolist(),
+                self.ci_upper.tolist(),
+                strict=True,
+            )
+        ]
+        head = (
+            f"group {self.group}: n={self.n}, median {format_number(self.median)} "
+            f"({format_number(self.median_ci_lower)}, {format_number(self.median_ci_upper)})"
+        )
+        table = format_table(
+            ["time", "at_risk", "events", "censored", "survival", "se", "ci_lower", "ci_upper"],
+            rows,
+        )
+        return f"{head}\n{table}"
+
+
+@dataclass(frozen=True, eq=False)
+class KaplanMeierResult(StatResult):
+    """Kaplan–Meier curves per group, with log(-log) confidence intervals."""
+
+    curves: tuple[KaplanMeierCurve, ...]
+    alpha: float
+    time_bin: float | None
+
+    @property
+    def groups(self) -> dict[str, KaplanMeierCurve]:
+        """Curves keyed by group label."""
+        return {curve.group: curve for curve in self.curves}
+
+    @property
+    def n(self) -> int:
+        """Subjects in all groups."""
+        return sum(curve.n for curve in self.curves)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "kaplan_meier",
+            "alpha": self.alpha,
+            "time_bin": self.time_bin,
+            "n": self.n,
+            "groups": {curve.group: curve.to_dict() for curve in self.curves},
+        }
+
+    def summary(self) -> str:
+        rows = [
+            [c.group, c.n, int(c.events.sum()), c.median, c.median_ci_lower, c.median_ci_upper]
+            for c in self.curves
+        ]
+        level = f"{100 * (1 - self.alpha):g}%"
+        return "Kaplan–Meier estimate\n" + format_table(
+            ["group", "n", "events", "median", f"{level} CI lower", f"{level} CI upper"], rows
+        )
+
+
+def _curve(
+    group: str, times: FloatArray, events: IntArray, censored: IntArray, alpha: float
+) -> KaplanMeierCurve:
+    observed = (events + censored) > 0
+    times, events, censored = times[observed], events[observed], censored[observed]
+    if times.size == 0 or times[0] > 0:
+        times = np.concatenate([[0.0], times])
+        events = np.concatenate([[0], events]).astype(np.int64)
+        censored = np.concatenate([[0], censored]).astype(np.int64)
+    at_risk = _at_risk(events, censored)
+    n_at_risk = at_risk.astype(np.float64)
+    died = events.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Same arithmetic as lifelines, so that S(t) == 0.5 ties resolve the same way.
+        log_survival = np.cumsum(np.log(n_at_risk - died) - np.log(n_at_risk))
+        survival = np.exp(log_survival)
+        greenwood_terms = died / (n_at_risk * (n_at_risk - died))
+        greenwood = np.cumsum(np.where(np.isinf(greenwood_terms), 0.0, greenwood_terms))
+        z = float(scipy_stats.norm.ppf(1 - alpha / 2))
+        log_s = np.log(survival)
+        spread = z * np.sqrt(greenwood) / log_s
+        lower = np.exp(-np.exp(np.log(-log_s) - spread))
+        upper = np.exp(-np.exp(np.log(-log_s) + spread))
+    lower = np.where(np.isnan(lower), 1.0, lower)
+    upper = np.where(np.isnan(upper), 1.0, upper)
+    return KaplanMeierCurve(
+        group=group,
+        time=times,
+        at_risk=at_risk,
+        events=events,
+        censored=censored,
+        survival=survival,
+        se=survival * np.sqrt(greenwood),
+        ci_lower=lower,
+        ci_upper=upper,
+        median=_first_time_at_or_below(times, survival, 0.5),
+        median_ci_lower=_first_time_at_or_below(times, lower, 0.5),
+        median_ci_upper=_first_time_at_or_below(times, upper, 0.5),
+    )
+
+
+def kaplan_meier_from_counts(
+    counts: SurvivalCounts | Sequence[SurvivalCounts], *, alpha: float = 0.05
+) -> KaplanMeierResult:
+    """Kaplan–Meier curves from one node's counts or from several nodes' (added first).
+
+    >>> part = survival_counts([2, 4, 4, 7], [1, 1, 0, 1])
+    >>> kaplan_meier_from_counts([part]).groups["all"].survival.round(4).tolist()
+    [1.0, 0.75, 0.5, 0.0]
+    """
+    if not 0 < alpha < 1:
+        raise StatisticsError(f"alpha: {alpha} must be between 0 and 1")
+    combined = _as_counts(counts)
+    if combined.n == 0:
+        raise StatisticsError("Kaplan–Meier: no subjects")
+    curves = tuple(
+        _curve(label, combined.times, combined.events[g], combined.censored[g], alpha)
+        for g, label in enumerate(combined.groups)
+        if combined.n_at_start[g] > 0
+    )
+    return KaplanMeierResult(curves, alpha, combined.time_bin)
+
+
+def kaplan_meier(
+    time: npt.ArrayLike,
+    event: npt.ArrayLike,
+    group: npt.ArrayLike | None = None,
+    *,
+    time_bin: float | None = 1.0,
+    alpha: float = 0.05,
+) -> KaplanMeierResult:
+    """Kaplan–Meier curves of local records (one node's counts, then the combine step).
+
+    >>> result = kaplan_meier([5, 6, 6, 2, 4, 4], [0, 1, 1, 1, 1, 0], ["x"] * 6)
+    >>> result.groups["x"].survival.round(4).tolist(), result.groups["x"].median
+    ([1.0, 0.8333, 0.6667, 0.6667, 0.0], 6.0)
+    """
+    return kaplan_meier_from_counts(
+        survival_counts(time, event, group, time_bin=time_bin), alpha=alpha
+    )
+
+
+# --------------------------------------------------------------------------- log-rank
+
+
+@dataclass(frozen=True, eq=False)
+class LogRankResult(StatResult):
+    """k-group log-rank test: chi-square with k−1 degrees of freedom."""
+
+    groups: tuple[str, ...]
+    n: IntArray
+    observed: FloatArray
+    expected: FloatArray
+    variance: FloatArray
+    statistic: float
+    df: int
+    p_value: float
+    n_strata: int
+    stratified: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "logrank",
+            "statistic": to_jsonable(self.statistic),
+            "df": self.df,
+            "p_value": to_jsonable(self.p_value),
+            "stratified": self.stratified,
+            "n_strata": self.n_strata,
+            "groups": {
+                label: {
+                    "n": int(self.n[g]),
+                    "observed": float(self.observed[g]),
+                    "expected": float(self.expected[g]),
+                }
+                for g, label in enumerate(self.groups)
+            },
+            "variance": to_jsonable(self.variance),
+        }
+
+    def summary(self) -> str:
+        rows = [
+            [label, int(self.n[g]), self.observed[g], self.expected[g]]
+            for g, label in enumerate(self.groups)
+        ]
+        kind = f"stratified ({self.n_strata} strata) " if self.stratified else ""
+        return (
+            f"{kind}log-rank test: chi2 = {self.statistic:.4f}, df = {self.df}, "
+            f"p = {self.p_value:.4g}\n" + format_table(["group", "n", "observed", "expected"], rows)
+        )
+
+
+def _observed_expected(
+    counts: SurvivalCounts, groups: tuple[str, ...]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """O, E and the variance matrix of O−E of one stratum, over ``groups``."""
+    k = len(groups)
+    observed = np.zeros(k)
+    expected = np.zeros(k)
+    variance = np.zeros((k, k))
+    rows = [groups.index(label) for label in counts.groups]
+    at_risk = _at_risk(counts.events, counts.censored).astype(np.float64)
+    died = counts.events.astype(np.float64)
+    risk_total = at_risk.sum(axis=0)
+    died_total = died.sum(axis=0)
+    keep = died_total > 0
+    at_risk, died, risk_total, died_total = (
+        at_risk[:, keep],
+        died[:, keep],
+        risk_total[keep],
+        died_total[keep],
+    )
+    share = at_risk / risk_total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.where(
+            risk_total > 1, died_total * (risk_total - died_total) / (risk_total - 1), 0.0
+        )
+    local_variance = np.einsum("j,gj,gh->gh", spread, share, np.eye(len(rows))) - np.einsum(
+        "j,gj,hj->gh", spread, share, share
+    )
+    observed[rows] = died.sum(axis=1)
+    expected[rows] = (share * died_total).sum(axis=1)
+    variance[np.ix_(rows, rows)] = local_variance
+    return observed, expected, variance
+
+
+def logrank_from_counts(
+    counts: SurvivalCounts | Sequence[SurvivalCounts], *, stratified: bool = False
+) -> LogRankResult:
+    """Log-rank test from per-time counts; with ``stratified=True`` each part is a stratum.
+
+    Unstratified, the parts are added first (pooled-equivalent). Stratified, each part's
+    O−E and variance are computed on its own and summed, as in R's
+    ``survdiff(... + strata(node))``.
+
+    >>> a = survival_counts([1, 3, 4, 6], [1, 1, 0, 1], ["t", "c", "t", "c"])
+    >>> b = survival_counts([2, 5, 5, 9], [1, 1, 1, 0], ["t", "c", "t", "c"])
+    >>> result = logrank_from_counts([a, b], stratified=True)
+    >>> result.df, result.n_strata
+    (1, 2)
+    """
+    strata = [counts] if isinstance(counts, SurvivalCounts) else list(counts)
+    if not strata:
+        raise StatisticsError("log-rank: no counts")
+    if not stratified:
+        strata = [combine_survival_counts(strata)]
+    groups = sort_labels({label for part in strata for label in part.groups})
+    k = len(groups)
+    if k < 2:
+        raise StatisticsError(f"log-rank: needs at least two groups, got {list(groups)}")
+    observed = np.zeros(k)
+    expected = np.zeros(k)
+    variance = np.zeros((k, k))
+    n = np.zeros(k, dtype=np.int64)
+    for part in strata:
+        o, e, v = _observed_expected(part, groups)
+        observed += o
+        expected += e
+        variance += v
+        for g, label in enumerate(part.groups):
+            n[groups.index(label)] += part.n_at_start[g]
+    if observed.sum() == 0:
+        raise StatisticsError("log-rank: no events")
+    difference = (observed - expected)[:-1]
+    statistic = float(difference @ np.linalg.pinv(variance[:-1, :-1]) @ difference)
+    df = k - 1
+    p_value = float(scipy_stats.chi2.sf(statistic, df))
+    return LogRankResult(
+        groups, n, observed, expected, variance, statistic, df, p_value, len(strata), stratified
+    )
+
+
+def logrank_test(
+    time: npt.ArrayLike,
+    event: npt.ArrayLike,
+    group: npt.ArrayLike,
+    *,
+    strata: npt.ArrayLike | None = None,
+    time_bin: float | None = 1.0,
+) -> LogRankResult:
+    """Log-rank test on local records, optionally stratified by a local ``strata`` column.
+
+    >>> result = logrank_test([1, 3, 4, 6, 2, 5], [1, 1, 0, 1, 1, 1], list("tctcct"))
+    >>> result.df, round(result.observed.sum())
+    (1, 5)
+    """
+    times = as_float_vector(time, "time")
+    if strata is None:
+        return logrank_from_counts(survival_counts(times, event, group, time_bin=time_bin))
+    labels = np.array(as_labels(strata, "strata"))
+    events = np.asarray(event)
+    groups = np.asarray(group, dtype=object)
+    if labels.size != times.size or events.size != times.size or groups.size != times.size:
+        raise StatisticsError("log-rank: time, event, group and strata differ in length")
+    parts = [
+        survival_counts(
+            times[labels == s], events[labels == s], groups[labels == s], time_bin=time_bin
+        )
+        for s in sort_labels(set(labels.tolist()))
+    ]
+    return logrank_from_counts(parts, stratified=True)

@@ -1,0 +1,66 @@
+"""Database engines: SQLite (embedded default) and PostgreSQL (production).
+
+SQLite runs in WAL mode with foreign keys on, and write transactions start with
+``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade; PostgreSQL is used as
+it comes. The same code and the same tests run on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool, StaticPool
+
+from consortia.exceptions import ConfigurationError
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` with the settings Consortia relies on.
+
+    >>> engine = make_engine("sqlite://")
+    >>> engine.dialect.name
+    'sqlite'
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the url in it
+        raise ConfigurationError(f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        kwargs["poolclass"] = StaticPool if memory else NullPool
+        engine = create_engine(url, echo=echo, **kwargs)
+        _configure_sqlite(engine, memory=memory)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    raise ConfigurationError(
+        f"database {backend!r} is not supported; use sqlite:///PATH or postgresql://..."
+    )
+
+
+def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

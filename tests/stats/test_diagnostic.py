@@ -1,0 +1,185 @@
+"""Federated diagnostic accuracy equals the pooled computation.
+
+References: direct counting on pooled data (exact), statsmodels proportion_confint for the
+Wilson and Clopper–Pearson intervals (1e-10 relative), scipy.stats.mannwhitneyu for the
+AUC when the grid contains every distinct score (1e-12 relative, ties included), and the
+Hanley–McNeil (1982) formula written out independently for the AUC standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
+
+from consortia.exceptions import StatisticsError
+from consortia.stats.diagnostic import (
+    DEFAULT_THRESHOLDS,
+    DiagnosticAggregates,
+    combine_diagnostic,
+    diagnostic_accuracy,
+    diagnostic_node,
+)
+
+CUTS = [70, 180]
+
+
+@pytest.fixture
+def scored_cases() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """AI scores on a 0.01 grid (so many ties) with a reference standard."""
+    rng = np.random.default_rng(1982)
+    truth = (rng.random(300) < 0.35).astype(float)
+    scores = np.clip(rng.normal(0.4 + 0.25 * truth, 0.18), 0.0, 1.0).round(2)
+    return scores, truth
+
+
+def _nodes(
+    scores: np.ndarray[Any, Any], truth: np.ndarray[Any, Any], **options: Any
+) -> list[DiagnosticAggregates]:
+    return [
+        diagnostic_node(s, t, **options)
+        for s, t in zip(np.split(scores, CUTS), np.split(truth, CUTS), strict=True)
+    ]
+
+
+def test_trapezoid_auc_over_a_grid_with_every_score_equals_mann_whitney_u(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    scores, truth = scored_cases
+    assert set(scores.tolist()) <= set(DEFAULT_THRESHOLDS)
+    result = combine_diagnostic(_nodes(scores, truth))
+    positives, negatives = scores[truth == 1], scores[truth == 0]
+    u_statistic = sps.mannwhitneyu(positives, negatives).statistic
+    assert result.auc == pytest.approx(u_statistic / (positives.size * negatives.size), rel=1e-12)
+
+
+def test_auc_equals_mann_whitney_u_with_a_grid_of_the_distinct_continuous_scores() -> None:
+    rng = np.random.default_rng(5)
+    truth = np.repeat([1.0, 0.0], [40, 60])
+    scores = np.concatenate([rng.normal(1.0, 1.0, 40), rng.normal(0.0, 1.0, 60)])
+    scores[:5] = scores[40:45]  # ties across classes
+    grid = np.unique(scores).tolist()
+    result = combine_diagnostic(_nodes(scores, truth, thresholds=grid))
+    u_statistic = sps.mannwhitneyu(scores[:40], scores[40:]).statistic
+    assert result.auc == pytest.approx(u_statistic / (40 * 60), rel=1e-12)
+
+
+def test_diagnostic_across_three_nodes_equals_pooled(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    scores, truth = scored_cases
+    combined = combine_diagnostic(_nodes(scores, truth, threshold=0.55))
+    pooled = diagnostic_accuracy(scores, truth, threshold=0.55)
+    assert combined.to_dict() | {"nodes": 1} == pooled.to_dict()
+
+
+def test_two_by_two_counts_and_rates_match_direct_counting_and_statsmodels_intervals(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    scores, truth = scored_cases
+    result = combine_diagnostic(_nodes(scores, truth, threshold=0.5))
+    called = scores >= 0.5
+    tp = int(np.sum(called & (truth == 1)))
+    fp = int(np.sum(called & (truth == 0)))
+    fn = int(np.sum(~called & (truth == 1)))
+    tn = int(np.sum(~called & (truth == 0)))
+    assert (result.tp, result.fp, result.fn, result.tn) == (tp, fp, fn, tn)
+    assert result.ppv is not None
+    assert result.npv is not None
+    measures = [
+        (result.sensitivity, tp, tp + fn),
+        (result.specificity, tn, tn + fp),
+        (result.ppv, tp, tp + fp),
+        (result.npv, tn, tn + fn),
+    ]
+    for measure, successes, n in measures:
+        assert measure.estimate == successes / n
+        assert measure.wilson == pytest.approx(
+            proportion_confint(successes, n, method="wilson"), rel=1e-10
+        )
+        assert measure.clopper_pearson == pytest.approx(
+            proportion_confint(successes, n, method="beta"), rel=1e-10
+        )
+
+
+def test_roc_runs_from_everyone_positive_to_nobody_positive(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    result = diagnostic_accuracy(*scored_cases)
+    assert (result.roc_fpr[0], result.roc_tpr[0]) == (1.0, 1.0)
+    assert (result.roc_fpr[-1], result.roc_tpr[-1]) == (0.0, 0.0)
+    assert len(result.roc_fpr) == len(DEFAULT_THRESHOLDS) + 2
+    assert np.all(np.diff(result.roc_fpr) <= 0)
+    assert np.all(np.diff(result.roc_tpr) <= 0)
+    assert np.trapezoid(result.roc_tpr[::-1], result.roc_fpr[::-1]) == pytest.approx(
+        result.auc, rel=1e-12
+    )
+
+
+def test_auc_confidence_interval_uses_the_hanley_mcneil_standard_error(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    scores, truth = scored_cases
+    result = diagnostic_accuracy(scores, truth)
+    a, n1, n0 = result.auc, int(truth.sum()), int((1 - truth).sum())
+    q1, q2 = a / (2 - a), 2 * a**2 / (1 + a)
+    se = math.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a**2) + (n0 - 1) * (q2 - a**2)) / (n1 * n0))
+    assert result.auc_se == pytest.approx(se, rel=1e-12)
+    z = sps.norm.isf(0.025)
+    assert result.auc_ci == pytest.approx((a - z * se, a + z * se), rel=1e-12)
+
+
+def test_auc_interval_is_clipped_to_zero_and_one() -> None:
+    result = diagnostic_accuracy([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0])
+    assert result.auc == 1.0
+    assert result.auc_ci[1] == 1.0
+
+
+def test_ppv_is_none_when_nothing_is_called_positive() -> None:
+    result = diagnostic_accuracy([0.1, 0.2, 0.3], [1, 0, 0], threshold=0.9)
+    assert result.ppv is None
+    assert result.npv is not None
+    assert "PPV" in result.summary()
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_pairs_with_a_missing_score_or_truth_are_skipped_and_counted() -> None:
+    node = diagnostic_node([0.9, None, 0.4, float("nan"), 0.2], [1, 1, None, 0, 0])
+    assert node.missing == 3
+    assert node.tp + node.fp + node.fn + node.tn == 2
+
+
+def test_nodes_must_share_the_threshold_grid_and_the_threshold() -> None:
+    first = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.0, 0.5])
+    other_grid = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.0, 0.6])
+    other_threshold = diagnostic_node([0.9, 0.1], [1, 0], threshold=0.3, thresholds=[0.0, 0.5])
+    with pytest.raises(StatisticsError, match="threshold grids"):
+        combine_diagnostic([first, other_grid])
+    with pytest.raises(StatisticsError, match="different thresholds"):
+        combine_diagnostic([first, other_threshold])
+
+
+def test_data_without_both_classes_or_with_bad_truth_is_refused() -> None:
+    with pytest.raises(StatisticsError, match="with and without the condition"):
+        diagnostic_accuracy([0.3, 0.7], [1, 1])
+    with pytest.raises(StatisticsError, match="truth"):
+        diagnostic_node([0.3, 0.7], [1, 2])
+    with pytest.raises(StatisticsError, match="strictly increasing"):
+        diagnostic_node([0.3], [1], thresholds=[0.5, 0.5])
+
+
+def test_diagnostic_aggregates_survive_a_json_round_trip(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    node = diagnostic_node(*scored_cases)
+    text = json.dumps(node.to_dict(), allow_nan=False)
+    assert DiagnosticAggregates.from_dict(json.loads(text)) == node
+    tampered = node.to_dict()
+    tampered["tp_at"][3] += 1
+    with pytest.raises(StatisticsError, match="disagree"):
+        DiagnosticAggregates.from_dict(tampered)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from consortia.exceptions import ConfigurationError
+from consortia.storage.db import make_engine
+
+
+def test_a_transaction_commits_and_rolls_back_on_both_databases(database_url: str) -> None:
+    engine = make_engine(database_url)
+    metadata = sa.MetaData()
+    table = sa.Table("t", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{"id": 1}, {"id": 2}])
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        connection.execute(table.insert(), [{"id": 3}])
+        raise RuntimeError("crash in the middle of a write")
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 2
+    engine.dispose()
+
+
+def test_sqlite_enforces_foreign_keys_and_uses_wal(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/fk.db")
+    metadata = sa.MetaData()
+    parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    child = sa.Table(
+        "child",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("parent_id", sa.ForeignKey(parent.c.id), nullable=False),
+    )
+    metadata.create_all(engine)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        connection.execute(child.insert(), [{"id": 1, "parent_id": 42}])
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_concurrent_sqlite_writers_are_serialised_not_deadlocked(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    metadata = sa.MetaData()
+    counter = sa.Table(
+        "counter",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer),
+    )
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(counter.insert(), [{"id": 1, "n": 0}])
+    errors: list[BaseException] = []
+
+    def bump() -> None:
+        try:
+            for _ in range(20):
+                with engine.begin() as connection:
+                    n = connection.execute(sa.select(counter.c.n)).scalar_one()
+                    connection.execute(counter.update().values(n=n + 1))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(counter.c.n)).scalar_one() == 80
+    engine.dispose()
+
+
+def test_an_unknown_database_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(ConfigurationError, match="not supported"):
+        make_engine("mysql://localhost/x")
