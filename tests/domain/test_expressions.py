@@ -260,8 +260,63 @@ def test_functions_compute_their_documented_result(
         assert type(result) is type(expected)
 
 
+CLINICAL_CASES = [
+    # ASTCT 2019: fever with low-flow cannula <= 6 L/min is grade 2
+    (
+        "crs_grade(t, h, v, vp, o, f, m)",
+        {
+            "t": 38.5,
+            "h": False,
+            "v": 0,
+            "vp": False,
+            "o": "low_flow_nasal_cannula",
+            "f": 3,
+            "m": False,
+        },
+        2,
+    ),
+    # one vasopressor is grade 3 whatever the oxygen
+    (
+        "crs_grade(t, h, v, vp, o, f, m)",
+        {"t": 39.0, "h": True, "v": 1, "vp": None, "o": "none", "f": None, "m": None},
+        3,
+    ),
+    ("crs_grade(t, h, v, vp, o, f, m)", {"t": 39.0, "h": None, "v": 1, "o": "none"}, None),
+    ("ice_score(4, 3, 1, 1, 1)", {}, 10),
+    ("ice_score(a, 3, 1, 1, 1)", {"a": None}, None),
+    # ICE 3-6 is ICANS grade 2
+    ("icans_grade(5, 'awake', 'none', False, 'none')", {}, 2),
+    ("icans_grade(i, c, 'none', False, 'none')", {"i": None, "c": "unarousable"}, 4),
+    ("icans_grade(9, c, 'none', False, 'none')", {"c": None}, None),
+]
+
+
+@pytest.mark.parametrize(("source", "values", "expected"), CLINICAL_CASES)
+def test_clinical_scores_grade_from_raw_inputs(
+    source: str, values: dict[str, object], expected: object
+) -> None:
+    assert evaluate(source, values) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "values", "fragment"),
+    [
+        ("crs_grade(39, True, 1, False, 'tent', None, False)", {}, "oxygen 'tent' is not one of"),
+        ("ice_score(5, 3, 1, 1, 1)", {}, "orientation"),
+        ("icans_grade(5, 'asleep', 'none', False, 'none')", {}, "consciousness 'asleep'"),
+        ("crs_grade(39, 'maybe', 1, False, 'none', None, False)", {}, "yes/no"),
+    ],
+)
+def test_clinical_scores_refuse_impossible_inputs(
+    source: str, values: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(ExpressionError, match=fragment):
+        evaluate(source, values)
+
+
 def test_every_function_in_the_table_is_tested() -> None:
-    tested = set().union(*(parse(source).functions for source, _, _ in FUNCTION_CASES))
+    cases = [*FUNCTION_CASES, *CLINICAL_CASES]
+    tested = set().union(*(parse(source).functions for source, _, _ in cases))
     assert tested == set(FUNCTIONS)
 
 

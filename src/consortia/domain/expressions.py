@@ -54,7 +54,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, NoReturn, TypeGuard, cast
 
-from consortia.exceptions import ExpressionError
+from consortia.domain import grading
+from consortia.exceptions import ExpressionError, ValidationError
 
 __all__ = ["FUNCTIONS", "Expression", "FunctionSpec", "check_names", "parse"]
 
@@ -542,6 +543,117 @@ def _contains(args: _Arguments, today: date | None) -> object:
     single-choice value counts as one selected code."""
     selection, code = args
     return selection is not None and code is not None and _selected(selection, _code(code))
+
+
+# --- clinical scores: derived variables in the templates compute grades from raw inputs ---
+
+
+def _graded(compute: Callable[[], int]) -> object:
+    try:
+        return compute()
+    except ValidationError as error:
+        raise _Problem(
+            "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in error.problems)
+        ) from None
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | str) and str(value) in ("0", "1"):
+        return str(value) == "1"
+    raise _Problem(f"expected a yes/no value (True, False, 1 or 0), got {_kind(value)}")
+
+
+@_function(
+    "crs_grade(max_temp, hypotension, vasopressors, vasopressin, oxygen, oxygen_flow, "
+    "fever_masked)",
+    7,
+    7,
+)
+def _crs_grade(args: _Arguments, today: date | None) -> object:
+    """ASTCT consensus CRS grade 0-4 from raw inputs (temperature in degrees C, oxygen as an
+    OxygenSupport code such as 'low_flow_nasal_cannula'). Missing when hypotension,
+    vasopressors or oxygen is missing; a missing flow, vasopressin or masking counts as
+    none."""
+    temp, hypotension, vasopressors, vasopressin, oxygen, flow, masked = args
+    if hypotension is None or vasopressors is None or oxygen is None:
+        return None
+    if temp is not None and not _is_number(temp):
+        raise _Problem(f"crs_grade(): max_temp must be a number, got {_kind(temp)}")
+    if not _is_number(vasopressors) or isinstance(vasopressors, bool):
+        raise _Problem(f"crs_grade(): vasopressors must be a count, got {_kind(vasopressors)}")
+    if flow is not None and not _is_number(flow):
+        raise _Problem(f"crs_grade(): oxygen_flow must be a number, got {_kind(flow)}")
+    return _graded(
+        lambda: grading.crs_grade(
+            max_temperature_c=None if temp is None else float(temp),
+            hypotension=_flag(hypotension),
+            vasopressors=int(vasopressors),
+            vasopressin=False if vasopressin is None else _flag(vasopressin),
+            oxygen=grading.OxygenSupport(_code(oxygen))
+            if _code(oxygen) in grading.OxygenSupport._value2member_map_
+            else _bad_code("oxygen", oxygen, grading.OxygenSupport),
+            oxygen_flow_l_min=None if flow is None else float(flow),
+            fever_masked=False if masked is None else _flag(masked),
+        )
+    )
+
+
+def _bad_code(what: str, value: object, enum: Any) -> NoReturn:
+    known = ", ".join(member.value for member in enum)
+    raise _Problem(f"{what} {_code(value)!r} is not one of: {known}")
+
+
+def _whole(value: object, what: str) -> int:
+    if isinstance(value, bool) or not _is_number(value) or value != int(value):
+        raise _Problem(f"{what} must be a whole number, got {_kind(value)}")
+    return int(value)
+
+
+@_function("ice_score(orientation, naming, commands, writing, attention)", 5, 5)
+def _ice_score(args: _Arguments, today: date | None) -> object:
+    """The 10-point ICE score (orientation 0-4, naming 0-3, commands, writing and
+    attention 0-1); missing when any part is missing."""
+    if any(arg is None for arg in args):
+        return None
+    orientation, naming, commands, writing, attention = (
+        _whole(arg, "ice_score() part") for arg in args
+    )
+    return _graded(
+        lambda: grading.ice_score(
+            orientation=orientation,
+            naming=naming,
+            commands=commands,
+            writing=writing,
+            attention=attention,
+        )
+    )
+
+
+def _member_of(enum: Any, value: object, what: str) -> Any:
+    code = _code(value)
+    if code not in enum._value2member_map_:
+        _bad_code(what, value, enum)
+    return enum(code)
+
+
+@_function("icans_grade(ice, consciousness, seizure, motor_weakness, icp_oedema)", 5, 5)
+def _icans_grade(args: _Arguments, today: date | None) -> object:
+    """ASTCT ICANS grade 0-4 (adults); the ICE score may be missing only in an unarousable
+    patient. Missing when any other domain is missing."""
+    ice, consciousness, seizure, motor, oedema = args
+    if consciousness is None or seizure is None or motor is None or oedema is None:
+        return None
+    return _graded(
+        lambda: grading.icans_grade(
+            ice=None if ice is None else _whole(ice, "icans_grade() ice"),
+            consciousness=_member_of(grading.Consciousness, consciousness, "consciousness"),
+            seizure=_member_of(grading.Seizure, seizure, "seizure"),
+            motor_weakness=_flag(motor),
+            icp_oedema=_member_of(grading.Oedema, oedema, "icp_oedema"),
+        )
+    )
 
 
 FUNCTIONS: Final[Mapping[str, FunctionSpec]] = MappingProxyType(_TABLE)
