@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 study_app = typer.Typer(help="Check, show and convert study definitions.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
+audit_app = typer.Typer(help="Inspect and verify the audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:
@@ -92,6 +94,117 @@ def study_show(
         raise fail(error) from None
     typer.echo(f"{study.study.id} v{study.study.version}: {study.study.title.get(lang)}")
     typer.echo(_render_table(schedule_table(study, lang)))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a crash never leaves half a file behind."""
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _print_warnings(warnings: tuple[object, ...]) -> None:
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+@study_app.command("export-odm")
+def study_export_odm(
+    path: Annotated[Path, typer.Argument(help="The study YAML file.")],
+    out: Annotated[Path, typer.Option("--out", help="The ODM 1.3.2 XML file to write.")],
+) -> None:
+    """Write a study's metadata as CDISC ODM 1.3.2 XML."""
+    from consortia.domain.study import load_study
+    from consortia.standards.odm import export_odm
+
+    try:
+        _write_atomically(out, export_odm(load_study(path)))
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"wrote {out}")
+
+
+@study_app.command("import-odm")
+def study_import_odm(
+    path: Annotated[Path, typer.Argument(help="A CDISC ODM 1.3.2 XML file with metadata.")],
+    out: Annotated[Path, typer.Option("--out", help="The study YAML file to write.")],
+) -> None:
+    """Read ODM 1.3.2 metadata (ours, OpenClinica, REDCap, ...) into a study YAML file."""
+    from consortia.domain.study import study_to_yaml
+    from consortia.standards.odm import import_odm
+
+    try:
+        result = import_odm(path)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    _print_warnings(result.warnings)
+    _write_atomically(out, study_to_yaml(result.study).encode("utf-8"))
+    typer.echo(f"wrote {out}: {result.study.summary()}")
+
+
+@study_app.command("import-redcap")
+def study_import_redcap(
+    path: Annotated[Path, typer.Argument(help="A REDCap data dictionary (CSV).")],
+    out: Annotated[Path, typer.Option("--out", help="The study YAML file to write.")],
+    study_id: Annotated[
+        str | None, typer.Option("--study-id", help="The study id (default: the file name).")
+    ] = None,
+) -> None:
+    """Read a REDCap data dictionary into a study YAML file; untranslatable logic warns."""
+    from consortia.domain.study import study_to_yaml
+    from consortia.standards.redcap import import_redcap
+
+    try:
+        result = import_redcap(path, study_id=study_id)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    _print_warnings(result.warnings)
+    _write_atomically(out, study_to_yaml(result.study).encode("utf-8"))
+    typer.echo(f"wrote {out}: {result.study.summary()}")
+
+
+@study_app.command("export-redcap")
+def study_export_redcap(
+    path: Annotated[Path, typer.Argument(help="The study YAML file.")],
+    out: Annotated[Path, typer.Option("--out", help="The data dictionary CSV to write.")],
+) -> None:
+    """Write a study as a REDCap data dictionary; what REDCap cannot hold is listed."""
+    from consortia.domain.study import load_study
+    from consortia.standards.redcap import export_redcap
+
+    try:
+        exported = export_redcap(load_study(path))
+    except ConsortiaError as error:
+        raise fail(error) from None
+    _print_warnings(exported.warnings)
+    # REDCap's own downloads begin with a UTF-8 BOM; Excel needs it to read Chinese text
+    _write_atomically(out, exported.text.encode("utf-8-sig"))
+    typer.echo(f"wrote {out}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default: CONSORTIA_DATABASE_URL or the node's)."),
+    ] = None,
+    chain: Annotated[str | None, typer.Option(help="Verify one chain (a study) only.")] = None,
+) -> None:
+    """Recompute the audit trail's hash chain; report the first broken link (exit 1)."""
+    from consortia.config import Settings
+    from consortia.storage.audit import verify_chain
+    from consortia.storage.db import make_engine
+
+    try:
+        engine = make_engine(database_url or Settings().database_url)
+        with engine.connect() as connection:
+            report = verify_chain(connection, chain=chain)
+        engine.dispose()
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(str(report))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

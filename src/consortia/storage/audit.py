@@ -1,0 +1,337 @@
+"""The audit trail: append-only, hash-chained, verifiable (21 CFR Part 11 §11.10(e)).
+
+Each event stores who did what to which record, when (UTC), the values before and after
+and the reason, and ``hash = sha256(prev_hash ‖ canonical_json(event))``. Events form one
+chain per *chain key* (a study, or ``node`` for node-level events), so appends to
+different studies never wait for each other; within a chain the head row is locked for
+the length of the writing transaction (the write already holds a lock on SQLite).
+
+Database triggers refuse every UPDATE and DELETE of an audit row, on SQLite and on
+PostgreSQL; :func:`verify_chain` recomputes every hash and reports the first broken link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, event
+
+GENESIS = "0" * 64
+
+metadata = sa.MetaData()
+
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("chain", sa.String(128), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("entity_type", sa.String(64), nullable=False),
+    sa.Column("entity_id", sa.String(256), nullable=False),
+    sa.Column("site", sa.String(64), nullable=True),
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("chain", "seq", name="uq_audit_event_chain_seq"),
+)
+sa.Index("ix_audit_event_entity", audit_event.c.entity_type, audit_event.c.entity_id)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("chain", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+_SQLITE_TRIGGERS = [
+    "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END",
+    "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END",
+]
+_POSTGRES_TRIGGERS = [
+    "CREATE OR REPLACE FUNCTION audit_event_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP; END $$",
+    "CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON audit_event "
+    "FOR EACH ROW EXECUTE FUNCTION audit_event_refuse()",
+    "CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_event_refuse()",
+]
+
+
+def trigger_statements(dialect: str) -> list[str]:
+    """The DDL that makes audit_event append-only on ``dialect`` (used by migrations too)."""
+    return {"sqlite": _SQLITE_TRIGGERS, "postgresql": _POSTGRES_TRIGGERS}.get(dialect, [])
+
+
+@event.listens_for(audit_event, "after_create")
+def _create_triggers(_table: sa.Table, connection: Connection, **_: Any) -> None:
+    for statement in trigger_statements(connection.dialect.name):
+        connection.execute(sa.text(statement))
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same event always hashes the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of the audit trail."""
+
+    chain: str
+    seq: int
+    at: str
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    site: str | None
+    before: Any
+    after: Any
+    reason: str | None
+    prev_hash: str
+    hash: str
+
+    def payload(self) -> dict[str, Any]:
+        """What the hash covers: everything but the hashes themselves."""
+        return {
+            "chain": self.chain,
+            "seq": self.seq,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "site": self.site,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+        }
+
+
+def event_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
+    """``sha256(prev_hash ‖ canonical_json(payload))`` as hex."""
+    digest = hashlib.sha256(prev_hash.encode("ascii"))
+    digest.update(canonical_json(payload).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    """The current time as an unambiguous UTC ISO 8601 string (microseconds, 'Z')."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
+    query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == chain)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = connection.execute(query).first()
+    if row is not None:
+        return int(row.seq), str(row.hash)
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text(
+                "INSERT INTO audit_head (chain, seq, hash) VALUES (:chain, 0, :hash) "
+                "ON CONFLICT (chain) DO NOTHING"
+            ),
+            {"chain": chain, "hash": GENESIS},
+        )
+        row = connection.execute(query).one()
+        return int(row.seq), str(row.hash)
+    connection.execute(audit_head.insert().values(chain=chain, seq=0, hash=GENESIS))
+    return 0, GENESIS
+
+
+def append_events(connection: Connection, chain: str, entries: list[Mapping[str, Any]]) -> int:
+    """Append events to ``chain`` inside the caller's transaction; return the last seq.
+
+    Each entry has ``actor, action, entity_type, entity_id`` and optionally ``site,
+    before, after, reason, at``. The caller's transaction commits them together with the
+    change they describe, or neither.
+    """
+    if not entries:
+        return _lock_head(connection, chain)[0]
+    seq, prev = _lock_head(connection, chain)
+    rows = []
+    for entry in entries:
+        seq += 1
+        payload = {
+            "chain": chain,
+            "seq": seq,
+            "at": entry.get("at") or utc_now(),
+            "actor": entry["actor"],
+            "action": entry["action"],
+            "entity_type": entry["entity_type"],
+            "entity_id": str(entry["entity_id"]),
+            "site": entry.get("site"),
+            "before": entry.get("before"),
+            "after": entry.get("after"),
+            "reason": entry.get("reason"),
+        }
+        digest = event_hash(prev, payload)
+        rows.append(
+            {
+                **payload,
+                "before": None if payload["before"] is None else canonical_json(payload["before"]),
+                "after": None if payload["after"] is None else canonical_json(payload["after"]),
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    connection.execute(audit_event.insert(), rows)
+    connection.execute(
+        audit_head.update().where(audit_head.c.chain == chain).values(seq=seq, hash=prev)
+    )
+    return seq
+
+
+def append_event(connection: Connection, chain: str, **entry: Any) -> int:
+    """Append one event (see :func:`append_events`)."""
+    return append_events(connection, chain, [entry])
+
+
+def _row_event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        chain=row.chain,
+        seq=int(row.seq),
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id,
+        site=row.site,
+        before=None if row.before is None else json.loads(row.before),
+        after=None if row.after is None else json.loads(row.after),
+        reason=row.reason,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def iter_events(
+    connection: Connection,
+    *,
+    chain: str | None = None,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    batch: int = 5000,
+) -> Generator[AuditEvent, None, None]:
+    """Stream events in chain order without holding them all in memory."""
+    query = sa.select(audit_event).order_by(audit_event.c.chain, audit_event.c.seq)
+    if chain is not None:
+        query = query.where(audit_event.c.chain == chain)
+    if entity_type is not None:
+        query = query.where(audit_event.c.entity_type == entity_type)
+    if entity_id is not None:
+        query = query.where(audit_event.c.entity_id == entity_id)
+    result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
+    try:
+        for row in result:
+            yield _row_event(row)
+    finally:
+        result.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The outcome of :func:`verify_chain`: how many events checked, and the first break."""
+
+    events: int
+    chains: int
+    broken_chain: str | None = None
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit trail intact: {self.events} events in {self.chains} chains"
+        return (
+            f"audit trail BROKEN at chain {self.broken_chain!r} event {self.broken_seq}: "
+            f"{self.problem} ({self.events} events checked before it)"
+        )
+
+
+def verify_chain(connection: Connection, *, chain: str | None = None) -> ChainReport:
+    """Recompute every hash in order; stop at the first broken link."""
+    heads = {
+        row.chain: (int(row.seq), row.hash) for row in connection.execute(sa.select(audit_head))
+    }
+    with closing(iter_events(connection, chain=chain)) as events:
+        return _verify_events(events, heads)
+
+
+def _verify_events(
+    events: Iterator[AuditEvent], heads: Mapping[str, tuple[int, str]]
+) -> ChainReport:
+    checked = 0
+    chains = 0
+    current: str | None = None
+    expected_seq = 0
+    prev = GENESIS
+    for audit in events:
+        if audit.chain != current:
+            if current is not None:
+                broken = _check_head(heads, current, expected_seq - 1, prev, checked, chains)
+                if broken:
+                    return broken
+            current, expected_seq, prev = audit.chain, 1, GENESIS
+            chains += 1
+        problem = None
+        if audit.seq != expected_seq:
+            problem = f"expected event {expected_seq}, found {audit.seq} (an event is missing)"
+        elif audit.prev_hash != prev:
+            problem = "its prev_hash does not match the hash of the event before it"
+        elif event_hash(prev, audit.payload()) != audit.hash:
+            problem = "its content does not match its hash (the event was changed)"
+        if problem:
+            return ChainReport(checked, chains, audit.chain, audit.seq, problem)
+        prev = audit.hash
+        expected_seq += 1
+        checked += 1
+    if current is not None:
+        broken = _check_head(heads, current, expected_seq - 1, prev, checked, chains)
+        if broken:
+            return broken
+    return ChainReport(checked, chains)
+
+
+def _check_head(
+    heads: Mapping[str, tuple[int, str]],
+    chain: str,
+    last_seq: int,
+    last_hash: str,
+    checked: int,
+    chains: int,
+) -> ChainReport | None:
+    head = heads.get(chain)
+    if head is None:
+        return ChainReport(checked, chains, chain, last_seq, "the chain has no head record")
+    if head != (last_seq, last_hash):
+        return ChainReport(
+            checked,
+            chains,
+            chain,
+            head[0],
+            f"the head says event {head[0]} but the trail ends at {last_seq} "
+            "(events at the end were removed)",
+        )
+    return None

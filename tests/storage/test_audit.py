@@ -1,0 +1,148 @@
+"""The audit trail is append-only and any tampering is found by verify, on both databases."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from consortia.storage.audit import (
+    GENESIS,
+    append_event,
+    append_events,
+    audit_event,
+    event_hash,
+    iter_events,
+    metadata,
+    verify_chain,
+)
+from consortia.storage.db import make_engine
+
+
+@pytest.fixture
+def engine(database_url: str) -> sa.Engine:
+    engine = make_engine(database_url)
+    metadata.create_all(engine)
+    yield engine  # type: ignore[misc]
+    engine.dispose()
+
+
+def _entry(n: int) -> dict[str, object]:
+    return {
+        "actor": "coordinator@sg.example",
+        "action": "item.change",
+        "entity_type": "item_value",
+        "entity_id": f"S1/SG01-{n:03d}/baseline/demo/age",
+        "site": "SG01",
+        "before": {"value": n},
+        "after": {"value": n + 1},
+        "reason": "transcription error",
+    }
+
+
+def test_appended_events_chain_their_hashes_and_verify(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        append_events(connection, "S1", [_entry(i) for i in range(5)])
+    with engine.begin() as connection:
+        append_event(connection, "S1", **_entry(5))
+        append_event(
+            connection, "node", actor="admin", action="login", entity_type="user", entity_id="admin"
+        )
+    with engine.connect() as connection:
+        events = list(iter_events(connection, chain="S1"))
+        report = verify_chain(connection)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert events[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert events[2].hash == event_hash(events[1].hash, events[2].payload())
+    assert events[0].after == {"value": 1}
+    assert report.ok, str(report)
+    assert (report.events, report.chains) == (7, 2)
+
+
+def test_the_database_refuses_to_update_or_delete_an_audit_row(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        append_events(connection, "S1", [_entry(i) for i in range(2)])
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(audit_event.update().values(reason="nothing happened"))
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(audit_event.delete())
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(audit_event)).scalar() == 2
+        assert verify_chain(connection).ok
+
+
+def _drop_triggers(connection: sa.Connection) -> None:
+    """What an attacker with database rights would do before editing the trail."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("DROP TRIGGER audit_event_no_update")
+        connection.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
+    else:
+        connection.exec_driver_sql("DROP TRIGGER audit_event_no_change ON audit_event")
+
+
+def test_verify_finds_an_audit_row_edited_directly_in_the_database(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        append_events(connection, "S1", [_entry(i) for i in range(10)])
+    with engine.begin() as connection:
+        _drop_triggers(connection)
+        connection.execute(
+            audit_event.update().where(audit_event.c.seq == 4).values(after='{"value":999}')
+        )
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert not report.ok
+    assert (report.broken_chain, report.broken_seq) == ("S1", 4)
+    assert "changed" in str(report)
+    assert report.events == 3
+
+
+def test_verify_finds_a_removed_event_in_the_middle_and_at_the_end(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        append_events(connection, "S1", [_entry(i) for i in range(6)])
+        _drop_triggers(connection)
+    with engine.begin() as connection:
+        connection.execute(audit_event.delete().where(audit_event.c.seq == 6))
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert not report.ok
+    assert "removed" in str(report)
+    with engine.begin() as connection:
+        connection.execute(audit_event.delete().where(audit_event.c.seq == 3))
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert report.broken_seq == 4
+    assert "missing" in str(report)
+
+
+def test_an_audit_event_rolls_back_with_the_change_it_describes(engine: sa.Engine) -> None:
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        append_event(connection, "S1", **_entry(1))
+        raise RuntimeError("the change failed after its audit event was written")
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(audit_event)).scalar() == 0
+        assert verify_chain(connection).ok
+
+
+def test_concurrent_appends_to_one_chain_never_fork_it(engine: sa.Engine) -> None:
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for i in range(15):
+                with engine.begin() as connection:
+                    append_event(connection, "S1", **_entry(worker * 100 + i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert report.ok, str(report)
+    assert report.events == 60
