@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/consortia demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy --strict src
 	$(BIN)/python scripts/test_postgres.py ensure
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError as PydanticValidationError
 
 from consortia import __version__
 from consortia.exceptions import ConsortiaError, _ProblemsError
@@ -205,6 +206,146 @@ def audit_verify(
     typer.echo(str(report))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, target = value.partition("=")
+        if not sep or not name or not target:
+            raise typer.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint=option)
+        if name in pairs:
+            raise typer.BadParameter(f"node {name!r} is given twice", param_hint=option)
+        pairs[name] = target
+    return pairs
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_result(result: dict[str, Any]) -> str:
+    """A federated result as text a person reads: who took part, then the estimates."""
+    lines = [
+        f"{result.get('kind')}: {'exact (equals pooling)' if result.get('exact') else 'not exact'}"
+        f"{'' if result.get('complete', True) else ' - INCOMPLETE'}",
+        "nodes: "
+        + ", ".join(f"{node['name']} (n={node['n']})" for node in result.get("nodes", [])),
+        f"rounds: {result.get('rounds')}, bytes exchanged: {result.get('bytes')}",
+    ]
+    if result.get("missing_nodes"):
+        lines.append(f"missing nodes: {', '.join(result['missing_nodes'])}")
+    for refusal in result.get("refusals", []):
+        lines.append(
+            f"refused by {refusal.get('node')}: {refusal.get('rule')}: {refusal.get('message')}"
+        )
+    estimates = result.get("estimates") or {}
+    terms = estimates.get("covariates") or estimates.get("terms") or []
+    per_term = {
+        key: value
+        for key, value in estimates.items()
+        if isinstance(value, dict) and terms and list(value) == list(terms)
+    }
+    if per_term:
+        rows = [["term", *per_term]]
+        rows += [[term, *(_number(per_term[c][term]) for c in per_term)] for term in terms]
+        lines += ["", _render_table(rows)]
+    for key, value in estimates.items():
+        if isinstance(value, dict) and key not in per_term and key != "groups":
+            flat = ", ".join(
+                f"{k} {_number(v)}" for k, v in value.items() if isinstance(v, int | float | str)
+            )
+            if flat:
+                lines.append(f"{key}: {flat}")
+    groups = estimates.get("groups")
+    if isinstance(groups, dict):
+        rows = [["group", "n at start", "median", "median 95% CI"]]
+        for name, curve in groups.items():
+            at_risk = curve.get("at_risk") or [0]
+            ci = (
+                f"{_number(curve.get('median_ci_lower'))} - {_number(curve.get('median_ci_upper'))}"
+            )
+            rows.append([str(name), str(at_risk[0]), _number(curve.get("median")), ci])
+        lines += ["", _render_table(rows)]
+    scalars = {
+        k: v
+        for k, v in estimates.items()
+        if isinstance(v, int | float | str | bool) and k != "kind"
+    }
+    if scalars:
+        lines += ["", *(f"{key}: {_number(value)}" for key, value in scalars.items())]
+    return "\n".join(lines)
+
+
+@app.command("analyze")
+def analyze(
+    spec: Annotated[Path, typer.Argument(help="The analysis request (JSON).")],
+    local: Annotated[
+        list[str] | None,
+        typer.Option("--local", help="NAME=FILE.csv: an in-process node over a local file."),
+    ] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="NAME=URL: a member node to push to.")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON policy for --local nodes (a node config's policy section)."),
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="The lead's Ed25519 key (PEM) for --node.")
+    ] = None,
+    trust: Annotated[
+        Path | None, typer.Option(help="Trust store (YAML) with the member nodes' keys.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run a federated analysis: over local files (--local) or member nodes (--node)."""
+    import json
+
+    import yaml
+
+    from consortia.federation.local import analyze_local, analyze_remote
+    from consortia.federation.policy import NodePolicy
+    from consortia.federation.signing import TrustStore, load_key
+
+    try:
+        try:
+            request = json.loads(spec.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {spec}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            typer.echo(f"{spec}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}", err=True)
+            raise typer.Exit(1) from None
+        if bool(local) == bool(node):
+            raise typer.BadParameter("give either --local NAME=FILE ... or --node NAME=URL ...")
+        if local:
+            node_policy = None
+            if policy is not None:
+                data = yaml.safe_load(policy.read_text(encoding="utf-8")) or {}
+                node_policy = NodePolicy.model_validate(data.get("policy", data))
+            result = analyze_local(request, _pairs(local, "--local"), node_policy)
+        else:
+            if key is None or trust is None:
+                raise typer.BadParameter("--node needs --key (the lead's key) and --trust")
+            result = analyze_remote(
+                request,
+                _pairs(node or [], "--node"),
+                key=load_key(key),
+                trust=TrustStore.load(trust),
+            )
+    except ConsortiaError as error:
+        raise fail(error) from None
+    except PydanticValidationError as error:
+        typer.echo(f"{policy}: invalid policy: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(render_result(result))
+    if not result.get("complete", True):
+        raise typer.Exit(3)
 
 
 @app.command("demo")

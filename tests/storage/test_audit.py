@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
@@ -54,7 +55,7 @@ def test_appended_events_chain_their_hashes_and_verify(engine: sa.Engine) -> Non
         report = verify_chain(connection)
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
     assert events[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in pairwise(events))
     assert events[2].hash == event_hash(events[1].hash, events[2].payload())
     assert events[0].after == {"value": 1}
     assert report.ok, str(report)

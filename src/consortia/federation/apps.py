@@ -1,0 +1,149 @@
+"""The HTTP faces of federation: the member node's app and the lead's pull endpoints.
+
+* :func:`create_node_app` — ``POST /federation/v1/analyze`` (push: the lead posts a signed
+  task, the node answers with a signed reply) and ``GET /federation/v1/identity``; with
+  ``pull_from`` set it also runs :func:`~consortia.federation.pull.run_pull_worker` for its
+  whole lifespan.
+* :func:`create_lead_app` — ``GET /federation/tasks/next?node=NAME`` (long poll, signed poll
+  token required) and ``POST /federation/results`` (a node's signed reply).
+
+Both are plain FastAPI apps; ``consortia.app.create_app`` can mount their routers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from consortia.federation.coordinator import Coordinator
+from consortia.federation.node import NodeRunner
+from consortia.federation.protocol import canonical_json
+from consortia.federation.pull import (
+    POLL_HEADER,
+    POLL_PATH,
+    RESULTS_PATH,
+    run_pull_worker,
+    verify_poll_token,
+)
+from consortia.federation.signing import MessageRejected, Verifier
+from consortia.federation.transport import ANALYZE_PATH
+
+__all__ = ["create_lead_app", "create_lead_router", "create_node_app", "create_node_router"]
+
+MAX_POLL_WAIT = 60.0
+
+
+def _problem(status: int, title: str, detail: str) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def _json(value: Any) -> Response:
+    return Response(canonical_json(value), media_type="application/json")
+
+
+async def _read_json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the body is not JSON ({exc})") from None
+
+
+def create_node_router(node: NodeRunner) -> APIRouter:
+    """The member node's federation routes (push endpoint and identity)."""
+    router = APIRouter()
+
+    @router.post(ANALYZE_PATH)
+    async def analyze(request: Request) -> Response:
+        try:
+            message = await _read_json(request)
+        except ValueError as exc:
+            return _problem(400, "Bad Request", str(exc))
+        return _json(await node.handle(message))
+
+    @router.get("/federation/v1/identity")
+    async def identity() -> Response:
+        return _json(node.identity())
+
+    return router
+
+
+def create_node_app(
+    node: NodeRunner, *, pull_from: str | None = None, pull_wait: float = 20.0
+) -> FastAPI:
+    """A member node's federation app; with ``pull_from`` it also long-polls that lead.
+
+    >>> from consortia.federation.signing import TrustStore, generate_key
+    >>> app = create_node_app(NodeRunner("a", generate_key(), TrustStore(), {}))
+    >>> sorted(app.openapi()["paths"])
+    ['/federation/v1/analyze', '/federation/v1/identity']
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if pull_from is None:
+            yield
+            return
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await worker
+
+    app = FastAPI(title=f"Consortia node {node.name}", lifespan=lifespan)
+    app.include_router(create_node_router(node))
+    return app
+
+
+def create_lead_router(coordinator: Coordinator) -> APIRouter:
+    """The lead's pull routes over ``coordinator.broker``."""
+    router = APIRouter()
+    verifier = Verifier(coordinator.trust, clock_skew_seconds=coordinator.clock_skew_seconds)
+
+    @router.get(POLL_PATH)
+    async def next_task(request: Request, node: str, wait: float = 20.0) -> Response:
+        try:
+            verify_poll_token(verifier, request.headers.get(POLL_HEADER), node)
+        except MessageRejected as exc:
+            return _problem(401, "Unauthorized", str(exc))
+        if coordinator.broker.closed:
+            return _problem(503, "Service Unavailable", "the lead is shutting down")
+        message = await coordinator.broker.next_task(node, max(0.0, min(wait, MAX_POLL_WAIT)))
+        if message is None:
+            return Response(status_code=204)
+        return _json(message)
+
+    @router.post(RESULTS_PATH)
+    async def results(request: Request) -> Response:
+        try:
+            message = await _read_json(request)
+        except ValueError as exc:
+            return _problem(400, "Bad Request", str(exc))
+        try:
+            sender, _ = verifier.verify(message)
+        except MessageRejected as exc:
+            return _problem(401, "Unauthorized", str(exc))
+        if not coordinator.broker.deliver(sender, message):
+            return _problem(404, "Not Found", "no analysis is waiting for this result")
+        return Response(status_code=202)
+
+    return router
+
+
+def create_lead_app(coordinator: Coordinator) -> FastAPI:
+    """The lead's pull endpoints as an app (member nodes poll it for tasks)."""
+    app = FastAPI(title=f"Consortia lead {coordinator.name}")
+    app.include_router(create_lead_router(coordinator))
+    return app

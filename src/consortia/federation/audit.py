@@ -1,0 +1,153 @@
+"""The node's federation audit trail behind one small interface, :class:`AuditSink`.
+
+Every request a node receives is appended with the decision (and the rule that refused
+it) and exactly what was released. For now the trail is an append-only JSON-lines file per
+node with a SHA-256 hash chain, ``hash = sha256(prev_hash ‖ canonical_json(event))``, the
+same chain the database audit trail uses, so the database can replace it later.
+
+>>> sink = MemoryAuditSink()
+>>> sink.append({"action": "federation.request", "decision": "ok"})
+>>> verify_chain(sink.records)
+1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from consortia.exceptions import FederationError
+from consortia.federation.protocol import canonical_json, sha256_hex
+from consortia.federation.signing import utc_timestamp
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditChainError",
+    "AuditSink",
+    "JsonlAuditSink",
+    "MemoryAuditSink",
+    "chain_record",
+    "read_audit_log",
+    "verify_audit_log",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditChainError(FederationError):
+    """The audit file was altered: a record's hash or link does not match."""
+
+
+class AuditSink(Protocol):
+    """Where a node writes its audit events; ``append`` must be durable when it returns."""
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Append one event (JSON values only)."""
+        ...
+
+
+def chain_record(prev_hash: str, seq: int, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the stored record of ``event``: sequence, time, link and hash."""
+    body = {"seq": seq, "time": utc_timestamp(), "event": dict(event)}
+    digest = sha256_hex(prev_hash.encode("ascii") + canonical_json(body))
+    return {**body, "prev_hash": prev_hash, "hash": digest}
+
+
+def verify_chain(records: Iterable[Mapping[str, Any]]) -> int:
+    """Recompute the chain; return the number of records or raise :class:`AuditChainError`."""
+    prev_hash = GENESIS_HASH
+    count = 0
+    for count, record in enumerate(records, start=1):
+        body = {"seq": record.get("seq"), "time": record.get("time"), "event": record.get("event")}
+        if record.get("seq") != count:
+            raise AuditChainError(f"audit record {count}: sequence number {record.get('seq')}")
+        if record.get("prev_hash") != prev_hash:
+            raise AuditChainError(f"audit record {count}: does not link to record {count - 1}")
+        if sha256_hex(prev_hash.encode("ascii") + canonical_json(body)) != record.get("hash"):
+            raise AuditChainError(f"audit record {count}: content does not match its hash")
+        prev_hash = str(record["hash"])
+    return count
+
+
+class MemoryAuditSink:
+    """A hash-chained audit trail kept in memory (local analyses and tests)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The appended events, oldest first."""
+        return [record["event"] for record in self.records]
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Append one event to the in-memory chain."""
+        with self._lock:
+            prev = self.records[-1]["hash"] if self.records else GENESIS_HASH
+            self.records.append(chain_record(prev, len(self.records) + 1, event))
+
+
+class JsonlAuditSink:
+    """An append-only JSON-lines audit file with a SHA-256 hash chain.
+
+    The last hash is read once when the sink opens; every append is flushed and fsynced.
+    One sink per file: two processes appending to one file would fork the chain.
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records = read_audit_log(path) if path.exists() else []
+        self._seq = len(records)
+        self._prev = str(records[-1]["hash"]) if records else GENESIS_HASH
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Append one event as one line, chained to the previous one."""
+        with self._lock:
+            record = chain_record(self._prev, self._seq + 1, event)
+            line = canonical_json(record) + b"\n"
+            with self.path.open("ab") as handle:
+                handle.write(line)
+                handle.flush()
+                if self._fsync:
+                    os.fsync(handle.fileno())
+            self._seq += 1
+            self._prev = record["hash"]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The events in the file, oldest first."""
+        return [record["event"] for record in read_audit_log(self.path)]
+
+
+def read_audit_log(path: Path) -> list[dict[str, Any]]:
+    """Read the records of an audit file (raise :class:`AuditChainError` on a broken line)."""
+    records: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AuditChainError(f"{path}:{number}: not a JSON record ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise AuditChainError(f"{path}:{number}: not a JSON object")
+            records.append(record)
+    return records
+
+
+def verify_audit_log(path: Path) -> int:
+    """Verify an audit file's hash chain; return its number of records."""
+    try:
+        return verify_chain(read_audit_log(path))
+    except AuditChainError as exc:
+        raise AuditChainError(f"{path}: {exc}") from None

@@ -1,0 +1,143 @@
+"""Method-comparison kinds: ``iso15197`` (glucose meters) and ``diagnostic`` (ROC/AUC).
+
+::
+
+    {"kind": "iso15197", "table": "glucose_pairs", "reference": "ref_mgdl", "device": "meter_mgdl"}
+    {"kind": "diagnostic", "table": "reads", "score": "ai_score", "truth": "biopsy",
+     "threshold": 0.5, "thresholds": [0, 0.25, 0.5, 0.75, 1]}
+
+Both are one round of additive counts and sums. Zone counts, the 2×2 table and the
+per-threshold ROC counts are released counts, so the minimum cell count applies to each:
+choose a coarse ``thresholds`` grid for small sites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+
+from consortia.federation.kinds.base import (
+    AnalysisKind,
+    AnalysisRequest,
+    Exchange,
+    numeric_column,
+)
+from consortia.federation.policy import NodePolicy, Release
+from consortia.federation.tables import Table
+from consortia.stats.agreement import (
+    GlucoseAccuracyAggregates,
+    combine_iso15197,
+    iso15197_node,
+    mmol_to_mgdl,
+)
+from consortia.stats.diagnostic import (
+    DEFAULT_THRESHOLDS,
+    DiagnosticAggregates,
+    combine_diagnostic,
+    diagnostic_node,
+)
+
+__all__ = ["DiagnosticKind", "Iso15197Kind"]
+
+
+class Iso15197Request(AnalysisRequest):
+    """Paired device and reference glucose readings."""
+
+    kind: Literal["iso15197"]
+    reference: str
+    device: str
+    units: Literal["mg/dL", "mmol/L"] = "mg/dL"
+
+
+class Iso15197Kind(AnalysisKind[Iso15197Request]):
+    """ISO 15197:2013 accuracy, Parkes and Clarke zones, MARD and Bland–Altman."""
+
+    name = "iso15197"
+    request_model = Iso15197Request
+
+    def columns(self, request: Iso15197Request) -> list[str]:
+        return [request.reference, request.device]
+
+    def node_round(
+        self, state: Any, request: Iso15197Request, payload: Mapping[str, Any], policy: NodePolicy
+    ) -> Release:
+        table: Table = state
+        reference = numeric_column(table, request.reference)
+        device = numeric_column(table, request.device)
+        if request.units == "mmol/L":
+            reference, device = mmol_to_mgdl(reference), mmol_to_mgdl(device)
+        aggregates = iso15197_node(reference, device)
+        return Release(
+            aggregates.to_dict(),
+            aggregates.n,
+            cells={
+                "pairs": [aggregates.n],
+                "missing": [aggregates.missing],
+                "within ISO limits": [aggregates.within_iso, aggregates.n - aggregates.within_iso],
+                "Parkes type 1 zones": list(aggregates.parkes_type1),
+                "Parkes type 2 zones": list(aggregates.parkes_type2),
+                "Clarke zones": list(aggregates.clarke),
+            },
+        )
+
+    async def lead(self, request: Iso15197Request, exchange: Exchange) -> dict[str, Any]:
+        replies = await exchange.round({})
+        parts = [GlucoseAccuracyAggregates.from_dict(replies[name]) for name in exchange.nodes]
+        return combine_iso15197(parts).to_dict()
+
+
+class DiagnosticRequest(AnalysisRequest):
+    """A continuous score against a 0/1 reference standard."""
+
+    kind: Literal["diagnostic"]
+    score: str
+    truth: str
+    threshold: float = 0.5
+    thresholds: list[float] = Field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
+    """Sensitivity, specificity, predictive values, ROC and AUC from pooled counts."""
+
+    name = "diagnostic"
+    request_model = DiagnosticRequest
+
+    def columns(self, request: DiagnosticRequest) -> list[str]:
+        return [request.score, request.truth]
+
+    def node_round(
+        self,
+        state: Any,
+        request: DiagnosticRequest,
+        payload: Mapping[str, Any],
+        policy: NodePolicy,
+    ) -> Release:
+        table: Table = state
+        aggregates = diagnostic_node(
+            numeric_column(table, request.score),
+            numeric_column(table, request.truth),
+            threshold=request.threshold,
+            thresholds=request.thresholds,
+        )
+        per_threshold = [
+            count
+            for column in (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
+            for count in column
+        ]
+        return Release(
+            aggregates.to_dict(),
+            aggregates.tp + aggregates.fp + aggregates.fn + aggregates.tn,
+            cells={
+                "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
+                "ROC counts": per_threshold,
+                "missing": [aggregates.missing],
+            },
+        )
+
+    async def lead(self, request: DiagnosticRequest, exchange: Exchange) -> dict[str, Any]:
+        replies = await exchange.round({})
+        parts = [DiagnosticAggregates.from_dict(replies[name]) for name in exchange.nodes]
+        return combine_diagnostic(parts, confidence=request.confidence).to_dict()

@@ -1,0 +1,448 @@
+"""Regression kinds: ``glm`` and ``cox`` by Newton/IRLS rounds, ``meta`` of local fits.
+
+::
+
+    {"kind": "glm", "family": "binomial", "table": "t", "outcome": "response",
+     "covariates": ["age", "arm"]}
+    {"kind": "cox", "table": "rossi", "time": "week", "event": "arrest",
+     "covariates": ["fin", "age", "prio"], "ties": "efron", "strata": ["node"]}
+    {"kind": "meta", "table": "t", "term": "arm[T.car_t]",
+     "model": {"kind": "cox", "time": "pfs_days", "event": "pfs_event", "covariates": ["arm"]}}
+
+Round 1 agrees the design: each node reports which covariates are text (categorical) and
+how many rows have each level; the lead takes the union of levels (the first sorted level
+is the reference) so every node dummy-codes alike. Then every Newton round sends ``beta``
+and the node answers from its session's rows (kept in memory; a round is arithmetic).
+
+``cox`` with ``strata: ["node"]`` (or any strata) makes each node its own stratum and
+releases only its log-likelihood, gradient and Hessian; unstratified, nodes release
+per-time sums, so times leave the node only in bins of ``time_bin`` days (default 7).
+
+Disclosure: the model rule (at least ``min_model_rows`` rows and parameters ≤ ratio × n)
+applies at every round; level counts, outcome counts (binomial/Poisson sums) and event
+counts are subject to the minimum cell count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from consortia.exceptions import StatisticsError
+from consortia.federation.kinds.base import (
+    AnalysisKind,
+    AnalysisRequest,
+    Exchange,
+    InvalidRequest,
+    complete_rows,
+    drive_iterative,
+    label_column,
+    numeric_column,
+)
+from consortia.federation.policy import NodePolicy, Release
+from consortia.federation.protocol import canonical_json
+from consortia.federation.tables import ColumnType, Table
+from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
+from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
+from consortia.stats.design import design_matrix, union_levels
+from consortia.stats.glm import GlmAggregates, GlmNodeData, fit_glm, fit_glm_federated
+from consortia.stats.meta import MetaInput, combine_meta
+
+__all__ = ["CoxKind", "CoxRequest", "GlmKind", "GlmRequest", "MetaKind", "MetaRequest"]
+
+FloatArray = npt.NDArray[np.float64]
+DEFAULT_TIME_BIN = 7.0
+Levels = dict[str, list[str]]
+
+
+class GlmRequest(AnalysisRequest):
+    """A generalised linear model with the family's canonical link."""
+
+    kind: Literal["glm"]
+    outcome: str
+    covariates: list[str] = Field(default_factory=list)
+    family: Literal["gaussian", "binomial", "poisson"] = "gaussian"
+    categorical: list[str] = Field(default_factory=list)
+    trials: str | None = None
+    offset: str | None = None
+    intercept: bool = True
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class CoxRequest(AnalysisRequest):
+    """A Cox proportional-hazards model; ``strata`` may name ``"node"`` and local columns."""
+
+    kind: Literal["cox"]
+    time: str
+    event: str
+    covariates: list[str] = Field(min_length=1)
+    categorical: list[str] = Field(default_factory=list)
+    ties: Literal["efron", "breslow"] = "efron"
+    strata: list[str] = Field(default_factory=list)
+    time_bin: float | None = Field(None, gt=0)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+    @property
+    def stratified(self) -> bool:
+        """Each node (and each local stratum) is its own stratum."""
+        return bool(self.strata)
+
+    @property
+    def local_strata(self) -> list[str]:
+        """Strata columns other than the node itself."""
+        return [name for name in self.strata if name != "node"]
+
+    @property
+    def effective_time_bin(self) -> float | None:
+        """Unstratified fits release times, binned (default 7); stratified ones do not."""
+        if self.stratified:
+            return self.time_bin
+        return self.time_bin if self.time_bin is not None else DEFAULT_TIME_BIN
+
+
+# --------------------------------------------------------------------------- node side
+
+
+@dataclass
+class ModelRows:
+    """One node's complete rows for a model session, and designs built from them."""
+
+    table: Table
+    rows: npt.NDArray[np.bool_]
+    missing: int
+    categorical: set[str]
+    designs: dict[bytes, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Complete rows."""
+        return int(self.rows.sum())
+
+    def column(self, name: str) -> Any:
+        """A covariate's values: labels when categorical, else floats."""
+        if name in self.categorical:
+            return label_column(self.table, name, self.rows)
+        return numeric_column(self.table, name, self.rows)
+
+    def numeric(self, name: str) -> FloatArray:
+        """A numeric column over the complete rows."""
+        return numeric_column(self.table, name, self.rows)
+
+    def level_report(self, covariates: Sequence[str]) -> dict[str, Any]:
+        """Which covariates are categorical here, with rows per level."""
+        report: dict[str, Any] = {}
+        for name in covariates:
+            if name in self.categorical:
+                labels = [label for label in self.column(name) if label is not None]
+                counts: dict[str, int] = {}
+                for label in labels:
+                    counts[label] = counts.get(label, 0) + 1
+                report[name] = {"categorical": True, "counts": counts}
+            else:
+                report[name] = {"categorical": False}
+        return report
+
+    def design(self, covariates: Sequence[str], levels: Levels, intercept: bool) -> FloatArray:
+        """The design matrix with the agreed levels."""
+        columns = {name: self.column(name) for name in covariates}
+        return design_matrix(columns, covariates, levels, intercept=intercept).matrix
+
+
+def _model_rows(
+    table: Table, needed: Sequence[str], covariates: Sequence[str], categorical: Sequence[str]
+) -> ModelRows:
+    rows, missing = complete_rows(table, needed)
+    text = {name for name in covariates if table.types[name] is ColumnType.TEXT}
+    return ModelRows(table, rows, missing, text | set(categorical))
+
+
+def _parameters(report: Mapping[str, Any], intercept: bool) -> int:
+    """Parameters implied by one node's own levels (a lower bound of the agreed design)."""
+    count = int(intercept)
+    for entry in report.values():
+        count += max(len(entry["counts"]) - 1, 0) if entry["categorical"] else 1
+    return count
+
+
+def _levels_release(model: ModelRows, covariates: Sequence[str], intercept: bool) -> Release:
+    report = model.level_report(covariates)
+    cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
+    for name, entry in report.items():
+        if entry["categorical"]:
+            cells[f"rows per level of {name}"] = list(entry["counts"].values())
+    return Release(
+        {"step": "levels", "levels": report, "n": model.n},
+        model.n,
+        cells=cells,
+        parameters=_parameters(report, intercept),
+    )
+
+
+def _cached(model: ModelRows, key: Mapping[str, Any], build: Any) -> Any:
+    token = canonical_json(dict(key))
+    if token not in model.designs:
+        model.designs.clear()
+        model.designs[token] = build()
+    return model.designs[token]
+
+
+# --------------------------------------------------------------------------- lead side
+
+
+def _agree_levels(replies: Mapping[str, Mapping[str, Any]], covariates: Sequence[str]) -> Levels:
+    levels: Levels = {}
+    for name in covariates:
+        kinds = {
+            node: bool(reply["levels"][name]["categorical"]) for node, reply in replies.items()
+        }
+        if len(set(kinds.values())) > 1:
+            text = sorted(node for node, is_text in kinds.items() if is_text)
+            raise InvalidRequest(
+                f"covariate {name!r} is text at {text} but numeric elsewhere; declare its "
+                "type in the node configs or list it in 'categorical'"
+            )
+        if any(kinds.values()):
+            counts = [reply["levels"][name]["counts"] for reply in replies.values()]
+            levels[name] = list(union_levels(counts))
+    return levels
+
+
+def _term_names(covariates: Sequence[str], levels: Levels, intercept: bool) -> tuple[str, ...]:
+    """Names of the design's columns, built exactly as the nodes build them."""
+    example = {name: ([levels[name][0]] if name in levels else [0.0]) for name in covariates}
+    return design_matrix(example, covariates, levels, intercept=intercept).names
+
+
+class GlmKind(AnalysisKind[GlmRequest]):
+    """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
+
+    name = "glm"
+    request_model = GlmRequest
+
+    def columns(self, request: GlmRequest) -> list[str]:
+        extra = [name for name in (request.trials, request.offset) if name]
+        return [request.outcome, *request.covariates, *extra]
+
+    def prepare(self, table: Table, request: GlmRequest, policy: NodePolicy) -> ModelRows:
+        return _model_rows(table, self.columns(request), request.covariates, request.categorical)
+
+    def node_round(
+        self, state: Any, request: GlmRequest, payload: Mapping[str, Any], policy: NodePolicy
+    ) -> Release:
+        model: ModelRows = state
+        if payload.get("step") == "levels":
+            return _levels_release(model, request.covariates, request.intercept)
+        levels: Levels = dict(payload["levels"])
+
+        def build() -> GlmNodeData:
+            return GlmNodeData(
+                model.numeric(request.outcome),
+                model.design(request.covariates, levels, request.intercept),
+                family=request.family,
+                trials=model.numeric(request.trials) if request.trials else None,
+                offset=model.numeric(request.offset) if request.offset else None,
+            )
+
+        node: GlmNodeData = _cached(model, {"levels": levels}, build)
+        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
+        cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
+        if request.family != "gaussian":
+            successes = round(aggregates.sum_y)
+            cells["outcome counts"] = [successes]
+            if request.family == "binomial":
+                cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
+        return Release(aggregates.to_dict(), model.n, cells=cells, parameters=int(node.x.shape[1]))
+
+    async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
+        replies = await exchange.round({"step": "levels"})
+        levels = _agree_levels(replies, request.covariates)
+        names = _term_names(request.covariates, levels, request.intercept)
+
+        def driver(nodes: list[Any]) -> Any:
+            return fit_glm_federated(nodes, names, alpha=request.alpha)
+
+        result = await drive_iterative(
+            exchange,
+            driver,
+            lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
+            GlmAggregates.from_dict,
+        )
+        return {**result.to_dict(), "levels": levels}
+
+
+def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
+    if data.get("kind") == "cox_time_sums":
+        return CoxTimeSums.from_dict(data)
+    return CoxStratumAggregates.from_dict(data)
+
+
+class CoxKind(AnalysisKind[CoxRequest]):
+    """Pooled-equivalent Cox model by Newton rounds (``fit_cox_federated``)."""
+
+    name = "cox"
+    request_model = CoxRequest
+
+    def columns(self, request: CoxRequest) -> list[str]:
+        return [request.time, request.event, *request.covariates, *request.local_strata]
+
+    def released_time_bin(self, request: CoxRequest) -> float | None:
+        return None if request.stratified else request.effective_time_bin
+
+    def prepare(self, table: Table, request: CoxRequest, policy: NodePolicy) -> ModelRows:
+        return _model_rows(table, self.columns(request), request.covariates, request.categorical)
+
+    def node_round(
+        self, state: Any, request: CoxRequest, payload: Mapping[str, Any], policy: NodePolicy
+    ) -> Release:
+        model: ModelRows = state
+        if payload.get("step") == "levels":
+            return _levels_release(model, request.covariates, intercept=False)
+        levels: Levels = dict(payload["levels"])
+
+        def build() -> CoxNodeData:
+            strata = None
+            if request.local_strata:
+                parts = [label_column(model.table, s, model.rows) for s in request.local_strata]
+                strata = ["|".join(str(v) for v in values) for values in zip(*parts, strict=True)]
+            return CoxNodeData(
+                model.numeric(request.time),
+                model.numeric(request.event),
+                model.design(request.covariates, levels, intercept=False),
+                ties=request.ties,
+                stratified=request.stratified,
+                strata=strata,
+                time_bin=request.effective_time_bin,
+            )
+
+        node: CoxNodeData = _cached(model, {"levels": levels}, build)
+        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
+        return Release(
+            aggregates.to_dict(),
+            model.n,
+            cells={
+                "events": [node.n_events],
+                "censored": [node.n - node.n_events],
+                "rows with missing values": [model.missing],
+            },
+            parameters=node.n_covariates,
+        )
+
+    async def lead(self, request: CoxRequest, exchange: Exchange) -> dict[str, Any]:
+        replies = await exchange.round({"step": "levels"})
+        levels = _agree_levels(replies, request.covariates)
+        names = _term_names(request.covariates, levels, intercept=False)
+
+        def driver(nodes: list[Any]) -> Any:
+            return fit_cox_federated(nodes, names, alpha=request.alpha)
+
+        result = await drive_iterative(
+            exchange,
+            driver,
+            lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
+            _cox_aggregates,
+        )
+        return {**result.to_dict(), "levels": levels, "time_bin": request.effective_time_bin}
+
+
+class MetaRequest(AnalysisRequest):
+    """Meta-analysis of one term of a model each node fits on its own rows."""
+
+    kind: Literal["meta"]
+    term: str
+    model: dict[str, Any]
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class MetaKind(AnalysisKind[MetaRequest]):
+    """Inverse-variance and DerSimonian–Laird pooling of node estimates (not exact)."""
+
+    name = "meta"
+    exact = False
+    request_model = MetaRequest
+
+    def _model(self, request: MetaRequest) -> GlmRequest | CoxRequest:
+        spec = {**request.model, "table": request.table}
+        if spec.get("kind") == "glm":
+            return GlmKind().parse(spec)
+        if spec.get("kind") == "cox":
+            return CoxKind().parse(spec)
+        raise InvalidRequest("meta request: model.kind must be 'glm' or 'cox'")
+
+    def parse(self, request: Mapping[str, Any]) -> MetaRequest:
+        parsed = super().parse(request)
+        self._model(parsed)
+        return parsed
+
+    def columns(self, request: MetaRequest) -> list[str]:
+        model = self._model(request)
+        if isinstance(model, GlmRequest):
+            return GlmKind().columns(model)
+        return CoxKind().columns(model)
+
+    def released_time_bin(self, request: MetaRequest) -> float | None:
+        return None
+
+    def node_round(
+        self, state: Any, request: MetaRequest, payload: Mapping[str, Any], policy: NodePolicy
+    ) -> Release:
+        table: Table = state
+        model = self._model(request)
+        rows, missing = complete_rows(table, self.columns(request))
+        columns = {
+            name: (
+                label_column(table, name, rows)
+                if table.types[name] is ColumnType.TEXT or name in model.categorical
+                else numeric_column(table, name, rows)
+            )
+            for name in model.covariates
+        }
+        n = int(rows.sum())
+        if isinstance(model, GlmRequest):
+            glm = fit_glm(
+                numeric_column(table, model.outcome, rows),
+                columns,
+                model.covariates,
+                family=model.family,
+                trials=numeric_column(table, model.trials, rows) if model.trials else None,
+                offset=numeric_column(table, model.offset, rows) if model.offset else None,
+                intercept=model.intercept,
+            )
+            names, coef, se = glm.covariates, glm.coef, glm.se
+        else:
+            cox = fit_cox(
+                numeric_column(table, model.time, rows),
+                numeric_column(table, model.event, rows),
+                columns,
+                ties=model.ties,
+                time_bin=model.time_bin,
+            )
+            names, coef, se = cox.covariates, cox.coef, cox.se
+        if request.term not in names:
+            raise StatisticsError(f"meta: term {request.term!r} is not in this node's model")
+        at = names.index(request.term)
+        estimate, error = float(coef[at]), float(se[at])
+        if not (math.isfinite(estimate) and math.isfinite(error)):
+            raise StatisticsError(f"meta: {request.term!r} cannot be estimated at this node")
+        return Release(
+            {"estimate": estimate, "standard_error": error, "n": n},
+            n,
+            cells={"rows with missing values": [missing]},
+            parameters=len(names),
+        )
+
+    async def lead(self, request: MetaRequest, exchange: Exchange) -> dict[str, Any]:
+        replies = await exchange.round({})
+        inputs = [
+            MetaInput(name, float(r["estimate"]), float(r["standard_error"]), n=int(r["n"]))
+            for name, r in ((name, replies[name]) for name in exchange.nodes)
+        ]
+        return {
+            **combine_meta(inputs, confidence=request.confidence).to_dict(),
+            "term": request.term,
+        }

@@ -1,0 +1,302 @@
+"""The member-node side: verify a task, apply the policy, compute, audit, sign the reply.
+
+:class:`NodeRunner` is transport-free: push (the node's FastAPI endpoint), pull (the node
+long-polls the lead) and in-process all call :meth:`NodeRunner.handle` with the signed
+message and send back what it returns. For every message it receives the node appends one
+audit event: who asked what, the decision (and the rule that refused it) and exactly what
+was released.
+
+A node keeps each analysis session's prepared rows in memory (keyed by requester and
+session id), so a Newton round is arithmetic only; idle sessions expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError as PydanticValidationError
+
+from consortia.exceptions import FederationError, PolicyRefusal, StatisticsError
+from consortia.federation.approval import ApprovalQueue, ApprovalStatus
+from consortia.federation.audit import AuditSink, MemoryAuditSink
+from consortia.federation.kinds import AnalysisKind, AnalysisRequest, InvalidRequest, get_kind
+from consortia.federation.policy import NodePolicy
+from consortia.federation.protocol import PROTOCOL_VERSION, AnalysisTask, NodeReply
+from consortia.federation.signing import (
+    Clock,
+    MessageRejected,
+    TrustStore,
+    Verifier,
+    public_key_b64,
+    sign_message,
+    utc_timestamp,
+)
+from consortia.federation.tables import Table
+
+__all__ = ["NodeRunner"]
+
+
+@dataclass
+class _Session:
+    kind: AnalysisKind[Any]
+    request: AnalysisRequest
+    state: Any
+    last_used: float
+
+
+class _Pending(Exception):
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(approval_id)
+
+
+class NodeRunner:
+    """One member node: its key, trusted peers, tables, policy, audit trail and sessions.
+
+    ``identifiers`` are identifier (PHI) columns named in the node's table declarations;
+    with the policy's own they are refused by name. ``offload`` runs the computation in a
+    worker thread so a long preparation never blocks the node's event loop.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        key: Ed25519PrivateKey,
+        trust: TrustStore,
+        tables: Mapping[str, Table],
+        *,
+        policy: NodePolicy | None = None,
+        audit: AuditSink | None = None,
+        approvals: ApprovalQueue | None = None,
+        identifiers: Iterable[str] = (),
+        url: str = "",
+        clock_skew_seconds: float = 300.0,
+        clock: Clock | None = None,
+        session_ttl_seconds: float = 1800.0,
+        max_sessions: int = 32,
+        offload: bool = True,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.key = key
+        self.trust = trust
+        self.tables = dict(tables)
+        self.policy = policy or NodePolicy()
+        self.audit: AuditSink = audit if audit is not None else MemoryAuditSink()
+        self.approvals = approvals or ApprovalQueue()
+        self.identifiers = frozenset(identifiers)
+        self.verifier = (
+            Verifier(trust, clock_skew_seconds=clock_skew_seconds, clock=clock)
+            if clock is not None
+            else Verifier(trust, clock_skew_seconds=clock_skew_seconds)
+        )
+        self._session_ttl = session_ttl_seconds
+        self._max_sessions = max_sessions
+        self._offload = offload
+        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def public_key(self) -> str:
+        """This node's public key (base64 raw), for peers' trust stores."""
+        return public_key_b64(self.key)
+
+    def identity(self) -> dict[str, Any]:
+        """What a peer needs to trust this node: name, URL, public key, protocol version."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "public_key": self.public_key,
+            "protocol": PROTOCOL_VERSION,
+        }
+
+    async def handle(self, message: Any) -> dict[str, Any]:
+        """Answer one signed task with a signed reply (aggregates, refusal or pending)."""
+        received = utc_timestamp()
+        try:
+            sender, body = self.verifier.verify(message)
+        except MessageRejected as exc:
+            return self._reject_unverified(message, exc, received)
+        if self._offload:
+            return await asyncio.to_thread(self._process, sender, body, received)
+        return self._process(sender, body, received)
+
+    # ------------------------------------------------------------------ processing
+
+    def _reject_unverified(
+        self, message: Any, error: MessageRejected, received: str
+    ) -> dict[str, Any]:
+        body = message.get("body") if isinstance(message, Mapping) else None
+        body = body if isinstance(body, Mapping) else {}
+        envelope = message.get("envelope") if isinstance(message, Mapping) else None
+        claimed = envelope.get("sender") if isinstance(envelope, Mapping) else None
+        reply = NodeReply(
+            task_id=str(body.get("task_id", "")),
+            session=str(body.get("session", "")),
+            round=body["round"] if isinstance(body.get("round"), int) else 0,
+            node=self.name,
+            status="refused",
+            rule=error.rule,
+            message=error.detail,
+        )
+        request = body.get("request")
+        self.audit.append(
+            {
+                "action": "federation.request",
+                "node": self.name,
+                "received_at": received,
+                "sender": None,
+                "claimed_sender": claimed if isinstance(claimed, str) else None,
+                "verified": False,
+                "task_id": reply.task_id,
+                "session": reply.session,
+                "round": reply.round,
+                "request": dict(request) if isinstance(request, Mapping) else None,
+                "decision": "refused",
+                "rule": error.rule,
+                "message": error.detail,
+                "released": None,
+            }
+        )
+        return self._sign(reply)
+
+    def _process(self, sender: str, body: dict[str, Any], received: str) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "action": "federation.request",
+            "node": self.name,
+            "received_at": received,
+            "sender": sender,
+            "verified": True,
+            "task_id": body.get("task_id"),
+            "session": body.get("session"),
+            "round": body.get("round"),
+            "request": body.get("request"),
+            "payload": body.get("payload"),
+        }
+        reply_fields: dict[str, Any] = {
+            "task_id": str(body.get("task_id", "")),
+            "session": str(body.get("session", "")),
+            "round": body["round"] if isinstance(body.get("round"), int) else 0,
+            "node": self.name,
+        }
+        try:
+            task = self._read_task(body)
+            session = self._session(sender, task)
+            release = session.kind.node_round(
+                session.state, session.request, task.payload, self.policy
+            )
+            self.policy.check_release(release)
+        except _Pending as pending:
+            reply = NodeReply(
+                **reply_fields,
+                status="pending",
+                approval_id=pending.approval_id,
+                message=f"awaiting the data steward's approval (id {pending.approval_id})",
+            )
+            event.update(decision="pending", approval_id=pending.approval_id, released=None)
+        except PolicyRefusal as exc:
+            reply = self._refusal(reply_fields, event, exc.rule, str(exc).split(": ", 1)[-1])
+        except InvalidRequest as exc:
+            reply = self._refusal(reply_fields, event, "invalid_request", str(exc))
+        except StatisticsError as exc:
+            reply = self._refusal(reply_fields, event, "statistics_error", str(exc))
+        except FederationError as exc:
+            reply = self._refusal(reply_fields, event, "invalid_request", str(exc))
+        except Exception as exc:  # a bug must not take the node down or leak a trace
+            reply = self._refusal(
+                reply_fields, event, "internal_error", "the node failed to compute the answer"
+            )
+            event["error"] = repr(exc)
+        else:
+            reply = NodeReply(
+                **reply_fields, status="ok", n=release.n, aggregates=release.aggregates
+            )
+            event.update(decision="released", rule=None, n=release.n, released=release.aggregates)
+        self.audit.append(event)
+        return self._sign(reply)
+
+    def _refusal(
+        self, fields: dict[str, Any], event: dict[str, Any], rule: str, message: str
+    ) -> NodeReply:
+        event.update(decision="refused", rule=rule, message=message, released=None)
+        return NodeReply(**fields, status="refused", rule=rule, message=message)
+
+    def _sign(self, reply: NodeReply) -> dict[str, Any]:
+        return sign_message(reply.model_dump(mode="json"), self.key, self.name)
+
+    def _read_task(self, body: dict[str, Any]) -> AnalysisTask:
+        if body.get("protocol") != PROTOCOL_VERSION:
+            raise PolicyRefusal(
+                "protocol_version",
+                f"this node speaks protocol {PROTOCOL_VERSION}, not {body.get('protocol')!r}",
+            )
+        try:
+            task = AnalysisTask.model_validate(body)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise InvalidRequest(f"task {where}: {first['msg']}") from None
+        if task.to != self.name:
+            raise InvalidRequest(f"the task is addressed to {task.to!r}, not to {self.name!r}")
+        return task
+
+    def _session(self, sender: str, task: AnalysisTask) -> _Session:
+        key = (sender, task.session)
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            session = self._sessions.get(key)
+            if session is not None:
+                session.last_used = now
+                return session
+        session = self._open_session(sender, task, now)
+        with self._lock:
+            self._sessions[key] = session
+            while len(self._sessions) > self._max_sessions:
+                oldest = min(self._sessions, key=lambda k: self._sessions[k].last_used)
+                del self._sessions[oldest]
+        return session
+
+    def _expire(self, now: float) -> None:
+        stale = [k for k, s in self._sessions.items() if now - s.last_used > self._session_ttl]
+        for k in stale:
+            del self._sessions[k]
+
+    def _open_session(self, sender: str, task: AnalysisTask, now: float) -> _Session:
+        kind = get_kind(task.request.get("kind"))
+        request = kind.parse(task.request)
+        columns = kind.columns(request)
+        self.policy.check_request(
+            kind=kind.name,
+            table=request.table,
+            columns=columns,
+            study=request.study,
+            time_bin=kind.released_time_bin(request),
+            identifiers=self.identifiers,
+        )
+        table = self.tables.get(request.table)
+        if table is None:
+            raise InvalidRequest(f"table {request.table!r} does not exist at this node")
+        absent = [column for column in columns if column not in table]
+        if absent:
+            raise InvalidRequest(f"table {request.table!r} has no column(s) {absent}")
+        if self.policy.manual_approval:
+            self._check_approval(sender, task.request)
+        state = kind.prepare(table, request, self.policy)
+        return _Session(kind, request, state, now)
+
+    def _check_approval(self, sender: str, request: Mapping[str, Any]) -> None:
+        entry = self.approvals.find(request, sender) or self.approvals.submit(request, sender)
+        if entry.status is ApprovalStatus.DENIED:
+            reason = f": {entry.reason}" if entry.reason else ""
+            raise PolicyRefusal(
+                "manual_approval", f"the data steward denied this request (id {entry.id}){reason}"
+            )
+        if entry.status is ApprovalStatus.PENDING:
+            raise _Pending(entry.id)

@@ -1,0 +1,114 @@
+"""How a signed task reaches a node and its signed reply comes back.
+
+All transports implement one protocol, ``async send(node, message) -> reply``, and carry
+the same canonical JSON bytes, so the coordinator counts bytes the same way for each:
+
+* :class:`InProcessTransport` — calls the :class:`NodeRunner` directly (after a JSON round
+  trip, so the code path is the one the network uses);
+* :class:`PushTransport` — the lead POSTs to the node's ``/federation/v1/analyze``;
+* :class:`~consortia.federation.pull.PullBroker` — the node long-polls the lead (outbound
+  connections only, for hospitals behind firewalls).
+
+A transport raises :class:`~consortia.exceptions.NodeUnavailableError` when it cannot
+reach a node; the coordinator adds the per-round timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from consortia.exceptions import NodeUnavailableError
+from consortia.federation.node import NodeRunner
+from consortia.federation.protocol import canonical_json
+
+__all__ = ["ANALYZE_PATH", "InProcessTransport", "NodeHandle", "PushTransport", "Transport"]
+
+ANALYZE_PATH = "/federation/v1/analyze"
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    """A member node as the lead knows it: its name and (for push) its URL."""
+
+    name: str
+    url: str = ""
+
+
+class Transport(Protocol):
+    """Delivers one signed message to a node and returns the node's signed reply."""
+
+    async def send(self, node: NodeHandle, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Send ``message`` to ``node``; return the reply (raise NodeUnavailableError)."""
+        ...
+
+
+class InProcessTransport:
+    """Calls node runners in this process; messages still go through canonical JSON."""
+
+    def __init__(self, runners: Mapping[str, NodeRunner]) -> None:
+        self.runners = dict(runners)
+
+    async def send(self, node: NodeHandle, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Hand ``message`` to the runner called ``node.name``."""
+        runner = self.runners.get(node.name)
+        if runner is None:
+            raise NodeUnavailableError(node.name, f"node {node.name!r} is not in this process")
+        reply = await runner.handle(json.loads(canonical_json(dict(message))))
+        return _as_reply(json.loads(canonical_json(reply)))
+
+
+class PushTransport:
+    """POSTs each task to ``{node.url}/federation/v1/analyze`` over HTTP(S).
+
+    Pass an ``httpx.AsyncClient`` to share connections (or to test through
+    ``httpx.ASGITransport``); otherwise use the transport as an async context manager so
+    its own client is closed.
+    """
+
+    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 60.0) -> None:
+        self._own = client is None
+        self.client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def __aenter__(self) -> PushTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it."""
+        if self._own:
+            await self.client.aclose()
+
+    async def send(self, node: NodeHandle, message: Mapping[str, Any]) -> dict[str, Any]:
+        """POST the message; a connection failure or non-JSON answer is NodeUnavailable."""
+        if not node.url:
+            raise NodeUnavailableError(node.name, f"node {node.name!r} has no URL to push to")
+        url = node.url.rstrip("/") + ANALYZE_PATH
+        try:
+            response = await self.client.post(
+                url, content=canonical_json(dict(message)), headers=JSON_HEADERS
+            )
+        except httpx.HTTPError as exc:
+            raise NodeUnavailableError(
+                node.name, f"node {node.name!r} at {node.url} cannot be reached ({exc!r})"
+            ) from None
+        try:
+            return _as_reply(response.json())
+        except ValueError:
+            raise NodeUnavailableError(
+                node.name,
+                f"node {node.name!r} answered HTTP {response.status_code} without a reply",
+            ) from None
+
+
+def _as_reply(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError("a reply must be a JSON object")
+    return data
