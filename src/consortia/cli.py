@@ -27,6 +27,20 @@ study_app = typer.Typer(help="Check, show and convert study definitions.", no_ar
 app.add_typer(study_app, name="study")
 audit_app = typer.Typer(help="Inspect and verify the audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+node_app = typer.Typer(
+    help="A member node's federation identity, trust, approvals and server.",
+    no_args_is_help=True,
+)
+app.add_typer(node_app, name="node")
+approvals_app = typer.Typer(
+    help="The data steward's queue of analysis requests (manual approval mode).",
+    no_args_is_help=True,
+)
+node_app.add_typer(approvals_app, name="approvals")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", help="The node's federation config (YAML).")
+]
 
 
 def _version(value: bool) -> None:
@@ -346,6 +360,159 @@ def analyze(
         typer.echo(render_result(result))
     if not result.get("complete", True):
         raise typer.Exit(3)
+
+
+def _node_config(config: Path) -> Any:
+    from consortia.federation.nodeconfig import load_node_config
+
+    return load_node_config(config)
+
+
+@node_app.command("keygen")
+def node_keygen(
+    out: Annotated[Path, typer.Argument(help="Where to write the Ed25519 key (PEM, mode 0600).")],
+) -> None:
+    """Create a node signing key; refuses to overwrite an existing one."""
+    from consortia.federation.signing import generate_key, public_key_b64, save_key
+
+    key = generate_key()
+    try:
+        save_key(key, out)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"wrote {out}; public key {public_key_b64(key)}")
+
+
+@node_app.command("identity")
+def node_identity_command(config: ConfigOption) -> None:
+    """Print this node's name, URL and public key, to give to partner nodes."""
+    from consortia.federation.signing import load_key, node_identity
+
+    try:
+        node = _node_config(config)
+        typer.echo(node_identity(node.name, node.url, load_key(node.resolve(node.key_file))))
+    except ConsortiaError as error:
+        raise fail(error) from None
+
+
+@node_app.command("trust")
+def node_trust(
+    name: Annotated[str, typer.Argument(help="The peer's node name.")],
+    url: Annotated[str, typer.Argument(help="The peer's URL.")],
+    public_key: Annotated[str, typer.Argument(help="The peer's public key (base64).")],
+    config: ConfigOption,
+) -> None:
+    """Trust a peer: add (or replace) it in the node's trust file."""
+    from pydantic import ValidationError as PeerError
+
+    from consortia.federation.signing import Peer, TrustStore
+
+    try:
+        node = _node_config(config)
+        if node.trust_file is None:
+            raise typer.BadParameter(f"{config} has no trust_file; add `trust_file: trust.yaml`")
+        path = node.resolve(node.trust_file)
+        store = TrustStore.load(path) if path.exists() else TrustStore()
+        store.add(Peer(name=name, url=url, public_key=public_key))
+        store.save(path)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    except PeerError as error:
+        typer.echo(f"error: {error.errors()[0]['msg']}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"trusted {name} at {url} ({path})")
+
+
+@node_app.command("serve")
+def node_serve(
+    config: ConfigOption,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    pull: Annotated[
+        str | None, typer.Option(help="Long-poll this lead URL for tasks (outbound only).")
+    ] = None,
+) -> None:
+    """Serve the node's federation endpoints (push), optionally also pulling from a lead."""
+    from consortia.federation.serve import serve_node
+
+    try:
+        serve_node(config, host=host, port=port, pull_from=pull)
+    except ConsortiaError as error:
+        raise fail(error) from None
+
+
+def _approval_queue(config: Path) -> Any:
+    from consortia.federation.approval import ApprovalQueue
+
+    node = _node_config(config)
+    if node.approvals_file is None:
+        raise typer.BadParameter(f"{config} has no approvals_file")
+    return ApprovalQueue(node.resolve(node.approvals_file))
+
+
+@approvals_app.command("list")
+def approvals_list(
+    config: ConfigOption,
+    all_entries: Annotated[bool, typer.Option("--all", help="Include decided ones.")] = False,
+) -> None:
+    """List requests waiting for a decision (or all with --all)."""
+    import json
+
+    from consortia.federation.approval import ApprovalStatus
+
+    try:
+        entries = _approval_queue(config).list(None if all_entries else ApprovalStatus.PENDING)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    if not entries:
+        typer.echo("no requests waiting" if not all_entries else "no requests")
+    for entry in entries:
+        typer.echo(
+            f"{entry.id}  {entry.status.value:<8} {entry.submitted_at}  from {entry.requester}: "
+            f"{json.dumps(entry.request, sort_keys=True)}"
+        )
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    entry_id: Annotated[str, typer.Argument(help="The request's id (from list).")],
+    config: ConfigOption,
+    by: Annotated[str, typer.Option(help="Who decides (the data steward).")],
+    reason: Annotated[str, typer.Option(help="Why (optional).")] = "",
+) -> None:
+    """Approve a waiting request; the lead's next try goes ahead."""
+    try:
+        entry = _approval_queue(config).approve(entry_id, by=by, reason=reason)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"{entry.id} approved by {entry.decided_by}")
+
+
+@approvals_app.command("deny")
+def approvals_deny(
+    entry_id: Annotated[str, typer.Argument(help="The request's id (from list).")],
+    config: ConfigOption,
+    by: Annotated[str, typer.Option(help="Who decides (the data steward).")],
+    reason: Annotated[str, typer.Option(help="Why; the lead is told.")],
+) -> None:
+    """Deny a waiting request with a reason."""
+    try:
+        entry = _approval_queue(config).deny(entry_id, by=by, reason=reason)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"{entry.id} denied by {entry.decided_by}: {entry.reason}")
+
+
+@node_app.command("audit-verify")
+def node_audit_verify(config: ConfigOption) -> None:
+    """Verify the hash chain of the node's federation audit log."""
+    from consortia.federation.audit import verify_audit_log
+
+    try:
+        count = verify_audit_log(_node_config(config).resolve(_node_config(config).audit_log))
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"federation audit log intact: {count} events")
 
 
 @app.command("demo")

@@ -1,0 +1,211 @@
+"""consortia analyze and consortia node … end to end through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from consortia.cli import app
+from consortia.federation.approval import ApprovalQueue
+from consortia.stats import fit_cox, kaplan_meier
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def node_files(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(7)
+    files = {}
+    for name in ("sgh", "ruijin", "nuh"):
+        n = 60
+        arm = rng.choice(["car_t", "soc"], n)
+        t = np.ceil(rng.exponential(np.where(arm == "car_t", 300, 120)))
+        c = rng.uniform(0, 700, n)
+        age = rng.integers(20, 80, n)
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "trial.csv"
+        lines = ["time,event,arm,age"]
+        lines += [f"{int(min(t[i], c[i]))},{int(t[i] <= c[i])},{arm[i]},{age[i]}" for i in range(n)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        files[name] = path
+    return files
+
+
+def _pooled(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    rows = [
+        line.split(",") for path in files.values() for line in path.read_text().splitlines()[1:]
+    ]
+    return {
+        "time": np.array([float(r[0]) for r in rows]),
+        "event": np.array([int(r[1]) for r in rows]),
+        "arm": np.array([r[2] for r in rows]),
+        "age": np.array([float(r[3]) for r in rows]),
+    }
+
+
+def _local_args(files: dict[str, Path]) -> list[str]:
+    args = []
+    for name, path in files.items():
+        args += ["--local", f"{name}={path}"]
+    return args
+
+
+def test_analyze_local_prints_a_table_and_json_equal_to_pooling(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    spec = tmp_path / "cox.json"
+    request = {
+        "kind": "cox",
+        "table": "trial",
+        "time": "time",
+        "event": "event",
+        "covariates": ["age"],
+        "ties": "efron",
+        "time_bin": 7,
+    }
+    spec.write_text(json.dumps(request))
+    text = runner.invoke(app, ["analyze", str(spec), *_local_args(node_files)])
+    assert text.exit_code == 0, text.output
+    assert "cox: exact (equals pooling)" in text.output
+    assert "sgh (n=60), ruijin (n=60), nuh (n=60)" in text.output
+    assert "hazard_ratio" in text.output
+    result = runner.invoke(app, ["analyze", str(spec), "--json", *_local_args(node_files)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    pooled = _pooled(node_files)
+    binned = np.floor(pooled["time"] / 7) * 7
+    reference = fit_cox(binned, pooled["event"], {"age": pooled["age"]}, ties="efron")
+    assert data["estimates"]["coef"]["age"] == pytest.approx(reference.coef[0], rel=1e-8)
+    assert data["estimates"]["se"]["age"] == pytest.approx(reference.se[0], rel=1e-8)
+    assert data["exact"] is True
+    assert [node["n"] for node in data["nodes"]] == [60, 60, 60]
+
+
+def test_analyze_local_kaplan_meier_medians_match_the_pooled_curve(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    spec = tmp_path / "km.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "kind": "kaplan_meier",
+                "table": "trial",
+                "time": "time",
+                "event": "event",
+                "group": "arm",
+            }
+        )
+    )
+    result = runner.invoke(app, ["analyze", str(spec), "--json", *_local_args(node_files)])
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.output)["estimates"]["groups"]
+    pooled = _pooled(node_files)
+    reference = kaplan_meier(pooled["time"], pooled["event"], pooled["arm"], time_bin=7)
+    for curve in reference.curves:
+        assert groups[str(curve.group)]["median"] == curve.median
+
+
+def test_a_policy_refusal_names_the_rule_and_exits_1(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    spec = tmp_path / "cox.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "kind": "cox",
+                "table": "trial",
+                "time": "time",
+                "event": "event",
+                "covariates": ["age"],
+            }
+        )
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"policy": {"analyses": ["describe"]}}))
+    result = runner.invoke(
+        app, ["analyze", str(spec), "--policy", str(policy), *_local_args(node_files)]
+    )
+    assert result.exit_code == 1
+    assert "analysis_not_allowed" in result.output
+
+
+def test_a_spec_that_is_not_json_reports_its_line_and_column(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    spec = tmp_path / "bad.json"
+    spec.write_text('{"kind": "cox",\n  "table": }\n')
+    result = runner.invoke(app, ["analyze", str(spec), *_local_args(node_files)])
+    assert result.exit_code == 1
+    assert f"{spec}:2:12: not valid JSON" in result.output
+
+
+def test_node_keygen_identity_trust_and_approvals(tmp_path: Path) -> None:
+    key = tmp_path / "node.pem"
+    assert runner.invoke(app, ["node", "keygen", str(key)]).exit_code == 0
+    again = runner.invoke(app, ["node", "keygen", str(key)])
+    assert again.exit_code == 1
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sgh",
+                "url": "https://sgh.example",
+                "key_file": "node.pem",
+                "trust_file": "trust.yaml",
+                "approvals_file": "approvals.json",
+                "policy": {"manual_approval": True},
+            }
+        )
+    )
+    identity = runner.invoke(app, ["node", "identity", "--config", str(config)])
+    assert identity.exit_code == 0, identity.output
+    name, url, public_key = identity.output.split()
+    assert (name, url) == ("sgh", "https://sgh.example")
+    trusted = runner.invoke(
+        app, ["node", "trust", "lead", "https://lead.example", public_key, "--config", str(config)]
+    )
+    assert trusted.exit_code == 0, trusted.output
+    peers = yaml.safe_load((tmp_path / "trust.yaml").read_text())["peers"]
+    assert peers[0]["name"] == "lead"
+    bad = runner.invoke(app, ["node", "trust", "eve", "", "not-a-key", "--config", str(config)])
+    assert bad.exit_code == 1
+
+    queue = ApprovalQueue(tmp_path / "approvals.json")
+    first = queue.submit({"kind": "describe", "table": "t", "variable": "age"}, "lead")
+    second = queue.submit({"kind": "cox", "table": "t"}, "lead")
+    listed = runner.invoke(app, ["node", "approvals", "list", "--config", str(config)])
+    assert first.id in listed.output
+    assert second.id in listed.output
+    approved = runner.invoke(
+        app, ["node", "approvals", "approve", first.id, "--config", str(config), "--by", "steward"]
+    )
+    assert approved.exit_code == 0, approved.output
+    denied = runner.invoke(
+        app,
+        [
+            "node",
+            "approvals",
+            "deny",
+            second.id,
+            "--config",
+            str(config),
+            "--by",
+            "steward",
+            "--reason",
+            "not in the data-sharing agreement",
+        ],
+    )
+    assert denied.exit_code == 0, denied.output
+    twice = runner.invoke(
+        app, ["node", "approvals", "approve", first.id, "--config", str(config), "--by", "x"]
+    )
+    assert twice.exit_code == 1
+    assert "already approved" in twice.output
+    remaining = runner.invoke(app, ["node", "approvals", "list", "--config", str(config)])
+    assert "no requests waiting" in remaining.output
