@@ -293,6 +293,24 @@ def render_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _write_plot(result: dict[str, Any], path: Path) -> None:
+    from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
+
+    image_format = path.suffix.lower().lstrip(".")
+    if image_format not in ("png", "svg"):
+        raise typer.BadParameter(f"{path}: the plot's name must end in .png or .svg")
+    if result.get("kind") != "kaplan_meier":
+        raise typer.BadParameter(f"--plot draws kaplan_meier results, not {result.get('kind')}")
+    try:
+        curves = kaplan_meier_result_from_dict(result["estimates"])
+        image = kaplan_meier_plot(
+            curves, image_format="svg" if image_format == "svg" else "png", time_label="Days"
+        )
+    except ConsortiaError as error:
+        raise fail(error) from None
+    _write_atomically(path, image)
+
+
 @app.command("analyze")
 def analyze(
     spec: Annotated[Path, typer.Argument(help="The analysis request (JSON).")],
@@ -314,6 +332,10 @@ def analyze(
         Path | None, typer.Option(help="Trust store (YAML) with the member nodes' keys.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Kaplan-Meier: also draw the curves with numbers at risk (.png/.svg)."),
+    ] = None,
 ) -> None:
     """Run a federated analysis: over local files (--local) or member nodes (--node)."""
     import json
@@ -354,6 +376,8 @@ def analyze(
     except PydanticValidationError as error:
         typer.echo(f"{policy}: invalid policy: {error}", err=True)
         raise typer.Exit(1) from None
+    if plot is not None:
+        _write_plot(result, plot)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:

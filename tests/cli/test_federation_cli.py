@@ -209,3 +209,32 @@ def test_node_keygen_identity_trust_and_approvals(tmp_path: Path) -> None:
     assert "already approved" in twice.output
     remaining = runner.invoke(app, ["node", "approvals", "list", "--config", str(config)])
     assert "no requests waiting" in remaining.output
+
+
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_analyze_draws_the_federated_kaplan_meier_curves(
+    tmp_path: Path, node_files: dict[str, Path], suffix: str
+) -> None:
+    spec = tmp_path / "km.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "kind": "kaplan_meier",
+                "table": "trial",
+                "time": "time",
+                "event": "event",
+                "group": "arm",
+            }
+        )
+    )
+    image = tmp_path / f"km.{suffix}"
+    result = runner.invoke(
+        app, ["analyze", str(spec), "--plot", str(image), *_local_args(node_files)]
+    )
+    assert result.exit_code == 0, result.output
+    data = image.read_bytes()
+    if suffix == "png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    else:
+        assert b"<svg" in data[:2000]
+        assert b"car_t" in data
