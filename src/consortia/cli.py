@@ -123,6 +123,15 @@ def _print_warnings(warnings: tuple[object, ...]) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
+def _write_imported(out: Path, study: Any, warnings: tuple[object, ...]) -> None:
+    """Write an imported study as YAML after listing what did not carry over."""
+    from consortia.domain.study import study_to_yaml
+
+    _print_warnings(warnings)
+    _write_atomically(out, study_to_yaml(study).encode("utf-8"))
+    typer.echo(f"wrote {out}: {study.summary()}")
+
+
 @study_app.command("export-odm")
 def study_export_odm(
     path: Annotated[Path, typer.Argument(help="The study YAML file.")],
@@ -145,16 +154,13 @@ def study_import_odm(
     out: Annotated[Path, typer.Option("--out", help="The study YAML file to write.")],
 ) -> None:
     """Read ODM 1.3.2 metadata (ours, OpenClinica, REDCap, ...) into a study YAML file."""
-    from consortia.domain.study import study_to_yaml
     from consortia.standards.odm import import_odm
 
     try:
         result = import_odm(path)
     except ConsortiaError as error:
         raise fail(error) from None
-    _print_warnings(result.warnings)
-    _write_atomically(out, study_to_yaml(result.study).encode("utf-8"))
-    typer.echo(f"wrote {out}: {result.study.summary()}")
+    _write_imported(out, result.study, result.warnings)
 
 
 @study_app.command("import-redcap")
@@ -166,16 +172,13 @@ def study_import_redcap(
     ] = None,
 ) -> None:
     """Read a REDCap data dictionary into a study YAML file; untranslatable logic warns."""
-    from consortia.domain.study import study_to_yaml
     from consortia.standards.redcap import import_redcap
 
     try:
         result = import_redcap(path, study_id=study_id)
     except ConsortiaError as error:
         raise fail(error) from None
-    _print_warnings(result.warnings)
-    _write_atomically(out, study_to_yaml(result.study).encode("utf-8"))
-    typer.echo(f"wrote {out}: {result.study.summary()}")
+    _write_imported(out, result.study, result.warnings)
 
 
 @study_app.command("export-redcap")
