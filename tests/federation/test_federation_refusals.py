@@ -357,5 +357,5 @@ def test_a_request_still_awaiting_approval_when_the_round_times_out_names_the_no
 ) -> None:
     federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
     with pytest.raises(NodeUnavailableError, match="approval") as unavailable:
-        analyze(federation, {**DESCRIBE, "timeout": 0.2})
+        analyze(federation, {**DESCRIBE, "timeout": 2.0})
     assert unavailable.value.node == "nuh"
