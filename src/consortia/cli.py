@@ -200,6 +200,63 @@ def study_export_redcap(
     typer.echo(f"wrote {out}")
 
 
+@study_app.command("templates")
+def study_templates() -> None:
+    """List the study templates shipped with Consortia."""
+    from consortia.domain.templates import list_templates
+
+    for info in list_templates():
+        typer.echo(f"{info.name:<18} {info.title_en}")
+        typer.echo(f"{'':<18} {info.title_zh}")
+
+
+@study_app.command("new")
+def study_new(
+    template: Annotated[str, typer.Option("--template", help="A template name (see templates).")],
+    out: Annotated[Path, typer.Option("--out", help="The study YAML file to write.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Start a study from a template: writes its YAML, ready to edit and validate."""
+    from consortia.domain.templates import template_text
+
+    if out.exists() and not force:
+        typer.echo(f"error: {out} exists; choose another name or pass --force", err=True)
+        raise typer.Exit(1)
+    try:
+        text = template_text(template)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    _write_atomically(out, text.encode("utf-8"))
+    typer.echo(f"wrote {out} from template {template}")
+
+
+@study_app.command("synthesize")
+def study_synthesize(
+    template: Annotated[str, typer.Argument(help="A template name (see templates).")],
+    subjects: Annotated[int, typer.Option(help="How many subjects (or sessions/cases).")],
+    site: Annotated[str, typer.Option(help="The site code the subjects belong to.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")],
+    out: Annotated[Path, typer.Option("--out", help="Records CSV (wide, REDCap-style).")],
+    analysis_out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the analysis table (derived variables, no identifiers)."),
+    ] = None,
+) -> None:
+    """Generate plausible synthetic records for a template (they pass the study's checks)."""
+    from consortia.domain.synthetic import synthesize
+
+    try:
+        data = synthesize(template, subjects=subjects, site=site, seed=seed)
+        data.write_csv(out)
+        if analysis_out is not None:
+            data.write_analysis_csv(analysis_out)
+    except ConsortiaError as error:
+        raise fail(error) from None
+    typer.echo(f"wrote {out}: {len(data.records)} records for {subjects} subjects at {site}")
+    if analysis_out is not None:
+        typer.echo(f"wrote {analysis_out}: analysis table {data.analysis_table}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     database_url: Annotated[
@@ -544,20 +601,22 @@ def node_audit_verify(config: ConfigOption) -> None:
 
 @app.command("demo")
 def demo(
-    example: Annotated[Path, typer.Option(help="The study to demonstrate.")] = Path(
-        "examples/cart-lbcl.yaml"
+    folder: Annotated[Path, typer.Option(help="Where the demo writes its files.")] = Path(
+        "consortia-demo"
     ),
+    subjects: Annotated[int, typer.Option(help="Synthetic subjects per hospital.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2026,
 ) -> None:
-    """Validate the bundled example study and show its schedule."""
-    from consortia.domain.study import load_study, schedule_table
+    """A CAR-T study run by two hospitals: synthetic data, federated analyses, audit trail."""
+    from consortia.demo import run_demo
 
+    typer.echo(f"Consortia {__version__} demo")
     try:
-        study = load_study(example)
+        run_demo(
+            folder, subjects_per_site=subjects, seed=seed, echo=typer.echo, render=render_result
+        )
     except ConsortiaError as error:
         raise fail(error) from None
-    typer.echo(f"Consortia {__version__} demo")
-    typer.echo(f"{example}: ok: {study.summary()}")
-    typer.echo(_render_table(schedule_table(study)))
 
 
 def main() -> None:

@@ -92,3 +92,74 @@ def test_a_semicolon_dictionary_is_refused_with_its_line(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert f"{dictionary}:1" in result.output
     assert not out.exists()
+
+
+def test_templates_are_listed_written_and_valid(tmp_path: Path) -> None:
+    listed = runner.invoke(app, ["study", "templates"])
+    assert listed.exit_code == 0
+    names = [line.split()[0] for line in listed.output.splitlines() if not line.startswith(" ")]
+    assert names == ["cart-lbcl", "ortho-3dp", "glucose-iso15197", "ai-diagnostic"]
+    for name in names:
+        out = tmp_path / f"{name}.yaml"
+        written = runner.invoke(app, ["study", "new", "--template", name, "--out", str(out)])
+        assert written.exit_code == 0, written.output
+        assert runner.invoke(app, ["study", "validate", str(out)]).exit_code == 0
+        for command, suffix in (("export-odm", "xml"), ("export-redcap", "csv")):
+            target = tmp_path / f"{name}.{suffix}"
+            exported = runner.invoke(app, ["study", command, str(out), "--out", str(target)])
+            assert exported.exit_code == 0, exported.output
+    again = runner.invoke(
+        app, ["study", "new", "--template", "cart-lbcl", "--out", str(tmp_path / "cart-lbcl.yaml")]
+    )
+    assert again.exit_code == 1
+    unknown = runner.invoke(
+        app, ["study", "new", "--template", "nope", "--out", str(tmp_path / "n.yaml")]
+    )
+    assert unknown.exit_code == 1
+    assert "known templates" in unknown.output
+
+
+def test_synthesize_writes_reproducible_records_and_an_analysis_table(tmp_path: Path) -> None:
+    outputs = []
+    for attempt in range(2):
+        records = tmp_path / f"records{attempt}.csv"
+        table = tmp_path / f"table{attempt}.csv"
+        result = runner.invoke(
+            app,
+            [
+                "study",
+                "synthesize",
+                "glucose-iso15197",
+                "--subjects",
+                "20",
+                "--site",
+                "SG01",
+                "--seed",
+                "3",
+                "--out",
+                str(records),
+                "--analysis-out",
+                str(table),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append((records.read_bytes(), table.read_bytes()))
+    assert outputs[0] == outputs[1]
+    bad = runner.invoke(
+        app,
+        [
+            "study",
+            "synthesize",
+            "cart-lbcl",
+            "--subjects",
+            "5",
+            "--site",
+            "XX99",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ],
+    )
+    assert bad.exit_code == 1
+    assert not (tmp_path / "x.csv").exists()
