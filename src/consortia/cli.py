@@ -38,6 +38,24 @@ approvals_app = typer.Typer(
 )
 node_app.add_typer(approvals_app, name="approvals")
 
+
+def _register_node_commands() -> None:
+    """Node set-up, users, tokens and the database live in consortia.commands."""
+    from consortia.commands.db import db_app
+    from consortia.commands.init import init_node
+    from consortia.commands.serve import serve_node_app
+    from consortia.commands.token import token_app
+    from consortia.commands.user import user_app
+
+    app.command("init")(init_node)
+    app.command("serve")(serve_node_app)
+    app.add_typer(db_app, name="db")
+    app.add_typer(user_app, name="user")
+    app.add_typer(token_app, name="token")
+
+
+_register_node_commands()
+
 ConfigOption = Annotated[
     Path, typer.Option("--config", help="The node's federation config (YAML).")
 ]

@@ -6,15 +6,21 @@ app refuses to start with a missing or default secret.
 
 from __future__ import annotations
 
+import os
+import tomllib
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from consortia.exceptions import ConfigurationError
 
 DEFAULT_SECRET = "change-me-development-only"
+CONFIG_FILE_NAME = "consortia.toml"
 
 
 class Environment(StrEnum):
@@ -63,3 +69,53 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"CONSORTIA_SECRET_KEY has {len(secret)} characters; use at least 32"
             )
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from a node's ``consortia.toml``, with ``CONSORTIA_*`` variables winning.
+
+    A relative ``node_dir`` in the file is relative to the file's directory, and a
+    relative SQLite path relative to ``node_dir``, so a node directory can be moved.
+    Without a file, settings come from the environment alone.
+    """
+    if config_file is None:
+        return Settings()
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{config_file}: cannot read ({exc.strerror})") from None
+    try:
+        values: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{config_file}: not valid TOML: {exc}") from None
+    overridden = {key for key in values if f"CONSORTIA_{key.upper()}" in os.environ}
+    values = {key: value for key, value in values.items() if key not in overridden}
+    base = config_file.resolve().parent
+    node_dir = Path(str(values.get("node_dir", ".")))
+    if "node_dir" not in overridden:
+        values["node_dir"] = node_dir if node_dir.is_absolute() else base / node_dir
+        node_dir = values["node_dir"]
+    if isinstance(values.get("database_url"), str):
+        values["database_url"] = _anchor_sqlite(values["database_url"], node_dir)
+    try:
+        return Settings(**values)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"{config_file}: {problems}") from None
+
+
+def _anchor_sqlite(url: str, node_dir: Path) -> str:
+    """``sqlite:///consortia.db`` -> ``sqlite:////abs/node/consortia.db``."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # an invalid URL is reported when the engine is made
+        return url
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if Path(database).is_absolute():
+        return url
+    return str(parsed.set(database=str(node_dir / database)))

@@ -1,0 +1,187 @@
+"""``consortia init DIR``: create a node — config, database, signing key, first administrator.
+
+It writes, in ``DIR``:
+
+* ``consortia.toml`` (mode 0600: it holds the node's random secret key);
+* ``node_key.pem``: the node's Ed25519 signing key (mode 0600);
+* ``consortia.db``: the SQLite database, migrated to the newest schema — unless
+  ``CONSORTIA_DATABASE_URL`` names another database (PostgreSQL), which is migrated instead;
+* the first user, a ``node_admin`` at every study and site.
+
+It refuses to touch a directory that already holds a node, checks the administrator's
+password before writing anything, and removes what it wrote if a later step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consortia.auth.passwords import check_password
+from consortia.auth.principal import WILDCARD, Role
+from consortia.commands.common import open_engine, read_password, reporting
+from consortia.config import CONFIG_FILE_NAME, Environment, load_settings
+from consortia.exceptions import ConfigurationError
+from consortia.federation.signing import generate_key, public_key_b64, save_key
+from consortia.services import users
+from consortia.services.common import normalise_email
+from consortia.storage.migrations import current_revision, upgrade
+
+__all__ = ["KEY_FILE_NAME", "SQLITE_FILE_NAME", "init_node", "node_config_text"]
+
+KEY_FILE_NAME = "node_key.pem"
+SQLITE_FILE_NAME = "consortia.db"
+
+
+def _toml_string(value: str) -> str:
+    # a JSON string with ASCII escapes is a valid TOML basic string
+    return json.dumps(value, ensure_ascii=True)
+
+
+def node_config_text(
+    *, node_name: str, node_url: str, environment: Environment, secret_key: str, sqlite: bool
+) -> str:
+    """The ``consortia.toml`` of a new node (every key is a setting in docs/settings.md)."""
+    lines = [
+        "# Consortia node configuration. CONSORTIA_<SETTING> environment variables override",
+        "# these values; docs/settings.md lists every setting. Keep this file private (0600):",
+        "# it holds the node's secret key.",
+        f"environment = {_toml_string(environment.value)}",
+        f"node_name = {_toml_string(node_name)}",
+        f"node_url = {_toml_string(node_url)}",
+        'node_dir = "."',
+        f"secret_key = {_toml_string(secret_key)}",
+    ]
+    if sqlite:
+        lines.append(f"database_url = {_toml_string('sqlite:///' + SQLITE_FILE_NAME)}")
+    else:
+        lines.append("# database_url comes from CONSORTIA_DATABASE_URL")
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _existing_node_files(directory: Path, sqlite: bool) -> list[Path]:
+    names = [CONFIG_FILE_NAME, KEY_FILE_NAME] + ([SQLITE_FILE_NAME] if sqlite else [])
+    return [directory / name for name in names if (directory / name).exists()]
+
+
+def init_node(
+    directory: Annotated[Path, typer.Argument(help="The node's directory (created if missing).")],
+    admin_email: Annotated[
+        str, typer.Option("--admin-email", prompt=True, help="The first administrator's email.")
+    ],
+    admin_name: Annotated[
+        str, typer.Option("--admin-name", prompt=True, help="The first administrator's name.")
+    ],
+    admin_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-password-file",
+            help="Read the administrator's password from this file's first line.",
+        ),
+    ] = None,
+    node_name: Annotated[str, typer.Option(help="This node's name in the consortium.")] = "local",
+    node_url: Annotated[
+        str, typer.Option(help="The URL peers reach this node at.")
+    ] = "http://127.0.0.1:8000",
+    environment: Annotated[
+        Environment, typer.Option(help="development, test or production.")
+    ] = Environment.PRODUCTION,
+) -> None:
+    """Create a node in DIRECTORY: config, database, signing key and first administrator."""
+    sqlite = "CONSORTIA_DATABASE_URL" not in os.environ
+    created: list[Path] = []
+    with reporting():
+        existing = _existing_node_files(directory, sqlite)
+        if existing:
+            raise ConfigurationError(
+                f"{directory} already holds a node ({', '.join(p.name for p in existing)}); "
+                "refusing to overwrite it"
+            )
+        email = normalise_email(admin_email)
+        password = read_password(admin_password_file, prompt="Administrator password")
+        check_password(password, email=email)
+        try:
+            _create_node(
+                directory,
+                created,
+                email=email,
+                name=admin_name,
+                password=password,
+                text=node_config_text(
+                    node_name=node_name,
+                    node_url=node_url,
+                    environment=environment,
+                    secret_key=secrets.token_urlsafe(48),
+                    sqlite=sqlite,
+                ),
+                sqlite=sqlite,
+                say=typer.echo,
+            )
+        except BaseException:
+            for path in reversed(created):
+                path.unlink(missing_ok=True)
+            raise
+    typer.echo(
+        f"node ready in {directory}; start it with: consortia serve --config "
+        f"{directory / CONFIG_FILE_NAME}"
+    )
+
+
+def _create_node(
+    directory: Path,
+    created: list[Path],
+    *,
+    email: str,
+    name: str,
+    password: str,
+    text: str,
+    sqlite: bool,
+    say: Callable[[str], object],
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / CONFIG_FILE_NAME
+    _write_private(config_path, text)
+    created.append(config_path)
+    key_path = directory / KEY_FILE_NAME
+    key = generate_key()
+    save_key(key, key_path)
+    created.append(key_path)
+    say(f"wrote {config_path} and {key_path} (public key {public_key_b64(key)})")
+    settings = load_settings(config_path)
+    if sqlite:
+        # patient data: readable by the node's account only (SQLite's -wal/-shm follow)
+        _write_private(directory / SQLITE_FILE_NAME, "")
+        created.extend(directory / (SQLITE_FILE_NAME + s) for s in ("", "-wal", "-shm"))
+    with open_engine(settings) as engine:
+        if current_revision(engine) is not None:
+            upgrade(engine)
+            if users.count_users(engine):
+                raise ConfigurationError(
+                    "the database already holds a node's users; refusing to reuse it"
+                )
+        upgrade(engine)
+        operator = users.cli_operator()
+        users.create_user(
+            engine,
+            operator,
+            email=email,
+            name=name,
+            password=password,
+            min_password_length=settings.min_password_length,
+        )
+        users.grant_role(
+            engine, operator, email=email, study=WILDCARD, site=WILDCARD, role=Role.NODE_ADMIN
+        )
+    say(f"database migrated; {email} is the node administrator")

@@ -1,0 +1,34 @@
+"""Reading the audit trail: a study's chain (site-scoped, identifiers masked), the node's."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from consortia.auth.policy import Action, Resource
+from consortia.auth.principal import Principal
+from consortia.services.common import require, require_in_study, visible_study
+from consortia.storage.audit import AuditEvent
+from consortia.storage.repositories import AuditRepository
+
+__all__ = ["node_audit_trail", "study_audit_trail"]
+
+
+def study_audit_trail(
+    engine: Engine, principal: Principal, study: str, *, after_seq: int = 0, limit: int = 100
+) -> list[AuditEvent]:
+    """The study's audit events at the sites where the principal may read the trail."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.AUDIT_READ, study)
+    with engine.connect() as connection:
+        return AuditRepository(connection, principal).study_events(
+            study, after_seq=after_seq, limit=limit
+        )
+
+
+def node_audit_trail(
+    engine: Engine, principal: Principal, *, after_seq: int = 0, limit: int = 100
+) -> list[AuditEvent]:
+    """The node chain: accounts, logins, grants and tokens."""
+    require(principal, Action.NODE_AUDIT_READ, Resource())
+    with engine.connect() as connection:
+        return AuditRepository(connection, principal).node_events(after_seq=after_seq, limit=limit)

@@ -1,0 +1,217 @@
+"""Who is calling: log in (with throttling), resume a web session, accept an API token.
+
+Every login, failed login, lockout and logout is an audit event on the ``node`` chain,
+committed even when the login fails (the failure *is* the event). Every refusal raises
+:class:`~consortia.exceptions.AuthenticationError` with the same message whatever the
+reason — unknown email, wrong password, locked or inactive account — so a caller learns
+nothing about which accounts exist; the audit event records the real reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from consortia.auth.passwords import dummy_verify, hash_password, needs_rehash, verify_password
+from consortia.auth.principal import Principal
+from consortia.auth.sessions import csrf_token, new_session_value, session_key
+from consortia.auth.tokens import TOKEN_PREFIX, hash_token
+from consortia.config import Settings
+from consortia.exceptions import AuthenticationError, NotFoundError, ValidationError
+from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
+from consortia.services.users import principal_for
+from consortia.storage.audit import append_event
+from consortia.storage.repositories import (
+    SessionRepository,
+    TokenRepository,
+    UserRecord,
+    UserRepository,
+)
+
+__all__ = [
+    "LOGIN_REFUSED",
+    "LoginResult",
+    "login",
+    "logout",
+    "principal_from_session",
+    "principal_from_token",
+]
+
+LOGIN_REFUSED = (
+    "the email or password is wrong, or the account is locked after too many failures; "
+    "try again later"
+)
+# a session or token used within this long is not written again (one write per minute)
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A new web session: its principal, the cookie value to set, and its CSRF token."""
+
+    principal: Principal
+    cookie_value: str
+    csrf_token: str
+
+
+def _refuse(connection: Connection, attempted: str, reason: str, **extra: object) -> None:
+    append_event(
+        connection,
+        NODE_CHAIN,
+        actor=attempted[:320] or "(empty)",
+        action="login.failed",
+        entity_type="user",
+        entity_id=attempted[:256],
+        reason=reason,
+        after=extra or None,
+    )
+
+
+def _password_refusal(
+    connection: Connection,
+    settings: Settings,
+    user: UserRecord | None,
+    password: str,
+    now: datetime,
+) -> str | None:
+    """Why the password login of ``user`` is refused, or ``None`` if it succeeds."""
+    if user is None:
+        dummy_verify(password)
+        return "unknown email"
+    if not user.active:
+        dummy_verify(password)
+        return "account inactive"
+    if user.locked_until is not None and user.locked_until > now:
+        dummy_verify(password)
+        return f"account locked until {user.locked_until.isoformat()}"
+    users = UserRepository(connection)
+    stored = users.password_hash(user.id)
+    if stored is None or not verify_password(stored, password):
+        return "wrong password" if stored is not None else "no password set"
+    if needs_rehash(stored):
+        users.update(user.id, password_hash=hash_password(password))
+    return None
+
+
+def login(
+    engine: Engine, settings: Settings, email: str, password: str, *, now: datetime | None = None
+) -> LoginResult:
+    """Check a password and open a web session; count failures and lock after too many.
+
+    ``settings.login_max_failures`` consecutive failures lock the account for
+    ``settings.login_lockout_minutes``; while locked even the right password is refused.
+    """
+    now = now or utc_now()
+    try:
+        address = normalise_email(email)
+    except ValidationError:
+        address = email.strip()
+    result: LoginResult | None = None
+    with engine.begin() as connection:
+        users = UserRepository(connection)
+        # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
+        user = users.by_email(address, for_update=True)
+        reason = _password_refusal(connection, settings, user, password, now)
+        if reason is not None:
+            if user is not None and reason in ("wrong password", "no password set"):
+                lock_over = user.locked_until is not None and user.locked_until <= now
+                failures = (0 if lock_over else user.failed_logins) + 1
+                locked_until = None
+                if failures >= settings.login_max_failures:
+                    locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
+                users.update(user.id, failed_logins=failures, locked_until=locked_until)
+                _refuse(connection, address, reason, failures=failures)
+                if locked_until is not None:
+                    append_event(
+                        connection,
+                        NODE_CHAIN,
+                        actor="system",
+                        action="account.locked",
+                        entity_type="user",
+                        entity_id=address,
+                        after={"locked_until": locked_until.isoformat(), "failures": failures},
+                        reason=f"{failures} failed logins",
+                    )
+            else:
+                _refuse(connection, address, reason)
+        else:
+            assert user is not None
+            users.update(user.id, failed_logins=0, locked_until=None)
+            principal = principal_for(connection, user.id)
+            cookie_value = new_session_value()
+            sessions = SessionRepository(connection)
+            sessions.remove_idle(before=now - timedelta(minutes=settings.session_minutes))
+            sessions.add(session_key(cookie_value), user.id, now=now)
+            audit(connection, principal, "login", "user", principal.email)
+            secret = settings.secret_key.get_secret_value()
+            result = LoginResult(principal, cookie_value, csrf_token(secret, cookie_value))
+    if result is None:
+        raise AuthenticationError(LOGIN_REFUSED)
+    return result
+
+
+def principal_from_session(
+    engine: Engine, settings: Settings, cookie_value: str, *, now: datetime | None = None
+) -> Principal:
+    """The principal of a live web session; idle sessions end after ``session_minutes``."""
+    now = now or utc_now()
+    key = session_key(cookie_value)
+    idle_limit = timedelta(minutes=settings.session_minutes)
+    with engine.begin() as connection:
+        sessions = SessionRepository(connection)
+        session = sessions.get(key)
+        if session is not None and session.last_seen_at + idle_limit < now:
+            sessions.remove(key)
+            session = None
+        if session is not None:
+            if now - session.last_seen_at >= _TOUCH_EVERY:
+                sessions.touch(key, now=now)
+            try:
+                return principal_for(connection, session.user_id)
+            except NotFoundError:
+                sessions.remove(key)
+    raise AuthenticationError("the session has ended; log in again")
+
+
+def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
+    """End a web session."""
+    with engine.begin() as connection:
+        SessionRepository(connection).remove(session_key(cookie_value))
+        audit(connection, principal, "logout", "user", principal.email)
+
+
+def principal_from_token(engine: Engine, token: str, *, now: datetime | None = None) -> Principal:
+    """The principal of a personal API token, narrowed to the token's studies.
+
+    Revoked and expired tokens are refused (and the refusal audited: the token was real).
+    """
+    now = now or utc_now()
+    if not token.startswith(TOKEN_PREFIX):
+        raise AuthenticationError("not a Consortia API token")
+    refusal: str | None = None
+    with engine.begin() as connection:
+        tokens = TokenRepository(connection)
+        record = tokens.by_hash(hash_token(token))
+        if record is None:
+            refusal = "the API token is not known"
+        elif not record.usable_at(now):
+            refusal = "the API token was revoked" if record.revoked_at else "the API token expired"
+            append_event(
+                connection,
+                NODE_CHAIN,
+                actor=f"token:{record.prefix}",
+                action="token.refused",
+                entity_type="api_token",
+                entity_id=str(record.id),
+                reason=refusal,
+            )
+        else:
+            if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
+                tokens.update(record.id, last_used_at=now)
+            try:
+                return principal_for(connection, record.user_id, token_studies=record.studies)
+            except NotFoundError:
+                refusal = "the API token's owner is no longer active"
+    raise AuthenticationError(refusal)

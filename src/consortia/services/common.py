@@ -1,0 +1,159 @@
+"""What every service shares: the clock, the audit call, and input checks.
+
+A service function is one use case and one transaction: it checks policy, validates,
+changes current state and appends the audit event, all inside ``engine.begin()``, so the
+change and its audit event are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from consortia.auth.policy import Action, Resource, can, sees_study
+from consortia.auth.principal import WILDCARD, Grant, Principal, Role, is_code
+from consortia.exceptions import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    ValidationError,
+)
+from consortia.storage.audit import append_event
+from consortia.storage.repositories import NODE_CHAIN
+
+__all__ = [
+    "NODE_CHAIN",
+    "audit",
+    "check_code",
+    "cli_operator",
+    "guarded_write",
+    "normalise_email",
+    "require",
+    "require_in_study",
+    "utc_now",
+    "visible_study",
+]
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@contextmanager
+def guarded_write(engine: Engine, conflict: str) -> Iterator[Connection]:
+    """One write transaction; a unique-constraint race becomes a :class:`ConflictError`.
+
+    Services check uniqueness first and say precisely what clashed; this catches the
+    rare case where a concurrent request wins between that check and the insert.
+    """
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except IntegrityError:
+        raise ConflictError(conflict) from None
+
+
+def cli_operator() -> Principal:
+    """The person at the node's shell: a node administrator acting through the CLI.
+
+    Shell access to a node already means access to its database and keys; the CLI acts
+    with node-administrator rights and its audit events name the operating-system user.
+    """
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - a container without a passwd entry
+        who = "unknown"
+    return Principal(
+        user_id=0,
+        email=f"cli:{who}",
+        name=f"node operator {who}",
+        grants=frozenset({Grant(WILDCARD, WILDCARD, Role.NODE_ADMIN)}),
+    )
+
+
+def normalise_email(email: str) -> str:
+    """Trim and lower-case an email address; refuse what is not one.
+
+    >>> normalise_email("  Alice@SG.example ")
+    'alice@sg.example'
+    """
+    cleaned = email.strip().lower()
+    if not _EMAIL.fullmatch(cleaned):
+        raise ValidationError([Problem("email", f"{email!r} is not an email address")])
+    return cleaned
+
+
+def check_code(value: str, field: str, *, wildcard: bool = False) -> str:
+    """Refuse a study or site code that is malformed (``*`` only where ``wildcard``)."""
+    if wildcard and value == WILDCARD:
+        return value
+    if not is_code(value):
+        allowed = " or *" if wildcard else ""
+        raise ValidationError(
+            [
+                Problem(
+                    field,
+                    f"{value!r} is not a code: use 1-64 letters, digits, '_', '.', '-'"
+                    f" starting with a letter or digit{allowed}",
+                )
+            ]
+        )
+    if field == "study" and value.lower() == NODE_CHAIN:
+        raise ValidationError([Problem(field, f"{value!r} is reserved for the node itself")])
+    return value
+
+
+def audit(
+    connection: Connection,
+    principal: Principal,
+    action: str,
+    entity_type: str,
+    entity_id: object,
+    *,
+    chain: str = NODE_CHAIN,
+    **entry: Any,
+) -> None:
+    """Append one audit event by ``principal`` in the caller's transaction."""
+    append_event(
+        connection,
+        chain,
+        actor=principal.email,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        **entry,
+    )
+
+
+def require(principal: Principal, action: Action, resource: Resource) -> None:
+    """Refuse (403) unless :func:`~consortia.auth.policy.can` allows the action."""
+    if not can(principal, action, resource):
+        raise PermissionDeniedError(f"{principal.email} may not {action.value}")
+
+
+def visible_study(principal: Principal, study: str) -> str:
+    """The study code, if the principal holds a role in it; otherwise "not found"."""
+    check_code(study, "study")
+    if not sees_study(principal, study):
+        raise NotFoundError(f"study {study} not found")
+    return study
+
+
+def require_in_study(
+    principal: Principal, action: Action, study: str, site: str | None = None
+) -> None:
+    """Refuse (403) unless the principal's roles allow ``action`` in the study (at ``site``)."""
+    if not can(principal, action, Resource(study, site)):
+        where = f"study {study}" + (f" at site {site}" if site else "")
+        raise PermissionDeniedError(f"your roles in {where} do not allow {action.value}")

@@ -1,0 +1,294 @@
+"""People and their roles: create accounts, grant and revoke roles, build principals.
+
+Each function is one transaction with its audit event on the ``node`` chain (ICH E6(R3)
+§4.2.2: user accounts, role and permission changes are audited). Who may call what is
+decided by :mod:`consortia.auth.policy` only.
+
+>>> from consortia.storage.db import make_engine
+>>> from consortia.storage.migrations import upgrade
+>>> engine = make_engine("sqlite://"); upgrade(engine)
+>>> admin = cli_operator()
+>>> user = create_user(engine, admin, email="Ana@SG.example", name="Ana", password=None)
+>>> grant_role(engine, admin, email="ana@sg.example", study="CART01", site="SG01",
+...            role="coordinator").role.value
+'coordinator'
+>>> sorted(str(g) for g in principal_for(engine, user.id).grants)
+['coordinator at CART01/SG01']
+>>> engine.dispose()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Engine
+
+from consortia.auth.passwords import MIN_PASSWORD_LENGTH, check_password, hash_password
+from consortia.auth.policy import Action, Resource
+from consortia.auth.principal import WILDCARD, Grant, Principal, Role
+from consortia.exceptions import (
+    ConflictError,
+    NotFoundError,
+    Problem,
+    ValidationError,
+)
+from consortia.services.common import (
+    audit,
+    check_code,
+    cli_operator,
+    guarded_write,
+    normalise_email,
+    require,
+    utc_now,
+)
+from consortia.storage.repositories import (
+    GrantRecord,
+    GrantRepository,
+    UserRecord,
+    UserRepository,
+    load_grants,
+)
+
+__all__ = [
+    "cli_operator",
+    "count_users",
+    "create_user",
+    "grant_role",
+    "list_grants",
+    "list_users",
+    "parse_role",
+    "principal_for",
+    "revoke_grant",
+    "revoke_role",
+    "set_password",
+    "user_by_email",
+]
+
+
+def parse_role(value: str) -> Role:
+    """The role named ``value``; a wrong name lists the right ones."""
+    try:
+        return Role(value)
+    except ValueError:
+        names = ", ".join(role.value for role in Role)
+        problem = Problem("role", f"{value!r} is not a role; use one of {names}")
+        raise ValidationError([problem]) from None
+
+
+def principal_for(
+    engine_or_connection: Engine | Connection,
+    user_id: int,
+    *,
+    token_studies: Iterable[str] | None = None,
+) -> Principal:
+    """The principal of user ``user_id``: their grants, narrowed to a token's studies."""
+    if isinstance(engine_or_connection, Engine):
+        with engine_or_connection.connect() as connection:
+            return principal_for(connection, user_id, token_studies=token_studies)
+    connection = engine_or_connection
+    user = UserRepository(connection).by_id(user_id)
+    if user is None or not user.active:
+        raise NotFoundError(f"user {user_id} not found")
+    principal = Principal(user.id, user.email, user.name, load_grants(connection, user.id))
+    return principal if token_studies is None else principal.narrowed_to(token_studies)
+
+
+def create_user(
+    engine: Engine,
+    principal: Principal,
+    *,
+    email: str,
+    name: str,
+    password: str | None,
+    min_password_length: int = MIN_PASSWORD_LENGTH,
+) -> UserRecord:
+    """Create an account; without a password the person can use API tokens only."""
+    require(principal, Action.USER_MANAGE, Resource())
+    email = normalise_email(email)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError([Problem("name", "give the person's name (1-200 characters)")])
+    password_hash = None
+    if password is not None:
+        check_password(password, email=email, min_length=min_password_length)
+        password_hash = hash_password(password)
+    with guarded_write(engine, f"a user with email {email} already exists") as connection:
+        users = UserRepository(connection)
+        if users.by_email(email) is not None:
+            raise ConflictError(f"a user with email {email} already exists")
+        user_id = users.add(email=email, name=name, password_hash=password_hash, now=utc_now())
+        audit(
+            connection,
+            principal,
+            "user.create",
+            "user",
+            email,
+            after={"email": email, "name": name, "password_set": password is not None},
+        )
+        record = users.by_id(user_id)
+    assert record is not None
+    return record
+
+
+def set_password(
+    engine: Engine,
+    principal: Principal,
+    *,
+    email: str,
+    password: str,
+    min_password_length: int = MIN_PASSWORD_LENGTH,
+) -> None:
+    """Set a person's password (themselves, or a node administrator); unlocks the account."""
+    email = normalise_email(email)
+    if email != principal.email:
+        require(principal, Action.USER_MANAGE, Resource())
+    check_password(password, email=email, min_length=min_password_length)
+    password_hash = hash_password(password)
+    with engine.begin() as connection:
+        users = UserRepository(connection)
+        user = users.by_email(email)
+        if user is None:
+            raise NotFoundError(f"user {email} not found")
+        users.update(user.id, password_hash=password_hash, failed_logins=0, locked_until=None)
+        audit(connection, principal, "user.password_set", "user", email)
+
+
+def list_users(engine: Engine, principal: Principal) -> list[UserRecord]:
+    """Every account on the node (node administrators)."""
+    require(principal, Action.USER_READ, Resource())
+    with engine.connect() as connection:
+        return UserRepository(connection).list()
+
+
+def _checked_grant(study: str, site: str, role: str | Role) -> Grant:
+    role = role if isinstance(role, Role) else parse_role(role)
+    study = check_code(study, "study", wildcard=True)
+    site = check_code(site, "site", wildcard=True)
+    if role is Role.NODE_ADMIN and (study, site) != (WILDCARD, WILDCARD):
+        raise ValidationError(
+            [
+                Problem(
+                    "role", "node_admin is a node-wide role: grant it with --study '*' --site '*'"
+                )
+            ]
+        )
+    if study == WILDCARD and site != WILDCARD:
+        raise ValidationError(
+            [Problem("site", "a grant for every study ('*') must also cover every site ('*')")]
+        )
+    return Grant(study, site, role)
+
+
+def _require_grant_rights(principal: Principal, grant: Grant) -> None:
+    """Grant and revoke only within what one manages; node_admin needs user.manage."""
+    if grant.role is Role.NODE_ADMIN:
+        require(principal, Action.USER_MANAGE, Resource())
+    require(principal, Action.GRANT_MANAGE, Resource(grant.study, grant.site))
+
+
+def grant_role(
+    engine: Engine, principal: Principal, *, email: str, study: str, site: str, role: str | Role
+) -> GrantRecord:
+    """Give a person a role at a study (or ``*``) and site (or ``*``)."""
+    grant = _checked_grant(study, site, role)
+    _require_grant_rights(principal, grant)
+    email = normalise_email(email)
+    with guarded_write(engine, f"{email} already holds {grant}") as connection:
+        user = UserRepository(connection).by_email(email)
+        if user is None:
+            raise NotFoundError(f"user {email} not found")
+        grants = GrantRepository(connection, principal)
+        if grants.find(user.id, grant) is not None:
+            raise ConflictError(f"{email} already holds {grant}")
+        grant_id = grants.add(user.id, grant, now=utc_now())
+        audit(
+            connection,
+            principal,
+            "grant.add",
+            "role_grant",
+            grant_id,
+            site=None if grant.site == WILDCARD else grant.site,
+            after={
+                "email": email,
+                "study": grant.study,
+                "site": grant.site,
+                "role": grant.role.value,
+            },
+        )
+        record = grants.get(grant_id)
+    assert record is not None
+    return record
+
+
+def _revoke(connection: Connection, principal: Principal, record: GrantRecord) -> None:
+    _require_grant_rights(principal, record.grant)
+    GrantRepository(connection, principal).remove(record.id)
+    audit(
+        connection,
+        principal,
+        "grant.revoke",
+        "role_grant",
+        record.id,
+        site=None if record.site == WILDCARD else record.site,
+        before={
+            "email": record.email,
+            "study": record.study,
+            "site": record.site,
+            "role": record.role.value,
+        },
+    )
+
+
+def revoke_role(
+    engine: Engine, principal: Principal, *, email: str, study: str, site: str, role: str | Role
+) -> GrantRecord:
+    """Take a role away; it must be held exactly as named (study, site, role)."""
+    grant = _checked_grant(study, site, role)
+    email = normalise_email(email)
+    with engine.begin() as connection:
+        user = UserRepository(connection).by_email(email)
+        record = None
+        if user is not None:
+            record = GrantRepository(connection, principal).find(user.id, grant)
+        if record is None:
+            raise NotFoundError(f"{email} holds no {grant} that you manage")
+        _revoke(connection, principal, record)
+    return record
+
+
+def revoke_grant(engine: Engine, principal: Principal, grant_id: int) -> GrantRecord:
+    """Take away the grant ``grant_id`` (one the principal manages; others are not found)."""
+    with engine.begin() as connection:
+        record = GrantRepository(connection, principal).get(grant_id)
+        if record is None:
+            raise NotFoundError(f"grant {grant_id} not found")
+        _revoke(connection, principal, record)
+    return record
+
+
+def list_grants(
+    engine: Engine, principal: Principal, *, study: str | None = None, email: str | None = None
+) -> list[GrantRecord]:
+    """The grants the principal manages, optionally for one study or one person."""
+    if study is not None:
+        check_code(study, "study", wildcard=True)
+    with engine.connect() as connection:
+        return GrantRepository(connection, principal).list(
+            study=study, email=None if email is None else normalise_email(email)
+        )
+
+
+def user_by_email(engine: Engine, email: str) -> UserRecord:
+    """The account with ``email`` (for the CLI, run by the node operator)."""
+    email = normalise_email(email)
+    with engine.connect() as connection:
+        user = UserRepository(connection).by_email(email)
+    if user is None:
+        raise NotFoundError(f"user {email} not found")
+    return user
+
+
+def count_users(engine: Engine) -> int:
+    """How many accounts the node has (``consortia init`` creates the first)."""
+    with engine.connect() as connection:
+        return UserRepository(connection).count()
