@@ -19,6 +19,7 @@ from consortia.api.errors import install_error_handlers
 from consortia.api.router import API_PREFIX, create_api_router
 from consortia.config import Settings
 from consortia.storage.db import make_engine
+from consortia.web.pages import create_web_router
 
 __all__ = ["create_app"]
 
@@ -53,4 +54,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     install_error_handlers(app)
     app.include_router(create_api_router())
+    app.include_router(create_web_router())
     return app

@@ -1,0 +1,172 @@
+"""The web pages' strings in English and Simplified Chinese, and how a language is chosen.
+
+Every key exists in every language (a test checks). The language of a request is, first
+match wins: ``?lang=``, the ``lang`` cookie, ``Accept-Language``, else English.
+
+>>> pick_language(query="zh", cookie=None, accept_language=None)
+'zh'
+>>> pick_language(query=None, cookie=None, accept_language="fr;q=1, zh-CN;q=0.8, en;q=0.5")
+'zh'
+>>> translate("zh", "login.submit")
+'登录'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from consortia.services.authentication import LOGIN_REFUSED
+
+__all__ = [
+    "CATALOGUES",
+    "DEFAULT_LANGUAGE",
+    "HTML_LANG",
+    "LANGUAGES",
+    "normalise_language",
+    "pick_language",
+    "translate",
+]
+
+DEFAULT_LANGUAGE = "en"
+
+CATALOGUES: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "app.name": "Consortia",
+        "lang.switch": "中文",
+        "lang.switch_to": "zh",
+        "login.title": "Sign in",
+        "login.email": "Email",
+        "login.password": "Password",
+        "login.submit": "Sign in",
+        "login.required": "Required.",
+        # the API's own words, so the page and the API refuse alike
+        "login.refused": LOGIN_REFUSED,
+        "home.title": "Home",
+        "home.signed_in_as": "Signed in as",
+        "home.grants": "Your roles",
+        "home.no_grants": "You hold no roles yet; ask a study administrator.",
+        "home.study": "Study",
+        "home.site": "Site",
+        "home.role": "Role",
+        "home.everywhere": "all",
+        "logout.submit": "Sign out",
+        "error.title": "Something went wrong",
+        "error.back": "Back to the home page",
+        "error.400": "The request could not be understood.",
+        "error.401": "Please sign in again.",
+        "error.403": "You are not allowed to do this.",
+        "error.403_csrf": "This form has expired or did not come from this site. "
+        "Go back, reload the page and try again.",
+        "error.404": "Not found.",
+        "error.409": "This conflicts with the current state; reload and try again.",
+        "error.413": "The request is too large.",
+        "error.415": "This form was sent in a format the node does not accept.",
+        "error.422": "Some of what was sent is not valid.",
+        "error.500": "An internal error occurred; the node's log has the details.",
+        "role.node_admin": "Node administrator",
+        "role.study_admin": "Study administrator",
+        "role.investigator": "Investigator",
+        "role.coordinator": "Coordinator",
+        "role.monitor": "Monitor",
+        "role.data_manager": "Data manager",
+        "role.statistician": "Statistician",
+        "role.sponsor_viewer": "Sponsor viewer",
+        "role.auditor": "Auditor",
+    },
+    "zh": {
+        "app.name": "Consortia",
+        "lang.switch": "English",
+        "lang.switch_to": "en",
+        "login.title": "登录",
+        "login.email": "电子邮箱",
+        "login.password": "密码",
+        "login.submit": "登录",
+        "login.required": "必填。",
+        "login.refused": "电子邮箱或密码错误，或账户因多次失败已被锁定；请稍后再试",
+        "home.title": "首页",
+        "home.signed_in_as": "当前用户",
+        "home.grants": "您的角色",
+        "home.no_grants": "您尚无任何角色；请联系研究管理员。",
+        "home.study": "研究",
+        "home.site": "中心",
+        "home.role": "角色",
+        "home.everywhere": "全部",
+        "logout.submit": "退出登录",
+        "error.title": "出错了",
+        "error.back": "返回首页",
+        "error.400": "无法理解该请求。",
+        "error.401": "请重新登录。",
+        "error.403": "您无权执行此操作。",
+        "error.403_csrf": "此表单已过期或并非来自本站。请返回、刷新页面后重试。",
+        "error.404": "未找到。",
+        "error.409": "与当前状态冲突；请刷新后重试。",
+        "error.413": "请求过大。",
+        "error.415": "表单格式不被本节点接受。",
+        "error.422": "提交的部分内容无效。",
+        "error.500": "发生内部错误；详情见本节点日志。",
+        "role.node_admin": "节点管理员",
+        "role.study_admin": "研究管理员",
+        "role.investigator": "研究者",
+        "role.coordinator": "研究协调员",
+        "role.monitor": "监查员",
+        "role.data_manager": "数据管理员",
+        "role.statistician": "统计师",
+        "role.sponsor_viewer": "申办方查看者",
+        "role.auditor": "稽查员",
+    },
+}
+
+LANGUAGES = frozenset(CATALOGUES)
+# the value of <html lang="...">
+HTML_LANG: Mapping[str, str] = {"en": "en", "zh": "zh-Hans"}
+
+
+def normalise_language(tag: str | None) -> str | None:
+    """The supported language a tag such as ``zh-CN`` or ``en_GB`` means, else ``None``.
+
+    Traditional Chinese (``zh-Hant``, ``zh-TW``, ``zh-HK``) is not offered as ``zh``.
+    """
+    if not tag:
+        return None
+    parts = tag.strip().lower().replace("_", "-").split("-")
+    primary = parts[0]
+    if primary == "zh":
+        traditional = {"hant", "tw", "hk", "mo"}
+        return None if traditional & set(parts[1:]) else "zh"
+    return primary if primary in LANGUAGES else None
+
+
+def _accepted(header: str) -> list[str]:
+    """The language tags of an ``Accept-Language`` header, most preferred first."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(header.split(",")[:32]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                quality = 0.0
+        if tag and quality > 0:
+            ranked.append((-quality, index, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def pick_language(*, query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    """The language of a request (see the module docstring)."""
+    for candidate in (query, cookie):
+        chosen = normalise_language(candidate)
+        if chosen is not None:
+            return chosen
+    for tag in _accepted(accept_language or ""):
+        chosen = normalise_language(tag)
+        if chosen is not None:
+            return chosen
+    return DEFAULT_LANGUAGE
+
+
+def translate(language: str, key: str) -> str:
+    """The string ``key`` in ``language`` (English if the language is unknown)."""
+    catalogue = CATALOGUES.get(language, CATALOGUES[DEFAULT_LANGUAGE])
+    return catalogue[key]

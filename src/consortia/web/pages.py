@@ -1,0 +1,326 @@
+"""Server-rendered pages: sign in, home (who you are, your roles), sign out.
+
+No JavaScript is needed. The pages use the API's session machinery, not a second one:
+:func:`~consortia.services.authentication.login` opens the session, the cookie is the
+API's (``Secure; HttpOnly; SameSite=Strict``), and :func:`~consortia.auth.sessions.csrf_matches`
+checks the CSRF token that every state-changing form carries in a hidden ``csrf_token``
+field (or the ``X-CSRF-Token`` header). Signing in needs no CSRF token, as in the API;
+but where the API's JSON body keeps other sites' forms out, a form can be posted from
+anywhere, so every form post from another origin (``Origin`` or ``Sec-Fetch-Site``) is
+refused: nobody can be signed in to someone else's account behind their back.
+
+Errors become a friendly page in the reader's language, never a stack trace; the
+rejected input is never echoed except the email typed into the sign-in form.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jinja2
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from consortia.api.errors import status_for
+from consortia.auth.principal import Principal
+from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, csrf_token
+from consortia.config import Settings
+from consortia.exceptions import AuthenticationError, ConsortiaError
+from consortia.services import authentication
+from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
+
+__all__ = ["LANG_COOKIE", "MAX_FORM_BYTES", "create_web_router"]
+
+LANG_COOKIE = "lang"
+MAX_FORM_BYTES = 16 * 1024
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+log = logging.getLogger(__name__)
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("consortia.web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+class PageError(Exception):
+    """A request a page refuses: rendered as the error page with ``status``."""
+
+    def __init__(self, status: int, key: str | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.key = key or f"error.{status}"
+
+
+@dataclass(frozen=True, slots=True)
+class _GrantRow:
+    study: str
+    site: str
+    role: str
+
+
+def _engine(request: Request) -> Engine:
+    engine = request.app.state.engine
+    assert isinstance(engine, Engine)
+    return engine
+
+
+def _settings(request: Request) -> Settings:
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _language(request: Request) -> str:
+    return pick_language(
+        query=request.query_params.get("lang"),
+        cookie=request.cookies.get(LANG_COOKIE),
+        accept_language=request.headers.get("accept-language"),
+    )
+
+
+def _finish(request: Request, response: Response) -> Response:
+    """Add the security headers, and remember a language chosen with ``?lang=``."""
+    response.headers.update(_SECURITY_HEADERS)
+    chosen = normalise_language(request.query_params.get("lang"))
+    if chosen is not None and chosen != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(
+            LANG_COOKIE,
+            chosen,
+            max_age=365 * 24 * 3600,
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="lax",
+        )
+    return response
+
+
+def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    language = _language(request)
+
+    def t(key: str) -> str:
+        return translate(language, key)
+
+    context.setdefault("page_path", "/")
+    html = _templates.get_template(template).render(t=t, html_lang=HTML_LANG[language], **context)
+    response = HTMLResponse(html, status_code=status)
+    _finish(request, response)
+    return response
+
+
+def _error_page(request: Request, status: int, key: str) -> HTMLResponse:
+    return _render(request, "error.html", status, message=translate(_language(request), key))
+
+
+def _redirect(request: Request, url: str) -> Response:
+    return _finish(request, RedirectResponse(url, status_code=303))
+
+
+def _set_session_cookie(response: Response, value: str) -> None:
+    # exactly as POST /api/v1/session sets it: no Max-Age, the server ends idle sessions
+    response.set_cookie(
+        SESSION_COOKIE, value, path="/", secure=True, httponly=True, samesite="strict"
+    )
+
+
+def _delete_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+
+
+def _check_same_origin(request: Request) -> None:
+    """Refuse (403) a form posted by a page of another site."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise PageError(403, "error.403_csrf")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise PageError(403, "error.403_csrf")
+
+
+async def _form(request: Request) -> Mapping[str, str]:
+    """The fields of a same-origin urlencoded form (the first value of each), size-limited."""
+    _check_same_origin(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        raise PageError(413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise PageError(413)
+    if not body:
+        return {}
+    if content_type != _FORM_TYPE:
+        raise PageError(415)
+    try:
+        fields = parse_qs(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20
+        )
+    except (UnicodeDecodeError, ValueError) as error:
+        raise PageError(400) from error
+    return {name: values[0] for name, values in fields.items()}
+
+
+async def _signed_in(request: Request) -> tuple[Principal, str] | None:
+    """The principal and cookie value of the request's live web session, if any."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        principal = await run_in_threadpool(
+            authentication.principal_from_session, _engine(request), _settings(request), cookie
+        )
+    except AuthenticationError:
+        return None
+    return principal, cookie
+
+
+class _PageRoute(APIRoute):
+    """A route whose every error is the friendly error page (HTML, never a traceback)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except PageError as error:
+                return _error_page(request, error.status, error.key)
+            except RequestValidationError:
+                return _error_page(request, 400, "error.400")
+            except ConsortiaError as error:
+                status = status_for(error)
+                if status >= 500:
+                    log.error("error while serving page %s: %s", request.url.path, error)
+                    status = 500
+                return _error_page(request, status, f"error.{status}")
+            except Exception:
+                log.exception("internal error serving page %s %s", request.method, request.url)
+                return _error_page(request, 500, "error.500")
+
+        return guarded
+
+
+def _role_label(language: str, role: str) -> str:
+    try:
+        return translate(language, f"role.{role}")
+    except KeyError:
+        return role
+
+
+def _grant_rows(language: str, principal: Principal) -> list[_GrantRow]:
+    everywhere = translate(language, "home.everywhere")
+    return [
+        _GrantRow(
+            study=everywhere if grant.study == "*" else grant.study,
+            site=everywhere if grant.site == "*" else grant.site,
+            role=_role_label(language, grant.role.value),
+        )
+        for grant in sorted(principal.grants)
+    ]
+
+
+def create_web_router() -> APIRouter:
+    """The pages, at the root of the node's site (not in the OpenAPI description)."""
+    router = APIRouter(route_class=_PageRoute, include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        signed_in = await _signed_in(request)
+        if signed_in is None:
+            response = _redirect(request, "/login")
+            if request.cookies.get(SESSION_COOKIE):
+                _delete_session_cookie(response)
+            return response
+        principal, cookie = signed_in
+        token = csrf_token(_settings(request).secret_key.get_secret_value(), cookie)
+        return _render(
+            request,
+            "home.html",
+            principal=principal,
+            grants=_grant_rows(_language(request), principal),
+            csrf_token=token,
+        )
+
+    @router.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        if await _signed_in(request) is not None:
+            return _redirect(request, "/")
+        return _render(
+            request, "login.html", page_path="/login", email="", refused=False, missing=()
+        )
+
+    @router.post("/login", response_class=HTMLResponse)
+    async def log_in(request: Request) -> Response:
+        form = await _form(request)
+        email = form.get("email", "").strip()
+        password = form.get("password", "")
+        missing = tuple(
+            name for name, value in (("email", email), ("password", password)) if not value
+        )
+        if missing:
+            return _render(
+                request,
+                "login.html",
+                400,
+                page_path="/login",
+                email=email,
+                refused=False,
+                missing=missing,
+            )
+        try:
+            result = await run_in_threadpool(
+                authentication.login, _engine(request), _settings(request), email, password
+            )
+        except AuthenticationError:
+            return _render(
+                request,
+                "login.html",
+                401,
+                page_path="/login",
+                email=email,
+                refused=True,
+                missing=(),
+            )
+        response = _redirect(request, "/")
+        _set_session_cookie(response, result.cookie_value)
+        return response
+
+    @router.post("/logout", response_class=HTMLResponse)
+    async def log_out(request: Request) -> Response:
+        form = await _form(request)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return _redirect(request, "/login")
+        secret = _settings(request).secret_key.get_secret_value()
+        presented = form.get("csrf_token") or request.headers.get(CSRF_HEADER)
+        if not csrf_matches(secret, cookie, presented):
+            raise PageError(403, "error.403_csrf")
+        signed_in = await _signed_in(request)
+        if signed_in is not None:
+            principal, _ = signed_in
+            await run_in_threadpool(authentication.logout, _engine(request), principal, cookie)
+        response = _redirect(request, "/login")
+        _delete_session_cookie(response)
+        return response
+
+    return router
