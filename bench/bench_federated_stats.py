@@ -1,31 +1,36 @@
 """Federated (3 nodes, loopback, push) versus the pooled reference library, side by side.
 
     .venv/bin/python bench/bench_federated_stats.py [--repeats 5] [--quick]
+        [--node-blas-threads 1]
 
-Starts three real node processes (``python -m consortia.federation.serve``) on loopback
-ports, each holding a third of the rows, and times, in one run and alternating:
+Starts three real node processes (``python -m consortia.federation.serve``, see
+``cluster.py``) on loopback, each holding a third of the rows, and times, in one run and
+alternating federated and pooled:
 
-- Cox PH, 30,000 subjects, 5 covariates, Efron ties: our federated fit vs lifelines
-  ``CoxPHFitter`` on the pooled rows;
+- Cox PH, 30,000 subjects, 5 covariates, Efron ties, unstratified (per-time sums cross the
+  network): ours vs lifelines ``CoxPHFitter`` on the pooled rows;
+- the same, stratified by node (each node sends only its log-likelihood, gradient and
+  Hessian): ours vs lifelines ``CoxPHFitter(strata=["node"])``;
 - logistic GLM, 300,000 rows, 10 covariates: ours vs statsmodels ``GLM(Binomial)``;
 - Kaplan-Meier, 300,000 rows, 2 groups: ours vs lifelines ``KaplanMeierFitter`` per group.
 
-Reported: medians of ``--repeats`` runs, the ratio federated/pooled (target <= 1.0), rounds
-and bytes exchanged. The federated time is the whole request as the lead sees it (signing,
-HTTP, node arithmetic, combining); tables are loaded when the nodes start, as in service.
-The nodes' policy allows exact times (time_bin 1) and cells down to 1 so that the results
-equal the pooled ones; the default policy would bin and refuse small cells.
+Reported: medians of ``--repeats`` runs (and every run), the ratio federated/pooled, rounds,
+bytes exchanged, and the largest relative difference of the federated estimates from the
+pooled ones (Cox: coefficients vs lifelines run to convergence; GLM: coefficients; KM: the
+survival curves). The federated time is the whole request as the lead sees it
+(``analyze_remote``: a new client, signing, HTTP, node arithmetic, audit, combining); tables
+are loaded when the nodes start, as in service. The nodes' policy allows exact times
+(time_bin 1) and cells down to 1 so that the results equal the pooled ones; the default
+policy would bin and refuse small cells. Each node process runs with one BLAS thread
+(``--node-blas-threads``; 0 keeps the library default): three "hospitals" share this
+machine's cores, and OpenBLAS's default busy-waiting pool per process would make them fight
+over the cores as separate servers would not.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -35,39 +40,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+from cluster import NodeCluster, blas_threads, machine
 
 from consortia.federation.local import analyze_remote
-from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}; numpy {np.__version__}"
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cox_data(n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -104,77 +81,11 @@ def km_data(n: int, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-class Federation:
-    """Three node processes on loopback, each with a third of every table."""
-
-    def __init__(self, folder: Path, tables: dict[str, pd.DataFrame]) -> None:
-        self.folder = folder
-        self.lead_key = generate_key()
-        self.trust = TrustStore()
-        self.urls: dict[str, str] = {}
-        self.processes: list[subprocess.Popen[bytes]] = []
-        lead_public = public_key_b64(self.lead_key)
-        names = ["sgh", "ruijin", "nuh"]
-        parts = {name: np.array_split(np.arange(len(frame)), 3) for name, frame in tables.items()}
-        for index, node in enumerate(names):
-            home = folder / node
-            home.mkdir()
-            key = generate_key()
-            save_key(key, home / "node.pem")
-            self.trust.add(Peer(name=node, public_key=public_key_b64(key)))
-            specs = {}
-            for table, frame in tables.items():
-                path = home / f"{table}.csv"
-                frame.iloc[parts[table][index]].to_csv(path, index=False)
-                specs[table] = {"file": str(path)}
-            port = free_port()
-            config = {
-                "name": node,
-                "url": f"http://127.0.0.1:{port}",
-                "key_file": "node.pem",
-                "peers": [{"name": "lead", "public_key": lead_public}],
-                "tables": specs,
-                "policy": {"min_cell_count": 1, "time_bin": 1, "allow_min_max": True},
-                "audit_log": "audit.jsonl",
-                "approvals_file": None,
-            }
-            (home / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "consortia.federation.serve",
-                        str(home / "node.yaml"),
-                        "--port",
-                        str(port),
-                    ],
-                )
-            )
-            self.urls[node] = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        for url in self.urls.values():
-            port = int(url.rsplit(":", 1)[1])
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"node at {url} did not start") from None
-                    time.sleep(0.2)
+class Federation(NodeCluster):
+    """Three node processes on loopback; the lead pushes each request (one client per run)."""
 
     def analyze(self, request: dict[str, Any]) -> dict[str, Any]:
         return analyze_remote(request, self.urls, key=self.lead_key, trust=self.trust)
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:
@@ -183,17 +94,37 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+def relative_difference(ours: Any, theirs: Any) -> float:
+    """Largest |ours - theirs| / max(|theirs|, 1e-300) over matching entries."""
+    a = np.asarray(ours, dtype=float)
+    b = np.asarray(theirs, dtype=float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a tenth of the data (smoke run)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "federated_stats.md")
+    parser.add_argument(
+        "--node-blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads per node process (0: the library default)",
+    )
     args = parser.parse_args()
+    node_env = blas_threads(args.node_blas_threads or None)
     scale = 10 if args.quick else 1
     rng = np.random.default_rng(20261123)
     cox = cox_data(30_000 // scale, rng)
     glm = glm_data(300_000 // scale, rng)
     km = km_data(300_000 // scale, rng)
+    # The node each row lives on, as NodeCluster splits the rows (thirds, in order).
+    thirds = np.array_split(np.arange(len(cox)), 3)
+    cox_by_node = cox.assign(node=np.repeat(np.arange(3), [len(part) for part in thirds]))
+    covariates = [f"x{i}" for i in range(5)]
+    regressors = [f"z{i}" for i in range(10)]
+    print(f"Machine: {machine()}", flush=True)
 
     import statsmodels.api as sm
     from lifelines import CoxPHFitter, KaplanMeierFitter
@@ -201,8 +132,11 @@ def main() -> int:
     def pooled_cox() -> Any:
         return CoxPHFitter().fit(cox, "time", "event")
 
+    def pooled_cox_strata() -> Any:
+        return CoxPHFitter(strata=["node"]).fit(cox_by_node, "time", "event")
+
     def pooled_glm() -> Any:
-        design = sm.add_constant(glm[[f"z{i}" for i in range(10)]])
+        design = sm.add_constant(glm[regressors])
         return sm.GLM(glm["y"], design, family=sm.families.Binomial()).fit()
 
     def pooled_km() -> Any:
@@ -211,35 +145,72 @@ def main() -> int:
             fits.append(KaplanMeierFitter().fit(rows["time"], rows["event"], label=str(arm)))
         return fits
 
-    cases: list[tuple[str, str, dict[str, Any], Callable[[], Any]]] = [
+    # lifelines' default stopping rule leaves ~1e-6 in the coefficients; the exactness
+    # column compares with a fit run to convergence (untimed), as the tests do.
+    tight = {"precision": 1e-20, "r_precision": 1e-16}
+
+    def cox_difference(result: dict[str, Any], fit: Any) -> float:
+        strata = fit.strata if fit.strata else None
+        frame = cox_by_node if strata else cox
+        exact = CoxPHFitter(strata=strata).fit(frame, "time", "event", fit_options=tight)
+        ours = [result["estimates"]["coef"][name] for name in covariates]
+        return relative_difference(ours, exact.params_[covariates].to_numpy())
+
+    def glm_difference(result: dict[str, Any], fit: Any) -> float:
+        ours = [result["estimates"]["coef"][name] for name in ["Intercept", *regressors]]
+        return relative_difference(ours, fit.params.to_numpy())
+
+    def km_difference(result: dict[str, Any], fits: Any) -> float:
+        worst = 0.0
+        for fit in fits:
+            curve = result["estimates"]["groups"][fit._label]
+            theirs = fit.survival_function_at_times(curve["time"]).to_numpy()
+            worst = max(worst, relative_difference(curve["survival"], theirs))
+        return worst
+
+    cox_request = {
+        "kind": "cox",
+        "table": "cox",
+        "time": "time",
+        "event": "event",
+        "covariates": covariates,
+        "ties": "efron",
+        "time_bin": 1,
+    }
+    cases: list[tuple[str, str, str, dict[str, Any], Callable[[], Any], Any]] = [
         (
-            "Cox PH, Efron",
+            "Cox PH, Efron, unstratified",
+            "lifelines CoxPHFitter",
             f"{len(cox):,} subjects x 5 covariates",
-            {
-                "kind": "cox",
-                "table": "cox",
-                "time": "time",
-                "event": "event",
-                "covariates": [f"x{i}" for i in range(5)],
-                "ties": "efron",
-                "time_bin": 1,
-            },
+            cox_request,
             pooled_cox,
+            cox_difference,
+        ),
+        (
+            "Cox PH, Efron, stratified by node",
+            "lifelines CoxPHFitter(strata=['node'])",
+            f"{len(cox):,} subjects x 5 covariates",
+            {**cox_request, "strata": ["node"]},
+            pooled_cox_strata,
+            cox_difference,
         ),
         (
             "logistic GLM",
+            "statsmodels GLM(Binomial)",
             f"{len(glm):,} rows x 10 covariates",
             {
                 "kind": "glm",
                 "family": "binomial",
                 "table": "glm",
                 "outcome": "y",
-                "covariates": [f"z{i}" for i in range(10)],
+                "covariates": regressors,
             },
             pooled_glm,
+            glm_difference,
         ),
         (
             "Kaplan-Meier",
+            "lifelines KaplanMeierFitter per group",
             f"{len(km):,} rows, 2 groups",
             {
                 "kind": "kaplan_meier",
@@ -250,14 +221,15 @@ def main() -> int:
                 "time_bin": 1,
             },
             pooled_km,
+            km_difference,
         ),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        federation = Federation(Path(folder), {"cox": cox, "glm": glm, "km": km})
+        federation = Federation(Path(folder), {"cox": cox, "glm": glm, "km": km}, env=node_env)
         try:
-            for label, size, request, pooled in cases:
-                federation.analyze(request)  # warm-up: loads the session on every node
+            for label, reference, size, request, pooled, difference in cases:
+                federation.analyze(request)  # warm-up: imports and first connections
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     pooled()
@@ -266,14 +238,30 @@ def main() -> int:
                     for _ in range(args.repeats):
                         seconds, result = timed(lambda request=request: federation.analyze(request))
                         fed_times.append(seconds)
-                        seconds, _ = timed(pooled)
+                        seconds, fit = timed(pooled)
                         pooled_times.append(seconds)
                 fed, ref = statistics.median(fed_times), statistics.median(pooled_times)
+                gap = difference(result, fit)
                 rows.append(
-                    (label, size, fed, ref, fed / ref, result.get("rounds"), result.get("bytes"))
+                    (
+                        label,
+                        reference,
+                        size,
+                        fed,
+                        ref,
+                        fed / ref,
+                        result["rounds"],
+                        result["bytes"],
+                        gap,
+                        fed_times,
+                        pooled_times,
+                    )
                 )
                 print(
-                    f"{label}: federated {fed:.3f}s, pooled {ref:.3f}s, ratio {fed / ref:.2f}",
+                    f"{label}: federated {fed:.3f}s, pooled {ref:.3f}s, ratio {fed / ref:.2f}, "
+                    f"max relative difference {gap:.1e} "
+                    f"(federated runs {', '.join(f'{t:.3f}' for t in fed_times)}; "
+                    f"pooled runs {', '.join(f'{t:.3f}' for t in pooled_times)})",
                     flush=True,
                 )
         finally:
@@ -283,20 +271,23 @@ def main() -> int:
         "",
         f"Machine: {machine()}",
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, median of {args.repeats} "
-        f"runs each, alternating{' (quick: a tenth of the data)' if args.quick else ''}.",
+        f"runs each, alternating{' (quick: a tenth of the data)' if args.quick else ''}; "
+        f"BLAS threads per node process: {args.node_blas_threads or 'library default'}.",
         "",
-        "| analysis | data | federated s | pooled s | ratio fed/pooled | rounds | bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| analysis | pooled reference | data | federated s | pooled s | ratio fed/pooled "
+        "| rounds | bytes | max rel. diff |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    reference = {
-        "Cox PH, Efron": "lifelines",
-        "logistic GLM": "statsmodels",
-        "Kaplan-Meier": "lifelines",
-    }
-    for label, size, fed, ref, ratio, rounds, nbytes in rows:
+    for label, reference, size, fed, ref, ratio, rounds, nbytes, gap, _, _ in rows:
         lines.append(
-            f"| {label} (vs {reference[label]}) | {size} | {fed:.3f} | {ref:.3f} | "
-            f"{ratio:.2f} | {rounds} | {nbytes:,} |"
+            f"| {label} | {reference} | {size} | {fed:.3f} | {ref:.3f} | {ratio:.2f} "
+            f"| {rounds} | {nbytes:,} | {gap:.1e} |"
+        )
+    lines += ["", "Every run (seconds):", ""]
+    for label, _, _, _, _, _, _, _, _, fed_times, pooled_times in rows:
+        lines.append(
+            f"- {label}: federated {', '.join(f'{t:.3f}' for t in fed_times)}; "
+            f"pooled {', '.join(f'{t:.3f}' for t in pooled_times)}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -45,8 +45,13 @@ KM = {
 
 
 def listening_socket() -> socket.socket:
-    """A loopback TCP socket on a free port chosen by the OS, already listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A loopback TCP socket on a free port chosen by the OS, already listening.
+
+    ``IPPROTO_TCP`` is named so that asyncio sets ``TCP_NODELAY`` on accepted connections
+    (it checks ``proto``): with ``proto`` 0 every long-poll answer waits ~40 ms for the
+    poller's delayed ACK (Nagle).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

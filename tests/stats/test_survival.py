@@ -355,3 +355,35 @@ def test_any_split_of_records_across_nodes_gives_exactly_the_pooled_curves(
         np.testing.assert_array_equal(other.survival, curve.survival)
         np.testing.assert_array_equal(other.ci_lower, curve.ci_lower)
         assert other.median == curve.median
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        ["b", "a", "b", "c", "a", "10", "9"],
+        [2, 1, 2, 3, 1, 10, 9],
+        [2.0, 1.5, 2.0, 3.0, 1.5, 10.0, 9.0],
+        np.array(["x", "y", "x", "x", "y", "y", "x"]),
+        ["a", 1, "a", 1, "b", 2.5, "a"],
+    ],
+)
+def test_groups_are_labelled_and_counted_as_text_of_each_value(group: Any) -> None:
+    time = [3, 5, 5, 8, 2, 9, 4]
+    event = [1, 0, 1, 1, 1, 0, 0]
+    counts = survival_counts(time, event, group)
+    labels = [str(value) for value in np.asarray(group, dtype=object).tolist()]
+    assert set(counts.groups) == set(labels)
+    for g, label in enumerate(counts.groups):
+        rows = [i for i, value in enumerate(labels) if value == label]
+        for j, t in enumerate(counts.times):
+            at = [i for i in rows if time[i] == t]
+            assert counts.events[g, j] == sum(event[i] for i in at)
+            assert counts.censored[g, j] == sum(1 - event[i] for i in at)
+
+
+def test_counts_cross_the_network_as_plain_lists() -> None:
+    data = survival_counts([1.0, 2.0, 2.0], [1, 0, 1], ["a", "b", "a"]).to_dict()
+    assert data["times"] == [1.0, 2.0]
+    assert data["events"] == [[1, 1], [0, 0]]
+    assert data["censored"] == [[0, 0], [0, 1]]
+    assert data["n_at_start"] == [2, 1]

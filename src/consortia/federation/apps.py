@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.node import NodeRunner
-from consortia.federation.protocol import canonical_json
+from consortia.federation.protocol import WireMessage, canonical_json
 from consortia.federation.pull import (
     POLL_HEADER,
     POLL_PATH,
@@ -52,9 +52,9 @@ def _json(value: Any) -> Response:
     return Response(canonical_json(value), media_type="application/json")
 
 
-async def _read_json(request: Request) -> Any:
+def _parse_json(wire: bytes) -> Any:
     try:
-        return json.loads(await request.body())
+        return json.loads(wire)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"the body is not JSON ({exc})") from None
 
@@ -65,11 +65,13 @@ def create_node_router(node: NodeRunner) -> APIRouter:
 
     @router.post(ANALYZE_PATH)
     async def analyze(request: Request) -> Response:
+        wire = await request.body()
         try:
-            message = await _read_json(request)
+            message = _parse_json(wire)
         except ValueError as exc:
             return _problem(400, "Bad Request", str(exc))
-        return _json(await node.handle(message))
+        reply = await node.handle_wire(message, wire=wire)
+        return Response(reply, media_type="application/json")
 
     @router.get("/federation/v1/identity")
     async def identity() -> Response:
@@ -127,12 +129,13 @@ def create_lead_router(coordinator: Coordinator) -> APIRouter:
 
     @router.post(RESULTS_PATH)
     async def results(request: Request) -> Response:
+        wire = await request.body()
         try:
-            message = await _read_json(request)
-        except ValueError as exc:
-            return _problem(400, "Bad Request", str(exc))
+            message = WireMessage.parse(wire)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _problem(400, "Bad Request", f"the body is not a JSON object ({exc})")
         try:
-            sender, _ = verifier.verify(message)
+            sender, _ = verifier.verify(message, wire=message.wire)
         except MessageRejected as exc:
             return _problem(401, "Unauthorized", str(exc))
         if not coordinator.broker.deliver(sender, message):

@@ -53,9 +53,32 @@ class AuditSink(Protocol):
 
 def chain_record(prev_hash: str, seq: int, event: Mapping[str, Any]) -> dict[str, Any]:
     """Return the stored record of ``event``: sequence, time, link and hash."""
-    body = {"seq": seq, "time": utc_timestamp(), "event": dict(event)}
-    digest = sha256_hex(prev_hash.encode("ascii") + canonical_json(body))
-    return {**body, "prev_hash": prev_hash, "hash": digest}
+    return _chain(prev_hash, seq, event)[0]
+
+
+def _chain(prev_hash: str, seq: int, event: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The record of ``event`` and its canonical JSON line, serialising the event once.
+
+    Keys sort as ``event`` < ``hash`` < ``prev_hash`` < ``seq`` < ``time``, so both the hashed
+    body ``{"event","seq","time"}`` and the stored line are spliced around the event's bytes
+    (a released aggregate can be large): the bytes are those of :func:`canonical_json`.
+    """
+    stamp = utc_timestamp()
+    event_json = canonical_json(dict(event))
+    tail = b',"seq":' + canonical_json(seq) + b',"time":' + canonical_json(stamp) + b"}"
+    digest = sha256_hex(prev_hash.encode("ascii") + b'{"event":' + event_json + tail)
+    line = (
+        b'{"event":'
+        + event_json
+        + b',"hash":'
+        + canonical_json(digest)
+        + b',"prev_hash":'
+        + canonical_json(prev_hash)
+        + tail
+    )
+    record = {"seq": seq, "time": stamp, "event": dict(event), "prev_hash": prev_hash}
+    record["hash"] = digest
+    return record, line
 
 
 def verify_chain(records: Iterable[Mapping[str, Any]]) -> int:
@@ -112,8 +135,8 @@ class JsonlAuditSink:
     def append(self, event: dict[str, Any]) -> None:
         """Append one event as one line, chained to the previous one."""
         with self._lock:
-            record = chain_record(self._prev, self._seq + 1, event)
-            line = canonical_json(record) + b"\n"
+            record, line = _chain(self._prev, self._seq + 1, event)
+            line += b"\n"
             with self.path.open("ab") as handle:
                 handle.write(line)
                 handle.flush()

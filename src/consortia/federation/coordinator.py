@@ -42,8 +42,11 @@ from consortia.federation.protocol import (
     PROTOCOL_VERSION,
     AnalysisTask,
     NodeReply,
+    WireMessage,
     canonical_json,
+    decode_arrays,
     new_id,
+    wire_size,
 )
 from consortia.federation.pull import PullBroker
 from consortia.federation.signing import (
@@ -164,7 +167,12 @@ class _RoundExchange:
         results: dict[str, dict[str, Any]] = {}
         for answer in answers:
             if answer.status == "ok" and answer.reply is not None:
-                results[answer.node] = answer.reply.aggregates or {}
+                try:
+                    results[answer.node] = decode_arrays(answer.reply.aggregates or {})
+                except FederationError as exc:
+                    raise FederationError(
+                        f"node {answer.node!r} sent a malformed reply ({exc})"
+                    ) from None
                 self.n_by_node[answer.node] = answer.reply.n
         return results
 
@@ -193,7 +201,7 @@ class _RoundExchange:
                 )
             except NodeUnavailableError as exc:
                 return _Answer(handle.name, "unavailable", message=str(exc))
-            self.outcome.bytes += len(canonical_json(message)) + len(canonical_json(raw))
+            self.outcome.bytes += len(canonical_json(message)) + wire_size(raw)
             reply = self.coordinator.read_reply(handle.name, task, raw)
             if reply.status != "pending":
                 return _Answer(handle.name, reply.status, reply)
@@ -246,8 +254,9 @@ class Coordinator:
 
     def read_reply(self, node: str, task: AnalysisTask, raw: Mapping[str, Any]) -> NodeReply:
         """Verify a node's signed reply to ``task``; a forged or misrouted reply is an error."""
+        wire = raw.wire if isinstance(raw, WireMessage) else None
         try:
-            sender, body = self.verifier.verify(raw)
+            sender, body = self.verifier.verify(raw, wire=wire)
         except MessageRejected as exc:
             raise SignatureError(f"the reply of node {node!r} was refused: {exc}") from None
         try:

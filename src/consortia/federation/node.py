@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError as PydanticValidationError
@@ -27,7 +27,12 @@ from consortia.federation.approval import ApprovalQueue, ApprovalStatus
 from consortia.federation.audit import AuditSink, MemoryAuditSink
 from consortia.federation.kinds import AnalysisKind, AnalysisRequest, InvalidRequest, get_kind
 from consortia.federation.policy import NodePolicy
-from consortia.federation.protocol import PROTOCOL_VERSION, AnalysisTask, NodeReply
+from consortia.federation.protocol import (
+    PROTOCOL_VERSION,
+    AnalysisTask,
+    NodeReply,
+    encode_arrays,
+)
 from consortia.federation.signing import (
     Clock,
     MessageRejected,
@@ -35,11 +40,14 @@ from consortia.federation.signing import (
     Verifier,
     public_key_b64,
     sign_message,
+    sign_message_wire,
     utc_timestamp,
 )
 from consortia.federation.tables import Table
 
 __all__ = ["NodeRunner"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -116,22 +124,37 @@ class NodeRunner:
             "protocol": PROTOCOL_VERSION,
         }
 
-    async def handle(self, message: Any) -> dict[str, Any]:
-        """Answer one signed task with a signed reply (aggregates, refusal or pending)."""
+    async def handle(self, message: Any, *, wire: bytes | None = None) -> dict[str, Any]:
+        """Answer one signed task with a signed reply (aggregates, refusal or pending).
+
+        ``wire``, when given, is the exact bytes ``message`` was parsed from (the body hash
+        is then checked on them, see :meth:`Verifier.verify`).
+        """
+        return await self._answer(message, wire, self._sign)
+
+    async def handle_wire(self, message: Any, *, wire: bytes | None = None) -> bytes:
+        """Like :meth:`handle`, but return the signed reply as its canonical JSON bytes,
+        serialised once (what the HTTP endpoints send)."""
+        return await self._answer(message, wire, self._sign_wire)
+
+    async def _answer(self, message: Any, wire: bytes | None, sign: Callable[[NodeReply], T]) -> T:
         received = utc_timestamp()
         try:
-            sender, body = self.verifier.verify(message)
+            sender, body = self.verifier.verify(message, wire=wire)
         except MessageRejected as exc:
-            return self._reject_unverified(message, exc, received)
+            return sign(self._reject_unverified(message, exc, received))
         if self._offload:
-            return await asyncio.to_thread(self._process, sender, body, received)
-        return self._process(sender, body, received)
+            return await asyncio.to_thread(self._process_and_sign, sender, body, received, sign)
+        return self._process_and_sign(sender, body, received, sign)
+
+    def _process_and_sign(
+        self, sender: str, body: dict[str, Any], received: str, sign: Callable[[NodeReply], T]
+    ) -> T:
+        return sign(self._process(sender, body, received))
 
     # ------------------------------------------------------------------ processing
 
-    def _reject_unverified(
-        self, message: Any, error: MessageRejected, received: str
-    ) -> dict[str, Any]:
+    def _reject_unverified(self, message: Any, error: MessageRejected, received: str) -> NodeReply:
         body = message.get("body") if isinstance(message, Mapping) else None
         body = body if isinstance(body, Mapping) else {}
         envelope = message.get("envelope") if isinstance(message, Mapping) else None
@@ -164,9 +187,9 @@ class NodeRunner:
                 "released": None,
             }
         )
-        return self._sign(reply)
+        return reply
 
-    def _process(self, sender: str, body: dict[str, Any], received: str) -> dict[str, Any]:
+    def _process(self, sender: str, body: dict[str, Any], received: str) -> NodeReply:
         event: dict[str, Any] = {
             "action": "federation.request",
             "node": self.name,
@@ -214,12 +237,12 @@ class NodeRunner:
             )
             event["error"] = repr(exc)
         else:
-            reply = NodeReply(
-                **reply_fields, status="ok", n=release.n, aggregates=release.aggregates
-            )
-            event.update(decision="released", rule=None, n=release.n, released=release.aggregates)
+            # numpy arrays travel packed (base64 of their bytes): exact and compact.
+            released = encode_arrays(release.aggregates)
+            reply = NodeReply(**reply_fields, status="ok", n=release.n, aggregates=released)
+            event.update(decision="released", rule=None, n=release.n, released=released)
         self.audit.append(event)
-        return self._sign(reply)
+        return reply
 
     def _refusal(
         self, fields: dict[str, Any], event: dict[str, Any], rule: str, message: str
@@ -229,6 +252,9 @@ class NodeRunner:
 
     def _sign(self, reply: NodeReply) -> dict[str, Any]:
         return sign_message(reply.model_dump(mode="json"), self.key, self.name)
+
+    def _sign_wire(self, reply: NodeReply) -> bytes:
+        return sign_message_wire(reply.model_dump(mode="json"), self.key, self.name)
 
     def _read_task(self, body: dict[str, Any]) -> AnalysisTask:
         if body.get("protocol") != PROTOCOL_VERSION:

@@ -26,7 +26,7 @@ import httpx
 
 from consortia.exceptions import NodeUnavailableError
 from consortia.federation.node import NodeRunner
-from consortia.federation.protocol import canonical_json
+from consortia.federation.protocol import WireMessage, canonical_json
 from consortia.federation.signing import MessageRejected, Verifier, sign_message
 from consortia.federation.transport import JSON_HEADERS, NodeHandle
 
@@ -116,7 +116,7 @@ class PullBroker:
         waiting = self._waiting.get(task_id)
         if waiting is None or waiting[0] != sender or waiting[1].done():
             return False
-        waiting[1].set_result(dict(reply))
+        waiting[1].set_result(reply if isinstance(reply, WireMessage) else dict(reply))
         return True
 
 
@@ -147,13 +147,16 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _answer(
-    client: httpx.AsyncClient, lead_url: str, node: NodeRunner, message: dict[str, Any]
+    client: httpx.AsyncClient, lead_url: str, node: NodeRunner, task: httpx.Response
 ) -> None:
-    reply = await node.handle(message)
     try:
-        response = await client.post(
-            lead_url + RESULTS_PATH, content=canonical_json(reply), headers=JSON_HEADERS
-        )
+        message = task.json()
+    except ValueError:
+        logger.warning("the lead sent a task that is not JSON")
+        return
+    reply = await node.handle_wire(message, wire=task.content)
+    try:
+        response = await client.post(lead_url + RESULTS_PATH, content=reply, headers=JSON_HEADERS)
         if response.status_code >= 300:
             logger.warning("lead refused a result: HTTP %s %s", response.status_code, response.text)
     except httpx.HTTPError as exc:
@@ -210,7 +213,7 @@ async def run_pull_worker(
                 )
                 await _sleep_or_stop(stopping, retry_delay)
                 continue
-            task = asyncio.create_task(_answer(http, base, node, response.json()))
+            task = asyncio.create_task(_answer(http, base, node, response))
             answering.add(task)
             task.add_done_callback(answering.discard)
     finally:

@@ -89,13 +89,13 @@ class GlmAggregates:
     sum_weights: float
     n: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for crossing the network."""
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """JSON-ready form for crossing the network (numpy arrays kept with ``arrays``)."""
         return {
             "kind": "glm",
             "family": self.family,
-            "xtwx": to_jsonable(self.xtwx),
-            "xtwz": to_jsonable(self.xtwz),
+            "xtwx": self.xtwx if arrays else to_jsonable(self.xtwx),
+            "xtwz": self.xtwz if arrays else to_jsonable(self.xtwz),
             "deviance": to_jsonable(self.deviance),
             "pearson_chi2": to_jsonable(self.pearson_chi2),
             "loglik": to_jsonable(self.loglik),
@@ -203,6 +203,24 @@ class GlmNodeData:
         if self.offset.size != y.size:
             raise StatisticsError(f"offset: {self.offset.size} values for {y.size} rows")
         self.n = int(y.size)
+        # Terms of the deviance and log-likelihood that do not depend on beta, computed once
+        # for the session (every round would otherwise recompute them over all rows).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._y_log_y = special.xlogy(y, y)
+            if self.family == "binomial":
+                failures = self.weights - self.successes
+                self._failures = failures
+                self._one_trial = bool(np.all(self.weights == 1))
+                self._other_log_other = special.xlogy(1 - y, 1 - y)
+                self._log_choose = (
+                    special.gammaln(self.weights + 1)
+                    - special.gammaln(self.successes + 1)
+                    - special.gammaln(failures + 1)
+                )
+            elif self.family == "poisson":
+                self._log_factorial = special.gammaln(y + 1)
+        self._sum_successes = float(np.sum(self.successes))
+        self._sum_weights = float(np.sum(self.weights))
 
     def _start_mu(self) -> FloatArray:
         if self.family == "binomial":
@@ -227,23 +245,22 @@ class GlmNodeData:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.family == "binomial":
                 variance = mu * (1 - mu)
-                unit = 2 * (
-                    special.xlogy(y, y) - special.xlogy(y, mu)
-                    + special.xlogy(1 - y, 1 - y) - special.xlogy(1 - y, 1 - mu)
-                )  # fmt: skip
-                failures = w - self.successes
-                loglik = (
-                    special.gammaln(w + 1)
-                    - special.gammaln(self.successes + 1)
-                    - special.gammaln(failures + 1)
-                    + special.xlogy(self.successes, mu)
-                    + special.xlogy(failures, 1 - mu)
-                )
+                log_mu = special.xlogy(y, mu)
+                log_other = special.xlogy(1 - y, 1 - mu)
+                unit = 2 * (self._y_log_y - log_mu + self._other_log_other - log_other)
+                if self._one_trial:  # successes are y and failures 1 - y, bit for bit
+                    loglik = self._log_choose + log_mu + log_other
+                else:
+                    loglik = (
+                        self._log_choose
+                        + special.xlogy(self.successes, mu)
+                        + special.xlogy(self._failures, 1 - mu)
+                    )
                 mu_eta = variance  # dmu/deta for the logit link
             elif self.family == "poisson":
                 variance = mu
-                unit = 2 * (special.xlogy(y, y) - special.xlogy(y, mu) - y + mu)
-                loglik = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
+                unit = 2 * (self._y_log_y - special.xlogy(y, mu) - y + mu)
+                loglik = special.xlogy(y, mu) - mu - self._log_factorial
                 mu_eta = mu
             else:
                 variance = np.ones_like(mu)
@@ -261,8 +278,8 @@ class GlmNodeData:
             deviance=float(np.sum(w * unit)),
             pearson_chi2=float(np.sum(pearson)),
             loglik=float(np.sum(loglik)),
-            sum_y=float(np.sum(self.successes)),
-            sum_weights=float(np.sum(w)),
+            sum_y=self._sum_successes,
+            sum_weights=self._sum_weights,
             n=self.n,
         )
 

@@ -19,6 +19,7 @@ Times are released in bins: a time ``t`` is reported at the start of its bin,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,14 @@ IntArray = npt.NDArray[np.int64]
 # --------------------------------------------------------------------------- node side
 
 
+def _plain(values: npt.NDArray[Any]) -> Any:
+    """An array as JSON lists: ``tolist`` when every number is finite (as fast as it gets),
+    else :func:`to_jsonable` (non-finite numbers become ``None``)."""
+    if values.dtype.kind in "iub" or bool(np.isfinite(values).all()):
+        return values.tolist()
+    return to_jsonable(values)
+
+
 @dataclass(frozen=True, eq=False)
 class SurvivalCounts:
     """Additive per-time counts of one node (or of several, once combined).
@@ -87,11 +96,11 @@ class SurvivalCounts:
         """JSON-ready form (lists and numbers) for crossing the network."""
         return {
             "groups": list(self.groups),
-            "times": to_jsonable(self.times),
-            "events": to_jsonable(self.events),
-            "censored": to_jsonable(self.censored),
+            "times": _plain(self.times),
+            "events": _plain(self.events),
+            "censored": _plain(self.censored),
             "time_bin": self.time_bin,
-            "n_at_start": to_jsonable(self.n_at_start),
+            "n_at_start": _plain(self.n_at_start),
             "n": self.n,
         }
 
@@ -126,19 +135,40 @@ def survival_counts(
     if (times < 0).any():
         raise StatisticsError(f"time[{int(np.flatnonzero(times < 0)[0])}]: negative time")
     events = as_event_vector(event, times.size)
-    labels = ["all"] * times.size if group is None else as_labels(group, "group")
-    if len(labels) != times.size:
-        raise StatisticsError(f"group: {len(labels)} values for {times.size} times")
+    groups, group_index = _group_codes(group, times.size)
     binned = bin_times(times, time_bin)
-    groups = sort_labels(labels)
     grid, time_index = np.unique(binned, return_inverse=True)
-    group_position = {label: index for index, label in enumerate(groups)}
-    group_index = np.array([group_position[label] for label in labels], dtype=np.int64)
-    event_counts = np.zeros((len(groups), grid.size), dtype=np.int64)
-    censored_counts = np.zeros((len(groups), grid.size), dtype=np.int64)
-    np.add.at(event_counts, (group_index[events], time_index[events]), 1)
-    np.add.at(censored_counts, (group_index[~events], time_index[~events]), 1)
+    # One bincount per kind of count over the flattened (group, time) cells.
+    cell = group_index * grid.size + np.asarray(time_index, dtype=np.int64).reshape(-1)
+    size = len(groups) * grid.size
+    shape = (len(groups), grid.size)
+    event_counts = np.bincount(cell[events], minlength=size).astype(np.int64).reshape(shape)
+    censored_counts = np.bincount(cell[~events], minlength=size).astype(np.int64).reshape(shape)
     return SurvivalCounts(groups, grid, event_counts, censored_counts, time_bin)
+
+
+def _group_codes(group: npt.ArrayLike | None, n: int) -> tuple[tuple[str, ...], IntArray]:
+    """The sorted group labels and each row's position among them.
+
+    Text groups (the usual case) are coded by comparing the rows with each distinct label;
+    anything else goes through :func:`as_labels` (``str`` of each value, missing refused).
+    """
+    if group is None:
+        return ("all",), np.zeros(n, dtype=np.int64)
+    values = np.asarray(group, dtype=object).reshape(-1)
+    if values.size != n:
+        raise StatisticsError(f"group: {values.size} values for {n} times")
+    distinct = set(values.tolist())
+    if distinct and len(distinct) <= 64 and all(type(value) is str for value in distinct):
+        groups = sort_labels(distinct)
+        codes = np.zeros(n, dtype=np.int64)
+        for position, label in enumerate(groups[1:], start=1):
+            codes[np.asarray(np.equal(values, label), dtype=np.bool_)] = position
+        return groups, codes
+    labels = as_labels(values, "group")
+    groups = sort_labels(labels)
+    position_of = {label: index for index, label in enumerate(groups)}
+    return groups, np.array([position_of[label] for label in labels], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- lead side
@@ -210,6 +240,14 @@ class KaplanMeierCurve(StatResult):
     def n(self) -> int:
         """Subjects in the group."""
         return int(self.at_risk[0]) if self.at_risk.size else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON values (arrays as lists; non-finite numbers as ``None``)."""
+        return {
+            field.name: (_plain(value) if isinstance(value, np.ndarray) else to_jsonable(value))
+            for field in dataclasses.fields(self)
+            for value in (getattr(self, field.name),)
+        }
 
     def at_risk_at(self, when: float) -> int:
         """Subjects still under observation at ``when`` (those with time ≥ ``when``)."""

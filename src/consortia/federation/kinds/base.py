@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import math
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -129,7 +130,7 @@ def _missing(table: Table, column: str) -> BoolArray:
     values = table.column(column)
     kind = table.types[column]
     if kind is ColumnType.TEXT:
-        return np.array([value is None for value in values], dtype=np.bool_)
+        return np.asarray(np.equal(values, np.array(None, dtype=object)), dtype=np.bool_)
     if kind is ColumnType.DATE:
         return np.asarray(np.isnat(values), dtype=np.bool_)
     return np.asarray(np.isnan(values), dtype=np.bool_)
@@ -168,11 +169,33 @@ def _label(value: Any) -> str | None:
 def label_column(
     table: Table, column: str, rows: BoolArray | None = None
 ) -> npt.NDArray[np.object_]:
-    """A column as an object array of category labels (``1.0`` → ``"1"``; missing → ``None``)."""
+    """A column as an object array of category labels (``1.0`` → ``"1"``; missing → ``None``).
+
+    Each distinct value is labelled once: text columns already hold ``str`` or ``None``, and
+    other columns are mapped through their (few) distinct values.
+    """
     values = table.column(column)
     if rows is not None:
         values = values[rows]
+    if values.dtype != object:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        labels = np.array([_label(value) for value in distinct], dtype=object)
+        return np.asarray(labels[inverse.reshape(-1)], dtype=object)
+    if _plain_text(table, column):  # _label(text) is the text itself
+        return values if rows is not None else values.copy()
     return np.array([_label(value) for value in values], dtype=object)
+
+
+# Tables are immutable once loaded: which object columns hold only str/None is checked once.
+_PLAIN_TEXT: weakref.WeakKeyDictionary[Table, dict[str, bool]] = weakref.WeakKeyDictionary()
+
+
+def _plain_text(table: Table, column: str) -> bool:
+    known = _PLAIN_TEXT.setdefault(table, {})
+    if column not in known:
+        distinct = set(table.column(column).tolist())
+        known[column] = all(value is None or type(value) is str for value in distinct)
+    return known[column]
 
 
 # --------------------------------------------------------------------------- lead helpers

@@ -257,7 +257,9 @@ class GlmKind(AnalysisKind[GlmRequest]):
             cells["outcome counts"] = [successes]
             if request.family == "binomial":
                 cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
-        return Release(aggregates.to_dict(), model.n, cells=cells, parameters=int(node.x.shape[1]))
+        return Release(
+            aggregates.to_dict(arrays=True), model.n, cells=cells, parameters=int(node.x.shape[1])
+        )
 
     async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
         replies = await exchange.round({"step": "levels"})
@@ -323,7 +325,7 @@ class CoxKind(AnalysisKind[CoxRequest]):
         node: CoxNodeData = _cached(model, {"levels": levels}, build)
         aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
         return Release(
-            aggregates.to_dict(),
+            aggregates.to_dict(arrays=True),
             model.n,
             cells={
                 "events": [node.n_events],

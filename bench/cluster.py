@@ -1,0 +1,181 @@
+"""Shared by the benchmarks: the machine's description and three real node processes.
+
+:class:`NodeCluster` writes one folder per node (key, config, its share of every table),
+binds a loopback socket per node and starts ``python -m consortia.federation.serve
+node.yaml --fd N`` on it (optionally ``--pull LEAD_URL``), waits until every node answers
+``/federation/v1/identity``, and terminates the processes on :meth:`NodeCluster.close`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import yaml
+
+from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
+
+NODE_NAMES = ("sgh", "ruijin", "nuh")
+# Exact times (time_bin 1) and cells down to 1, so that results equal the pooled ones.
+OPEN_POLICY = {"min_cell_count": 1, "time_bin": 1, "allow_min_max": True}
+
+
+def blas_threads(count: int | None) -> dict[str, str]:
+    """Environment pinning a process's BLAS/OpenMP pools to ``count`` threads (None: as is).
+
+    Three "hospital" nodes share this machine's cores; OpenBLAS's default pool (one
+    busy-waiting thread per core, in every node process) then fights over the cores, which
+    separate hospital servers would not. One thread per node process is the fair analogue.
+    """
+    if count is None:
+        return {}
+    value = str(count)
+    return {"OPENBLAS_NUM_THREADS": value, "OMP_NUM_THREADS": value, "MKL_NUM_THREADS": value}
+
+
+def machine() -> str:
+    """CPU, cores, memory, OS, Python and numpy versions in one line."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; numpy {np.__version__}"
+    )
+
+
+def listening_socket() -> socket.socket:
+    """A loopback TCP socket on a free port chosen by the OS, already listening.
+
+    ``IPPROTO_TCP`` is named on purpose: asyncio sets ``TCP_NODELAY`` only on sockets whose
+    ``proto`` says TCP, and accepted sockets inherit it. With ``proto`` 0 a small response
+    written in two pieces waits for the peer's delayed ACK (Nagle): +40 ms per long poll.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+class NodeCluster:
+    """Three node processes on loopback, each holding a third of every table."""
+
+    def __init__(
+        self,
+        folder: Path,
+        tables: dict[str, pd.DataFrame],
+        *,
+        pull_from: str | None = None,
+        policy: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.lead_key = generate_key()
+        self.trust = TrustStore()
+        self.urls: dict[str, str] = {}
+        self.folders: dict[str, Path] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        lead_public = public_key_b64(self.lead_key)
+        parts = {name: np.array_split(np.arange(len(frame)), 3) for name, frame in tables.items()}
+        try:
+            for index, node in enumerate(NODE_NAMES):
+                home = folder / node
+                home.mkdir(parents=True)
+                key = generate_key()
+                save_key(key, home / "node.pem")
+                self.trust.add(Peer(name=node, public_key=public_key_b64(key)))
+                specs = {}
+                for table, frame in tables.items():
+                    path = home / f"{table}.csv"
+                    frame.iloc[parts[table][index]].to_csv(path, index=False)
+                    specs[table] = {"file": str(path)}
+                sock = listening_socket()
+                self.urls[node] = url_of(sock)
+                config = {
+                    "name": node,
+                    "url": self.urls[node],
+                    "key_file": "node.pem",
+                    "peers": [{"name": "lead", "public_key": lead_public}],
+                    "tables": specs,
+                    "policy": policy if policy is not None else OPEN_POLICY,
+                    "audit_log": "audit.jsonl",
+                    "approvals_file": None,
+                }
+                (home / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+                command = [
+                    sys.executable,
+                    "-m",
+                    "consortia.federation.serve",
+                    str(home / "node.yaml"),
+                    "--fd",
+                    str(sock.fileno()),
+                ]
+                if pull_from:
+                    command += ["--pull", pull_from]
+                with (home / "server.log").open("wb") as log:
+                    self.processes[node] = subprocess.Popen(
+                        command,
+                        pass_fds=(sock.fileno(),),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, **(env or {})},
+                    )
+                sock.close()  # the child holds its own copy
+                self.folders[node] = home
+            self._wait_until_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        pending = dict(self.urls)
+        with httpx.Client(timeout=2) as client:
+            while pending:
+                for name, url in list(pending.items()):
+                    if self.processes[name].poll() is not None:
+                        log = (self.folders[name] / "server.log").read_text(errors="replace")
+                        raise RuntimeError(f"node {name} exited:\n{log}")
+                    try:
+                        if client.get(url + "/federation/v1/identity").status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nodes {sorted(pending)} did not start in time")
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        """Terminate the node processes (kill those that do not stop within 10 s)."""
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
