@@ -205,7 +205,8 @@ def append_event(connection: Connection, chain: str, **entry: Any) -> int:
     return append_events(connection, chain, [entry])
 
 
-def _row_event(row: Any) -> AuditEvent:
+def row_event(row: Any) -> AuditEvent:
+    """An audit_event row as an :class:`AuditEvent` (before/after decoded from JSON)."""
     return AuditEvent(
         chain=row.chain,
         seq=int(row.seq),
@@ -242,7 +243,7 @@ def iter_events(
     result = connection.execution_options(stream_results=True, yield_per=batch).execute(query)
     try:
         for row in result:
-            yield _row_event(row)
+            yield row_event(row)
     finally:
         result.close()
 

@@ -36,7 +36,7 @@ from consortia.auth.policy import (
     site_scope,
 )
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role
-from consortia.storage.audit import AuditEvent, audit_event
+from consortia.storage.audit import AuditEvent, audit_event, row_event
 from consortia.storage.tables import api_token, app_user, role_grant, subject, web_session
 
 __all__ = [
@@ -525,7 +525,8 @@ class AuditRepository:
             .limit(limit)
         )
         return [
-            mask_event(_event(row), self.principal, study) for row in self.connection.execute(query)
+            mask_event(row_event(row), self.principal, study)
+            for row in self.connection.execute(query)
         ]
 
     def node_events(self, *, after_seq: int = 0, limit: int = 100) -> list[AuditEvent]:
@@ -538,22 +539,4 @@ class AuditRepository:
             .order_by(audit_event.c.seq)
             .limit(limit)
         )
-        return [_event(row) for row in self.connection.execute(query)]
-
-
-def _event(row: Any) -> AuditEvent:
-    return AuditEvent(
-        chain=row.chain,
-        seq=int(row.seq),
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        entity_type=row.entity_type,
-        entity_id=row.entity_id,
-        site=row.site,
-        before=None if row.before is None else json.loads(row.before),
-        after=None if row.after is None else json.loads(row.after),
-        reason=row.reason,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+        return [row_event(row) for row in self.connection.execute(query)]
