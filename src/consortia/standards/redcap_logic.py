@@ -555,46 +555,37 @@ class _Emitter:
         return ast.Subscript(value=selection, slice=ast.Constant(str(code.value)), ctx=ast.Load())
 
     def condition(self, node: ast.expr) -> _Text:
-        if isinstance(node, ast.Name):
-            name, item_type = self.field(node)
-            if item_type is not ItemType.BOOLEAN:
-                self.fail(f"{node.id!r} alone is not a condition in REDCap; compare it")
-            return f"[{name}] = '1'", _P_CMP
-        if isinstance(node, ast.Subscript):
-            return f"{self.option(node)} = '1'", _P_CMP
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return self.negation(node.operand)
-        if isinstance(node, ast.BoolOp):
-            return self.boolean(node.op, node.values, negate=False)
-        if isinstance(node, ast.Compare):
-            return self.compare(node, negate=False)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id == "is_missing":
-                return f"[{self.field(node.args[0])[0]}] = ''", _P_CMP
-            if node.func.id == "contains":
-                return self.condition(self.checked(node))
-        return self.value(node)
+        return self.truth(node, negate=False)
 
     def negation(self, node: ast.expr) -> _Text:
+        return self.truth(node, negate=True)
+
+    def truth(self, node: ast.expr, *, negate: bool) -> _Text:
+        """``node`` as a REDCap condition, or its negation (REDCap logic has no 'not')."""
+        checked, missing = ("'0'", "<>") if negate else ("'1'", "=")
         if isinstance(node, ast.Name):
             name, item_type = self.field(node)
             if item_type is not ItemType.BOOLEAN:
-                self.fail(f"'not {node.id}' has no REDCap equivalent; compare it")
-            return f"[{name}] = '0'", _P_CMP
+                if negate:
+                    self.fail(f"'not {node.id}' has no REDCap equivalent; compare it")
+                self.fail(f"{node.id!r} alone is not a condition in REDCap; compare it")
+            return f"[{name}] = {checked}", _P_CMP
         if isinstance(node, ast.Subscript):
-            return f"{self.option(node)} = '0'", _P_CMP
+            return f"{self.option(node)} = {checked}", _P_CMP
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return self.condition(node.operand)
+            return self.truth(node.operand, negate=not negate)
         if isinstance(node, ast.BoolOp):
-            return self.boolean(node.op, node.values, negate=True)
+            return self.boolean(node.op, node.values, negate=negate)
         if isinstance(node, ast.Compare):
-            return self.compare(node, negate=True)
+            return self.compare(node, negate=negate)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id == "is_missing":
-                return f"[{self.field(node.args[0])[0]}] <> ''", _P_CMP
+                return f"[{self.field(node.args[0])[0]}] {missing} ''", _P_CMP
             if node.func.id == "contains":
-                return self.negation(self.checked(node))
-        self.fail(f"REDCap logic has no 'not' for {ast.unparse(node)!r}")
+                return self.truth(self.checked(node), negate=negate)
+        if negate:
+            self.fail(f"REDCap logic has no 'not' for {ast.unparse(node)!r}")
+        return self.value(node)
 
     def boolean(self, op: ast.boolop, values: list[ast.expr], *, negate: bool) -> _Text:
         is_and = isinstance(op, ast.And) != negate  # De Morgan when negated
