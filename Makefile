@@ -24,6 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy --strict src
 	$(BIN)/python scripts/test_postgres.py ensure
+	$(BIN)/python scripts/test_chromium.py ensure
 	$(BIN)/pytest -q -p no:cacheprovider
 	$(BIN)/python scripts/test_postgres.py stop
 

@@ -62,6 +62,7 @@ NO_ENDPOINT_YET = {
     Action.DATA_ENTER,
     Action.DATA_SIGN,
     Action.DATA_VERIFY,
+    Action.QUERY_READ,
     Action.QUERY_OPEN,
     Action.QUERY_ANSWER,
     Action.QUERY_CLOSE,

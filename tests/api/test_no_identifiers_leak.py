@@ -7,12 +7,28 @@ import re
 from node_client import Node
 
 from consortia.auth.principal import Grant, Principal, Role
-from consortia.services import subjects
+from consortia.domain.templates import template_text
+from consortia.services import data_entry, queries, studies, subjects
 
+STUDY = "CART-LBCL"
 INITIALS = ["QZXA", "QZXB", "QZXC"]
-PATH_VALUES = {"study": "CART01", "subject_id": "SG01-001", "token_id": "1", "grant_id": "1"}
+PATH_VALUES = {
+    "study": STUDY,
+    "subject_id": "SG01-001",
+    "token_id": "1",
+    "grant_id": "1",
+    "event": "screening",
+    "form": "demographics",
+    "item": "initials",
+    "query_id": "1",
+    "step": "answer",
+}
+FORM = "/api/v1/studies/{study}/subjects/{subject_id}/events/{event}/forms/{form}"
 BODIES = {
     "/api/v1/studies/{study}/subjects": {"subject_id": "SG01-009", "site": "SG01"},
+    FORM: {"version": 1, "values": {"age": 50, "sex": "M"}, "reason": "x"},
+    FORM + "/queries": {"item": "initials", "text": "?"},
+    "/api/v1/studies/{study}/queries/{query_id}/{step}": {"text": "x"},
     "/api/v1/users": {"email": "x@sg.example", "name": "X"},
     "/api/v1/grants": {
         "email": "x@sg.example",
@@ -26,19 +42,34 @@ BODIES = {
 
 
 def _seed(node: Node) -> str:
+    roles = (Role.COORDINATOR, Role.STUDY_ADMIN, Role.MONITOR)
     seeder = Principal(
-        0, "seed@sg.example", "seed", frozenset({Grant("CART01", "*", Role.COORDINATOR)})
+        0, "seed@sg.example", "seed", frozenset(Grant(STUDY, "*", role) for role in roles)
     )
+    studies.load_definition(node.engine, seeder, template_text("cart-lbcl"))
     for number, (site, initials) in enumerate(zip(["SG01", "SG01", "SH01"], INITIALS, strict=True)):
+        subject_id = f"{site}-00{number + 1}"
         subjects.enrol_subject(
+            node.engine, seeder, STUDY, subjects.SubjectInput(subject_id, site, initials)
+        )
+        values = {"initials": initials, "hospital_number": initials, "age": 50, "sex": "M"}
+        save = data_entry.FormSave(version=0, values=values)
+        data_entry.save_form(
+            node.engine, seeder, STUDY, subject_id, "screening", "demographics", save
+        )
+        queries.open_query(
             node.engine,
             seeder,
-            "CART01",
-            subjects.SubjectInput(f"{site}-00{number + 1}", site, initials),
+            STUDY,
+            subject_id,
+            "screening",
+            "demographics",
+            "initials",
+            f"is {initials} right?",
         )
     return node.add_user(
         "stat@sg.example",
-        ("CART01", "*", Role.STATISTICIAN),
+        (STUDY, "*", Role.STATISTICIAN),
         ("*", "*", Role.STATISTICIAN),
         password="a long passphrase",
     )
@@ -50,7 +81,7 @@ def _operations(node: Node) -> list[tuple[str, str]]:
         (method.upper(), path)
         for path, item in schema["paths"].items()
         for method in item
-        if method in {"get", "post", "delete"}
+        if method in {"get", "post", "put", "delete"}
     ]
 
 
@@ -59,7 +90,7 @@ def test_a_statistician_never_receives_an_identifier_from_any_endpoint(node: Nod
     by_token = node.client(token)
     by_session = node.client()
     csrf = by_session.post("/api/v1/session", json=BODIES["/api/v1/session"]).json()["csrf_token"]
-    listed = by_token.get("/api/v1/studies/CART01/subjects").json()
+    listed = by_token.get(f"/api/v1/studies/{STUDY}/subjects").json()
     assert len(listed) == 3
     assert all(s["initials"] is None and s["identifiers_masked"] for s in listed)
     seen_statuses = set()

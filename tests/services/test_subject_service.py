@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import sqlalchemy as sa
 
@@ -39,7 +41,12 @@ def test_enrolment_writes_the_subject_and_its_audit_event_together(engine: sa.En
     with engine.connect() as connection:
         event = next(iter_events(connection, chain="CART01"))
     assert event.actor == "c@sg.example"
-    assert event.after == {"subject_id": "SG01-001", "site": "SG01", "initials": "AL"}
+    assert event.after == {
+        "subject_id": "SG01-001",
+        "site": "SG01",
+        "initials": "AL",
+        "screening_date": datetime.now(UTC).date().isoformat(),
+    }
 
 
 def test_a_taken_subject_id_is_refused_without_naming_the_other_site(engine: sa.Engine) -> None:

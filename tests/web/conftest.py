@@ -1,13 +1,27 @@
-"""Fixtures for the pages: a fresh node per test, with one signed-up person."""
+"""Fixtures for the pages: a fresh node per test, with one signed-up person.
+
+``site`` serves the app in-process to httpx. ``node_url``, ``chromium`` and ``page`` are
+for the real-browser tests: the app served by uvicorn on a loopback port in a thread,
+driven by Debian's Chromium (``/usr/bin/chromium``, which ``scripts/test_chromium.py
+ensure`` installs) through playwright's sync API.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+import uvicorn
 from anyio.from_thread import start_blocking_portal
 from argon2 import PasswordHasher
+from sqlalchemy import Engine
 from web_client import EMAIL, PASSWORD, SECRET, Site
 
 from consortia.app import create_app
@@ -16,6 +30,23 @@ from consortia.config import Settings
 from consortia.services import users
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+CHROMIUM = Path("/usr/bin/chromium")
+# The machine has no internet: without these Chromium stalls on its background services.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(autouse=True)
@@ -27,14 +58,13 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-@pytest.fixture
-def site(database_url: str) -> Iterator[Site]:
-    """A running node on a fresh database, with Ana: coordinator of CART01 at SG01."""
-    settings = Settings(
-        database_url=database_url,
-        environment="test",
-        secret_key=SECRET,
-    )
+def _settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, environment="test", secret_key=SECRET)
+
+
+def _migrated_with_ana(database_url: str) -> Engine:
+    """An engine on the migrated database, with Ana: coordinator of CART01 at SG01 and
+    monitor of ORTHO at every site."""
     engine = make_engine(database_url)
     upgrade(engine)
     operator = users.cli_operator()
@@ -43,6 +73,14 @@ def site(database_url: str) -> Iterator[Site]:
         engine, operator, email=EMAIL, study="CART01", site="SG01", role=Role.COORDINATOR
     )
     users.grant_role(engine, operator, email=EMAIL, study="ORTHO", site="*", role=Role.MONITOR)
+    return engine
+
+
+@pytest.fixture
+def site(database_url: str) -> Iterator[Site]:
+    """A running node on a fresh database, with Ana: coordinator of CART01 at SG01."""
+    settings = _settings(database_url)
+    engine = _migrated_with_ana(database_url)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
         portal = stack.enter_context(start_blocking_portal())
@@ -52,3 +90,98 @@ def site(database_url: str) -> Iterator[Site]:
         yield running
         for browser in running.browsers:
             browser.close()
+
+
+@pytest.fixture
+def node_url(tmp_path: Path) -> Iterator[str]:
+    """The base URL of a real node: uvicorn on a free loopback port, in a thread, on a fresh
+    SQLite database with Ana (as in ``site``).
+
+    The listening socket is bound here and handed to uvicorn, so no other process can take
+    the port in between. Chromium treats ``http://127.0.0.1`` as a secure context, so it
+    keeps the node's ``Secure`` session cookie without TLS.
+    """
+    database_url = f"sqlite:///{tmp_path / 'node.db'}"
+    _migrated_with_ana(database_url).dispose()
+    app = create_app(_settings(database_url))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        ws="none",
+        log_config=None,  # leave logging to pytest
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name=f"uvicorn-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive():
+                pytest.fail("uvicorn stopped before it started serving the node")
+            if time.monotonic() > deadline:
+                pytest.fail("uvicorn did not start serving the node within 15 s")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        listener.close()
+    assert not thread.is_alive(), "uvicorn did not stop within 15 s"
+
+
+def _chromium_unavailable(reason: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(
+            f"{reason}: CI must run the browser tests (`make test` runs "
+            "scripts/test_chromium.py ensure, and installs the test extra)",
+            pytrace=False,
+        )
+    pytest.skip(f"{reason}; `python scripts/test_chromium.py ensure` installs it as root")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium, one per test module (each test gets its own context)."""
+    if not CHROMIUM.is_file():
+        _chromium_unavailable(f"{CHROMIUM} is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _chromium_unavailable("the playwright package is not installed (the test extra has it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            timeout=60_000,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_context(chromium: Browser, node_url: str) -> Iterator[BrowserContext]:
+    """A fresh browser profile (no cookies) whose relative URLs go to ``node_url``."""
+    context = chromium.new_context(base_url=node_url, locale="en-US")
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    context.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context: BrowserContext) -> Page:
+    """A tab in ``browser_context``."""
+    return browser_context.new_page()

@@ -6,7 +6,7 @@ masked; nothing here decides what a caller may see.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -219,6 +219,9 @@ class SubjectCreate(_In):
     initials: str | None = Field(
         None, pattern=INITIALS_PATTERN, description="an identifier (PHI) item"
     )
+    screening_date: date | None = Field(
+        None, description="the first scheduled event falls on it (default: today, UTC)"
+    )
 
 
 class SubjectPublic(_Out):
@@ -231,6 +234,8 @@ class SubjectPublic(_Out):
     identifiers_masked: bool
     created_at: datetime
     created_by: str
+    status: str
+    anchor_date: date | None = Field(None, description="day 0 of the subject's schedule")
 
     @classmethod
     def of(cls, record: SubjectRecord) -> SubjectPublic:
@@ -242,6 +247,8 @@ class SubjectPublic(_Out):
             identifiers_masked=record.identifiers_masked,
             created_at=record.created_at,
             created_by=record.created_by,
+            status=record.status,
+            anchor_date=record.anchor_date,
         )
 
 

@@ -48,7 +48,12 @@ def enrol_subject(
         engine,
         principal,
         study,
-        subjects.SubjectInput(subject_id=body.subject_id, site=body.site, initials=body.initials),
+        subjects.SubjectInput(
+            subject_id=body.subject_id,
+            site=body.site,
+            initials=body.initials,
+            screening_date=body.screening_date,
+        ),
     )
     return SubjectPublic.of(record)
 

@@ -57,6 +57,7 @@ class Action(StrEnum):
     DATA_ENTER = "data.enter"
     DATA_SIGN = "data.sign"
     DATA_VERIFY = "data.verify"
+    QUERY_READ = "query.read"
     QUERY_OPEN = "query.open"
     QUERY_ANSWER = "query.answer"
     QUERY_CLOSE = "query.close"
@@ -81,6 +82,7 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.DATA_ENTER: "enter and change form data",
     Action.DATA_SIGN: "sign forms and casebooks (21 CFR Part 11 §11.50)",
     Action.DATA_VERIFY: "mark source-data verification",
+    Action.QUERY_READ: "read data queries (free text that may name a patient)",
     Action.QUERY_OPEN: "open data queries",
     Action.QUERY_ANSWER: "answer data queries",
     Action.QUERY_CLOSE: "close data queries",
@@ -103,6 +105,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.AGGREGATE_READ,
             _A.DATA_ENTER,
             _A.DATA_SIGN,
+            _A.QUERY_READ,
             _A.QUERY_ANSWER,
         }
     ),
@@ -113,14 +116,29 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.IDENTIFIER_READ,
             _A.AGGREGATE_READ,
             _A.DATA_ENTER,
+            _A.QUERY_READ,
             _A.QUERY_ANSWER,
         }
     ),
     Role.MONITOR: frozenset(
-        {_A.SUBJECT_READ, _A.IDENTIFIER_READ, _A.AGGREGATE_READ, _A.DATA_VERIFY, _A.QUERY_OPEN}
+        {
+            _A.SUBJECT_READ,
+            _A.IDENTIFIER_READ,
+            _A.AGGREGATE_READ,
+            _A.DATA_VERIFY,
+            _A.QUERY_READ,
+            _A.QUERY_OPEN,
+        }
     ),
     Role.DATA_MANAGER: frozenset(
-        {_A.SUBJECT_READ, _A.AGGREGATE_READ, _A.QUERY_OPEN, _A.QUERY_CLOSE, _A.FORM_LOCK}
+        {
+            _A.SUBJECT_READ,
+            _A.AGGREGATE_READ,
+            _A.QUERY_READ,
+            _A.QUERY_OPEN,
+            _A.QUERY_CLOSE,
+            _A.FORM_LOCK,
+        }
     ),
     Role.STATISTICIAN: frozenset({_A.SUBJECT_READ, _A.AGGREGATE_READ, _A.ANALYSIS_RUN}),
     Role.SPONSOR_VIEWER: frozenset({_A.AGGREGATE_READ}),
@@ -129,6 +147,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.SUBJECT_READ,
             _A.IDENTIFIER_READ,
             _A.AGGREGATE_READ,
+            _A.QUERY_READ,
             _A.AUDIT_READ,
             _A.NODE_AUDIT_READ,
         }

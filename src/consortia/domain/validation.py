@@ -55,7 +55,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 
-__all__ = ["FormCheck", "compute_derived", "parse_value", "validate_form"]
+__all__ = ["FormCheck", "compute_derived", "parse_item_value", "parse_value", "validate_form"]
 
 TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
 FALSE_WORDS: Final = frozenset({"false", "0", "no"})
@@ -269,6 +269,14 @@ def _parse(study: Study, item: Item, raw: object) -> tuple[object, list[str]]:
     return _parse_codes(study, item, raw)
 
 
+def parse_item_value(study: Study, item: Item, raw: object) -> object:
+    """:func:`parse_value` for an :class:`Item` already looked up (no search by name)."""
+    value, problems = _parse(study, item, raw)
+    if problems:
+        raise ValidationError([Problem("", message) for message in problems])
+    return value
+
+
 def parse_value(study: Study, item_name: str, raw: object) -> object:
     """Parse one entered value of item ``item_name`` into its typed value (None if missing).
 
@@ -384,7 +392,11 @@ def _derive(
 
 
 def compute_derived(
-    study: Study, values_by_item: Mapping[str, object], *, today: date | None = None
+    study: Study,
+    values_by_item: Mapping[str, object],
+    *,
+    today: date | None = None,
+    strict: bool = True,
 ) -> dict[str, object]:
     """Every derived variable of ``study`` from typed item values, in dependency order.
 
@@ -392,7 +404,8 @@ def compute_derived(
     name it lacks is missing. A derived variable may read others; a cycle among them raises
     :class:`~consortia.exceptions.StudyDefinitionError`. A derived variable whose inputs are
     inconsistent (``crs_grade`` with a vasopressor but no hypotension) raises
-    :class:`~consortia.exceptions.ValidationError` naming each one as ``derived.<name>``.
+    :class:`~consortia.exceptions.ValidationError` naming each one as ``derived.<name>``
+    (with ``strict=False`` it is left missing instead).
 
     >>> from datetime import date
     >>> from consortia.domain.templates import load_template
@@ -402,7 +415,7 @@ def compute_derived(
     (182, 0, 0)
     """
     results, failures = _derive(study, values_by_item, today)
-    if failures:
+    if failures and strict:  # not strict: a variable that cannot be computed is missing
         raise ValidationError(
             [Problem(f"derived.{name}", message) for name, message in failures.items()]
         )

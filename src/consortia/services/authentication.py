@@ -37,6 +37,7 @@ __all__ = [
     "logout",
     "principal_from_session",
     "principal_from_token",
+    "reauthenticate",
 ]
 
 LOGIN_REFUSED = (
@@ -56,12 +57,19 @@ class LoginResult:
     csrf_token: str
 
 
-def _refuse(connection: Connection, attempted: str, reason: str, **extra: object) -> None:
+def _refuse(
+    connection: Connection,
+    attempted: str,
+    reason: str,
+    *,
+    action: str = "login.failed",
+    **extra: object,
+) -> None:
     append_event(
         connection,
         NODE_CHAIN,
         actor=attempted[:320] or "(empty)",
-        action="login.failed",
+        action=action,
         entity_type="user",
         entity_id=attempted[:256],
         reason=reason,
@@ -95,6 +103,78 @@ def _password_refusal(
     return None
 
 
+def _record_failure(
+    connection: Connection,
+    settings: Settings,
+    user: UserRecord | None,
+    address: str,
+    reason: str,
+    now: datetime,
+    *,
+    action: str = "login.failed",
+) -> None:
+    """Audit a refused password; count it and lock the account after too many."""
+    if user is None or reason not in ("wrong password", "no password set"):
+        _refuse(connection, address, reason, action=action)
+        return
+    lock_over = user.locked_until is not None and user.locked_until <= now
+    failures = (0 if lock_over else user.failed_logins) + 1
+    locked_until = None
+    if failures >= settings.login_max_failures:
+        locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
+    UserRepository(connection).update(user.id, failed_logins=failures, locked_until=locked_until)
+    _refuse(connection, address, reason, action=action, failures=failures)
+    if locked_until is not None:
+        append_event(
+            connection,
+            NODE_CHAIN,
+            actor="system",
+            action="account.locked",
+            entity_type="user",
+            entity_id=address,
+            after={"locked_until": locked_until.isoformat(), "failures": failures},
+            reason=f"{failures} failed logins",
+        )
+
+
+def reauthenticate(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    password: str,
+    *,
+    now: datetime | None = None,
+) -> str:
+    """Check the signed-in user's password again before a signature; return the printed name.
+
+    21 CFR Part 11 §11.200(a): a signature not made in one continuous session of signing
+    uses both components (identification and password). A wrong password counts towards the
+    lockout like a failed login; the failure is committed even though the signing fails.
+    """
+    now = now or utc_now()
+    name: str | None = None
+    with engine.begin() as connection:
+        users = UserRepository(connection)
+        user = users.by_email(principal.email, for_update=True)
+        reason = _password_refusal(connection, settings, user, password, now)
+        if reason is None and user is not None:
+            users.update(user.id, failed_logins=0, locked_until=None)
+            name = user.name
+        else:
+            _record_failure(
+                connection,
+                settings,
+                user,
+                principal.email,
+                reason or "",
+                now,
+                action="signature.failed",
+            )
+    if name is None:
+        raise AuthenticationError("the password is wrong or the account is locked; not signed")
+    return name
+
+
 def login(
     engine: Engine, settings: Settings, email: str, password: str, *, now: datetime | None = None
 ) -> LoginResult:
@@ -115,27 +195,7 @@ def login(
         user = users.by_email(address, for_update=True)
         reason = _password_refusal(connection, settings, user, password, now)
         if reason is not None:
-            if user is not None and reason in ("wrong password", "no password set"):
-                lock_over = user.locked_until is not None and user.locked_until <= now
-                failures = (0 if lock_over else user.failed_logins) + 1
-                locked_until = None
-                if failures >= settings.login_max_failures:
-                    locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
-                users.update(user.id, failed_logins=failures, locked_until=locked_until)
-                _refuse(connection, address, reason, failures=failures)
-                if locked_until is not None:
-                    append_event(
-                        connection,
-                        NODE_CHAIN,
-                        actor="system",
-                        action="account.locked",
-                        entity_type="user",
-                        entity_id=address,
-                        after={"locked_until": locked_until.isoformat(), "failures": failures},
-                        reason=f"{failures} failed logins",
-                    )
-            else:
-                _refuse(connection, address, reason)
+            _record_failure(connection, settings, user, address, reason, now)
         else:
             assert user is not None
             users.update(user.id, failed_logins=0, locked_until=None)

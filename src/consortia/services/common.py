@@ -27,13 +27,15 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.storage.audit import append_event
-from consortia.storage.repositories import NODE_CHAIN
+from consortia.storage.repositories import NODE_CHAIN, SubjectRecord, SubjectRepository
 
 __all__ = [
     "NODE_CHAIN",
     "audit",
     "check_code",
     "cli_operator",
+    "find_subject",
+    "form_audit_id",
     "guarded_write",
     "normalise_email",
     "require",
@@ -157,3 +159,18 @@ def require_in_study(
     if not can(principal, action, Resource(study, site)):
         where = f"study {study}" + (f" at site {site}" if site else "")
         raise PermissionDeniedError(f"your roles in {where} do not allow {action.value}")
+
+
+def find_subject(
+    connection: Connection, principal: Principal, study: str, subject_id: str
+) -> SubjectRecord:
+    """The subject, if it is at a site the principal can see; otherwise not found."""
+    record = SubjectRepository(connection, principal).get(study, subject_id)
+    if record is None:
+        raise NotFoundError(f"subject {subject_id} not found in study {study}")
+    return record
+
+
+def form_audit_id(study: str, subject_id: str, ref: str, form: str) -> str:
+    """The audit entity id of a form instance: ``study/subject/event/form``."""
+    return f"{study}/{subject_id}/{ref}/{form}"

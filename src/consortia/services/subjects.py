@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
+from consortia.domain.schedule import SubjectStatus, screening_anchor
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
     audit,
@@ -30,6 +32,9 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
+from consortia.services.schedule import plan_subject_events
+from consortia.services.studies import current_definition
+from consortia.storage.capture import CaptureRepository, StudyVersionRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = [
@@ -52,6 +57,7 @@ class SubjectInput:
     subject_id: str
     site: str
     initials: str | None = None
+    screening_date: date | None = None
 
 
 def list_subjects(
@@ -90,6 +96,7 @@ def enrol_subject(
     taken = f"subject id {subject_id} is already taken in study {study}"
     with guarded_write(engine, taken) as connection:
         subjects = SubjectRepository(connection, principal)
+        now = utc_now()
         if subjects.exists_anywhere(study, subject_id):
             # subject ids are unique in a study; the message names no site or record
             raise ConflictError(taken)
@@ -98,8 +105,24 @@ def enrol_subject(
             site=site,
             subject_id=subject_id,
             initials=subject.initials,
-            now=utc_now(),
+            now=now,
         )
+        screened = subject.screening_date or now.date()
+        capture = CaptureRepository(connection)
+        capture.add_status(
+            record.id,
+            status=SubjectStatus.SCREENING.value,
+            on_date=screened,
+            reason=None,
+            recorded_at=now,
+            recorded_by=principal.email,
+        )
+        definition = StudyVersionRepository(connection).current(study)
+        if definition is not None:
+            parsed = current_definition(connection, study)
+            plan_subject_events(
+                capture, parsed, record.id, screening_anchor(parsed.study, screened), now
+            )
         audit(
             connection,
             principal,
@@ -108,7 +131,12 @@ def enrol_subject(
             f"{study}/{subject_id}",
             chain=study,
             site=site,
-            after={"subject_id": subject_id, "site": site, "initials": subject.initials},
+            after={
+                "subject_id": subject_id,
+                "site": site,
+                "initials": subject.initials,
+                "screening_date": screened.isoformat(),
+            },
         )
     return record
 

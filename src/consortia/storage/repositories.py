@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from consortia.storage.audit import AuditEvent, audit_event, row_event
 from consortia.storage.tables import api_token, app_user, role_grant, subject, web_session
 
 __all__ = [
+    "IDENTIFIERS_KEY",
     "IDENTIFIER_FIELDS",
     "NODE_CHAIN",
     "AuditRepository",
@@ -402,6 +403,8 @@ class SubjectRecord:
     identifiers_masked: bool
     created_at: datetime
     created_by: str
+    status: str = "screening"
+    anchor_date: date | None = None
 
 
 class SubjectRepository:
@@ -422,6 +425,8 @@ class SubjectRepository:
             identifiers_masked=not visible,
             created_at=row.created_at,
             created_by=row.created_by,
+            status=row.status,
+            anchor_date=row.anchor_date,
         )
 
     def _scoped(self, study: str, action: Action | None) -> sa.Select[Any]:
@@ -483,16 +488,29 @@ class SubjectRepository:
 # --------------------------------------------------------------------------- audit
 
 
+#: The key of an audit event's before/after under which identifier item values travel.
+IDENTIFIERS_KEY = "identifiers"
+
+
 def mask_event(event: AuditEvent, principal: Principal, study: str) -> AuditEvent:
-    """``event`` with identifier values replaced by ``None`` unless the principal may see them."""
-    fields = IDENTIFIER_FIELDS.get(event.entity_type)
-    if not fields or (event.site and may_see_identifiers(principal, study, event.site)):
+    """``event`` with identifier values replaced by ``None`` unless the principal may see them.
+
+    Identifier values are the :data:`IDENTIFIER_FIELDS` of the entity type, and every value
+    under the :data:`IDENTIFIERS_KEY` of a before/after mapping (form saves put the values
+    of identifier items there).
+    """
+    fields = IDENTIFIER_FIELDS.get(event.entity_type, frozenset())
+    if event.site and may_see_identifiers(principal, study, event.site):
         return event
 
     def masked(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: None if key in fields else item for key, item in value.items()}
-        return value
+        if not isinstance(value, dict):
+            return value
+        out = {key: None if key in fields else item for key, item in value.items()}
+        identifiers = out.get(IDENTIFIERS_KEY)
+        if isinstance(identifiers, dict):
+            out[IDENTIFIERS_KEY] = dict.fromkeys(identifiers)
+        return out
 
     return AuditEvent(
         **{**event.payload(), "before": masked(event.before), "after": masked(event.after)},
@@ -540,3 +558,26 @@ class AuditRepository:
             .limit(limit)
         )
         return [row_event(row) for row in self.connection.execute(query)]
+
+    def history(
+        self, study: str, entity_id: str, *, descendants: bool = False, limit: int = 1000
+    ) -> list[AuditEvent]:
+        """Events of ``study`` about one entity (and, with ``descendants``, the entities
+        under it: ``study/subject/...``), oldest first, identifiers masked.
+
+        The caller has already found the entity through a site-scoped repository.
+        """
+        match = audit_event.c.entity_id == entity_id
+        if descendants:
+            escaped = entity_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            match = sa.or_(match, audit_event.c.entity_id.like(f"{escaped}/%", escape="\\"))
+        query = (
+            sa.select(audit_event)
+            .where(audit_event.c.chain == study, match)
+            .order_by(audit_event.c.seq)
+            .limit(limit)
+        )
+        return [
+            mask_event(row_event(row), self.principal, study)
+            for row in self.connection.execute(query)
+        ]

@@ -1,4 +1,4 @@
-"""The node's tables: people, their roles, their credentials, and enrolled subjects.
+"""The node's tables: people, roles and credentials; studies, subjects and their data.
 
 All tables live on :data:`consortia.storage.audit.metadata`, beside the audit trail, so one
 ``MetaData`` describes the whole schema (Alembic compares the migrations against it in a
@@ -25,9 +25,17 @@ __all__ = [
     "UTCDateTime",
     "api_token",
     "app_user",
+    "data_query",
+    "derived_value",
+    "event_instance",
+    "form_instance",
+    "item_value",
     "metadata",
+    "query_message",
     "role_grant",
+    "study_version",
     "subject",
+    "subject_status",
     "web_session",
 ]
 
@@ -135,6 +143,141 @@ subject = sa.Table(
     sa.Column("initials", sa.String(8), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(EMAIL_LENGTH), nullable=False),
+    # the latest of the subject's status rows (subject_status holds each with date and reason)
+    sa.Column("status", sa.String(16), nullable=False, server_default="screening"),
+    # day 0 of the schedule: scheduled events' target dates are counted from it
+    sa.Column("anchor_date", sa.Date, nullable=True),
     sa.UniqueConstraint("study", "subject_id", name="uq_subject_study_subject_id"),
 )
 sa.Index("ix_subject_study_site", subject.c.study, subject.c.site)
+
+# --------------------------------------------------------------------------- data capture
+#
+# Item values are stored long (one row per value, like REDCap's data table) with the
+# canonical text beside a typed numeric column, so a study can change without a schema
+# change; wide tables are built on demand. Every row below changes only through a service
+# function that appends the audit event in the same transaction.
+
+study_version = sa.Table(
+    "study_version",
+    metadata,
+    _id(),
+    sa.Column("study", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # the study's YAML exactly as loaded: the definition is code, kept verbatim
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("loaded_at", UTCDateTime, nullable=False),
+    sa.Column("loaded_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.UniqueConstraint("study", "version", name="uq_study_version"),
+)
+
+subject_status = sa.Table(
+    "subject_status",
+    metadata,
+    _id(),
+    sa.Column(
+        "subject_pk", sa.ForeignKey("subject.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("on_date", sa.Date, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_by", sa.String(EMAIL_LENGTH), nullable=False),
+)
+
+event_instance = sa.Table(
+    "event_instance",
+    metadata,
+    _id(),
+    sa.Column("subject_pk", sa.ForeignKey("subject.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("instance", sa.Integer, nullable=False),
+    sa.Column("target_date", sa.Date, nullable=True),
+    sa.Column("window_start", sa.Date, nullable=True),
+    sa.Column("window_end", sa.Date, nullable=True),
+    sa.Column("visit_date", sa.Date, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subject_pk", "event", "instance", name="uq_event_instance"),
+)
+
+form_instance = sa.Table(
+    "form_instance",
+    metadata,
+    _id(),
+    sa.Column("event_pk", sa.ForeignKey("event_instance.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "subject_pk", sa.ForeignKey("subject.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("form", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # optimistic concurrency: every change increments it; a save names the version it read
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("study_version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("verified_at", UTCDateTime, nullable=True),
+    sa.Column("verified_by", sa.String(EMAIL_LENGTH), nullable=True),
+    sa.Column("signed_at", UTCDateTime, nullable=True),
+    sa.Column("signed_by", sa.String(EMAIL_LENGTH), nullable=True),
+    sa.Column("signed_name", sa.String(200), nullable=True),
+    sa.Column("signature_meaning", sa.String(200), nullable=True),
+    sa.Column("locked_at", UTCDateTime, nullable=True),
+    sa.Column("locked_by", sa.String(EMAIL_LENGTH), nullable=True),
+    sa.UniqueConstraint("event_pk", "form", name="uq_form_instance"),
+)
+
+item_value = sa.Table(
+    "item_value",
+    metadata,
+    _id(),
+    sa.Column("form_pk", sa.ForeignKey("form_instance.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("item", sa.String(CODE_LENGTH), nullable=False),
+    # 0 for an item of a non-repeating group, n >= 1 for instance n of a repeating group
+    sa.Column("group_instance", sa.Integer, nullable=False),
+    sa.Column("value_text", sa.Text, nullable=False),
+    sa.Column("value_num", sa.Float, nullable=True),
+    sa.UniqueConstraint("form_pk", "item", "group_instance", name="uq_item_value"),
+)
+
+derived_value = sa.Table(
+    "derived_value",
+    metadata,
+    sa.Column("subject_pk", sa.ForeignKey("subject.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(CODE_LENGTH), primary_key=True),
+    sa.Column("value_text", sa.Text, nullable=False),
+    sa.Column("value_num", sa.Float, nullable=True),
+)
+
+data_query = sa.Table(
+    "data_query",
+    metadata,
+    _id(),
+    sa.Column("form_pk", sa.ForeignKey("form_instance.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "subject_pk", sa.ForeignKey("subject.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("item", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("group_instance", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("opened_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_data_query_form_pk", data_query.c.form_pk)
+
+query_message = sa.Table(
+    "query_message",
+    metadata,
+    _id(),
+    sa.Column(
+        "query_pk", sa.ForeignKey("data_query.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("by", sa.String(EMAIL_LENGTH), nullable=False),
+)

@@ -1,0 +1,78 @@
+"""Install Debian's Chromium for the real-browser page tests (tests/web/test_browser_pages.py).
+
+    python scripts/test_chromium.py ensure   # apt-get install chromium if missing and root
+    python scripts/test_chromium.py path     # print the executable the tests launch
+
+The tests drive /usr/bin/chromium through the ``playwright`` package with
+``executable_path``; ``playwright install`` (which downloads a browser build of its own)
+is never used. A machine without Chromium that cannot install it (not root, or apt-get
+failed) gets a message: outside CI the browser tests then skip with that reason and this
+exits 0; in CI (CI=true) it is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _present() -> bool:
+    return CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)
+
+
+def _install() -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+        check=True,
+        env=env,
+    )
+
+
+def _unavailable(reason: str) -> int:
+    if IN_CI:
+        print(f"chromium: {reason}; CI needs it for the browser tests", file=sys.stderr)
+        return 1
+    print(f"chromium: {reason}; the browser tests will skip (CI installs it)")
+    return 0
+
+
+def ensure() -> int:
+    if not _present():
+        if os.geteuid() != 0:
+            return _unavailable(f"{CHROMIUM} is missing and this is not root: cannot apt-get it")
+        try:
+            _install()
+        except (OSError, subprocess.CalledProcessError) as error:
+            return _unavailable(f"apt-get install chromium failed ({error})")
+        if not _present():
+            return _unavailable(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    # only for the log: whether it really runs is the browser tests' business
+    try:
+        version = subprocess.run(
+            [str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as error:
+        version = f"{CHROMIUM} (--version failed: {error})"
+    print(f"chromium: {version or CHROMIUM}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "ensure"
+    if command == "ensure":
+        return ensure()
+    if command == "path":
+        print(CHROMIUM)
+        return 0
+    raise SystemExit(f"unknown command {command!r}; use ensure or path")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,165 @@
+"""A subject's path through a study: statuses, the visit schedule, windows, event references.
+
+Statuses follow the usual life of a trial participant::
+
+    screening ─► eligible ─► enrolled ─► on_study ─► completed
+        │            │           │           │
+        ├─► screen_failed        └───────────┴─► withdrawn   (from any open status)
+
+A subject is created in ``screening``. ``screen_failed`` and ``withdrawn`` need a reason;
+``screen_failed``, ``completed`` and ``withdrawn`` are final.
+
+Scheduled events (those with a ``day``) get a target date ``anchor + day`` and a window
+``[target - before, target + after]``. The anchor is day 0 of the protocol; when a subject
+is created it is placed so that the first scheduled event falls on the screening date, and
+it can be moved later (to the real day 0: infusion, surgery) with a reason. Events without a
+``day`` (unscheduled, such as an adverse-event log) have no target and no window.
+
+An event is referred to as ``name`` (instance 1) or ``name.N`` (instance N of a repeating or
+unscheduled event), as in ``ae_log.3``.
+
+>>> from datetime import date
+>>> from consortia.domain.templates import load_template
+>>> study = load_template("cart-lbcl")
+>>> anchor = screening_anchor(study, date(2025, 1, 6))
+>>> anchor
+datetime.date(2025, 2, 10)
+>>> day28 = next(p for p in plan_schedule(study, anchor) if p.event == "day28")
+>>> day28.target, day28.window_start, day28.window_end
+(datetime.date(2025, 3, 10), datetime.date(2025, 3, 7), datetime.date(2025, 3, 17))
+>>> window_status(day28, date(2025, 3, 20))
+'late'
+>>> parse_event_ref("ae_log.3")
+('ae_log', 3)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Final, Literal
+
+from consortia.domain.study import Study
+from consortia.exceptions import NotFoundError, Problem, ValidationError
+
+__all__ = [
+    "FINAL_STATUSES",
+    "REASON_REQUIRED",
+    "TRANSITIONS",
+    "PlannedEvent",
+    "SubjectStatus",
+    "check_transition",
+    "event_ref",
+    "parse_event_ref",
+    "plan_schedule",
+    "screening_anchor",
+    "window_status",
+]
+
+
+class SubjectStatus(StrEnum):
+    SCREENING = "screening"
+    ELIGIBLE = "eligible"
+    SCREEN_FAILED = "screen_failed"
+    ENROLLED = "enrolled"
+    ON_STUDY = "on_study"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
+_S = SubjectStatus
+TRANSITIONS: Final[Mapping[SubjectStatus, frozenset[SubjectStatus]]] = {
+    _S.SCREENING: frozenset({_S.ELIGIBLE, _S.SCREEN_FAILED, _S.WITHDRAWN}),
+    _S.ELIGIBLE: frozenset({_S.ENROLLED, _S.SCREEN_FAILED, _S.WITHDRAWN}),
+    _S.ENROLLED: frozenset({_S.ON_STUDY, _S.WITHDRAWN}),
+    _S.ON_STUDY: frozenset({_S.COMPLETED, _S.WITHDRAWN}),
+    _S.SCREEN_FAILED: frozenset(),
+    _S.COMPLETED: frozenset(),
+    _S.WITHDRAWN: frozenset(),
+}
+FINAL_STATUSES: Final = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
+REASON_REQUIRED: Final = frozenset({_S.SCREEN_FAILED, _S.WITHDRAWN})
+
+
+def check_transition(current: str, new: str, reason: str | None) -> SubjectStatus:
+    """The new status, if a subject in ``current`` may move to it; else a ValidationError."""
+    try:
+        target = SubjectStatus(new)
+    except ValueError:
+        choices = ", ".join(s.value for s in SubjectStatus)
+        raise ValidationError([Problem("status", f"{new!r} is not a status: {choices}")]) from None
+    allowed = TRANSITIONS[SubjectStatus(current)]
+    if target not in allowed:
+        nexts = ", ".join(sorted(s.value for s in allowed)) or "none: it is final"
+        raise ValidationError(
+            [Problem("status", f"a subject in {current} cannot become {new}; allowed: {nexts}")]
+        )
+    if target in REASON_REQUIRED and not (reason and reason.strip()):
+        raise ValidationError([Problem("reason", f"becoming {new} needs a reason")])
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """A scheduled event's target date and window for one subject."""
+
+    event: str
+    target: date
+    window_start: date
+    window_end: date
+
+
+def screening_anchor(study: Study, screening_date: date) -> date:
+    """Day 0 such that the first scheduled event falls on ``screening_date``."""
+    days = [event.day for event in study.events.values() if event.day is not None]
+    return screening_date - timedelta(days=min(days)) if days else screening_date
+
+
+def plan_schedule(study: Study, anchor: date) -> list[PlannedEvent]:
+    """Target dates and windows of every scheduled event, in the study's order."""
+    planned = []
+    for name, event in study.events.items():
+        if event.day is None or event.unscheduled:
+            continue
+        target = anchor + timedelta(days=event.day)
+        planned.append(
+            PlannedEvent(
+                name,
+                target,
+                target - timedelta(days=event.window.before),
+                target + timedelta(days=event.window.after),
+            )
+        )
+    return planned
+
+
+def window_status(
+    planned: PlannedEvent | None, visit_date: date | None
+) -> Literal["in_window", "early", "late"] | None:
+    """Where a visit fell against its window (None without a window or a visit date)."""
+    if planned is None or visit_date is None:
+        return None
+    if visit_date < planned.window_start:
+        return "early"
+    if visit_date > planned.window_end:
+        return "late"
+    return "in_window"
+
+
+_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_]{0,63})(?:\.([1-9][0-9]{0,5}))?$")
+
+
+def parse_event_ref(ref: str) -> tuple[str, int]:
+    """``name`` or ``name.N`` as (name, instance); anything else is not found."""
+    match = _REF.fullmatch(ref)
+    if match is None:
+        raise NotFoundError(f"event {ref!r} not found: use NAME or NAME.N (N >= 1)")
+    return match.group(1), int(match.group(2) or 1)
+
+
+def event_ref(name: str, instance: int) -> str:
+    """The reference of an event instance: ``name`` for instance 1, else ``name.N``."""
+    return name if instance == 1 else f"{name}.{instance}"

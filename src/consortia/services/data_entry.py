@@ -1,0 +1,483 @@
+"""Data entry: a subject's events and forms, read and saved the way a regulator expects.
+
+Saving a form (:func:`save_form`) is one transaction that
+
+1. finds the subject through the site-scoped repository (another site's subject: 404) and
+   checks that the caller may enter data there (403);
+2. refuses a stale version (409: the form changed since the caller read it) and a locked
+   form (409 until a data manager unlocks it with a reason);
+3. validates the whole form with :func:`~consortia.domain.validation.validate_form` against
+   the subject's other forms: hard problems refuse the save with every item path (422) and
+   change nothing; soft problems save and open a query on the item;
+4. asks for a reason when a value saved before is changed or removed;
+5. writes the values, bumps the version, clears a verification or signature the change
+   invalidates, recomputes the subject's derived variables and appends one ``form.save``
+   audit event holding every changed value before and after, with the reason.
+
+Identifier (PHI) values travel in the audit event under ``identifiers`` so they are masked
+for readers without identifier access; reading a form that shows identifier values to the
+caller is itself audited (``identifier.read``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+
+from consortia.auth.policy import Action, may_see_identifiers
+from consortia.auth.principal import Principal
+from consortia.domain.schedule import (
+    event_ref,
+    parse_event_ref,
+)
+from consortia.domain.validation import compute_derived, parse_item_value, validate_form
+from consortia.domain.values import flatten, nest, storage_number, storage_text
+from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.services.common import (
+    audit,
+    find_subject,
+    form_audit_id,
+    require_in_study,
+    utc_now,
+    visible_study,
+)
+from consortia.services.queries import open_query_row
+from consortia.services.studies import Definition, current_definition
+from consortia.storage.capture import (
+    CaptureRepository,
+    EventRecord,
+    FormRecord,
+    QueryRepository,
+    ValueRow,
+)
+from consortia.storage.repositories import SubjectRecord
+
+__all__ = [
+    "FormSave",
+    "FormView",
+    "derived_values",
+    "read_form",
+    "save_form",
+    "split_identifiers",
+    "subject_context",
+]
+
+REASON_NEEDED = (
+    "changing or removing a saved value needs a reason for change "
+    "(21 CFR Part 11 §11.10(e)); give it in 'reason'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FormSave:
+    """What a save sends: every value of the form, the version read, and a reason if needed."""
+
+    version: int
+    values: Mapping[str, object]
+    complete: bool = False
+    reason: str | None = None
+    visit_date: date | None = None
+
+
+@dataclass(frozen=True)
+class FormView:
+    """A form instance as the caller may see it (identifiers masked where they must be)."""
+
+    study: str
+    subject_id: str
+    site: str
+    event: str
+    form: str
+    state: str
+    version: int
+    values: Mapping[str, object]
+    identifiers_masked: bool
+    record: FormRecord | None
+    open_queries: int = 0
+    warnings: tuple[Problem, ...] = ()
+    queries_opened: tuple[int, ...] = ()
+
+
+def split_identifiers(
+    definition: Definition, rows: Mapping[tuple[str, int], str]
+) -> dict[str, dict[str, str]]:
+    """Rows as ``{"values": {key: text}, "identifiers": {key: text}}`` for an audit event."""
+    index = definition.index
+    split: dict[str, dict[str, str]] = {"values": {}, "identifiers": {}}
+    for (item, number), text in sorted(rows.items()):
+        part = "identifiers" if item in index.identifiers else "values"
+        split[part][index.key(item, number)] = text
+    return {part: content for part, content in split.items() if content}
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _typed(definition: Definition, item: str, text: str) -> object:
+    place = definition.index.items.get(item)
+    if place is None:
+        return None
+    try:
+        return parse_item_value(definition.study, place.item, text)
+    except ValidationError:  # a value the current version no longer accepts
+        return None
+
+
+def subject_context(
+    definition: Definition,
+    rows: list[ValueRow],
+    *,
+    exclude: tuple[str, int, str] | None = None,
+    prefer_event: tuple[str, int] | None = None,
+) -> dict[str, object]:
+    """Typed values of non-repeating items, one per item: the last in schedule order, or
+    the one of ``prefer_event`` when it has one. ``exclude`` is (event, instance, form)."""
+    latest: dict[str, object] = {}
+    preferred: dict[str, object] = {}
+    for row in rows:
+        if row.group_instance != 0 or (row.event, row.instance, row.form) == exclude:
+            continue
+        value = _typed(definition, row.item, row.text)
+        if value is None:
+            continue
+        latest[row.item] = value
+        if prefer_event == (row.event, row.instance):
+            preferred[row.item] = value
+    return latest | preferred
+
+
+def derived_values(
+    definition: Definition, rows: list[ValueRow]
+) -> dict[str, tuple[str, float | None]]:
+    """The subject's derived variables from all its values (those that can be computed)."""
+    values = subject_context(definition, rows)
+    derived = compute_derived(definition.study, values, strict=False)
+    return {
+        name: (storage_text(value), storage_number(value))
+        for name, value in derived.items()
+        if value is not None
+    }
+
+
+_WARNING_PATH = re.compile(r"^forms\.(\w+)(?:\.(\w+)\[(\d+)\])?(?:\.(\w+))?$")
+
+
+def _query_target(problem: Problem, form: str) -> tuple[str, int]:
+    """(item, group instance) a soft problem opens its query on; '' is the whole form."""
+    match = _WARNING_PATH.fullmatch(problem.path)
+    if match is None:
+        return "", 0
+    _, _group, number, item = match.groups()
+    return item or "", int(number) if number else 0
+
+
+# --------------------------------------------------------------------------- forms
+
+
+def _event_for_write(
+    capture: CaptureRepository,
+    definition: Definition,
+    subject: SubjectRecord,
+    ref: str,
+    form: str,
+    now: datetime,
+) -> EventRecord:
+    name, instance = parse_event_ref(ref)
+    event_def = definition.study.events.get(name)
+    if event_def is None:
+        raise NotFoundError(f"event {name} is not in study {definition.code}")
+    if form not in event_def.forms:
+        raise NotFoundError(f"form {form} is not collected at event {name}")
+    event = capture.event(subject.id, name, instance)
+    if event is not None:
+        return event
+    if instance > 1:
+        if not (event_def.repeating or event_def.unscheduled):
+            raise NotFoundError(f"event {name} does not repeat: only {name} exists")
+        last = capture.last_instance(subject.id, name)
+        if instance != last + 1:
+            raise NotFoundError(
+                f"event {ref} not found: the next instance of {name} is {name}.{last + 1}"
+            )
+    return capture.add_event(subject_pk=subject.id, event=name, instance=instance, created_at=now)
+
+
+def _view(
+    definition: Definition,
+    principal: Principal,
+    subject: SubjectRecord,
+    ref: str,
+    form: str,
+    record: FormRecord | None,
+    rows: Mapping[tuple[str, int], str],
+    open_queries: int,
+    **extra: object,
+) -> FormView:
+    visible = may_see_identifiers(principal, subject.study, subject.site)
+    shown = {
+        key: (text if visible or key[0] not in definition.index.identifiers else None)
+        for key, text in rows.items()
+    }
+    masked = not visible and any(key[0] in definition.index.identifiers for key in rows)
+    return FormView(
+        study=subject.study,
+        subject_id=subject.subject_id,
+        site=subject.site,
+        event=ref,
+        form=form,
+        state=record.state if record else "not_started",
+        version=record.version if record else 0,
+        values=nest(shown, definition.index.repeating_group_of),
+        identifiers_masked=masked,
+        record=record,
+        open_queries=open_queries,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def read_form(
+    engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
+) -> FormView:
+    """One form instance of a subject (not started: version 0, no values)."""
+    visible_study(principal, study)
+    with engine.begin() as connection:
+        definition = current_definition(connection, study)
+        subject = find_subject(connection, principal, study, subject_id)
+        require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
+        name, instance = parse_event_ref(ref)
+        event_def = definition.study.events.get(name)
+        if event_def is None or form not in event_def.forms:
+            raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
+        capture = CaptureRepository(connection)
+        event = capture.event(subject.id, name, instance)
+        record = None if event is None else capture.form(event.id, form)
+        rows = {} if record is None else capture.values(record.id)
+        queries = 0
+        if record is not None:
+            queries = len(QueryRepository(connection, principal).open_on_form(record.id))
+        view = _view(
+            definition, principal, subject, event_ref(name, instance), form, record, rows, queries
+        )
+        shown_identifiers = sorted(
+            definition.index.key(item, n)
+            for item, n in rows
+            if item in definition.index.identifiers
+        )
+        if shown_identifiers and not view.identifiers_masked:
+            audit(
+                connection,
+                principal,
+                "identifier.read",
+                "form",
+                form_audit_id(study, subject_id, view.event, form),
+                chain=study,
+                site=subject.site,
+                after={"items": shown_identifiers},
+            )
+    return view
+
+
+def save_form(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    save: FormSave,
+    *,
+    today: date | None = None,
+) -> FormView:
+    """Validate and save one form instance; see the module docstring for every rule."""
+    visible_study(principal, study)
+    with engine.begin() as connection:
+        definition = current_definition(connection, study)
+        subject = find_subject(connection, principal, study, subject_id)
+        require_in_study(principal, Action.DATA_ENTER, study, subject.site)
+        capture = CaptureRepository(connection)
+        now = utc_now()
+        event = _event_for_write(capture, definition, subject, ref, form, now)
+        ref = event_ref(event.event, event.instance)
+        current = capture.form(event.id, form)
+        current_version = current.version if current else 0
+        if save.version != current_version:
+            raise ConflictError(
+                f"form {form} at {ref} of subject {subject_id} is at version {current_version}, "
+                f"not {save.version}: someone saved it meanwhile; reload it and apply your changes"
+            )
+        if current is not None and current.locked_at is not None:
+            raise ConflictError(
+                f"form {form} at {ref} of subject {subject_id} is locked; a data manager must "
+                "unlock it (with a reason) before it can change"
+            )
+        rows = capture.subject_values(subject.id)
+        context = subject_context(
+            definition,
+            rows,
+            exclude=(event.event, event.instance, form),
+            prefer_event=(event.event, event.instance),
+        )
+        check = validate_form(
+            definition.study,
+            form,
+            save.values,
+            complete=save.complete,
+            context=context,
+            today=today,
+        )
+        if check.errors:
+            raise ValidationError(list(check.errors))
+        new = {
+            key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()
+        }
+        old = {} if current is None else capture.values(current.id)
+        changed = {key for key, (text, _) in new.items() if key in old and old[key] != text}
+        removed = set(old) - set(new)
+        added = set(new) - set(old)
+        reason = (save.reason or "").strip() or None
+        if (changed or removed) and reason is None:
+            raise ValidationError([Problem("reason", REASON_NEEDED)])
+        status = "complete" if save.complete else "in_progress"
+        visit_changed = save.visit_date is not None and save.visit_date != event.visit_date
+        status_changed = current is None or current.status != status
+        if not (changed or removed or added or status_changed or visit_changed):
+            queries = (
+                QueryRepository(connection, principal).open_on_form(current.id) if current else []
+            )
+            return _view(definition, principal, subject, ref, form, current, old, len(queries))
+
+        stamp = {"status": status, "updated_at": now, "updated_by": principal.email}
+        cleared = {
+            "verification": current is not None and current.verified_at is not None,
+            "signature": current is not None and current.signed_at is not None,
+        }
+        if current is None:
+            record = capture.add_form(
+                event_pk=event.id,
+                subject_pk=subject.id,
+                form=form,
+                version=1,
+                study_version=definition.version,
+                **stamp,
+            )
+        else:
+            moved = capture.update_form(
+                current.id,
+                expected_version=current.version,
+                version=current.version + 1,
+                study_version=definition.version,
+                verified_at=None,
+                verified_by=None,
+                signed_at=None,
+                signed_by=None,
+                signed_name=None,
+                signature_meaning=None,
+                **stamp,
+            )
+            if not moved:
+                raise ConflictError(
+                    f"form {form} at {ref} of subject {subject_id} changed while saving; reload it"
+                )
+            record = capture.form_by_pk(current.id)
+        capture.write_values(
+            record.id,
+            upserts={key: new[key] for key in added | changed},
+            existing=old,
+            deletes=removed,
+        )
+        if visit_changed:
+            capture.update_event(event.id, visit_date=save.visit_date)
+        entity = form_audit_id(study, subject_id, ref, form)
+        for what, was in cleared.items():
+            if was and current is not None:
+                by, at = (
+                    (current.verified_by, current.verified_at)
+                    if what == "verification"
+                    else (current.signed_by, current.signed_at)
+                )
+                audit(
+                    connection,
+                    principal,
+                    f"form.{what}_cleared",
+                    "form",
+                    entity,
+                    chain=study,
+                    site=subject.site,
+                    before={"by": by, "at": None if at is None else at.isoformat()},
+                    reason=f"the form changed after its {what}",
+                )
+        derived_before = capture.derived(subject.id)
+        derived_after = derived_values(definition, capture.subject_values(subject.id))
+        capture.replace_derived(subject.id, derived_after)
+        derived_changes = {
+            name: text
+            for name, (text, _) in derived_after.items()
+            if derived_before.get(name) != text
+        } | {name: None for name in derived_before if name not in derived_after}
+        before = split_identifiers(definition, {k: old[k] for k in changed | removed})
+        after = split_identifiers(definition, {k: new[k][0] for k in changed | added})
+        audit(
+            connection,
+            principal,
+            "form.save",
+            "form",
+            entity,
+            chain=study,
+            site=subject.site,
+            before={"status": current.status, "version": current.version, **before}
+            if current
+            else None,
+            after={
+                "status": status,
+                "version": record.version,
+                **after,
+                **(
+                    {"removed": sorted(definition.index.key(*k) for k in removed)}
+                    if removed
+                    else {}
+                ),
+                **({"derived": derived_changes} if derived_changes else {}),
+                **(
+                    {"visit_date": save.visit_date.isoformat()}
+                    if visit_changed and save.visit_date
+                    else {}
+                ),
+            },
+            reason=reason,
+        )
+        query_rows = QueryRepository(connection, principal)
+        opened: list[int] = []
+        for warning in check.warnings:
+            item, number = _query_target(warning, form)
+            if query_rows.open_on_item(record.id, item, number):
+                continue
+            opened.append(
+                open_query_row(
+                    connection,
+                    principal,
+                    subject,
+                    record.id,
+                    (item, number, definition.index.key(item, number) if item else ""),
+                    warning.message,
+                    entity=entity,
+                    origin="auto",
+                    now=now,
+                )
+            )
+        open_count = len(query_rows.open_on_form(record.id))
+        return _view(
+            definition,
+            principal,
+            subject,
+            ref,
+            form,
+            record,
+            {key: text for key, (text, _) in new.items()},
+            open_count,
+            warnings=check.warnings,
+            queries_opened=tuple(opened),
+        )

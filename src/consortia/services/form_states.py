@@ -1,0 +1,211 @@
+"""Form states after entry: source-data verification, signature, lock and unlock.
+
+::
+
+    not started ─► in progress ─► complete ─► verified ─► signed ─► locked
+                                      ▲           │          │         │
+                                      └── a change clears ───┘     unlock (reason)
+
+* **verify** (monitor): source-data verification of a complete form.
+* **sign** (investigator): the signer re-enters the password (21 CFR Part 11 §11.200(a));
+  the signature records the printed name, the UTC time and its meaning (§11.50) and is
+  linked to the form in the audit trail (§11.70).
+* **lock** (data manager): nothing changes until it is unlocked with a reason.
+
+Each step names the version it acts on, bumps it and is audited, so a coordinator who read
+the form before it was verified cannot overwrite it without reloading (409).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import Engine
+
+from consortia.auth.policy import Action
+from consortia.auth.principal import Principal
+from consortia.config import Settings
+from consortia.domain.schedule import event_ref, parse_event_ref
+from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.services.authentication import reauthenticate
+from consortia.services.common import (
+    audit,
+    find_subject,
+    form_audit_id,
+    require_in_study,
+    utc_now,
+    visible_study,
+)
+from consortia.storage.capture import CaptureRepository, FormRecord
+
+__all__ = ["SIGNATURE_MEANINGS", "lock_form", "sign_form", "unlock_form", "verify_form"]
+
+#: What a signature means (21 CFR Part 11 §11.50(a)(3)); the signer picks one.
+SIGNATURE_MEANINGS: Final[Mapping[str, str]] = {
+    "authorship": "I am the author of the data in this form",
+    "review": "I have reviewed the data in this form",
+    "approval": "I approve the data in this form as accurate and complete",
+    "responsibility": "I take responsibility for the data in this form",
+}
+
+
+def _transition(
+    engine: Engine,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    version: int,
+    *,
+    action: Action,
+    audit_action: str,
+    check: Any,
+    changes: Mapping[str, Any],
+    after: Mapping[str, Any],
+    reason: str | None = None,
+) -> FormRecord:
+    study, subject_id, ref, form = where
+    visible_study(principal, study)
+    with engine.begin() as connection:
+        subject = find_subject(connection, principal, study, subject_id)
+        require_in_study(principal, action, study, subject.site)
+        name, instance = parse_event_ref(ref)
+        capture = CaptureRepository(connection)
+        event = capture.event(subject.id, name, instance)
+        record = None if event is None else capture.form(event.id, form)
+        if record is None:
+            raise NotFoundError(f"form {form} at {ref} of subject {subject_id} has not been saved")
+        if record.version != version:
+            raise ConflictError(
+                f"form {form} is at version {record.version}, not {version}; reload it"
+            )
+        check(record)
+        now = utc_now()
+        values = {key: (now if value is _NOW else value) for key, value in changes.items()}
+        moved = capture.update_form(
+            record.id, expected_version=version, version=version + 1, **values
+        )
+        if not moved:
+            raise ConflictError(f"form {form} changed meanwhile; reload it")
+        entity = form_audit_id(study, subject_id, event_ref(name, instance), form)
+        audit(
+            connection,
+            principal,
+            audit_action,
+            "form",
+            entity,
+            chain=study,
+            site=subject.site,
+            before={"state": record.state, "version": record.version},
+            after={"version": version + 1, "at": now.isoformat(), **after},
+            reason=reason,
+        )
+        return capture.form_by_pk(record.id)
+
+
+_NOW = object()  # placeholder for "the transaction's time" in ``changes``
+
+
+def _needs(*states: str, doing: str) -> Any:
+    def check(record: FormRecord) -> None:
+        if record.state not in states:
+            raise ConflictError(
+                f"form {record.form} is {record.state}; {doing} needs it " + " or ".join(states)
+            )
+
+    return check
+
+
+def verify_form(
+    engine: Engine, principal: Principal, where: tuple[str, str, str, str], version: int
+) -> FormRecord:
+    """Mark source-data verification of a complete form (monitor)."""
+    return _transition(
+        engine,
+        principal,
+        where,
+        version,
+        action=Action.DATA_VERIFY,
+        audit_action="form.verify",
+        check=_needs("complete", "signed", doing="verification"),
+        changes={"verified_at": _NOW, "verified_by": principal.email},
+        after={"by": principal.email},
+    )
+
+
+def sign_form(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    version: int,
+    *,
+    password: str,
+    meaning: str,
+) -> FormRecord:
+    """Sign a complete or verified form (investigator), re-entering the password."""
+    if meaning not in SIGNATURE_MEANINGS:
+        raise ValidationError(
+            [Problem("meaning", f"{meaning!r} is not one of {', '.join(SIGNATURE_MEANINGS)}")]
+        )
+    visible_study(principal, where[0])
+    require_in_study(principal, Action.DATA_SIGN, where[0])
+    printed_name = reauthenticate(engine, settings, principal, password)
+    statement = f"{meaning}: {SIGNATURE_MEANINGS[meaning]}"
+    return _transition(
+        engine,
+        principal,
+        where,
+        version,
+        action=Action.DATA_SIGN,
+        audit_action="form.sign",
+        check=_needs("complete", "verified", doing="signing"),
+        changes={
+            "signed_at": _NOW,
+            "signed_by": principal.email,
+            "signed_name": printed_name,
+            "signature_meaning": statement,
+        },
+        after={"signed_by": principal.email, "printed_name": printed_name, "meaning": statement},
+    )
+
+
+def lock_form(
+    engine: Engine, principal: Principal, where: tuple[str, str, str, str], version: int
+) -> FormRecord:
+    """Lock a form against any change (data manager)."""
+    return _transition(
+        engine,
+        principal,
+        where,
+        version,
+        action=Action.FORM_LOCK,
+        audit_action="form.lock",
+        check=_needs("in_progress", "complete", "verified", "signed", doing="locking"),
+        changes={"locked_at": _NOW, "locked_by": principal.email},
+        after={"by": principal.email},
+    )
+
+
+def unlock_form(
+    engine: Engine,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    version: int,
+    *,
+    reason: str,
+) -> FormRecord:
+    """Unlock a locked form, with a reason (data manager)."""
+    if not reason.strip():
+        raise ValidationError([Problem("reason", "unlocking a form needs a reason")])
+    return _transition(
+        engine,
+        principal,
+        where,
+        version,
+        action=Action.FORM_LOCK,
+        audit_action="form.unlock",
+        check=_needs("locked", doing="unlocking"),
+        changes={"locked_at": None, "locked_by": None},
+        after={"by": principal.email},
+        reason=reason.strip(),
+    )

@@ -1,0 +1,106 @@
+"""The history of an item, a form or a subject, read from the audit trail.
+
+The audit trail is the record of every change, so history is not stored twice: a form's
+history is the events about it; an item's history is the form's ``form.save`` events that
+changed that item, each with the value before and after, who, when and why. Identifier
+values are masked for callers without identifier access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from consortia.auth.policy import Action
+from consortia.auth.principal import Principal
+from consortia.domain.schedule import event_ref, parse_event_ref
+from consortia.services.common import find_subject, form_audit_id, require_in_study, visible_study
+from consortia.storage.audit import AuditEvent
+from consortia.storage.repositories import IDENTIFIERS_KEY, AuditRepository
+
+__all__ = ["ItemChange", "form_history", "item_history", "subject_history"]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChange:
+    """One change of one item: its value before and after (None: empty or masked)."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    before: str | None
+    after: str | None
+    reason: str | None
+
+
+def _events(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    form_at: tuple[str, str] | None,
+) -> list[AuditEvent]:
+    visible_study(principal, study)
+    with engine.connect() as connection:
+        subject = find_subject(connection, principal, study, subject_id)
+        require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
+        audits = AuditRepository(connection, principal)
+        if form_at is None:
+            return audits.history(study, f"{study}/{subject_id}", descendants=True)
+        name, instance = parse_event_ref(form_at[0])
+        entity = form_audit_id(study, subject_id, event_ref(name, instance), form_at[1])
+        return audits.history(study, entity)
+
+
+def subject_history(
+    engine: Engine, principal: Principal, study: str, subject_id: str
+) -> list[AuditEvent]:
+    """Every event about the subject and its events and forms, oldest first."""
+    return _events(engine, principal, study, subject_id, None)
+
+
+def form_history(
+    engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
+) -> list[AuditEvent]:
+    """Every event about one form instance: saves, verifications, signatures, locks."""
+    return _events(engine, principal, study, subject_id, (ref, form))
+
+
+def _value(state: Any, key: str) -> tuple[bool, str | None]:
+    """(whether the item is in this before/after, its value)."""
+    if not isinstance(state, dict):
+        return False, None
+    for part in ("values", IDENTIFIERS_KEY):
+        content = state.get(part)
+        if isinstance(content, dict) and key in content:
+            return True, content[key]
+    return False, None
+
+
+def item_history(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    item_key: str,
+) -> list[ItemChange]:
+    """Each save that set, changed or removed one item (``ecog``, ``events[2].ae_grade``)."""
+    changes = []
+    for event in form_history(engine, principal, study, subject_id, ref, form):
+        if event.action != "form.save":
+            continue
+        had, before = _value(event.before, item_key)
+        has, after = _value(event.after, item_key)
+        removed = isinstance(event.after, dict) and item_key in event.after.get("removed", ())
+        if had or has or removed:
+            changes.append(
+                ItemChange(
+                    event.seq, event.at, event.actor, event.action, before, after, event.reason
+                )
+            )
+    return changes

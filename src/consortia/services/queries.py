@@ -1,0 +1,277 @@
+"""Data clarification queries: open, answer, close, re-open; listed with filters and age.
+
+A query sits on one item of one saved form instance (or on the whole form, item ``""``).
+Monitors and data managers open queries, the system opens them for soft problems on save,
+coordinators and investigators answer, data managers close, and whoever may open may
+re-open. Every step is a message in the query's thread and an event in the audit trail.
+
+    open ──answer──► answered ──close──► closed
+      ▲                 │                  │
+      └────re-open──────┴──────────────────┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine
+
+from consortia.auth.policy import Action
+from consortia.auth.principal import Principal
+from consortia.domain.schedule import event_ref, parse_event_ref
+from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.services.common import (
+    audit,
+    find_subject,
+    form_audit_id,
+    require_in_study,
+    utc_now,
+    visible_study,
+)
+from consortia.services.studies import current_definition
+from consortia.storage.capture import (
+    CaptureRepository,
+    QueryFilter,
+    QueryRecord,
+    QueryRepository,
+)
+from consortia.storage.repositories import SubjectRecord
+
+__all__ = [
+    "QueryFilter",
+    "QueryView",
+    "answer_query",
+    "close_query",
+    "get_query",
+    "list_queries",
+    "open_query",
+    "open_query_row",
+    "reopen_query",
+]
+
+MAX_TEXT = 4000
+_STEPS: Mapping[str, tuple[Action, frozenset[str], str]] = {
+    # action name: (policy action, statuses it applies to, status it leads to)
+    "answer": (Action.QUERY_ANSWER, frozenset({"open"}), "answered"),
+    "close": (Action.QUERY_CLOSE, frozenset({"open", "answered"}), "closed"),
+    "reopen": (Action.QUERY_OPEN, frozenset({"answered", "closed"}), "open"),
+}
+
+
+@dataclass(frozen=True)
+class QueryView:
+    """A query with its age in days (from opening to now, or to closing)."""
+
+    record: QueryRecord
+    age_days: int
+
+
+def _text(text: str) -> str:
+    cleaned = text.strip()
+    if not cleaned:
+        raise ValidationError([Problem("text", "write what needs clarifying (or the answer)")])
+    if len(cleaned) > MAX_TEXT:
+        raise ValidationError(
+            [Problem("text", f"is {len(cleaned)} characters; at most {MAX_TEXT}")]
+        )
+    return cleaned
+
+
+def open_query_row(
+    connection: Connection,
+    principal: Principal,
+    subject: SubjectRecord,
+    form_pk: int,
+    target: tuple[str, int, str],
+    text: str,
+    *,
+    entity: str,
+    origin: str,
+    now: datetime,
+) -> int:
+    """Open a query in the caller's transaction; ``target`` is (item, group instance, key)."""
+    item, number, key = target
+    queries = QueryRepository(connection, principal)
+    opened_by = "system" if origin == "auto" else principal.email
+    query_pk = queries.add(
+        form_pk=form_pk,
+        subject_pk=subject.id,
+        item=item,
+        group_instance=number,
+        status="open",
+        origin=origin,
+        text=text,
+        opened_at=now,
+        opened_by=opened_by,
+        updated_at=now,
+    )
+    queries.add_message(query_pk, action="open", text=text, at=now, by=opened_by)
+    audit(
+        connection,
+        principal,
+        "query.open",
+        "query",
+        query_pk,
+        chain=subject.study,
+        site=subject.site,
+        after={"form": entity, "item": key, "text": text, "origin": origin},
+    )
+    return query_pk
+
+
+def _item_target(item_key: str) -> tuple[str, int]:
+    """``ecog`` -> (ecog, 0); ``events[2].ae_grade`` -> (ae_grade, 2); ``""`` -> the form."""
+    if "." not in item_key:
+        return item_key, 0
+    group_part, item = item_key.split(".", 1)
+    if not group_part.endswith("]") or "[" not in group_part:
+        raise ValidationError([Problem("item", f"{item_key!r}: use ITEM or GROUP[N].ITEM")])
+    number = group_part[group_part.index("[") + 1 : -1]
+    if not number.isdigit() or int(number) < 1:
+        raise ValidationError([Problem("item", f"{item_key!r}: N counts instances from 1")])
+    return item, int(number)
+
+
+def open_query(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    item_key: str,
+    text: str,
+) -> QueryView:
+    """Open a query on an item of a saved form (monitor, data manager)."""
+    visible_study(principal, study)
+    cleaned = _text(text)
+    with engine.begin() as connection:
+        definition = current_definition(connection, study)
+        subject = find_subject(connection, principal, study, subject_id)
+        require_in_study(principal, Action.QUERY_OPEN, study, subject.site)
+        name, instance = parse_event_ref(ref)
+        capture = CaptureRepository(connection)
+        event = capture.event(subject.id, name, instance)
+        record = None if event is None else capture.form(event.id, form)
+        if record is None:
+            raise NotFoundError(f"form {form} at {ref} of subject {subject_id} has not been saved")
+        item, number = _item_target(item_key)
+        if item:
+            place = definition.index.items.get(item)
+            if place is None or place.form != form or (number > 0) != place.repeating:
+                raise ValidationError(
+                    [Problem("item", f"{item_key!r} is not an item of form {form} as written")]
+                )
+        entity = form_audit_id(study, subject_id, event_ref(name, instance), form)
+        query_pk = open_query_row(
+            connection,
+            principal,
+            subject,
+            record.id,
+            (item, number, item_key),
+            cleaned,
+            entity=entity,
+            origin="manual",
+            now=utc_now(),
+        )
+        view = _get(connection, principal, study, query_pk)
+    return view
+
+
+def _age(record: QueryRecord, now: datetime) -> int:
+    end = record.updated_at if record.status == "closed" else now
+    return max(0, (end - record.opened_at).days)
+
+
+def _get(connection: Connection, principal: Principal, study: str, query_id: int) -> QueryView:
+    record = QueryRepository(connection, principal).get(study, query_id)
+    if record is None:
+        raise NotFoundError(f"query {query_id} not found in study {study}")
+    return QueryView(record, _age(record, utc_now()))
+
+
+def get_query(engine: Engine, principal: Principal, study: str, query_id: int) -> QueryView:
+    """One query with its thread."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.QUERY_READ, study)
+    with engine.connect() as connection:
+        return _get(connection, principal, study, query_id)
+
+
+def list_queries(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    where: QueryFilter,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[QueryView]:
+    """Queries at the caller's sites, oldest first, narrowed by ``where``."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.QUERY_READ, study)
+    now = utc_now()
+    with engine.connect() as connection:
+        records = QueryRepository(connection, principal).find(
+            study, where, limit=limit, offset=offset
+        )
+    return [QueryView(record, _age(record, now)) for record in records]
+
+
+def _step(
+    engine: Engine, principal: Principal, study: str, query_id: int, step: str, text: str
+) -> QueryView:
+    action, allowed, status = _STEPS[step]
+    visible_study(principal, study)
+    # a role without the action anywhere in the study is refused before any lookup (403)
+    require_in_study(principal, action, study)
+    cleaned = _text(text)
+    with engine.begin() as connection:
+        queries = QueryRepository(connection, principal)
+        record = queries.get(study, query_id)
+        if record is None:
+            raise NotFoundError(f"query {query_id} not found in study {study}")
+        require_in_study(principal, action, study, record.site)
+        if record.status not in allowed:
+            raise ConflictError(
+                f"query {query_id} is {record.status}; it can be {step}ed only when "
+                + " or ".join(sorted(allowed))
+            )
+        now = utc_now()
+        queries.add_message(query_id, action=step, text=cleaned, at=now, by=principal.email)
+        queries.set_status(query_id, status, now)
+        audit(
+            connection,
+            principal,
+            f"query.{step}",
+            "query",
+            query_id,
+            chain=study,
+            site=record.site,
+            before={"status": record.status},
+            after={"status": status, "text": cleaned},
+        )
+        return _get(connection, principal, study, query_id)
+
+
+def answer_query(
+    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+) -> QueryView:
+    """Answer an open query (coordinator, investigator)."""
+    return _step(engine, principal, study, query_id, "answer", text)
+
+
+def close_query(
+    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+) -> QueryView:
+    """Close a query (data manager)."""
+    return _step(engine, principal, study, query_id, "close", text)
+
+
+def reopen_query(
+    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+) -> QueryView:
+    """Re-open an answered or closed query (monitor, data manager)."""
+    return _step(engine, principal, study, query_id, "reopen", text)

@@ -1,0 +1,359 @@
+"""Data capture over the API: definitions, schedule, form saves, states, queries, history."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from typing import Any
+
+import pytest
+from node_client import Node, SyncClient
+
+from consortia.auth.principal import Role
+from consortia.domain.templates import template_text
+from consortia.storage.audit import iter_events, verify_chain
+
+STUDY = "CART-LBCL"
+BASE = f"/api/v1/studies/{STUDY}"
+PASSWORD = "investigator-password-42"
+ELIGIBLE = {
+    "histology": "dlbcl_nos",
+    "disease_status": "primary_refractory",
+    "prior_lines": 2,
+    "ecog": 1,
+    "eligible": True,
+}
+
+
+class Team:
+    """A node with the cart-lbcl study loaded and one person per role at SG01."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        sg = lambda role: (STUDY, "SG01", role)  # noqa: E731
+        self.admin = node.client(node.add_user("admin@sg.example", sg(Role.STUDY_ADMIN)))
+        self.coordinator = node.client(node.add_user("coord@sg.example", sg(Role.COORDINATOR)))
+        self.investigator = node.client(
+            node.add_user("pi@sg.example", sg(Role.INVESTIGATOR), password=PASSWORD)
+        )
+        self.monitor = node.client(node.add_user("cra@sg.example", sg(Role.MONITOR)))
+        self.data_manager = node.client(node.add_user("dm@sg.example", sg(Role.DATA_MANAGER)))
+        self.statistician = node.client(node.add_user("stat@sg.example", sg(Role.STATISTICIAN)))
+        self.other_site = node.client(
+            node.add_user("coord@sh.example", (STUDY, "SH01", Role.COORDINATOR))
+        )
+        source = template_text("cart-lbcl")
+        loaded = self.admin.put(f"{BASE}/definition", json={"source": source})
+        assert loaded.status_code == 200, loaded.text
+        enrolled = self.coordinator.post(
+            f"{BASE}/subjects",
+            json={"subject_id": "SG01-001", "site": "SG01", "screening_date": "2025-01-06"},
+        )
+        assert enrolled.status_code == 201, enrolled.text
+
+
+@pytest.fixture
+def team(node: Node) -> Team:
+    return Team(node)
+
+
+def _form(event: str, form: str, subject: str = "SG01-001") -> str:
+    return f"{BASE}/subjects/{subject}/events/{event}/forms/{form}"
+
+
+def _save(client: SyncClient, url: str, version: int, values: dict[str, Any], **extra: Any) -> Any:
+    return client.put(url, json={"version": version, "values": values, **extra})
+
+
+def _chain_ok(node: Node) -> list[Any]:
+    with node.engine.connect() as connection:
+        assert verify_chain(connection).ok
+        return list(iter_events(connection, chain=STUDY))
+
+
+def test_loading_a_definition_plans_the_schedule_with_targets_and_windows(team: Team) -> None:
+    events = team.coordinator.get(f"{BASE}/subjects/SG01-001/events").json()
+    by_ref = {e["ref"]: e for e in events}
+    # the first scheduled event (screening, day -35) falls on the screening date
+    assert by_ref["screening"]["target_date"] == "2025-01-06"
+    assert by_ref["day28"]["target_date"] == "2025-03-10"
+    assert (by_ref["day28"]["window_start"], by_ref["day28"]["window_end"]) == (
+        "2025-03-07",
+        "2025-03-17",
+    )
+    assert "ae_log" not in by_ref  # unscheduled events appear when used
+    again = team.admin.put(
+        f"{BASE}/definition",
+        json={"source": template_text("cart-lbcl")},
+    )
+    assert again.json()["changed"] is False
+    assert again.json()["version"] == 1
+
+
+def test_hard_problems_refuse_the_save_with_every_item_path_and_change_nothing(
+    team: Team,
+) -> None:
+    url = _form("screening", "eligibility")
+    refused = _save(team.coordinator, url, 0, {**ELIGIBLE, "ecog": 7, "prior_lines": "two"})
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    paths = {e["path"]: e["message"] for e in refused.json()["errors"]}
+    assert paths["forms.eligibility.ecog"] == "7 is outside 0–5"
+    assert "forms.eligibility.prior_lines" in paths
+    assert team.coordinator.get(url).json()["version"] == 0
+    hidden = _save(
+        team.coordinator,
+        _form("screening", "demographics"),
+        0,
+        {"age": 40, "sex": "M", "pregnant": False},
+    )
+    assert hidden.status_code == 422
+    assert hidden.json()["errors"][0]["path"] == "forms.demographics.pregnant"
+    incomplete = _save(team.coordinator, url, 0, {"ecog": 1}, complete=True)
+    assert {e["path"] for e in incomplete.json()["errors"]} >= {"forms.eligibility.histology"}
+    assert [e.action for e in _chain_ok(team.node)] == ["study.load", "subject.create"]
+
+
+def test_a_soft_problem_saves_and_opens_a_query_on_the_item(team: Team) -> None:
+    saved = _save(team.coordinator, _form("screening", "eligibility"), 0, {**ELIGIBLE, "ecog": 3})
+    assert saved.status_code == 200, saved.text
+    body = saved.json()
+    assert body["version"] == 1
+    assert body["state"] == "in_progress"
+    assert body["values"]["ecog"] == "3"
+    assert [w["path"] for w in body["warnings"]] == ["forms.eligibility.ecog"]
+    queries = team.monitor.get(f"{BASE}/queries", params={"status": "open"}).json()
+    assert [(q["item"], q["origin"], q["opened_by"]) for q in queries] == [
+        ("ecog", "auto", "system")
+    ]
+    assert body["open_queries"] == 1
+
+
+def test_a_stale_version_gets_409_and_changes_nothing(team: Team) -> None:
+    url = _form("screening", "eligibility")
+    assert _save(team.coordinator, url, 0, ELIGIBLE).status_code == 200
+    stale = _save(team.coordinator, url, 0, {**ELIGIBLE, "ecog": 0}, reason="typo")
+    assert stale.status_code == 409
+    assert team.coordinator.get(url).json()["values"]["ecog"] == "1"
+
+
+def test_changing_a_saved_value_needs_a_reason_and_history_shows_before_and_after(
+    team: Team,
+) -> None:
+    url = _form("screening", "eligibility")
+    _save(team.coordinator, url, 0, ELIGIBLE)
+    no_reason = _save(team.coordinator, url, 1, {**ELIGIBLE, "ecog": 0})
+    assert no_reason.status_code == 422
+    assert no_reason.json()["errors"][0]["path"] == "reason"
+    changed = _save(team.coordinator, url, 1, {**ELIGIBLE, "ecog": 0}, reason="source: ECOG 0")
+    assert changed.status_code == 200
+    assert changed.json()["version"] == 2
+    history = team.monitor.get(f"{url}/items/ecog/history").json()
+    assert [(h["before"], h["after"], h["reason"], h["actor"]) for h in history] == [
+        (None, "1", None, "coord@sg.example"),
+        ("1", "0", "source: ECOG 0", "coord@sg.example"),
+    ]
+    form_events = team.monitor.get(f"{url}/history").json()
+    assert [e["action"] for e in form_events] == ["form.save", "form.save"]
+    subject_events = team.monitor.get(f"{BASE}/subjects/SG01-001/history").json()
+    assert [e["action"] for e in subject_events] == ["subject.create", "form.save", "form.save"]
+
+
+def test_verify_sign_lock_and_unlock_with_the_rules_of_part_11(team: Team) -> None:
+    url = _form("screening", "eligibility")
+    _save(team.coordinator, url, 0, ELIGIBLE, complete=True)
+    assert team.coordinator.post(f"{url}/verify", json={"version": 1}).status_code == 403
+    verified = team.monitor.post(f"{url}/verify", json={"version": 1})
+    assert verified.json()["state"] == "verified"
+    wrong = team.investigator.post(
+        f"{url}/sign", json={"version": 2, "password": "not-the-password", "meaning": "approval"}
+    )
+    assert wrong.status_code == 401
+    signed = team.investigator.post(
+        f"{url}/sign", json={"version": 2, "password": PASSWORD, "meaning": "approval"}
+    ).json()
+    assert signed["state"] == "signed"
+    assert signed["signature"]["printed_name"] == "pi"
+    assert signed["signature"]["meaning"].startswith("approval: I approve")
+    # a change clears the signature, and says so in the audit trail
+    changed = _save(
+        team.coordinator, url, 3, {**ELIGIBLE, "ecog": 0}, complete=True, reason="corrected"
+    ).json()
+    assert changed["state"] == "complete"
+    assert changed["signature"] is None
+    actions = [e.action for e in _chain_ok(team.node)]
+    assert "form.signature_cleared" in actions
+    assert "form.verification_cleared" in actions
+    locked = team.data_manager.post(f"{url}/lock", json={"version": 4}).json()
+    assert locked["state"] == "locked"
+    refused = _save(team.coordinator, url, 5, {**ELIGIBLE, "ecog": 1}, reason="again")
+    assert refused.status_code == 409
+    assert "locked" in refused.json()["detail"]
+    no_reason = team.data_manager.post(f"{url}/unlock", json={"version": 5, "reason": ""})
+    assert no_reason.status_code == 422
+    unlocked = team.data_manager.post(f"{url}/unlock", json={"version": 5, "reason": "query 3"})
+    assert unlocked.json()["state"] == "complete"
+    with team.node.engine.connect() as connection:
+        unlock = [e for e in iter_events(connection, chain=STUDY) if e.action == "form.unlock"]
+    assert unlock[0].reason == "query 3"
+
+
+def test_a_query_is_opened_answered_closed_and_reopened_by_the_right_roles(team: Team) -> None:
+    url = _form("screening", "eligibility")
+    _save(team.coordinator, url, 0, ELIGIBLE)
+    assert (
+        team.coordinator.post(f"{url}/queries", json={"item": "ecog", "text": "?"}).status_code
+        == 403
+    )
+    opened = team.monitor.post(f"{url}/queries", json={"item": "ecog", "text": "ECOG 1 in source?"})
+    assert opened.status_code == 201
+    query_id = opened.json()["id"]
+    step = f"{BASE}/queries/{query_id}"
+    assert team.monitor.post(f"{step}/answer", json={"text": "x"}).status_code == 403
+    assert team.coordinator.post(f"{step}/answer", json={"text": "Yes, clinic note"}).json()[
+        "status"
+    ] == ("answered")
+    assert team.coordinator.post(f"{step}/close", json={"text": "x"}).status_code == 403
+    assert team.data_manager.post(f"{step}/close", json={"text": "ok"}).json()["status"] == "closed"
+    reopened = team.monitor.post(f"{step}/reopen", json={"text": "date differs"}).json()
+    assert reopened["status"] == "open"
+    assert [m["action"] for m in reopened["messages"]] == ["open", "answer", "close", "reopen"]
+    listed = team.data_manager.get(f"{BASE}/queries", params={"item": "ecog"}).json()
+    assert [q["id"] for q in listed] == [query_id]
+    assert listed[0]["age_days"] == 0
+    assert team.other_site.get(step).status_code == 404
+    assert team.other_site.get(f"{BASE}/queries").json() == []
+
+
+def test_identifiers_are_masked_for_a_statistician_and_reading_them_is_audited(
+    team: Team,
+) -> None:
+    url = _form("screening", "demographics")
+    values = {"initials": "ALT", "hospital_number": "H123", "age": 40, "sex": "M"}
+    assert _save(team.coordinator, url, 0, values).status_code == 200
+    seen = team.statistician.get(url).json()
+    assert seen["values"]["initials"] is None
+    assert seen["identifiers_masked"] is True
+    assert seen["values"]["age"] == "40"
+    history = team.statistician.get(f"{url}/history").text
+    assert "H123" not in history
+    assert "ALT" not in history
+    assert team.coordinator.get(url).json()["values"]["hospital_number"] == "H123"
+    reads = [e for e in _chain_ok(team.node) if e.action == "identifier.read"]
+    assert [(e.actor, e.after) for e in reads] == [
+        ("coord@sg.example", {"items": ["hospital_number", "initials"]})
+    ]
+
+
+def test_a_subject_at_another_site_is_not_found_for_every_capture_route(team: Team) -> None:
+    url = _form("screening", "eligibility")
+    assert team.other_site.get(url).status_code == 404
+    assert _save(team.other_site, url, 0, ELIGIBLE).status_code == 404
+    assert team.other_site.get(f"{BASE}/subjects/SG01-001/events").status_code == 404
+    assert team.other_site.get(f"{BASE}/subjects/SG01-001/history").status_code == 404
+
+
+def test_status_changes_follow_the_lifecycle_with_dates_and_reasons(team: Team) -> None:
+    status = f"{BASE}/subjects/SG01-001/status"
+    skip = team.coordinator.post(status, json={"status": "on_study", "on_date": "2025-01-10"})
+    assert skip.status_code == 422
+    assert "cannot become on_study" in skip.json()["errors"][0]["message"]
+    assert (
+        team.coordinator.post(status, json={"status": "eligible", "on_date": "2025-01-10"}).json()[
+            "status"
+        ]
+        == "eligible"
+    )
+    no_reason = team.coordinator.post(status, json={"status": "withdrawn", "on_date": "2025-02-01"})
+    assert no_reason.status_code == 422
+    withdrawn = team.coordinator.post(
+        status, json={"status": "withdrawn", "on_date": "2025-02-01", "reason": "consent withdrawn"}
+    )
+    assert withdrawn.json()["status"] == "withdrawn"
+    final = team.coordinator.post(status, json={"status": "enrolled", "on_date": "2025-02-02"})
+    assert final.status_code == 422
+
+
+def test_reanchoring_moves_targets_and_a_late_visit_is_flagged(team: Team) -> None:
+    moved = team.coordinator.put(
+        f"{BASE}/subjects/SG01-001/schedule",
+        json={"anchor_date": "2025-03-01", "reason": "infusion on 1 March"},
+    ).json()
+    day28 = next(e for e in moved if e["ref"] == "day28")
+    assert day28["target_date"] == "2025-03-29"
+    response = {"response_date": "2025-04-20", "response_method": "pet_ct", "response": "CR"}
+    saved = _save(
+        team.coordinator, _form("day28", "response"), 0, response, visit_date="2025-04-20"
+    )
+    assert saved.status_code == 200, saved.text
+    events = team.coordinator.get(f"{BASE}/subjects/SG01-001/events").json()
+    day28 = next(e for e in events if e["ref"] == "day28")
+    assert (day28["visit_date"], day28["window_status"]) == ("2025-04-20", "late")
+    assert day28["forms"] == {"response": "in_progress"}
+
+
+def test_repeating_events_and_groups_get_instances_in_order(team: Team) -> None:
+    ae = {
+        "events": [
+            {
+                "ae_term": "Pyrexia",
+                "ae_soc": "genrl",
+                "ae_ctcae_version": "5.0",
+                "ae_onset": "2025-03-02",
+                "ae_grade": 2,
+                "ae_serious": False,
+                "ae_related": "probable",
+            }
+        ]
+    }
+    first = _save(team.coordinator, _form("ae_log", "ae"), 0, ae)
+    assert first.status_code == 200, first.text
+    assert first.json()["values"]["events"][0]["ae_term"] == "Pyrexia"
+    skipped = _save(team.coordinator, _form("ae_log.3", "ae"), 0, ae)
+    assert skipped.status_code == 404
+    second = _save(team.coordinator, _form("ae_log.2", "ae"), 0, ae)
+    assert second.status_code == 200
+    assert second.json()["event"] == "ae_log.2"
+    not_repeating = _save(team.coordinator, _form("screening.2", "eligibility"), 0, ELIGIBLE)
+    assert not_repeating.status_code == 404
+
+
+def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
+    _save(
+        team.coordinator,
+        _form("randomisation", "randomisation"),
+        0,
+        {"rand_date": date(2025, 1, 10).isoformat(), "arm": "car_t"},
+    )
+    saved = _save(
+        team.coordinator,
+        _form("end_of_study", "status"),
+        0,
+        {"last_contact": "2025-07-10", "status_reason": "in_follow_up"},
+    )
+    assert saved.status_code == 200, saved.text
+    with team.node.engine.connect() as connection:
+        save = [e for e in iter_events(connection, chain=STUDY) if e.action == "form.save"][-1]
+    assert save.after["derived"]["pfs_days"] == "181"
+
+
+def test_two_clients_saving_the_same_version_never_lose_an_update(team: Team) -> None:
+    url = _form("screening", "eligibility")
+    _save(team.coordinator, url, 0, ELIGIBLE)
+    results: list[int] = []
+
+    def save(ecog: int) -> None:
+        response = _save(team.coordinator, url, 1, {**ELIGIBLE, "ecog": ecog}, reason=f"to {ecog}")
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in (0, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [200, 409]
+    final = team.coordinator.get(url).json()
+    assert final["version"] == 2
+    saves = [e for e in _chain_ok(team.node) if e.action == "form.save"]
+    assert len(saves) == 2
+    assert saves[-1].after["values"]["ecog"] == final["values"]["ecog"]
