@@ -53,6 +53,7 @@ class Action(StrEnum):
     SUBJECT_READ = "subject.read"
     SUBJECT_CREATE = "subject.create"
     IDENTIFIER_READ = "identifier.read"
+    IDENTIFIER_EXPORT = "identifier.export"
     AGGREGATE_READ = "aggregate.read"
     DATA_ENTER = "data.enter"
     DATA_SIGN = "data.sign"
@@ -78,6 +79,7 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.SUBJECT_READ: "list and read subjects and their data",
     Action.SUBJECT_CREATE: "enrol subjects",
     Action.IDENTIFIER_READ: "see identifier (PHI) values; others see them masked",
+    Action.IDENTIFIER_EXPORT: "export identifier values, stating a reason (audited)",
     Action.AGGREGATE_READ: "read aggregate counts (enrolment per site)",
     Action.DATA_ENTER: "enter and change form data",
     Action.DATA_SIGN: "sign forms and casebooks (21 CFR Part 11 §11.50)",
@@ -95,7 +97,13 @@ _A = Action
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.NODE_ADMIN: frozenset({_A.USER_READ, _A.USER_MANAGE, _A.GRANT_MANAGE, _A.NODE_AUDIT_READ}),
     Role.STUDY_ADMIN: frozenset(
-        {_A.STUDY_MANAGE, _A.GRANT_MANAGE, _A.SUBJECT_READ, _A.AGGREGATE_READ}
+        {
+            _A.STUDY_MANAGE,
+            _A.GRANT_MANAGE,
+            _A.SUBJECT_READ,
+            _A.AGGREGATE_READ,
+            _A.IDENTIFIER_EXPORT,
+        }
     ),
     Role.INVESTIGATOR: frozenset(
         {

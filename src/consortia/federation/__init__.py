@@ -7,7 +7,9 @@ and signs the reply. Transports (push over HTTP, pull by long-polling, in-proces
 one interface. :func:`analyze_local` runs the whole protocol over local CSV files.
 
 Modules: ``protocol`` (messages, canonical JSON), ``signing`` (keys, trust store,
-verification), ``tables`` (CSV/Parquet → numpy), ``policy``, ``audit``, ``approval``,
+verification), ``tables`` (CSV/Parquet → numpy), ``edc_tables`` (tables from the node's
+captured data), ``policy``, ``audit``, ``database_audit`` (the audit in the node
+database), ``approval``,
 ``kinds`` (one plug-in per analysis kind), ``node``, ``transport``, ``pull``,
 ``coordinator``, ``apps`` (FastAPI), ``nodeconfig``, ``local``, ``serve``.
 """
@@ -22,6 +24,8 @@ from consortia.federation.audit import (
     verify_audit_log,
 )
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
+from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
+from consortia.federation.edc_tables import EdcTableSpec, NodeTables, read_edc_table
 from consortia.federation.kinds import KINDS, AnalysisKind, InvalidRequest, register_kind
 from consortia.federation.local import (
     analyze_local,
@@ -30,7 +34,12 @@ from consortia.federation.local import (
     analyze_remote_async,
 )
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import NodeConfig, build_node, load_node_config
+from consortia.federation.nodeconfig import (
+    NodeConfig,
+    build_node,
+    load_node_config,
+    verify_node_audit,
+)
 from consortia.federation.policy import NodePolicy, Release, TableAccess
 from consortia.federation.protocol import PROTOCOL_VERSION, canonical_json
 from consortia.federation.pull import PullBroker, run_pull_worker
@@ -55,6 +64,7 @@ from consortia.federation.transport import (
 )
 
 __all__ = [
+    "FEDERATION_CHAIN",
     "KINDS",
     "PROTOCOL_VERSION",
     "AnalysisKind",
@@ -66,6 +76,8 @@ __all__ = [
     "AuditSink",
     "ColumnType",
     "Coordinator",
+    "DatabaseAuditSink",
+    "EdcTableSpec",
     "InProcessTransport",
     "InvalidRequest",
     "JsonlAuditSink",
@@ -75,6 +87,7 @@ __all__ = [
     "NodeHandle",
     "NodePolicy",
     "NodeRunner",
+    "NodeTables",
     "Peer",
     "PullBroker",
     "PushTransport",
@@ -98,10 +111,12 @@ __all__ = [
     "load_node_config",
     "node_identity",
     "public_key_b64",
+    "read_edc_table",
     "read_table",
     "register_kind",
     "run_pull_worker",
     "save_key",
     "sign_message",
     "verify_audit_log",
+    "verify_node_audit",
 ]

@@ -70,6 +70,11 @@ class NodeRunner:
     ``identifiers`` are identifier (PHI) columns named in the node's table declarations;
     with the policy's own they are refused by name. ``offload`` runs the computation in a
     worker thread so a long preparation never blocks the node's event loop.
+
+    ``tables`` is looked up once per analysis session: a plain dict is copied, any other
+    mapping (:class:`~consortia.federation.edc_tables.NodeTables`, whose EDC tables follow
+    the captured data) is kept as it is. ``on_close`` releases what the node holds (its
+    database engine) when :meth:`close` is called.
     """
 
     def __init__(
@@ -89,12 +94,13 @@ class NodeRunner:
         session_ttl_seconds: float = 1800.0,
         max_sessions: int = 32,
         offload: bool = True,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.url = url
         self.key = key
         self.trust = trust
-        self.tables = dict(tables)
+        self.tables: Mapping[str, Table] = dict(tables) if isinstance(tables, dict) else tables
         self.policy = policy or NodePolicy()
         self.audit: AuditSink = audit if audit is not None else MemoryAuditSink()
         self.approvals = approvals or ApprovalQueue()
@@ -109,6 +115,13 @@ class NodeRunner:
         self._offload = offload
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._lock = threading.Lock()
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """Release what the node holds (its database engine); safe to call twice."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     @property
     def public_key(self) -> str:

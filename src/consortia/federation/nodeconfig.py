@@ -9,36 +9,91 @@
     peers:
       - {name: lead, url: https://lead.example/, public_key: "base64…"}
     lead_url: https://lead.example/     # set to long-poll the lead (pull transport)
+    database_url: sqlite:///consortia.db   # optional: the node's database ($NAME: from env)
     tables:
-      cart_efficacy:
+      cart_efficacy:                    # a file the hospital brings
         file: data/cart.csv
         columns: {pfs_days: integer, pfs_event: boolean, arm: text}
         identifiers: [mrn]
+      cart:                             # built from this node's captured data
+        edc: CART-LBCL
     policy: {min_cell_count: 5, time_bin: 7, manual_approval: false}
-    audit_log: audit/federation.jsonl
+    audit_log: audit/federation.jsonl   # used only by a node without a database
     approvals_file: approvals.json
 
-Relative paths resolve against the config file's directory.
+Relative paths resolve against the config file's directory, and so does a relative SQLite
+path in ``database_url``; ``database_url: $CONSORTIA_DATABASE_URL`` reads the URL from the
+environment so a PostgreSQL password stays out of the file.
+
+A node with a database writes its federation audit to the database's audit trail (chain
+``federation``, :class:`~consortia.federation.database_audit.DatabaseAuditSink`) and may
+declare EDC tables (:mod:`consortia.federation.edc_tables`); a node without one writes the
+JSON-lines ``audit_log`` and serves file tables only.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from consortia.exceptions import ConfigurationError
 from consortia.federation.approval import ApprovalQueue
-from consortia.federation.audit import JsonlAuditSink
+from consortia.federation.audit import (
+    AuditChainError,
+    AuditSink,
+    JsonlAuditSink,
+    verify_audit_log,
+)
+from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
+from consortia.federation.edc_tables import EdcTableSource, EdcTableSpec, NodeTables
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import Peer, TrustStore, load_key
-from consortia.federation.tables import TableSpec, load_table
+from consortia.federation.tables import Table, TableSpec, load_table
+from consortia.storage.audit import verify_chain
 
-__all__ = ["NodeConfig", "build_node", "load_node_config"]
+__all__ = [
+    "NodeConfig",
+    "TableDeclaration",
+    "build_node",
+    "load_node_config",
+    "verify_node_audit",
+]
+
+_ENV_REFERENCE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+
+
+def _table_source(value: Any) -> str | None:
+    """Which kind of table a declaration is: ``file`` or ``edc`` (None: neither or both)."""
+    if isinstance(value, TableSpec):
+        return "file"
+    if isinstance(value, EdcTableSpec):
+        return "edc"
+    if isinstance(value, dict) and ("file" in value) != ("edc" in value):
+        return "file" if "file" in value else "edc"
+    return None
+
+
+TableDeclaration = Annotated[
+    Annotated[TableSpec, Tag("file")] | Annotated[EdcTableSpec, Tag("edc")],
+    Discriminator(
+        _table_source,
+        custom_error_type="table_source",
+        custom_error_message=(
+            "a table needs either 'file' (a file the hospital brings) or 'edc' (a study "
+            "captured on this node), not both"
+        ),
+    ),
+]
 
 
 class NodeConfig(BaseModel):
@@ -52,7 +107,8 @@ class NodeConfig(BaseModel):
     trust_file: Path | None = None
     peers: list[Peer] = []
     lead_url: str | None = None
-    tables: dict[str, TableSpec] = {}
+    database_url: str | None = None
+    tables: dict[str, TableDeclaration] = {}
     policy: NodePolicy = NodePolicy()
     audit_log: Path = Path("audit/federation.jsonl")
     approvals_file: Path | None = Path("approvals.json")
@@ -62,6 +118,36 @@ class NodeConfig(BaseModel):
     def resolve(self, path: Path) -> Path:
         """A config path made absolute against the config file's directory."""
         return path if path.is_absolute() else self.base_dir / path
+
+    def database(self) -> str | None:
+        """The node database's URL, or None for a node without a database.
+
+        ``$NAME`` (or ``${NAME}``) reads the environment variable NAME; a relative SQLite
+        path resolves against the config file's directory.
+        """
+        if self.database_url is None:
+            return None
+        url = self.database_url.strip()
+        reference = _ENV_REFERENCE.match(url)
+        if reference is not None:
+            url = os.environ.get(reference.group(1), "").strip()
+            if not url:
+                raise ConfigurationError(
+                    f"database_url: the environment variable {reference.group(1)} is not set; "
+                    "set it to the node's database URL or write the URL in the config"
+                )
+        try:
+            parsed = make_url(url)
+        except Exception:  # make_engine reports a bad URL with its reason
+            return url
+        database = parsed.database
+        if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+            return url
+        if Path(database).is_absolute():
+            return url
+        return parsed.set(database=str(self.resolve(Path(database)))).render_as_string(
+            hide_password=False
+        )
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -84,33 +170,130 @@ def load_node_config(path: Path) -> NodeConfig:
         raise ConfigurationError("\n".join(lines)) from None
 
 
-def build_node(config: NodeConfig) -> NodeRunner:
-    """Load the node's key, trust store, tables, audit log and approval queue."""
+def _open_database(url: str) -> Engine:
+    """An engine for the node database, refused unless it is at the newest schema."""
+    from consortia.storage.db import make_engine
+    from consortia.storage.migrations import current_revision, head_revision
+
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+    except Exception as exc:
+        engine.dispose()
+        raise ConfigurationError(f"database_url: cannot open the node database ({exc})") from None
+    if current != head_revision():
+        engine.dispose()
+        raise ConfigurationError(
+            f"database_url: the database is at revision {current or 'empty'}, the code needs "
+            f"{head_revision()}: run `consortia db upgrade` first"
+        )
+    return engine
+
+
+def build_node(config: NodeConfig, *, engine: Engine | None = None) -> NodeRunner:
+    """Load the node's key, trust store, tables, audit trail and approval queue.
+
+    With a database (``engine``, or the config's ``database_url``) the federation audit
+    goes to the database's trail and EDC tables are built from it; an engine this
+    function opens is disposed by :meth:`NodeRunner.close`. Every table is read once here,
+    so a bad declaration stops the node at start, not at the first request.
+    """
     trust = TrustStore(config.peers)
     if config.trust_file is not None:
         for peer in TrustStore.load(config.resolve(config.trust_file)).peers:
             trust.add(peer)
+    owned: Engine | None = None
+    url = config.database() if engine is None else None
+    if url is not None:
+        engine = owned = _open_database(url)
+    try:
+        return _build(config, trust, engine, owned.dispose if owned is not None else None)
+    except BaseException:
+        if owned is not None:
+            owned.dispose()
+        raise
+
+
+def _build(
+    config: NodeConfig,
+    trust: TrustStore,
+    engine: Engine | None,
+    on_close: Callable[[], None] | None,
+) -> NodeRunner:
+    policy_identifiers = config.policy.identifier_columns
     identifiers = {name for spec in config.tables.values() for name in spec.identifiers}
-    tables = {
-        name: load_table(
-            name, spec, base_dir=config.base_dir, identifiers=config.policy.identifier_columns
-        )
-        for name, spec in config.tables.items()
-    }
+    files: dict[str, Table] = {}
+    sources: dict[str, EdcTableSource] = {}
+    for name, spec in config.tables.items():
+        if isinstance(spec, TableSpec):
+            files[name] = load_table(
+                name, spec, base_dir=config.base_dir, identifiers=policy_identifiers
+            )
+            continue
+        if engine is None:
+            raise ConfigurationError(
+                f"tables.{name}: a table built from captured data (edc: {spec.edc}) needs the "
+                "node database; set database_url in the node config"
+            )
+        source = EdcTableSource(engine, name, spec, identifiers=policy_identifiers)
+        source.table()  # fail now on a missing study or clashing column names
+        identifiers |= source.identifier_names
+        sources[name] = source
     approvals = (
         ApprovalQueue(config.resolve(config.approvals_file))
         if config.approvals_file is not None
         else ApprovalQueue()
     )
+    audit: AuditSink = (
+        JsonlAuditSink(config.resolve(config.audit_log))
+        if engine is None
+        else DatabaseAuditSink(engine)
+    )
     return NodeRunner(
         config.name,
         load_key(config.resolve(config.key_file)),
         trust,
-        tables,
+        NodeTables(files, sources) if sources else files,
         policy=config.policy,
-        audit=JsonlAuditSink(config.resolve(config.audit_log)),
+        audit=audit,
         approvals=approvals,
         identifiers=identifiers,
         url=config.url,
         clock_skew_seconds=config.clock_skew_seconds,
+        on_close=on_close,
     )
+
+
+def verify_node_audit(config: NodeConfig, *, engine: Engine | None = None) -> str:
+    """Verify the node's federation audit; return one line saying what was checked.
+
+    A node with a database: its ``federation`` chain (``consortia audit verify`` checks
+    every chain of that database); a JSON-lines file left from before the node had a
+    database is checked too. A node without one: its ``audit_log`` file. A broken chain
+    raises :class:`~consortia.federation.audit.AuditChainError`.
+    """
+    path = config.resolve(config.audit_log)
+    url = config.database() if engine is None else None
+    if engine is None and url is None:
+        if not path.exists():
+            return f"federation audit log intact: 0 events (no file yet at {path})"
+        return f"federation audit log intact: {verify_audit_log(path)} events"
+    owned = _open_database(url) if url is not None else None
+    database = owned or engine
+    assert database is not None
+    try:
+        with database.connect() as connection:
+            report = verify_chain(connection, chain=FEDERATION_CHAIN)
+    finally:
+        if owned is not None:
+            owned.dispose()
+    if not report.ok:
+        raise AuditChainError(f"node database: {report}")
+    line = (
+        f"federation audit trail intact: {report.events} events on chain "
+        f"{FEDERATION_CHAIN!r} of the node database (`consortia audit verify` checks every "
+        "chain)"
+    )
+    if path.exists():
+        line += f"; earlier log file {path}: {verify_audit_log(path)} events intact"
+    return line

@@ -7,7 +7,8 @@
     python -m consortia.federation.serve node.yaml --pull https://lead.example/
 
 With ``--pull`` (or ``lead_url`` in the config) the node long-polls the lead for tasks
-(outbound connections only); the push endpoint is served either way.
+(outbound connections only); the push endpoint is served either way. A config with
+``database_url`` is served only on a database at the newest schema revision.
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ def serve_node(
     """Load the node config and serve its federation app until interrupted."""
     config = load_node_config(config_path)
     node = build_node(config)
-    app = create_node_app(node, pull_from=pull_from or config.lead_url)
-    if fd is None:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
-        return
-    # socket.socket(fileno=…) detects the family (uvicorn's own --fd assumes AF_UNIX).
-    sock = socket.socket(fileno=fd)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
-    server.run(sockets=[sock])
+    try:
+        app = create_node_app(node, pull_from=pull_from or config.lead_url)
+        if fd is None:
+            uvicorn.run(app, host=host, port=port, log_level=log_level)
+            return
+        # socket.socket(fileno=…) detects the family (uvicorn's own --fd assumes AF_UNIX).
+        sock = socket.socket(fileno=fd)
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+        server.run(sockets=[sock])
+    finally:
+        node.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Analysis-ready tables a node exposes, loaded column-wise into numpy arrays.
 
-For now a table is a file the hospital brings (CSV; Parquet when ``pyarrow`` is
-installed), declared in the node config::
+A table is either a file the hospital brings (CSV; Parquet when ``pyarrow`` is
+installed), declared in the node config as below, or built from the node's own captured
+data (``edc: STUDY``, see :mod:`consortia.federation.edc_tables`)::
 
     tables:
       cart_efficacy:
@@ -47,6 +48,7 @@ __all__ = [
     "Table",
     "TableSpec",
     "concat_tables",
+    "empty_column",
     "infer_type",
     "load_table",
     "read_table",
@@ -196,7 +198,8 @@ def infer_type(texts: Sequence[str]) -> ColumnType:
     return ColumnType.TEXT
 
 
-def _empty_array(kind: ColumnType, size: int) -> npt.NDArray[Any]:
+def empty_column(kind: ColumnType, size: int) -> npt.NDArray[Any]:
+    """A column of ``size`` missing values of type ``kind`` (``None``, ``NaT`` or ``NaN``)."""
     if kind is ColumnType.TEXT:
         return np.full(size, None, dtype=object)
     if kind is ColumnType.DATE:
@@ -296,7 +299,7 @@ def _read_csv(
     types: dict[str, ColumnType] = {}
     for column in wanted:
         kind = declared[column] if declared is not None else infer_type(cells[column])
-        array = _empty_array(kind, len(lines))
+        array = empty_column(kind, len(lines))
         for index, (text, line) in enumerate(zip(cells[column], lines, strict=True)):
             if kind is not ColumnType.TEXT and _is_missing(text):
                 continue
@@ -354,7 +357,7 @@ def _read_parquet(
     for column in wanted:
         values = data[column]
         kind = declared[column] if declared is not None else _python_type(values)
-        array = _empty_array(kind, len(values))
+        array = empty_column(kind, len(values))
         for index, value in enumerate(values):
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue

@@ -66,11 +66,12 @@ def guarded_write(engine: Engine, conflict: str) -> Iterator[Connection]:
         raise ConflictError(conflict) from None
 
 
-def cli_operator() -> Principal:
+def cli_operator(*roles: Role) -> Principal:
     """The person at the node's shell: a node administrator acting through the CLI.
 
     Shell access to a node already means access to its database and keys; the CLI acts
-    with node-administrator rights and its audit events name the operating-system user.
+    with node-administrator rights (and ``roles``, at every study and site, for commands
+    that act on study data) and its audit events name the operating-system user.
     """
     try:
         who = getpass.getuser()
@@ -80,7 +81,7 @@ def cli_operator() -> Principal:
         user_id=0,
         email=f"cli:{who}",
         name=f"node operator {who}",
-        grants=frozenset({Grant(WILDCARD, WILDCARD, Role.NODE_ADMIN)}),
+        grants=frozenset(Grant(WILDCARD, WILDCARD, role) for role in (Role.NODE_ADMIN, *roles)),
     )
 
 

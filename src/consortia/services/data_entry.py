@@ -60,6 +60,7 @@ __all__ = [
     "FormSave",
     "FormView",
     "derived_values",
+    "query_target",
     "read_form",
     "save_form",
     "split_identifiers",
@@ -166,7 +167,7 @@ def derived_values(
 _WARNING_PATH = re.compile(r"^forms\.(\w+)(?:\.(\w+)\[(\d+)\])?(?:\.(\w+))?$")
 
 
-def _query_target(problem: Problem, form: str) -> tuple[str, int]:
+def query_target(problem: Problem) -> tuple[str, int]:
     """(item, group instance) a soft problem opens its query on; '' is the whole form."""
     match = _WARNING_PATH.fullmatch(problem.path)
     if match is None:
@@ -452,7 +453,7 @@ def save_form(
         query_rows = QueryRepository(connection, principal)
         opened: list[int] = []
         for warning in check.warnings:
-            item, number = _query_target(warning, form)
+            item, number = query_target(warning)
             if query_rows.open_on_item(record.id, item, number):
                 continue
             opened.append(

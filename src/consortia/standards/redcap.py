@@ -36,7 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -58,10 +58,13 @@ __all__ = [
     "COLUMNS",
     "RedcapExport",
     "RedcapImport",
+    "RedcapNames",
+    "checkbox_column",
     "export_redcap",
     "export_redcap_file",
     "import_redcap",
     "import_redcap_text",
+    "redcap_names",
 ]
 
 MAX_BYTES: Final = 20 * 1024 * 1024
@@ -594,6 +597,82 @@ def import_redcap(path: str | Path, *, study_id: str | None = None) -> RedcapImp
     return import_redcap_text(_decode(data, str(path)), str(path), study_id)
 
 
+# ---------------------------------------------------------------------------- names
+
+
+@dataclass(frozen=True, slots=True)
+class RedcapNames:
+    """The names a study has in REDCap, as :func:`export_redcap` writes them.
+
+    ``fields``: item or derived variable -> field name; ``forms``: form -> instrument name;
+    ``events``: event -> unique event name in arm 1 (REDCap derives those from the event
+    names a project defines; see :func:`redcap_names`); ``derived_form``: the instrument
+    holding the derived variables (calc fields).
+    """
+
+    record_id: str
+    fields: Mapping[str, str]
+    forms: Mapping[str, str]
+    events: Mapping[str, str]
+    derived_form: str
+
+
+def _unique(names: Iterable[str], shorten: Callable[[str], str]) -> dict[str, str]:
+    """Each name shortened, made unique with ``_2``, ``_3`` when two would collide."""
+    result: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        redcap, suffix = shorten(name), 1
+        while redcap in taken:
+            suffix += 1
+            redcap = f"{shorten(name)[:60]}_{suffix}"
+        result[name] = redcap
+        taken.add(redcap)
+    return result
+
+
+def _event_stem(name: str) -> str:
+    """REDCap's stem of a unique event name: lowercase, at most 18 characters, no '_' last."""
+    return re.sub(r"[^a-z0-9_]", "", name.strip().lower().replace(" ", "_"))[:18].rstrip("_")
+
+
+def redcap_names(study: Study) -> RedcapNames:
+    """The study's names in REDCap: lowercase, unique; ``record_id`` first.
+
+    Unique event names follow REDCap's rule for an event named like the study's event:
+    lowercase, at most 18 characters, then ``_arm_1``. Two events equal in their first 18
+    characters are numbered here (``_2``); REDCap may name such a pair differently.
+
+    >>> from consortia.domain.templates import load_template
+    >>> names = redcap_names(load_template("cart-lbcl"))
+    >>> names.record_id, names.forms["ae"], names.events["end_of_study"]
+    ('record_id', 'ae', 'end_of_study_arm_1')
+    """
+    fields = _unique([*(name for _, _, name, _ in study.iter_items()), *study.derived], _name)
+    forms = _unique(study.forms, _name)
+    derived_form = "derived_variables"
+    while derived_form in forms.values():
+        derived_form += "_"
+    stems = _unique(study.events, _event_stem)
+    return RedcapNames(
+        record_id="redcap_record_id" if "record_id" in fields.values() else "record_id",
+        fields=fields,
+        forms=forms,
+        events={event: f"{stem}_arm_1" for event, stem in stems.items()},
+        derived_form=derived_form,
+    )
+
+
+def checkbox_column(field_name: str, code: str) -> str:
+    """The record-export column of one checkbox option: ``<field>___<code>``, the code in
+    lowercase with characters other than letters, digits and ``_`` written as ``_``.
+
+    >>> checkbox_column("ae_serious_criteria", "Life-threatening")
+    'ae_serious_criteria___life_threatening'
+    """
+    return f"{field_name}___{re.sub(r'[^a-z0-9_]', '_', code.lower())}"
+
+
 # ---------------------------------------------------------------------------- export
 
 _TEXT_VALIDATION: Final = {
@@ -625,30 +704,24 @@ class _Exporter:
     def __init__(self, study: Study) -> None:
         self.study = study
         self.warnings: list[Problem] = []
-        names = [name for _, _, name, _ in study.iter_items()] + list(study.derived)
-        self.names = self.redcap_names(names, "items")
+        self.redcap = redcap_names(study)
+        self.names = self.renamed(self.redcap.fields, "items")
         self.types = {name: item.type for _, _, name, item in study.iter_items()}
         self.types |= {name: ItemType(d.type.value) for name, d in study.derived.items()}
 
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(Problem(path, message))
 
-    def redcap_names(self, names: list[str], what: str) -> dict[str, str]:
-        result: dict[str, str] = {}
-        for name in names:
-            redcap, suffix = _name(name), 1
-            while redcap in result.values():
-                suffix += 1
-                redcap = f"{_name(name)[:60]}_{suffix}"
+    def renamed(self, names: Mapping[str, str], what: str) -> Mapping[str, str]:
+        for name, redcap in names.items():
             if redcap != name:
                 self.warn(f"{what}.{name}", f"written as {redcap!r}: REDCap names are lowercase")
-            result[name] = redcap
-        return result
+        return names
 
     def rows(self) -> list[list[str]]:
         study = self.study
-        forms = self.redcap_names(list(study.forms), "forms")
-        record_id = "redcap_record_id" if "record_id" in self.names.values() else "record_id"
+        forms = self.renamed(self.redcap.forms, "forms")
+        record_id = self.redcap.record_id
         rows = [_row(record_id, next(iter(forms.values()), "form"), "text", "Record ID")]
         for form_name, form in study.forms.items():
             for group_name, group in form.groups.items():
@@ -670,9 +743,7 @@ class _Exporter:
                     "edit checks are not part of a data "
                     f"dictionary (use REDCap data quality rules); not written: {names}",
                 )
-        derived_form = "derived_variables"
-        while derived_form in forms.values():
-            derived_form += "_"
+        derived_form = self.redcap.derived_form
         for name, derived in study.derived.items():
             path = f"derived.{name}"
             try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,7 +156,7 @@ def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
     return 0, GENESIS
 
 
-def append_events(connection: Connection, chain: str, entries: list[Mapping[str, Any]]) -> int:
+def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[str, Any]]) -> int:
     """Append events to ``chain`` inside the caller's transaction; return the last seq.
 
     Each entry has ``actor, action, entity_type, entity_id`` and optionally ``site,

@@ -1,0 +1,445 @@
+"""Analysis tables built from the data this node captured, declared as ``edc: STUDY``.
+
+::
+
+    database_url: sqlite:///consortia.db     # the node's database (see nodeconfig)
+    tables:
+      cart:
+        edc: CART-LBCL              # the study whose captured data builds the table
+        sites: [SG01]               # optional: only these sites' subjects (default: all)
+        statuses: [enrolled, on_study, completed, withdrawn]   # optional (default: all)
+        identifiers: [bridging_regimen]   # optional: more columns kept out (free text…)
+
+An EDC table has one row per subject of the study at this node, and these columns:
+
+* ``site`` and ``status`` (text): the subject's site and current status;
+* every derived variable of the study, typed per its ``type`` (integer and decimal as
+  floats, boolean 0/1, date, text);
+* every item of a non-repeating group, typed per its item type: integer and decimal as
+  floats, boolean 0/1, date as a date, choice and text as text, multichoice as its codes
+  joined by ``|``, datetime and time as ISO text. An item collected at several events
+  becomes one column per event, ``<item>_<event>`` (``response_day28``,
+  ``response_month3``); an item collected at one event keeps its name.
+
+What never enters: identifier (PHI) items (``identifier: true`` in the study), the
+subject id and initials, the columns named in ``identifiers`` and in the policy's
+``identifier_columns``, items of repeating groups and of repeating events (many values
+per subject: summarise them with a derived variable), and file items. Rows are numbered,
+not keyed by subject: a subject id is a pseudonym the site's enrolment log links back to a
+person, and no analysis needs to know whose row is whose, so a table without it cannot be
+joined back to anyone even by someone holding the log. An event that happened several
+times (an unscheduled visit) gives its latest instance's value.
+
+The table is read with three set-based queries (subjects, item values, derived values)
+whatever the number of subjects, and rebuilt only when the study's data changed: every
+change of captured data appends an event to the study's audit chain in the same
+transaction, so the chain's head sequence number tells, in one indexed lookup, whether the
+table in memory is still current.
+
+>>> from consortia.domain.templates import load_template
+>>> columns = {column.name: column for column in edc_columns(load_template("cart-lbcl"))}
+>>> [name in columns for name in ("site", "age", "response_day28", "pfs_days", "birth_date")]
+[True, True, True, True, False]
+>>> columns["response_month3"].type.value, columns["pfs_event"].source
+('text', 'derived')
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, Engine
+
+from consortia.domain.study import DerivedType, ItemType, Study, load_study_text
+from consortia.exceptions import ConfigurationError
+from consortia.federation.tables import ColumnType, Table, empty_column
+from consortia.storage.audit import audit_head
+from consortia.storage.capture import StudyVersionRepository
+from consortia.storage.tables import (
+    derived_value,
+    event_instance,
+    form_instance,
+    item_value,
+    subject,
+)
+
+__all__ = [
+    "EdcColumn",
+    "EdcTableSource",
+    "EdcTableSpec",
+    "NodeTables",
+    "edc_columns",
+    "read_edc_table",
+]
+
+SUBJECT_COLUMNS = ("site", "status")
+# Subject-level identifiers: refused by name, like identifier items.
+SUBJECT_IDENTIFIERS = frozenset({"subject_id", "initials"})
+STREAM_BATCH = 10_000
+
+_ITEM_TYPES: Mapping[ItemType, ColumnType] = {
+    ItemType.INTEGER: ColumnType.INTEGER,
+    ItemType.DECIMAL: ColumnType.DECIMAL,
+    ItemType.BOOLEAN: ColumnType.BOOLEAN,
+    ItemType.DATE: ColumnType.DATE,
+    ItemType.CHOICE: ColumnType.TEXT,
+    ItemType.MULTICHOICE: ColumnType.TEXT,
+    ItemType.TEXT: ColumnType.TEXT,
+    ItemType.DATETIME: ColumnType.TEXT,
+    ItemType.TIME: ColumnType.TEXT,
+}
+_DERIVED_TYPES: Mapping[DerivedType, ColumnType] = {
+    DerivedType.INTEGER: ColumnType.INTEGER,
+    DerivedType.DECIMAL: ColumnType.DECIMAL,
+    DerivedType.BOOLEAN: ColumnType.BOOLEAN,
+    DerivedType.DATE: ColumnType.DATE,
+    DerivedType.TEXT: ColumnType.TEXT,
+}
+
+
+class EdcTableSpec(BaseModel):
+    """A table declared in the node config as built from a study captured on this node."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    edc: str = Field(min_length=1, max_length=64)
+    sites: list[str] | None = None
+    statuses: list[str] | None = None
+    identifiers: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class EdcColumn:
+    """One column of an EDC table and where its values come from.
+
+    ``source`` is ``subject`` (``key`` is a subject column), ``derived`` (``key`` is a
+    derived variable) or ``item`` (``key`` is an item, collected at ``event``).
+    """
+
+    name: str
+    type: ColumnType
+    source: Literal["subject", "derived", "item"]
+    key: str
+    event: str | None = None
+
+
+def _item_events(study: Study) -> dict[str, list[str]]:
+    """For each form, the non-repeating events that collect it, in schedule order."""
+    events: dict[str, list[str]] = {form: [] for form in study.forms}
+    for event_name, event in study.events.items():
+        if event.repeating:
+            continue
+        for form in event.forms:
+            events.setdefault(form, []).append(event_name)
+    return events
+
+
+def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]:
+    """The columns of an EDC table of ``study``, in order (see the module docstring).
+
+    ``exclude`` names items, derived variables or columns to keep out as well. Two sources
+    that would give one column name are refused with a :class:`ConfigurationError`.
+    """
+    excluded = set(exclude)
+    columns = [EdcColumn(name, ColumnType.TEXT, "subject", name) for name in SUBJECT_COLUMNS]
+    for name, derived in study.derived.items():
+        if name not in excluded:
+            columns.append(EdcColumn(name, _DERIVED_TYPES[derived.type], "derived", name))
+    events_of = _item_events(study)
+    for form_name, form in study.forms.items():
+        events = events_of.get(form_name, [])
+        for group in form.groups.values():
+            if group.repeating:
+                continue
+            for item_name, item in group.items.items():
+                kind = _ITEM_TYPES.get(item.type)
+                if item.identifier or kind is None or item_name in excluded:
+                    continue
+                for event in events:
+                    name = item_name if len(events) == 1 else f"{item_name}_{event}"
+                    if name not in excluded:
+                        columns.append(EdcColumn(name, kind, "item", item_name, event))
+    seen: dict[str, EdcColumn] = {}
+    clashes = []
+    for column in columns:
+        if column.name in seen:
+            clashes.append(f"{column.name!r} ({_origin(seen[column.name])} and {_origin(column)})")
+        seen[column.name] = column
+    if clashes:
+        raise ConfigurationError(
+            f"study {study.study.id}: two sources would make one table column: "
+            f"{'; '.join(clashes)}; rename one in the study or list the column under the "
+            "table's identifiers to leave it out"
+        )
+    return columns
+
+
+def _origin(column: EdcColumn) -> str:
+    if column.source == "item":
+        return f"item {column.key} at event {column.event}"
+    return f"{column.source} {column.key}"
+
+
+@lru_cache(maxsize=16)
+def _parse_study(sha256: str, source: str, file: str) -> Study:
+    del sha256  # the cache key: equal text, equal hash
+    return load_study_text(source, file)
+
+
+def _number(text: str, number: float | None) -> float | None:
+    if number is not None:
+        return number if math.isfinite(number) else None
+    try:  # a value stored before the item's type changed
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _set_cell(array: npt.NDArray[Any], row: int, kind: ColumnType, text: str, number: Any) -> None:
+    """Store one stored value as the column's type; a value that does not fit stays missing."""
+    if kind is ColumnType.TEXT:
+        array[row] = text
+    elif kind is ColumnType.DATE:
+        try:
+            array[row] = np.datetime64(date.fromisoformat(text), "D")
+        except ValueError:
+            array[row] = np.datetime64("NaT")
+    else:
+        value = _number(text, None if number is None else float(number))
+        array[row] = math.nan if value is None else value
+
+
+def _stream(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:
+    result = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(
+        query
+    )
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
+def _subject_conditions(spec: EdcTableSpec) -> list[sa.ColumnElement[bool]]:
+    conditions = [subject.c.study == spec.edc]
+    if spec.sites is not None:
+        conditions.append(subject.c.site.in_(spec.sites))
+    if spec.statuses is not None:
+        conditions.append(subject.c.status.in_(spec.statuses))
+    return conditions
+
+
+def read_edc_table(
+    connection: Connection, name: str, spec: EdcTableSpec, *, identifiers: Iterable[str] = ()
+) -> Table:
+    """Build the EDC table ``name`` from the node database in one read transaction.
+
+    ``identifiers`` adds columns to leave out (the policy's identifier columns). Raises
+    :class:`ConfigurationError` when the study has no definition on this node.
+    """
+    return _read(connection, name, spec, identifiers)[0]
+
+
+def _read(
+    connection: Connection, name: str, spec: EdcTableSpec, identifiers: Iterable[str]
+) -> tuple[Table, Study]:
+    record = StudyVersionRepository(connection).current(spec.edc)
+    if record is None:
+        raise ConfigurationError(
+            f"table {name}: study {spec.edc} has no definition on this node; load it first "
+            "(`consortia study load FILE` or PUT /api/v1/studies/{study}/definition)"
+        )
+    study = _parse_study(record.sha256, record.source, f"{spec.edc} v{record.version}")
+    try:
+        columns = edc_columns(study, exclude=[*spec.identifiers, *identifiers])
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"table {name}: {exc}") from None
+    conditions = _subject_conditions(spec)
+
+    subjects = connection.execute(
+        sa.select(subject.c.id, subject.c.site, subject.c.status)
+        .where(*conditions)
+        .order_by(subject.c.site, subject.c.id)
+    ).all()
+    row_of = {int(row.id): index for index, row in enumerate(subjects)}
+    size = len(subjects)
+    arrays = {column.name: empty_column(column.type, size) for column in columns}
+    arrays["site"][:] = [row.site for row in subjects]
+    arrays["status"][:] = [row.status for row in subjects]
+
+    derived = {column.key: column for column in columns if column.source == "derived"}
+    if derived and size:
+        query = (
+            sa.select(
+                derived_value.c.subject_pk,
+                derived_value.c.name,
+                derived_value.c.value_text,
+                derived_value.c.value_num,
+            )
+            .select_from(derived_value.join(subject, derived_value.c.subject_pk == subject.c.id))
+            .where(*conditions, derived_value.c.name.in_(sorted(derived)))
+        )
+        for pk, key, text, number in _stream(connection, query):
+            column = derived[key]
+            _set_cell(arrays[column.name], row_of[pk], column.type, text, number)
+
+    cells = {(c.key, c.event): c for c in columns if c.source == "item"}
+    if cells and size:
+        _read_items(connection, conditions, cells, row_of, arrays)
+    table = Table(
+        name,
+        arrays,
+        {column.name: column.type for column in columns},
+        f"edc:{spec.edc} v{record.version}",
+    )
+    return table, study
+
+
+def _read_items(
+    connection: Connection,
+    conditions: Sequence[sa.ColumnElement[bool]],
+    cells: Mapping[tuple[str, str | None], EdcColumn],
+    row_of: Mapping[int, int],
+    arrays: Mapping[str, npt.NDArray[Any]],
+) -> None:
+    """Fill the item columns from every non-repeating value of the subjects, in one query.
+
+    Rows come in no particular order (no sort over millions of values); when an event has
+    several instances the highest instance's value wins.
+    """
+    items = sorted({key for key, _ in cells})
+    events = sorted({event for _, event in cells if event is not None})
+    query = (
+        sa.select(
+            form_instance.c.subject_pk,
+            event_instance.c.event,
+            event_instance.c.instance,
+            item_value.c.item,
+            item_value.c.value_text,
+            item_value.c.value_num,
+        )
+        .select_from(
+            item_value.join(form_instance, item_value.c.form_pk == form_instance.c.id)
+            .join(event_instance, form_instance.c.event_pk == event_instance.c.id)
+            .join(subject, form_instance.c.subject_pk == subject.c.id)
+        )
+        .where(
+            *conditions,
+            item_value.c.group_instance == 0,
+            item_value.c.item.in_(items),
+            event_instance.c.event.in_(events),
+        )
+    )
+    size = len(row_of)
+    # Only unscheduled events have instances beyond 1; their columns get an array of the
+    # instance each cell holds, made when the first such instance turns up.
+    latest: dict[str, npt.NDArray[np.int64]] = {}
+    for pk, event, instance, item, text, number in _stream(connection, query):
+        column = cells.get((item, event))
+        if column is None:
+            continue
+        row = row_of[pk]
+        held = latest.get(column.name)
+        if held is None and instance > 1:
+            held = latest[column.name] = np.zeros(size, dtype=np.int64)
+        if held is not None:
+            if held[row] > instance:
+                continue
+            held[row] = instance
+        _set_cell(arrays[column.name], row, column.type, text, number)
+
+
+def _data_marker(connection: Connection, study: str) -> int:
+    """The head sequence number of the study's audit chain: it moves on every data change."""
+    seq = connection.execute(
+        sa.select(audit_head.c.seq).where(audit_head.c.chain == study)
+    ).scalar()
+    return int(seq or 0)
+
+
+class EdcTableSource:
+    """One EDC table of a node, kept in memory and rebuilt when the study's data changed.
+
+    Thread-safe: a node computes in worker threads; one rebuild runs at a time.
+    """
+
+    def __init__(
+        self, engine: Engine, name: str, spec: EdcTableSpec, *, identifiers: Iterable[str] = ()
+    ) -> None:
+        self.engine = engine
+        self.name = name
+        self.spec = spec
+        self.identifiers = frozenset(identifiers)
+        self._lock = threading.Lock()
+        self._table: Table | None = None
+        self._marker = -1
+        self._identifier_items: frozenset[str] = frozenset()
+
+    @property
+    def identifier_names(self) -> frozenset[str]:
+        """The study's identifier items and the subject's identifiers (known after a load)."""
+        return self._identifier_items | SUBJECT_IDENTIFIERS
+
+    def table(self) -> Table:
+        """The current table: the one in memory if the study's data has not changed."""
+        with self._lock, self._read_connection() as connection:
+            marker = _data_marker(connection, self.spec.edc)
+            if self._table is not None and marker == self._marker:
+                return self._table
+            table, study = _read(connection, self.name, self.spec, self.identifiers)
+            self._table, self._marker = table, marker
+            self._identifier_items = frozenset(
+                name for _, _, name, item in study.iter_items() if item.identifier
+            )
+            return table
+
+    def _read_connection(self) -> Connection:
+        connection = self.engine.connect()
+        if connection.dialect.name == "postgresql":
+            # one snapshot for the marker and the three queries
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        return connection
+
+
+class NodeTables(Mapping[str, Table]):
+    """A node's tables: file tables loaded once, EDC tables current at every lookup.
+
+    :class:`~consortia.federation.node.NodeRunner` looks a table up once per analysis
+    session, so each new analysis sees the data as captured now, and a session's rounds
+    all use the table it started with.
+    """
+
+    def __init__(
+        self, files: Mapping[str, Table], sources: Mapping[str, EdcTableSource] | None = None
+    ) -> None:
+        self.files = dict(files)
+        self.sources = dict(sources or {})
+        clash = set(self.files) & set(self.sources)
+        if clash:
+            raise ConfigurationError(f"tables declared twice: {sorted(clash)}")
+
+    def __getitem__(self, name: str) -> Table:
+        source = self.sources.get(name)
+        if source is not None:
+            return source.table()
+        return self.files[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.files or name in self.sources
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.files
+        yield from self.sources
+
+    def __len__(self) -> int:
+        return len(self.files) + len(self.sources)

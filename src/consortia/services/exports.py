@@ -1,0 +1,520 @@
+"""Exports of a study's captured data, streamed in constant memory.
+
+Tables (each a stream of rows read with a server-side cursor, written as they come):
+
+* one wide table per form: ``subject_id, site, event, event_instance, group_instance,
+  state, version`` and one column per item; a form with a repeating group has one row per
+  form instance for its non-repeating items (``group_instance`` 0) and one per group
+  instance;
+* ``values``: every value long (``csv-long``): ``subject_id, site, event, event_instance,
+  form, group_instance, item, value``;
+* ``queries``: every query with its status and age;
+* ``audit``: the study's audit trail (only for roles that may read it).
+
+Formats: ``csv`` and ``parquet`` and ``xpt`` write one file per table into a folder,
+``csv-long`` writes ``values.csv``, ``odm`` writes one ODM 1.3.2 file of ClinicalData.
+
+Identifier (PHI) items are left out unless a study administrator asks for them and states
+a reason; every export is audited (who, what, format, whether identifiers, why).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from consortia.auth.policy import Action, site_scope
+from consortia.auth.principal import Principal
+from consortia.domain.study import ItemType
+from consortia.exceptions import NotFoundError, Problem, ValidationError
+from consortia.services.common import audit, require_in_study, utc_now, visible_study
+from consortia.services.studies import Definition, current_definition
+from consortia.standards import exports as writers
+from consortia.standards.exports import ClinicalValue, Column, ColumnType
+from consortia.storage.audit import audit_event, row_event
+from consortia.storage.repositories import mask_event
+from consortia.storage.tables import (
+    data_query,
+    event_instance,
+    form_instance,
+    item_value,
+    subject,
+)
+
+__all__ = [
+    "ExportFormat",
+    "ExportRequest",
+    "export_study",
+    "export_table",
+    "table_names",
+]
+
+BATCH = 5000
+XPT_TEXT_LIMIT = 200
+_NOBODY = Principal(0, "", "", frozenset())  # may see no identifier anywhere
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    CSV_LONG = "csv-long"
+    PARQUET = "parquet"
+    ODM = "odm"
+    XPT = "xpt"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """What to export; identifiers only with a stated reason (study administrators)."""
+
+    format: ExportFormat
+    include_identifiers: bool = False
+    reason: str | None = None
+
+
+_COLUMN_TYPES = {
+    ItemType.INTEGER: ColumnType.INTEGER,
+    ItemType.DECIMAL: ColumnType.DECIMAL,
+    ItemType.DATE: ColumnType.DATE,
+    ItemType.DATETIME: ColumnType.DATETIME,
+    ItemType.TIME: ColumnType.TIME,
+    ItemType.BOOLEAN: ColumnType.BOOLEAN,
+}
+_KEY_COLUMNS = (
+    Column("subject_id", ColumnType.TEXT, "Subject", 64),
+    Column("site", ColumnType.TEXT, "Site", 64),
+    Column("event", ColumnType.TEXT, "Event", 64),
+    Column("event_instance", ColumnType.INTEGER, "Event instance"),
+    Column("group_instance", ColumnType.INTEGER, "Group instance"),
+    Column("state", ColumnType.TEXT, "Form state", 16),
+    Column("version", ColumnType.INTEGER, "Form version"),
+)
+
+
+def _typed(kind: ColumnType, text: str) -> object:
+    if kind is ColumnType.INTEGER:
+        return int(text)
+    if kind is ColumnType.DECIMAL:
+        return Decimal(text)
+    if kind is ColumnType.DATE:
+        return date.fromisoformat(text)
+    if kind is ColumnType.DATETIME:
+        moment = datetime.fromisoformat(text)
+        return (
+            moment if moment.tzinfo else moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+        )
+    if kind is ColumnType.TIME:
+        return time.fromisoformat(text)
+    if kind is ColumnType.BOOLEAN:
+        return text == "1"
+    return text
+
+
+class _Export:
+    """One export's reading side: scoped, streaming queries of one study."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        principal: Principal,
+        definition: Definition,
+        identifiers: bool,
+    ) -> None:
+        self.connection = connection
+        self.principal = principal
+        self.definition = definition
+        self.identifiers = identifiers
+        self.scope = site_scope(principal, definition.code, Action.SUBJECT_READ)
+
+    def _where(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        query = query.where(subject.c.study == self.definition.code)
+        if not self.scope.every_site:
+            query = query.where(subject.c.site.in_(sorted(self.scope.sites)))
+        return query
+
+    def _stream(self, query: sa.Select[Any]) -> Iterator[Any]:
+        result = self.connection.execution_options(stream_results=True, yield_per=BATCH).execute(
+            query
+        )
+        try:
+            yield from result
+        finally:
+            result.close()
+
+    def items(self, form: str) -> list[tuple[str, ColumnType]]:
+        items = []
+        for group in self.definition.study.forms[form].groups.values():
+            for name, item in group.items.items():
+                if item.identifier and not self.identifiers:
+                    continue
+                items.append((name, _COLUMN_TYPES.get(item.type, ColumnType.TEXT)))
+        return items
+
+    def form_columns(self, form: str) -> list[Column]:
+        return [*_KEY_COLUMNS, *(Column(name, kind, name) for name, kind in self.items(form))]
+
+    def _value_query(self) -> sa.Select[Any]:
+        return self._where(
+            sa.select(
+                subject.c.subject_id,
+                subject.c.site,
+                event_instance.c.event,
+                event_instance.c.instance,
+                form_instance.c.id.label("form_pk"),
+                form_instance.c.form,
+                form_instance.c.status,
+                form_instance.c.version,
+                form_instance.c.verified_at,
+                form_instance.c.signed_at,
+                form_instance.c.locked_at,
+                item_value.c.group_instance,
+                item_value.c.item,
+                item_value.c.value_text,
+            )
+            .select_from(item_value)
+            .join(form_instance, form_instance.c.id == item_value.c.form_pk)
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .join(subject, subject.c.id == form_instance.c.subject_pk)
+        )
+
+    def form_rows(self, form: str) -> Iterator[list[object]]:
+        items = self.items(form)
+        position = {name: n for n, (name, _) in enumerate(items, len(_KEY_COLUMNS))}
+        kinds = dict(items)
+        query = (
+            self._value_query()
+            .where(form_instance.c.form == form)
+            .order_by(subject.c.subject_id, form_instance.c.id, item_value.c.group_instance)
+        )
+        row: list[object] | None = None
+        key: tuple[int, int] | None = None
+        for value in self._stream(query):
+            if (value.form_pk, value.group_instance) != key:
+                if row is not None:
+                    yield row
+                key = (value.form_pk, value.group_instance)
+                state = (
+                    "locked"
+                    if value.locked_at
+                    else "signed"
+                    if value.signed_at
+                    else "verified"
+                    if value.verified_at
+                    else value.status
+                )
+                row = [
+                    value.subject_id,
+                    value.site,
+                    value.event,
+                    value.instance,
+                    value.group_instance,
+                    state,
+                    value.version,
+                    *([None] * len(items)),
+                ]
+            column = position.get(value.item)
+            if column is not None and row is not None:
+                row[column] = _typed(kinds[value.item], value.value_text)
+        if row is not None:
+            yield row
+
+    def _keep(self, item: str) -> bool:
+        return self.identifiers or item not in self.definition.index.identifiers
+
+    def long_rows(self) -> Iterator[list[object]]:
+        query = self._value_query().order_by(
+            subject.c.subject_id, form_instance.c.id, item_value.c.group_instance, item_value.c.id
+        )
+        for value in self._stream(query):
+            if self._keep(value.item):
+                yield [
+                    value.subject_id,
+                    value.site,
+                    value.event,
+                    value.instance,
+                    value.form,
+                    value.group_instance,
+                    value.item,
+                    value.value_text,
+                ]
+
+    def clinical_values(self) -> Iterator[ClinicalValue]:
+        query = self._value_query().order_by(
+            subject.c.subject_id,
+            event_instance.c.event,
+            event_instance.c.instance,
+            form_instance.c.form,
+            item_value.c.group_instance,
+            item_value.c.id,
+        )
+        places = self.definition.index.items
+        for value in self._stream(query):
+            place = places.get(value.item)
+            if place is None or not self._keep(value.item):
+                continue
+            yield ClinicalValue(
+                subject_key=value.subject_id,
+                site_oid=f"SITE.{value.site}",
+                event_oid=f"SE.{value.event}",
+                event_repeat_key=str(value.instance) if value.instance > 1 else None,
+                form_oid=f"F.{value.form}",
+                form_repeat_key=None,
+                group_oid=f"IG.{value.form}.{place.group}",
+                group_repeat_key=str(value.group_instance) if value.group_instance else None,
+                item_oid=f"I.{value.item}",
+                value=value.value_text,
+            )
+
+    def query_rows(self) -> Iterator[list[object]]:
+        query = self._where(
+            sa.select(
+                data_query.c.id,
+                subject.c.subject_id,
+                subject.c.site,
+                event_instance.c.event,
+                event_instance.c.instance,
+                form_instance.c.form,
+                data_query.c.item,
+                data_query.c.group_instance,
+                data_query.c.status,
+                data_query.c.origin,
+                data_query.c.opened_at,
+                data_query.c.opened_by,
+                data_query.c.updated_at,
+            )
+            .join(subject, subject.c.id == data_query.c.subject_pk)
+            .join(form_instance, form_instance.c.id == data_query.c.form_pk)
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .order_by(data_query.c.id)
+        )
+        for row in self._stream(query):
+            yield list(row)
+
+    def audit_rows(self) -> Iterator[list[object]]:
+        query = (
+            sa.select(audit_event)
+            .where(audit_event.c.chain == self.definition.code)
+            .order_by(audit_event.c.seq)
+        )
+        audit_scope = site_scope(self.principal, self.definition.code, Action.AUDIT_READ)
+        for row in self._stream(query):
+            event = row_event(row)
+            if not audit_scope.every_site and event.site not in audit_scope.sites:
+                continue
+            if not self.identifiers:  # masked for everyone, whatever the caller's roles
+                event = mask_event(event, _NOBODY, self.definition.code)
+            yield [
+                event.seq,
+                event.at,
+                event.actor,
+                event.action,
+                event.entity_type,
+                event.entity_id,
+                event.site,
+                None if event.before is None else json.dumps(event.before, sort_keys=True),
+                None if event.after is None else json.dumps(event.after, sort_keys=True),
+                event.reason,
+                event.hash,
+            ]
+
+
+_QUERY_COLUMNS = [
+    Column("query_id", ColumnType.INTEGER),
+    Column("subject_id", ColumnType.TEXT, length=64),
+    Column("site", ColumnType.TEXT, length=64),
+    Column("event", ColumnType.TEXT, length=64),
+    Column("event_instance", ColumnType.INTEGER),
+    Column("form", ColumnType.TEXT, length=64),
+    Column("item", ColumnType.TEXT, length=64),
+    Column("group_instance", ColumnType.INTEGER),
+    Column("status", ColumnType.TEXT, length=16),
+    Column("origin", ColumnType.TEXT, length=16),
+    Column("opened_at", ColumnType.DATETIME),
+    Column("opened_by", ColumnType.TEXT, length=320),
+    Column("updated_at", ColumnType.DATETIME),
+]
+_AUDIT_COLUMNS = [
+    Column("seq", ColumnType.INTEGER),
+    Column("at", ColumnType.TEXT, length=32),
+    Column("actor", ColumnType.TEXT, length=320),
+    Column("action", ColumnType.TEXT, length=64),
+    Column("entity_type", ColumnType.TEXT, length=32),
+    Column("entity_id", ColumnType.TEXT, length=200),
+    Column("site", ColumnType.TEXT, length=64),
+    Column("before", ColumnType.TEXT, length=2000),
+    Column("after", ColumnType.TEXT, length=2000),
+    Column("reason", ColumnType.TEXT, length=2000),
+    Column("hash", ColumnType.TEXT, length=64),
+]
+_LONG_COLUMNS = [
+    Column("subject_id", ColumnType.TEXT, length=64),
+    Column("site", ColumnType.TEXT, length=64),
+    Column("event", ColumnType.TEXT, length=64),
+    Column("event_instance", ColumnType.INTEGER),
+    Column("form", ColumnType.TEXT, length=64),
+    Column("group_instance", ColumnType.INTEGER),
+    Column("item", ColumnType.TEXT, length=64),
+    Column("value", ColumnType.TEXT, length=2000),
+]
+
+
+def table_names(definition: Definition, principal: Principal) -> list[str]:
+    """The tables an export holds for this principal: forms, values, queries[, audit]."""
+    names = [*definition.study.forms, "values", "queries"]
+    if not site_scope(principal, definition.code, Action.AUDIT_READ).empty:
+        names.append("audit")
+    return names
+
+
+def _tables_for(fmt: ExportFormat, names: list[str]) -> list[str]:
+    # the audit trail's JSON does not fit XPT's 200-byte text: export it as CSV or Parquet
+    return [name for name in names if not (fmt is ExportFormat.XPT and name == "audit")]
+
+
+def _xpt_names(columns: Sequence[Column]) -> list[Column]:
+    """SAS names: at most 8 characters, unique; the full name goes into the label."""
+    taken: set[str] = set()
+    renamed = []
+    for column in columns:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", column.name)[:8].upper() or "V"
+        name, number = base, 1
+        while name in taken:
+            suffix = str(number)
+            name, number = base[: 8 - len(suffix)] + suffix, number + 1
+        taken.add(name)
+        label = (column.label or column.name)[:40]
+        # XPT v5 holds at most 200 bytes of text; a longer value is refused by the writer
+        length = min(column.length or XPT_TEXT_LIMIT, XPT_TEXT_LIMIT)
+        renamed.append(Column(name, column.type, label, length))
+    return renamed
+
+
+def _write(
+    fmt: ExportFormat,
+    table: str,
+    columns: list[Column],
+    rows: Iterator[Sequence[object]],
+    out: BinaryIO,
+) -> int:
+    if fmt is ExportFormat.PARQUET:
+        return writers.write_parquet(columns, rows, out)
+    if fmt is ExportFormat.XPT:
+        dataset = re.sub(r"[^A-Za-z0-9_]", "_", table)[:8].upper()
+        return writers.write_xpt(_xpt_names(columns), rows, out, dataset=dataset, label=table[:40])
+    return writers.write_csv(columns, rows, out)
+
+
+def _check(engine: Engine, principal: Principal, study: str, request: ExportRequest) -> None:
+    visible_study(principal, study)
+    require_in_study(principal, Action.SUBJECT_READ, study)
+    if request.include_identifiers:
+        require_in_study(principal, Action.IDENTIFIER_EXPORT, study)
+        if not (request.reason and request.reason.strip()):
+            raise ValidationError(
+                [Problem("reason", "exporting identifiers needs a stated reason (it is audited)")]
+            )
+
+
+def _audit_export(
+    engine: Engine, principal: Principal, study: str, request: ExportRequest, tables: list[str]
+) -> None:
+    with engine.begin() as connection:
+        audit(
+            connection,
+            principal,
+            "data.export",
+            "study",
+            study,
+            chain=study,
+            after={
+                "format": request.format.value,
+                "tables": tables,
+                "identifiers": request.include_identifiers,
+            },
+            reason=(request.reason or "").strip() or None,
+        )
+
+
+def export_table(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    table: str,
+    request: ExportRequest,
+    out: BinaryIO,
+) -> int:
+    """Write one table (a form, ``values``, ``queries`` or ``audit``) to ``out``; rows written.
+
+    ``odm`` ignores ``table``: it writes every value as ClinicalData.
+    """
+    _check(engine, principal, study, request)
+    with engine.connect() as connection:
+        definition = current_definition(connection, study)
+        names = _tables_for(request.format, table_names(definition, principal))
+        if request.format is not ExportFormat.ODM and table not in names:
+            raise NotFoundError(f"table {table!r} not found; tables: {', '.join(names)}")
+    _audit_export(engine, principal, study, request, [table])
+    with engine.connect() as connection:
+        export = _Export(connection, principal, definition, request.include_identifiers)
+        if request.format is ExportFormat.ODM:
+            now = utc_now()
+            return writers.write_odm_clinical(
+                export.clinical_values(),
+                out,
+                study_oid=f"S.{study}",
+                metadata_version_oid=f"MDV.{definition.study.study.version}",
+                file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
+                creation=now,
+            )
+        if request.format is ExportFormat.CSV_LONG or table == "values":
+            return _write(request.format, "values", _LONG_COLUMNS, export.long_rows(), out)
+        if table == "queries":
+            return _write(request.format, table, _QUERY_COLUMNS, export.query_rows(), out)
+        if table == "audit":
+            return _write(request.format, table, _AUDIT_COLUMNS, export.audit_rows(), out)
+        return _write(
+            request.format, table, export.form_columns(table), export.form_rows(table), out
+        )
+
+
+_SUFFIX = {
+    ExportFormat.CSV: ".csv",
+    ExportFormat.CSV_LONG: ".csv",
+    ExportFormat.PARQUET: ".parquet",
+    ExportFormat.XPT: ".xpt",
+    ExportFormat.ODM: ".xml",
+}
+
+
+def export_study(
+    engine: Engine, principal: Principal, study: str, request: ExportRequest, out: Path
+) -> dict[str, int]:
+    """Write the study's tables under ``out`` (a folder; for ``odm`` and ``csv-long`` a
+    file); return rows written per table. Files are written to a temporary name first."""
+    _check(engine, principal, study, request)
+    with engine.connect() as connection:
+        definition = current_definition(connection, study)
+    if request.format in (ExportFormat.ODM, ExportFormat.CSV_LONG):
+        targets = {"values": out}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        targets = {
+            table: out / f"{table}{_SUFFIX[request.format]}"
+            for table in _tables_for(request.format, table_names(definition, principal))
+        }
+    counts = {}
+    for table, path in targets.items():
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as stream:
+            counts[table] = export_table(engine, principal, study, table, request, stream)
+        partial.replace(path)
+    return counts

@@ -1,0 +1,207 @@
+"""Bulk import (all or nothing, with file:line problems) and streaming exports, on both databases."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from consortia.auth.principal import Grant, Principal, Role
+from consortia.domain.synthetic import synthesize
+from consortia.domain.templates import template_text
+from consortia.exceptions import PermissionDeniedError, ValidationError
+from consortia.services import exports, imports, studies
+from consortia.services.exports import ExportFormat, ExportRequest
+from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.tables import form_instance, item_value, subject
+
+STUDY = "CART-LBCL"
+
+
+def _person(*roles: Role, site: str = "*") -> Principal:
+    return Principal(7, "dm@sg.example", "DM", frozenset(Grant(STUDY, site, r) for r in roles))
+
+
+ADMIN = _person(Role.STUDY_ADMIN, Role.COORDINATOR, Role.AUDITOR)
+STATISTICIAN = _person(Role.STATISTICIAN)
+
+
+def _records_file(folder: Path, subjects: int, *, seed: int = 3) -> Path:
+    data = synthesize("cart-lbcl", subjects=subjects, site="SG01", seed=seed)
+    return data.write_csv(folder / "cart.csv")
+
+
+def _count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+@pytest.fixture
+def loaded(engine: sa.Engine) -> sa.Engine:
+    studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
+    return engine
+
+
+def test_an_import_writes_every_value_with_the_audit_events_of_interactive_entry(
+    loaded: sa.Engine, tmp_path: Path
+) -> None:
+    path = _records_file(tmp_path, 8)
+    report = imports.import_file(loaded, ADMIN, STUDY, path)
+    assert report.subjects_created == 8
+    assert report.values == _count(loaded, item_value)
+    assert report.forms == _count(loaded, form_instance)
+    with loaded.connect() as connection:
+        assert verify_chain(connection).ok
+        actions = [e.action for e in iter_events(connection, chain=STUDY)]
+    assert actions.count("subject.create") == 8
+    assert actions.count("form.save") == report.forms
+    assert actions.count("query.open") == report.queries_opened
+
+
+def test_a_file_with_a_bad_value_is_refused_with_its_line_and_nothing_is_written(
+    loaded: sa.Engine, tmp_path: Path
+) -> None:
+    path = _records_file(tmp_path, 4)
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    ecog = rows[0].index("ecog")
+    target = next(n for n, row in enumerate(rows[1:], 1) if row[ecog].strip())
+    rows[target][ecog] = "9"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+    with pytest.raises(ValidationError) as refused:
+        imports.import_file(loaded, ADMIN, STUDY, path)
+    [problem] = refused.value.problems
+    assert (problem.file, problem.line, problem.path) == (
+        str(path),
+        target + 1,
+        "forms.eligibility.ecog",
+    )
+    assert str(problem).startswith(f"{path}:{target + 1}:")
+    assert _count(loaded, subject) == 0
+    assert _count(loaded, item_value) == 0
+    with loaded.connect() as connection:
+        assert [e.action for e in iter_events(connection, chain=STUDY)] == ["study.load"]
+
+
+def test_exports_leave_identifiers_out_unless_an_admin_states_a_reason(
+    loaded: sa.Engine, tmp_path: Path
+) -> None:
+    path = _records_file(tmp_path, 5)
+    imports.import_file(loaded, ADMIN, STUDY, path)
+    with loaded.connect() as connection:
+        numbers = [
+            row[0]
+            for row in connection.execute(
+                sa.select(item_value.c.value_text).where(item_value.c.item == "hospital_number")
+            )
+        ]
+    assert numbers
+    out = io.BytesIO()
+    exports.export_table(
+        loaded, STATISTICIAN, STUDY, "values", ExportRequest(ExportFormat.CSV_LONG), out
+    )
+    text = out.getvalue().decode()
+    assert not any(number in text for number in numbers)
+    with pytest.raises(PermissionDeniedError):
+        exports.export_table(
+            loaded,
+            STATISTICIAN,
+            STUDY,
+            "demographics",
+            ExportRequest(ExportFormat.CSV, include_identifiers=True, reason="re-contact"),
+            io.BytesIO(),
+        )
+    with pytest.raises(ValidationError):
+        exports.export_table(
+            loaded,
+            ADMIN,
+            STUDY,
+            "demographics",
+            ExportRequest(ExportFormat.CSV, include_identifiers=True),
+            io.BytesIO(),
+        )
+    out = io.BytesIO()
+    exports.export_table(
+        loaded,
+        ADMIN,
+        STUDY,
+        "demographics",
+        ExportRequest(
+            ExportFormat.CSV, include_identifiers=True, reason="ethics-approved re-contact"
+        ),
+        out,
+    )
+    assert all(number in out.getvalue().decode() for number in numbers)
+    with loaded.connect() as connection:
+        exported = [e for e in iter_events(connection, chain=STUDY) if e.action == "data.export"]
+    assert [(e.after["identifiers"], e.reason) for e in exported] == [
+        (False, None),
+        (True, "ethics-approved re-contact"),
+    ]
+
+
+def test_every_format_round_trips_the_values_of_a_form(loaded: sa.Engine, tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    imports.import_file(loaded, ADMIN, STUDY, _records_file(tmp_path, 6))
+    counts = {}
+    for fmt in (ExportFormat.CSV, ExportFormat.PARQUET, ExportFormat.XPT):
+        counts[fmt] = exports.export_study(loaded, ADMIN, STUDY, ExportRequest(fmt), tmp_path / fmt)
+    with (tmp_path / "csv" / "eligibility.csv").open(encoding="utf-8") as stream:
+        csv_rows = list(csv.DictReader(stream))
+    parquet = pq.read_table(tmp_path / "parquet" / "eligibility.parquet").to_pylist()
+    xpt = pd.read_sas(tmp_path / "xpt" / "eligibility.xpt", format="xport")
+    assert len(csv_rows) == len(parquet) == len(xpt) == 6
+    assert [int(r["prior_lines"]) for r in csv_rows] == [r["prior_lines"] for r in parquet]
+    assert [r["prior_lines"] for r in parquet] == [int(v) for v in xpt["PRIOR_LI"]]
+    assert counts[ExportFormat.CSV]["eligibility"] == 6
+    assert "audit" in counts[ExportFormat.CSV]
+    assert "audit" not in counts[ExportFormat.XPT]
+
+
+def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
+    tmp_path: Path,
+) -> None:
+    from consortia.storage.db import make_engine
+    from consortia.storage.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
+    path = _records_file(tmp_path, 400)
+    env = {**os.environ, "CONSORTIA_DATABASE_URL": url, "CONSORTIA_ENVIRONMENT": "development"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consortia", "data", "import", STUDY, str(path)],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # the check phase ends just before the transaction writes
+        if line.startswith("check") and "100.0%" in line:
+            time.sleep(0.3)
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert _count(engine, subject) == 0
+    assert _count(engine, item_value) == 0
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert report.ok
+    assert report.events == 1  # the study.load of the set-up
+    engine.dispose()
