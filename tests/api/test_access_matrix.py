@@ -5,23 +5,44 @@ study and site). Subjects exist at SG01 (own) and SH01 (other). The expected ans
 written out by hand below — an independent statement of docs/roles.md — and the test
 checks the API gives exactly those: 404 where the caller cannot see the record or study
 (existence does not leak), 403 where the role lacks the action.
+
+CART01 runs the cart-lbcl template. Data-capture actions change state, so each role acts
+on its own subjects, S-SG01-<role> and S-SH01-<role>, seeded with a complete eligibility
+form (to verify), a complete demographics form (to sign), an in-progress randomisation
+form (to lock) and two open queries on eligibility (to answer, to close).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from node_client import Node, running_node
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Grant, Principal, Role
-from consortia.services import subjects
+from consortia.domain.templates import template_text
+from consortia.services import data_entry, queries, studies, subjects
+from consortia.storage.audit import iter_events
 
 STUDY = "/api/v1/studies/CART01"
 OWN_INITIALS, OTHER_INITIALS = "QZA", "QZB"
+DEFINITION = template_text("cart-lbcl").replace("  id: CART-LBCL\n", "  id: CART01\n", 1)
+# a role's own targets (see Targets); paths are formatted with them
+OWN = f"{STUDY}/subjects/{{own}}/events"
+OTHER = f"{STUDY}/subjects/{{other}}/events"
+ELIGIBLE = {
+    "histology": "dlbcl_nos",
+    "disease_status": "primary_refractory",
+    "prior_lines": 2,
+    "ecog": 1,
+    "eligible": True,
+}
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+CONSENT = {"consent_date": "2025-01-06", "consent_version": "2.1"}
 
 # (method, path, the action it exercises); bodies come from _body()
 ENDPOINTS: dict[str, tuple[str, str, Action]] = {
@@ -38,6 +59,29 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
     "node_audit": ("GET", "/api/v1/audit", Action.NODE_AUDIT_READ),
     "grant_own": ("POST", "/api/v1/grants", Action.GRANT_MANAGE),
     "grant_other": ("POST", "/api/v1/grants", Action.GRANT_MANAGE),
+    # data capture, on the caller's own targets
+    "definition": ("PUT", f"{STUDY}/definition", Action.STUDY_MANAGE),
+    "save_own": ("PUT", f"{OWN}/screening/forms/consent", Action.DATA_ENTER),
+    "save_other": ("PUT", f"{OTHER}/screening/forms/consent", Action.DATA_ENTER),
+    "verify_own": ("POST", f"{OWN}/screening/forms/eligibility/verify", Action.DATA_VERIFY),
+    "verify_other": ("POST", f"{OTHER}/screening/forms/eligibility/verify", Action.DATA_VERIFY),
+    "sign_own": ("POST", f"{OWN}/screening/forms/demographics/sign", Action.DATA_SIGN),
+    "lock_own": ("POST", f"{OWN}/randomisation/forms/randomisation/lock", Action.FORM_LOCK),
+    "lock_other": ("POST", f"{OTHER}/randomisation/forms/randomisation/lock", Action.FORM_LOCK),
+    "query_open_own": ("POST", f"{OWN}/screening/forms/eligibility/queries", Action.QUERY_OPEN),
+    "query_open_other": (
+        "POST",
+        f"{OTHER}/screening/forms/eligibility/queries",
+        Action.QUERY_OPEN,
+    ),
+    "query_list": ("GET", f"{STUDY}/queries", Action.QUERY_READ),
+    "query_answer_own": ("POST", f"{STUDY}/queries/{{answer_own}}/answer", Action.QUERY_ANSWER),
+    "query_answer_other": (
+        "POST",
+        f"{STUDY}/queries/{{answer_other}}/answer",
+        Action.QUERY_ANSWER,
+    ),
+    "query_close_own": ("POST", f"{STUDY}/queries/{{close_own}}/close", Action.QUERY_CLOSE),
 }
 COLUMNS = list(ENDPOINTS)
 
@@ -54,40 +98,119 @@ EXPECTED: dict[Role, tuple[int, ...]] = {
     Role.SPONSOR_VIEWER: (403, 403, 404, 403, 403, 200, 403, 404, 403, 403, 403, 403, 403),
     Role.AUDITOR:        (200, 200, 404, 403, 403, 200, 200, 404, 403, 403, 403, 403, 403),
 }
+# The data-capture columns, in ENDPOINTS order. The other site is 404 for a step the role
+# holds (the subject or query is invisible there) and, for a form step the role lacks, 404
+# too (the subject is looked up first); query steps check the role first: 403.
+CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
+    #                   defini- save      verify    sign lock      query_open query query_answer query_close
+    #                   tion    own  other own other own  own other own  other list  own  other  own
+    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403, 403, 403, 403,  403,  403, 403,   403),
+    Role.STUDY_ADMIN:    (200,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
+    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 403, 404, 403, 404,  200,  200, 404,   403),
+    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403, 404, 403, 404,  200,  200, 404,   403),
+    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403, 404, 201, 404,  200,  403, 403,   403),
+    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 200, 404, 201, 404,  200,  403, 403,   200),
+    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
+    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
+    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  200,  403, 403,   403),
+}
 # fmt: on
 SEES_IDENTIFIERS = {Role.INVESTIGATOR, Role.COORDINATOR, Role.MONITOR, Role.AUDITOR}
 # actions decided by the policy but without an endpoint yet (later features add them)
-NO_ENDPOINT_YET = {
-    Action.STUDY_MANAGE,
-    Action.DATA_ENTER,
-    Action.DATA_SIGN,
-    Action.DATA_VERIFY,
-    Action.QUERY_READ,
-    Action.QUERY_OPEN,
-    Action.QUERY_ANSWER,
-    Action.QUERY_CLOSE,
-    Action.FORM_LOCK,
-    Action.ANALYSIS_RUN,
+NO_ENDPOINT_YET = {Action.ANALYSIS_RUN}
+# what a successful write appends to CART01's audit chain (an unchanged definition: nothing)
+AUDITED = {
+    "create_own": "subject.create",
+    "create_other": "subject.create",
+    "save_own": "form.save",
+    "save_other": "form.save",
+    "verify_own": "form.verify",
+    "verify_other": "form.verify",
+    "sign_own": "form.sign",
+    "lock_own": "form.lock",
+    "lock_other": "form.lock",
+    "query_open_own": "query.open",
+    "query_open_other": "query.open",
+    "query_answer_own": "query.answer",
+    "query_answer_other": "query.answer",
+    "query_close_own": "query.close",
 }
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One role's own subjects (at SG01 and SH01) and the ids of their open queries."""
+
+    own: str
+    other: str
+    answer_own: int
+    close_own: int
+    answer_other: int
+    close_other: int
 
 
 @dataclass
 class Consortium:
     node: Node
     tokens: dict[Role, str]
+    targets: dict[Role, Targets]
+
+    def path(self, column: str, role: Role) -> str:
+        return ENDPOINTS[column][1].format(**asdict(self.targets[role]))
+
+
+def _email(role: Role) -> str:
+    return f"{role.value}@sg.example"
+
+
+def _password(role: Role) -> str:
+    return f"password-of-{role.value}"
+
+
+def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
+    """Enrol S-SG01-<role> and S-SH01-<role>, save their forms, open two queries on each."""
+    query_ids: dict[str, int] = {}
+    for site, where in (("SG01", "own"), ("SH01", "other")):
+        subject_id = f"S-{site}-{role.value}"
+        subjects.enrol_subject(
+            node.engine, seeder, "CART01", subjects.SubjectInput(subject_id, site)
+        )
+        for event, form, values, complete in [
+            ("screening", "eligibility", ELIGIBLE, True),
+            ("screening", "demographics", {"age": 40, "sex": "M"}, True),
+            ("randomisation", "randomisation", {"rand_date": "2025-01-10", "arm": "car_t"}, False),
+        ]:
+            save = data_entry.FormSave(version=0, values=values, complete=complete)
+            data_entry.save_form(node.engine, seeder, "CART01", subject_id, event, form, save)
+        for step, item in (("answer", "ecog"), ("close", "prior_lines")):
+            opened = queries.open_query(
+                node.engine, seeder, "CART01", subject_id, "screening", "eligibility", item, "?"
+            )
+            query_ids[f"{step}_{where}"] = opened.record.id
+    return Targets(own=f"S-SG01-{role.value}", other=f"S-SH01-{role.value}", **query_ids)
 
 
 @pytest.fixture(scope="module")
 def consortium(module_database_url: str) -> Iterator[Consortium]:
     with running_node(module_database_url) as node:
         tokens: dict[Role, str] = {}
-        for role in Role:
-            where = ("*", "*") if role is Role.NODE_ADMIN else ("CART01", "SG01")
-            tokens[role] = node.add_user(f"{role.value}@sg.example", (*where, role))
-            node.add_user(f"target-{role.value}@sg.example", with_token=False)
+        with pytest.MonkeyPatch.context() as patch:
+            # conftest's cheap hashing is per test; a module fixture must ask for it itself
+            patch.setattr("consortia.auth.passwords._HASHER", CHEAP_HASHER)
+            for role in Role:
+                where = ("*", "*") if role is Role.NODE_ADMIN else ("CART01", "SG01")
+                tokens[role] = node.add_user(_email(role), (*where, role), password=_password(role))
+                node.add_user(f"target-{role.value}@sg.example", with_token=False)
         seeder = Principal(
-            0, "seed@sg.example", "seed", frozenset({Grant("CART01", "*", Role.INVESTIGATOR)})
+            0,
+            "seed@sg.example",
+            "seed",
+            frozenset(
+                Grant("CART01", "*", role)
+                for role in (Role.STUDY_ADMIN, Role.COORDINATOR, Role.MONITOR)
+            ),
         )
+        studies.load_definition(node.engine, seeder, DEFINITION, expected_study="CART01")
         for subject_id, site, initials in [
             ("SG01-001", "SG01", OWN_INITIALS),
             ("SH01-001", "SH01", OTHER_INITIALS),
@@ -95,7 +218,8 @@ def consortium(module_database_url: str) -> Iterator[Consortium]:
             subjects.enrol_subject(
                 node.engine, seeder, "CART01", subjects.SubjectInput(subject_id, site, initials)
             )
-        yield Consortium(node, tokens)
+        targets = {role: _seed_targets(node, seeder, role) for role in Role}
+        yield Consortium(node, tokens, targets)
 
 
 def _body(column: str, role: Role) -> dict[str, Any] | None:
@@ -106,6 +230,19 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "create_user": {"email": f"new-{role.value}@sg.example", "name": "New"},
         "grant_own": {"email": target, "study": "CART01", "site": "SG01", "role": "monitor"},
         "grant_other": {"email": target, "study": "CART01", "site": "SH01", "role": "monitor"},
+        "definition": {"source": DEFINITION},
+        "save_own": {"version": 0, "values": CONSENT, "complete": True},
+        "save_other": {"version": 0, "values": CONSENT, "complete": True},
+        "verify_own": {"version": 1},
+        "verify_other": {"version": 1},
+        "sign_own": {"version": 1, "password": _password(role), "meaning": "approval"},
+        "lock_own": {"version": 1},
+        "lock_other": {"version": 1},
+        "query_open_own": {"item": "ecog", "text": "ECOG 1 in the clinic note?"},
+        "query_open_other": {"item": "ecog", "text": "ECOG 1 in the clinic note?"},
+        "query_answer_own": {"text": "Yes, clinic note of 6 January"},
+        "query_answer_other": {"text": "Yes, clinic note of 6 January"},
+        "query_close_own": {"text": "Resolved"},
     }.get(column)
 
 
@@ -122,13 +259,14 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
     client = consortium.node.client(consortium.tokens[role])
     answers: dict[str, Any] = {}
     for column in COLUMNS:
-        method, path, _ = ENDPOINTS[column]
-        response = client.request(method, path, json=_body(column, role))
+        method = ENDPOINTS[column][0]
+        response = client.request(method, consortium.path(column, role), json=_body(column, role))
         answers[column] = response
         if response.status_code >= 400:
             assert response.headers["content-type"] == "application/problem+json"
     got = tuple(answers[column].status_code for column in COLUMNS)
-    assert dict(zip(COLUMNS, got, strict=True)) == dict(zip(COLUMNS, EXPECTED[role], strict=True))
+    expected = EXPECTED[role] + CAPTURE_EXPECTED[role]
+    assert dict(zip(COLUMNS, got, strict=True)) == dict(zip(COLUMNS, expected, strict=True))
     if answers["list"].status_code == 200:
         listed = answers["list"].json()
         if role is not Role.NODE_ADMIN:
@@ -144,12 +282,26 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         assert {event["site"] for event in answers["audit"].json()} == {"SG01"}
     for column in ("get_other", "other_study"):
         assert OTHER_INITIALS not in answers[column].text
+    if answers["definition"].status_code == 200:
+        assert answers["definition"].json()["changed"] is False
+    if answers["sign_own"].status_code == 200:
+        assert answers["sign_own"].json()["signature"]["meaning"].startswith("approval:")
+    if answers["query_list"].status_code == 200:
+        assert {q["site"] for q in answers["query_list"].json()} == {"SG01"}
+    # a refused request wrote nothing: the study's trail holds exactly the successful writes
+    with consortium.node.engine.connect() as connection:
+        written = [
+            e.action for e in iter_events(connection, chain="CART01") if e.actor == _email(role)
+        ]
+    succeeded = [c for c in COLUMNS if c in AUDITED and answers[c].status_code < 300]
+    assert written == [AUDITED[c] for c in succeeded]
 
 
 def test_nothing_but_health_and_login_answers_without_credentials(consortium: Consortium) -> None:
     anonymous = consortium.node.client()
-    for (method, path, _), body_column in zip(ENDPOINTS.values(), COLUMNS, strict=True):
-        response = anonymous.request(method, path, json=_body(body_column, Role.NODE_ADMIN))
+    for column, (method, _, _) in ENDPOINTS.items():
+        path = consortium.path(column, Role.NODE_ADMIN)
+        response = anonymous.request(method, path, json=_body(column, Role.NODE_ADMIN))
         assert response.status_code == 401, (method, path)
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert anonymous.get("/api/v1/health").status_code == 200
