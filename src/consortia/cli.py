@@ -610,14 +610,14 @@ def approvals_deny(
 
 @node_app.command("audit-verify")
 def node_audit_verify(config: ConfigOption) -> None:
-    """Verify the hash chain of the node's federation audit log."""
-    from consortia.federation.audit import verify_audit_log
+    """Verify the hash chain of the node's federation audit (database chain or log file)."""
+    from consortia.federation.nodeconfig import verify_node_audit
 
     try:
-        count = verify_audit_log(_node_config(config).resolve(_node_config(config).audit_log))
+        line = verify_node_audit(_node_config(config))
     except ConsortiaError as error:
         raise fail(error) from None
-    typer.echo(f"federation audit log intact: {count} events")
+    typer.echo(line)
 
 
 @app.command("demo")

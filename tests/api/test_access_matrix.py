@@ -30,6 +30,9 @@ from consortia.storage.audit import iter_events
 
 STUDY = "/api/v1/studies/CART01"
 OWN_INITIALS, OTHER_INITIALS = "QZA", "QZB"
+# the parameters of conftest's fast_password_hashing, which is per test: the module
+# fixture below sets passwords (for signing) and asks for them itself
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 DEFINITION = template_text("cart-lbcl").replace("  id: CART-LBCL\n", "  id: CART01\n", 1)
 # a role's own targets (see Targets); paths are formatted with them
 OWN = f"{STUDY}/subjects/{{own}}/events"
@@ -41,7 +44,6 @@ ELIGIBLE = {
     "ecog": 1,
     "eligible": True,
 }
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 CONSENT = {"consent_date": "2025-01-06", "consent_version": "2.1"}
 
 # (method, path, the action it exercises); bodies come from _body()
@@ -82,6 +84,7 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
         Action.QUERY_ANSWER,
     ),
     "query_close_own": ("POST", f"{STUDY}/queries/{{close_own}}/close", Action.QUERY_CLOSE),
+    "export_identifiers": ("POST", f"{STUDY}/exports", Action.IDENTIFIER_EXPORT),
 }
 COLUMNS = list(ENDPOINTS)
 
@@ -102,17 +105,19 @@ EXPECTED: dict[Role, tuple[int, ...]] = {
 # holds (the subject or query is invisible there) and, for a form step the role lacks, 404
 # too (the subject is looked up first); query steps check the role first: 403.
 CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
-    #                   defini- save      verify    sign lock      query_open query query_answer query_close
-    #                   tion    own  other own other own  own other own  other list  own  other  own
-    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403, 403, 403, 403,  403,  403, 403,   403),
-    Role.STUDY_ADMIN:    (200,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
-    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 403, 404, 403, 404,  200,  200, 404,   403),
-    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403, 404, 403, 404,  200,  200, 404,   403),
-    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403, 404, 201, 404,  200,  403, 403,   403),
-    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 200, 404, 201, 404,  200,  403, 403,   200),
-    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
-    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403),
-    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  200,  403, 403,   403),
+    # A definition changes the study at every site: it needs a study-wide grant, and every
+    # person here holds a role at SG01 only. Identifier export: study administrators.
+    #                   defini- save      verify    sign lock      query_open query query_answer query_close export
+    #                   tion    own  other own other own  own other own  other list  own  other  own         identifiers
+    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403, 403, 403, 403,  403,  403, 403,   403,   403),
+    Role.STUDY_ADMIN:    (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   200),
+    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 403, 404, 403, 404,  200,  200, 404,   403,   403),
+    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403, 404, 403, 404,  200,  200, 404,   403,   403),
+    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403, 404, 201, 404,  200,  403, 403,   403,   403),
+    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 200, 404, 201, 404,  200,  403, 403,   200,   403),
+    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
+    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
+    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  200,  403, 403,   403,   403),
 }
 # fmt: on
 SEES_IDENTIFIERS = {Role.INVESTIGATOR, Role.COORDINATOR, Role.MONITOR, Role.AUDITOR}
@@ -134,6 +139,7 @@ AUDITED = {
     "query_answer_own": "query.answer",
     "query_answer_other": "query.answer",
     "query_close_own": "query.close",
+    "export_identifiers": "data.export",
 }
 
 
@@ -177,14 +183,20 @@ def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
         )
         for event, form, values, complete in [
             ("screening", "eligibility", ELIGIBLE, True),
-            ("screening", "demographics", {"age": 40, "sex": "M"}, True),
+            (
+                "screening",
+                "demographics",
+                {"age": 40, "sex": "M", "initials": f"Q{site[:2]}{site[-1]}"},
+                True,
+            ),
             ("randomisation", "randomisation", {"rand_date": "2025-01-10", "arm": "car_t"}, False),
         ]:
             save = data_entry.FormSave(version=0, values=values, complete=complete)
             data_entry.save_form(node.engine, seeder, "CART01", subject_id, event, form, save)
+        eligibility = (subject_id, "screening", "eligibility")
         for step, item in (("answer", "ecog"), ("close", "prior_lines")):
             opened = queries.open_query(
-                node.engine, seeder, "CART01", subject_id, "screening", "eligibility", item, "?"
+                node.engine, seeder, "CART01", *eligibility, item, f"{item} in the source?"
             )
             query_ids[f"{step}_{where}"] = opened.record.id
     return Targets(own=f"S-SG01-{role.value}", other=f"S-SH01-{role.value}", **query_ids)
@@ -195,7 +207,6 @@ def consortium(module_database_url: str) -> Iterator[Consortium]:
     with running_node(module_database_url) as node:
         tokens: dict[Role, str] = {}
         with pytest.MonkeyPatch.context() as patch:
-            # conftest's cheap hashing is per test; a module fixture must ask for it itself
             patch.setattr("consortia.auth.passwords._HASHER", CHEAP_HASHER)
             for role in Role:
                 where = ("*", "*") if role is Role.NODE_ADMIN else ("CART01", "SG01")
@@ -243,6 +254,11 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "query_answer_own": {"text": "Yes, clinic note of 6 January"},
         "query_answer_other": {"text": "Yes, clinic note of 6 January"},
         "query_close_own": {"text": "Resolved"},
+        "export_identifiers": {
+            "table": "demographics",
+            "include_identifiers": True,
+            "reason": "ethics-approved re-contact",
+        },
     }.get(column)
 
 
@@ -282,19 +298,27 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         assert {event["site"] for event in answers["audit"].json()} == {"SG01"}
     for column in ("get_other", "other_study"):
         assert OTHER_INITIALS not in answers[column].text
-    if answers["definition"].status_code == 200:
-        assert answers["definition"].json()["changed"] is False
+    if answers["export_identifiers"].status_code == 200:
+        exported = answers["export_identifiers"].text
+        assert "QSG1" in exported  # identifiers, with the stated reason, own site only
+        assert "QSH1" not in exported
     if answers["sign_own"].status_code == 200:
         assert answers["sign_own"].json()["signature"]["meaning"].startswith("approval:")
     if answers["query_list"].status_code == 200:
         assert {q["site"] for q in answers["query_list"].json()} == {"SG01"}
     # a refused request wrote nothing: the study's trail holds exactly the successful writes
+    # (and access events: a signer is shown the form's identifier values, which is audited)
     with consortium.node.engine.connect() as connection:
-        written = [
-            e.action for e in iter_events(connection, chain="CART01") if e.actor == _email(role)
-        ]
+        events = [e for e in iter_events(connection, chain="CART01") if e.actor == _email(role)]
+    written = [e.action for e in events if e.action != "identifier.read"]
     succeeded = [c for c in COLUMNS if c in AUDITED and answers[c].status_code < 300]
     assert written == [AUDITED[c] for c in succeeded]
+    # identifier reads are access events: the subject list, the own subject, a signed form
+    reads = {e.entity_id for e in events if e.action == "identifier.read"}
+    expected_reads = {"CART01/*", "CART01/SG01-001"} if role in SEES_IDENTIFIERS else set()
+    if answers["sign_own"].status_code == 200:
+        expected_reads.add(f"CART01/{consortium.targets[role].own}/screening/demographics")
+    assert reads == expected_reads
 
 
 def test_nothing_but_health_and_login_answers_without_credentials(consortium: Consortium) -> None:

@@ -31,7 +31,7 @@ class Team:
     def __init__(self, node: Node) -> None:
         self.node = node
         sg = lambda role: (STUDY, "SG01", role)  # noqa: E731
-        self.admin = node.client(node.add_user("admin@sg.example", sg(Role.STUDY_ADMIN)))
+        self.admin = node.client(node.add_user("admin@sg.example", (STUDY, "*", Role.STUDY_ADMIN)))
         self.coordinator = node.client(node.add_user("coord@sg.example", sg(Role.COORDINATOR)))
         self.investigator = node.client(
             node.add_user("pi@sg.example", sg(Role.INVESTIGATOR), password=PASSWORD)
@@ -357,3 +357,40 @@ def test_two_clients_saving_the_same_version_never_lose_an_update(team: Team) ->
     saves = [e for e in _chain_ok(team.node) if e.action == "form.save"]
     assert len(saves) == 2
     assert saves[-1].after["values"]["ecog"] == final["values"]["ecog"]
+
+
+def test_exports_stream_over_the_api_without_identifiers_unless_an_admin_gives_a_reason(
+    team: Team,
+) -> None:
+    values = {"initials": "QZW", "hospital_number": "H-QZ-77", "age": 40, "sex": "M"}
+    _save(team.coordinator, _form("screening", "demographics"), 0, values)
+    body = {"table": "demographics", "format": "csv"}
+    plain = team.statistician.post(f"{BASE}/exports", json=body)
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("text/csv")
+    assert "SG01-001" in plain.text
+    assert "H-QZ-77" not in plain.text
+    assert "hospital_number" not in plain.text.splitlines()[0]
+    refused = team.statistician.post(
+        f"{BASE}/exports", json={**body, "include_identifiers": True, "reason": "x"}
+    )
+    assert refused.status_code == 403
+    no_reason = team.admin.post(f"{BASE}/exports", json={**body, "include_identifiers": True})
+    assert no_reason.status_code == 422
+    with_reason = team.admin.post(
+        f"{BASE}/exports",
+        json={**body, "include_identifiers": True, "reason": "ethics-approved re-contact"},
+    )
+    assert "H-QZ-77" in with_reason.text
+    unknown = team.admin.post(f"{BASE}/exports", json={**body, "table": "nosuch"})
+    assert unknown.status_code == 404
+    assert team.other_site.post(f"{BASE}/exports", json=body).text.count("SG01-001") == 0
+    parquet = team.statistician.post(f"{BASE}/exports", json={**body, "format": "parquet"})
+    assert parquet.content[:4] == b"PAR1"
+    exported = [e for e in _chain_ok(team.node) if e.action == "data.export"]
+    assert [(e.actor, e.after["identifiers"], e.reason) for e in exported] == [
+        ("stat@sg.example", False, None),
+        ("admin@sg.example", True, "ethics-approved re-contact"),
+        ("coord@sh.example", False, None),
+        ("stat@sg.example", False, None),
+    ]

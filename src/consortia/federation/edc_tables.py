@@ -151,7 +151,11 @@ def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]
     that would give one column name are refused with a :class:`ConfigurationError`.
     """
     excluded = set(exclude)
-    columns = [EdcColumn(name, ColumnType.TEXT, "subject", name) for name in SUBJECT_COLUMNS]
+    columns = [
+        EdcColumn(name, ColumnType.TEXT, "subject", name)
+        for name in SUBJECT_COLUMNS
+        if name not in excluded
+    ]
     for name, derived in study.derived.items():
         if name not in excluded:
             columns.append(EdcColumn(name, _DERIVED_TYPES[derived.type], "derived", name))
@@ -257,7 +261,7 @@ def _read(
     if record is None:
         raise ConfigurationError(
             f"table {name}: study {spec.edc} has no definition on this node; load it first "
-            "(`consortia study load FILE` or PUT /api/v1/studies/{study}/definition)"
+            f"(`consortia study load FILE` or PUT /api/v1/studies/{spec.edc}/definition)"
         )
     study = _parse_study(record.sha256, record.source, f"{spec.edc} v{record.version}")
     try:
@@ -274,8 +278,9 @@ def _read(
     row_of = {int(row.id): index for index, row in enumerate(subjects)}
     size = len(subjects)
     arrays = {column.name: empty_column(column.type, size) for column in columns}
-    arrays["site"][:] = [row.site for row in subjects]
-    arrays["status"][:] = [row.status for row in subjects]
+    for column in columns:
+        if column.source == "subject":
+            arrays[column.name][:] = [getattr(row, column.key) for row in subjects]
 
     derived = {column.key: column for column in columns if column.source == "derived"}
     if derived and size:

@@ -44,6 +44,8 @@ __all__ = [
     "visible_study",
 ]
 
+#: Audit chains that are not studies: a study may not take their names.
+RESERVED_CHAINS = frozenset({NODE_CHAIN, "federation"})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
@@ -112,8 +114,10 @@ def check_code(value: str, field: str, *, wildcard: bool = False) -> str:
                 )
             ]
         )
-    if field == "study" and value.lower() == NODE_CHAIN:
-        raise ValidationError([Problem(field, f"{value!r} is reserved for the node itself")])
+    if field == "study" and value.lower() in RESERVED_CHAINS:
+        raise ValidationError(
+            [Problem(field, f"{value!r} is reserved for the node's own audit chains")]
+        )
     return value
 
 

@@ -54,8 +54,10 @@ from consortia.storage.tables import (
 __all__ = [
     "ExportFormat",
     "ExportRequest",
+    "PlannedExport",
     "export_study",
     "export_table",
+    "plan_export",
     "table_names",
 ]
 
@@ -444,6 +446,71 @@ def _audit_export(
         )
 
 
+@dataclass(frozen=True)
+class PlannedExport:
+    """An export that passed every check and is audited; :meth:`write` streams it."""
+
+    engine: Engine
+    principal: Principal
+    definition: Definition
+    table: str
+    request: ExportRequest
+
+    @property
+    def media_type(self) -> str:
+        return _MEDIA_TYPES[self.request.format]
+
+    @property
+    def filename(self) -> str:
+        name = "values" if self.request.format is ExportFormat.CSV_LONG else self.table
+        if self.request.format is ExportFormat.ODM:
+            name = "clinical-data"
+        return f"{self.definition.code}-{name}{_SUFFIX[self.request.format]}"
+
+    def write(self, out: BinaryIO) -> int:
+        """Write the table to ``out``; rows (values for ODM) written."""
+        study, table, request = self.definition.code, self.table, self.request
+        with self.engine.connect() as connection:
+            export = _Export(
+                connection, self.principal, self.definition, request.include_identifiers
+            )
+            if request.format is ExportFormat.ODM:
+                now = utc_now()
+                return writers.write_odm_clinical(
+                    export.clinical_values(),
+                    out,
+                    study_oid=f"S.{study}",
+                    metadata_version_oid=f"MDV.{self.definition.study.study.version}",
+                    file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
+                    creation=now,
+                )
+            if request.format is ExportFormat.CSV_LONG or table == "values":
+                return _write(request.format, "values", _LONG_COLUMNS, export.long_rows(), out)
+            if table == "queries":
+                return _write(request.format, table, _QUERY_COLUMNS, export.query_rows(), out)
+            if table == "audit":
+                return _write(request.format, table, _AUDIT_COLUMNS, export.audit_rows(), out)
+            return _write(
+                request.format, table, export.form_columns(table), export.form_rows(table), out
+            )
+
+
+def plan_export(
+    engine: Engine, principal: Principal, study: str, table: str, request: ExportRequest
+) -> PlannedExport:
+    """Check and audit an export of one table (a form, ``values``, ``queries``, ``audit``;
+    ``odm`` ignores ``table`` and writes every value as ClinicalData) before any byte is
+    written, so a refusal is an error, not a truncated file."""
+    _check(engine, principal, study, request)
+    with engine.connect() as connection:
+        definition = current_definition(connection, study)
+    names = _tables_for(request.format, table_names(definition, principal))
+    if request.format is not ExportFormat.ODM and table not in names:
+        raise NotFoundError(f"table {table!r} not found; tables: {', '.join(names)}")
+    _audit_export(engine, principal, study, request, [table])
+    return PlannedExport(engine, principal, definition, table, request)
+
+
 def export_table(
     engine: Engine,
     principal: Principal,
@@ -452,38 +519,17 @@ def export_table(
     request: ExportRequest,
     out: BinaryIO,
 ) -> int:
-    """Write one table (a form, ``values``, ``queries`` or ``audit``) to ``out``; rows written.
+    """Check, audit and write one table to ``out`` (see :func:`plan_export`)."""
+    return plan_export(engine, principal, study, table, request).write(out)
 
-    ``odm`` ignores ``table``: it writes every value as ClinicalData.
-    """
-    _check(engine, principal, study, request)
-    with engine.connect() as connection:
-        definition = current_definition(connection, study)
-        names = _tables_for(request.format, table_names(definition, principal))
-        if request.format is not ExportFormat.ODM and table not in names:
-            raise NotFoundError(f"table {table!r} not found; tables: {', '.join(names)}")
-    _audit_export(engine, principal, study, request, [table])
-    with engine.connect() as connection:
-        export = _Export(connection, principal, definition, request.include_identifiers)
-        if request.format is ExportFormat.ODM:
-            now = utc_now()
-            return writers.write_odm_clinical(
-                export.clinical_values(),
-                out,
-                study_oid=f"S.{study}",
-                metadata_version_oid=f"MDV.{definition.study.study.version}",
-                file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
-                creation=now,
-            )
-        if request.format is ExportFormat.CSV_LONG or table == "values":
-            return _write(request.format, "values", _LONG_COLUMNS, export.long_rows(), out)
-        if table == "queries":
-            return _write(request.format, table, _QUERY_COLUMNS, export.query_rows(), out)
-        if table == "audit":
-            return _write(request.format, table, _AUDIT_COLUMNS, export.audit_rows(), out)
-        return _write(
-            request.format, table, export.form_columns(table), export.form_rows(table), out
-        )
+
+_MEDIA_TYPES = {
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.CSV_LONG: "text/csv; charset=utf-8",
+    ExportFormat.PARQUET: "application/vnd.apache.parquet",
+    ExportFormat.XPT: "application/x-sas-xport",
+    ExportFormat.ODM: "application/xml",
+}
 
 
 _SUFFIX = {

@@ -14,11 +14,16 @@ from functools import lru_cache
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action, Resource
+from consortia.auth.policy import Action, Resource, site_scope
 from consortia.auth.principal import Principal
 from consortia.domain.study import Study, load_study_text
 from consortia.domain.values import StudyIndex
-from consortia.exceptions import NotFoundError, Problem, ValidationError
+from consortia.exceptions import (
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    ValidationError,
+)
 from consortia.services.common import audit, check_code, require, utc_now, visible_study
 from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
@@ -76,7 +81,13 @@ def load_definition(
         raise ValidationError(
             [Problem("study.id", f"the file defines study {code}, not {expected_study}")]
         )
-    require(principal, Action.STUDY_MANAGE, Resource(code))
+    if not site_scope(principal, code, Action.STUDY_MANAGE).every_site:
+        # a definition changes the study at every site, so a site-level grant is not enough
+        require(principal, Action.STUDY_MANAGE, Resource(code))
+        raise PermissionDeniedError(
+            f"loading study {code}'s definition changes it at every site: it needs a "
+            "study-wide (site *) study_admin grant"
+        )
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     with engine.begin() as connection:
         versions = StudyVersionRepository(connection)

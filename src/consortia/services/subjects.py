@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
@@ -66,18 +66,46 @@ def list_subjects(
     """Subjects of ``study`` at the sites where the principal may read them."""
     visible_study(principal, study)
     require_in_study(principal, Action.SUBJECT_READ, study)
-    with engine.connect() as connection:
-        return SubjectRepository(connection, principal).list(study, limit=limit, offset=offset)
+    with engine.begin() as connection:
+        records = SubjectRepository(connection, principal).list(study, limit=limit, offset=offset)
+        _audit_identifier_reads(connection, principal, study, records, f"{study}/*")
+    return records
+
+
+def _audit_identifier_reads(
+    connection: Connection,
+    principal: Principal,
+    study: str,
+    records: list[SubjectRecord],
+    entity: str,
+) -> None:
+    """Showing identifier values is an access event: one per site, naming the subjects."""
+    shown: dict[str, list[str]] = {}
+    for record in records:
+        if record.initials is not None:
+            shown.setdefault(record.site, []).append(record.subject_id)
+    for site, subject_ids in sorted(shown.items()):
+        audit(
+            connection,
+            principal,
+            "identifier.read",
+            "subject",
+            entity,
+            chain=study,
+            site=site,
+            after={"subjects": subject_ids, "items": ["initials"]},
+        )
 
 
 def get_subject(engine: Engine, principal: Principal, study: str, subject_id: str) -> SubjectRecord:
     """One subject; at a site the principal cannot see, it is not found."""
     visible_study(principal, study)
-    with engine.connect() as connection:
+    with engine.begin() as connection:
         record = SubjectRepository(connection, principal).get(study, subject_id)
-    if record is None:
-        raise NotFoundError(f"subject {subject_id} not found in study {study}")
-    require_in_study(principal, Action.SUBJECT_READ, study, record.site)
+        if record is None:
+            raise NotFoundError(f"subject {subject_id} not found in study {study}")
+        require_in_study(principal, Action.SUBJECT_READ, study, record.site)
+        _audit_identifier_reads(connection, principal, study, [record], f"{study}/{subject_id}")
     return record
 
 

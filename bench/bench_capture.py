@@ -1,0 +1,645 @@
+"""Data-capture benchmarks: bulk import, export memory, concurrent form saves, audit verify.
+
+    .venv/bin/python bench/bench_capture.py [--values 1000000] [--quick] [--parts a,b,c,d]
+
+(a) ``import_file`` of a synthetic cart-lbcl REDCap-style CSV holding >= ``--values`` item
+    values, values per second, against a plain ``executemany`` of the same ``item_value`` and
+    ``audit_event`` rows (read back from what the import wrote) into fresh copies of those
+    tables (same columns, keys and indexes; no audit triggers), in the same run, on SQLite
+    and on PostgreSQL. One import at a tenth of the size is profiled with cProfile.
+(b) ``export_study`` (csv-long, and per-form csv) in a child process doing only the export:
+    seconds and the child's peak RSS (its own ``getrusage(RUSAGE_SELF).ru_maxrss``), at a
+    tenth of ``--values`` and at ``--values`` (the import databases of (a), SQLite).
+(c) ``--clients`` threads (httpx, keep-alive) against the real app under uvicorn in a
+    subprocess on a free loopback port, SQLite node database, one API token per client;
+    each saves its own subject's eligibility form over and over (GET version, PUT with
+    that version and a reason) for ``--seconds``. Saves/s, p50/p99, errors, lost updates.
+(d) ``verify_chain`` over ``--events`` audit events created with ``append_events``.
+
+Results go to ``bench/results/capture.md`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from cluster import machine  # noqa: E402
+
+from consortia.auth.principal import Grant, Principal, Role  # noqa: E402
+from consortia.domain.synthetic import synthesize  # noqa: E402
+from consortia.domain.templates import template_text  # noqa: E402
+from consortia.services import exports, imports, studies, tokens, users  # noqa: E402
+from consortia.services.exports import ExportFormat, ExportRequest  # noqa: E402
+from consortia.storage.audit import append_events, audit_event, verify_chain  # noqa: E402
+from consortia.storage.db import make_engine  # noqa: E402
+from consortia.storage.migrations import upgrade  # noqa: E402
+from consortia.storage.tables import item_value  # noqa: E402
+
+STUDY = "CART-LBCL"
+ADMIN = Principal(
+    7,
+    "dm@sg.example",
+    "DM",
+    frozenset(Grant(STUDY, "*", r) for r in (Role.STUDY_ADMIN, Role.COORDINATOR, Role.AUDITOR)),
+)
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:54329/postgres"
+CHUNK = 20_000
+LOG: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LOG.append(line)
+
+
+# ---------------------------------------------------------------- databases
+
+
+class Databases:
+    """Fresh node databases: SQLite files in a temp folder, PostgreSQL databases on 54329."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pg: list[str] = []
+        self.count = 0
+
+    def url(self, kind: str) -> str:
+        self.count += 1
+        if kind == "sqlite":
+            return f"sqlite:///{self.folder / f'node{self.count}.db'}"
+        name = f"bench_capture_{os.getpid()}_{self.count}"
+        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        self.pg.append(name)
+        return PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+
+    def close(self) -> None:
+        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for name in self.pg:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def node(url: str) -> sa.Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
+    return engine
+
+
+def count(engine: sa.Engine, table: sa.Table | str) -> int:
+    name = table if isinstance(table, str) else table.name
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one())
+
+
+# ---------------------------------------------------------------- (a) import
+
+
+def data_file(folder: Path, values: int) -> tuple[Path, int]:
+    """A cart-lbcl CSV with about ``values`` item values (calibrated on a small import)."""
+    probe = folder / "probe.csv"
+    synthesize("cart-lbcl", subjects=200, site="SG01", seed=3).write_csv(probe)
+    engine = node(f"sqlite:///{folder / 'probe.db'}")
+    per_subject = imports.import_file(engine, ADMIN, STUDY, probe).values / 200
+    engine.dispose()
+    subjects = int(values / per_subject * 1.02) + 1
+    path = folder / f"cart-{subjects}.csv"
+    if not path.exists():
+        start = time.perf_counter()
+        synthesize("cart-lbcl", subjects=subjects, site="SG01", seed=3).write_csv(path)
+        say(
+            f"generated {path.name}: {subjects} subjects, ~{per_subject:.1f} values each, "
+            f"{path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s"
+        )
+    return path, subjects
+
+
+def copy_tables(engine: sa.Engine) -> None:
+    """plain_item_value and plain_audit_event: same columns, keys and indexes, no triggers."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            for table in ("item_value", "audit_event"):
+                rows = connection.execute(
+                    sa.text(
+                        "SELECT sql FROM sqlite_master WHERE tbl_name = :t "
+                        "AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type DESC"
+                    ),
+                    {"t": table},
+                ).scalars()
+                for ddl in list(rows):
+                    connection.execute(
+                        sa.text(re.sub(rf"\b(\w*){table}", rf"\1plain_{table}", ddl))
+                    )
+        else:
+            for table in ("item_value", "audit_event"):
+                connection.execute(
+                    sa.text(f"CREATE TABLE plain_{table} (LIKE {table} INCLUDING ALL)")
+                )
+
+
+def plain_insert(engine: sa.Engine) -> tuple[float, int, int]:
+    """Seconds to executemany the import's value and audit rows into the plain copies."""
+    copy_tables(engine)
+    md = sa.MetaData()
+    plain_values = sa.Table("plain_item_value", md, autoload_with=engine)
+    plain_audit = sa.Table("plain_audit_event", md, autoload_with=engine)
+    with engine.connect() as connection:
+        values = [
+            dict(r._mapping) for r in connection.execute(sa.select(item_value).order_by("id"))
+        ]
+        events = [
+            dict(r._mapping) for r in connection.execute(sa.select(audit_event).order_by("id"))
+        ]
+    for row in values:
+        del row["id"]
+    for row in events:
+        del row["id"]
+    start = time.perf_counter()
+    with engine.begin() as connection:
+        for i in range(0, len(values), CHUNK):
+            connection.execute(plain_values.insert(), values[i : i + CHUNK])
+        for i in range(0, len(events), CHUNK):
+            connection.execute(plain_audit.insert(), events[i : i + CHUNK])
+    return time.perf_counter() - start, len(values), len(events)
+
+
+def part_a(args: argparse.Namespace, dbs: Databases, folder: Path) -> dict[str, Any]:
+    path, subjects = data_file(folder, args.values)
+    results: dict[str, Any] = {"file": path, "subjects": subjects}
+    for kind in args.databases:
+        for repeat in range(args.import_repeats):
+            url = dbs.url(kind)
+            engine = node(url)
+            start = time.perf_counter()
+            report = imports.import_file(engine, ADMIN, STUDY, path)
+            ours = time.perf_counter() - start
+            plain, nvalues, nevents = plain_insert(engine)
+            row = {
+                "values": report.values,
+                "forms": report.forms,
+                "events": nevents,
+                "queries": report.queries_opened,
+                "ours_s": ours,
+                "plain_s": plain,
+                "ours_vps": report.values / ours,
+                "plain_vps": nvalues / plain,
+            }
+            row["ratio"] = row["ours_vps"] / row["plain_vps"]
+            results.setdefault(kind, []).append(row)
+            if kind == "sqlite" and repeat == 0:
+                results["sqlite_url"] = url
+            say(
+                f"(a) {kind} run {repeat + 1}: import {report.values:,} values "
+                f"({report.forms:,} forms, {nevents:,} audit events, {report.queries_opened:,} "
+                f"queries) {ours:.1f} s = {row['ours_vps']:,.0f} values/s; plain executemany "
+                f"{plain:.1f} s = {row['plain_vps']:,.0f} values/s; ratio {row['ratio']:.3f}"
+            )
+            engine.dispose()
+    if args.profile:
+        small = max(1, subjects // 10)
+        ppath = folder / "profile.csv"
+        synthesize("cart-lbcl", subjects=small, site="SG01", seed=3).write_csv(ppath)
+        url = dbs.url("sqlite")
+        engine = node(url)
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        report = imports.import_file(engine, ADMIN, STUDY, ppath)
+        profiler.disable()
+        elapsed = time.perf_counter() - start
+        engine.dispose()
+        results["small_url"] = url
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(25)
+        stream2 = io.StringIO()
+        pstats.Stats(profiler, stream=stream2).sort_stats("tottime").print_stats(10)
+        results["profile"] = (report.values, elapsed, stream.getvalue(), stream2.getvalue())
+        say(f"(a) profiled import (SQLite): {report.values:,} values in {elapsed:.1f} s")
+    return results
+
+
+# ---------------------------------------------------------------- (b) export
+
+
+def export_child(url: str, fmt: str, out: str) -> None:
+    engine = make_engine(url)
+    start = time.perf_counter()
+    counts = exports.export_study(engine, ADMIN, STUDY, ExportRequest(ExportFormat(fmt)), Path(out))
+    elapsed = time.perf_counter() - start
+    # VmHWM, not getrusage: ru_maxrss is inherited from the (large) parent across fork+exec
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = [int(line.split()[1]) for line in status if line.startswith("VmHWM:")]
+    rss = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    print(json.dumps({"seconds": elapsed, "rss_kib": rss, "rows": sum(counts.values())}))
+
+
+def run_export(url: str, fmt: str, folder: Path) -> dict[str, Any]:
+    out = folder / f"export-{fmt}-{time.monotonic_ns()}"
+    if fmt == "csv-long":
+        out = out.with_suffix(".csv")
+    done = subprocess.run(
+        [sys.executable, __file__, "--export-child", url, fmt, str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def part_b(args: argparse.Namespace, urls: dict[str, str], folder: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for fmt in ("csv-long", "csv"):
+        for size, url in urls.items():
+            runs = [run_export(url, fmt, folder) for _ in range(args.export_repeats)]
+            results[fmt, size] = runs
+            say(
+                f"(b) {fmt} {size}: "
+                + ", ".join(f"{r['seconds']:.1f} s / {r['rss_kib'] / 1024:.0f} MiB" for r in runs)
+                + f" ({runs[0]['rows']:,} rows)"
+            )
+    return results
+
+
+# ---------------------------------------------------------------- (c) concurrent saves
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+SERVER = """
+import uvicorn
+from consortia.app import create_app
+from consortia.config import Settings
+uvicorn.run(create_app(Settings()), host="127.0.0.1", port={port}, log_level="warning")
+"""
+
+ELIGIBLE = {
+    "histology": "dlbcl_nos",
+    "disease_status": "primary_refractory",
+    "prior_lines": 2,
+    "eligible": True,
+}
+
+
+def part_c(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    import httpx
+
+    url = f"sqlite:///{folder / 'capture-node.db'}"
+    engine = node(url)
+    operator = users.cli_operator()
+    secrets = []
+    for n in range(args.clients):
+        email = f"coord{n}@sg.example"
+        users.create_user(engine, operator, email=email, name=f"coord{n}", password=None)
+        users.grant_role(
+            engine, operator, email=email, study=STUDY, site="SG01", role="coordinator"
+        )
+        created = tokens.create_token(
+            engine, operator, email=email, name="bench", lifetime=timedelta(days=1), studies=None
+        )
+        secrets.append(created.secret)
+    port = free_port()
+    env = dict(
+        os.environ,
+        CONSORTIA_DATABASE_URL=url,
+        CONSORTIA_ENVIRONMENT="test",
+        CONSORTIA_SECRET_KEY="bench-secret-that-is-long-enough-for-production-0123456789",
+        CONSORTIA_LOG_LEVEL="WARNING",
+    )
+    server = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)], env=env)
+    base = f"http://127.0.0.1:{port}/api/v1/studies/{STUDY}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
+            for n in range(args.clients):
+                r = c.post(
+                    f"{base}/subjects",
+                    json={
+                        "subject_id": f"SG01-{n:04d}",
+                        "site": "SG01",
+                        "screening_date": "2025-01-06",
+                    },
+                )
+                assert r.status_code == 201, r.text
+        latencies: list[list[float]] = [[] for _ in range(args.clients)]
+        successes = [0] * args.clients
+        errors = [0] * args.clients
+        conflicts = [0] * args.clients
+        samples: list[str] = []
+        stop = time.monotonic() + args.seconds
+        barrier = threading.Barrier(args.clients)
+
+        def client(n: int) -> None:
+            form = f"{base}/subjects/SG01-{n:04d}/events/screening/forms/eligibility"
+            with httpx.Client(headers={"Authorization": f"Bearer {secrets[n]}"}, timeout=30) as c:
+                barrier.wait()
+                i = 0
+                while time.monotonic() < stop:
+                    i += 1
+                    start = time.perf_counter()
+                    try:
+                        got = c.get(form)
+                        version = got.json()["version"]
+                        put = c.put(
+                            form,
+                            json={
+                                "version": version,
+                                "values": {**ELIGIBLE, "ecog": i % 2},
+                                "reason": f"bench save {i}",
+                            },
+                        )
+                    except (httpx.HTTPError, ValueError, KeyError) as error:
+                        errors[n] += 1
+                        samples.append(repr(error)[:200])
+                        continue
+                    latencies[n].append(time.perf_counter() - start)
+                    if put.status_code == 200:
+                        successes[n] += 1
+                    elif put.status_code == 409:
+                        conflicts[n] += 1
+                    else:
+                        errors[n] += 1
+                        samples.append(f"{put.status_code} {put.text[:200]}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        lost = 0
+        with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
+            for n in range(args.clients):
+                form = f"{base}/subjects/SG01-{n:04d}/events/screening/forms/eligibility"
+                if c.get(form).json()["version"] != successes[n]:
+                    lost += 1
+    finally:
+        server.terminate()
+        server.wait(30)
+    with engine.connect() as connection:
+        saves = dict(
+            connection.execute(
+                sa.select(audit_event.c.entity_id, sa.func.count())
+                .where(audit_event.c.action == "form.save")
+                .group_by(audit_event.c.entity_id)
+            ).all()
+        )
+        chain_ok = verify_chain(connection).ok
+    audit_mismatch = sum(
+        1
+        for n in range(args.clients)
+        if saves.get(f"{STUDY}/SG01-{n:04d}/screening/eligibility", 0) != successes[n]
+    )
+    engine.dispose()
+    flat = sorted(x for per in latencies for x in per)
+    res = {
+        "clients": args.clients,
+        "seconds": wall,
+        "saves": sum(successes),
+        "saves_per_s": sum(successes) / wall,
+        "p50_ms": statistics.median(flat) * 1000 if flat else float("nan"),
+        "p99_ms": flat[int(0.99 * (len(flat) - 1))] * 1000 if flat else float("nan"),
+        "errors": sum(errors),
+        "conflicts": sum(conflicts),
+        "lost": lost,
+        "audit_mismatch": audit_mismatch,
+        "chain_ok": chain_ok,
+        "samples": samples[:5],
+        "audit_keys": sorted(saves)[:2],
+    }
+    say(
+        f"(c) {args.clients} clients {wall:.1f} s: {res['saves']:,} saves = "
+        f"{res['saves_per_s']:.1f}/s; GET+PUT p50 {res['p50_ms']:.1f} ms, p99 "
+        f"{res['p99_ms']:.1f} ms; errors {res['errors']}, 409s {res['conflicts']}, lost "
+        f"{lost}, audit mismatches {audit_mismatch}, chain ok {chain_ok} {res['samples']}"
+    )
+    return res
+
+
+# ---------------------------------------------------------------- (d) audit verify
+
+
+def part_d(args: argparse.Namespace, dbs: Databases) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for kind in args.databases:
+        engine = make_engine(dbs.url(kind))
+        upgrade(engine)
+        start = time.perf_counter()
+        for offset in range(0, args.events, CHUNK):
+            entries = [
+                {
+                    "actor": "dm@sg.example",
+                    "action": "form.save",
+                    "entity_type": "form",
+                    "entity_id": f"{STUDY}/SG01-{(offset + i) // 20:05d}/screening/eligibility",
+                    "site": "SG01",
+                    "after": {"status": "in_progress", "version": 1, "ecog": str(i % 5)},
+                    "reason": "bench",
+                }
+                for i in range(min(CHUNK, args.events - offset))
+            ]
+            with engine.begin() as connection:
+                append_events(connection, STUDY, entries)
+        created = time.perf_counter() - start
+        runs = []
+        for _ in range(args.verify_repeats):
+            with engine.connect() as connection:
+                start = time.perf_counter()
+                report = verify_chain(connection)
+                runs.append(time.perf_counter() - start)
+            assert report.ok
+        engine.dispose()
+        results[kind] = {"append_s": created, "verify": runs}
+        say(
+            f"(d) {kind}: appended {args.events:,} events in {created:.1f} s; verify_chain "
+            + ", ".join(f"{r:.1f}" for r in runs)
+            + " s"
+        )
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def med(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def write_report(args: argparse.Namespace, results: dict[str, Any], started: str) -> None:
+    lines = [
+        "# Data capture benchmarks (`bench/bench_capture.py`)",
+        "",
+        f"Machine: {machine()}",
+        f"Run: {started} – {time.strftime('%H:%M UTC', time.gmtime())}; command: "
+        f"`{' '.join(sys.argv)}`. The 2-core machine was shared with other people's test runs.",
+        "",
+    ]
+    a = results.get("a")
+    if a:
+        lines += [
+            f"## (a) bulk import ({a['subjects']:,} cart-lbcl subjects, wide CSV)",
+            "",
+            "| database | values | forms | audit events | import s | values/s | plain "
+            "executemany s | plain values/s | ratio ours/plain |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for kind in args.databases:
+            for r in a.get(kind, []):
+                lines.append(
+                    f"| {kind} | {r['values']:,} | {r['forms']:,} | {r['events']:,} | "
+                    f"{r['ours_s']:.1f} | {r['ours_vps']:,.0f} | {r['plain_s']:.1f} | "
+                    f"{r['plain_vps']:,.0f} | {r['ratio']:.3f} |"
+                )
+        if "profile" in a:
+            nvals, elapsed, cumulative, tottime = a["profile"]
+            lines += [
+                "",
+                f"### cProfile of one import (SQLite, {nvals:,} values, {elapsed:.1f} s "
+                "under the profiler)",
+                "",
+                "Top 10 by own time:",
+                "",
+                "```",
+                *tottime.strip().splitlines(),
+                "```",
+                "",
+                "Top 25 by cumulative time:",
+                "",
+                "```",
+                *cumulative.strip().splitlines(),
+                "```",
+            ]
+        lines.append("")
+    b = results.get("b")
+    if b:
+        lines += [
+            "## (b) export in a child process (SQLite)",
+            "",
+            "| format | data | rows | seconds (runs) | peak RSS MiB (runs) |",
+            "|---|---|---|---|---|",
+        ]
+        for (fmt, size), runs in b.items():
+            lines.append(
+                f"| {fmt} | {size} | {runs[0]['rows']:,} | "
+                + ", ".join(f"{r['seconds']:.1f}" for r in runs)
+                + " | "
+                + ", ".join(f"{r['rss_kib'] / 1024:.0f}" for r in runs)
+                + " |"
+            )
+        lines.append("")
+    c = results.get("c")
+    if c:
+        lines += [
+            "## (c) concurrent form saves (uvicorn subprocess, SQLite, loopback)",
+            "",
+            "```",
+            json.dumps(c, indent=1, default=str),
+            "```",
+            "",
+        ]
+    d = results.get("d")
+    if d:
+        lines += ["## (d) verify_chain", ""]
+        for kind, r in d.items():
+            lines.append(
+                f"- {kind}: {args.events:,} events appended in {r['append_s']:.1f} s; "
+                "verify_chain s: " + ", ".join(f"{x:.2f}" for x in r["verify"])
+            )
+        lines.append("")
+    lines += ["## log", "", "```", *LOG, "```", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--export-child":
+        export_child(*sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--values", type=int, default=1_000_000, help="item values to import")
+    parser.add_argument("--import-repeats", type=int, default=1)
+    parser.add_argument("--export-repeats", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--verify-repeats", type=int, default=3)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--parts", default="a,b,c,d")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="small smoke sizes")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "capture.md")
+    args = parser.parse_args()
+    args.databases = args.databases.split(",")
+    if args.quick:
+        args.values, args.events, args.seconds, args.clients = 20_000, 20_000, 5, 10
+    parts = set(args.parts.split(","))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    say(f"Machine: {machine()}; load average {os.getloadavg()}")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        folder = Path(tmp)
+        dbs = Databases(folder)
+        try:
+            if "a" in parts or "b" in parts:
+                results["a"] = part_a(args, dbs, folder)
+                write_report(args, results, started)
+            if "b" in parts:
+                urls = {}
+                if "small_url" in results["a"]:
+                    urls["1/10"] = results["a"]["small_url"]
+                urls["full"] = results["a"]["sqlite_url"]
+                results["b"] = part_b(args, urls, folder)
+                write_report(args, results, started)
+            if "c" in parts:
+                results["c"] = part_c(args, folder)
+                write_report(args, results, started)
+            if "d" in parts:
+                results["d"] = part_d(args, dbs)
+                write_report(args, results, started)
+        finally:
+            dbs.close()
+    say(f"load average at the end {os.getloadavg()}")
+    write_report(args, results, started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
