@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from consortia.exceptions import ConfigurationError
-from consortia.storage.db import make_engine
+from consortia.storage.db import READ_ONLY, make_engine
 
 
 def test_a_transaction_commits_and_rolls_back_on_both_databases(database_url: str) -> None:
@@ -79,3 +80,28 @@ def test_concurrent_sqlite_writers_are_serialised_not_deadlocked(tmp_path: objec
 def test_an_unknown_database_is_refused_with_a_clear_message() -> None:
     with pytest.raises(ConfigurationError, match="not supported"):
         make_engine("mysql://localhost/x")
+
+
+def test_a_long_read_on_sqlite_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+        connection.execute(sa.text("INSERT INTO t VALUES (1)"))
+    written = threading.Event()
+
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO t VALUES (2)"))
+        written.set()
+
+    with engine.connect().execution_options(**{READ_ONLY: True}) as reader:
+        assert reader.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert written.wait(5), "the writer waited for the reader"
+        writer.join()
+        # the reader keeps its snapshot
+        assert reader.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM t")).scalar() == 2
+    engine.dispose()

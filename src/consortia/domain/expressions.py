@@ -694,6 +694,8 @@ def _at(column: int, compute: _Evaluator) -> _Evaluator:
             return compute(context)
         except _Problem as problem:
             raise ExpressionError(str(problem), context.source, column) from None
+        except OverflowError:  # a whole number too large for a float, deep in a function
+            raise ExpressionError("a number is too large", context.source, column) from None
 
     return evaluate
 

@@ -372,15 +372,35 @@ def _coerce_derived(value: object, kind: str) -> object:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _closure(definitions: tuple[tuple[str, str], ...], wanted: frozenset[str]) -> tuple[str, ...]:
+    """The derived variables ``wanted`` and those they read, in evaluation order."""
+    names = {name for name, _ in definitions}
+    reads = {name: _expression(src).names & names for name, src in definitions}
+    needed: set[str] = set()
+    stack = [name for name in wanted if name in names]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(reads[name])
+    return tuple(name for name in _derived_order(definitions) if name in needed)
+
+
 def _derive(
-    study: Study, values: Mapping[str, object], today: date | None
+    study: Study,
+    values: Mapping[str, object],
+    today: date | None,
+    wanted: frozenset[str] | None = None,
 ) -> tuple[dict[str, object], dict[str, str]]:
-    """(derived values, {name: why it could not be computed})."""
+    """(derived values, {name: why it could not be computed}); only ``wanted`` (and what
+    they read) when given."""
     definitions = tuple((name, d.expression) for name, d in study.derived.items())
+    order = _derived_order(definitions) if wanted is None else _closure(definitions, wanted)
     scope = dict(values)
     results: dict[str, object] = {}
     failures: dict[str, str] = {}
-    for name in _derived_order(definitions):
+    for name in order:
         definition = study.derived[name]
         try:
             value = _expression(definition.expression).evaluate(scope, today=today)
@@ -523,12 +543,32 @@ class _Run:
             self.errors.append(Problem(path, f"show_if could not be evaluated: {error.message}"))
             return True
 
+    @cached_property
+    def relevant_derived(self) -> frozenset[str]:
+        """Derived variables this form's expressions read, or that read its items: the
+        only ones a check of this form needs (computing all of them costs most of a check)."""
+        own = {name for group in self.form.groups.values() for name in group.items}
+        sources = [item.show_if for group in self.form.groups.values()
+                   for item in group.items.values() if item.show_if]  # fmt: skip
+        sources += [check.expression for check in self.form.checks]
+        read = set().union(*(_expression(source).names for source in sources))
+        return frozenset(
+            name
+            for name, derived in self.study.derived.items()
+            if name in read or _expression(derived.expression).names & own
+        )
+
+    @cached_property
+    def present_context(self) -> dict[str, object]:
+        """The context without its missing values (filtered once, read by every scope)."""
+        return {name: value for name, value in self.context.items() if not _is_missing(value)}
+
     def scope(self, *layers: Mapping[str, object]) -> dict[str, object]:
         """Context, then ``layers``, then the derived variables computed from them."""
-        merged = {name: value for name, value in self.context.items() if not _is_missing(value)}
+        merged = dict(self.present_context)
         for layer in layers:
             merged.update(layer)
-        return merged | _derive(self.study, merged, self.today)[0]
+        return merged | _derive(self.study, merged, self.today, self.relevant_derived)[0]
 
     def visible_scope(
         self,
@@ -555,7 +595,9 @@ class _Run:
 
     def derived_failures(self, scope: Mapping[str, object], own: Iterable[str]) -> None:
         """Derived variables reading these items that cannot be computed are errors."""
-        for name, message in _derive(self.study, scope, self.today)[1].items():
+        for name, message in _derive(self.study, scope, self.today, self.relevant_derived)[
+            1
+        ].items():
             if _expression(self.study.derived[name].expression).names & set(own):
                 self.errors.append(Problem(f"derived.{name}", f"cannot be computed: {message}"))
 

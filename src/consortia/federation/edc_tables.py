@@ -65,6 +65,7 @@ from consortia.exceptions import ConfigurationError
 from consortia.federation.tables import ColumnType, Table, empty_column
 from consortia.storage.audit import audit_head
 from consortia.storage.capture import StudyVersionRepository
+from consortia.storage.db import READ_ONLY
 from consortia.storage.tables import (
     derived_value,
     event_instance,
@@ -409,7 +410,7 @@ class EdcTableSource:
             return table
 
     def _read_connection(self) -> Connection:
-        connection = self.engine.connect()
+        connection = self.engine.connect().execution_options(**{READ_ONLY: True})
         if connection.dialect.name == "postgresql":
             # one snapshot for the marker and the three queries
             connection = connection.execution_options(isolation_level="REPEATABLE READ")

@@ -42,6 +42,7 @@ from consortia.services.studies import Definition, current_definition
 from consortia.standards import exports as writers
 from consortia.standards.exports import ClinicalValue, Column, ColumnType
 from consortia.storage.audit import audit_event, row_event
+from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import mask_event
 from consortia.storage.tables import (
     data_query,
@@ -470,7 +471,7 @@ class PlannedExport:
     def write(self, out: BinaryIO) -> int:
         """Write the table to ``out``; rows (values for ODM) written."""
         study, table, request = self.definition.code, self.table, self.request
-        with self.engine.connect() as connection:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             export = _Export(
                 connection, self.principal, self.definition, request.include_identifiers
             )

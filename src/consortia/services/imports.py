@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,7 +35,7 @@ from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, s
 from consortia.domain.validation import compute_derived, parse_item_value, validate_form
 from consortia.domain.values import flatten, storage_number, storage_text
 from consortia.exceptions import InterchangeError, Problem, ValidationError
-from consortia.services.common import require_in_study, utc_now, visible_study
+from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
 from consortia.services.data_entry import query_target, split_identifiers, subject_context
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
@@ -48,6 +48,7 @@ from consortia.standards.clinical_data import (
 )
 from consortia.storage.audit import append_events
 from consortia.storage.capture import CaptureRepository
+from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 from consortia.storage.tables import (
     derived_value,
@@ -129,6 +130,15 @@ class _Checked:
     warnings: tuple[Problem, ...]
 
 
+@dataclass
+class _Plan:
+    """What the check found: the forms to write, the subjects that exist, typed values."""
+
+    checked: list[_Checked]
+    existing: dict[str, SubjectRecord | None]
+    typed_by_subject: dict[str, dict[str, object]]
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[Problem] = []
@@ -155,7 +165,7 @@ def _check(
     records: list[FormRecord],
     default_site: str | None,
     progress: Progress | None,
-) -> tuple[list[_Checked], dict[str, SubjectRecord | None]]:
+) -> _Plan:
     study = definition.code
     problems = _Problems()
     by_subject: dict[str, list[FormRecord]] = defaultdict(list)
@@ -165,6 +175,8 @@ def _check(
     capture = CaptureRepository(connection)
     existing: dict[str, SubjectRecord | None] = {}
     checked: list[_Checked] = []
+    typed_by_subject: dict[str, dict[str, object]] = {}
+    own_items: dict[str, frozenset[str]] = {}
     done = 0
     for subject_id, forms in by_subject.items():
         found = repository.get(study, subject_id)
@@ -172,7 +184,6 @@ def _check(
         existing[subject_id] = found
         stored_rows = capture.subject_values(found.id) if found else []
         filled = {(r.event, r.instance, r.form) for r in stored_rows}
-        file_context: dict[str, object] = {}
         first_pass = []
         seen: set[tuple[str, int, str]] = set()
         for record in forms:
@@ -237,18 +248,19 @@ def _check(
                 continue
             first_pass.append((record, site))
         context = subject_context(definition, stored_rows)
-        for record, _ in first_pass:
-            for name, value in record.values.items():
-                if not isinstance(value, list):
-                    file_context[name] = value
+        file_typed = _typed_values(definition, [record for record, _ in first_pass])
+        typed_by_subject[subject_id] = {**context, **file_typed}
         for record, site in first_pass:
-            others = {**context}
+            own = own_items.get(record.form)
+            if own is None:
+                own = own_items[record.form] = _items_of(definition, record.form)
+            others = {name: value for name, value in file_typed.items() if name not in own}
             check = validate_form(
                 definition.study,
                 record.form,
                 record.values,
                 complete=record.complete,
-                context={**others, **_typed_context(definition, file_context, record)},
+                context={**context, **others},
             )
             for error in check.errors:
                 problems.add(
@@ -266,29 +278,30 @@ def _check(
     problems.raise_if_any()
     if progress:
         progress("check", len(records), len(records))
-    return checked, existing
+    return _Plan(checked, existing, typed_by_subject)
 
 
-def _typed_context(
-    definition: Definition, file_values: Mapping[str, object], record: FormRecord
-) -> dict[str, object]:
-    """The subject's values from other forms of the file, typed (unparseable ones left out)."""
-    own = {
-        name
-        for group in definition.study.forms[record.form].groups.values()
-        for name in group.items
-    }
+def _items_of(definition: Definition, form: str) -> frozenset[str]:
+    return frozenset(
+        name for group in definition.study.forms[form].groups.values() for name in group.items
+    )
+
+
+def _typed_values(definition: Definition, records: list[FormRecord]) -> dict[str, object]:
+    """A subject's non-repeating values in the file, typed once (unparseable ones left
+    out: the form's own check reports them); a later record's value wins."""
     typed: dict[str, object] = {}
-    for name, raw in file_values.items():
-        place = definition.index.items.get(name)
-        if name in own or place is None:
-            continue
-        try:
-            value = parse_item_value(definition.study, place.item, raw)
-        except ValidationError:
-            continue
-        if value is not None:
-            typed[name] = value
+    for record in records:
+        for name, raw in record.values.items():
+            place = definition.index.items.get(name)
+            if place is None or isinstance(raw, list):
+                continue
+            try:
+                value = parse_item_value(definition.study, place.item, raw)
+            except ValidationError:
+                continue
+            if value is not None:
+                typed[name] = value
     return typed
 
 
@@ -332,24 +345,28 @@ def import_file(
         raise InterchangeError(
             [Problem("", f"cannot read the file: {error.strerror}", str(path))]
         ) from None
-    with engine.begin() as connection:
-        checked, existing = _check(connection, principal, definition, records, site, progress)
-        return _write(
-            connection, principal, definition, checked, existing, str(path), kind, progress
-        )
+    # checked in a read transaction (other writers go on), written in one write transaction
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        plan = _check(connection, principal, definition, records, site, progress)
+    changed = (
+        f"study {study} changed while {path.name} was being checked (a subject or form it "
+        "creates appeared meanwhile); nothing was imported: run the import again"
+    )
+    with guarded_write(engine, changed) as connection:
+        return _write(connection, principal, definition, plan, str(path), kind, progress)
 
 
 def _write(
     connection: Connection,
     principal: Principal,
     definition: Definition,
-    checked: list[_Checked],
-    existing: dict[str, SubjectRecord | None],
+    plan: _Plan,
     file: str,
     kind: str,
     progress: Progress | None,
 ) -> ImportReport:
     study = definition.code
+    checked, existing = plan.checked, plan.existing
     now = utc_now()
     today = now.date()
     reason = f"bulk import of {Path(file).name}"
@@ -366,7 +383,7 @@ def _write(
     subject_pk: dict[str, int] = {sid: rec.id for sid, rec in existing.items() if rec is not None}
     site_of: dict[str, str] = {sid: rec.site for sid, rec in existing.items() if rec is not None}
     anchor = screening_anchor(definition.study, today)
-    plan = plan_schedule(definition.study, anchor)
+    schedule = plan_schedule(definition.study, anchor)
     subject_rows: list[dict[str, Any]] = []
     status_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
@@ -418,7 +435,7 @@ def _write(
         connection.execute(subject_status.insert(), chunk)
     new_pks = {subject_pk[sid] for sid, _ in new_subjects}
     for pk in sorted(new_pks):
-        for planned in plan:
+        for planned in schedule:
             event_rows.append(
                 {
                     "subject_pk": pk,
@@ -523,8 +540,9 @@ def _write(
     # derived variables of every subject the file touched
     touched = {subject_pk[c.record.subject_id] for c in checked}
     derived_rows = []
-    for pk in sorted(touched):
-        values = subject_context(definition, capture.subject_values(pk))
+    for subject_id in sorted({c.record.subject_id for c in checked}):
+        pk = subject_pk[subject_id]
+        values = plan.typed_by_subject[subject_id]
         for name, value in compute_derived(definition.study, values, strict=False).items():
             if value is not None:
                 derived_rows.append(

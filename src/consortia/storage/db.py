@@ -7,13 +7,19 @@ it comes. The same code and the same tests run on both.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from consortia.exceptions import ConfigurationError
+
+#: Execution option for a long read (``connection.execution_options(**{READ_ONLY: True})``):
+#: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
+READ_ONLY: Final = "consortia_read_only"
+_HOLDS_WRITER: Final = "consortia_holds_writer"
 
 
 def is_sqlite(url: str) -> bool:
@@ -35,7 +41,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
-        kwargs["poolclass"] = StaticPool if memory else NullPool
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        else:  # opening a SQLite connection (and its PRAGMAs) costs more than a small save
+            kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=56)
         engine = create_engine(url, echo=echo, **kwargs)
         _configure_sqlite(engine, memory=memory)
         return engine
@@ -61,6 +70,29 @@ def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # One writer at a time, queued in this process: SQLite's own busy handler makes waiting
+    # writers sleep and retry (unfairly, with growing sleeps); a lock wakes the next one at
+    # once. Other processes still meet busy_timeout.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            # a WAL reader sees a snapshot and never blocks writers: exports stream this way
+            connection.exec_driver_sql("BEGIN")
+            return
+        writer.acquire()
+        connection.info[_HOLDS_WRITER] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            connection.info.pop(_HOLDS_WRITER, None)
+            writer.release()
+            raise
+
+    def _release(connection: Any) -> None:
+        if connection.info.pop(_HOLDS_WRITER, False):
+            writer.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
