@@ -28,6 +28,7 @@ BODIES = {
     "/api/v1/studies/{study}/subjects": {"subject_id": "SG01-009", "site": "SG01"},
     FORM: {"version": 1, "values": {"age": 50, "sex": "M"}, "reason": "x"},
     FORM + "/queries": {"item": "initials", "text": "?"},
+    "/api/v1/studies/{study}/exports": {"table": "demographics", "format": "csv"},
     "/api/v1/studies/{study}/queries/{query_id}/{step}": {"text": "x"},
     "/api/v1/users": {"email": "x@sg.example", "name": "X"},
     "/api/v1/grants": {

@@ -205,3 +205,47 @@ def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
     assert report.ok
     assert report.events == 1  # the study.load of the set-up
     engine.dispose()
+
+
+def _values(engine: sa.Engine) -> set[tuple[object, ...]]:
+    from consortia.storage.tables import event_instance
+
+    query = (
+        sa.select(
+            subject.c.subject_id,
+            subject.c.site,
+            event_instance.c.event,
+            event_instance.c.instance,
+            form_instance.c.form,
+            item_value.c.item,
+            item_value.c.group_instance,
+            item_value.c.value_text,
+        )
+        .join(form_instance, form_instance.c.id == item_value.c.form_pk)
+        .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+        .join(subject, subject.c.id == form_instance.c.subject_pk)
+    )
+    with engine.connect() as connection:
+        return {tuple(row) for row in connection.execute(query)}
+
+
+@pytest.mark.parametrize("fmt", [ExportFormat.CSV_LONG, ExportFormat.ODM])
+def test_a_long_csv_or_odm_export_imports_back_into_a_fresh_node_unchanged(
+    loaded: sa.Engine, tmp_path: Path, fmt: ExportFormat
+) -> None:
+    from consortia.storage.db import make_engine
+    from consortia.storage.migrations import upgrade
+
+    imports.import_file(loaded, ADMIN, STUDY, _records_file(tmp_path, 6))
+    exported = tmp_path / f"export.{fmt.value}"
+    request = ExportRequest(fmt, include_identifiers=True, reason="move to the new node")
+    exports.export_study(loaded, ADMIN, STUDY, request, exported)
+    fresh = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    upgrade(fresh)
+    studies.load_definition(fresh, ADMIN, template_text("cart-lbcl"))
+    report = imports.import_file(fresh, ADMIN, STUDY, exported, site="SG01")
+    assert report.format == ("odm" if fmt is ExportFormat.ODM else "csv-long")
+    assert _values(fresh) == _values(loaded)
+    with fresh.connect() as connection:
+        assert verify_chain(connection).ok
+    fresh.dispose()

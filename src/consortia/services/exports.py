@@ -266,7 +266,7 @@ class _Export:
                 continue
             yield ClinicalValue(
                 subject_key=value.subject_id,
-                site_oid=f"SITE.{value.site}",
+                site_oid=value.site,  # LocationOID: the site code, as the reader takes it
                 event_oid=f"SE.{value.event}",
                 event_repeat_key=str(value.instance) if value.instance > 1 else None,
                 form_oid=f"F.{value.form}",

@@ -614,7 +614,7 @@ class _LongReader(_CsvReader):
             if not group_instance:
                 what = f"{raw_group!r} is not" if raw_group else "give"
                 problem("group_instance", f"{what} the instance of repeating group {slot.group}")
-        elif raw_group not in ("", "1"):
+        elif raw_group not in ("", "0", "1"):  # 0: how our long export writes it
             problem("group_instance", f"{item} is not in a repeating group; leave it empty")
         if self.found or form is None:
             return records
