@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         300, ge=1, description="largest clock difference accepted on signed messages"
     )
     log_level: str = Field("INFO", description="Python logging level")
+    approvals_file: Path | None = Field(
+        None,
+        description="the JSON approval queue the federation node shares (manual approval mode)",
+    )
 
     def check_safe(self) -> None:
         """Refuse a default or short secret anywhere but development."""
@@ -75,7 +79,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
     """Settings from a node's ``consortia.toml``, with ``CONSORTIA_*`` variables winning.
 
     A relative ``node_dir`` in the file is relative to the file's directory, and a
-    relative SQLite path relative to ``node_dir``, so a node directory can be moved.
+    relative SQLite path or ``approvals_file`` relative to ``node_dir``, so a node
+    directory can be moved.
     Without a file, settings come from the environment alone.
     """
     if config_file is None:
@@ -97,6 +102,11 @@ def load_settings(config_file: Path | None = None) -> Settings:
         node_dir = values["node_dir"]
     if isinstance(values.get("database_url"), str):
         values["database_url"] = _anchor_sqlite(values["database_url"], node_dir)
+    if isinstance(values.get("approvals_file"), str):
+        approvals_file = Path(values["approvals_file"])
+        values["approvals_file"] = (
+            approvals_file if approvals_file.is_absolute() else node_dir / approvals_file
+        )
     try:
         return Settings(**values)
     except PydanticValidationError as exc:

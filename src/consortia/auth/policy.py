@@ -49,6 +49,7 @@ class Action(StrEnum):
     USER_MANAGE = "user.manage"
     GRANT_MANAGE = "grant.manage"
     NODE_AUDIT_READ = "node_audit.read"
+    APPROVAL_DECIDE = "approval.decide"
     STUDY_MANAGE = "study.manage"
     SUBJECT_READ = "subject.read"
     SUBJECT_CREATE = "subject.create"
@@ -68,13 +69,16 @@ class Action(StrEnum):
 
 
 #: Actions on the node itself rather than on a study: only ``*``-study grants cover them.
-NODE_ACTIONS = frozenset({Action.USER_READ, Action.USER_MANAGE, Action.NODE_AUDIT_READ})
+NODE_ACTIONS = frozenset(
+    {Action.USER_READ, Action.USER_MANAGE, Action.NODE_AUDIT_READ, Action.APPROVAL_DECIDE}
+)
 
 _DESCRIPTIONS: Mapping[Action, str] = {
     Action.USER_READ: "list the node's user accounts",
     Action.USER_MANAGE: "create accounts, set passwords, manage anyone's tokens",
     Action.GRANT_MANAGE: "grant and revoke roles (within the grants one holds)",
     Action.NODE_AUDIT_READ: "read the node's audit chain (logins, grants, tokens)",
+    Action.APPROVAL_DECIDE: "list and decide analysis requests queued for manual approval",
     Action.STUDY_MANAGE: "load and change the study definition",
     Action.SUBJECT_READ: "list and read subjects and their data",
     Action.SUBJECT_CREATE: "enrol subjects",
@@ -95,7 +99,9 @@ _DESCRIPTIONS: Mapping[Action, str] = {
 
 _A = Action
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
-    Role.NODE_ADMIN: frozenset({_A.USER_READ, _A.USER_MANAGE, _A.GRANT_MANAGE, _A.NODE_AUDIT_READ}),
+    Role.NODE_ADMIN: frozenset(
+        {_A.USER_READ, _A.USER_MANAGE, _A.GRANT_MANAGE, _A.NODE_AUDIT_READ, _A.APPROVAL_DECIDE}
+    ),
     Role.STUDY_ADMIN: frozenset(
         {
             _A.STUDY_MANAGE,

@@ -320,6 +320,18 @@ def _reserve_ids(connection: Connection, table: sa.Table, count: int) -> list[in
     return list(range(start + 1, start + count + 1))
 
 
+_VALUE_COLUMNS = ("form_pk", "item", "group_instance", "value_text", "value_num")
+
+
+def _driver_insert(connection: Connection, table: sa.Table, columns: tuple[str, ...]) -> str:
+    """An INSERT in the driver's own parameter style (``?`` for SQLite, ``%s`` for psycopg)."""
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))})"
+    )
+
+
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(rows), CHUNK):
         yield rows[start : start + CHUNK]
@@ -480,7 +492,7 @@ def _write(
     # forms and values
     form_ids = _reserve_ids(connection, form_instance, len(checked))
     form_rows: list[dict[str, Any]] = []
-    value_rows: list[dict[str, Any]] = []
+    value_rows: list[tuple[int, str, int, str, float | None]] = []
     values_count = 0
     for c, form_pk in zip(checked, form_ids, strict=True):
         record = c.record
@@ -499,16 +511,9 @@ def _write(
                 "updated_by": principal.email,
             }
         )
-        for (item, number), (text, num) in c.rows.items():
-            value_rows.append(
-                {
-                    "form_pk": form_pk,
-                    "item": item,
-                    "group_instance": number,
-                    "value_text": text,
-                    "value_num": num,
-                }
-            )
+        value_rows.extend(
+            (form_pk, item, number, text, num) for (item, number), (text, num) in c.rows.items()
+        )
         values_count += len(c.rows)
         ref = event_ref(record.event, record.event_instance)
         audit_entries.append(
@@ -529,9 +534,12 @@ def _write(
     for chunk in _chunks(form_rows):
         connection.execute(form_instance.insert(), chunk)
     written = 0
-    for chunk in _chunks(value_rows):
-        connection.execute(item_value.insert(), chunk)
-        written += len(chunk)
+    # the bulk of an import: straight to the driver, without building a dict per value
+    insert_values = _driver_insert(connection, item_value, _VALUE_COLUMNS)
+    for start in range(0, len(value_rows), CHUNK):
+        batch = value_rows[start : start + CHUNK]
+        connection.exec_driver_sql(insert_values, batch)
+        written += len(batch)
         if progress:
             progress("write", written, len(value_rows))
     for start in range(0, len(audit_entries), CHUNK):

@@ -1,0 +1,100 @@
+"""The manual-approval queue: the data steward lists and decides queued analysis requests.
+
+* ``GET /approvals?status=pending``: the queue (every entry without ``status``).
+* ``POST /approvals/{id}/approve`` with an optional ``reason``.
+* ``POST /approvals/{id}/deny`` with a ``reason`` (required: the lead is told it).
+
+Node administrators only (``approval.decide``); 404 for an unknown id, 409 for a request
+already decided; 404 too, naming the setting, if the node has no ``approvals_file``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from consortia.api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from consortia.services import approvals
+from consortia.services.approvals import MAX_REASON_LENGTH, ApprovalEntry, ApprovalStatus
+
+__all__ = ["ApprovalDecisionCreate", "ApprovalDenialCreate", "ApprovalPublic", "router"]
+
+router = APIRouter(tags=["approvals"])
+
+ApprovalId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+class ApprovalPublic(BaseModel):
+    """One analysis request in the queue: who asked, what, and the decision if made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    digest: str = Field(description="SHA-256 of the requester and the request")
+    requester: str
+    request: dict[str, Any]
+    submitted_at: str
+    status: ApprovalStatus
+    decided_by: str | None
+    decided_at: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, entry: ApprovalEntry) -> ApprovalPublic:
+        return cls(**entry.model_dump())
+
+
+class ApprovalDecisionCreate(BaseModel):
+    """An approval, optionally with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=MAX_REASON_LENGTH)
+
+
+class ApprovalDenialCreate(BaseModel):
+    """A denial: the reason is required, and the requesting lead is told it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=MAX_REASON_LENGTH)
+
+
+@router.get("/approvals", response_model=list[ApprovalPublic])
+def list_approvals(
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    status: Annotated[ApprovalStatus | None, Query()] = None,
+) -> list[ApprovalPublic]:
+    """The requests queued for manual approval, oldest first (node administrators)."""
+    entries = approvals.list_approvals(settings, principal, status)
+    return [ApprovalPublic.of(entry) for entry in entries]
+
+
+@router.post("/approvals/{entry_id}/approve", response_model=ApprovalPublic)
+def approve(
+    entry_id: ApprovalId,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    settings: SettingsDep,
+    body: ApprovalDecisionCreate | None = None,
+) -> ApprovalPublic:
+    """Approve a pending request: the lead's next try goes ahead (audited)."""
+    reason = body.reason if body is not None else ""
+    entry = approvals.decide(engine, settings, principal, entry_id, True, reason)
+    return ApprovalPublic.of(entry)
+
+
+@router.post("/approvals/{entry_id}/deny", response_model=ApprovalPublic)
+def deny(
+    entry_id: ApprovalId,
+    body: ApprovalDenialCreate,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> ApprovalPublic:
+    """Deny a pending request with a reason; the lead is told it (audited)."""
+    entry = approvals.decide(engine, settings, principal, entry_id, False, body.reason)
+    return ApprovalPublic.of(entry)
