@@ -29,3 +29,32 @@ def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_pa
     engine.dispose()
     assert runs == ["pfs_km", "os_km", "pfs_cox", "cr_day28", "cr_day28_by_arm"]
     assert any("audit trail intact: 5 events" in line for line in lines)
+
+
+def test_each_demo_node_holds_its_imported_records_and_exports_them_without_identifiers(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from consortia.storage.tables import item_value, subject
+
+    run_demo(tmp_path, subjects_per_site=20, seed=9, echo=lambda _: None)
+    for node in ("sg_node", "sh_node"):
+        engine = make_engine(f"sqlite:///{tmp_path / node / 'node.db'}")
+        with engine.connect() as connection:
+            assert verify_chain(connection).ok
+            subjects = connection.execute(sa.select(sa.func.count()).select_from(subject))
+            assert subjects.scalar() == 20
+            numbers = {
+                row[0]
+                for row in connection.execute(
+                    sa.select(item_value.c.value_text).where(item_value.c.item == "hospital_number")
+                )
+            }
+        engine.dispose()
+        assert len(numbers) == 20
+        demographics = pq.read_table(tmp_path / node / "export" / "demographics.parquet")
+        assert demographics.num_rows == 20
+        assert "hospital_number" not in demographics.column_names
+        values = pq.read_table(tmp_path / node / "export" / "values.parquet").to_pydict()
+        assert not numbers & set(values["value"])

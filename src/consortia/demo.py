@@ -1,8 +1,10 @@
 """``consortia demo``: a CAR-T study run by two hospitals, end to end, on embedded SQLite.
 
 1. the ``cart-lbcl`` template is loaded and checked, and exported to ODM and REDCap;
-2. each hospital's node gets synthetic patients (its own seed) and derives its analysis
-   table locally — identifiers never enter it;
+2. each hospital's node gets synthetic patients (its own seed): its records are imported
+   into the node's own database (every form checked, every value audited), exported again
+   without identifiers (Parquet), and the node derives its analysis table locally —
+   identifiers never enter it;
 3. every analysis in the study's plan runs federated over the two nodes with the default
    disclosure policy, through the same signed protocol as over the network;
 4. each analysis run is appended to the hash-chained audit trail in the demo's SQLite
@@ -15,16 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consortia.auth.principal import Role
 from consortia.domain.study import study_to_yaml
 from consortia.domain.synthetic import synthesize
-from consortia.domain.templates import load_template
+from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError
 from consortia.federation.local import analyze_local
+from consortia.services.common import cli_operator
+from consortia.services.exports import ExportFormat, ExportRequest, export_study
+from consortia.services.imports import import_file
+from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
 from consortia.standards.redcap import export_redcap_file
 from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
 from consortia.storage.audit import append_event, metadata, verify_chain
 from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
 
 TEMPLATE = "cart-lbcl"
 
@@ -51,12 +59,13 @@ def run_demo(
         data = synthesize(TEMPLATE, subjects=subjects_per_site, site=site_code, seed=seed + index)
         node_dir = folder / site.node
         node_dir.mkdir(exist_ok=True)
-        data.write_csv(node_dir / "records.csv")
+        records = data.write_csv(node_dir / "records.csv")
         tables[site.node] = data.write_analysis_csv(node_dir / f"{data.analysis_table}.csv")
         echo(
             f"  node {site.node} ({site.name}): {subjects_per_site} synthetic subjects, "
             f"{len(data.records)} records; analysis table {data.analysis_table}"
         )
+        _capture(node_dir, study.study.id, site_code, records, echo)
 
     engine = make_engine(f"sqlite:///{folder / 'consortia.db'}")
     metadata.create_all(engine)
@@ -99,3 +108,30 @@ def run_demo(
     finally:
         engine.dispose()
     return results
+
+
+def _capture(
+    node_dir: Path, study: str, site: str, records: Path, echo: Callable[[str], None]
+) -> None:
+    """The hospital's own node database: load the study, import, export, verify."""
+    database = node_dir / "node.db"
+    for leftover in node_dir.glob("node.db*"):  # the demo starts afresh each time
+        leftover.unlink()
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        upgrade(engine)
+        operator = cli_operator(Role.STUDY_ADMIN, Role.COORDINATOR, Role.DATA_MANAGER)
+        load_definition(engine, operator, template_text(TEMPLATE), file=f"{TEMPLATE}.yaml")
+        report = import_file(engine, operator, study, records, site=site)
+        counts = export_study(
+            engine, operator, study, ExportRequest(ExportFormat.PARQUET), node_dir / "export"
+        )
+        with engine.connect() as connection:
+            chain = verify_chain(connection)
+    finally:
+        engine.dispose()
+    echo(
+        f"    imported {report.values} values in {report.forms} forms into {database} "
+        f"({report.queries_opened} queries opened for soft problems); exported "
+        f"{len(counts)} tables without identifiers to {node_dir / 'export'}; {chain}"
+    )

@@ -1,4 +1,5 @@
-"""Server-rendered pages: sign in, home (who you are, your roles), sign out.
+"""Server-rendered pages: sign in, home (who you are, your roles), sign out, and the data
+steward's approval queue (``/approvals``: analysis requests waiting for manual approval).
 
 No JavaScript is needed. The pages use the API's session machinery, not a second one:
 :func:`~consortia.services.authentication.login` opens the session, the cookie is the
@@ -15,8 +16,9 @@ rejected input is never echoed except the email typed into the sign-in form.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,11 +32,13 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from consortia.api.errors import status_for
+from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, csrf_token
 from consortia.config import Settings
-from consortia.exceptions import AuthenticationError, ConsortiaError
-from consortia.services import authentication
+from consortia.exceptions import AuthenticationError, ConsortiaError, ValidationError
+from consortia.services import approvals, authentication
+from consortia.services.approvals import ApprovalEntry, ApprovalStatus, NoApprovalQueueError
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
 
 __all__ = ["LANG_COOKIE", "MAX_FORM_BYTES", "create_web_router"]
@@ -75,6 +79,22 @@ class _GrantRow:
     study: str
     site: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ApprovalRow:
+    """A queued request as the approvals page shows it."""
+
+    id: str
+    requester: str
+    kind: str
+    table: str
+    fields: Sequence[tuple[str, str]]
+    submitted_at: str
+    status: str
+    decided_by: str
+    decided_at: str
+    reason: str
 
 
 def _engine(request: Request) -> Engine:
@@ -239,6 +259,82 @@ def _grant_rows(language: str, principal: Principal) -> list[_GrantRow]:
     ]
 
 
+def _field_text(value: object) -> str:
+    """A request field for reading: text as is, a list of names joined, else JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
+    request = entry.request
+    fields = [
+        (name, _field_text(value))
+        for name, value in sorted(request.items())
+        if name not in ("kind", "table")
+    ]
+    return _ApprovalRow(
+        id=entry.id,
+        requester=entry.requester,
+        kind=_field_text(request.get("kind", "")),
+        table=_field_text(request.get("table", "")),
+        fields=fields,
+        submitted_at=entry.submitted_at,
+        status=translate(language, f"approval_status.{entry.status.value}"),
+        decided_by=entry.decided_by or "",
+        decided_at=entry.decided_at or "",
+        reason=entry.reason or "",
+    )
+
+
+def _check_csrf(request: Request, form: Mapping[str, str], cookie: str) -> None:
+    """Refuse (403) a form post without the session's CSRF token."""
+    secret = _settings(request).secret_key.get_secret_value()
+    presented = form.get("csrf_token") or request.headers.get(CSRF_HEADER)
+    if not csrf_matches(secret, cookie, presented):
+        raise PageError(403, "error.403_csrf")
+
+
+async def _approvals_page(
+    request: Request, principal: Principal, cookie: str, status: int = 200, invalid: str = ""
+) -> Response:
+    """The approvals page: pending requests with their forms, decided ones below.
+
+    ``invalid`` is the id of a request whose denial was refused for want of a reason.
+    """
+    language = _language(request)
+    try:
+        entries = await run_in_threadpool(
+            approvals.list_approvals, _settings(request), principal, None
+        )
+    except NoApprovalQueueError:
+        pending: list[_ApprovalRow] | None = None
+        decided: list[_ApprovalRow] = []
+    else:
+        rows = [(entry.status, _approval_row(language, entry)) for entry in entries]
+        pending = [row for state, row in rows if state is ApprovalStatus.PENDING]
+        # the latest decision first
+        decided = sorted(
+            (row for state, row in rows if state is not ApprovalStatus.PENDING),
+            key=lambda row: row.decided_at,
+            reverse=True,
+        )
+    token = csrf_token(_settings(request).secret_key.get_secret_value(), cookie)
+    return _render(
+        request,
+        "approvals.html",
+        status,
+        page_path="/approvals",
+        pending=pending,
+        decided=decided,
+        invalid=invalid,
+        csrf_token=token,
+        max_reason=approvals.MAX_REASON_LENGTH,
+    )
+
+
 def create_web_router() -> APIRouter:
     """The pages, at the root of the node's site (not in the OpenAPI description)."""
     router = APIRouter(route_class=_PageRoute, include_in_schema=False)
@@ -258,6 +354,7 @@ def create_web_router() -> APIRouter:
             "home.html",
             principal=principal,
             grants=_grant_rows(_language(request), principal),
+            may_decide_approvals=can(principal, Action.APPROVAL_DECIDE, Resource()),
             csrf_token=token,
         )
 
@@ -311,10 +408,7 @@ def create_web_router() -> APIRouter:
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             return _redirect(request, "/login")
-        secret = _settings(request).secret_key.get_secret_value()
-        presented = form.get("csrf_token") or request.headers.get(CSRF_HEADER)
-        if not csrf_matches(secret, cookie, presented):
-            raise PageError(403, "error.403_csrf")
+        _check_csrf(request, form, cookie)
         signed_in = await _signed_in(request)
         if signed_in is not None:
             principal, _ = signed_in
@@ -322,5 +416,48 @@ def create_web_router() -> APIRouter:
         response = _redirect(request, "/login")
         _delete_session_cookie(response)
         return response
+
+    @router.get("/approvals", response_class=HTMLResponse)
+    async def approvals_list(request: Request) -> Response:
+        signed_in = await _signed_in(request)
+        if signed_in is None:
+            return _redirect(request, "/login")
+        principal, cookie = signed_in
+        return await _approvals_page(request, principal, cookie)
+
+    async def _decide(request: Request, entry_id: str, approve: bool) -> Response:
+        form = await _form(request)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return _redirect(request, "/login")
+        _check_csrf(request, form, cookie)
+        signed_in = await _signed_in(request)
+        if signed_in is None:
+            return _redirect(request, "/login")
+        principal, _ = signed_in
+        try:
+            await run_in_threadpool(
+                approvals.decide,
+                _engine(request),
+                _settings(request),
+                principal,
+                entry_id,
+                approve,
+                form.get("reason", ""),
+            )
+        except ValidationError:
+            if approve:  # only an over-long reason, which the form's maxlength prevents
+                raise
+            return await _approvals_page(request, principal, cookie, 422, invalid=entry_id)
+        # post/redirect/get: a reload does not decide twice
+        return _redirect(request, "/approvals")
+
+    @router.post("/approvals/{entry_id}/approve", response_class=HTMLResponse)
+    async def approvals_approve(request: Request, entry_id: str) -> Response:
+        return await _decide(request, entry_id, True)
+
+    @router.post("/approvals/{entry_id}/deny", response_class=HTMLResponse)
+    async def approvals_deny(request: Request, entry_id: str) -> Response:
+        return await _decide(request, entry_id, False)
 
     return router
