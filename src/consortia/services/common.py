@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from consortia.auth.policy import Action, Resource, can, sees_study
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role, is_code
+from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.exceptions import (
     ConflictError,
     NotFoundError,
@@ -27,6 +28,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.storage.audit import append_event
+from consortia.storage.capture import CaptureRepository, FormRecord
 from consortia.storage.repositories import NODE_CHAIN, SubjectRecord, SubjectRepository
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "normalise_email",
     "require",
     "require_in_study",
+    "saved_form",
     "utc_now",
     "visible_study",
 ]
@@ -179,3 +182,18 @@ def find_subject(
 def form_audit_id(study: str, subject_id: str, ref: str, form: str) -> str:
     """The audit entity id of a form instance: ``study/subject/event/form``."""
     return f"{study}/{subject_id}/{ref}/{form}"
+
+
+def saved_form(
+    connection: Connection, subject: SubjectRecord, ref: str, form: str
+) -> tuple[str, FormRecord]:
+    """(the event's canonical reference, the form record) of a form that has been saved."""
+    name, instance = parse_event_ref(ref)
+    capture = CaptureRepository(connection)
+    event = capture.event(subject.id, name, instance)
+    record = None if event is None else capture.form(event.id, form)
+    if record is None:
+        raise NotFoundError(
+            f"form {form} at {ref} of subject {subject.subject_id} has not been saved"
+        )
+    return event_ref(name, instance), record

@@ -54,6 +54,7 @@ from consortia.storage.capture import (
     QueryRepository,
     ValueRow,
 )
+from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = [
@@ -245,7 +246,8 @@ def read_form(
 ) -> FormView:
     """One form instance of a subject (not started: version 0, no values)."""
     visible_study(principal, study)
-    with engine.begin() as connection:
+    # read in a snapshot; only showing identifier values needs a (short) write: its audit
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
@@ -263,12 +265,11 @@ def read_form(
         view = _view(
             definition, principal, subject, event_ref(name, instance), form, record, rows, queries
         )
-        shown_identifiers = sorted(
-            definition.index.key(item, n)
-            for item, n in rows
-            if item in definition.index.identifiers
-        )
-        if shown_identifiers and not view.identifiers_masked:
+    shown_identifiers = sorted(
+        definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
+    )
+    if shown_identifiers and not view.identifiers_masked:
+        with engine.begin() as connection:
             audit(
                 connection,
                 principal,

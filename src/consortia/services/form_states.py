@@ -26,14 +26,14 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
 from consortia.config import Settings
-from consortia.domain.schedule import event_ref, parse_event_ref
-from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.exceptions import ConflictError, Problem, ValidationError
 from consortia.services.authentication import reauthenticate
 from consortia.services.common import (
     audit,
     find_subject,
     form_audit_id,
     require_in_study,
+    saved_form,
     utc_now,
     visible_study,
 )
@@ -68,12 +68,8 @@ def _transition(
     with engine.begin() as connection:
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, action, study, subject.site)
-        name, instance = parse_event_ref(ref)
+        canonical, record = saved_form(connection, subject, ref, form)
         capture = CaptureRepository(connection)
-        event = capture.event(subject.id, name, instance)
-        record = None if event is None else capture.form(event.id, form)
-        if record is None:
-            raise NotFoundError(f"form {form} at {ref} of subject {subject_id} has not been saved")
         if record.version != version:
             raise ConflictError(
                 f"form {form} is at version {record.version}, not {version}; reload it"
@@ -86,7 +82,7 @@ def _transition(
         )
         if not moved:
             raise ConflictError(f"form {form} changed meanwhile; reload it")
-        entity = form_audit_id(study, subject_id, event_ref(name, instance), form)
+        entity = form_audit_id(study, subject_id, canonical, form)
         audit(
             connection,
             principal,

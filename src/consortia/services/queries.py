@@ -20,19 +20,18 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
-from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
     audit,
     find_subject,
     form_audit_id,
     require_in_study,
+    saved_form,
     utc_now,
     visible_study,
 )
 from consortia.services.studies import current_definition
 from consortia.storage.capture import (
-    CaptureRepository,
     QueryFilter,
     QueryRecord,
     QueryRepository,
@@ -151,12 +150,7 @@ def open_query(
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.QUERY_OPEN, study, subject.site)
-        name, instance = parse_event_ref(ref)
-        capture = CaptureRepository(connection)
-        event = capture.event(subject.id, name, instance)
-        record = None if event is None else capture.form(event.id, form)
-        if record is None:
-            raise NotFoundError(f"form {form} at {ref} of subject {subject_id} has not been saved")
+        canonical, record = saved_form(connection, subject, ref, form)
         item, number = _item_target(item_key)
         if item:
             place = definition.index.items.get(item)
@@ -164,7 +158,7 @@ def open_query(
                 raise ValidationError(
                     [Problem("item", f"{item_key!r} is not an item of form {form} as written")]
                 )
-        entity = form_audit_id(study, subject_id, event_ref(name, instance), form)
+        entity = form_audit_id(study, subject_id, canonical, form)
         query_pk = open_query_row(
             connection,
             principal,
