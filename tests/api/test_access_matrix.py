@@ -9,7 +9,8 @@ checks the API gives exactly those: 404 where the caller cannot see the record o
 CART01 runs the cart-lbcl template. Data-capture actions change state, so each role acts
 on its own subjects, S-SG01-<role> and S-SH01-<role>, seeded with a complete eligibility
 form (to verify), a complete demographics form (to sign), an in-progress randomisation
-form (to lock) and two open queries on eligibility (to answer, to close).
+form (to lock) and two open queries on eligibility (to answer, to close). Each role also
+has its own analysis request in the node's manual-approval queue (to approve).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from node_client import Node, running_node
 from consortia.auth.policy import Action
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
+from consortia.federation.approval import ApprovalQueue
 from consortia.services import data_entry, queries, studies, subjects
 from consortia.storage.audit import iter_events
 
@@ -85,6 +87,9 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
     ),
     "query_close_own": ("POST", f"{STUDY}/queries/{{close_own}}/close", Action.QUERY_CLOSE),
     "export_identifiers": ("POST", f"{STUDY}/exports", Action.IDENTIFIER_EXPORT),
+    # the node's manual-approval queue, each role deciding its own queued request
+    "approvals": ("GET", "/api/v1/approvals?status=pending", Action.APPROVAL_DECIDE),
+    "approve": ("POST", "/api/v1/approvals/{approval}/approve", Action.APPROVAL_DECIDE),
 }
 COLUMNS = list(ENDPOINTS)
 
@@ -118,6 +123,20 @@ CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
     Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
     Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
     Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  200,  403, 403,   403,   403),
+}
+# The approval-queue columns, in ENDPOINTS order: the node's data steward decides queued
+# analysis requests; a site grant never covers a node action.
+APPROVAL_EXPECTED: dict[Role, tuple[int, ...]] = {
+    #                   approvals approve
+    Role.NODE_ADMIN:     (200,      200),
+    Role.STUDY_ADMIN:    (403,      403),
+    Role.INVESTIGATOR:   (403,      403),
+    Role.COORDINATOR:    (403,      403),
+    Role.MONITOR:        (403,      403),
+    Role.DATA_MANAGER:   (403,      403),
+    Role.STATISTICIAN:   (403,      403),
+    Role.SPONSOR_VIEWER: (403,      403),
+    Role.AUDITOR:        (403,      403),
 }
 # fmt: on
 SEES_IDENTIFIERS = {Role.INVESTIGATOR, Role.COORDINATOR, Role.MONITOR, Role.AUDITOR}
@@ -153,6 +172,7 @@ class Targets:
     close_own: int
     answer_other: int
     close_other: int
+    approval: str
 
 
 @dataclass
@@ -199,12 +219,20 @@ def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
                 node.engine, seeder, "CART01", *eligibility, item, f"{item} in the source?"
             )
             query_ids[f"{step}_{where}"] = opened.record.id
-    return Targets(own=f"S-SG01-{role.value}", other=f"S-SH01-{role.value}", **query_ids)
+    assert node.settings.approvals_file is not None
+    request = {"kind": "describe", "table": "cart_efficacy", "variable": f"age_{role.value}"}
+    approval = ApprovalQueue(node.settings.approvals_file).submit(request, "lead-node").id
+    return Targets(
+        own=f"S-SG01-{role.value}", other=f"S-SH01-{role.value}", approval=approval, **query_ids
+    )
 
 
 @pytest.fixture(scope="module")
-def consortium(module_database_url: str) -> Iterator[Consortium]:
-    with running_node(module_database_url) as node:
+def consortium(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Consortium]:
+    approvals_file = tmp_path_factory.mktemp("approvals") / "approvals.json"
+    with running_node(module_database_url, approvals_file=approvals_file) as node:
         tokens: dict[Role, str] = {}
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("consortia.auth.passwords._HASHER", CHEAP_HASHER)
@@ -281,7 +309,7 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         if response.status_code >= 400:
             assert response.headers["content-type"] == "application/problem+json"
     got = tuple(answers[column].status_code for column in COLUMNS)
-    expected = EXPECTED[role] + CAPTURE_EXPECTED[role]
+    expected = EXPECTED[role] + CAPTURE_EXPECTED[role] + APPROVAL_EXPECTED[role]
     assert dict(zip(COLUMNS, got, strict=True)) == dict(zip(COLUMNS, expected, strict=True))
     if answers["list"].status_code == 200:
         listed = answers["list"].json()
@@ -319,6 +347,23 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
     if answers["sign_own"].status_code == 200:
         expected_reads.add(f"CART01/{consortium.targets[role].own}/screening/demographics")
     assert reads == expected_reads
+    # a decision goes to the node's chain; a refused one leaves the request pending
+    approval = consortium.targets[role].approval
+    with consortium.node.engine.connect() as connection:
+        decisions = [
+            e.action
+            for e in iter_events(connection, chain="node")
+            if e.entity_type == "approval" and e.entity_id == approval
+        ]
+    approved = answers["approve"].status_code == 200
+    assert decisions == (["approval.approve"] if approved else [])
+    assert consortium.node.settings.approvals_file is not None
+    (entry,) = [
+        e for e in ApprovalQueue(consortium.node.settings.approvals_file).list() if e.id == approval
+    ]
+    assert entry.status.value == ("approved" if approved else "pending")
+    if answers["approvals"].status_code == 200:
+        assert approval in {e["id"] for e in answers["approvals"].json()}
 
 
 def test_nothing_but_health_and_login_answers_without_credentials(consortium: Consortium) -> None:

@@ -22,6 +22,7 @@ PATH_VALUES = {
     "item": "initials",
     "query_id": "1",
     "step": "answer",
+    "approval_id": "0123456789abcdef",
 }
 FORM = "/api/v1/studies/{study}/subjects/{subject_id}/events/{event}/forms/{form}"
 BODIES = {

@@ -73,9 +73,9 @@ def list_approvals(
     return [ApprovalPublic.of(entry) for entry in entries]
 
 
-@router.post("/approvals/{entry_id}/approve", response_model=ApprovalPublic)
+@router.post("/approvals/{approval_id}/approve", response_model=ApprovalPublic)
 def approve(
-    entry_id: ApprovalId,
+    approval_id: ApprovalId,
     principal: CurrentPrincipal,
     engine: EngineDep,
     settings: SettingsDep,
@@ -83,18 +83,18 @@ def approve(
 ) -> ApprovalPublic:
     """Approve a pending request: the lead's next try goes ahead (audited)."""
     reason = body.reason if body is not None else ""
-    entry = approvals.decide(engine, settings, principal, entry_id, True, reason)
+    entry = approvals.decide(engine, settings, principal, approval_id, True, reason)
     return ApprovalPublic.of(entry)
 
 
-@router.post("/approvals/{entry_id}/deny", response_model=ApprovalPublic)
+@router.post("/approvals/{approval_id}/deny", response_model=ApprovalPublic)
 def deny(
-    entry_id: ApprovalId,
+    approval_id: ApprovalId,
     body: ApprovalDenialCreate,
     principal: CurrentPrincipal,
     engine: EngineDep,
     settings: SettingsDep,
 ) -> ApprovalPublic:
     """Deny a pending request with a reason; the lead is told it (audited)."""
-    entry = approvals.decide(engine, settings, principal, entry_id, False, body.reason)
+    entry = approvals.decide(engine, settings, principal, approval_id, False, body.reason)
     return ApprovalPublic.of(entry)
