@@ -105,3 +105,37 @@ def test_a_long_read_on_sqlite_neither_waits_for_nor_blocks_a_writer(tmp_path: P
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM t")).scalar() == 2
     engine.dispose()
+
+
+def test_a_connection_dropped_mid_transaction_does_not_stall_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    import gc
+    import warnings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+
+    def abandon() -> None:
+        connection = engine.connect()
+        connection.begin()
+        connection.execute(sa.text("INSERT INTO t VALUES (1)"))  # never committed nor closed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy warns about the abandoned connection
+        abandon()
+        gc.collect()
+    written = threading.Event()
+
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO t VALUES (2)"))
+        written.set()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert written.wait(5), "the in-process writer lock was never released"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT x FROM t")).scalars().all() == [2]
+    engine.dispose()

@@ -78,14 +78,24 @@ def _stream(planned: PlannedExport) -> Iterator[bytes]:
     chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
     stop = threading.Event()
 
+    def offer(item: BaseException | None) -> None:
+        # the last word: given up on when the reader has gone (nobody would take it)
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=_PUT_TIMEOUT)
+                return
+            except queue.Full:
+                continue
+
     def produce() -> None:
         try:
             planned.write(_QueueWriter(chunks, stop))  # type: ignore[arg-type]
         except _Cancelled:
             return
         except BaseException as error:  # reported to the reader, logged there
-            chunks.put(error)
-        chunks.put(None)
+            offer(error)
+            return
+        offer(None)
 
     worker = threading.Thread(target=produce, name="export", daemon=True)
     worker.start()

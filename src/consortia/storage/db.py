@@ -96,3 +96,9 @@ def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
 
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        # a connection dropped without commit or rollback (garbage collected) frees the lock
+        if record is not None and record.info.pop(_HOLDS_WRITER, False):
+            writer.release()
