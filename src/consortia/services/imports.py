@@ -54,7 +54,6 @@ from consortia.storage.tables import (
     derived_value,
     event_instance,
     form_instance,
-    item_value,
     subject,
     subject_status,
 )
@@ -323,13 +322,23 @@ def _reserve_ids(connection: Connection, table: sa.Table, count: int) -> list[in
 _VALUE_COLUMNS = ("form_pk", "item", "group_instance", "value_text", "value_num")
 
 
-def _driver_insert(connection: Connection, table: sa.Table, columns: tuple[str, ...]) -> str:
-    """An INSERT in the driver's own parameter style (``?`` for SQLite, ``%s`` for psycopg)."""
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([marker] * len(columns))})"
-    )
+def _insert_values(
+    connection: Connection, rows: list[tuple[int, str, int, str, float | None]]
+) -> None:
+    """Insert item_value rows in the caller's transaction, the fastest way each driver has."""
+    columns = ", ".join(_VALUE_COLUMNS)
+    if connection.dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY item_value ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    markers = ", ".join("?" * len(_VALUE_COLUMNS))
+    connection.exec_driver_sql(f"INSERT INTO item_value ({columns}) VALUES ({markers})", rows)
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -534,11 +543,10 @@ def _write(
     for chunk in _chunks(form_rows):
         connection.execute(form_instance.insert(), chunk)
     written = 0
-    # the bulk of an import: straight to the driver, without building a dict per value
-    insert_values = _driver_insert(connection, item_value, _VALUE_COLUMNS)
+    # the bulk of an import: straight to the driver (PostgreSQL: COPY), no dict per value
     for start in range(0, len(value_rows), CHUNK):
         batch = value_rows[start : start + CHUNK]
-        connection.exec_driver_sql(insert_values, batch)
+        _insert_values(connection, batch)
         written += len(batch)
         if progress:
             progress("write", written, len(value_rows))
