@@ -249,3 +249,38 @@ def test_a_long_csv_or_odm_export_imports_back_into_a_fresh_node_unchanged(
     with fresh.connect() as connection:
         assert verify_chain(connection).ok
     fresh.dispose()
+
+
+def test_checking_in_worker_processes_finds_the_same_values_and_problems(
+    loaded: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consortia.storage.db import make_engine
+    from consortia.storage.migrations import upgrade
+
+    path = _records_file(tmp_path, 6)
+    imports.import_file(loaded, ADMIN, STUDY, path)  # a small file: checked in process
+    monkeypatch.setattr(imports, "PARALLEL_FORMS", 1)  # now in forked workers
+    parallel = make_engine(f"sqlite:///{tmp_path / 'parallel.db'}")
+    upgrade(parallel)
+    studies.load_definition(parallel, ADMIN, template_text("cart-lbcl"))
+    report = imports.import_file(parallel, ADMIN, STUDY, path)
+    assert report.subjects_created == 6
+    assert _values(parallel) == _values(loaded)
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    ecog = rows[0].index("ecog")
+    target = next(n for n, row in enumerate(rows[1:], 1) if row[ecog].strip())
+    rows[target][ecog] = "9"
+    bad = tmp_path / "bad.csv"
+    with bad.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    upgrade(other)
+    studies.load_definition(other, ADMIN, template_text("cart-lbcl"))
+    with pytest.raises(ValidationError) as refused:
+        imports.import_file(other, ADMIN, STUDY, bad)
+    assert [(p.line, p.path) for p in refused.value.problems] == [
+        (target + 1, "forms.eligibility.ecog")
+    ]
+    parallel.dispose()
+    other.dispose()

@@ -20,9 +20,12 @@ their values go in without a round trip per form.
 from __future__ import annotations
 
 import io
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -175,7 +178,7 @@ def _check(
     existing: dict[str, SubjectRecord | None] = {}
     checked: list[_Checked] = []
     typed_by_subject: dict[str, dict[str, object]] = {}
-    own_items: dict[str, frozenset[str]] = {}
+    tasks: list[_SubjectTask] = []
     done = 0
     for subject_id, forms in by_subject.items():
         found = repository.get(study, subject_id)
@@ -246,44 +249,112 @@ def _check(
                 )
                 continue
             first_pass.append((record, site))
-        context = subject_context(definition, stored_rows)
-        file_typed = _typed_values(definition, [record for record, _ in first_pass])
-        typed_by_subject[subject_id] = {**context, **file_typed}
-        for record, site in first_pass:
-            own = own_items.get(record.form)
-            if own is None:
-                own = own_items[record.form] = _items_of(definition, record.form)
-            others = {name: value for name, value in file_typed.items() if name not in own}
-            check = validate_form(
-                definition.study,
-                record.form,
-                record.values,
-                complete=record.complete,
-                context={**context, **others},
-            )
-            for error in check.errors:
-                problems.add(
-                    Problem(error.path, error.message, record.file, record.line_of(error.path))
-                )
-            if check.ok:
-                rows = {
-                    k: (storage_text(v), storage_number(v))
-                    for k, v in flatten(check.values).items()
-                }
-                checked.append(_Checked(record, site, rows, check.warnings))
-            done += 1
-            if progress and done % 1000 == 0:
-                progress("check", done, len(records))
+        tasks.append(_SubjectTask(subject_id, subject_context(definition, stored_rows), first_pass))
+    for task, result in zip(tasks, _check_subjects(definition, tasks), strict=True):
+        typed_by_subject[task.subject_id] = result.typed
+        checked.extend(
+            _Checked(*task.forms[position], rows, warnings)
+            for position, rows, warnings in result.checked
+        )
+        for problem in result.problems:
+            problems.add(problem)
+        done += len(task.forms)
+        if progress:
+            progress("check", done, len(records))
     problems.raise_if_any()
     if progress:
         progress("check", len(records), len(records))
     return _Plan(checked, existing, typed_by_subject)
 
 
+@dataclass(frozen=True)
+class _SubjectTask:
+    """One subject's forms to check, with the typed values the node already holds."""
+
+    subject_id: str
+    context: dict[str, object]
+    forms: list[tuple[FormRecord, str]]
+
+
+@dataclass(frozen=True)
+class _SubjectResult:
+    """What a check sends back: typed values, and per checked form its position in the
+    task, its rows and warnings (not the record: the parent has it)."""
+
+    typed: dict[str, object]
+    checked: list[tuple[int, dict[tuple[str, int], tuple[str, float | None]], tuple[Problem, ...]]]
+    problems: list[Problem]
+
+
+def _check_subject(definition: Definition, task: _SubjectTask) -> _SubjectResult:
+    """Check one subject's forms against each other and what the node holds (pure)."""
+    file_typed = _typed_values(definition, [record for record, _ in task.forms])
+    checked: list[
+        tuple[int, dict[tuple[str, int], tuple[str, float | None]], tuple[Problem, ...]]
+    ] = []
+    problems: list[Problem] = []
+    for position, (record, _site) in enumerate(task.forms):
+        own = _items_of(definition, record.form)
+        others = {name: value for name, value in file_typed.items() if name not in own}
+        check = validate_form(
+            definition.study,
+            record.form,
+            record.values,
+            complete=record.complete,
+            context={**task.context, **others},
+        )
+        problems.extend(
+            Problem(error.path, error.message, record.file, record.line_of(error.path))
+            for error in check.errors
+        )
+        if check.ok:
+            rows = {
+                k: (storage_text(v), storage_number(v)) for k, v in flatten(check.values).items()
+            }
+            checked.append((position, rows, check.warnings))
+    return _SubjectResult({**task.context, **file_typed}, checked, problems)
+
+
+#: Checking is pure CPU work: an import of at least this many forms is checked in worker
+#: processes (one per CPU), forked so that they inherit the parsed study.
+PARALLEL_FORMS = 20_000
+_FORKED_DEFINITION: Definition | None = None
+
+
+def _check_in_worker(task: _SubjectTask) -> _SubjectResult:
+    assert _FORKED_DEFINITION is not None
+    return _check_subject(_FORKED_DEFINITION, task)
+
+
+def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterator[_SubjectResult]:
+    """Each task's result, in order; in parallel for large imports where fork exists."""
+    global _FORKED_DEFINITION
+    workers = min(os.cpu_count() or 1, 8)
+    forms = sum(len(task.forms) for task in tasks)
+    if forms < PARALLEL_FORMS or workers < 2 or "fork" not in get_all_start_methods():
+        for task in tasks:
+            yield _check_subject(definition, task)
+        return
+    _FORKED_DEFINITION = definition
+    try:
+        context = get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            yield from pool.map(_check_in_worker, tasks, chunksize=16)
+    finally:
+        _FORKED_DEFINITION = None
+
+
+_ITEMS_OF: dict[tuple[str, str], frozenset[str]] = {}
+
+
 def _items_of(definition: Definition, form: str) -> frozenset[str]:
-    return frozenset(
-        name for group in definition.study.forms[form].groups.values() for name in group.items
-    )
+    """The items of a form (cached by the definition's hash)."""
+    key = (definition.sha256, form)
+    items = _ITEMS_OF.get(key)
+    if items is None:
+        groups = definition.study.forms[form].groups.values()
+        items = _ITEMS_OF[key] = frozenset(name for group in groups for name in group.items)
+    return items
 
 
 def _typed_values(definition: Definition, records: list[FormRecord]) -> dict[str, object]:
