@@ -7,11 +7,16 @@ from datetime import date
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from node_client import Node, SyncClient
 
 from consortia.auth.principal import Role
 from consortia.domain.templates import template_text
+from consortia.services.data_entry import derived_values
+from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.capture import CaptureRepository
+from consortia.storage.tables import subject
 
 STUDY = "CART-LBCL"
 BASE = f"/api/v1/studies/{STUDY}"
@@ -335,6 +340,27 @@ def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
     with team.node.engine.connect() as connection:
         save = [e for e in iter_events(connection, chain=STUDY) if e.action == "form.save"][-1]
     assert save.after["derived"]["pfs_days"] == "181"
+    # a value changed at an earlier visit, then a later one: the stored derived variables
+    # equal a recomputation from every stored value, in schedule order
+    _save(
+        team.coordinator,
+        _form("randomisation", "randomisation"),
+        1,
+        {"rand_date": "2025-01-12", "arm": "car_t"},
+        reason="date in the source",
+    )
+    _save(team.coordinator, _form("month6", "follow_up"), 0, {"fu_date": "2025-07-20"})
+    with team.node.engine.connect() as connection:
+        definition = current_definition(connection, STUDY)
+        subject_pk = connection.execute(
+            sa.select(subject.c.id).where(subject.c.subject_id == "SG01-001")
+        ).scalar_one()
+        stored = CaptureRepository(connection).derived(subject_pk)
+        recomputed = derived_values(
+            definition, CaptureRepository(connection).subject_values(subject_pk)
+        )
+    assert stored == {name: text for name, (text, _) in recomputed.items()}
+    assert stored["pfs_days"] == "179"
 
 
 def test_two_clients_saving_the_same_version_never_lose_an_update(team: Team) -> None:

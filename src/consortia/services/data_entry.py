@@ -413,7 +413,13 @@ def save_form(
                     reason=f"the form changed after its {what}",
                 )
         derived_before = capture.derived(subject.id)
-        derived_after = derived_values(definition, capture.subject_values(subject.id))
+        # the subject's values after this save, in schedule order, without reading them again
+        after_rows = [r for r in rows if not (r.event_pk == event.id and r.form == form)] + [
+            ValueRow(event.event, event.instance, event.target_date, form, item, n, text, event.id)
+            for (item, n), (text, _) in new.items()
+        ]
+        after_rows.sort(key=ValueRow.schedule_key)
+        derived_after = derived_values(definition, after_rows)
         capture.replace_derived(subject.id, derived_after)
         derived_changes = {
             name: text

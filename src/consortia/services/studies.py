@@ -41,6 +41,9 @@ class Definition:
     index: StudyIndex
 
 
+_PARSED: dict[str, tuple[Study, StudyIndex]] = {}
+
+
 @lru_cache(maxsize=32)
 def _parse(sha256: str, source: str, file: str) -> tuple[Study, StudyIndex]:
     del sha256  # the cache key: equal text, equal hash
@@ -50,14 +53,21 @@ def _parse(sha256: str, source: str, file: str) -> tuple[Study, StudyIndex]:
 
 def current_definition(connection: Connection, study: str) -> Definition:
     """The study's current definition; not found when none is loaded on this node."""
-    record = StudyVersionRepository(connection).current(study)
-    if record is None:
+    versions = StudyVersionRepository(connection)
+    key = versions.current_key(study)
+    if key is None:
         raise NotFoundError(
             f"study {study} has no definition on this node; load it with "
             "`consortia study load FILE` or PUT /api/v1/studies/{study}/definition"
         )
-    parsed, index = _parse(record.sha256, record.source, f"{study} v{record.version}")
-    return Definition(study, record.version, record.sha256, parsed, index)
+    version, digest = key
+    parsed = _PARSED.get(digest)
+    if parsed is None:  # the YAML is read and parsed once per version, not per request
+        source = versions.source(study, version)
+        if len(_PARSED) >= 64:  # a node holds a few studies and versions; stay bounded
+            _PARSED.clear()
+        parsed = _PARSED[digest] = _parse(digest, source, f"{study} v{version}")
+    return Definition(study, version, digest, *parsed)
 
 
 def load_definition(

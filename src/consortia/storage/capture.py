@@ -85,6 +85,23 @@ class StudyVersionRepository:
         row = self.connection.execute(query).first()
         return None if row is None else self._record(row)
 
+    def current_key(self, study: str) -> tuple[int, str] | None:
+        """(version, sha256) of the current definition, without its text."""
+        query = (
+            sa.select(study_version.c.version, study_version.c.sha256)
+            .where(study_version.c.study == study)
+            .order_by(study_version.c.version.desc())
+            .limit(1)
+        )
+        row = self.connection.execute(query).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def source(self, study: str, version: int) -> str:
+        query = sa.select(study_version.c.source).where(
+            study_version.c.study == study, study_version.c.version == version
+        )
+        return str(self.connection.execute(query).scalar_one())
+
     def versions(self, study: str) -> list[StudyVersionRecord]:
         query = (
             sa.select(study_version)
@@ -178,6 +195,16 @@ class ValueRow:
     item: str
     group_instance: int
     text: str
+    event_pk: int = 0
+
+    def schedule_key(self) -> tuple[bool, date, int, int]:
+        """The order :meth:`CaptureRepository.subject_values` returns rows in."""
+        return (
+            self.target_date is None,
+            self.target_date or date.min,
+            self.event_pk,
+            self.group_instance,
+        )
 
 
 def _event(row: Any) -> EventRecord:
@@ -300,6 +327,7 @@ class CaptureRepository:
                 item_value.c.item,
                 item_value.c.group_instance,
                 item_value.c.value_text,
+                event_instance.c.id,
             )
             .join(form_instance, form_instance.c.id == item_value.c.form_pk)
             .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
