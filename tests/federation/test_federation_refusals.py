@@ -359,3 +359,33 @@ def test_a_request_still_awaiting_approval_when_the_round_times_out_names_the_no
     with pytest.raises(NodeUnavailableError, match="approval") as unavailable:
         analyze(federation, {**DESCRIBE, "timeout": 2.0})
     assert unavailable.value.node == "nuh"
+
+
+def test_a_node_that_said_pending_is_named_as_awaiting_approval_even_if_its_last_ask_hangs(
+    make_federation: Any,
+) -> None:
+    class SlowAfterPending(InProcessTransport):
+        """Answers at once until a node says pending; its next answer never comes."""
+
+        def __init__(self, runners: Any) -> None:
+            super().__init__(runners)
+            self.pending: set[str] = set()
+
+        async def send(self, node: Any, message: Any) -> Any:
+            if node.name in self.pending:
+                await asyncio.sleep(60)
+            reply = await super().send(node, message)
+            if reply["body"].get("status") == "pending":
+                self.pending.add(node.name)
+            return reply
+
+    federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
+    transport = SlowAfterPending(federation.runners)
+    with pytest.raises(NodeUnavailableError, match="awaiting its data steward") as unavailable:
+        asyncio.run(
+            federation.coordinator.run_analysis(
+                {**DESCRIBE, "timeout": 0.5}, federation.handles, transport
+            )
+        )
+    assert unavailable.value.node == "nuh"
+    assert transport.pending == {"nuh"}

@@ -179,6 +179,7 @@ class _RoundExchange:
     async def _ask(self, handle: NodeHandle, payload: Mapping[str, Any]) -> _Answer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        awaiting: str | None = None  # the approval id, once the node said "pending"
         while True:
             task = AnalysisTask(
                 task_id=new_id(),
@@ -193,6 +194,8 @@ class _RoundExchange:
             try:
                 raw = await asyncio.wait_for(self.transport.send(handle, message), remaining)
             except TimeoutError:
+                if awaiting is not None:  # the last ask ran out of time, not the node
+                    return self._awaiting(handle.name, awaiting)
                 return _Answer(
                     handle.name,
                     "unavailable",
@@ -205,14 +208,18 @@ class _RoundExchange:
             reply = self.coordinator.read_reply(handle.name, task, raw)
             if reply.status != "pending":
                 return _Answer(handle.name, reply.status, reply)
+            awaiting = str(reply.approval_id)
             if deadline - loop.time() <= self.coordinator.retry_interval:
-                return _Answer(
-                    handle.name,
-                    "unavailable",
-                    message=f"node {handle.name!r} is still awaiting its data steward's "
-                    f"approval (id {reply.approval_id}) after {self.timeout:g} s",
-                )
+                return self._awaiting(handle.name, awaiting)
             await asyncio.sleep(self.coordinator.retry_interval)
+
+    def _awaiting(self, node: str, approval_id: str) -> _Answer:
+        return _Answer(
+            node,
+            "unavailable",
+            message=f"node {node!r} is still awaiting its data steward's "
+            f"approval (id {approval_id}) after {self.timeout:g} s",
+        )
 
 
 class Coordinator:
