@@ -18,7 +18,7 @@ from consortia.domain.synthetic import FormEntry, SyntheticData, synthesize
 from consortia.domain.templates import load_template
 from consortia.domain.validation import validate_form
 from consortia.exceptions import InterchangeError, Problem
-from consortia.standards import clinical_data, redcap
+from consortia.standards import clinical_data, clinical_records, redcap
 from consortia.standards.clinical_data import (
     LONG_COLUMNS,
     MAX_PROBLEMS,
@@ -884,7 +884,9 @@ def test_an_event_name_over_18_characters_is_shortened_as_redcap_does() -> None:
     assert record.event == "screening_and_baseline_visit"
 
 
-@pytest.mark.parametrize("module", [clinical_data, redcap], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [clinical_data, clinical_records, redcap], ids=lambda m: m.__name__
+)
 def test_docstring_examples_hold(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -31,7 +31,7 @@ from typing import BinaryIO, Final
 from xml.parsers import expat
 
 from consortia.domain.study import Study
-from consortia.standards.clinical_data import (
+from consortia.standards.clinical_records import (
     FormRecord,
     FormValues,
     ProblemLog,
