@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from consortia.api import accounts, approvals, capture, exports, subjects
+from consortia.api import accounts, analyses, approvals, capture, exports, subjects
 
 __all__ = ["API_PREFIX", "create_api_router"]
 
@@ -18,6 +18,7 @@ def create_api_router() -> APIRouter:
     router.include_router(subjects.router)
     router.include_router(capture.router)
     router.include_router(exports.router)
+    router.include_router(analyses.router)
     router.include_router(approvals.router)
 
     @router.get("/health", tags=["node"])
