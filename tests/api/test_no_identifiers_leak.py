@@ -30,6 +30,7 @@ BODIES = {
     FORM: {"version": 1, "values": {"age": 50, "sex": "M"}, "reason": "x"},
     FORM + "/queries": {"item": "initials", "text": "?"},
     "/api/v1/studies/{study}/exports": {"table": "demographics", "format": "csv"},
+    "/api/v1/studies/{study}/analyses": {"kind": "describe", "table": "edc", "variable": "age"},
     "/api/v1/studies/{study}/queries/{query_id}/{step}": {"text": "x"},
     "/api/v1/users": {"email": "x@sg.example", "name": "X"},
     "/api/v1/grants": {
