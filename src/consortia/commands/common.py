@@ -64,6 +64,10 @@ def reporting() -> Iterator[None]:
         cause = getattr(error, "orig", None) or error
         first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         typer.echo(f"error: the database refused: {type(cause).__name__}: {first_line}", err=True)
+        if "no such table" in first_line or (
+            "relation" in first_line and "does not exist" in first_line
+        ):
+            typer.echo("hint: the database is not set up yet: run `consortia db upgrade`", err=True)
         raise typer.Exit(1) from None
 
 
