@@ -29,14 +29,6 @@ REQUEST: dict[str, Any] = {
 
 
 @pytest.fixture
-def queue_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The queue file, named to the node the way an operator does: CONSORTIA_APPROVALS_FILE."""
-    path = tmp_path / "approvals.json"
-    monkeypatch.setenv("CONSORTIA_APPROVALS_FILE", str(path))
-    return path
-
-
-@pytest.fixture
 def site(queue_path: Path, site: Site) -> Site:
     """conftest's node (with Ana, a coordinator), reading ``queue_path``, with a steward."""
     assert site.app.state.settings.approvals_file == queue_path

@@ -36,13 +36,6 @@ REGRESSION = {
 
 
 @pytest.fixture
-def queue_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "approvals.json"
-    monkeypatch.setenv("CONSORTIA_APPROVALS_FILE", str(path))
-    return path
-
-
-@pytest.fixture
 def node_url(queue_path: Path, node_url: str, tmp_path: Path) -> str:
     """conftest's running node, reading ``queue_path``, with a node administrator."""
     engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")

@@ -297,6 +297,17 @@ def _check_csrf(request: Request, form: Mapping[str, str], cookie: str) -> None:
         raise PageError(403, "error.403_csrf")
 
 
+async def _session_form(request: Request) -> tuple[Mapping[str, str], str] | None:
+    """A signed-in form post: its fields and session cookie, CSRF checked (403 without
+    the token); None when there is no session cookie."""
+    form = await _form(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    _check_csrf(request, form, cookie)
+    return form, cookie
+
+
 async def _approvals_page(
     request: Request, principal: Principal, cookie: str, status: int = 200, invalid: str = ""
 ) -> Response:
@@ -404,11 +415,10 @@ def create_web_router() -> APIRouter:
 
     @router.post("/logout", response_class=HTMLResponse)
     async def log_out(request: Request) -> Response:
-        form = await _form(request)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if not cookie:
+        posted = await _session_form(request)
+        if posted is None:
             return _redirect(request, "/login")
-        _check_csrf(request, form, cookie)
+        _, cookie = posted
         signed_in = await _signed_in(request)
         if signed_in is not None:
             principal, _ = signed_in
@@ -426,11 +436,10 @@ def create_web_router() -> APIRouter:
         return await _approvals_page(request, principal, cookie)
 
     async def _decide(request: Request, entry_id: str, approve: bool) -> Response:
-        form = await _form(request)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if not cookie:
+        posted = await _session_form(request)
+        if posted is None:
             return _redirect(request, "/login")
-        _check_csrf(request, form, cookie)
+        form, cookie = posted
         signed_in = await _signed_in(request)
         if signed_in is None:
             return _redirect(request, "/login")
