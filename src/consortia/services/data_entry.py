@@ -47,14 +47,9 @@ from consortia.services.common import (
 )
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
-from consortia.storage.capture import (
-    CaptureRepository,
-    EventRecord,
-    FormRecord,
-    QueryRepository,
-    ValueRow,
-)
+from consortia.storage.capture import CaptureRepository, EventRecord, FormRecord, ValueRow
 from consortia.storage.db import READ_ONLY
+from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = [
@@ -420,7 +415,7 @@ def save_form(
         ]
         after_rows.sort(key=ValueRow.schedule_key)
         derived_after = derived_values(definition, after_rows)
-        capture.replace_derived(subject.id, derived_after)
+        capture.update_derived(subject.id, derived_before, derived_after)
         derived_changes = {
             name: text
             for name, (text, _) in derived_after.items()

@@ -31,11 +31,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.studies import current_definition
-from consortia.storage.capture import (
-    QueryFilter,
-    QueryRecord,
-    QueryRepository,
-)
+from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = [

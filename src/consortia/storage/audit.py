@@ -135,11 +135,16 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(
+    audit_head.c.chain == sa.bindparam("chain")
+)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_MOVE_HEAD = audit_head.update().where(audit_head.c.chain == sa.bindparam("where_chain"))
+
+
 def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
-    query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.chain == chain)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = connection.execute(query).first()
+    query = _HEAD_FOR_UPDATE if connection.dialect.name == "postgresql" else _HEAD
+    row = connection.execute(query, {"chain": chain}).first()
     if row is not None:
         return int(row.seq), str(row.hash)
     if connection.dialect.name == "postgresql":
@@ -150,7 +155,7 @@ def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
             ),
             {"chain": chain, "hash": GENESIS},
         )
-        row = connection.execute(query).one()
+        row = connection.execute(query, {"chain": chain}).one()
         return int(row.seq), str(row.hash)
     connection.execute(audit_head.insert().values(chain=chain, seq=0, hash=GENESIS))
     return 0, GENESIS
@@ -194,9 +199,7 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
         )
         prev = digest
     connection.execute(audit_event.insert(), rows)
-    connection.execute(
-        audit_head.update().where(audit_head.c.chain == chain).values(seq=seq, hash=prev)
-    )
+    connection.execute(_MOVE_HEAD, {"where_chain": chain, "seq": seq, "hash": prev})
     return seq
 
 

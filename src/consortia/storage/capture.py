@@ -19,15 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from consortia.auth.policy import Action, site_scope
-from consortia.auth.principal import Principal
 from consortia.storage.tables import (
-    data_query,
     derived_value,
     event_instance,
     form_instance,
     item_value,
-    query_message,
     study_version,
     subject,
     subject_status,
@@ -37,10 +33,6 @@ __all__ = [
     "CaptureRepository",
     "EventRecord",
     "FormRecord",
-    "QueryFilter",
-    "QueryMessageRecord",
-    "QueryRecord",
-    "QueryRepository",
     "StudyVersionRecord",
     "StudyVersionRepository",
     "ValueRow",
@@ -61,6 +53,16 @@ class StudyVersionRecord:
     sha256: str
     loaded_at: datetime
     loaded_by: str
+
+
+# Statements run on every request are built once: building a Select and its cache key costs
+# several times what executing it does (bench/RESULTS.md, section 3).
+_CURRENT_KEY = (
+    sa.select(study_version.c.version, study_version.c.sha256)
+    .where(study_version.c.study == sa.bindparam("study"))
+    .order_by(study_version.c.version.desc())
+    .limit(1)
+)
 
 
 class StudyVersionRepository:
@@ -87,13 +89,7 @@ class StudyVersionRepository:
 
     def current_key(self, study: str) -> tuple[int, str] | None:
         """(version, sha256) of the current definition, without its text."""
-        query = (
-            sa.select(study_version.c.version, study_version.c.sha256)
-            .where(study_version.c.study == study)
-            .order_by(study_version.c.version.desc())
-            .limit(1)
-        )
-        row = self.connection.execute(query).first()
+        row = self.connection.execute(_CURRENT_KEY, {"study": study}).first()
         return None if row is None else (int(row[0]), str(row[1]))
 
     def source(self, study: str, version: int) -> str:
@@ -224,6 +220,62 @@ def _form(row: Any) -> FormRecord:
     return FormRecord(**{column.name: getattr(row, column.name) for column in form_instance.c})
 
 
+_EVENT = sa.select(event_instance).where(
+    event_instance.c.subject_pk == sa.bindparam("subject_pk"),
+    event_instance.c.event == sa.bindparam("event"),
+    event_instance.c.instance == sa.bindparam("instance"),
+)
+_FORM = sa.select(form_instance).where(
+    form_instance.c.event_pk == sa.bindparam("event_pk"),
+    form_instance.c.form == sa.bindparam("form"),
+)
+_FORM_BY_PK = sa.select(form_instance).where(form_instance.c.id == sa.bindparam("form_pk"))
+_UPDATE_FORM = form_instance.update().where(
+    form_instance.c.id == sa.bindparam("where_pk"),
+    form_instance.c.version == sa.bindparam("where_version"),
+)
+_VALUES = sa.select(item_value.c.item, item_value.c.group_instance, item_value.c.value_text).where(
+    item_value.c.form_pk == sa.bindparam("form_pk")
+)
+_SUBJECT_VALUES = (
+    sa.select(
+        event_instance.c.event,
+        event_instance.c.instance,
+        event_instance.c.target_date,
+        form_instance.c.form,
+        item_value.c.item,
+        item_value.c.group_instance,
+        item_value.c.value_text,
+        event_instance.c.id,
+    )
+    .join(form_instance, form_instance.c.id == item_value.c.form_pk)
+    .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+    .where(form_instance.c.subject_pk == sa.bindparam("subject_pk"))
+    .order_by(
+        event_instance.c.target_date.is_(None),
+        event_instance.c.target_date,
+        event_instance.c.id,
+        item_value.c.group_instance,
+    )
+)
+_VALUE_KEY = (
+    item_value.c.form_pk == sa.bindparam("where_form"),
+    item_value.c.item == sa.bindparam("where_item"),
+    item_value.c.group_instance == sa.bindparam("where_number"),
+)
+_UPDATE_VALUE = item_value.update().where(*_VALUE_KEY)
+_DELETE_VALUE = item_value.delete().where(*_VALUE_KEY)
+_DERIVED = sa.select(derived_value.c.name, derived_value.c.value_text).where(
+    derived_value.c.subject_pk == sa.bindparam("subject_pk")
+)
+_DERIVED_KEY = (
+    derived_value.c.subject_pk == sa.bindparam("where_subject"),
+    derived_value.c.name == sa.bindparam("where_name"),
+)
+_UPDATE_DERIVED = derived_value.update().where(*_DERIVED_KEY)
+_DELETE_DERIVED = derived_value.delete().where(*_DERIVED_KEY)
+
+
 class CaptureRepository:
     """Events, forms, values and derived values of subjects the caller has already found."""
 
@@ -240,12 +292,8 @@ class CaptureRepository:
         return [_event(row) for row in self.connection.execute(query)]
 
     def event(self, subject_pk: int, name: str, instance: int) -> EventRecord | None:
-        query = sa.select(event_instance).where(
-            event_instance.c.subject_pk == subject_pk,
-            event_instance.c.event == name,
-            event_instance.c.instance == instance,
-        )
-        row = self.connection.execute(query).first()
+        params = {"subject_pk": subject_pk, "event": name, "instance": instance}
+        row = self.connection.execute(_EVENT, params).first()
         return None if row is None else _event(row)
 
     def last_instance(self, subject_pk: int, name: str) -> int:
@@ -273,15 +321,11 @@ class CaptureRepository:
 
     # forms
     def form(self, event_pk: int, form: str) -> FormRecord | None:
-        query = sa.select(form_instance).where(
-            form_instance.c.event_pk == event_pk, form_instance.c.form == form
-        )
-        row = self.connection.execute(query).first()
+        row = self.connection.execute(_FORM, {"event_pk": event_pk, "form": form}).first()
         return None if row is None else _form(row)
 
     def form_by_pk(self, form_pk: int) -> FormRecord:
-        query = sa.select(form_instance).where(form_instance.c.id == form_pk)
-        return _form(self.connection.execute(query).one())
+        return _form(self.connection.execute(_FORM_BY_PK, {"form_pk": form_pk}).one())
 
     def forms(self, subject_pk: int) -> list[FormRecord]:
         query = (
@@ -302,44 +346,18 @@ class CaptureRepository:
         The version test is in the UPDATE itself, so two concurrent saves of one version
         cannot both succeed on either database.
         """
-        result = self.connection.execute(
-            form_instance.update()
-            .where(form_instance.c.id == form_pk, form_instance.c.version == expected_version)
-            .values(**values)
-        )
-        return result.rowcount == 1
+        params = {"where_pk": form_pk, "where_version": expected_version, **values}
+        return self.connection.execute(_UPDATE_FORM, params).rowcount == 1
 
     # values
     def values(self, form_pk: int) -> dict[tuple[str, int], str]:
-        query = sa.select(
-            item_value.c.item, item_value.c.group_instance, item_value.c.value_text
-        ).where(item_value.c.form_pk == form_pk)
-        return {(row[0], row[1]): row[2] for row in self.connection.execute(query)}
+        rows = self.connection.execute(_VALUES, {"form_pk": form_pk})
+        return {(row[0], row[1]): row[2] for row in rows}
 
     def subject_values(self, subject_pk: int) -> list[ValueRow]:
         """Every stored value of the subject, in schedule order (target date, then id)."""
-        query = (
-            sa.select(
-                event_instance.c.event,
-                event_instance.c.instance,
-                event_instance.c.target_date,
-                form_instance.c.form,
-                item_value.c.item,
-                item_value.c.group_instance,
-                item_value.c.value_text,
-                event_instance.c.id,
-            )
-            .join(form_instance, form_instance.c.id == item_value.c.form_pk)
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .where(form_instance.c.subject_pk == subject_pk)
-            .order_by(
-                event_instance.c.target_date.is_(None),
-                event_instance.c.target_date,
-                event_instance.c.id,
-                item_value.c.group_instance,
-            )
-        )
-        return [ValueRow(*row) for row in self.connection.execute(query)]
+        rows = self.connection.execute(_SUBJECT_VALUES, {"subject_pk": subject_pk})
+        return [ValueRow(*row) for row in rows]
 
     def write_values(
         self,
@@ -364,47 +382,56 @@ class CaptureRepository:
         ]
         if inserts:
             self.connection.execute(item_value.insert(), inserts)
-        for (item, number), (text, num) in upserts.items():
-            if (item, number) in known:
-                self.connection.execute(
-                    item_value.update()
-                    .where(
-                        item_value.c.form_pk == form_pk,
-                        item_value.c.item == item,
-                        item_value.c.group_instance == number,
-                    )
-                    .values(value_text=text, value_num=num)
-                )
-        for item, number in deletes:
-            self.connection.execute(
-                item_value.delete().where(
-                    item_value.c.form_pk == form_pk,
-                    item_value.c.item == item,
-                    item_value.c.group_instance == number,
-                )
-            )
+        updates = [
+            {
+                "where_form": form_pk,
+                "where_item": item,
+                "where_number": number,
+                "value_text": text,
+                "value_num": num,
+            }
+            for (item, number), (text, num) in upserts.items()
+            if (item, number) in known
+        ]
+        if updates:
+            self.connection.execute(_UPDATE_VALUE, updates)
+        gone = [
+            {"where_form": form_pk, "where_item": item, "where_number": number}
+            for item, number in deletes
+        ]
+        if gone:
+            self.connection.execute(_DELETE_VALUE, gone)
 
     # derived values
     def derived(self, subject_pk: int) -> dict[str, str]:
-        query = sa.select(derived_value.c.name, derived_value.c.value_text).where(
-            derived_value.c.subject_pk == subject_pk
-        )
-        return {row[0]: row[1] for row in self.connection.execute(query)}
+        rows = self.connection.execute(_DERIVED, {"subject_pk": subject_pk})
+        return {row[0]: row[1] for row in rows}
 
-    def replace_derived(
-        self, subject_pk: int, values: Mapping[str, tuple[str, float | None]]
+    def update_derived(
+        self,
+        subject_pk: int,
+        before: Mapping[str, str],
+        after: Mapping[str, tuple[str, float | None]],
     ) -> None:
-        self.connection.execute(
-            derived_value.delete().where(derived_value.c.subject_pk == subject_pk)
-        )
-        if values:
-            self.connection.execute(
-                derived_value.insert(),
-                [
-                    {"subject_pk": subject_pk, "name": n, "value_text": t, "value_num": v}
-                    for n, (t, v) in values.items()
-                ],
-            )
+        """Write only what changed from ``before`` (as :meth:`derived` read it) to ``after``."""
+        key = {"where_subject": subject_pk}
+        changed = [
+            {**key, "where_name": name, "value_text": text, "value_num": number}
+            for name, (text, number) in after.items()
+            if name in before and before[name] != text
+        ]
+        added = [
+            {"subject_pk": subject_pk, "name": name, "value_text": text, "value_num": number}
+            for name, (text, number) in after.items()
+            if name not in before
+        ]
+        gone = [{**key, "where_name": name} for name in before if name not in after]
+        if changed:
+            self.connection.execute(_UPDATE_DERIVED, changed)
+        if added:
+            self.connection.execute(derived_value.insert(), added)
+        if gone:
+            self.connection.execute(_DELETE_DERIVED, gone)
 
     # subject status
     def add_status(self, subject_pk: int, **values: Any) -> None:
@@ -433,167 +460,4 @@ class CaptureRepository:
     def set_anchor(self, subject_pk: int, anchor: date | None) -> None:
         self.connection.execute(
             subject.update().where(subject.c.id == subject_pk).values(anchor_date=anchor)
-        )
-
-
-# --------------------------------------------------------------------------- queries
-
-
-@dataclass(frozen=True, slots=True)
-class QueryMessageRecord:
-    action: str
-    text: str
-    at: datetime
-    by: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueryRecord:
-    """A data clarification query on one item of one form instance."""
-
-    id: int
-    study: str
-    site: str
-    subject_id: str
-    event: str
-    event_instance: int
-    form: str
-    form_pk: int
-    item: str
-    group_instance: int
-    status: str
-    origin: str
-    text: str
-    opened_at: datetime
-    opened_by: str
-    updated_at: datetime
-    messages: tuple[QueryMessageRecord, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class QueryFilter:
-    """What a query listing narrows to; ``None`` means any."""
-
-    status: str | None = None
-    site: str | None = None
-    subject_id: str | None = None
-    form: str | None = None
-    item: str | None = None
-    origin: str | None = None
-
-
-class QueryRepository:
-    """Queries of one study at the sites where the principal may read queries."""
-
-    def __init__(self, connection: Connection, principal: Principal) -> None:
-        self.connection = connection
-        self.principal = principal
-
-    def _select(self, study: str) -> sa.Select[Any]:
-        scope = site_scope(self.principal, study, Action.QUERY_READ)
-        query = (
-            sa.select(
-                data_query,
-                subject.c.study,
-                subject.c.site,
-                subject.c.subject_id,
-                event_instance.c.event,
-                event_instance.c.instance.label("event_instance"),
-                form_instance.c.form,
-            )
-            .join(subject, subject.c.id == data_query.c.subject_pk)
-            .join(form_instance, form_instance.c.id == data_query.c.form_pk)
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .where(subject.c.study == study)
-        )
-        if not scope.every_site:
-            query = query.where(subject.c.site.in_(sorted(scope.sites)))
-        return query
-
-    @staticmethod
-    def _record(row: Any, messages: Sequence[QueryMessageRecord] = ()) -> QueryRecord:
-        return QueryRecord(
-            id=row.id,
-            study=row.study,
-            site=row.site,
-            subject_id=row.subject_id,
-            event=row.event,
-            event_instance=row.event_instance,
-            form=row.form,
-            form_pk=row.form_pk,
-            item=row.item,
-            group_instance=row.group_instance,
-            status=row.status,
-            origin=row.origin,
-            text=row.text,
-            opened_at=row.opened_at,
-            opened_by=row.opened_by,
-            updated_at=row.updated_at,
-            messages=tuple(messages),
-        )
-
-    def find(
-        self, study: str, where: QueryFilter, *, limit: int = 100, offset: int = 0
-    ) -> list[QueryRecord]:
-        query = self._select(study)
-        for column, value in (
-            (data_query.c.status, where.status),
-            (subject.c.site, where.site),
-            (subject.c.subject_id, where.subject_id),
-            (form_instance.c.form, where.form),
-            (data_query.c.item, where.item),
-            (data_query.c.origin, where.origin),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        query = query.order_by(data_query.c.opened_at, data_query.c.id).limit(limit).offset(offset)
-        return [self._record(row) for row in self.connection.execute(query)]
-
-    def get(self, study: str, query_id: int) -> QueryRecord | None:
-        row = self.connection.execute(
-            self._select(study).where(data_query.c.id == query_id)
-        ).first()
-        if row is None:
-            return None
-        messages = self.connection.execute(
-            sa.select(
-                query_message.c.action, query_message.c.text, query_message.c.at, query_message.c.by
-            )
-            .where(query_message.c.query_pk == query_id)
-            .order_by(query_message.c.id)
-        )
-        return self._record(row, [QueryMessageRecord(*m) for m in messages])
-
-    def open_on_item(self, form_pk: int, item: str, group_instance: int) -> list[int]:
-        """Ids of queries not yet closed on this item."""
-        query = sa.select(data_query.c.id).where(
-            data_query.c.form_pk == form_pk,
-            data_query.c.item == item,
-            data_query.c.group_instance == group_instance,
-            data_query.c.status != "closed",
-        )
-        return [row[0] for row in self.connection.execute(query)]
-
-    def open_on_form(self, form_pk: int) -> list[int]:
-        """Ids of the form's queries not yet closed."""
-        query = sa.select(data_query.c.id).where(
-            data_query.c.form_pk == form_pk, data_query.c.status != "closed"
-        )
-        return [row[0] for row in self.connection.execute(query)]
-
-    def add(self, **values: Any) -> int:
-        result = self.connection.execute(data_query.insert().values(**values))
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
-
-    def add_message(self, query_pk: int, *, action: str, text: str, at: datetime, by: str) -> None:
-        self.connection.execute(
-            query_message.insert().values(query_pk=query_pk, action=action, text=text, at=at, by=by)
-        )
-
-    def set_status(self, query_pk: int, status: str, at: datetime) -> None:
-        self.connection.execute(
-            data_query.update()
-            .where(data_query.c.id == query_pk)
-            .values(status=status, updated_at=at)
         )

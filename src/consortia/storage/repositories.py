@@ -65,6 +65,20 @@ NODE_CHAIN = "node"
 IDENTIFIER_FIELDS: Mapping[str, frozenset[str]] = {"subject": frozenset({"initials"})}
 
 
+# Statements run on every request are built once (building one costs more than running it).
+_USER_BY_ID = sa.select(app_user).where(app_user.c.id == sa.bindparam("user_id"))
+_GRANTS_OF = sa.select(role_grant.c.study, role_grant.c.site, role_grant.c.role).where(
+    role_grant.c.user_id == sa.bindparam("user_id")
+)
+_TOKEN_BY_HASH = sa.select(api_token).where(api_token.c.token_hash == sa.bindparam("token_hash"))
+_SUBJECT_BY_ID = sa.select(subject).where(
+    subject.c.study == sa.bindparam("study"), subject.c.subject_id == sa.bindparam("subject_id")
+)
+_SUBJECT_BY_ID_AT_SITES = _SUBJECT_BY_ID.where(
+    subject.c.site.in_(sa.bindparam("sites", expanding=True))
+)
+
+
 def _in_scope(column: sa.ColumnElement[str], scope: SiteScope) -> sa.ColumnElement[bool]:
     if scope.every_site:
         return sa.true()
@@ -116,7 +130,7 @@ class UserRepository:
         return None if row is None else self._record(row)
 
     def by_id(self, user_id: int) -> UserRecord | None:
-        row = self.connection.execute(sa.select(app_user).where(app_user.c.id == user_id)).first()
+        row = self.connection.execute(_USER_BY_ID, {"user_id": user_id}).first()
         return None if row is None else self._record(row)
 
     def password_hash(self, user_id: int) -> str | None:
@@ -167,13 +181,10 @@ class GrantRecord:
 
 def load_grants(connection: Connection, user_id: int) -> frozenset[Grant]:
     """Every grant a person holds (to build their principal); unknown roles are ignored."""
-    query = sa.select(role_grant.c.study, role_grant.c.site, role_grant.c.role).where(
-        role_grant.c.user_id == user_id
-    )
     known = {role.value for role in Role}
     return frozenset(
         Grant(row.study, row.site, Role(row.role))
-        for row in connection.execute(query)
+        for row in connection.execute(_GRANTS_OF, {"user_id": user_id})
         if row.role in known
     )
 
@@ -300,8 +311,7 @@ class TokenRepository:
         )
 
     def by_hash(self, token_hash: str) -> TokenRecord | None:
-        query = sa.select(api_token).where(api_token.c.token_hash == token_hash)
-        row = self.connection.execute(query).first()
+        row = self.connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
         return None if row is None else self._record(row)
 
     def of_user(self, user_id: int, token_id: int | None = None) -> list[TokenRecord]:
@@ -435,8 +445,15 @@ class SubjectRepository:
 
     def get(self, study: str, subject_id: str) -> SubjectRecord | None:
         """The subject, if it exists at a site where the principal holds any role."""
-        query = self._scoped(study, None).where(subject.c.subject_id == subject_id)
-        row = self.connection.execute(query).first()
+        scope = site_scope(self.principal, study, None)
+        params: dict[str, Any] = {"study": study, "subject_id": subject_id}
+        if scope.every_site:
+            row = self.connection.execute(_SUBJECT_BY_ID, params).first()
+        elif scope.sites:
+            params["sites"] = sorted(scope.sites)
+            row = self.connection.execute(_SUBJECT_BY_ID_AT_SITES, params).first()
+        else:
+            row = None
         return None if row is None else self._record(row)
 
     def list(

@@ -1,0 +1,189 @@
+"""Data clarification queries: listed per study at the principal's sites, and per form.
+
+Repositories run inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from consortia.auth.policy import Action, site_scope
+from consortia.auth.principal import Principal
+from consortia.storage.tables import (
+    data_query,
+    event_instance,
+    form_instance,
+    query_message,
+    subject,
+)
+
+__all__ = ["QueryFilter", "QueryMessageRecord", "QueryRecord", "QueryRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMessageRecord:
+    action: str
+    text: str
+    at: datetime
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """A data clarification query on one item of one form instance."""
+
+    id: int
+    study: str
+    site: str
+    subject_id: str
+    event: str
+    event_instance: int
+    form: str
+    form_pk: int
+    item: str
+    group_instance: int
+    status: str
+    origin: str
+    text: str
+    opened_at: datetime
+    opened_by: str
+    updated_at: datetime
+    messages: tuple[QueryMessageRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """What a query listing narrows to; ``None`` means any."""
+
+    status: str | None = None
+    site: str | None = None
+    subject_id: str | None = None
+    form: str | None = None
+    item: str | None = None
+    origin: str | None = None
+
+
+_OPEN_ON_ITEM = sa.select(data_query.c.id).where(
+    data_query.c.form_pk == sa.bindparam("form_pk"),
+    data_query.c.item == sa.bindparam("item"),
+    data_query.c.group_instance == sa.bindparam("group_instance"),
+    data_query.c.status != "closed",
+)
+_OPEN_ON_FORM = sa.select(data_query.c.id).where(
+    data_query.c.form_pk == sa.bindparam("form_pk"), data_query.c.status != "closed"
+)
+
+
+class QueryRepository:
+    """Queries of one study at the sites where the principal may read queries."""
+
+    def __init__(self, connection: Connection, principal: Principal) -> None:
+        self.connection = connection
+        self.principal = principal
+
+    def _select(self, study: str) -> sa.Select[Any]:
+        scope = site_scope(self.principal, study, Action.QUERY_READ)
+        query = (
+            sa.select(
+                data_query,
+                subject.c.study,
+                subject.c.site,
+                subject.c.subject_id,
+                event_instance.c.event,
+                event_instance.c.instance.label("event_instance"),
+                form_instance.c.form,
+            )
+            .join(subject, subject.c.id == data_query.c.subject_pk)
+            .join(form_instance, form_instance.c.id == data_query.c.form_pk)
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .where(subject.c.study == study)
+        )
+        if not scope.every_site:
+            query = query.where(subject.c.site.in_(sorted(scope.sites)))
+        return query
+
+    @staticmethod
+    def _record(row: Any, messages: Sequence[QueryMessageRecord] = ()) -> QueryRecord:
+        return QueryRecord(
+            id=row.id,
+            study=row.study,
+            site=row.site,
+            subject_id=row.subject_id,
+            event=row.event,
+            event_instance=row.event_instance,
+            form=row.form,
+            form_pk=row.form_pk,
+            item=row.item,
+            group_instance=row.group_instance,
+            status=row.status,
+            origin=row.origin,
+            text=row.text,
+            opened_at=row.opened_at,
+            opened_by=row.opened_by,
+            updated_at=row.updated_at,
+            messages=tuple(messages),
+        )
+
+    def find(
+        self, study: str, where: QueryFilter, *, limit: int = 100, offset: int = 0
+    ) -> list[QueryRecord]:
+        query = self._select(study)
+        for column, value in (
+            (data_query.c.status, where.status),
+            (subject.c.site, where.site),
+            (subject.c.subject_id, where.subject_id),
+            (form_instance.c.form, where.form),
+            (data_query.c.item, where.item),
+            (data_query.c.origin, where.origin),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.order_by(data_query.c.opened_at, data_query.c.id).limit(limit).offset(offset)
+        return [self._record(row) for row in self.connection.execute(query)]
+
+    def get(self, study: str, query_id: int) -> QueryRecord | None:
+        row = self.connection.execute(
+            self._select(study).where(data_query.c.id == query_id)
+        ).first()
+        if row is None:
+            return None
+        messages = self.connection.execute(
+            sa.select(
+                query_message.c.action, query_message.c.text, query_message.c.at, query_message.c.by
+            )
+            .where(query_message.c.query_pk == query_id)
+            .order_by(query_message.c.id)
+        )
+        return self._record(row, [QueryMessageRecord(*m) for m in messages])
+
+    def open_on_item(self, form_pk: int, item: str, group_instance: int) -> list[int]:
+        """Ids of queries not yet closed on this item."""
+        params = {"form_pk": form_pk, "item": item, "group_instance": group_instance}
+        return [row[0] for row in self.connection.execute(_OPEN_ON_ITEM, params)]
+
+    def open_on_form(self, form_pk: int) -> list[int]:
+        """Ids of the form's queries not yet closed."""
+        return [row[0] for row in self.connection.execute(_OPEN_ON_FORM, {"form_pk": form_pk})]
+
+    def add(self, **values: Any) -> int:
+        result = self.connection.execute(data_query.insert().values(**values))
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    def add_message(self, query_pk: int, *, action: str, text: str, at: datetime, by: str) -> None:
+        self.connection.execute(
+            query_message.insert().values(query_pk=query_pk, action=action, text=text, at=at, by=by)
+        )
+
+    def set_status(self, query_pk: int, status: str, at: datetime) -> None:
+        self.connection.execute(
+            data_query.update()
+            .where(data_query.c.id == query_pk)
+            .values(status=status, updated_at=at)
+        )
