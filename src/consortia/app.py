@@ -9,19 +9,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from consortia import __version__
 from consortia.api.errors import install_error_handlers
-from consortia.api.router import API_PREFIX, create_api_router
-from consortia.config import Settings
+from consortia.api.router import API_PREFIX, api_routers
+from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
 from consortia.web.pages import create_web_router
 
-__all__ = ["create_app"]
+__all__ = ["SERVE_CONFIG", "create_app", "served_app"]
+
+#: Environment variable naming the config file that ``served_app`` reads (set by
+#: ``consortia serve --workers N`` for its worker processes; empty: the environment alone).
+SERVE_CONFIG = "CONSORTIA_SERVE_CONFIG"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,6 +43,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Request handlers run in a thread pool; Python runs one thread at a time, so dozens
+        # of threads only take turns at the interpreter lock (anyio's default is 40).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
         try:
             yield
         finally:
@@ -53,6 +63,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     install_error_handlers(app)
-    app.include_router(create_api_router())
+    for router in api_routers():
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(create_web_router())
     return app
+
+
+def served_app() -> FastAPI:
+    """The app of one server worker process (``uvicorn --factory consortia.app:served_app``).
+
+    Settings come from the file named in ``CONSORTIA_SERVE_CONFIG`` (if any) and the
+    ``CONSORTIA_*`` environment, as ``consortia serve`` read them.
+    """
+    config = os.environ.get(SERVE_CONFIG)
+    return create_app(load_settings(Path(config) if config else None))

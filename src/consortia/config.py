@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         300, ge=1, description="largest clock difference accepted on signed messages"
     )
     log_level: str = Field("INFO", description="Python logging level")
+    server_threads: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="threads per server process that run requests' database work",
+    )
     approvals_file: Path | None = Field(
         None,
         description="the JSON approval queue the federation node shares (manual approval mode)",

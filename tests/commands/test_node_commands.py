@@ -6,10 +6,16 @@ The commands are registered here exactly as cli.py registers them.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from argon2 import PasswordHasher
@@ -312,3 +318,71 @@ def test_init_asks_for_the_administrators_details_when_not_given(tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
     assert "ana@sg.example is the node administrator" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
+    tmp_path: Path, password_file: Path
+) -> None:
+    _init(tmp_path, password_file)
+    config = tmp_path / "consortia.toml"
+    made = runner.invoke(
+        app,
+        [
+            "token",
+            "create",
+            "admin@sg.example",
+            "--name",
+            "t",
+            "--all-studies",
+            "--config",
+            str(config),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    secret = re.search(r"cst_\S+", made.stdout)
+    assert secret is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {secret.group(0)}"}
+        with httpx.Client(headers=headers, timeout=10) as client:
+            answers = [client.get(f"{base}/me") for _ in range(10)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.json()["email"] for a in answers} == {"admin@sg.example"}
+        workers = [
+            p for p in _children(server.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
+        ]
+        assert len(workers) == 2
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    assert "(2 processes)" in err
+    assert "Traceback" not in err

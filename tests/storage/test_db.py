@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import fcntl
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -138,4 +142,66 @@ def test_a_connection_dropped_mid_transaction_does_not_stall_the_next_writer(
     assert written.wait(5), "the in-process writer lock was never released"
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT x FROM t")).scalars().all() == [2]
+    engine.dispose()
+
+
+def _lock_is_free(path: Path) -> bool:
+    """Whether another open file (as another process would have) can take the writer lock."""
+    with path.open("ab") as other:
+        try:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+        return True
+
+
+def test_a_sqlite_write_transaction_holds_the_cross_process_writer_lock(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    lock = tmp_path / "node.db-writer.lock"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        assert not _lock_is_free(lock)
+    assert _lock_is_free(lock)
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        raise RuntimeError("rolled back")
+    assert _lock_is_free(lock)
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        assert _lock_is_free(lock)  # readers never take it
+    engine.dispose()
+
+
+WRITER = """
+import sys, time
+from consortia.storage.db import make_engine
+engine = make_engine(sys.argv[1])
+print("ready", flush=True)
+with engine.begin() as connection:
+    print(f"began {time.time()}", flush=True)
+    connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+"""
+
+
+def test_a_writer_in_another_process_waits_for_the_lock_and_then_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the child is waiting for the lock all this time
+        released = time.time()
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0
+    began = float(out.split()[-1])
+    assert began >= released  # it began its write only after this one committed
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT x FROM t ORDER BY x").scalars().all() == [1, 2]
     engine.dispose()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from consortia.api.capture_schemas import (
     DefinitionLoad,
@@ -26,9 +26,16 @@ from consortia.api.capture_schemas import (
     StatusChange,
     StudyVersionPublic,
 )
-from consortia.api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from consortia.api.deps import (
+    CallerDep,
+    CurrentPrincipal,
+    EngineDep,
+    SettingsDep,
+    in_thread,
+    json_response,
+)
 from consortia.api.schemas import AuditEventPublic, SubjectPublic
-from consortia.auth.principal import CODE_PATTERN
+from consortia.auth.principal import CODE_PATTERN, Principal
 from consortia.services import (
     data_entry,
     form_states,
@@ -133,29 +140,27 @@ def subject_history(
 
 
 @router.get(FORM, response_model=FormPublic)
-def read_form(
-    study: StudyCode,
-    subject_id: SubjectId,
-    event: EventRef,
-    form: FormName,
-    principal: CurrentPrincipal,
-    engine: EngineDep,
-) -> FormPublic:
+async def read_form(
+    study: StudyCode, subject_id: SubjectId, event: EventRef, form: FormName, who: CallerDep
+) -> Response:
     """A form instance with its state and version (not started: version 0)."""
-    view = data_entry.read_form(engine, principal, study, subject_id, event, form)
-    return FormPublic.of(view)
+
+    def work(principal: Principal) -> Response:
+        view = data_entry.read_form(who.engine, principal, study, subject_id, event, form)
+        return json_response(FormPublic.of(view))
+
+    return await in_thread(who, work)
 
 
 @router.put(FORM, response_model=FormPublic)
-def save_form(
+async def save_form(
     study: StudyCode,
     subject_id: SubjectId,
     event: EventRef,
     form: FormName,
     body: FormSaveRequest,
-    principal: CurrentPrincipal,
-    engine: EngineDep,
-) -> FormPublic:
+    who: CallerDep,
+) -> Response:
     """Save every value of a form: 422 lists hard problems, 409 a stale version."""
     save = data_entry.FormSave(
         version=body.version,
@@ -164,8 +169,12 @@ def save_form(
         reason=body.reason,
         visit_date=body.visit_date,
     )
-    view = data_entry.save_form(engine, principal, study, subject_id, event, form, save)
-    return FormPublic.of(view)
+
+    def work(principal: Principal) -> Response:
+        view = data_entry.save_form(who.engine, principal, study, subject_id, event, form, save)
+        return json_response(FormPublic.of(view))
+
+    return await in_thread(who, work)
 
 
 def _form_after(

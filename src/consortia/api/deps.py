@@ -4,15 +4,25 @@ Credentials, in order: ``Authorization: Bearer <API token>``, else the session c
 A cookie-authenticated request that changes state (any method but GET/HEAD/OPTIONS) must
 carry the session's CSRF token in ``X-CSRF-Token``; a bearer token needs none (browsers
 never send it on their own).
+
+Most routes are plain functions that FastAPI runs in its thread pool, each with its
+``CurrentPrincipal`` dependency, which costs a second trip through the pool. The busiest
+routes (reading and saving a form) are ``async`` and make one trip for everything:
+``await in_thread(caller, work)`` checks the credentials and runs ``work`` in one thread.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_matches
@@ -21,13 +31,19 @@ from consortia.exceptions import AuthenticationError, PermissionDeniedError
 from consortia.services.authentication import principal_from_session, principal_from_token
 
 __all__ = [
+    "Caller",
+    "CallerDep",
     "CurrentPrincipal",
     "EngineDep",
     "SettingsDep",
     "current_principal",
     "get_engine",
     "get_settings",
+    "in_thread",
+    "json_response",
 ]
+
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="a personal API token (cst_...)")
 _cookie = APIKeyCookie(
@@ -35,13 +51,15 @@ _cookie = APIKeyCookie(
 )
 
 
-def get_engine(request: Request) -> Engine:
+# The two lookups are ``async`` so that FastAPI calls them on the event loop: a plain
+# ``def`` dependency costs a trip through the thread pool on every request.
+async def get_engine(request: Request) -> Engine:
     engine = request.app.state.engine
     assert isinstance(engine, Engine)
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     return settings
@@ -51,28 +69,65 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def current_principal(
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A request's credentials, not yet checked: :meth:`principal` checks them."""
+
+    request: Request
+    engine: Engine
+    settings: Settings
+    bearer: HTTPAuthorizationCredentials | None
+    cookie: str | None
+
+    def principal(self) -> Principal:
+        """The caller, from an API token or a web session (checking CSRF); else 401.
+
+        Reads the database: call it in a worker thread, not on the event loop.
+        """
+        request, engine, settings, cookie = self.request, self.engine, self.settings, self.cookie
+        if request.headers.get("authorization") is not None:
+            if self.bearer is None or not self.bearer.credentials:
+                raise AuthenticationError("send the API token as 'Authorization: Bearer <token>'")
+            return principal_from_token(engine, self.bearer.credentials)
+        if cookie:
+            principal = principal_from_session(engine, settings, cookie)
+            if request.method not in SAFE_METHODS:
+                secret = settings.secret_key.get_secret_value()
+                if not csrf_matches(secret, cookie, request.headers.get(CSRF_HEADER)):
+                    raise PermissionDeniedError(
+                        f"this change needs the session's CSRF token in the {CSRF_HEADER} header"
+                    )
+            return principal
+        raise AuthenticationError("log in, or send an API token as 'Authorization: Bearer <token>'")
+
+
+async def caller(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
-) -> Principal:
+) -> Caller:
+    """The request's credentials (checked later, in a worker thread)."""
+    return Caller(request, engine, settings, bearer, cookie)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def current_principal(who: CallerDep) -> Principal:
     """The caller, from an API token or a web session (checking CSRF); else 401."""
-    if request.headers.get("authorization") is not None:
-        if bearer is None or not bearer.credentials:
-            raise AuthenticationError("send the API token as 'Authorization: Bearer <token>'")
-        return principal_from_token(engine, bearer.credentials)
-    if cookie:
-        principal = principal_from_session(engine, settings, cookie)
-        if request.method not in SAFE_METHODS:
-            secret = settings.secret_key.get_secret_value()
-            if not csrf_matches(secret, cookie, request.headers.get(CSRF_HEADER)):
-                raise PermissionDeniedError(
-                    f"this change needs the session's CSRF token in the {CSRF_HEADER} header"
-                )
-        return principal
-    raise AuthenticationError("log in, or send an API token as 'Authorization: Bearer <token>'")
+    return who.principal()
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def in_thread(who: Caller, work: Callable[[Principal], T]) -> T:
+    """``work(principal)`` in a worker thread, the credentials checked in the same trip."""
+    return await run_in_threadpool(lambda: work(who.principal()))
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as a JSON response, serialised once (FastAPI would validate it again)."""
+    return Response(model.model_dump_json(), media_type="application/json")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
+from consortia.config import CONFIG_FILE_NAME
 from consortia.exceptions import ConfigurationError
 from consortia.storage.migrations import current_revision, head_revision
 
@@ -17,11 +20,20 @@ def serve_node_app(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes (one per CPU core is a good start; each runs "
+            "`server_threads` threads).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve the node: the REST API under /api/v1 (docs at /api/v1/docs)."""
     import uvicorn
 
-    from consortia.app import create_app
+    from consortia.app import SERVE_CONFIG, create_app
 
     with reporting():
         settings = node_settings(config)
@@ -33,5 +45,24 @@ def serve_node_app(
                 f"{head_revision()}: run `consortia db upgrade` first"
             )
         app = create_app(settings)
-    typer.echo(f"serving node {settings.node_name} on http://{host}:{port}/api/v1", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    typer.echo(
+        f"serving node {settings.node_name} on http://{host}:{port}/api/v1 "
+        f"({workers} process{'es' if workers > 1 else ''})",
+        err=True,
+    )
+    log_level = settings.log_level.lower()
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    app.state.engine.dispose()  # each worker process builds its own app and engine
+    if config is None and Path(CONFIG_FILE_NAME).is_file():
+        config = Path(CONFIG_FILE_NAME)
+    os.environ[SERVE_CONFIG] = str(config.resolve()) if config is not None else ""
+    uvicorn.run(
+        "consortia.app:served_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )

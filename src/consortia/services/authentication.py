@@ -9,7 +9,6 @@ nothing about which accounts exist; the audit event records the real reason.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -256,13 +255,18 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
     digest = hash_token(token)
     # the common case reads only: a usable token used within the last minute
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        record = TokenRepository(connection).by_hash(digest)
-        fresh = record is not None and record.last_used_at is not None
-        if record is not None and fresh and record.usable_at(now):
-            assert record.last_used_at is not None
-            if now - record.last_used_at < _TOUCH_EVERY:
-                with contextlib.suppress(NotFoundError):  # inactive owner: the path below
-                    return principal_for(connection, record.user_id, token_studies=record.studies)
+        found = TokenRepository(connection).with_owner(digest)
+        if found is not None:
+            known, owner = found
+            last_used = known.last_used_at
+            # an inactive owner, a refusal or a stale last-use time: the path below
+            if (
+                owner is not None
+                and last_used is not None
+                and known.usable_at(now)
+                and now - last_used < _TOUCH_EVERY
+            ):
+                return owner if known.studies is None else owner.narrowed_to(known.studies)
     with engine.begin() as connection:
         tokens = TokenRepository(connection)
         record = tokens.by_hash(digest)

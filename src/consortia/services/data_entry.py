@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -331,7 +332,12 @@ def save_form(
         new = {
             key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()
         }
-        old = {} if current is None else capture.values(current.id)
+        # the form's stored values are among the subject's: no second query
+        old = {
+            (row.item, row.group_instance): row.text
+            for row in rows
+            if current is not None and row.event_pk == event.id and row.form == form
+        }
         changed = {key for key, (text, _) in new.items() if key in old and old[key] != text}
         removed = set(old) - set(new)
         added = set(new) - set(old)
@@ -362,24 +368,22 @@ def save_form(
                 **stamp,
             )
         else:
-            moved = capture.update_form(
-                current.id,
-                expected_version=current.version,
-                version=current.version + 1,
-                study_version=definition.version,
-                verified_at=None,
-                verified_by=None,
-                signed_at=None,
-                signed_by=None,
-                signed_name=None,
-                signature_meaning=None,
+            changes: dict[str, Any] = {
+                "version": current.version + 1,
+                "study_version": definition.version,
+                "verified_at": None,
+                "verified_by": None,
+                "signed_at": None,
+                "signed_by": None,
+                "signed_name": None,
+                "signature_meaning": None,
                 **stamp,
-            )
-            if not moved:
+            }
+            if not capture.update_form(current.id, expected_version=current.version, **changes):
                 raise ConflictError(
                     f"form {form} at {ref} of subject {subject_id} changed while saving; reload it"
                 )
-            record = capture.form_by_pk(current.id)
+            record = replace(current, **changes)
         capture.write_values(
             record.id,
             upserts={key: new[key] for key in added | changed},

@@ -1,20 +1,30 @@
 """Database engines: SQLite (embedded default) and PostgreSQL (production).
 
 SQLite runs in WAL mode with foreign keys on, and write transactions start with
-``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade; PostgreSQL is used as
-it comes. The same code and the same tests run on both.
+``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade. Writers queue for a
+lock before they begin: a thread lock within the process and, for a database file, an
+advisory lock on ``PATH-writer.lock`` across processes (server workers, a CLI import), so
+a waiting writer is woken as soon as the last one finishes instead of polling in SQLite's
+busy handler with growing sleeps. PostgreSQL is used as it comes. The same code and the
+same tests run on both.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from consortia.exceptions import ConfigurationError
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None  # type: ignore[assignment]
 
 #: Execution option for a long read (``connection.execution_options(**{READ_ONLY: True})``):
 #: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
@@ -46,7 +56,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         else:  # opening a SQLite connection (and its PRAGMAs) costs more than a small save
             kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=56)
         engine = create_engine(url, echo=echo, **kwargs)
-        _configure_sqlite(engine, memory=memory)
+        lock_path = None if memory else Path(f"{parsed.database}-writer.lock")
+        _configure_sqlite(engine, memory=memory, lock_path=lock_path)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -57,7 +68,48 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
-def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
+class _WriterLock:
+    """One SQLite writer at a time: a thread lock, then a file lock shared by processes.
+
+    ``fcntl.flock`` waits in the kernel and the next waiter wakes when the lock is let go;
+    the kernel drops it if its process dies. The lock file is opened for each write and
+    closed after it, so nothing stays open between transactions or leaks into a forked
+    child. Where there is no ``fcntl`` (Windows) only the thread lock queues, and other
+    processes meet SQLite's ``busy_timeout``.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._thread = threading.Lock()
+        self._path = path if _fcntl is not None else None
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        self._thread.acquire()
+        if self._path is None:
+            return
+        try:
+            handle = self._path.open("ab")
+        except BaseException:
+            self._thread.release()
+            raise
+        try:
+            _fcntl.flock(handle.fileno(), _fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            self._thread.release()
+            raise
+        self._file = handle
+
+    def release(self) -> None:
+        handle, self._file = self._file, None
+        try:
+            if handle is not None:
+                handle.close()  # closing the file lets the lock go
+        finally:
+            self._thread.release()
+
+
+def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -70,10 +122,9 @@ def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    # One writer at a time, queued in this process: SQLite's own busy handler makes waiting
-    # writers sleep and retry (unfairly, with growing sleeps); a lock wakes the next one at
-    # once. Other processes still meet busy_timeout.
-    writer = threading.Lock()
+    # One writer at a time: SQLite's own busy handler makes waiting writers sleep and retry
+    # (unfairly, with growing sleeps); a lock wakes the next one at once.
+    writer = _WriterLock(lock_path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -71,6 +71,20 @@ _GRANTS_OF = sa.select(role_grant.c.study, role_grant.c.site, role_grant.c.role)
     role_grant.c.user_id == sa.bindparam("user_id")
 )
 _TOKEN_BY_HASH = sa.select(api_token).where(api_token.c.token_hash == sa.bindparam("token_hash"))
+_TOKEN_WITH_OWNER = (
+    sa.select(
+        api_token,
+        app_user.c.email.label("owner_email"),
+        app_user.c.name.label("owner_name"),
+        app_user.c.active.label("owner_active"),
+        role_grant.c.study.label("grant_study"),
+        role_grant.c.site.label("grant_site"),
+        role_grant.c.role.label("grant_role"),
+    )
+    .join(app_user, app_user.c.id == api_token.c.user_id)
+    .outerjoin(role_grant, role_grant.c.user_id == api_token.c.user_id)
+    .where(api_token.c.token_hash == sa.bindparam("token_hash"))
+)
 _SUBJECT_BY_ID = sa.select(subject).where(
     subject.c.study == sa.bindparam("study"), subject.c.subject_id == sa.bindparam("subject_id")
 )
@@ -313,6 +327,27 @@ class TokenRepository:
     def by_hash(self, token_hash: str) -> TokenRecord | None:
         row = self.connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
         return None if row is None else self._record(row)
+
+    def with_owner(self, token_hash: str) -> tuple[TokenRecord, Principal | None] | None:
+        """The token and its owner's principal (``None`` if inactive), in one query.
+
+        The principal holds every grant of the owner; narrowing it to the token's studies
+        is the caller's business.
+        """
+        rows = self.connection.execute(_TOKEN_WITH_OWNER, {"token_hash": token_hash}).all()
+        if not rows:
+            return None
+        first = rows[0]
+        if not first.owner_active:
+            return self._record(first), None
+        known = {role.value for role in Role}
+        grants = frozenset(
+            Grant(row.grant_study, row.grant_site, Role(row.grant_role))
+            for row in rows
+            if row.grant_role in known
+        )
+        owner = Principal(first.user_id, first.owner_email, first.owner_name, grants)
+        return self._record(first), owner
 
     def of_user(self, user_id: int, token_id: int | None = None) -> list[TokenRecord]:
         query = sa.select(api_token).where(api_token.c.user_id == user_id)
