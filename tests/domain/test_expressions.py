@@ -629,3 +629,18 @@ def test_expressions_compare_by_source_and_hide_their_evaluator() -> None:
     assert hash(parse("x + 1")) == hash(parse("x + 1"))
     assert isinstance(parse("x"), Expression)
     assert "evaluator" not in repr(parse("x + 1"))
+
+
+def test_grades_remembered_from_earlier_inputs_are_those_computed_afresh() -> None:
+    grade = parse("crs_grade(t, h, v, vp, o, f, m)")
+    inputs = {"h": True, "v": 1, "vp": False, "o": "none", "f": None, "m": False}
+    for temperature in (Decimal("38.5"), Decimal("38.50"), 38.5, 39, Decimal("37.0")):
+        first = grade.evaluate({**inputs, "t": temperature})
+        assert grade.evaluate({**inputs, "t": temperature}) == first
+    assert grade.evaluate({**inputs, "t": Decimal("38.50")}) == 3  # one vasopressor
+    assert grade.evaluate({**inputs, "h": 1, "t": 38.5}) == 3  # 1 is yes, as True is
+    refused = parse("1 + crs_grade(t, h, v, vp, o, f, m)")
+    for _ in range(2):  # a refusal is remembered with its message, and placed anew
+        with pytest.raises(ExpressionError, match="oxygen 'tent' is not one of") as error:
+            refused.evaluate({**inputs, "t": 39, "o": "tent"})
+        assert error.value.column == 5

@@ -190,8 +190,10 @@ def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
         cwd=tmp_path,
     )
     assert process.stderr is not None
-    for line in process.stderr:  # the check phase ends just before the transaction writes
-        if line.startswith("check") and "100.0%" in line:
+    # forms are written as their checks come back, in the transaction opened right after
+    # reading: 0.3 s after the read, it has written some and is still checking
+    for line in process.stderr:
+        if line.startswith(" read") and "100.0%" in line:
             time.sleep(0.3)
             break
     process.send_signal(signal.SIGKILL)
@@ -284,3 +286,34 @@ def test_checking_in_worker_processes_finds_the_same_values_and_problems(
     ]
     parallel.dispose()
     other.dispose()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_problem_found_after_forms_were_written_rolls_all_of_them_back(
+    loaded: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    # forms are written as their checks come back: make that happen many times before the
+    # check of the last subject finds its problem
+    monkeypatch.setattr(imports, "CHUNK", 50)
+    monkeypatch.setattr(imports, "_FORMS_PER_BATCH", 20)
+    if parallel:
+        monkeypatch.setattr(imports, "PARALLEL_FORMS", 1)
+    path = _records_file(tmp_path, 8)
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    ecog = rows[0].index("ecog")
+    target = max(n for n, row in enumerate(rows[1:], 1) if row[ecog].strip())
+    rows[target][ecog] = "9"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+    with pytest.raises(ValidationError) as refused:
+        imports.import_file(loaded, ADMIN, STUDY, path)
+    assert [(p.line, p.message) for p in refused.value.problems] == [
+        (target + 1, "9 is outside 0–5")
+    ]
+    for table in (subject, form_instance, item_value):
+        assert _count(loaded, table) == 0
+    with loaded.connect() as connection:
+        report = verify_chain(connection)
+    assert report.ok
+    assert report.events == 1  # the study.load of the set-up

@@ -548,6 +548,37 @@ def _contains(args: _Arguments, today: date | None) -> object:
 # --- clinical scores: derived variables in the templates compute grades from raw inputs ---
 
 
+#: How many argument tuples a remembered function keeps the result of
+_REMEMBERED: Final = 4096
+
+
+def _remembered(implementation: _Implementation) -> _Implementation:
+    """A function of its arguments alone, remembering results (and refusals) by argument
+    type and value: a grade computed from the same inputs is computed once. Numbers count
+    by their text, so 38.5 and 38.50 are remembered apart."""
+    memo: dict[tuple[object, ...], tuple[bool, object]] = {}
+
+    def remembered(args: _Arguments, today: date | None) -> object:
+        key = tuple(
+            [(type(arg), repr(arg) if isinstance(arg, float | Decimal) else arg) for arg in args]
+        )
+        found = memo.get(key)
+        if found is None:
+            try:
+                found = (True, implementation(args, today))
+            except _Problem as problem:
+                found = (False, str(problem))
+            if len(memo) < _REMEMBERED:
+                memo[key] = found
+        done, result = found
+        if not done:
+            raise _Problem(result)
+        return result
+
+    remembered.__doc__ = implementation.__doc__
+    return remembered
+
+
 def _graded(compute: Callable[[], int]) -> object:
     try:
         return compute()
@@ -571,6 +602,7 @@ def _flag(value: object) -> bool:
     7,
     7,
 )
+@_remembered
 def _crs_grade(args: _Arguments, today: date | None) -> object:
     """ASTCT consensus CRS grade 0-4 from raw inputs (temperature in degrees C, oxygen as an
     OxygenSupport code such as 'low_flow_nasal_cannula'). Missing when hypotension,
@@ -612,6 +644,7 @@ def _whole(value: object, what: str) -> int:
 
 
 @_function("ice_score(orientation, naming, commands, writing, attention)", 5, 5)
+@_remembered
 def _ice_score(args: _Arguments, today: date | None) -> object:
     """The 10-point ICE score (orientation 0-4, naming 0-3, commands, writing and
     attention 0-1); missing when any part is missing."""
@@ -639,6 +672,7 @@ def _member_of(enum: Any, value: object, what: str) -> Any:
 
 
 @_function("icans_grade(ice, consciousness, seizure, motor_weakness, icp_oedema)", 5, 5)
+@_remembered
 def _icans_grade(args: _Arguments, today: date | None) -> object:
     """ASTCT ICANS grade 0-4 (adults); the ICE score may be missing only in an unarousable
     patient. Missing when any other domain is missing."""
@@ -663,27 +697,50 @@ FUNCTIONS: Final[Mapping[str, FunctionSpec]] = MappingProxyType(_TABLE)
 # ------------------------------------------------------------------ evaluation
 
 
-@dataclass
 class _Context:
-    values: Mapping[str, object]
-    today: date | None
-    source: str
-    cache: dict[str, object] = field(default_factory=dict)
+    """One evaluation: the values, the day, and each name's value once normalised."""
+
+    __slots__ = ("cache", "source", "today", "values")
+
+    def __init__(self, values: Mapping[str, object], today: date | None, source: str) -> None:
+        self.values, self.today, self.source = values, today, source
+        self.cache: dict[str, object] = {}
 
     def lookup(self, name: str) -> object:
-        if name not in self.cache:
-            try:
-                raw = self.values[name]
-            except KeyError:
-                raw = None
-            try:
-                self.cache[name] = _normalise(raw)
-            except _Problem as problem:
-                raise _Problem(f"{name!r}: {problem}") from None
-        return self.cache[name]
+        cache = self.cache
+        if name in cache:
+            return cache[name]
+        try:
+            raw = self.values[name]
+        except KeyError:
+            raw = None
+        if type(raw) in _PLAIN:  # the common case, without a call
+            cache[name] = raw
+            return raw
+        try:
+            value = cache[name] = _normalise(raw)
+        except _Problem as problem:
+            raise _Problem(f"{name!r}: {problem}") from None
+        return value
+
+
+#: Types whose values _normalise returns unchanged
+_PLAIN: Final = frozenset({type(None), bool, int, float, date, datetime})
 
 
 _Evaluator = Callable[[_Context], object]
+
+
+def _name(name: str, column: int) -> _Evaluator:
+    """The evaluator of a name: its value (a problem with the value is reported at the name)."""
+
+    def evaluate(context: _Context) -> object:
+        try:
+            return context.lookup(name)
+        except _Problem as problem:
+            raise ExpressionError(str(problem), context.source, column) from None
+
+    return evaluate
 
 
 def _at(column: int, compute: _Evaluator) -> _Evaluator:
@@ -812,8 +869,7 @@ class _Builder:
             value = self.constant(node)
             return lambda _: value
         if isinstance(node, ast.Name):
-            name = self.name(node)
-            return _at(column, lambda context: context.lookup(name))
+            return _name(self.name(node), column)
         if isinstance(node, ast.BoolOp):
             return self.logical(isinstance(node.op, ast.And), [self.build(v) for v in node.values])
         if isinstance(node, ast.UnaryOp):
@@ -916,6 +972,19 @@ class _Builder:
                 self.fail(operand, f"comparing with {shown} is never true; use is_missing(x)")
         ops = [_COMPARISONS[type(op)] for op in node.ops]
         first, rest = self.build(node.left), [self.build(other) for other in node.comparators]
+        if len(ops) == 1:  # the common case, with one frame less
+            only, second = ops[0], rest[0]
+
+            def single(context: _Context) -> object:
+                try:
+                    return _compare(only, first(context), second(context))
+                except _Problem as problem:
+                    raise ExpressionError(str(problem), context.source, column) from None
+                except OverflowError:
+                    message = "a number is too large"
+                    raise ExpressionError(message, context.source, column) from None
+
+            return single
 
         def evaluate(context: _Context) -> object:
             left = first(context)
@@ -950,7 +1019,9 @@ class _Builder:
             self.fail(node, f"{name}() got {count} argument{plural}; write {spec.signature}")
         self.functions.add(name)
         args, run = [self.build(arg) for arg in node.args], spec.implementation
-        return _at(column, lambda context: run(tuple(arg(context) for arg in args), context.today))
+        return _at(
+            column, lambda context: run(tuple([arg(context) for arg in args]), context.today)
+        )
 
     def subscript(self, node: ast.Subscript, column: int) -> _Evaluator:
         item, index = node.value, node.slice

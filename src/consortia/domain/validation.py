@@ -23,50 +23,56 @@ treated as shown but not required. An edit check does not fire while any name it
 missing. An edit check that reads an item of a repeating group runs once per instance.
 
 :func:`compute_derived` evaluates the study's derived variables in dependency order.
+
+A form's checks are compiled once per study and form into a :class:`FormPlan`
+(:func:`form_plan`): item readers that remember the text they have parsed, show_if and
+edit-check expressions with their targets, and the derived variables the form needs, in
+evaluation order. A plan belongs to one :class:`~consortia.domain.study.Study` object, so
+a new version of a study never meets an old plan.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
-from functools import cached_property, lru_cache
+from decimal import Decimal
 from typing import Final
 
-from consortia.domain import expressions
-from consortia.domain.study import (
-    NUMERIC_TYPES,
-    EditCheck,
-    Form,
-    Item,
-    ItemType,
-    Range,
-    Severity,
-    Study,
+from consortia.domain.derivation import (
+    coerce_derived,
+    compute_derived,
+    derived_closure,
+    expression,
 )
-from consortia.exceptions import (
-    ExpressionError,
-    NotFoundError,
-    Problem,
-    StudyDefinitionError,
-    ValidationError,
+from consortia.domain.expressions import Expression
+from consortia.domain.parsing import (
+    is_missing,
+    outside,
+    parse_item_value,
+    parse_raw,
+    parse_value,
 )
+from consortia.domain.study import NUMERIC_TYPES, EditCheck, Form, Item, Severity, Study
+from consortia.exceptions import ExpressionError, NotFoundError, Problem
 
-__all__ = ["FormCheck", "compute_derived", "parse_item_value", "parse_value", "validate_form"]
+__all__ = [
+    "FormCheck",
+    "FormPlan",
+    "compute_derived",
+    "form_plan",
+    "parse_item_value",
+    "parse_value",
+    "typed_value",
+    "validate_form",
+]
 
-TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
-FALSE_WORDS: Final = frozenset({"false", "0", "no"})
-MULTICHOICE_SEPARATOR: Final = "|"
-_INTEGER: Final = re.compile(r"[+-]?\d{1,18}")
-_DECIMAL: Final = re.compile(r"[+-]?(\d{1,30}(\.\d{0,20})?|\.\d{1,20})")
-_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATETIME: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
-)
-_TIME: Final = re.compile(r"\d{2}:\d{2}(:\d{2})?")
+#: Entered text up to this long is parsed once per item and remembered (at most
+#: _MEMO_SIZE texts an item): files repeat the same codes, numbers and dates.
+_MEMO_TEXT: Final = 64
+_MEMO_SIZE: Final = 8192
+#: Plans are kept for this many studies (a node holds a few; each version is a new study).
+_PLAN_STUDIES: Final = 16
 
 
 @dataclass(frozen=True)
@@ -89,407 +95,291 @@ class FormCheck:
         return not self.errors
 
 
-# ------------------------------------------------------------------------------- parsing
+# ---------------------------------------------------------------------------- the plan
+
+#: What reading one entered value gives: (missing, parsed value, errors, soft-range
+#: warning). The parsed value is kept when only its range is refused (see typed_value).
+_Outcome = tuple[bool, object, tuple[str, ...], str | None]
+_MISSING: Final[_Outcome] = (True, None, (), None)
+#: The parsed value of a value that could not be parsed.
+_REFUSED: Final = object()
+#: Values of these types are never missing (the context is mostly made of them).
+_PRESENT_TYPES: Final = frozenset({int, float, Decimal, bool, date, datetime, time})
 
 
-def _is_missing(raw: object) -> bool:
-    if raw is None:
-        return True
-    if isinstance(raw, str):
-        return not raw.strip()
-    return isinstance(raw, list | tuple | set | frozenset) and not raw
+class _Reader:
+    """Parses and range-checks one item's entered values; remembers short texts."""
+
+    __slots__ = ("item", "memo", "numeric", "study")
+
+    def __init__(self, study: Study, item: Item) -> None:
+        self.study, self.item = study, item
+        self.numeric = item.type in NUMERIC_TYPES
+        self.memo: dict[str, _Outcome] = {}
+
+    def __call__(self, raw: object) -> _Outcome:
+        if type(raw) is not str or len(raw) > _MEMO_TEXT:
+            return self.read(raw)
+        outcome = self.memo.get(raw)
+        if outcome is None:
+            outcome = self.read(raw)
+            if len(self.memo) < _MEMO_SIZE:
+                self.memo[raw] = outcome
+        return outcome
+
+    def read(self, raw: object) -> _Outcome:
+        if is_missing(raw):
+            return _MISSING
+        value, problems = parse_raw(self.study, self.item, raw)
+        if problems:
+            return False, _REFUSED, tuple(problems), None
+        if not self.numeric:
+            return False, value, (), None
+        assert isinstance(value, int | Decimal)
+        hard = outside(value, self.item.range)
+        if hard:
+            return False, value, (hard,), None
+        soft = outside(value, self.item.soft_range)
+        warning = None if soft is None else f"{soft}, the expected range; please confirm"
+        return False, value, (), warning
 
 
-def _number_text(value: int | Decimal | float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return format(value, "f") if isinstance(value, Decimal) else str(value)
+@dataclass(frozen=True, slots=True)
+class _ItemPlan:
+    name: str
+    read: _Reader
+    required: bool
+    show_if: Expression | None
+    show_source: str | None
+    #: names the show_if reads that are neither the form's items nor derived variables:
+    #: items of other forms, which the context must hold for the show_if to be decided
+    foreign: tuple[str, ...]
 
 
-def _shown_raw(raw: object) -> str:
-    return repr(raw) if isinstance(raw, str) else str(raw)
+@dataclass(frozen=True, slots=True)
+class _GroupPlan:
+    name: str
+    items: tuple[_ItemPlan, ...]
+    names: frozenset[str]
+    known: str  # the item names, joined, for "its items: ..."
+    #: derived variables (of the form's) that read an item of this group
+    reads_own: frozenset[str]
 
 
-def _parse_integer(raw: object) -> int | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, Decimal) and raw.is_finite() and raw == raw.to_integral_value():
-        return int(raw)
-    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-        return int(raw.strip())
-    return None
+@dataclass(frozen=True, slots=True)
+class _CheckPlan:
+    check: EditCheck
+    expression: Expression
+    names: tuple[str, ...]
+    group: str | None  # the repeating group whose items it reads: runs once per instance
+    #: the problem path: fixed, or None for the path of the scope it runs in, or a suffix
+    #: added to that path (an item of a repeating group)
+    target: str | None
+    per_path: bool
+    message: str
 
 
-def _parse_decimal(raw: object) -> Decimal | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return Decimal(raw)
-    if isinstance(raw, float):
-        return Decimal(repr(raw)) if math.isfinite(raw) else None
-    if isinstance(raw, Decimal):
-        return raw if raw.is_finite() else None
-    if isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
-        try:
-            return Decimal(raw.strip())
-        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
-            return None
-    return None
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    name: str
+    expression: Expression
+    kind: str
 
 
-def _decimal_places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
-
-
-_TEMPORAL: Final[Mapping[ItemType, tuple[type, re.Pattern[str], Callable[[str], object], str]]] = {
-    ItemType.DATE: (date, _DATE, date.fromisoformat, "a date (YYYY-MM-DD)"),
-    ItemType.DATETIME: (
-        datetime,
-        _DATETIME,
-        datetime.fromisoformat,
-        "a date and time (YYYY-MM-DDTHH:MM[:SS])",
-    ),
-    ItemType.TIME: (time, _TIME, time.fromisoformat, "a time (HH:MM[:SS])"),
-}
-
-
-def _parse_temporal(raw: object, kind: ItemType) -> object:
-    python_type, pattern, reader, _ = _TEMPORAL[kind]
-    if type(raw) is python_type:  # exactly: a datetime is not a date item's value
-        return raw
-    if not (isinstance(raw, str) and pattern.fullmatch(raw.strip())):
-        return None
-    try:
-        return reader(raw.strip())
-    except ValueError:  # 2024-02-30
-        return None
-
-
-def _parse_boolean(raw: object) -> bool | None:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, int) and raw in (0, 1):
-        return raw == 1
-    if isinstance(raw, str):
-        word = raw.strip().casefold()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-    return None
-
-
-def _codes_of(study: Study, item: Item) -> tuple[str, ...]:
-    entries = study.code_lists.get(item.code_list or "", ())
-    return tuple(entry.code for entry in entries)
-
-
-def _code_problem(code: str, item: Item, codes: Sequence[str]) -> str:
-    return f"{code!r} is not a code of {item.code_list}: {', '.join(codes)}"
-
-
-def _parse_codes(study: Study, item: Item, raw: object) -> tuple[object, list[str]]:
-    codes = _codes_of(study, item)
-    if item.type is ItemType.CHOICE:
-        if isinstance(raw, bool) or not isinstance(raw, str | int):
-            return None, [f"{_shown_raw(raw)} is not a code of {item.code_list}"]
-        code = str(raw).strip()
-        return (code, []) if code in codes else (None, [_code_problem(code, item, codes)])
-    if isinstance(raw, str):
-        elements: Iterable[object] = raw.split(MULTICHOICE_SEPARATOR)
-    elif isinstance(raw, list | tuple | set | frozenset):
-        elements = raw
-    else:
-        return None, [f"{_shown_raw(raw)} is not a list of codes of {item.code_list}"]
-    chosen: set[str] = set()
-    problems: list[str] = []
-    for element in elements:
-        if isinstance(element, bool) or not isinstance(element, str | int):
-            problems.append(f"{_shown_raw(element)} is not a code of {item.code_list}")
-            continue
-        code = str(element).strip()
-        if not code:
-            continue
-        if code in codes:
-            chosen.add(code)
-        else:
-            problems.append(_code_problem(code, item, codes))
-    if problems:
-        return None, problems
-    return tuple(code for code in codes if code in chosen) or None, []
-
-
-def _parse(study: Study, item: Item, raw: object) -> tuple[object, list[str]]:
-    """(value, problems); the value is None when ``raw`` is missing or refused."""
-    if _is_missing(raw):
-        return None, []
-    kind = item.type
-    if kind in (ItemType.TEXT, ItemType.FILE):
-        if not isinstance(raw, str):
-            return None, [f"{_shown_raw(raw)} is not text"]
-        if item.max_length is not None and len(raw) > item.max_length:
-            return None, [f"is {len(raw)} characters long; at most {item.max_length} are allowed"]
-        return raw, []
-    if kind is ItemType.INTEGER:
-        whole = _parse_integer(raw)
-        return (
-            (whole, [])
-            if whole is not None
-            else (None, [f"{_shown_raw(raw)} is not a whole number"])
+def _items(study: Study, items: Mapping[str, Item], own: frozenset[str]) -> tuple[_ItemPlan, ...]:
+    derived = frozenset(study.derived)
+    plans = []
+    for name, item in items.items():
+        show_if = None if item.show_if is None else expression(item.show_if)
+        foreign = () if show_if is None else tuple(sorted(show_if.names - own - derived))
+        plans.append(
+            _ItemPlan(name, _Reader(study, item), item.required, show_if, item.show_if, foreign)
         )
-    if kind is ItemType.DECIMAL:
-        number = _parse_decimal(raw)
-        if number is None:
-            return None, [f"{_shown_raw(raw)} is not a number"]
-        places = _decimal_places(number)
-        if item.precision is not None and places > item.precision:
-            allowed = (
-                "a whole number is expected"
-                if item.precision == 0
-                else f"at most {item.precision} {'is' if item.precision == 1 else 'are'} allowed"
-            )
-            plural = "place" if places == 1 else "places"
-            return None, [f"{_number_text(number)} has {places} decimal {plural}; {allowed}"]
-        return number, []
-    if kind in _TEMPORAL:
-        moment = _parse_temporal(raw, kind)
-        if moment is None:
-            return None, [f"{_shown_raw(raw)} is not {_TEMPORAL[kind][3]}"]
-        return moment, []
-    if kind is ItemType.BOOLEAN:
-        flag = _parse_boolean(raw)
-        if flag is None:
-            return None, [f"{_shown_raw(raw)} is not yes or no; use true/false, yes/no or 1/0"]
-        return flag, []
-    return _parse_codes(study, item, raw)
+    return tuple(plans)
 
 
-def parse_item_value(study: Study, item: Item, raw: object) -> object:
-    """:func:`parse_value` for an :class:`Item` already looked up (no search by name)."""
-    value, problems = _parse(study, item, raw)
-    if problems:
-        raise ValidationError([Problem("", message) for message in problems])
-    return value
+class FormPlan:
+    """One form's checks, compiled: :meth:`check` is :func:`validate_form` for this form.
 
-
-def parse_value(study: Study, item_name: str, raw: object) -> object:
-    """Parse one entered value of item ``item_name`` into its typed value (None if missing).
-
-    Integers, decimals (as :class:`~decimal.Decimal`, at most ``precision`` places), ISO
-    dates, datetimes and times, booleans (true/false, yes/no, 1/0), choice codes and
-    multichoice codes (a list, or text separated by ``|``, returned in code-list order).
-    Ranges are not checked here. A refused value raises
-    :class:`~consortia.exceptions.ValidationError` with the item name as its path.
-
-    >>> from consortia.domain.templates import load_template
-    >>> study = load_template("cart-lbcl")
-    >>> parse_value(study, "max_temp", "38.5"), parse_value(study, "hypotension", "yes")
-    (Decimal('38.5'), True)
-    >>> parse_value(study, "ae_serious_criteria", "hospitalisation|death")
-    ('death', 'hospitalisation')
+    Build it with :func:`form_plan` (one per study object and form).
     """
-    try:
-        item = study.item(item_name)
-    except KeyError:
-        raise ValidationError([Problem(item_name, "is not an item of this study")]) from None
-    value, problems = _parse(study, item, raw)
-    if problems:
-        raise ValidationError([Problem(item_name, message) for message in problems])
-    return value
 
-
-def _bound(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-def _outside(value: int | Decimal, bounds: Range | None) -> str | None:
-    """How ``value`` lies outside ``bounds`` (None when inside)."""
-    if bounds is None:
-        return None
-    low, high, shown = bounds.min, bounds.max, _number_text(value)
-    below = low is not None and value < low
-    above = high is not None and value > high
-    if not (below or above):
-        return None
-    if low is not None and high is not None:
-        return f"{shown} is outside {_bound(low)}–{_bound(high)}"
-    if low is not None:
-        return f"{shown} is below the minimum {_bound(low)}"
-    assert high is not None
-    return f"{shown} is above the maximum {_bound(high)}"
-
-
-# ---------------------------------------------------------------------------- expressions
-
-
-@lru_cache(maxsize=4096)
-def _expression(source: str) -> expressions.Expression:
-    return expressions.parse(source)
-
-
-@lru_cache(maxsize=256)
-def _derived_order(definitions: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """Derived names in an order where each comes after the derived variables it reads."""
-    names = {name for name, _ in definitions}
-    reads = {name: sorted(_expression(src).names & names) for name, src in definitions}
-    order: list[str] = []
-    state: dict[str, str] = {}  # "visiting" or "done"
-
-    def visit(name: str, trail: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "visiting":
-            cycle = [*trail[trail.index(name) :], name]
-            raise StudyDefinitionError(
-                [
-                    Problem(
-                        f"derived.{name}",
-                        f"derived variables form a cycle: {' → '.join(cycle)}",
-                    )
-                ]
-            )
-        state[name] = "visiting"
-        for dependency in reads[name]:
-            visit(dependency, [*trail, name])
-        state[name] = "done"
-        order.append(name)
-
-    for name, _ in definitions:
-        visit(name, [])
-    return tuple(order)
-
-
-def _coerce_derived(value: object, kind: str) -> object:
-    if kind == "integer" and isinstance(value, bool):
-        return int(value)
-    if kind == "integer" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-@lru_cache(maxsize=1024)
-def _closure(definitions: tuple[tuple[str, str], ...], wanted: frozenset[str]) -> tuple[str, ...]:
-    """The derived variables ``wanted`` and those they read, in evaluation order."""
-    names = {name for name, _ in definitions}
-    reads = {name: _expression(src).names & names for name, src in definitions}
-    needed: set[str] = set()
-    stack = [name for name in wanted if name in names]
-    while stack:
-        name = stack.pop()
-        if name not in needed:
-            needed.add(name)
-            stack.extend(reads[name])
-    return tuple(name for name in _derived_order(definitions) if name in needed)
-
-
-def _derive(
-    study: Study,
-    values: Mapping[str, object],
-    today: date | None,
-    wanted: frozenset[str] | None = None,
-) -> tuple[dict[str, object], dict[str, str]]:
-    """(derived values, {name: why it could not be computed}); only ``wanted`` (and what
-    they read) when given."""
-    definitions = tuple((name, d.expression) for name, d in study.derived.items())
-    order = _derived_order(definitions) if wanted is None else _closure(definitions, wanted)
-    scope = dict(values)
-    results: dict[str, object] = {}
-    failures: dict[str, str] = {}
-    for name in order:
-        definition = study.derived[name]
-        try:
-            value = _expression(definition.expression).evaluate(scope, today=today)
-        except ExpressionError as error:
-            failures[name] = error.message
-            value = None
-        results[name] = scope[name] = _coerce_derived(value, definition.type.value)
-    return results, failures
-
-
-def compute_derived(
-    study: Study,
-    values_by_item: Mapping[str, object],
-    *,
-    today: date | None = None,
-    strict: bool = True,
-) -> dict[str, object]:
-    """Every derived variable of ``study`` from typed item values, in dependency order.
-
-    ``values_by_item`` maps item names to typed values (as in :attr:`FormCheck.values`); a
-    name it lacks is missing. A derived variable may read others; a cycle among them raises
-    :class:`~consortia.exceptions.StudyDefinitionError`. A derived variable whose inputs are
-    inconsistent (``crs_grade`` with a vasopressor but no hypotension) raises
-    :class:`~consortia.exceptions.ValidationError` naming each one as ``derived.<name>``
-    (with ``strict=False`` it is left missing instead).
-
-    >>> from datetime import date
-    >>> from consortia.domain.templates import load_template
-    >>> derived = compute_derived(load_template("cart-lbcl"),
-    ...     {"rand_date": date(2024, 1, 1), "last_contact": date(2024, 7, 1)})
-    >>> derived["pfs_days"], derived["pfs_event"], derived["os_event"]
-    (182, 0, 0)
-    """
-    results, failures = _derive(study, values_by_item, today)
-    if failures and strict:  # not strict: a variable that cannot be computed is missing
-        raise ValidationError(
-            [Problem(f"derived.{name}", message) for name, message in failures.items()]
+    def __init__(self, plans: _StudyPlans, form_name: str, form: Form) -> None:
+        study = plans.study
+        self.study, self.form_name, self.form = study, form_name, form
+        self.base = f"forms.{form_name}"
+        own = frozenset(name for group in form.groups.values() for name in group.items)
+        flat = {n: i for g in form.groups.values() if not g.repeating for n, i in g.items.items()}
+        repeating = {name: g.items for name, g in form.groups.items() if g.repeating}
+        self.own = own  # every item of the form
+        self.flat_names = frozenset(flat)
+        self.flat = _items(study, flat, own)
+        # derived variables this form's expressions read, or that read its items: the only
+        # ones a check of this form needs (computing all of them costs most of a check)
+        sources = [item.show_if for group in form.groups.values()
+                   for item in group.items.values() if item.show_if]  # fmt: skip
+        sources += [check.expression for check in form.checks]
+        read = set().union(*(expression(source).names for source in sources))
+        relevant = frozenset(
+            name
+            for name, derived in study.derived.items()
+            if name in read or expression(derived.expression).names & own
         )
-    return results
+        definitions = tuple((name, d.expression) for name, d in study.derived.items())
+        self.derived = tuple(
+            _Derived(
+                name, expression(study.derived[name].expression), study.derived[name].type.value
+            )
+            for name in derived_closure(definitions, relevant)
+        )
+        reads = {d.name: d.expression.names for d in self.derived}
+        self.flat_reads_own = frozenset(n for n, names in reads.items() if names & self.flat_names)
+        self.groups = tuple(
+            _GroupPlan(
+                name,
+                _items(study, items, own),
+                frozenset(items),
+                ", ".join(items),
+                frozenset(n for n, names in reads.items() if names & set(items)),
+            )
+            for name, items in repeating.items()
+        )
+        self.form_known = [*flat, *repeating]
+        self.form_known_set = frozenset(self.form_known)
+        self.form_known_text = ", ".join(self.form_known)
+        # an item name -> its repeating group (the last group wins, as a dict would have it)
+        self.in_groups = {n: g.name for g in self.groups for n in g.names}
+        self.form_of = {name: place[0] for name, place in plans.items.items()}
+        self.checks = tuple(self._check_plan(check) for check in form.checks)
+
+    def _check_plan(self, check: EditCheck) -> _CheckPlan:
+        compiled = expression(check.expression)
+        group = next((g.name for g in self.groups if compiled.names & g.names), None)
+        target: str | None = None
+        per_path = False
+        if check.item is None:
+            per_path = True
+        elif check.item in self.flat_names:
+            target = f"{self.base}.{check.item}"
+        elif any(check.item in g.names for g in self.groups):
+            target, per_path = f".{check.item}", True
+        elif check.item in self.form_of:
+            target = f"forms.{self.form_of[check.item]}.{check.item}"
+        else:  # pragma: no cover - a study load refuses a check on an unknown item
+            raise KeyError(check.item)
+        message = f"{check.message.en} (edit check {check.name})"
+        return _CheckPlan(check, compiled, tuple(compiled.names), group, target, per_path, message)
+
+    # ------------------------------------------------------------------------ checking
+
+    def check(
+        self,
+        values: Mapping[str, object],
+        *,
+        complete: bool,
+        context: Mapping[str, object] | None = None,
+        today: date | None = None,
+        present: bool = False,
+    ) -> FormCheck:
+        """Check one form's entered values; see :func:`validate_form`.
+
+        ``present=True`` promises that no context value is missing (as with values from
+        :func:`typed_value`), which spares filtering the context on every call.
+        """
+        return _Run(self, context or {}, today, present).check(values, complete)
 
 
-# ---------------------------------------------------------------------------- forms
-
-
-@dataclass
 class _Run:
-    """The state of one validate_form call: the form's layout and the problems found."""
+    """The state of one check: the plan, the context and the problems found."""
 
-    study: Study
-    form_name: str
-    form: Form
-    context: Mapping[str, object]
-    today: date | None
-    errors: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+    __slots__ = ("context", "errors", "plan", "present", "today", "warnings")
+    present: Mapping[str, object]
 
-    @property
-    def base(self) -> str:
-        return f"forms.{self.form_name}"
+    def __init__(
+        self, plan: FormPlan, context: Mapping[str, object], today: date | None, present: bool
+    ) -> None:
+        self.plan, self.context, self.today = plan, context, today
+        self.present = (
+            context
+            if present
+            else {
+                name: value
+                for name, value in context.items()
+                if type(value) in _PRESENT_TYPES or not is_missing(value)
+            }
+        )
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
 
-    @cached_property
-    def flat(self) -> dict[str, Item]:
-        """Items of the non-repeating groups."""
-        groups = self.form.groups.values()
-        return {name: item for g in groups if not g.repeating for name, item in g.items.items()}
+    def check(self, values: Mapping[str, object], complete: bool) -> FormCheck:
+        plan = self.plan
+        base = plan.base
+        self.unknown(values, plan.form_known_set, plan.form_known_text, base, None)
+        flat = self.parse_into(plan.flat, values, base)
+        groups: list[tuple[_GroupPlan, list[tuple[dict[str, object], set[str]]]]] = []
+        for group in plan.groups:
+            parsed = []
+            for number, raw in enumerate(self.instances(values.get(group.name), group.name), 1):
+                path = f"{base}.{group.name}[{number}]"
+                self.unknown(raw, group.names, group.known, path, group.name)
+                parsed.append(self.parse_into(group.items, raw, path))
+            groups.append((group, parsed))
 
-    @cached_property
-    def repeating(self) -> dict[str, dict[str, Item]]:
-        """Repeating group name -> its items."""
-        return {name: dict(g.items) for name, g in self.form.groups.items() if g.repeating}
+        scope, failures = self.visible_scope(plan.flat, flat, base, complete, None)
+        scopes: dict[str, list[tuple[str, dict[str, object], dict[str, str]]]] = {}
+        for group, instances in groups:
+            scopes[group.name] = []
+            for number, parsed_instance in enumerate(instances, 1):
+                path = f"{base}.{group.name}[{number}]"
+                shown = self.visible_scope(group.items, parsed_instance, path, complete, flat[0])
+                scopes[group.name].append((path, *shown))
+        for check in plan.checks:
+            if check.group is None:
+                self.run_check(check, scope, base)
+            for path, instance_scope, _ in scopes.get(check.group or "", ()):
+                self.run_check(check, instance_scope, path)
 
-    def unknown(self, keys: Iterable[str], known: Sequence[str], path: str, where: str) -> None:
-        in_groups = {name: group for group, items in self.repeating.items() for name in items}
+        if not self.errors:  # a derived failure is usually the echo of an error above
+            self.derived_failures(failures, plan.flat_reads_own)
+            for group, _ in groups:
+                for _, _, instance_failures in scopes[group.name]:
+                    self.derived_failures(instance_failures, group.reads_own)
+        parsed_values: dict[str, object] = dict(flat[0])
+        parsed_values |= {
+            group.name: [typed for typed, _ in instances]
+            for group, instances in groups
+            if group.name in values
+        }
+        return FormCheck(
+            plan.form_name, tuple(dict.fromkeys(self.errors)), tuple(self.warnings), parsed_values
+        )
+
+    def unknown(
+        self,
+        keys: Iterable[str],
+        known: frozenset[str],
+        known_text: str,
+        path: str,
+        group: str | None,
+    ) -> None:
+        plan = self.plan
         for key in keys:
             if key in known:
                 continue
-            if where.startswith("form") and key in in_groups:
-                group = in_groups[key]
-                message = f"belongs to the repeating group {group}; give it inside {group}[...]"
+            if group is None and key in plan.in_groups:
+                in_group = plan.in_groups[key]
+                message = (
+                    f"belongs to the repeating group {in_group}; give it inside {in_group}[...]"
+                )
             else:
-                try:
-                    elsewhere = f" (it belongs to form {self.study.form_of(key)})"
-                except KeyError:
-                    elsewhere = ""
-                message = f"is not an item of {where}{elsewhere}; its items: {', '.join(known)}"
+                where = f"form {plan.form_name}" if group is None else f"group {group}"
+                other = plan.form_of.get(key)
+                elsewhere = "" if other is None else f" (it belongs to form {other})"
+                message = f"is not an item of {where}{elsewhere}; its items: {known_text}"
             self.errors.append(Problem(f"{path}.{key}", message))
 
     def instances(self, raw: object, group: str) -> list[Mapping[str, object]]:
-        path = f"{self.base}.{group}"
+        path = f"{self.plan.base}.{group}"
         if raw is None:
             return []
         if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
@@ -503,126 +393,177 @@ class _Run:
         return [instance if isinstance(instance, Mapping) else {} for instance in raw]
 
     def parse_into(
-        self, items: Mapping[str, Item], raw: Mapping[str, object], path: str
+        self, items: tuple[_ItemPlan, ...], raw: Mapping[str, object], path: str
     ) -> tuple[dict[str, object], set[str]]:
         """Parse the values of ``items`` present in ``raw``: (typed values, names given)."""
         typed: dict[str, object] = {}
-        given = [name for name in items if name in raw and not _is_missing(raw[name])]
-        for name in given:
-            item = items[name]
-            value, problems = _parse(self.study, item, raw[name])
-            self.errors.extend(Problem(f"{path}.{name}", message) for message in problems)
-            if problems:
+        given: set[str] = set()
+        for item in items:
+            name = item.name
+            if name not in raw:
                 continue
-            if item.type in NUMERIC_TYPES:
-                assert isinstance(value, int | Decimal)
-                hard = _outside(value, item.range)
-                soft = None if hard else _outside(value, item.soft_range)
-                if hard:
-                    self.errors.append(Problem(f"{path}.{name}", hard))
-                    continue
-                if soft:
-                    message = f"{soft}, the expected range; please confirm"
-                    self.warnings.append(Problem(f"{path}.{name}", message))
+            missing, value, problems, soft = item.read(raw[name])
+            if missing:
+                continue
+            given.add(name)
+            if problems:
+                self.errors.extend(Problem(f"{path}.{name}", message) for message in problems)
+                continue
+            if soft is not None:
+                self.warnings.append(Problem(f"{path}.{name}", soft))
             typed[name] = value
-        return typed, set(given)
+        return typed, given
 
-    def shown(self, item: Item, scope: Mapping[str, object], path: str) -> bool | None:
-        """Whether the item is shown; None when its show_if reads an item of another form
-        that the context lacks."""
-        if item.show_if is None:
-            return True
-        expression = _expression(item.show_if)
-        own = {name for group in self.form.groups.values() for name in group.items}
-        known = own | set(self.study.derived) | set(self.context)
-        if expression.names - known:
-            return None
-        try:
-            return bool(expression.evaluate(scope, today=self.today))
-        except ExpressionError as error:
-            self.errors.append(Problem(path, f"show_if could not be evaluated: {error.message}"))
-            return True
-
-    @cached_property
-    def relevant_derived(self) -> frozenset[str]:
-        """Derived variables this form's expressions read, or that read its items: the
-        only ones a check of this form needs (computing all of them costs most of a check)."""
-        own = {name for group in self.form.groups.values() for name in group.items}
-        sources = [item.show_if for group in self.form.groups.values()
-                   for item in group.items.values() if item.show_if]  # fmt: skip
-        sources += [check.expression for check in self.form.checks]
-        read = set().union(*(_expression(source).names for source in sources))
-        return frozenset(
-            name
-            for name, derived in self.study.derived.items()
-            if name in read or _expression(derived.expression).names & own
-        )
-
-    @cached_property
-    def present_context(self) -> dict[str, object]:
-        """The context without its missing values (filtered once, read by every scope)."""
-        return {name: value for name, value in self.context.items() if not _is_missing(value)}
-
-    def scope(self, *layers: Mapping[str, object]) -> dict[str, object]:
-        """Context, then ``layers``, then the derived variables computed from them."""
-        merged = dict(self.present_context)
+    def scope(self, *layers: Mapping[str, object]) -> tuple[dict[str, object], dict[str, str]]:
+        """Context, then ``layers``, then the derived variables computed from them; and why
+        derived variables could not be computed."""
+        scope = dict(self.present)
         for layer in layers:
-            merged.update(layer)
-        return merged | _derive(self.study, merged, self.today, self.relevant_derived)[0]
+            scope.update(layer)
+        failures: dict[str, str] = {}
+        today = self.today
+        for derived in self.plan.derived:
+            try:
+                value = derived.expression.evaluate(scope, today=today)
+            except ExpressionError as error:
+                failures[derived.name] = error.message
+                value = None
+            scope[derived.name] = coerce_derived(value, derived.kind)
+        return scope, failures
 
     def visible_scope(
         self,
-        items: Mapping[str, Item],
+        items: tuple[_ItemPlan, ...],
         parsed: tuple[dict[str, object], set[str]],
         path: str,
         complete: bool,
-        *outer: Mapping[str, object],
-    ) -> dict[str, object]:
+        outer: Mapping[str, object] | None,
+    ) -> tuple[dict[str, object], dict[str, str]]:
         """Refuse values of hidden items (removing them) and report missing required ones;
         return the scope expressions of these items see."""
         typed, given = parsed
-        scope = self.scope(*outer, typed)
+        layers = (typed,) if outer is None else (outer, typed)
+        scope = self.scope(*layers)
         hidden = False
-        for name, item in items.items():
-            shown = self.shown(item, scope, f"{path}.{name}")
+        for item in items:
+            shown = self.shown(item, scope[0], path)
+            name = item.name
             if shown is False and name in given:
-                message = f"has a value but is hidden: its show_if ({item.show_if}) is false"
+                message = f"has a value but is hidden: its show_if ({item.show_source}) is false"
                 self.errors.append(Problem(f"{path}.{name}", message))
                 hidden = typed.pop(name, None) is not None or hidden
             elif complete and item.required and shown is True and name not in given:
                 self.errors.append(Problem(f"{path}.{name}", "is required"))
-        return self.scope(*outer, typed) if hidden else scope
+        return self.scope(*layers) if hidden else scope
 
-    def derived_failures(self, scope: Mapping[str, object], own: Iterable[str]) -> None:
+    def shown(self, item: _ItemPlan, scope: Mapping[str, object], path: str) -> bool | None:
+        """Whether the item is shown; None when its show_if reads an item of another form
+        that the context lacks."""
+        if item.show_if is None:
+            return True
+        context = self.context
+        if any(name not in context for name in item.foreign):
+            return None
+        try:
+            return bool(item.show_if.evaluate(scope, today=self.today))
+        except ExpressionError as error:
+            message = f"show_if could not be evaluated: {error.message}"
+            self.errors.append(Problem(f"{path}.{item.name}", message))
+            return True
+
+    def derived_failures(self, failures: Mapping[str, str], reads_own: frozenset[str]) -> None:
         """Derived variables reading these items that cannot be computed are errors."""
-        for name, message in _derive(self.study, scope, self.today, self.relevant_derived)[
-            1
-        ].items():
-            if _expression(self.study.derived[name].expression).names & set(own):
+        for name, message in failures.items():
+            if name in reads_own:
                 self.errors.append(Problem(f"derived.{name}", f"cannot be computed: {message}"))
 
-    def run_check(self, check: EditCheck, scope: Mapping[str, object], path: str) -> None:
-        expression = _expression(check.expression)
-        if any(_is_missing(scope.get(name)) for name in expression.names):
+    def run_check(self, check: _CheckPlan, scope: Mapping[str, object], path: str) -> None:
+        if any(is_missing(scope.get(name)) for name in check.names):
             return  # missing data is the business of `required`
-        if check.item is None:
-            target = path
-        elif check.item in self.flat:
-            target = f"{self.base}.{check.item}"
-        elif any(check.item in items for items in self.repeating.values()):
-            target = f"{path}.{check.item}"
+        if check.per_path:
+            target = path if check.target is None else path + check.target
         else:
-            target = f"forms.{self.study.form_of(check.item)}.{check.item}"
+            assert check.target is not None
+            target = check.target
         try:
-            holds = expression.evaluate(scope, today=self.today)
+            holds = check.expression.evaluate(scope, today=self.today)
         except ExpressionError as error:
-            message = f"edit check {check.name} could not be evaluated: {error.message}"
+            message = f"edit check {check.check.name} could not be evaluated: {error.message}"
             self.errors.append(Problem(target, message))
             return
         if holds is None or holds:
             return
-        problem = Problem(target, f"{check.message.en} (edit check {check.name})")
-        (self.errors if check.severity is Severity.ERROR else self.warnings).append(problem)
+        problem = Problem(target, check.message)
+        (self.errors if check.check.severity is Severity.ERROR else self.warnings).append(problem)
+
+
+class _StudyPlans:
+    """What is compiled for one study object: form plans and item readers."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self.forms: dict[str, FormPlan] = {}
+        self.readers: dict[str, _Reader] = {}
+        #: each item name's first definition (and its form), as StudyIndex finds it
+        self.items: dict[str, tuple[str, Item]] = {}
+        for form, _, name, item in study.iter_items():
+            self.items.setdefault(name, (form, item))
+
+
+_PLANS: dict[int, _StudyPlans] = {}
+
+
+def _plans(study: Study) -> _StudyPlans:
+    """Plans are kept per study *object*: a study is frozen, and a new version of a
+    protocol is parsed into a new object, so a plan never meets a study it was not built
+    from (the entry holds the study, so its id is not reused while the entry lives)."""
+    entry = _PLANS.get(id(study))
+    if entry is None or entry.study is not study:
+        while len(_PLANS) >= _PLAN_STUDIES:
+            del _PLANS[next(iter(_PLANS))]
+        entry = _PLANS[id(study)] = _StudyPlans(study)
+    return entry
+
+
+def form_plan(study: Study, form_name: str) -> FormPlan:
+    """The compiled checks of one form of ``study`` (built on first use, then kept).
+
+    >>> from consortia.domain.templates import load_template
+    >>> study = load_template("cart-lbcl")
+    >>> form_plan(study, "eligibility") is form_plan(study, "eligibility")
+    True
+    """
+    plans = _plans(study)
+    plan = plans.forms.get(form_name)
+    if plan is None:
+        form = study.forms.get(form_name)
+        if form is None:
+            raise NotFoundError(
+                f"form {form_name!r} is not in study {study.study.id}; "
+                f"forms: {', '.join(study.forms)}"
+            )
+        plan = plans.forms[form_name] = FormPlan(plans, form_name, form)
+    return plan
+
+
+def typed_value(study: Study, item_name: str, raw: object) -> object:
+    """The typed value of one entered value (ranges are not checked); None when it is
+    missing, cannot be parsed, or no item has that name. Short texts are parsed once.
+
+    >>> from consortia.domain.templates import load_template
+    >>> study = load_template("cart-lbcl")
+    >>> typed_value(study, "max_temp", "38.5"), typed_value(study, "max_temp", "hot")
+    (Decimal('38.5'), None)
+    """
+    plans = _plans(study)
+    reader = plans.readers.get(item_name)
+    if reader is None:
+        place = plans.items.get(item_name)
+        if place is None:
+            return None
+        reader = plans.readers[item_name] = _Reader(study, place[1])
+    missing, value, _, _ = reader(raw)
+    return None if missing or value is _REFUSED else value
 
 
 def validate_form(
@@ -652,47 +593,6 @@ def validate_form(
     >>> validate_form(study, "eligibility", {"ecog": "6"}, complete=False).errors[0].message
     '6 is outside 0–5'
     """
-    form = study.forms.get(form_name)
-    if form is None:
-        raise NotFoundError(
-            f"form {form_name!r} is not in study {study.study.id}; forms: {', '.join(study.forms)}"
-        )
-    run = _Run(study, form_name, form, context or {}, today)
-    run.unknown(values, [*run.flat, *run.repeating], run.base, f"form {form_name}")
-    flat = run.parse_into(run.flat, values, run.base)
-    groups: dict[str, list[tuple[dict[str, object], set[str]]]] = {}
-    for group, items in run.repeating.items():
-        groups[group] = []
-        for number, raw in enumerate(run.instances(values.get(group), group), 1):
-            path = f"{run.base}.{group}[{number}]"
-            run.unknown(raw, list(items), path, f"group {group}")
-            groups[group].append(run.parse_into(items, raw, path))
-
-    scope = run.visible_scope(run.flat, flat, run.base, complete)
-    scopes = {
-        group: [
-            run.visible_scope(
-                run.repeating[group], parsed, f"{run.base}.{group}[{n}]", complete, flat[0]
-            )
-            for n, parsed in enumerate(instances, 1)
-        ]
-        for group, instances in groups.items()
-    }
-    for check in form.checks:
-        names = _expression(check.expression).names
-        in_group = next((g for g, items in run.repeating.items() if names & set(items)), None)
-        if in_group is None:
-            run.run_check(check, scope, run.base)
-        for number, instance_scope in enumerate(scopes.get(in_group or "", []), 1):
-            run.run_check(check, instance_scope, f"{run.base}.{in_group}[{number}]")
-
-    if not run.errors:  # a derived failure is usually the echo of an error above
-        run.derived_failures(scope, run.flat)
-        for group, instances in groups.items():
-            for instance, _ in instances:
-                run.derived_failures(run.scope(flat[0], instance), run.repeating[group])
-    parsed_values: dict[str, object] = dict(flat[0])
-    parsed_values |= {g: [typed for typed, _ in groups[g]] for g in groups if g in values}
-    return FormCheck(
-        form_name, tuple(dict.fromkeys(run.errors)), tuple(run.warnings), parsed_values
+    return form_plan(study, form_name).check(
+        values, complete=complete, context=context, today=today
     )

@@ -3,18 +3,29 @@
 ``import_file`` reads a REDCap-style wide CSV, our long CSV or ODM 1.3.2 ClinicalData
 (:mod:`consortia.standards.clinical_data`), then:
 
-1. **checks everything first**, writing nothing: structure (columns, events, forms, items),
-   every form with :func:`~consortia.domain.validation.validate_form` against the subject's
-   other forms in the file and on the node, sites the caller may enter data at, subjects that
-   exist at another site, forms that already hold data (change those through the form, with
-   a reason). Every problem is reported as ``file:line: path: message`` (up to 200);
+1. **checks every row**: structure (columns, events, forms, items), every form with the
+   rules of a save (:func:`~consortia.domain.file_check.check_subject`) against the
+   subject's other forms in the file and on the node, sites the caller may enter data at,
+   subjects that exist at another site, forms that already hold data (change those through
+   the form, with a reason). Every problem is reported as ``file:line: path: message`` (up
+   to 200);
 2. **writes in one transaction**: new subjects (with status and planned schedule), events,
    forms, values, derived variables, queries for soft problems, and the same audit events as
    interactive entry (``subject.create``, ``form.save``, ``query.open``), appended in
-   batches on the study's chain. A crash or kill before the commit leaves nothing.
+   batches on the study's chain. A problem anywhere, a crash or a kill before the commit
+   leaves nothing.
 
-Rows are inserted with ``executemany`` in chunks; ids are reserved up front so forms and
-their values go in without a round trip per form.
+Checking is CPU work: a large file is checked in forked worker processes that inherit the
+parsed file and send back, per subject, the problems found and the rows and audit values to
+write (every form's checks are compiled once: :func:`~consortia.domain.validation.form_plan`).
+Subjects, sites and forms already holding data are looked up first, in a read transaction;
+if that finds no problem, the write transaction opens and the forms are written as their
+checks come back, so that checking (in the workers) and writing (in this process) overlap
+on a multi-core machine; the first problem stops the writing, every form is still checked,
+and the problems roll the transaction back (see :func:`_write`). Rows are inserted with
+``executemany`` in chunks (SQLite: tuples straight to the driver; PostgreSQL: ``COPY`` for
+item values); ids are reserved up front so forms and their values go in without a round trip
+per form.
 """
 
 from __future__ import annotations
@@ -22,9 +33,10 @@ from __future__ import annotations
 import io
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,12 +46,11 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
+from consortia.domain.file_check import DerivedRow, SubjectCheck, ValueRow, check_subject
 from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, screening_anchor
-from consortia.domain.validation import compute_derived, parse_item_value, validate_form
-from consortia.domain.values import flatten, storage_number, storage_text
 from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
-from consortia.services.data_entry import query_target, split_identifiers, subject_context
+from consortia.services.data_entry import query_target, subject_context
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
 from consortia.standards.clinical_data import (
@@ -125,20 +136,14 @@ def read_records(
 
 
 @dataclass
-class _Checked:
-    record: FormRecord
-    site: str
-    rows: dict[tuple[str, int], tuple[str, float | None]]
-    warnings: tuple[Problem, ...]
+class _Prepared:
+    """The file's forms by subject, ready to check: the subjects that exist, and the
+    problems found before checking any form (sites, subjects elsewhere, duplicates)."""
 
-
-@dataclass
-class _Plan:
-    """What the check found: the forms to write, the subjects that exist, typed values."""
-
-    checked: list[_Checked]
+    tasks: list[_SubjectTask]
     existing: dict[str, SubjectRecord | None]
-    typed_by_subject: dict[str, dict[str, object]]
+    problems: _Problems
+    records: int
 
 
 class _Problems:
@@ -160,14 +165,13 @@ class _Problems:
             raise ValidationError(problems)
 
 
-def _check(
+def _prepare(
     connection: Connection,
     principal: Principal,
     definition: Definition,
     records: list[FormRecord],
     default_site: str | None,
-    progress: Progress | None,
-) -> _Plan:
+) -> _Prepared:
     study = definition.code
     problems = _Problems()
     by_subject: dict[str, list[FormRecord]] = defaultdict(list)
@@ -176,13 +180,26 @@ def _check(
     repository = SubjectRepository(connection, principal)
     capture = CaptureRepository(connection)
     existing: dict[str, SubjectRecord | None] = {}
-    checked: list[_Checked] = []
-    typed_by_subject: dict[str, dict[str, object]] = {}
     tasks: list[_SubjectTask] = []
-    done = 0
+    # one query for the ids the study has at any site: a subject of the file that is not
+    # among them is new, and needs no query of its own
+    known_ids = set(
+        connection.execute(sa.select(subject.c.subject_id).where(subject.c.study == study))
+        .scalars()
+        .all()
+    )
+    first = 0
+
+    @cache
+    def allowed(site: str, new: bool) -> bool:
+        """Whether the principal may enter data at ``site`` (and create a subject there)."""
+        return can(principal, Action.DATA_ENTER, Resource(study, site)) and (
+            not new or can(principal, Action.SUBJECT_CREATE, Resource(study, site))
+        )
+
     for subject_id, forms in by_subject.items():
-        found = repository.get(study, subject_id)
-        taken = found is None and repository.exists_anywhere(study, subject_id)
+        found = repository.get(study, subject_id) if subject_id in known_ids else None
+        taken = found is None and subject_id in known_ids
         existing[subject_id] = found
         stored_rows = capture.subject_values(found.id) if found else []
         filled = {(r.event, r.instance, r.form) for r in stored_rows}
@@ -216,10 +233,7 @@ def _check(
                         record.line,
                     )
                 )
-            action = Action.DATA_ENTER
-            if not can(principal, action, Resource(study, site)) or (
-                found is None and not can(principal, Action.SUBJECT_CREATE, Resource(study, site))
-            ):
+            if not allowed(site, found is None):
                 problems.add(
                     Problem("site", f"you may not enter data at site {site}", where, record.line)
                 )
@@ -249,130 +263,86 @@ def _check(
                 )
                 continue
             first_pass.append((record, site))
-        tasks.append(_SubjectTask(subject_id, subject_context(definition, stored_rows), first_pass))
-    for task, result in zip(tasks, _check_subjects(definition, tasks), strict=True):
-        typed_by_subject[task.subject_id] = result.typed
-        checked.extend(
-            _Checked(*task.forms[position], rows, warnings)
-            for position, rows, warnings in result.checked
-        )
+        context = subject_context(definition, stored_rows)
+        tasks.append(_SubjectTask(subject_id, context, first_pass, first))
+        first += len(first_pass)
+    return _Prepared(tasks, existing, problems, len(records))
+
+
+def _check_only(definition: Definition, prepared: _Prepared, progress: Progress | None) -> None:
+    """Check every form of a file that has problems already, to report them all."""
+    problems, done = prepared.problems, 0
+    for task, result in zip(
+        prepared.tasks, _check_subjects(definition, prepared.tasks), strict=True
+    ):
         for problem in result.problems:
             problems.add(problem)
         done += len(task.forms)
         if progress:
-            progress("check", done, len(records))
+            progress("check", done, prepared.records)
     problems.raise_if_any()
-    if progress:
-        progress("check", len(records), len(records))
-    return _Plan(checked, existing, typed_by_subject)
 
 
 @dataclass(frozen=True)
 class _SubjectTask:
-    """One subject's forms to check, with the typed values the node already holds."""
+    """One subject's forms to check, with the typed values the node already holds and the
+    index of its first form among all the forms of the file."""
 
     subject_id: str
     context: dict[str, object]
     forms: list[tuple[FormRecord, str]]
+    first: int
 
 
-@dataclass(frozen=True)
-class _SubjectResult:
-    """What a check sends back: typed values, and per checked form its position in the
-    task, its rows and warnings (not the record: the parent has it)."""
-
-    typed: dict[str, object]
-    checked: list[tuple[int, dict[tuple[str, int], tuple[str, float | None]], tuple[Problem, ...]]]
-    problems: list[Problem]
-
-
-def _check_subject(definition: Definition, task: _SubjectTask) -> _SubjectResult:
-    """Check one subject's forms against each other and what the node holds (pure)."""
-    file_typed = _typed_values(definition, [record for record, _ in task.forms])
-    checked: list[
-        tuple[int, dict[tuple[str, int], tuple[str, float | None]], tuple[Problem, ...]]
-    ] = []
-    problems: list[Problem] = []
-    for position, (record, _site) in enumerate(task.forms):
-        own = _items_of(definition, record.form)
-        others = {name: value for name, value in file_typed.items() if name not in own}
-        check = validate_form(
-            definition.study,
-            record.form,
-            record.values,
-            complete=record.complete,
-            context={**task.context, **others},
-        )
-        problems.extend(
-            Problem(error.path, error.message, record.file, record.line_of(error.path))
-            for error in check.errors
-        )
-        if check.ok:
-            rows = {
-                k: (storage_text(v), storage_number(v)) for k, v in flatten(check.values).items()
-            }
-            checked.append((position, rows, check.warnings))
-    return _SubjectResult({**task.context, **file_typed}, checked, problems)
+def _check_subject(definition: Definition, task: _SubjectTask) -> SubjectCheck:
+    """Check one subject's forms (pure; in a worker for a large file)."""
+    records = [record for record, _ in task.forms]
+    return check_subject(definition.study, definition.index, task.context, records, task.first)
 
 
 #: Checking is pure CPU work: an import of at least this many forms is checked in worker
-#: processes (one per CPU), forked so that they inherit the parsed study.
+#: processes (one per CPU), forked so that they inherit the parsed study and file.
 PARALLEL_FORMS = 20_000
-_FORKED_DEFINITION: Definition | None = None
+#: A worker checks this many forms (whole subjects) at a time
+_FORMS_PER_BATCH = 2_000
+_FORKED: tuple[Definition, list[_SubjectTask]] | None = None
 
 
-def _check_in_worker(task: _SubjectTask) -> _SubjectResult:
-    assert _FORKED_DEFINITION is not None
-    return _check_subject(_FORKED_DEFINITION, task)
+def _check_batch(bounds: tuple[int, int]) -> list[SubjectCheck]:
+    """In a worker: the results of tasks[start:stop] of the forked import."""
+    assert _FORKED is not None
+    definition, tasks = _FORKED
+    return [_check_subject(definition, task) for task in tasks[bounds[0] : bounds[1]]]
 
 
-def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterator[_SubjectResult]:
+def _batches(tasks: list[_SubjectTask]) -> list[tuple[int, int]]:
+    bounds: list[tuple[int, int]] = []
+    start = forms = 0
+    for number, task in enumerate(tasks, 1):
+        forms += len(task.forms)
+        if forms >= _FORMS_PER_BATCH or number == len(tasks):
+            bounds.append((start, number))
+            start, forms = number, 0
+    return bounds
+
+
+def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterator[SubjectCheck]:
     """Each task's result, in order; in parallel for large imports where fork exists."""
-    global _FORKED_DEFINITION
+    global _FORKED
     workers = min(os.cpu_count() or 1, 8)
     forms = sum(len(task.forms) for task in tasks)
     if forms < PARALLEL_FORMS or workers < 2 or "fork" not in get_all_start_methods():
         for task in tasks:
             yield _check_subject(definition, task)
         return
-    _FORKED_DEFINITION = definition
+    _FORKED = (definition, tasks)  # only batch bounds and results cross between processes
     try:
         context = get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            yield from pool.map(_check_in_worker, tasks, chunksize=16)
+            for results in pool.map(_check_batch, _batches(tasks)):
+                yield from results
     finally:
-        _FORKED_DEFINITION = None
-
-
-_ITEMS_OF: dict[tuple[str, str], frozenset[str]] = {}
-
-
-def _items_of(definition: Definition, form: str) -> frozenset[str]:
-    """The items of a form (cached by the definition's hash)."""
-    key = (definition.sha256, form)
-    items = _ITEMS_OF.get(key)
-    if items is None:
-        groups = definition.study.forms[form].groups.values()
-        items = _ITEMS_OF[key] = frozenset(name for group in groups for name in group.items)
-    return items
-
-
-def _typed_values(definition: Definition, records: list[FormRecord]) -> dict[str, object]:
-    """A subject's non-repeating values in the file, typed once (unparseable ones left
-    out: the form's own check reports them); a later record's value wins."""
-    typed: dict[str, object] = {}
-    for record in records:
-        for name, raw in record.values.items():
-            place = definition.index.items.get(name)
-            if place is None or isinstance(raw, list):
-                continue
-            try:
-                value = parse_item_value(definition.study, place.item, raw)
-            except ValidationError:
-                continue
-            if value is not None:
-                typed[name] = value
-    return typed
+        _FORKED = None
 
 
 def _reserve_ids(connection: Connection, table: sa.Table, count: int) -> list[int]:
@@ -394,27 +364,60 @@ _VALUE_COLUMNS = ("form_pk", "item", "group_instance", "value_text", "value_num"
 
 
 def _insert_values(
-    connection: Connection, rows: list[tuple[int, str, int, str, float | None]]
+    connection: Connection,
+    rows: list[ValueRow],
+    form_ids: list[int],
 ) -> None:
-    """Insert item_value rows in the caller's transaction, the fastest way each driver has."""
+    """Insert item_value rows (by form index) in the caller's transaction, the fastest way
+    each driver has."""
     columns = ", ".join(_VALUE_COLUMNS)
-    if connection.dialect.name == "postgresql":
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY item_value ({columns}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        return
-    markers = ", ".join("?" * len(_VALUE_COLUMNS))
-    connection.exec_driver_sql(f"INSERT INTO item_value ({columns}) VALUES ({markers})", rows)
-
-
-def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    postgresql = connection.dialect.name == "postgresql"
+    # SQLite reserves consecutive ids: a form's id is its index plus the first, added by SQL
+    offset = form_ids[0] if form_ids and form_ids[-1] - form_ids[0] == len(form_ids) - 1 else None
     for start in range(0, len(rows), CHUNK):
-        yield rows[start : start + CHUNK]
+        batch = rows[start : start + CHUNK]
+        if postgresql:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            with (
+                driver.cursor() as cursor,
+                cursor.copy(f"COPY item_value ({columns}) FROM STDIN") as copy,
+            ):
+                for index, item, number, text, num in batch:
+                    copy.write_row((form_ids[index], item, number, text, num))
+        elif offset is not None:
+            sql = f"INSERT INTO item_value ({columns}) VALUES (? + {offset:d}, ?, ?, ?, ?)"
+            connection.exec_driver_sql(sql, batch)
+        else:  # pragma: no cover - SQLite reserves consecutive ids
+            sql = f"INSERT INTO item_value ({columns}) VALUES (?, ?, ?, ?, ?)"
+            connection.exec_driver_sql(sql, [(form_ids[row[0]], *row[1:]) for row in batch])
+
+
+def _insert(
+    connection: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert rows given as tuples of ``columns``: on SQLite straight to the driver (values
+    that need a bind processor, such as datetimes, are bound already: :func:`_bound`),
+    elsewhere through SQLAlchemy."""
+    for start in range(0, len(rows), CHUNK):
+        batch = rows[start : start + CHUNK]
+        if connection.dialect.paramstyle == "qmark":
+            markers = ", ".join("?" * len(columns))
+            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({markers})"
+            connection.exec_driver_sql(sql, batch)
+        else:
+            connection.execute(
+                table.insert(), [dict(zip(columns, row, strict=True)) for row in batch]
+            )
+
+
+def _bound(connection: Connection, column: sa.Column[Any], value: object) -> object:
+    """``value`` as the driver gets it for ``column`` where :func:`_insert` skips
+    SQLAlchemy (SQLite); elsewhere unchanged."""
+    if connection.dialect.paramstyle != "qmark":
+        return value
+    process = column.type.bind_processor(connection.dialect)
+    return value if process is None else process(value)
 
 
 def import_file(
@@ -437,38 +440,52 @@ def import_file(
         raise InterchangeError(
             [Problem("", f"cannot read the file: {error.strerror}", str(path))]
         ) from None
-    # checked in a read transaction (other writers go on), written in one write transaction
+    # subjects and sites looked up in a read transaction (other writers go on)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        plan = _check(connection, principal, definition, records, site, progress)
+        prepared = _prepare(connection, principal, definition, records, site)
+    if prepared.problems.items:
+        _check_only(definition, prepared, progress)
     changed = (
         f"study {study} changed while {path.name} was being checked (a subject or form it "
         "creates appeared meanwhile); nothing was imported: run the import again"
     )
+    # the forms are checked while what has passed is written, in one write transaction
+    # that a problem rolls back (see _write)
     with guarded_write(engine, changed) as connection:
-        return _write(connection, principal, definition, plan, str(path), kind, progress)
+        return _write(connection, principal, definition, prepared, str(path), kind, progress)
 
 
 def _write(
     connection: Connection,
     principal: Principal,
     definition: Definition,
-    plan: _Plan,
+    prepared: _Prepared,
     file: str,
     kind: str,
     progress: Progress | None,
 ) -> ImportReport:
+    """Write the file, checking its forms meanwhile.
+
+    Subjects and events are known from the records and go in first; then each subject's
+    forms, values and ``form.save`` events go in as the workers send back their checks, in
+    file order. The first problem stops the writing; the checks go on, so that every problem
+    is reported, and the error rolls the transaction back. On two cores this is what lets a
+    large import finish in the time of its write: the check, which needs no database, runs
+    in the worker processes meanwhile. The write lock is held while the last forms are
+    checked, which adds to the write only the check's excess over it.
+    """
     study = definition.code
-    checked, existing = plan.checked, plan.existing
+    existing, tasks = prepared.existing, prepared.tasks
+    forms = [form for task in tasks for form in task.forms]  # (record, site), in file order
     now = utc_now()
     today = now.date()
     reason = f"bulk import of {Path(file).name}"
-    audit_entries: list[dict[str, Any]] = []
     capture = CaptureRepository(connection)
 
     # subjects
     new_subjects = sorted(
         {
-            c.record.subject_id: c.site for c in checked if existing[c.record.subject_id] is None
+            record.subject_id: site for record, site in forms if existing[record.subject_id] is None
         }.items()
     )
     subject_ids = _reserve_ids(connection, subject, len(new_subjects))
@@ -476,35 +493,18 @@ def _write(
     site_of: dict[str, str] = {sid: rec.site for sid, rec in existing.items() if rec is not None}
     anchor = screening_anchor(definition.study, today)
     schedule = plan_schedule(definition.study, anchor)
-    subject_rows: list[dict[str, Any]] = []
-    status_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
-    event_pk: dict[tuple[int, str, int], int] = {}
+    screening = SubjectStatus.SCREENING.value
+    created_at = _bound(connection, subject.c.created_at, now)
+    recorded_at = _bound(connection, subject_status.c.recorded_at, now)
+    subject_rows: list[tuple[Any, ...]] = []
+    status_rows: list[tuple[Any, ...]] = []
+    audit_entries: list[dict[str, Any]] = []
     for (subject_id, site), pk in zip(new_subjects, subject_ids, strict=True):
         subject_pk[subject_id], site_of[subject_id] = pk, site
         subject_rows.append(
-            {
-                "id": pk,
-                "study": study,
-                "site": site,
-                "subject_id": subject_id,
-                "initials": None,
-                "created_at": now,
-                "created_by": principal.email,
-                "status": SubjectStatus.SCREENING.value,
-                "anchor_date": anchor,
-            }
+            (pk, study, site, subject_id, None, created_at, principal.email, screening, anchor)
         )
-        status_rows.append(
-            {
-                "subject_pk": pk,
-                "status": SubjectStatus.SCREENING.value,
-                "on_date": today,
-                "reason": reason,
-                "recorded_at": now,
-                "recorded_by": principal.email,
-            }
-        )
+        status_rows.append((pk, screening, today, reason, recorded_at, principal.email))
         audit_entries.append(
             {
                 "actor": principal.email,
@@ -521,143 +521,123 @@ def _write(
                 "reason": reason,
             }
         )
-    for chunk in _chunks(subject_rows):
-        connection.execute(subject.insert(), chunk)
-    for chunk in _chunks(status_rows):
-        connection.execute(subject_status.insert(), chunk)
-    new_pks = {subject_pk[sid] for sid, _ in new_subjects}
-    for pk in sorted(new_pks):
+    _insert(connection, subject, _SUBJECT_COLUMNS, subject_rows)
+    _insert(connection, subject_status, _STATUS_COLUMNS, status_rows)
+
+    # events: the planned schedule of new subjects, and those the file needs that do not
+    # exist yet (unscheduled, repeating, or a study loaded late)
+    event_rows: list[tuple[Any, ...]] = []
+    event_pk: dict[tuple[int, str, int], int] = {}
+    for pk in sorted(subject_pk[sid] for sid, _ in new_subjects):
         for planned in schedule:
             event_rows.append(
-                {
-                    "subject_pk": pk,
-                    "event": planned.event,
-                    "instance": 1,
-                    "target_date": planned.target,
-                    "window_start": planned.window_start,
-                    "window_end": planned.window_end,
-                    "visit_date": None,
-                    "created_at": now,
-                }
+                (pk, planned.event, 1, planned.target, planned.window_start, planned.window_end)
             )
     for pk in {subject_pk[sid] for sid, rec in existing.items() if rec is not None}:
         for event in capture.events(pk):
             event_pk[pk, event.event, event.instance] = event.id
-    # events the file needs that do not exist yet (unscheduled, repeating, or a study loaded late)
-    planned_keys = {(row["subject_pk"], row["event"], row["instance"]) for row in event_rows}
-    for c in checked:
-        key = (subject_pk[c.record.subject_id], c.record.event, c.record.event_instance)
+    planned_keys = {(row[0], row[1], row[2]) for row in event_rows}
+    for record, _ in forms:
+        key = (subject_pk[record.subject_id], record.event, record.event_instance)
         if key not in event_pk and key not in planned_keys:
             planned_keys.add(key)
-            event_rows.append(
+            event_rows.append((*key, None, None, None))
+    event_ids = _reserve_ids(connection, event_instance, len(event_rows))
+    for row, pk in zip(event_rows, event_ids, strict=True):
+        event_pk[row[0], row[1], row[2]] = pk
+    event_created = _bound(connection, event_instance.c.created_at, now)
+    _insert(
+        connection,
+        event_instance,
+        _EVENT_COLUMNS,
+        [(pk, *row, None, event_created) for row, pk in zip(event_rows, event_ids, strict=True)],
+    )
+    if audit_entries:
+        append_events(connection, study, audit_entries)
+
+    # forms, values and their audit events, as their checks come back
+    form_ids = _reserve_ids(connection, form_instance, len(forms))
+    updated_at = _bound(connection, form_instance.c.updated_at, now)
+    form_rows: list[tuple[Any, ...]] = []
+    value_rows: list[ValueRow] = []
+    audit_entries = []
+    warned: list[tuple[int, FormRecord, tuple[Problem, ...]]] = []
+    derived: dict[str, list[DerivedRow]] = {}
+    problems = prepared.problems
+    values_count = done = 0
+
+    def flush() -> None:
+        _insert(connection, form_instance, _FORM_COLUMNS, form_rows)
+        _insert_values(connection, value_rows, form_ids)
+        if audit_entries:
+            append_events(connection, study, audit_entries)
+        form_rows.clear()
+        value_rows.clear()
+        audit_entries.clear()
+
+    for task, result in zip(tasks, _check_subjects(definition, tasks), strict=True):
+        for problem in result.problems:
+            problems.add(problem)
+        done += len(task.forms)
+        if progress:
+            progress("check", done, prepared.records)
+        if problems.items:
+            continue  # nothing more is written: the transaction is rolled back
+        derived[task.subject_id] = result.derived
+        value_rows.extend(result.values)
+        for position, count, after, warnings in result.forms:
+            record = task.forms[position][0]
+            index = task.first + position
+            status = "complete" if record.complete else "in_progress"
+            spk = subject_pk[record.subject_id]
+            form_rows.append(
+                (form_ids[index], event_pk[spk, record.event, record.event_instance], spk,
+                 record.form, status, 1, definition.version, updated_at, principal.email)
+            )  # fmt: skip
+            values_count += count
+            ref = event_ref(record.event, record.event_instance)
+            audit_entries.append(
                 {
-                    "subject_pk": key[0],
-                    "event": key[1],
-                    "instance": key[2],
-                    "target_date": None,
-                    "window_start": None,
-                    "window_end": None,
-                    "visit_date": None,
-                    "created_at": now,
+                    "actor": principal.email,
+                    "action": "form.save",
+                    "entity_type": "form",
+                    "entity_id": f"{study}/{record.subject_id}/{ref}/{record.form}",
+                    "site": site_of[record.subject_id],
+                    "after": {"status": status, "version": 1, **after},
+                    "reason": reason,
                 }
             )
-    for row, pk in zip(
-        event_rows, _reserve_ids(connection, event_instance, len(event_rows)), strict=True
-    ):
-        row["id"] = pk
-        event_pk[row["subject_pk"], row["event"], row["instance"]] = pk
-    for chunk in _chunks(event_rows):
-        connection.execute(event_instance.insert(), chunk)
-
-    # forms and values
-    form_ids = _reserve_ids(connection, form_instance, len(checked))
-    form_rows: list[dict[str, Any]] = []
-    value_rows: list[tuple[int, str, int, str, float | None]] = []
-    values_count = 0
-    for c, form_pk in zip(checked, form_ids, strict=True):
-        record = c.record
-        spk = subject_pk[record.subject_id]
-        status = "complete" if record.complete else "in_progress"
-        form_rows.append(
-            {
-                "id": form_pk,
-                "event_pk": event_pk[spk, record.event, record.event_instance],
-                "subject_pk": spk,
-                "form": record.form,
-                "status": status,
-                "version": 1,
-                "study_version": definition.version,
-                "updated_at": now,
-                "updated_by": principal.email,
-            }
-        )
-        value_rows.extend(
-            (form_pk, item, number, text, num) for (item, number), (text, num) in c.rows.items()
-        )
-        values_count += len(c.rows)
-        ref = event_ref(record.event, record.event_instance)
-        audit_entries.append(
-            {
-                "actor": principal.email,
-                "action": "form.save",
-                "entity_type": "form",
-                "entity_id": f"{study}/{record.subject_id}/{ref}/{record.form}",
-                "site": site_of[record.subject_id],
-                "after": {
-                    "status": status,
-                    "version": 1,
-                    **split_identifiers(definition, {k: t for k, (t, _) in c.rows.items()}),
-                },
-                "reason": reason,
-            }
-        )
-    for chunk in _chunks(form_rows):
-        connection.execute(form_instance.insert(), chunk)
-    written = 0
-    # the bulk of an import: straight to the driver (PostgreSQL: COPY), no dict per value
-    for start in range(0, len(value_rows), CHUNK):
-        batch = value_rows[start : start + CHUNK]
-        _insert_values(connection, batch)
-        written += len(batch)
-        if progress:
-            progress("write", written, len(value_rows))
-    for start in range(0, len(audit_entries), CHUNK):
-        append_events(connection, study, audit_entries[start : start + CHUNK])
+            if warnings:
+                warned.append((form_ids[index], record, warnings))
+        if len(value_rows) >= CHUNK:
+            flush()
+    problems.raise_if_any()
+    if progress:
+        progress("check", prepared.records, prepared.records)
+        progress("write", 0, 1)
+    flush()
 
     # derived variables of every subject the file touched
-    touched = {subject_pk[c.record.subject_id] for c in checked}
-    derived_rows = []
-    for subject_id in sorted({c.record.subject_id for c in checked}):
-        pk = subject_pk[subject_id]
-        values = plan.typed_by_subject[subject_id]
-        for name, value in compute_derived(definition.study, values, strict=False).items():
-            if value is not None:
-                derived_rows.append(
-                    {
-                        "subject_pk": pk,
-                        "name": name,
-                        "value_text": storage_text(value),
-                        "value_num": storage_number(value),
-                    }
-                )
+    touched = sorted({record.subject_id for record, _ in forms})
+    derived_rows = [
+        (subject_pk[subject_id], name, text, _bound(connection, derived_value.c.value_num, num))
+        for subject_id in touched
+        for name, text, num in derived[subject_id]
+    ]
     if touched:
-        connection.execute(
-            derived_value.delete().where(derived_value.c.subject_pk.in_(sorted(touched)))
-        )
-    for chunk in _chunks(derived_rows):
-        connection.execute(derived_value.insert(), chunk)
+        pks = sorted(subject_pk[subject_id] for subject_id in touched)
+        connection.execute(derived_value.delete().where(derived_value.c.subject_pk.in_(pks)))
+    _insert(connection, derived_value, _DERIVED_COLUMNS, derived_rows)
 
     # queries for soft problems, as interactive entry opens them
     opened = 0
     repository = SubjectRepository(connection, principal)
-    for c, form_pk in zip(checked, form_ids, strict=True):
-        if not c.warnings:
-            continue
-        found = repository.get(study, c.record.subject_id)
+    for form_pk, record, warnings in warned:
+        found = repository.get(study, record.subject_id)
         assert found is not None
-        ref = event_ref(c.record.event, c.record.event_instance)
-        entity = f"{study}/{c.record.subject_id}/{ref}/{c.record.form}"
-        for warning in c.warnings:
+        ref = event_ref(record.event, record.event_instance)
+        entity = f"{study}/{record.subject_id}/{ref}/{record.form}"
+        for warning in warnings:
             item, number = query_target(warning)
             open_query_row(
                 connection,
@@ -671,4 +651,16 @@ def _write(
                 now=now,
             )
             opened += 1
-    return ImportReport(file, kind, len(new_subjects), len(checked), values_count, opened)
+    if progress:
+        progress("write", 1, 1)
+    return ImportReport(file, kind, len(new_subjects), len(forms), values_count, opened)
+
+
+_SUBJECT_COLUMNS = ("id", "study", "site", "subject_id", "initials", "created_at", "created_by",
+                    "status", "anchor_date")  # fmt: skip
+_STATUS_COLUMNS = ("subject_pk", "status", "on_date", "reason", "recorded_at", "recorded_by")
+_EVENT_COLUMNS = ("id", "subject_pk", "event", "instance", "target_date", "window_start",
+                  "window_end", "visit_date", "created_at")  # fmt: skip
+_FORM_COLUMNS = ("id", "event_pk", "subject_pk", "form", "status", "version", "study_version",
+                 "updated_at", "updated_by")  # fmt: skip
+_DERIVED_COLUMNS = ("subject_pk", "name", "value_text", "value_num")
