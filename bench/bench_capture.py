@@ -10,10 +10,12 @@
 (b) ``export_study`` (csv-long, and per-form csv) in a child process doing only the export:
     seconds and the child's peak RSS (its own ``getrusage(RUSAGE_SELF).ru_maxrss``), at a
     tenth of ``--values`` and at ``--values`` (the import databases of (a), SQLite).
-(c) ``--clients`` threads (httpx, keep-alive) against the real app under uvicorn in a
-    subprocess on a free loopback port, SQLite node database, one API token per client;
-    each saves its own subject's eligibility form over and over (GET version, PUT with
-    that version and a reason) for ``--seconds``. Saves/s, p50/p99, errors, lost updates.
+(c) ``--clients`` threads (``http.client``, keep-alive) against ``consortia serve
+    --workers W`` (``--workers``, ``--server-threads``) on a free loopback port, SQLite node
+    database, one API token per client; each saves its own subject's eligibility form over
+    and over (GET version, PUT with that version and a reason) for ``--seconds``. Saves/s,
+    p50/p99 of the pair and of GET and PUT alone, server and client CPU per save, errors,
+    lost updates.
 (d) ``verify_chain`` over ``--events`` audit events created with ``append_events``.
 
 Results go to ``bench/results/capture.md`` (``--out``).
@@ -653,7 +655,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2, help="server processes for (c)")
-    parser.add_argument("--server-threads", type=int, default=8, help="threads per process")
+    parser.add_argument("--server-threads", type=int, default=2, help="threads per process")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--verify-repeats", type=int, default=3)
     parser.add_argument("--databases", default="sqlite,postgresql")

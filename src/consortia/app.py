@@ -43,8 +43,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Request handlers run in a thread pool; Python runs one thread at a time, so dozens
-        # of threads only take turns at the interpreter lock (anyio's default is 40).
+        # Request handlers run in a thread pool. Python runs one thread at a time, and a thread
+        # that holds SQLite's write lock waits for the interpreter lock after every statement
+        # while the others run: with more than two threads saves slow down (anyio's default
+        # is 40; measurements in bench/RESULTS.md section 3). Processes scale; threads do not.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
         try:
             yield

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Python logging level")
     server_threads: int = Field(
-        8,
+        2,
         ge=1,
         le=256,
         description="threads per server process that run requests' database work",

@@ -179,7 +179,7 @@ def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
     engine = make_engine(url)
     upgrade(engine)
     studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
-    path = _records_file(tmp_path, 400)
+    path = _records_file(tmp_path, 1000)  # checking and writing take seconds, not 0.3
     env = {**os.environ, "CONSORTIA_DATABASE_URL": url, "CONSORTIA_ENVIRONMENT": "development"}
     process = subprocess.Popen(
         [sys.executable, "-m", "consortia", "data", "import", STUDY, str(path)],
