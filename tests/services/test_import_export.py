@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,17 +67,23 @@ def test_an_import_writes_every_value_with_the_audit_events_of_interactive_entry
     assert actions.count("query.open") == report.queries_opened
 
 
+def _spoil_ecog(path: Path, pick: Callable[[list[int]], int]) -> int:
+    """Set ECOG to 9 (outside 0-5) on the row ``pick`` chooses among rows that have one."""
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    ecog = rows[0].index("ecog")
+    target = pick([n for n, row in enumerate(rows[1:], 1) if row[ecog].strip()])
+    rows[target][ecog] = "9"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+    return target
+
+
 def test_a_file_with_a_bad_value_is_refused_with_its_line_and_nothing_is_written(
     loaded: sa.Engine, tmp_path: Path
 ) -> None:
     path = _records_file(tmp_path, 4)
-    with path.open(encoding="utf-8", newline="") as stream:
-        rows = list(csv.reader(stream))
-    ecog = rows[0].index("ecog")
-    target = next(n for n, row in enumerate(rows[1:], 1) if row[ecog].strip())
-    rows[target][ecog] = "9"
-    with path.open("w", encoding="utf-8", newline="") as stream:
-        csv.writer(stream).writerows(rows)
+    target = _spoil_ecog(path, min)
     with pytest.raises(ValidationError) as refused:
         imports.import_file(loaded, ADMIN, STUDY, path)
     [problem] = refused.value.problems
@@ -299,13 +306,7 @@ def test_a_problem_found_after_forms_were_written_rolls_all_of_them_back(
     if parallel:
         monkeypatch.setattr(imports, "PARALLEL_FORMS", 1)
     path = _records_file(tmp_path, 8)
-    with path.open(encoding="utf-8", newline="") as stream:
-        rows = list(csv.reader(stream))
-    ecog = rows[0].index("ecog")
-    target = max(n for n, row in enumerate(rows[1:], 1) if row[ecog].strip())
-    rows[target][ecog] = "9"
-    with path.open("w", encoding="utf-8", newline="") as stream:
-        csv.writer(stream).writerows(rows)
+    target = _spoil_ecog(path, max)
     with pytest.raises(ValidationError) as refused:
         imports.import_file(loaded, ADMIN, STUDY, path)
     assert [(p.line, p.message) for p in refused.value.problems] == [
