@@ -336,10 +336,9 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def part_c(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
     import httpx
 
-    url = f"sqlite:///{folder / 'capture-node.db'}"
     engine = node(url)
     operator = users.cli_operator()
     secrets = []
@@ -497,7 +496,7 @@ def part_c(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "audit_keys": sorted(saves)[:2],
     }
     say(
-        f"(c) {args.clients} clients, {args.workers} server processes x "
+        f"(c) {engine.dialect.name}: {args.clients} clients, {args.workers} server processes x "
         f"{args.server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
         f"{res['saves_per_s']:.1f}/s; GET+PUT p50 {res['p50_ms']:.1f} ms, p99 "
         f"{res['p99_ms']:.1f} ms (GET p50/p99 {res['get_p50_ms']:.1f}/{res['get_p99_ms']:.1f}, "
@@ -622,7 +621,7 @@ def write_report(args: argparse.Namespace, results: dict[str, Any], started: str
     c = results.get("c")
     if c:
         lines += [
-            "## (c) concurrent form saves (uvicorn subprocess, SQLite, loopback)",
+            "## (c) concurrent form saves (`consortia serve --workers`, loopback), per database",
             "",
             "```",
             json.dumps(c, indent=1, default=str),
@@ -686,7 +685,7 @@ def main() -> int:
                 results["b"] = part_b(args, urls, folder)
                 write_report(args, results, started)
             if "c" in parts:
-                results["c"] = part_c(args, folder)
+                results["c"] = {kind: part_c(args, dbs.url(kind)) for kind in args.databases}
                 write_report(args, results, started)
             if "d" in parts:
                 results["d"] = part_d(args, dbs)

@@ -75,3 +75,16 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_trace(
     assert response.headers["content-type"] == "application/problem+json"
     assert "secret internals" not in response.text
     assert "Traceback" not in response.text
+
+
+def test_a_request_without_credentials_is_refused_before_its_body_is_judged(node: Node) -> None:
+    form = "/api/v1/studies/CART01/subjects/SG01-001/events/screening/forms/eligibility"
+    anonymous = node.client(None)
+    for method, path, body in [
+        ("PUT", form, {"version": "not a number"}),
+        ("GET", form, None),
+        ("POST", SUBJECTS, {"subject_id": "SG01 001"}),
+    ]:
+        response = anonymous.request(method, path, json=body)
+        assert response.status_code == 401, (method, path)
+        assert _is_problem(response.json(), 401)

@@ -56,7 +56,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         else:  # opening a SQLite connection (and its PRAGMAs) costs more than a small save
             kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=56)
         engine = create_engine(url, echo=echo, **kwargs)
-        lock_path = None if memory else Path(f"{parsed.database}-writer.lock")
+        # absolute now: a later change of working directory must not move the lock
+        lock_path = None if memory else Path(f"{Path(str(parsed.database)).absolute()}-writer.lock")
         _configure_sqlite(engine, memory=memory, lock_path=lock_path)
         return engine
     if backend == "postgresql":
