@@ -24,8 +24,8 @@ checks come back, so that checking (in the workers) and writing (in this process
 on a multi-core machine; the first problem stops the writing, every form is still checked,
 and the problems roll the transaction back (see :func:`_write`). Rows are inserted with
 ``executemany`` in chunks (SQLite: tuples straight to the driver; PostgreSQL: ``COPY`` for
-item values); ids are reserved up front so forms and their values go in without a round trip
-per form.
+item values; :mod:`consortia.storage.bulk`); ids are reserved up front so forms and their
+values go in without a round trip per form.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -60,6 +60,7 @@ from consortia.standards.clinical_data import (
     read_wide_csv,
     sniff_format,
 )
+from consortia.storage import bulk
 from consortia.storage.audit import append_events
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import READ_ONLY
@@ -345,81 +346,6 @@ def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterat
         _FORKED = None
 
 
-def _reserve_ids(connection: Connection, table: sa.Table, count: int) -> list[int]:
-    """``count`` fresh primary keys of ``table`` for rows inserted with explicit ids."""
-    if count == 0:
-        return []
-    if connection.dialect.name == "postgresql":
-        sequence = f"{table.name}_id_seq"
-        rows = connection.execute(
-            sa.text(f"SELECT nextval('{sequence}') FROM generate_series(1, :n)"), {"n": count}
-        )
-        return [int(row[0]) for row in rows]
-    # SQLite: the write transaction (BEGIN IMMEDIATE) holds the database
-    start = int(connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0)
-    return list(range(start + 1, start + count + 1))
-
-
-_VALUE_COLUMNS = ("form_pk", "item", "group_instance", "value_text", "value_num")
-
-
-def _insert_values(
-    connection: Connection,
-    rows: list[ValueRow],
-    form_ids: list[int],
-) -> None:
-    """Insert item_value rows (by form index) in the caller's transaction, the fastest way
-    each driver has."""
-    columns = ", ".join(_VALUE_COLUMNS)
-    postgresql = connection.dialect.name == "postgresql"
-    # SQLite reserves consecutive ids: a form's id is its index plus the first, added by SQL
-    offset = form_ids[0] if form_ids and form_ids[-1] - form_ids[0] == len(form_ids) - 1 else None
-    for start in range(0, len(rows), CHUNK):
-        batch = rows[start : start + CHUNK]
-        if postgresql:
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            with (
-                driver.cursor() as cursor,
-                cursor.copy(f"COPY item_value ({columns}) FROM STDIN") as copy,
-            ):
-                for index, item, number, text, num in batch:
-                    copy.write_row((form_ids[index], item, number, text, num))
-        elif offset is not None:
-            sql = f"INSERT INTO item_value ({columns}) VALUES (? + {offset:d}, ?, ?, ?, ?)"
-            connection.exec_driver_sql(sql, batch)
-        else:  # pragma: no cover - SQLite reserves consecutive ids
-            sql = f"INSERT INTO item_value ({columns}) VALUES (?, ?, ?, ?, ?)"
-            connection.exec_driver_sql(sql, [(form_ids[row[0]], *row[1:]) for row in batch])
-
-
-def _insert(
-    connection: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert rows given as tuples of ``columns``: on SQLite straight to the driver (values
-    that need a bind processor, such as datetimes, are bound already: :func:`_bound`),
-    elsewhere through SQLAlchemy."""
-    for start in range(0, len(rows), CHUNK):
-        batch = rows[start : start + CHUNK]
-        if connection.dialect.paramstyle == "qmark":
-            markers = ", ".join("?" * len(columns))
-            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({markers})"
-            connection.exec_driver_sql(sql, batch)
-        else:
-            connection.execute(
-                table.insert(), [dict(zip(columns, row, strict=True)) for row in batch]
-            )
-
-
-def _bound(connection: Connection, column: sa.Column[Any], value: object) -> object:
-    """``value`` as the driver gets it for ``column`` where :func:`_insert` skips
-    SQLAlchemy (SQLite); elsewhere unchanged."""
-    if connection.dialect.paramstyle != "qmark":
-        return value
-    process = column.type.bind_processor(connection.dialect)
-    return value if process is None else process(value)
-
-
 def import_file(
     engine: Engine,
     principal: Principal,
@@ -488,14 +414,14 @@ def _write(
             record.subject_id: site for record, site in forms if existing[record.subject_id] is None
         }.items()
     )
-    subject_ids = _reserve_ids(connection, subject, len(new_subjects))
+    subject_ids = bulk.reserve_ids(connection, subject, len(new_subjects))
     subject_pk: dict[str, int] = {sid: rec.id for sid, rec in existing.items() if rec is not None}
     site_of: dict[str, str] = {sid: rec.site for sid, rec in existing.items() if rec is not None}
     anchor = screening_anchor(definition.study, today)
     schedule = plan_schedule(definition.study, anchor)
     screening = SubjectStatus.SCREENING.value
-    created_at = _bound(connection, subject.c.created_at, now)
-    recorded_at = _bound(connection, subject_status.c.recorded_at, now)
+    created_at = bulk.bound(connection, subject.c.created_at, now)
+    recorded_at = bulk.bound(connection, subject_status.c.recorded_at, now)
     subject_rows: list[tuple[Any, ...]] = []
     status_rows: list[tuple[Any, ...]] = []
     audit_entries: list[dict[str, Any]] = []
@@ -521,8 +447,8 @@ def _write(
                 "reason": reason,
             }
         )
-    _insert(connection, subject, _SUBJECT_COLUMNS, subject_rows)
-    _insert(connection, subject_status, _STATUS_COLUMNS, status_rows)
+    bulk.insert_rows(connection, subject, _SUBJECT_COLUMNS, subject_rows)
+    bulk.insert_rows(connection, subject_status, _STATUS_COLUMNS, status_rows)
 
     # events: the planned schedule of new subjects, and those the file needs that do not
     # exist yet (unscheduled, repeating, or a study loaded late)
@@ -542,11 +468,11 @@ def _write(
         if key not in event_pk and key not in planned_keys:
             planned_keys.add(key)
             event_rows.append((*key, None, None, None))
-    event_ids = _reserve_ids(connection, event_instance, len(event_rows))
+    event_ids = bulk.reserve_ids(connection, event_instance, len(event_rows))
     for row, pk in zip(event_rows, event_ids, strict=True):
         event_pk[row[0], row[1], row[2]] = pk
-    event_created = _bound(connection, event_instance.c.created_at, now)
-    _insert(
+    event_created = bulk.bound(connection, event_instance.c.created_at, now)
+    bulk.insert_rows(
         connection,
         event_instance,
         _EVENT_COLUMNS,
@@ -556,8 +482,8 @@ def _write(
         append_events(connection, study, audit_entries)
 
     # forms, values and their audit events, as their checks come back
-    form_ids = _reserve_ids(connection, form_instance, len(forms))
-    updated_at = _bound(connection, form_instance.c.updated_at, now)
+    form_ids = bulk.reserve_ids(connection, form_instance, len(forms))
+    updated_at = bulk.bound(connection, form_instance.c.updated_at, now)
     form_rows: list[tuple[Any, ...]] = []
     value_rows: list[ValueRow] = []
     audit_entries = []
@@ -567,8 +493,8 @@ def _write(
     values_count = done = 0
 
     def flush() -> None:
-        _insert(connection, form_instance, _FORM_COLUMNS, form_rows)
-        _insert_values(connection, value_rows, form_ids)
+        bulk.insert_rows(connection, form_instance, _FORM_COLUMNS, form_rows)
+        bulk.insert_values(connection, value_rows, form_ids)
         if audit_entries:
             append_events(connection, study, audit_entries)
         form_rows.clear()
@@ -620,14 +546,14 @@ def _write(
     # derived variables of every subject the file touched
     touched = sorted({record.subject_id for record, _ in forms})
     derived_rows = [
-        (subject_pk[subject_id], name, text, _bound(connection, derived_value.c.value_num, num))
+        (subject_pk[subject_id], name, text, bulk.bound(connection, derived_value.c.value_num, num))
         for subject_id in touched
         for name, text, num in derived[subject_id]
     ]
     if touched:
         pks = sorted(subject_pk[subject_id] for subject_id in touched)
         connection.execute(derived_value.delete().where(derived_value.c.subject_pk.in_(pks)))
-    _insert(connection, derived_value, _DERIVED_COLUMNS, derived_rows)
+    bulk.insert_rows(connection, derived_value, _DERIVED_COLUMNS, derived_rows)
 
     # queries for soft problems, as interactive entry opens them
     opened = 0
