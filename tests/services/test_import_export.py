@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import template_text
-from consortia.exceptions import PermissionDeniedError, ValidationError
+from consortia.exceptions import InterchangeError, PermissionDeniedError, ValidationError
 from consortia.services import exports, imports, studies
 from consortia.services.exports import ExportFormat, ExportRequest
 from consortia.storage.audit import iter_events, verify_chain
@@ -258,6 +259,144 @@ def test_a_long_csv_or_odm_export_imports_back_into_a_fresh_node_unchanged(
     with fresh.connect() as connection:
         assert verify_chain(connection).ok
     fresh.dispose()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[sa.Engine]:
+    """Another node (SQLite) with the study loaded and no data."""
+    from consortia.storage.db import make_engine
+    from consortia.storage.migrations import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    upgrade(engine)
+    studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
+    yield engine
+    engine.dispose()
+
+
+def _enter_forms(engine: sa.Engine) -> None:
+    """Two subjects, each with a form saved complete and one saved incomplete."""
+    from consortia.services.data_entry import FormSave, save_form
+    from consortia.services.subjects import SubjectInput, enrol_subject
+
+    eligibility = {"histology": "dlbcl_nos", "disease_status": "primary_refractory",
+                   "prior_lines": 2, "ecog": 1, "eligible": True}  # fmt: skip
+    demographics = {"initials": "ABC", "age": 61, "sex": "M", "weight_kg": 70.5}
+    forms = {
+        "SG01-001": [("screening", "demographics", demographics, True),
+                     ("screening", "eligibility", {"histology": "hgbl"}, False)],
+        "SH01-001": [("screening", "demographics", {"age": 58}, False),
+                     ("screening", "eligibility", eligibility, True),
+                     ("ae_log", "ae", {"events": [{"ae_term": "Fever"}, {"ae_term": "Rash"}]},
+                      False)],
+    }  # fmt: skip
+    for subject_id, entries in forms.items():
+        site = subject_id[:4]
+        enrol_subject(engine, ADMIN, STUDY, SubjectInput(subject_id, site, None, date(2025, 1, 6)))
+        for ref, form, values, complete in entries:
+            save = FormSave(0, values, complete=complete)
+            save_form(engine, ADMIN, STUDY, subject_id, ref, form, save, today=date(2025, 2, 1))
+
+
+def _form_states(engine: sa.Engine) -> dict[tuple[object, ...], str]:
+    from consortia.storage.tables import event_instance
+
+    query = (
+        sa.select(
+            subject.c.subject_id,
+            event_instance.c.event,
+            event_instance.c.instance,
+            form_instance.c.form,
+            form_instance.c.status,
+        )
+        .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+        .join(subject, subject.c.id == form_instance.c.subject_pk)
+    )
+    with engine.connect() as connection:
+        return {tuple(row[:4]): row.status for row in connection.execute(query)}
+
+
+@pytest.mark.parametrize("fmt", [ExportFormat.CSV_LONG, ExportFormat.ODM])
+def test_forms_saved_complete_or_incomplete_keep_their_status_through_export_and_import(
+    loaded: sa.Engine, fresh: sa.Engine, tmp_path: Path, fmt: ExportFormat
+) -> None:
+    _enter_forms(loaded)
+    states = _form_states(loaded)
+    assert states == {
+        ("SG01-001", "screening", 1, "demographics"): "complete",
+        ("SG01-001", "screening", 1, "eligibility"): "in_progress",
+        ("SH01-001", "screening", 1, "demographics"): "in_progress",
+        ("SH01-001", "screening", 1, "eligibility"): "complete",
+        ("SH01-001", "ae_log", 1, "ae"): "in_progress",
+    }
+    exported = tmp_path / f"export.{fmt.value}"
+    request = ExportRequest(fmt, include_identifiers=True, reason="move to the new node")
+    exports.export_study(loaded, ADMIN, STUDY, request, exported)
+    text = exported.read_text(encoding="utf-8")
+    if fmt is ExportFormat.CSV_LONG:
+        statuses = [row for row in csv.DictReader(io.StringIO(text)) if row["item"] == "_complete"]
+        assert sorted((r["subject_id"], r["form"], r["value"]) for r in statuses) == [
+            ("SG01-001", "demographics", "1"),
+            ("SG01-001", "eligibility", "0"),
+            ("SH01-001", "ae", "0"),
+            ("SH01-001", "demographics", "0"),
+            ("SH01-001", "eligibility", "1"),
+        ]
+    else:
+        assert text.count('consortia:Complete="Yes"') == 2
+        assert text.count('consortia:Complete="No"') == 3
+    report = imports.import_file(fresh, ADMIN, STUDY, exported)
+    assert (report.subjects_created, report.forms) == (2, 5)
+    assert _form_states(fresh) == states
+    assert _values(fresh) == _values(loaded)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "good", "bad", "path", "message"),
+    [
+        (
+            ExportFormat.CSV_LONG,
+            ",_complete,1",
+            ",_complete,maybe",
+            "row.value",
+            "'maybe' is not a form status: 1/true complete, 0/false not",
+        ),
+        (
+            ExportFormat.ODM,
+            'consortia:Complete="Yes"',
+            'consortia:Complete="Done"',
+            "FormData/@consortia:Complete",
+            "'Done' is not a form status: Yes (complete) or No",
+        ),
+    ],
+)
+def test_a_wrong_form_status_is_refused_with_its_line_and_nothing_is_imported(
+    loaded: sa.Engine,
+    fresh: sa.Engine,
+    tmp_path: Path,
+    fmt: ExportFormat,
+    good: str,
+    bad: str,
+    path: str,
+    message: str,
+) -> None:
+    _enter_forms(loaded)
+    exported = tmp_path / f"export.{fmt.value}"
+    exports.export_study(loaded, ADMIN, STUDY, ExportRequest(fmt), exported)
+    lines = exported.read_text(encoding="utf-8").splitlines(keepends=True)
+    number = next(n for n, line in enumerate(lines) if good in line)
+    lines[number] = lines[number].replace(good, bad, 1)
+    exported.write_text("".join(lines), encoding="utf-8")
+    column = 8 if fmt is ExportFormat.CSV_LONG else lines[number].index("<FormData") + 1
+    with pytest.raises(InterchangeError) as refused:
+        imports.import_file(fresh, ADMIN, STUDY, exported)
+    [problem] = refused.value.problems
+    assert (problem.file, problem.line, problem.column) == (str(exported), number + 1, column)
+    assert (problem.path, problem.message) == (path, message)
+    for table in (subject, form_instance, item_value):
+        assert _count(fresh, table) == 0
+    with fresh.connect() as connection:
+        assert [e.action for e in iter_events(connection, chain=STUDY)] == ["study.load"]
 
 
 def test_checking_in_worker_processes_finds_the_same_values_and_problems(

@@ -6,6 +6,7 @@ import csv
 import doctest
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
@@ -28,6 +29,7 @@ from consortia.standards.clinical_data import (
     read_wide_csv,
     sniff_format,
 )
+from consortia.standards.exports import ClinicalValue, write_odm_clinical
 from consortia.standards.odm_clinical import CHUNK, CONSORTIA_NS
 from consortia.standards.odm_xml import ODM_NS
 from consortia.standards.redcap import checkbox_column, redcap_names
@@ -517,6 +519,90 @@ def test_odm_group_instances_without_a_repeat_key_are_numbered_in_order() -> Non
     [record] = read_odm_clinical(study, io.BytesIO(text.encode()), file="c.xml")
     assert record.values == {"events": [{"ae_term": "A"}, {"ae_term": "B"}]}
     assert record.site is None
+
+
+@pytest.mark.parametrize(
+    ("status", "complete"),
+    [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False), ("", False)],
+)
+def test_the_long_status_row_says_whether_the_form_is_complete(status: str, complete: bool) -> None:
+    study = load_template("cart-lbcl")
+    text = (
+        "subject_id,site,event,event_instance,form,group_instance,item,value\n"
+        "S1,SG01,screening,1,consent,0,consent_date,2024-01-01\n"
+        f"S1,SG01,screening,1,consent,,_complete,{status}\n"
+    )
+    [record] = read_long_csv(study, io.StringIO(text), file="long.csv")
+    assert (record.values, record.complete) == ({"consent_date": "2024-01-01"}, complete)
+
+
+def status_odm(*forms: tuple[str, str]) -> str:
+    """One subject's screening forms, each FormData with the given consortia:Complete text
+    ("-" for no attribute)."""
+    body = ['<SubjectData SubjectKey="S1">', '<StudyEventData StudyEventOID="SE.screening">']
+    for form, status in forms:
+        attribute = "" if status == "-" else f" consortia:Complete={quoteattr(status)}"
+        body.append(f'<FormData FormOID="F.{form}"{attribute}>')
+        body.append(f'<ItemGroupData ItemGroupOID="IG.{form}.main">')
+        item = {"consent": "consent_version", "eligibility": "histology"}.get(form, "age")
+        body.append(f'<ItemData ItemOID="I.{item}" Value="1"/></ItemGroupData></FormData>')
+    body.append("</StudyEventData></SubjectData>")
+    text = odm(*body)
+    return text.replace("<ODM ", f'<ODM xmlns:consortia="{CONSORTIA_NS}" ', 1)
+
+
+def test_odm_form_status_yes_and_no_are_read_and_without_it_a_form_is_not_complete() -> None:
+    study = load_template("cart-lbcl")
+    text = status_odm(("consent", "Yes"), ("eligibility", "No"), ("demographics", "-"))
+    records = read_odm_clinical(study, io.BytesIO(text.encode()), file="c.xml")
+    assert [(r.form, r.complete) for r in records] == [
+        ("consent", True),
+        ("eligibility", False),
+        ("demographics", False),
+    ]
+    # a form given twice is complete only when no FormData of it says No
+    for twice, complete in ((("Yes", "-"), True), (("Yes", "No"), False), (("No", "Yes"), False)):
+        text = status_odm(*(("consent", status) for status in twice))
+        [record] = read_odm_clinical(study, io.BytesIO(text.encode()), file="c.xml")
+        assert record.complete is complete, twice
+
+
+@pytest.mark.parametrize("status", ["Done", "yes", "true", ""])
+def test_an_unknown_odm_form_status_is_a_problem_at_its_form_data(status: str) -> None:
+    study = load_template("cart-lbcl")
+    text = status_odm(("consent", "Yes"), ("eligibility", status))
+    found = problems_of(
+        lambda: list(read_odm_clinical(study, io.BytesIO(text.encode()), file="c.xml"))
+    )
+    assert 'FormOID="F.eligibility"' in text.splitlines()[7]
+    assert found == [
+        f"c.xml:8:1: FormData/@consortia:Complete: {status!r} is not a form status: "
+        "Yes (complete) or No"
+    ]
+
+
+def test_our_odm_export_of_form_statuses_reads_back() -> None:
+    study = load_template("cart-lbcl")
+    values = [
+        ClinicalValue("S1", "SG01", "SE.screening", None, f"F.{form}", None, f"IG.{form}.main",
+                      None, f"I.{item}", "1", form_complete=complete)
+        for form, item, complete in (
+            ("consent", "consent_version", True),
+            ("eligibility", "histology", False),
+            ("demographics", "age", None),
+        )
+    ]  # fmt: skip
+    out = io.BytesIO()
+    write_odm_clinical(
+        values, out, study_oid="S.CART-LBCL", metadata_version_oid="MDV.1.0", file_oid="F",
+        creation=datetime(2024, 5, 1, tzinfo=UTC),
+    )  # fmt: skip
+    records = read_odm_clinical(study, io.BytesIO(out.getvalue()), file="c.xml")
+    assert [(r.form, r.complete) for r in records] == [
+        ("consent", True),
+        ("eligibility", False),
+        ("demographics", False),
+    ]
 
 
 # ---------------------------------------------------------------- structural problems

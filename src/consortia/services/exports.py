@@ -7,12 +7,15 @@ Tables (each a stream of rows read with a server-side cursor, written as they co
   form instance for its non-repeating items (``group_instance`` 0) and one per group
   instance;
 * ``values``: every value long (``csv-long``): ``subject_id, site, event, event_instance,
-  form, group_instance, item, value``;
+  form, group_instance, item, value``; after each form instance's values, a row whose item
+  is ``_complete`` and value ``1`` (saved complete) or ``0`` (not), as the import reads it;
 * ``queries``: every query with its status and age;
 * ``audit``: the study's audit trail (only for roles that may read it).
 
 Formats: ``csv`` and ``parquet`` and ``xpt`` write one file per table into a folder,
-``csv-long`` writes ``values.csv``, ``odm`` writes one ODM 1.3.2 file of ClinicalData.
+``csv-long`` writes ``values.csv``, ``odm`` writes one ODM 1.3.2 file of ClinicalData, each
+FormData with the form's status in our extension attribute ``consortia:Complete`` (``Yes`` /
+``No``). A form instance none of whose values is exported is not written, status included.
 
 Identifier (PHI) items are left out unless a study administrator asks for them and states
 a reason; every export is audited (who, what, format, whether identifiers, why).
@@ -40,6 +43,7 @@ from consortia.exceptions import NotFoundError, Problem, ValidationError
 from consortia.services.common import audit, require_in_study, utc_now, visible_study
 from consortia.services.studies import Definition, current_definition
 from consortia.standards import exports as writers
+from consortia.standards.clinical_data import COMPLETE_ITEM
 from consortia.standards.exports import ClinicalValue, Column, ColumnType
 from consortia.storage.audit import audit_event, row_event
 from consortia.storage.db import READ_ONLY
@@ -237,18 +241,31 @@ class _Export:
         query = self._value_query().order_by(
             subject.c.subject_id, form_instance.c.id, item_value.c.group_instance, item_value.c.id
         )
+        form_pk: int | None = None
+        status_row: list[object] = []  # the `_complete` row of the form instance being written
         for value in self._stream(query):
-            if self._keep(value.item):
-                yield [
-                    value.subject_id,
-                    value.site,
-                    value.event,
-                    value.instance,
-                    value.form,
-                    value.group_instance,
-                    value.item,
-                    value.value_text,
-                ]
+            if value.form_pk != form_pk:
+                if status_row:
+                    yield status_row
+                form_pk, status_row = value.form_pk, []
+            if not self._keep(value.item):
+                continue
+            if not status_row:  # the form has a value in the file, so its status goes in too
+                complete = "1" if value.status == "complete" else "0"
+                status_row = [value.subject_id, value.site, value.event, value.instance,
+                              value.form, None, COMPLETE_ITEM, complete]  # fmt: skip
+            yield [
+                value.subject_id,
+                value.site,
+                value.event,
+                value.instance,
+                value.form,
+                value.group_instance,
+                value.item,
+                value.value_text,
+            ]
+        if status_row:
+            yield status_row
 
     def clinical_values(self) -> Iterator[ClinicalValue]:
         query = self._value_query().order_by(
@@ -275,6 +292,7 @@ class _Export:
                 group_repeat_key=str(value.group_instance) if value.group_instance else None,
                 item_oid=f"I.{value.item}",
                 value=value.value_text,
+                form_complete=value.status == "complete",
             )
 
     def query_rows(self) -> Iterator[list[object]]:

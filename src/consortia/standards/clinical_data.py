@@ -13,7 +13,8 @@ instrument, the instance is that of a repeating or unscheduled event. Calc field
 
 ``csv-long`` (:func:`read_long_csv`): one value a row, columns :data:`LONG_COLUMNS` (site,
 event_instance and group_instance may be empty; items of repeating groups need
-group_instance); the item ``_complete`` with value 1 or true marks the form complete.
+group_instance); the item ``_complete`` gives the form status: 1, true or yes complete; 0,
+false, no or empty not (any case); anything else is a problem. Our long export writes it.
 
 ``odm`` (:func:`read_odm_clinical`): ODM 1.3.2 ClinicalData with our OIDs, read in constant
 memory (:mod:`consortia.standards.odm_clinical`). :func:`sniff_format` tells them apart.
@@ -56,6 +57,7 @@ from consortia.standards.odm_clinical import read_clinical_data
 from consortia.standards.redcap import checkbox_column
 
 __all__ = [
+    "COMPLETE_ITEM",
     "LONG_COLUMNS",
     "MAX_PROBLEMS",
     "FormRecord",

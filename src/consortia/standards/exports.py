@@ -55,7 +55,7 @@ import numpy as np
 from consortia import __version__
 from consortia.exceptions import ConfigurationError, InterchangeError, Problem
 from consortia.standards import xpt
-from consortia.standards.odm_xml import ODM_NS, SOURCE_SYSTEM
+from consortia.standards.odm_xml import CONSORTIA_NS, ODM_NS, SOURCE_SYSTEM
 
 DEFAULT_TEXT_LENGTH = 200
 """The XPT width of a text column without a ``length``."""
@@ -466,6 +466,8 @@ class ClinicalValue:
     OIDs follow :mod:`consortia.standards.odm_export` (``SE.<event>``, ``F.<form>``,
     ``IG.<form>.<group>``, ``I.<item>``); ``value`` is the ODM text of the value, None for a
     null. ``unit_oid`` names a ``MeasurementUnit`` (``MU.<n>``) when the value has one.
+    ``form_complete`` is the status of the form holding the value, written as our extension
+    attribute ``FormData/@consortia:Complete`` (``Yes`` / ``No``); None writes no status.
     """
 
     subject_key: str
@@ -480,6 +482,7 @@ class ClinicalValue:
     value: str | None
     audit: AuditStamp | None = None
     unit_oid: str | None = None
+    form_complete: bool | None = None
 
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -504,6 +507,7 @@ class _OdmWriter:
         self.open: list[tuple[str | None, ...]] = []  # the keys of the open elements
         self.seen: list[set[tuple[str | None, ...]]] = [set(), set(), set(), set()]
         self.site: str | None = None
+        self.form_complete: bool | None = None
 
     def fail(self, field: str, message: str) -> InterchangeError:
         return InterchangeError([Problem(f"{self.where}{field}", message)])
@@ -534,6 +538,9 @@ class _OdmWriter:
         if depth > 0 and record.site_oid != self.site:
             message = f"{record.site_oid!r} differs from the subject's earlier {self.site!r}"
             raise self.fail("site_oid", message)
+        if depth > 2 and record.form_complete != self.form_complete:
+            message = f"{record.form_complete} differs from the form's earlier {self.form_complete}"
+            raise self.fail("form_complete", message)
         self.close(depth)
         for level in range(depth, 4):
             self.start(level, keys[level], record)
@@ -555,6 +562,10 @@ class _OdmWriter:
         written = "".join(
             self.oid(name, part, field) for (name, field), part in zip(attributes, key, strict=True)
         )
+        if level == 2:
+            self.form_complete = record.form_complete
+            if record.form_complete is not None:
+                written += f' consortia:Complete="{"Yes" if record.form_complete else "No"}"'
         self.sink.write(f"{indent}<{element}{written}>\n")
         if level == 0:
             self.site = record.site_oid
@@ -624,8 +635,10 @@ def write_odm_clinical(
     after its element was closed raises :class:`InterchangeError`, as does an item twice in
     one group; a subject that reappears is not detected (that would need memory growing with
     the subjects). A subject's ``SiteRef`` comes from its records' ``site_oid``, which must
-    agree. A None value is written ``IsNull="Yes"`` without ``Value``, as ODM 1.3.2 allows.
-    The file is valid against the ODM 1.3.2 XSD on its own.
+    agree, as must the ``form_complete`` of one form's records. A None value is written
+    ``IsNull="Yes"`` without ``Value``, as ODM 1.3.2 allows. Without form statuses the file is
+    valid against the ODM 1.3.2 XSD on its own; with them, against the XSD extended with our
+    attribute (ODM's vendor extension rule: removing the extension leaves valid ODM).
 
     >>> import io
     >>> when = datetime(2024, 5, 1, tzinfo=UTC)
@@ -645,7 +658,8 @@ def write_odm_clinical(
     )
     sink.write(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<ODM xmlns="{ODM_NS}" FileType="Snapshot"{root} CreationDateTime="{creation.isoformat()}"'
+        f'<ODM xmlns="{ODM_NS}" xmlns:consortia="{CONSORTIA_NS}" FileType="Snapshot"{root}'
+        f' CreationDateTime="{creation.isoformat()}"'
         f' ODMVersion="1.3.2" SourceSystem="{SOURCE_SYSTEM}" SourceSystemVersion="{__version__}">\n'
         f"  <ClinicalData{clinical}>\n"
     )

@@ -12,11 +12,13 @@ The mapping is the one our metadata export writes (:mod:`consortia.standards.odm
                                           the next one)
     ItemData/@ItemOID, @Value, @IsNull    I.<item>; its text value; IsNull="Yes" is missing
 
-ODM 1.3.2 has no form status, so a form is complete only when its FormData says so with
-our extension attribute ``consortia:Complete="Yes"`` (namespace :data:`CONSORTIA_NS`);
-otherwise it is not complete (required items are then not demanded). ``TransactionType``
-is not interpreted: a file is read as a snapshot. Typed ``ItemDataString`` (etc.) elements
-are refused, as are repeat keys other than whole numbers above 0.
+ODM 1.3.2 has no form status; ours is the vendor extension attribute
+``FormData/@consortia:Complete`` (namespace :data:`CONSORTIA_NS`), which our ClinicalData
+export writes: ``Yes`` complete, ``No`` not. Without it a form is not complete (required
+items are then not demanded); any other value is a problem. A form given in several
+FormData is complete when one says ``Yes`` and none says ``No``. ``TransactionType`` is not
+interpreted: a file is read as a snapshot. Typed ``ItemDataString`` (etc.) elements are
+refused, as are repeat keys other than whole numbers above 0.
 
 The file is parsed with expat chunk by chunk, and nothing but the current event of the
 current subject is kept, so a file of any size is read in constant memory. A DOCTYPE is
@@ -40,16 +42,14 @@ from consortia.standards.clinical_records import (
     StudyLayout,
     whole,
 )
-from consortia.standards.odm_xml import ODM_NS
+from consortia.standards.odm_xml import CONSORTIA_NS, ODM_NS
 
 __all__ = ["CONSORTIA_NS", "read_clinical_data"]
-
-CONSORTIA_NS: Final = "urn:consortia:odm"
-"""Namespace of our ODM extension attributes (``FormData/@consortia:Complete``)."""
 
 CHUNK: Final = 1 << 20
 _SEPARATOR: Final = " "
 _COMPLETE: Final = f"{CONSORTIA_NS}{_SEPARATOR}Complete"
+_STATUSES: Final = {"Yes": True, "No": False}
 _ITEM_DATA: Final = f"{ODM_NS}{_SEPARATOR}ItemData"
 _PARENTS: Final = {
     "ClinicalData": "ODM",
@@ -225,8 +225,13 @@ class _Reader:
             return
         self.form = form
         self.entry = self.assembler.form(form, self.parser.CurrentLineNumber, self.site)
-        if attributes.get(_COMPLETE, "").strip() == "Yes":
-            self.entry.complete = True
+        status = attributes.get(_COMPLETE)
+        complete = None if status is None else _STATUSES.get(status.strip())
+        if complete is not None:  # complete when each of the form's FormData says so
+            self.entry.complete = complete and self.entry.complete is not False
+        elif status is not None:
+            message = f"{status!r} is not a form status: Yes (complete) or No"
+            self.problem("FormData/@consortia:Complete", message)
 
     def item_group_data(self, attributes: dict[str, str]) -> None:
         self.group = None

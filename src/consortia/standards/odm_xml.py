@@ -28,6 +28,9 @@ XML_NS = "http://www.w3.org/XML/1998/namespace"
 LANG = f"{{{XML_NS}}}lang"
 OPENCLINICA_NS = "http://www.openclinica.org/ns/odm_ext_v130/v3.1"
 REDCAP_NS = "https://projectredcap.org"
+CONSORTIA_NS = "urn:consortia:odm"
+"""Our vendor extension namespace: ``FormData/@consortia:Complete`` (``Yes`` or ``No``), the
+form status, which ODM 1.3.2 has no attribute for."""
 
 MAX_BYTES = 50 * 1024 * 1024
 """Files larger than this are refused before parsing."""
