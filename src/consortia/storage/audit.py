@@ -23,6 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, event
 
+from consortia.storage.prepared import Prepared
+
 GENESIS = "0" * 64
 
 metadata = sa.MetaData()
@@ -135,16 +137,18 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(
+_HEAD_SELECT = sa.select(audit_head.c.seq, audit_head.c.hash).where(
     audit_head.c.chain == sa.bindparam("chain")
 )
-_HEAD_FOR_UPDATE = _HEAD.with_for_update()
-_MOVE_HEAD = audit_head.update().where(audit_head.c.chain == sa.bindparam("where_chain"))
+_HEAD = Prepared(_HEAD_SELECT)
+_HEAD_FOR_UPDATE = Prepared(_HEAD_SELECT.with_for_update())
+_MOVE_HEAD = Prepared(audit_head.update().where(audit_head.c.chain == sa.bindparam("where_chain")))
+_INSERT_EVENT = Prepared(audit_event.insert())
 
 
 def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
     query = _HEAD_FOR_UPDATE if connection.dialect.name == "postgresql" else _HEAD
-    row = connection.execute(query, {"chain": chain}).first()
+    row = query.first(connection, {"chain": chain})
     if row is not None:
         return int(row.seq), str(row.hash)
     if connection.dialect.name == "postgresql":
@@ -155,7 +159,7 @@ def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
             ),
             {"chain": chain, "hash": GENESIS},
         )
-        row = connection.execute(query, {"chain": chain}).one()
+        row = query.one(connection, {"chain": chain})
         return int(row.seq), str(row.hash)
     connection.execute(audit_head.insert().values(chain=chain, seq=0, hash=GENESIS))
     return 0, GENESIS
@@ -198,8 +202,8 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
             }
         )
         prev = digest
-    connection.execute(audit_event.insert(), rows)
-    connection.execute(_MOVE_HEAD, {"where_chain": chain, "seq": seq, "hash": prev})
+    _INSERT_EVENT.run(connection, rows)
+    _MOVE_HEAD.run(connection, {"where_chain": chain, "seq": seq, "hash": prev})
     return seq
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from consortia.storage.prepared import Prepared
 from consortia.storage.tables import (
     derived_value,
     event_instance,
@@ -55,9 +56,9 @@ class StudyVersionRecord:
     loaded_by: str
 
 
-# Statements run on every request are built once: building a Select and its cache key costs
-# several times what executing it does (bench/RESULTS.md, section 3).
-_CURRENT_KEY = (
+# Statements run on every request are built once and run on the driver's cursor
+# (storage/prepared.py; bench/RESULTS.md, section 3).
+_CURRENT_KEY = Prepared(
     sa.select(study_version.c.version, study_version.c.sha256)
     .where(study_version.c.study == sa.bindparam("study"))
     .order_by(study_version.c.version.desc())
@@ -89,7 +90,7 @@ class StudyVersionRepository:
 
     def current_key(self, study: str) -> tuple[int, str] | None:
         """(version, sha256) of the current definition, without its text."""
-        row = self.connection.execute(_CURRENT_KEY, {"study": study}).first()
+        row = _CURRENT_KEY.first(self.connection, {"study": study})
         return None if row is None else (int(row[0]), str(row[1]))
 
     def source(self, study: str, version: int) -> str:
@@ -220,24 +221,34 @@ def _form(row: Any) -> FormRecord:
     return FormRecord(**{column.name: getattr(row, column.name) for column in form_instance.c})
 
 
-_EVENT = sa.select(event_instance).where(
-    event_instance.c.subject_pk == sa.bindparam("subject_pk"),
-    event_instance.c.event == sa.bindparam("event"),
-    event_instance.c.instance == sa.bindparam("instance"),
+_EVENT = Prepared(
+    sa.select(event_instance).where(
+        event_instance.c.subject_pk == sa.bindparam("subject_pk"),
+        event_instance.c.event == sa.bindparam("event"),
+        event_instance.c.instance == sa.bindparam("instance"),
+    )
 )
-_FORM = sa.select(form_instance).where(
-    form_instance.c.event_pk == sa.bindparam("event_pk"),
-    form_instance.c.form == sa.bindparam("form"),
+_FORM = Prepared(
+    sa.select(form_instance).where(
+        form_instance.c.event_pk == sa.bindparam("event_pk"),
+        form_instance.c.form == sa.bindparam("form"),
+    )
 )
-_FORM_BY_PK = sa.select(form_instance).where(form_instance.c.id == sa.bindparam("form_pk"))
-_UPDATE_FORM = form_instance.update().where(
-    form_instance.c.id == sa.bindparam("where_pk"),
-    form_instance.c.version == sa.bindparam("where_version"),
+_FORM_BY_PK = Prepared(
+    sa.select(form_instance).where(form_instance.c.id == sa.bindparam("form_pk"))
 )
-_VALUES = sa.select(item_value.c.item, item_value.c.group_instance, item_value.c.value_text).where(
-    item_value.c.form_pk == sa.bindparam("form_pk")
+_UPDATE_FORM = Prepared(
+    form_instance.update().where(
+        form_instance.c.id == sa.bindparam("where_pk"),
+        form_instance.c.version == sa.bindparam("where_version"),
+    )
 )
-_SUBJECT_VALUES = (
+_VALUES = Prepared(
+    sa.select(item_value.c.item, item_value.c.group_instance, item_value.c.value_text).where(
+        item_value.c.form_pk == sa.bindparam("form_pk")
+    )
+)
+_SUBJECT_VALUES = Prepared(
     sa.select(
         event_instance.c.event,
         event_instance.c.instance,
@@ -263,17 +274,21 @@ _VALUE_KEY = (
     item_value.c.item == sa.bindparam("where_item"),
     item_value.c.group_instance == sa.bindparam("where_number"),
 )
-_UPDATE_VALUE = item_value.update().where(*_VALUE_KEY)
-_DELETE_VALUE = item_value.delete().where(*_VALUE_KEY)
-_DERIVED = sa.select(derived_value.c.name, derived_value.c.value_text).where(
-    derived_value.c.subject_pk == sa.bindparam("subject_pk")
+_INSERT_VALUE = Prepared(item_value.insert())
+_UPDATE_VALUE = Prepared(item_value.update().where(*_VALUE_KEY))
+_DELETE_VALUE = Prepared(item_value.delete().where(*_VALUE_KEY))
+_DERIVED = Prepared(
+    sa.select(derived_value.c.name, derived_value.c.value_text).where(
+        derived_value.c.subject_pk == sa.bindparam("subject_pk")
+    )
 )
 _DERIVED_KEY = (
     derived_value.c.subject_pk == sa.bindparam("where_subject"),
     derived_value.c.name == sa.bindparam("where_name"),
 )
-_UPDATE_DERIVED = derived_value.update().where(*_DERIVED_KEY)
-_DELETE_DERIVED = derived_value.delete().where(*_DERIVED_KEY)
+_INSERT_DERIVED = Prepared(derived_value.insert())
+_UPDATE_DERIVED = Prepared(derived_value.update().where(*_DERIVED_KEY))
+_DELETE_DERIVED = Prepared(derived_value.delete().where(*_DERIVED_KEY))
 
 
 class CaptureRepository:
@@ -293,7 +308,7 @@ class CaptureRepository:
 
     def event(self, subject_pk: int, name: str, instance: int) -> EventRecord | None:
         params = {"subject_pk": subject_pk, "event": name, "instance": instance}
-        row = self.connection.execute(_EVENT, params).first()
+        row = _EVENT.first(self.connection, params)
         return None if row is None else _event(row)
 
     def last_instance(self, subject_pk: int, name: str) -> int:
@@ -321,11 +336,11 @@ class CaptureRepository:
 
     # forms
     def form(self, event_pk: int, form: str) -> FormRecord | None:
-        row = self.connection.execute(_FORM, {"event_pk": event_pk, "form": form}).first()
+        row = _FORM.first(self.connection, {"event_pk": event_pk, "form": form})
         return None if row is None else _form(row)
 
     def form_by_pk(self, form_pk: int) -> FormRecord:
-        return _form(self.connection.execute(_FORM_BY_PK, {"form_pk": form_pk}).one())
+        return _form(_FORM_BY_PK.one(self.connection, {"form_pk": form_pk}))
 
     def forms(self, subject_pk: int) -> list[FormRecord]:
         query = (
@@ -347,16 +362,16 @@ class CaptureRepository:
         cannot both succeed on either database.
         """
         params = {"where_pk": form_pk, "where_version": expected_version, **values}
-        return self.connection.execute(_UPDATE_FORM, params).rowcount == 1
+        return _UPDATE_FORM.run(self.connection, params) == 1
 
     # values
     def values(self, form_pk: int) -> dict[tuple[str, int], str]:
-        rows = self.connection.execute(_VALUES, {"form_pk": form_pk})
+        rows = _VALUES.all(self.connection, {"form_pk": form_pk})
         return {(row[0], row[1]): row[2] for row in rows}
 
     def subject_values(self, subject_pk: int) -> list[ValueRow]:
         """Every stored value of the subject, in schedule order (target date, then id)."""
-        rows = self.connection.execute(_SUBJECT_VALUES, {"subject_pk": subject_pk})
+        rows = _SUBJECT_VALUES.all(self.connection, {"subject_pk": subject_pk})
         return [ValueRow(*row) for row in rows]
 
     def write_values(
@@ -381,7 +396,7 @@ class CaptureRepository:
             if k not in known
         ]
         if inserts:
-            self.connection.execute(item_value.insert(), inserts)
+            _INSERT_VALUE.run(self.connection, inserts)
         updates = [
             {
                 "where_form": form_pk,
@@ -394,17 +409,17 @@ class CaptureRepository:
             if (item, number) in known
         ]
         if updates:
-            self.connection.execute(_UPDATE_VALUE, updates)
+            _UPDATE_VALUE.run(self.connection, updates)
         gone = [
             {"where_form": form_pk, "where_item": item, "where_number": number}
             for item, number in deletes
         ]
         if gone:
-            self.connection.execute(_DELETE_VALUE, gone)
+            _DELETE_VALUE.run(self.connection, gone)
 
     # derived values
     def derived(self, subject_pk: int) -> dict[str, str]:
-        rows = self.connection.execute(_DERIVED, {"subject_pk": subject_pk})
+        rows = _DERIVED.all(self.connection, {"subject_pk": subject_pk})
         return {row[0]: row[1] for row in rows}
 
     def update_derived(
@@ -427,11 +442,11 @@ class CaptureRepository:
         ]
         gone = [{**key, "where_name": name} for name in before if name not in after]
         if changed:
-            self.connection.execute(_UPDATE_DERIVED, changed)
+            _UPDATE_DERIVED.run(self.connection, changed)
         if added:
-            self.connection.execute(derived_value.insert(), added)
+            _INSERT_DERIVED.run(self.connection, added)
         if gone:
-            self.connection.execute(_DELETE_DERIVED, gone)
+            _DELETE_DERIVED.run(self.connection, gone)
 
     # subject status
     def add_status(self, subject_pk: int, **values: Any) -> None:

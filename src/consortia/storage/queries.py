@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
+from consortia.storage.prepared import Prepared
 from consortia.storage.tables import (
     data_query,
     event_instance,
@@ -69,14 +70,18 @@ class QueryFilter:
     origin: str | None = None
 
 
-_OPEN_ON_ITEM = sa.select(data_query.c.id).where(
-    data_query.c.form_pk == sa.bindparam("form_pk"),
-    data_query.c.item == sa.bindparam("item"),
-    data_query.c.group_instance == sa.bindparam("group_instance"),
-    data_query.c.status != "closed",
+_OPEN_ON_ITEM = Prepared(
+    sa.select(data_query.c.id).where(
+        data_query.c.form_pk == sa.bindparam("form_pk"),
+        data_query.c.item == sa.bindparam("item"),
+        data_query.c.group_instance == sa.bindparam("group_instance"),
+        data_query.c.status != "closed",
+    )
 )
-_OPEN_ON_FORM = sa.select(data_query.c.id).where(
-    data_query.c.form_pk == sa.bindparam("form_pk"), data_query.c.status != "closed"
+_OPEN_ON_FORM = Prepared(
+    sa.select(data_query.c.id).where(
+        data_query.c.form_pk == sa.bindparam("form_pk"), data_query.c.status != "closed"
+    )
 )
 
 
@@ -165,11 +170,11 @@ class QueryRepository:
     def open_on_item(self, form_pk: int, item: str, group_instance: int) -> list[int]:
         """Ids of queries not yet closed on this item."""
         params = {"form_pk": form_pk, "item": item, "group_instance": group_instance}
-        return [row[0] for row in self.connection.execute(_OPEN_ON_ITEM, params)]
+        return [row[0] for row in _OPEN_ON_ITEM.all(self.connection, params)]
 
     def open_on_form(self, form_pk: int) -> list[int]:
         """Ids of the form's queries not yet closed."""
-        return [row[0] for row in self.connection.execute(_OPEN_ON_FORM, {"form_pk": form_pk})]
+        return [row[0] for row in _OPEN_ON_FORM.all(self.connection, {"form_pk": form_pk})]
 
     def add(self, **values: Any) -> int:
         result = self.connection.execute(data_query.insert().values(**values))

@@ -37,6 +37,7 @@ from consortia.auth.policy import (
 )
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role
 from consortia.storage.audit import AuditEvent, audit_event, row_event
+from consortia.storage.prepared import Prepared
 from consortia.storage.tables import api_token, app_user, role_grant, subject, web_session
 
 __all__ = [
@@ -65,13 +66,18 @@ NODE_CHAIN = "node"
 IDENTIFIER_FIELDS: Mapping[str, frozenset[str]] = {"subject": frozenset({"initials"})}
 
 
-# Statements run on every request are built once (building one costs more than running it).
-_USER_BY_ID = sa.select(app_user).where(app_user.c.id == sa.bindparam("user_id"))
-_GRANTS_OF = sa.select(role_grant.c.study, role_grant.c.site, role_grant.c.role).where(
-    role_grant.c.user_id == sa.bindparam("user_id")
+# Statements run on every request are built once and run on the driver's cursor
+# (storage/prepared.py; bench/RESULTS.md, section 3).
+_USER_BY_ID = Prepared(sa.select(app_user).where(app_user.c.id == sa.bindparam("user_id")))
+_GRANTS_OF = Prepared(
+    sa.select(role_grant.c.study, role_grant.c.site, role_grant.c.role).where(
+        role_grant.c.user_id == sa.bindparam("user_id")
+    )
 )
-_TOKEN_BY_HASH = sa.select(api_token).where(api_token.c.token_hash == sa.bindparam("token_hash"))
-_TOKEN_WITH_OWNER = (
+_TOKEN_BY_HASH = Prepared(
+    sa.select(api_token).where(api_token.c.token_hash == sa.bindparam("token_hash"))
+)
+_TOKEN_WITH_OWNER = Prepared(
     sa.select(
         api_token,
         app_user.c.email.label("owner_email"),
@@ -85,11 +91,11 @@ _TOKEN_WITH_OWNER = (
     .outerjoin(role_grant, role_grant.c.user_id == api_token.c.user_id)
     .where(api_token.c.token_hash == sa.bindparam("token_hash"))
 )
-_SUBJECT_BY_ID = sa.select(subject).where(
-    subject.c.study == sa.bindparam("study"), subject.c.subject_id == sa.bindparam("subject_id")
-)
-_SUBJECT_BY_ID_AT_SITES = _SUBJECT_BY_ID.where(
-    subject.c.site.in_(sa.bindparam("sites", expanding=True))
+_SUBJECT_BY_ID = Prepared(
+    sa.select(subject).where(
+        subject.c.study == sa.bindparam("study"),
+        subject.c.subject_id == sa.bindparam("subject_id"),
+    )
 )
 
 
@@ -144,7 +150,7 @@ class UserRepository:
         return None if row is None else self._record(row)
 
     def by_id(self, user_id: int) -> UserRecord | None:
-        row = self.connection.execute(_USER_BY_ID, {"user_id": user_id}).first()
+        row = _USER_BY_ID.first(self.connection, {"user_id": user_id})
         return None if row is None else self._record(row)
 
     def password_hash(self, user_id: int) -> str | None:
@@ -198,7 +204,7 @@ def load_grants(connection: Connection, user_id: int) -> frozenset[Grant]:
     known = {role.value for role in Role}
     return frozenset(
         Grant(row.study, row.site, Role(row.role))
-        for row in connection.execute(_GRANTS_OF, {"user_id": user_id})
+        for row in _GRANTS_OF.all(connection, {"user_id": user_id})
         if row.role in known
     )
 
@@ -325,7 +331,7 @@ class TokenRepository:
         )
 
     def by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = self.connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
+        row = _TOKEN_BY_HASH.first(self.connection, {"token_hash": token_hash})
         return None if row is None else self._record(row)
 
     def with_owner(self, token_hash: str) -> tuple[TokenRecord, Principal | None] | None:
@@ -334,7 +340,7 @@ class TokenRepository:
         The principal holds every grant of the owner; narrowing it to the token's studies
         is the caller's business.
         """
-        rows = self.connection.execute(_TOKEN_WITH_OWNER, {"token_hash": token_hash}).all()
+        rows = _TOKEN_WITH_OWNER.all(self.connection, {"token_hash": token_hash})
         if not rows:
             return None
         first = rows[0]
@@ -481,15 +487,12 @@ class SubjectRepository:
     def get(self, study: str, subject_id: str) -> SubjectRecord | None:
         """The subject, if it exists at a site where the principal holds any role."""
         scope = site_scope(self.principal, study, None)
-        params: dict[str, Any] = {"study": study, "subject_id": subject_id}
-        if scope.every_site:
-            row = self.connection.execute(_SUBJECT_BY_ID, params).first()
-        elif scope.sites:
-            params["sites"] = sorted(scope.sites)
-            row = self.connection.execute(_SUBJECT_BY_ID_AT_SITES, params).first()
-        else:
-            row = None
-        return None if row is None else self._record(row)
+        if not (scope.every_site or scope.sites):
+            return None
+        row = _SUBJECT_BY_ID.first(self.connection, {"study": study, "subject_id": subject_id})
+        if row is None or not (scope.every_site or row.site in scope.sites):
+            return None  # another site's subject is not there for this caller
+        return self._record(row)
 
     def list(
         self, study: str, *, action: Action = Action.SUBJECT_READ, limit: int = 100, offset: int = 0
