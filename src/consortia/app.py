@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,11 @@ def create_app(settings: Settings) -> FastAPI:
         # while the others run: with more than two threads saves slow down (anyio's default
         # is 40; measurements in bench/RESULTS.md section 3). Processes scale; threads do not.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
+        # The modules and the app are ~200,000 objects that live as long as the process; a
+        # full collection walks them all (~150 ms here, every thread stopped) and set the
+        # worst latencies under load. Frozen, they are left out of every collection.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

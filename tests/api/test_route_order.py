@@ -54,3 +54,28 @@ def test_every_api_route_is_served_under_the_prefix() -> None:
     served = set(app.openapi()["paths"])
     assert {API_PREFIX + r.path for r in _routes() if r.include_in_schema} == served
     app.state.engine.dispose()
+
+
+def test_every_route_that_needs_credentials_declares_the_same_security() -> None:
+    """The form routes check credentials without FastAPI's security dependencies
+    (``deps.lean_caller``); the OpenAPI document must still say they need them."""
+    from consortia.app import create_app
+    from consortia.config import Settings
+
+    app = create_app(Settings(database_url="sqlite://"))
+    try:
+        document = app.openapi()
+    finally:
+        app.state.engine.dispose()
+    declared = {
+        (method, path): operation.get("security")
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    form = f"{API_PREFIX}/studies/{{study}}/subjects/{{subject_id}}/events/{{event}}/forms/{{form}}"
+    events = f"{API_PREFIX}/studies/{{study}}/subjects/{{subject_id}}/events"
+    expected = declared[("get", events)]
+    assert expected == [{"HTTPBearer": []}, {"APIKeyCookie": []}]
+    assert declared[("get", form)] == expected
+    assert declared[("put", form)] == expected
+    assert set(document["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyCookie"}

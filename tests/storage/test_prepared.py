@@ -174,3 +174,21 @@ def test_what_it_cannot_run_is_refused_not_run_wrongly(engine: sa.Engine) -> Non
             BY_STATUS.all(connection, {})
     with engine.connect() as connection:
         assert [r.name for r in BY_STATUS.all(connection, {"status": "new"})] == ["ann", "bob"]
+
+
+def test_a_read_alone_needs_no_transaction_and_waits_for_no_writer(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        INSERT.run(connection, ROWS)
+    with engine.begin() as writer:  # holds the write lock (SQLite) / a row lock (PostgreSQL)
+        RENAME.run(writer, {"where_id": 1, "name": "not yet"})
+        rows = BY_STATUS.all_alone(engine, {"status": "new"})
+        assert [row.name for row in rows] == ["ann", "bob"]  # the committed state
+    with engine.connect() as connection:
+        assert [tuple(r) for r in rows] != _through_sqlalchemy(connection, "new")
+        assert [r.name for r in BY_STATUS.all_alone(engine, {"status": "new"})] == [
+            "not yet",
+            "bob",
+        ]
+    pool = engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    assert pool.checkedout() == 0  # every connection went back

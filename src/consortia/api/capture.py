@@ -27,9 +27,10 @@ from consortia.api.capture_schemas import (
     StudyVersionPublic,
 )
 from consortia.api.deps import (
-    CallerDep,
+    SECURITY,
     CurrentPrincipal,
     EngineDep,
+    LeanCallerDep,
     SettingsDep,
     in_thread,
     json_response,
@@ -73,6 +74,45 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Filter = Annotated[str | None, Query(max_length=64)]
 
 FORM = "/subjects/{subject_id}/events/{event}/forms/{form}"
+
+
+# The busiest routes come first: FastAPI tries a router's routes in order.
+@router.get(FORM, response_model=FormPublic, openapi_extra=SECURITY)
+async def read_form(
+    study: StudyCode, subject_id: SubjectId, event: EventRef, form: FormName, who: LeanCallerDep
+) -> Response:
+    """A form instance with its state and version (not started: version 0)."""
+
+    def work(principal: Principal) -> Response:
+        view = data_entry.read_form(who.engine, principal, study, subject_id, event, form)
+        return json_response(FormPublic.of(view))
+
+    return await in_thread(who, work)
+
+
+@router.put(FORM, response_model=FormPublic, openapi_extra=SECURITY)
+async def save_form(
+    study: StudyCode,
+    subject_id: SubjectId,
+    event: EventRef,
+    form: FormName,
+    body: FormSaveRequest,
+    who: LeanCallerDep,
+) -> Response:
+    """Save every value of a form: 422 lists hard problems, 409 a stale version."""
+    save = data_entry.FormSave(
+        version=body.version,
+        values=body.values,
+        complete=body.complete,
+        reason=body.reason,
+        visit_date=body.visit_date,
+    )
+
+    def work(principal: Principal) -> Response:
+        view = data_entry.save_form(who.engine, principal, study, subject_id, event, form, save)
+        return json_response(FormPublic.of(view))
+
+    return await in_thread(who, work)
 
 
 @router.put("/definition", response_model=StudyVersionPublic)
@@ -137,44 +177,6 @@ def subject_history(
     """Every audit event about the subject, its events and forms."""
     events = history.subject_history(engine, principal, study, subject_id)
     return [AuditEventPublic.of(e) for e in events]
-
-
-@router.get(FORM, response_model=FormPublic)
-async def read_form(
-    study: StudyCode, subject_id: SubjectId, event: EventRef, form: FormName, who: CallerDep
-) -> Response:
-    """A form instance with its state and version (not started: version 0)."""
-
-    def work(principal: Principal) -> Response:
-        view = data_entry.read_form(who.engine, principal, study, subject_id, event, form)
-        return json_response(FormPublic.of(view))
-
-    return await in_thread(who, work)
-
-
-@router.put(FORM, response_model=FormPublic)
-async def save_form(
-    study: StudyCode,
-    subject_id: SubjectId,
-    event: EventRef,
-    form: FormName,
-    body: FormSaveRequest,
-    who: CallerDep,
-) -> Response:
-    """Save every value of a form: 422 lists hard problems, 409 a stale version."""
-    save = data_entry.FormSave(
-        version=body.version,
-        values=body.values,
-        complete=body.complete,
-        reason=body.reason,
-        visit_date=body.visit_date,
-    )
-
-    def work(principal: Principal) -> Response:
-        view = data_entry.save_form(who.engine, principal, study, subject_id, event, form, save)
-        return json_response(FormPublic.of(view))
-
-    return await in_thread(who, work)
 
 
 def _form_after(

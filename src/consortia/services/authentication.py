@@ -23,7 +23,6 @@ from consortia.exceptions import AuthenticationError, NotFoundError, ValidationE
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
 from consortia.services.users import principal_for
 from consortia.storage.audit import append_event
-from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -254,19 +253,18 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
     refusal: str | None = None
     digest = hash_token(token)
     # the common case reads only: a usable token used within the last minute
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        found = TokenRepository(connection).with_owner(digest)
-        if found is not None:
-            known, owner = found
-            last_used = known.last_used_at
-            # an inactive owner, a refusal or a stale last-use time: the path below
-            if (
-                owner is not None
-                and last_used is not None
-                and known.usable_at(now)
-                and now - last_used < _TOUCH_EVERY
-            ):
-                return owner if known.studies is None else owner.narrowed_to(known.studies)
+    found = TokenRepository.read_with_owner(engine, digest)
+    if found is not None:
+        known, owner = found
+        last_used = known.last_used_at
+        # an inactive owner, a refusal or a stale last-use time: the path below
+        if (
+            owner is not None
+            and last_used is not None
+            and known.usable_at(now)
+            and now - last_used < _TOUCH_EVERY
+        ):
+            return owner if known.studies is None else owner.narrowed_to(known.studies)
     with engine.begin() as connection:
         tokens = TokenRepository(connection)
         record = tokens.by_hash(digest)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
@@ -161,6 +161,27 @@ class Prepared:
             return plan.rows(cursor, dialect)
         finally:
             cursor.close()
+
+    def all_alone(self, engine: Engine, params: Params) -> list[Any]:
+        """Every row of a SELECT run by itself on a pooled connection, in no transaction of
+        SQLAlchemy's: one statement is atomic on its own. For the single read that starts
+        every API request; it saves a connection's begin and commit (~0.1 ms)."""
+        dialect = engine.dialect
+        plan = self._plan(dialect, params)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                bound = plan.parameters(params)
+                try:
+                    cursor.execute(plan.sql, bound)
+                except dialect.loaded_dbapi.Error as error:
+                    raise _wrapped(plan.sql, bound, error, dialect) from error
+                return plan.rows(cursor, dialect)
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool, which rolls back whatever the driver began
 
     def first(self, connection: Connection, params: Params) -> Any | None:
         """The first row, or ``None``."""

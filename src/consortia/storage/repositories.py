@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import (
     ROLE_ACTIONS,
@@ -340,12 +340,23 @@ class TokenRepository:
         The principal holds every grant of the owner; narrowing it to the token's studies
         is the caller's business.
         """
-        rows = _TOKEN_WITH_OWNER.all(self.connection, {"token_hash": token_hash})
+        return self._with_owner(_TOKEN_WITH_OWNER.all(self.connection, {"token_hash": token_hash}))
+
+    @classmethod
+    def read_with_owner(
+        cls, engine: Engine, token_hash: str
+    ) -> tuple[TokenRecord, Principal | None] | None:
+        """:meth:`with_owner` as one statement of its own, outside any transaction: what
+        every API request does first, so it costs no transaction of its own."""
+        return cls._with_owner(_TOKEN_WITH_OWNER.all_alone(engine, {"token_hash": token_hash}))
+
+    @classmethod
+    def _with_owner(cls, rows: list[Any]) -> tuple[TokenRecord, Principal | None] | None:
         if not rows:
             return None
         first = rows[0]
         if not first.owner_active:
-            return self._record(first), None
+            return cls._record(first), None
         known = {role.value for role in Role}
         grants = frozenset(
             Grant(row.grant_study, row.grant_site, Role(row.grant_role))
@@ -353,7 +364,7 @@ class TokenRepository:
             if row.grant_role in known
         )
         owner = Principal(first.user_id, first.owner_email, first.owner_name, grants)
-        return self._record(first), owner
+        return cls._record(first), owner
 
     def of_user(self, user_id: int, token_id: int | None = None) -> list[TokenRecord]:
         query = sa.select(api_token).where(api_token.c.user_id == user_id)
