@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, may_see_identifiers
 from consortia.auth.principal import Principal
@@ -35,7 +35,12 @@ from consortia.domain.schedule import (
     event_ref,
     parse_event_ref,
 )
-from consortia.domain.validation import compute_derived, parse_item_value, validate_form
+from consortia.domain.validation import (
+    FormCheck,
+    compute_derived,
+    parse_item_value,
+    validate_form,
+)
 from consortia.domain.values import flatten, nest, storage_number, storage_text
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
@@ -48,10 +53,16 @@ from consortia.services.common import (
 )
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
-from consortia.storage.capture import CaptureRepository, EventRecord, FormRecord, ValueRow
+from consortia.storage.capture import (
+    CaptureRepository,
+    EventRecord,
+    FormRecord,
+    StudyVersionRepository,
+    ValueRow,
+)
 from consortia.storage.db import READ_ONLY
 from consortia.storage.queries import QueryRepository
-from consortia.storage.repositories import SubjectRecord
+from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = [
     "FormSave",
@@ -279,6 +290,133 @@ def read_form(
     return view
 
 
+@dataclass(frozen=True)
+class _SavePlan:
+    """A save worked out in a snapshot: what to write if the subject has not changed since."""
+
+    definition: Definition
+    subject: SubjectRecord
+    event: EventRecord
+    ref: str
+    form: str
+    current: FormRecord | None
+    rows: list[ValueRow]
+    check: FormCheck
+    new: dict[tuple[str, int], tuple[str, float | None]]
+    old: dict[tuple[str, int], str]
+    reason: str | None
+    status: str
+    visit_date: date | None
+    visit_changed: bool
+    derived_before: dict[str, str]
+    forms_seen: tuple[tuple[int, int], ...]
+
+    @property
+    def changed(self) -> set[tuple[str, int]]:
+        return {k for k, (text, _) in self.new.items() if k in self.old and self.old[k] != text}
+
+    @property
+    def removed(self) -> set[tuple[str, int]]:
+        return set(self.old) - set(self.new)
+
+    @property
+    def added(self) -> set[tuple[str, int]]:
+        return set(self.new) - set(self.old)
+
+    @property
+    def changes_anything(self) -> bool:
+        status_changed = self.current is None or self.current.status != self.status
+        return bool(
+            self.changed or self.removed or self.added or status_changed or self.visit_changed
+        )
+
+
+def _plan_save(
+    connection: Connection,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    save: FormSave,
+    today: date | None,
+    *,
+    in_snapshot: bool,
+) -> _SavePlan | None:
+    """Check a save and work out its writes; ``None`` if it must be planned under the write
+    lock (in a snapshot, when the event does not exist yet and has to be created)."""
+    study, subject_id, ref, form = where
+    definition = current_definition(connection, study)
+    subject = find_subject(connection, principal, study, subject_id)
+    require_in_study(principal, Action.DATA_ENTER, study, subject.site)
+    capture = CaptureRepository(connection)
+    if in_snapshot and capture.event(subject.id, *parse_event_ref(ref)) is None:
+        return None  # the event has to be created: a write
+    event = _event_for_write(capture, definition, subject, ref, form, utc_now())
+    ref = event_ref(event.event, event.instance)
+    current = capture.form(event.id, form)
+    current_version = current.version if current else 0
+    if save.version != current_version:
+        raise ConflictError(
+            f"form {form} at {ref} of subject {subject_id} is at version {current_version}, "
+            f"not {save.version}: someone saved it meanwhile; reload it and apply your changes"
+        )
+    if current is not None and current.locked_at is not None:
+        raise ConflictError(
+            f"form {form} at {ref} of subject {subject_id} is locked; a data manager must "
+            "unlock it (with a reason) before it can change"
+        )
+    rows = capture.subject_values(subject.id)
+    context = subject_context(
+        definition,
+        rows,
+        exclude=(event.event, event.instance, form),
+        prefer_event=(event.event, event.instance),
+    )
+    check = validate_form(
+        definition.study, form, save.values, complete=save.complete, context=context, today=today
+    )
+    if check.errors:
+        raise ValidationError(list(check.errors))
+    new = {key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()}
+    # the form's stored values are among the subject's: no second query
+    old = {
+        (row.item, row.group_instance): row.text
+        for row in rows
+        if current is not None and row.event_pk == event.id and row.form == form
+    }
+    plan = _SavePlan(
+        definition=definition,
+        subject=subject,
+        event=event,
+        ref=ref,
+        form=form,
+        current=current,
+        rows=rows,
+        check=check,
+        new=new,
+        old=old,
+        reason=(save.reason or "").strip() or None,
+        status="complete" if save.complete else "in_progress",
+        visit_date=save.visit_date,
+        visit_changed=save.visit_date is not None and save.visit_date != event.visit_date,
+        derived_before=capture.derived(subject.id),
+        forms_seen=capture.form_versions(subject.id),
+    )
+    if (plan.changed or plan.removed) and plan.reason is None:
+        raise ValidationError([Problem("reason", REASON_NEEDED)])
+    return plan
+
+
+def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePlan) -> bool:
+    """Whether the subject's data, the study version and the subject are as planned."""
+    study = plan.subject.study
+    key = StudyVersionRepository(connection).current_key(study)
+    if key is None or key[0] != plan.definition.version:
+        return False
+    subject = SubjectRepository(connection, principal).get(study, plan.subject.subject_id)
+    if subject != plan.subject:
+        return False
+    return CaptureRepository(connection).form_versions(plan.subject.id) == plan.forms_seen
+
+
 def save_form(
     engine: Engine,
     principal: Principal,
@@ -290,201 +428,183 @@ def save_form(
     *,
     today: date | None = None,
 ) -> FormView:
-    """Validate and save one form instance; see the module docstring for every rule."""
-    visible_study(principal, study)
-    with engine.begin() as connection:
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
-        require_in_study(principal, Action.DATA_ENTER, study, subject.site)
-        capture = CaptureRepository(connection)
-        now = utc_now()
-        event = _event_for_write(capture, definition, subject, ref, form, now)
-        ref = event_ref(event.event, event.instance)
-        current = capture.form(event.id, form)
-        current_version = current.version if current else 0
-        if save.version != current_version:
-            raise ConflictError(
-                f"form {form} at {ref} of subject {subject_id} is at version {current_version}, "
-                f"not {save.version}: someone saved it meanwhile; reload it and apply your changes"
-            )
-        if current is not None and current.locked_at is not None:
-            raise ConflictError(
-                f"form {form} at {ref} of subject {subject_id} is locked; a data manager must "
-                "unlock it (with a reason) before it can change"
-            )
-        rows = capture.subject_values(subject.id)
-        context = subject_context(
-            definition,
-            rows,
-            exclude=(event.event, event.instance, form),
-            prefer_event=(event.event, event.instance),
-        )
-        check = validate_form(
-            definition.study,
-            form,
-            save.values,
-            complete=save.complete,
-            context=context,
-            today=today,
-        )
-        if check.errors:
-            raise ValidationError(list(check.errors))
-        new = {
-            key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()
-        }
-        # the form's stored values are among the subject's: no second query
-        old = {
-            (row.item, row.group_instance): row.text
-            for row in rows
-            if current is not None and row.event_pk == event.id and row.form == form
-        }
-        changed = {key for key, (text, _) in new.items() if key in old and old[key] != text}
-        removed = set(old) - set(new)
-        added = set(new) - set(old)
-        reason = (save.reason or "").strip() or None
-        if (changed or removed) and reason is None:
-            raise ValidationError([Problem("reason", REASON_NEEDED)])
-        status = "complete" if save.complete else "in_progress"
-        visit_changed = save.visit_date is not None and save.visit_date != event.visit_date
-        status_changed = current is None or current.status != status
-        if not (changed or removed or added or status_changed or visit_changed):
-            queries = (
-                QueryRepository(connection, principal).open_on_form(current.id) if current else []
-            )
-            return _view(definition, principal, subject, ref, form, current, old, len(queries))
+    """Validate and save one form instance; see the module docstring for every rule.
 
-        stamp = {"status": status, "updated_at": now, "updated_by": principal.email}
-        cleared = {
-            "verification": current is not None and current.verified_at is not None,
-            "signature": current is not None and current.signed_at is not None,
+    The save is checked and worked out in a read-only snapshot, which waits for no writer;
+    the write transaction then only confirms that none of the subject's forms, the subject
+    and the study version changed since (else it works the save out again, under the lock)
+    and writes. Writers on SQLite take turns, so the turn is kept short.
+    """
+    visible_study(principal, study)
+    where = (study, subject_id, ref, form)
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
+        if plan is not None and not plan.changes_anything:
+            return _unchanged_view(connection, principal, plan)
+    with engine.begin() as connection:
+        if plan is None or not _unchanged_since(connection, principal, plan):
+            plan = _plan_save(connection, principal, where, save, today, in_snapshot=False)
+            assert plan is not None
+            if not plan.changes_anything:
+                return _unchanged_view(connection, principal, plan)
+        return _write_save(connection, principal, plan)
+
+
+def _unchanged_view(connection: Connection, principal: Principal, plan: _SavePlan) -> FormView:
+    current = plan.current
+    queries = QueryRepository(connection, principal).open_on_form(current.id) if current else []
+    return _view(
+        plan.definition,
+        principal,
+        plan.subject,
+        plan.ref,
+        plan.form,
+        current,
+        plan.old,
+        len(queries),
+    )
+
+
+def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -> FormView:
+    definition, subject, event, ref, form = (
+        plan.definition,
+        plan.subject,
+        plan.event,
+        plan.ref,
+        plan.form,
+    )
+    study, subject_id = subject.study, subject.subject_id
+    current, new, old, status, reason = plan.current, plan.new, plan.old, plan.status, plan.reason
+    changed, removed, added = plan.changed, plan.removed, plan.added
+    check, rows = plan.check, plan.rows
+    capture = CaptureRepository(connection)
+    now = utc_now()
+    stamp = {"status": status, "updated_at": now, "updated_by": principal.email}
+    cleared = {
+        "verification": current is not None and current.verified_at is not None,
+        "signature": current is not None and current.signed_at is not None,
+    }
+    if current is None:
+        record = capture.add_form(
+            event_pk=event.id,
+            subject_pk=subject.id,
+            form=form,
+            version=1,
+            study_version=definition.version,
+            **stamp,
+        )
+    else:
+        changes: dict[str, Any] = {
+            "version": current.version + 1,
+            "study_version": definition.version,
+            "verified_at": None,
+            "verified_by": None,
+            "signed_at": None,
+            "signed_by": None,
+            "signed_name": None,
+            "signature_meaning": None,
+            **stamp,
         }
-        if current is None:
-            record = capture.add_form(
-                event_pk=event.id,
-                subject_pk=subject.id,
-                form=form,
-                version=1,
-                study_version=definition.version,
-                **stamp,
+        if not capture.update_form(current.id, expected_version=current.version, **changes):
+            raise ConflictError(
+                f"form {form} at {ref} of subject {subject_id} changed while saving; reload it"
             )
-        else:
-            changes: dict[str, Any] = {
-                "version": current.version + 1,
-                "study_version": definition.version,
-                "verified_at": None,
-                "verified_by": None,
-                "signed_at": None,
-                "signed_by": None,
-                "signed_name": None,
-                "signature_meaning": None,
-                **stamp,
-            }
-            if not capture.update_form(current.id, expected_version=current.version, **changes):
-                raise ConflictError(
-                    f"form {form} at {ref} of subject {subject_id} changed while saving; reload it"
-                )
-            record = replace(current, **changes)
-        capture.write_values(
-            record.id,
-            upserts={key: new[key] for key in added | changed},
-            existing=old,
-            deletes=removed,
-        )
-        if visit_changed:
-            capture.update_event(event.id, visit_date=save.visit_date)
-        entity = form_audit_id(study, subject_id, ref, form)
-        for what, was in cleared.items():
-            if was and current is not None:
-                by, at = (
-                    (current.verified_by, current.verified_at)
-                    if what == "verification"
-                    else (current.signed_by, current.signed_at)
-                )
-                audit(
-                    connection,
-                    principal,
-                    f"form.{what}_cleared",
-                    "form",
-                    entity,
-                    chain=study,
-                    site=subject.site,
-                    before={"by": by, "at": None if at is None else at.isoformat()},
-                    reason=f"the form changed after its {what}",
-                )
-        derived_before = capture.derived(subject.id)
-        # the subject's values after this save, in schedule order, without reading them again
-        after_rows = [r for r in rows if not (r.event_pk == event.id and r.form == form)] + [
-            ValueRow(event.event, event.instance, event.target_date, form, item, n, text, event.id)
-            for (item, n), (text, _) in new.items()
-        ]
-        after_rows.sort(key=ValueRow.schedule_key)
-        derived_after = derived_values(definition, after_rows)
-        capture.update_derived(subject.id, derived_before, derived_after)
-        derived_changes = {
-            name: text
-            for name, (text, _) in derived_after.items()
-            if derived_before.get(name) != text
-        } | {name: None for name in derived_before if name not in derived_after}
-        before = split_identifiers(definition, {k: old[k] for k in changed | removed})
-        after = split_identifiers(definition, {k: new[k][0] for k in changed | added})
-        audit(
-            connection,
-            principal,
-            "form.save",
-            "form",
-            entity,
-            chain=study,
-            site=subject.site,
-            before={"status": current.status, "version": current.version, **before}
-            if current
-            else None,
-            after={
-                "status": status,
-                "version": record.version,
-                **after,
-                **(
-                    {"removed": sorted(definition.index.key(*k) for k in removed)}
-                    if removed
-                    else {}
-                ),
-                **({"derived": derived_changes} if derived_changes else {}),
-                **(
-                    {"visit_date": save.visit_date.isoformat()}
-                    if visit_changed and save.visit_date
-                    else {}
-                ),
-            },
-            reason=reason,
-        )
-        query_rows = QueryRepository(connection, principal)
-        opened: list[int] = []
-        for warning in check.warnings:
-            item, number = query_target(warning)
-            if query_rows.open_on_item(record.id, item, number):
-                continue
-            opened.append(
-                open_query_row(
-                    connection,
-                    principal,
-                    subject,
-                    record.id,
-                    (item, number, definition.index.key(item, number) if item else ""),
-                    warning.message,
-                    entity=entity,
-                    origin="auto",
-                    now=now,
-                )
+        record = replace(current, **changes)
+    capture.write_values(
+        record.id,
+        upserts={key: new[key] for key in added | changed},
+        existing=old,
+        deletes=removed,
+    )
+    if plan.visit_changed:
+        capture.update_event(event.id, visit_date=plan.visit_date)
+    entity = form_audit_id(study, subject_id, ref, form)
+    for what, was in cleared.items():
+        if was and current is not None:
+            by, at = (
+                (current.verified_by, current.verified_at)
+                if what == "verification"
+                else (current.signed_by, current.signed_at)
             )
-        open_count = len(query_rows.open_on_form(record.id))
-        return _view(
-            definition,
-            principal,
-            subject,
-            ref,
-            form,
-            record,
-            {key: text for key, (text, _) in new.items()},
-            open_count,
-            warnings=check.warnings,
-            queries_opened=tuple(opened),
+            audit(
+                connection,
+                principal,
+                f"form.{what}_cleared",
+                "form",
+                entity,
+                chain=study,
+                site=subject.site,
+                before={"by": by, "at": None if at is None else at.isoformat()},
+                reason=f"the form changed after its {what}",
+            )
+    derived_before = plan.derived_before
+    # the subject's values after this save, in schedule order, without reading them again
+    after_rows = [r for r in rows if not (r.event_pk == event.id and r.form == form)] + [
+        ValueRow(event.event, event.instance, event.target_date, form, item, n, text, event.id)
+        for (item, n), (text, _) in new.items()
+    ]
+    after_rows.sort(key=ValueRow.schedule_key)
+    derived_after = derived_values(definition, after_rows)
+    capture.update_derived(subject.id, derived_before, derived_after)
+    derived_changes = {
+        name: text for name, (text, _) in derived_after.items() if derived_before.get(name) != text
+    } | {name: None for name in derived_before if name not in derived_after}
+    before = split_identifiers(definition, {k: old[k] for k in changed | removed})
+    after = split_identifiers(definition, {k: new[k][0] for k in changed | added})
+    audit(
+        connection,
+        principal,
+        "form.save",
+        "form",
+        entity,
+        chain=study,
+        site=subject.site,
+        before={"status": current.status, "version": current.version, **before}
+        if current
+        else None,
+        after={
+            "status": status,
+            "version": record.version,
+            **after,
+            **({"removed": sorted(definition.index.key(*k) for k in removed)} if removed else {}),
+            **({"derived": derived_changes} if derived_changes else {}),
+            **(
+                {"visit_date": plan.visit_date.isoformat()}
+                if plan.visit_date is not None and plan.visit_changed
+                else {}
+            ),
+        },
+        reason=reason,
+    )
+    query_rows = QueryRepository(connection, principal)
+    opened: list[int] = []
+    for warning in check.warnings:
+        item, number = query_target(warning)
+        if query_rows.open_on_item(record.id, item, number):
+            continue
+        opened.append(
+            open_query_row(
+                connection,
+                principal,
+                subject,
+                record.id,
+                (item, number, definition.index.key(item, number) if item else ""),
+                warning.message,
+                entity=entity,
+                origin="auto",
+                now=now,
+            )
         )
+    open_count = len(query_rows.open_on_form(record.id))
+    return _view(
+        definition,
+        principal,
+        subject,
+        ref,
+        form,
+        record,
+        {key: text for key, (text, _) in new.items()},
+        open_count,
+        warnings=check.warnings,
+        queries_opened=tuple(opened),
+    )

@@ -237,6 +237,11 @@ _FORM = Prepared(
 _FORM_BY_PK = Prepared(
     sa.select(form_instance).where(form_instance.c.id == sa.bindparam("form_pk"))
 )
+_FORM_VERSIONS = Prepared(
+    sa.select(form_instance.c.id, form_instance.c.version)
+    .where(form_instance.c.subject_pk == sa.bindparam("subject_pk"))
+    .order_by(form_instance.c.id)
+)
 _UPDATE_FORM = Prepared(
     form_instance.update().where(
         form_instance.c.id == sa.bindparam("where_pk"),
@@ -349,6 +354,13 @@ class CaptureRepository:
             .order_by(form_instance.c.id)
         )
         return [_form(row) for row in self.connection.execute(query)]
+
+    def form_versions(self, subject_pk: int) -> tuple[tuple[int, int], ...]:
+        """(id, version) of each of the subject's forms: every change of a form's values or
+        state bumps its version, and a new form adds a pair, so two equal answers mean the
+        subject's data did not change in between."""
+        rows = _FORM_VERSIONS.all(self.connection, {"subject_pk": subject_pk})
+        return tuple((int(row.id), int(row.version)) for row in rows)
 
     def add_form(self, **values: Any) -> FormRecord:
         result = self.connection.execute(form_instance.insert().values(**values))

@@ -1,0 +1,165 @@
+"""Saving a form: worked out in a snapshot, written in a short transaction that first checks
+that nothing the save depends on changed meanwhile (and works it out again if it did)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from consortia.auth.principal import Grant, Principal, Role
+from consortia.domain.templates import template_text
+from consortia.exceptions import ConflictError
+from consortia.services import data_entry, studies, subjects
+from consortia.services.data_entry import FormSave, derived_values
+from consortia.services.studies import current_definition
+from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.capture import CaptureRepository
+from consortia.storage.db import READ_ONLY
+
+STUDY = "CART-LBCL"
+COORDINATOR = Principal(
+    11,
+    "coord@sg.example",
+    "Coordinator",
+    frozenset({Grant(STUDY, "SG01", Role.COORDINATOR), Grant(STUDY, "*", Role.STUDY_ADMIN)}),
+)
+SUBJECT = "SG01-001"
+
+
+@pytest.fixture
+def node(engine: sa.Engine) -> sa.Engine:
+    studies.load_definition(engine, COORDINATOR, template_text("cart-lbcl"))
+    subjects.enrol_subject(
+        engine,
+        COORDINATOR,
+        STUDY,
+        subjects.SubjectInput(SUBJECT, "SG01", screening_date=date(2025, 1, 6)),
+    )
+    return engine
+
+
+def _save(engine: sa.Engine, event: str, form: str, version: int, **values: Any) -> Any:
+    reason = values.pop("reason", None)
+    return data_entry.save_form(
+        engine,
+        COORDINATOR,
+        STUDY,
+        SUBJECT,
+        event,
+        form,
+        FormSave(version=version, values=values, reason=reason),
+    )
+
+
+def _between_plan_and_write(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> list[bool]:
+    """Run ``meanwhile`` once, after the next save was worked out in its snapshot and before
+    its write; returns how each plan was made (True: in the snapshot)."""
+    real = data_entry._plan_save
+    plans: list[bool] = []
+    running = []  # the concurrent save plans as usual, unrecorded
+
+    def plan(*args: Any, in_snapshot: bool) -> Any:
+        if running:
+            return real(*args, in_snapshot=in_snapshot)
+        planned = real(*args, in_snapshot=in_snapshot)
+        plans.append(in_snapshot)
+        if len(plans) == 1:
+            running.append(True)
+            meanwhile()
+            running.clear()
+        return planned
+
+    monkeypatch.setattr(data_entry, "_plan_save", plan)
+    return plans
+
+
+def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
+    subject = subjects.get_subject(engine, COORDINATOR, STUDY, SUBJECT)
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        definition = current_definition(connection, STUDY)
+        capture = CaptureRepository(connection)
+        stored = capture.derived(subject.id)
+        recomputed = derived_values(definition, capture.subject_values(subject.id))
+        assert verify_chain(connection).ok
+    assert stored == {name: text for name, (text, _) in recomputed.items()}
+    return stored
+
+
+def test_a_save_works_out_again_when_another_form_changed_meanwhile(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10", arm="car_t")
+
+    def another_save() -> None:
+        _save(
+            node,
+            "randomisation",
+            "randomisation",
+            1,
+            rand_date="2025-01-12",
+            arm="car_t",
+            reason="date in the source",
+        )
+
+    status = {"status_reason": "in_follow_up"}
+    _save(node, "end_of_study", "status", 0, last_contact="2025-07-01", **status)
+    plans = _between_plan_and_write(monkeypatch, another_save)
+    saved = _save(
+        node, "end_of_study", "status", 1, last_contact="2025-07-10", reason="later", **status
+    )
+    assert plans == [True, False]  # the snapshot's plan was dropped, the save planned again
+    assert saved.version == 2
+    # the derived PFS counts from the randomisation date committed in between (the 12th)
+    assert _stored_equals_recomputed(node)["pfs_days"] == "179"
+    with node.connect().execution_options(**{READ_ONLY: True}) as connection:
+        last = [e for e in iter_events(connection, chain=STUDY) if e.action == "form.save"][-1]
+    assert last.entity_id.endswith("/end_of_study/status")
+    assert last.after["derived"]["pfs_days"] == "179"
+
+
+def test_a_save_of_the_same_form_meanwhile_makes_this_one_stale(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eligible = {"histology": "dlbcl_nos", "disease_status": "primary_refractory"}
+    _save(node, "screening", "eligibility", 0, **eligible, prior_lines=2, ecog=1, eligible=True)
+
+    def same_form() -> None:
+        _save(
+            node, "screening", "eligibility", 1, **eligible, prior_lines=2, ecog=0, eligible=True,
+            reason="source",
+        )  # fmt: skip
+
+    _between_plan_and_write(monkeypatch, same_form)
+    with pytest.raises(ConflictError, match="at version 2, not 1"):
+        _save(
+            node, "screening", "eligibility", 1, **eligible, prior_lines=2, ecog=2, eligible=True,
+            reason="mine",
+        )  # fmt: skip
+    view = data_entry.read_form(node, COORDINATOR, STUDY, SUBJECT, "screening", "eligibility")
+    assert (view.version, view.values["ecog"]) == (2, "0")  # stored text
+    _stored_equals_recomputed(node)
+
+
+def test_nothing_changed_meanwhile_so_the_snapshots_plan_is_written(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = _between_plan_and_write(monkeypatch, lambda: None)
+    saved = _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10", arm="car_t")
+    assert plans == [True]
+    assert saved.version == 1
+    _stored_equals_recomputed(node)
+
+
+def test_a_save_that_creates_its_event_is_planned_under_the_write_lock(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = _between_plan_and_write(monkeypatch, lambda: None)
+    saved = _save(node, "end_of_study", "status", 0, last_contact="2025-07-01")
+    assert plans == [True, False]  # the snapshot found no event to save into
+    assert (saved.event, saved.version, saved.state) == ("end_of_study", 1, "in_progress")
