@@ -653,7 +653,7 @@ def main() -> int:
     parser.add_argument("--export-repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--workers", type=int, default=2, help="server processes for (c)")
+    parser.add_argument("--workers", type=int, default=3, help="server processes for (c)")
     parser.add_argument("--server-threads", type=int, default=2, help="threads per process")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--verify-repeats", type=int, default=3)

@@ -5,6 +5,7 @@ The commands are registered here exactly as cli.py registers them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -333,6 +334,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _tcp_sockets(pid: int, port: int, state: str) -> set[int]:
+    """Inodes of the process's TCP sockets with local ``port`` in ``state`` (0A listening,
+    01 established), from /proc."""
+    owned = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                owned.add(int(target[8:-1]))
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            inode = int(fields[9])
+            if local_port == port and fields[3] == state and inode in owned:
+                found.add(inode)
+    return found
+
+
 def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
     tmp_path: Path, password_file: Path
 ) -> None:
@@ -381,6 +402,20 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
             p for p in _children(server.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
         ]
         assert len(workers) == 2
+        # each worker listens on a socket of its own, and the kernel spreads connections
+        # over them (20 connections all on one worker: chance 2 in a million)
+        listening = {w: _tcp_sockets(w, port, "0A") for w in workers}
+        assert all(len(found) == 1 for found in listening.values())
+        assert len(set().union(*listening.values())) == 2
+        clients = [httpx.Client(headers=headers, timeout=10) for _ in range(20)]
+        try:
+            assert all(c.get(f"{base}/health").status_code == 200 for c in clients)
+            served = {w: len(_tcp_sockets(w, port, "01")) for w in workers}
+        finally:
+            for c in clients:
+                c.close()
+        assert sum(served.values()) == 20
+        assert min(served.values()) >= 1, served
     finally:
         server.terminate()
         _, err = server.communicate(timeout=60)
