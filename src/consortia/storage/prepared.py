@@ -149,10 +149,21 @@ class Prepared:
 
     def all(self, connection: Connection, params: Params) -> list[Any]:
         """Every row, as named tuples (``row.column`` and ``row[0]``)."""
-        dialect = connection.dialect
-        plan = self._plan(dialect, params)
-        cursor = self._cursor(connection)
+        return self._select(self._cursor(connection), connection.dialect, params)
+
+    def all_alone(self, engine: Engine, params: Params) -> list[Any]:
+        """Every row of a SELECT run by itself on a pooled connection, in no transaction of
+        SQLAlchemy's: one statement is atomic on its own. For the single read that starts
+        every API request; it saves a connection's begin and commit (~0.1 ms)."""
+        raw = engine.raw_connection()
         try:
+            return self._select(raw.cursor(), engine.dialect, params)
+        finally:
+            raw.close()  # back to the pool, which rolls back whatever the driver began
+
+    def _select(self, cursor: Any, dialect: Dialect, params: Params) -> list[Any]:
+        try:
+            plan = self._plan(dialect, params)
             bound = plan.parameters(params)
             try:
                 cursor.execute(plan.sql, bound)
@@ -161,27 +172,6 @@ class Prepared:
             return plan.rows(cursor, dialect)
         finally:
             cursor.close()
-
-    def all_alone(self, engine: Engine, params: Params) -> list[Any]:
-        """Every row of a SELECT run by itself on a pooled connection, in no transaction of
-        SQLAlchemy's: one statement is atomic on its own. For the single read that starts
-        every API request; it saves a connection's begin and commit (~0.1 ms)."""
-        dialect = engine.dialect
-        plan = self._plan(dialect, params)
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                bound = plan.parameters(params)
-                try:
-                    cursor.execute(plan.sql, bound)
-                except dialect.loaded_dbapi.Error as error:
-                    raise _wrapped(plan.sql, bound, error, dialect) from error
-                return plan.rows(cursor, dialect)
-            finally:
-                cursor.close()
-        finally:
-            raw.close()  # back to the pool, which rolls back whatever the driver began
 
     def first(self, connection: Connection, params: Params) -> Any | None:
         """The first row, or ``None``."""
