@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -416,8 +417,39 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
                 c.close()
         assert sum(served.values()) == 20
         assert min(served.values()) >= 1, served
+        # a worker that dies after it served is replaced; the port keeps answering
+        os.kill(workers[0], signal.SIGKILL)
+        for _ in range(600):
+            now = [
+                p
+                for p in _children(server.pid)
+                if "spawn" in Path(f"/proc/{p}/cmdline").read_text() and _tcp_sockets(p, port, "0A")
+            ]
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2
+        assert workers[0] not in now
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
     finally:
         server.terminate()
         _, err = server.communicate(timeout=60)
+    assert server.returncode == 0
     assert "(2 processes)" in err
     assert "Traceback" not in err
+
+
+def test_serve_with_workers_refuses_a_port_already_in_use(
+    tmp_path: Path, password_file: Path
+) -> None:
+    _init(tmp_path, password_file)
+    config = tmp_path / "consortia.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            app, ["serve", "--config", str(config), "--port", str(port), "--workers", "2"]
+        )
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
