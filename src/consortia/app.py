@@ -25,7 +25,7 @@ from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
 from consortia.web.pages import create_web_router
 
-__all__ = ["SERVE_CONFIG", "create_app", "served_app"]
+__all__ = ["SERVE_CONFIG", "create_app", "freeze_start_up_objects", "served_app"]
 
 #: Environment variable naming the config file that ``served_app`` reads (set by
 #: ``consortia serve --workers N`` for its worker processes; empty: the environment alone).
@@ -49,11 +49,6 @@ def create_app(settings: Settings) -> FastAPI:
         # while the others run: with more than two threads saves slow down (anyio's default
         # is 40; measurements in bench/RESULTS.md section 3). Processes scale; threads do not.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
-        # The modules and the app are ~200,000 objects that live as long as the process; a
-        # full collection walks them all (~150 ms here, every thread stopped) and set the
-        # worst latencies under load. Frozen, they are left out of every collection.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
@@ -77,6 +72,17 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def freeze_start_up_objects() -> None:
+    """Leave the objects that exist now out of every later garbage collection.
+
+    A served process's modules and app are ~200,000 objects that live as long as it does;
+    a full collection walks them all (~150 ms here, every thread stopped). Called once, just
+    before a server process starts serving (not in tests, which build many apps).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def served_app() -> FastAPI:
     """The app of one server worker process (``uvicorn --factory consortia.app:served_app``).
 
@@ -84,4 +90,6 @@ def served_app() -> FastAPI:
     ``CONSORTIA_*`` environment, as ``consortia serve`` read them.
     """
     config = os.environ.get(SERVE_CONFIG)
-    return create_app(load_settings(Path(config) if config else None))
+    app = create_app(load_settings(Path(config) if config else None))
+    freeze_start_up_objects()
+    return app

@@ -453,3 +453,23 @@ def test_serve_with_workers_refuses_a_port_already_in_use(
         )
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_a_served_worker_leaves_its_start_up_objects_out_of_garbage_collection(
+    tmp_path: Path,
+) -> None:
+    # in a child process: freezing is for the server, not for this test session
+    script = (
+        "import gc; from consortia.app import served_app; app = served_app(); "
+        "print(gc.get_freeze_count()); app.state.engine.dispose()"
+    )
+    env = dict(
+        os.environ,
+        CONSORTIA_DATABASE_URL=f"sqlite:///{tmp_path / 'n.db'}",
+        CONSORTIA_SERVE_CONFIG="",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) > 50_000  # the modules' and the app's objects

@@ -34,7 +34,7 @@ def serve_node_app(
     """Serve the node: the REST API under /api/v1 (docs at /api/v1/docs)."""
     import uvicorn
 
-    from consortia.app import SERVE_CONFIG, create_app
+    from consortia.app import SERVE_CONFIG, create_app, freeze_start_up_objects
 
     with reporting():
         settings = node_settings(config)
@@ -53,6 +53,7 @@ def serve_node_app(
     )
     log_level = settings.log_level.lower()
     if workers == 1:
+        freeze_start_up_objects()
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     app.state.engine.dispose()  # each worker process builds its own app and engine
