@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from datetime import date
 from itertools import pairwise
 
 import pytest
@@ -13,6 +15,7 @@ from consortia.storage.audit import (
     append_event,
     append_events,
     audit_event,
+    canonical_json,
     event_hash,
     iter_events,
     metadata,
@@ -60,6 +63,35 @@ def test_appended_events_chain_their_hashes_and_verify(engine: sa.Engine) -> Non
     assert events[0].after == {"value": 1}
     assert report.ok, str(report)
     assert (report.events, report.chains) == (7, 2)
+
+
+def test_appended_hashes_cover_awkward_values_as_canonical_json_does(engine: sa.Engine) -> None:
+    """append_events writes the hashed text field by field; each event's hash must equal
+    sha256(prev ‖ canonical_json(payload)) for any value: unicode, quotes, control
+    characters, None, numbers, booleans, nested lists, dates (default=str)."""
+    odd = 'Zürich "quoted" \\ back\nslash \u2028 \x01 é 中文'
+    entries: list[dict[str, object]] = [
+        {**_entry(1), "actor": odd, "entity_id": 42, "site": None, "reason": odd},
+        {**_entry(2), "before": None, "after": None, "reason": None},
+        {
+            **_entry(3),
+            "before": {"z": [1.5, None, True, odd], "a": {"n": -0.0, "d": date(2025, 1, 6)}},
+            "after": ["x", 10**20, False],
+            "at": "2025-01-06T00:00:00.000001Z",
+        },
+    ]
+    with engine.begin() as connection:
+        append_events(connection, "S1", entries)
+    with engine.connect() as connection:
+        events = list(iter_events(connection, chain="S1"))
+    prev = GENESIS
+    for event in events:
+        text = canonical_json(event.payload())
+        assert event.hash == hashlib.sha256((prev + text).encode("utf-8")).hexdigest()
+        prev = event.hash
+    assert events[0].entity_id == "42" and events[0].actor == odd
+    assert events[2].before["a"]["d"] == "2025-01-06"
+    assert events[2].at == "2025-01-06T00:00:00.000001Z"
 
 
 def test_the_database_refuses_to_update_or_delete_an_audit_row(engine: sa.Engine) -> None:

@@ -46,7 +46,7 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
-from consortia.domain.file_check import DerivedRow, SubjectCheck, ValueRow, check_subject
+from consortia.domain.file_check import DerivedRow, ValueRow, check_subject
 from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, screening_anchor
 from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
@@ -61,7 +61,7 @@ from consortia.standards.clinical_data import (
     sniff_format,
 )
 from consortia.storage import bulk
-from consortia.storage.audit import append_events
+from consortia.storage.audit import append_events, canonical_json
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
@@ -295,10 +295,38 @@ class _SubjectTask:
     first: int
 
 
-def _check_subject(definition: Definition, task: _SubjectTask) -> SubjectCheck:
+@dataclass(frozen=True)
+class _Checked:
+    """A :class:`~consortia.domain.file_check.SubjectCheck` with each passed form's audit
+    ``after`` (status, version and values) already canonical JSON: encoded in the worker,
+    so that the writing process neither unpickles nor encodes the values again."""
+
+    problems: list[Problem]
+    forms: list[tuple[int, int, str, tuple[Problem, ...]]]  # position, values, after, warnings
+    values: list[ValueRow]
+    derived: list[DerivedRow]
+
+
+def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
     """Check one subject's forms (pure; in a worker for a large file)."""
     records = [record for record, _ in task.forms]
-    return check_subject(definition.study, definition.index, task.context, records, task.first)
+    found = check_subject(definition.study, definition.index, task.context, records, task.first)
+    forms = [
+        (position, count, canonical_json(_saved_after(records[position], after)), warnings)
+        for position, count, after, warnings in found.forms
+    ]
+    return _Checked(found.problems, forms, found.values, found.derived)
+
+
+def _status(record: FormRecord) -> str:
+    """An imported form's state: complete as the file says, else in progress."""
+    return "complete" if record.complete else "in_progress"
+
+
+def _saved_after(record: FormRecord, values: dict[str, dict[str, str]]) -> dict[str, object]:
+    """The ``after`` of an imported form's ``form.save`` event, as interactive entry writes
+    it: state, version 1 and the values (identifiers apart)."""
+    return {"status": _status(record), "version": 1, **values}
 
 
 #: Checking is pure CPU work: an import of at least this many forms is checked in worker
@@ -309,7 +337,7 @@ _FORMS_PER_BATCH = 2_000
 _FORKED: tuple[Definition, list[_SubjectTask]] | None = None
 
 
-def _check_batch(bounds: tuple[int, int]) -> list[SubjectCheck]:
+def _check_batch(bounds: tuple[int, int]) -> list[_Checked]:
     """In a worker: the results of tasks[start:stop] of the forked import."""
     assert _FORKED is not None
     definition, tasks = _FORKED
@@ -327,7 +355,7 @@ def _batches(tasks: list[_SubjectTask]) -> list[tuple[int, int]]:
     return bounds
 
 
-def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterator[SubjectCheck]:
+def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterator[_Checked]:
     """Each task's result, in order; in parallel for large imports where fork exists."""
     global _FORKED
     workers = min(os.cpu_count() or 1, 8)
@@ -514,11 +542,10 @@ def _write(
         for position, count, after, warnings in result.forms:
             record = task.forms[position][0]
             index = task.first + position
-            status = "complete" if record.complete else "in_progress"
             spk = subject_pk[record.subject_id]
             form_rows.append(
                 (form_ids[index], event_pk[spk, record.event, record.event_instance], spk,
-                 record.form, status, 1, definition.version, updated_at, principal.email)
+                 record.form, _status(record), 1, definition.version, updated_at, principal.email)
             )  # fmt: skip
             values_count += count
             ref = event_ref(record.event, record.event_instance)
@@ -529,7 +556,7 @@ def _write(
                     "entity_type": "form",
                     "entity_id": f"{study}/{record.subject_id}/{ref}/{record.form}",
                     "site": site_of[record.subject_id],
-                    "after": {"status": status, "version": 1, **after},
+                    "after_json": after,
                     "reason": reason,
                 }
             )

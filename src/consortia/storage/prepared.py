@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -43,7 +44,8 @@ class _Bind(NamedTuple):
 class _Plan:
     """A statement compiled for one dialect (and, for DML, one set of parameter keys)."""
 
-    __slots__ = ("binds", "named", "processors", "row", "sql", "types")
+    __slots__ = ("binds", "fetch", "named", "names", "processed", "processors", "row", "sql",
+                 "types")  # fmt: skip
 
     def __init__(self, statement: _Statement, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
@@ -69,6 +71,17 @@ class _Plan:
             )
             for name in order
         ]
+        self.names = tuple(bind.name for bind in self.binds)
+        keys_in = [bind.key for bind in self.binds]
+        # the usual case, every parameter given by its key, in one C call
+        self.fetch: Callable[[Params], tuple[Any, ...]] = (
+            itemgetter(*keys_in)
+            if len(keys_in) > 1
+            else lambda params: tuple(params[key] for key in keys_in)
+        )
+        self.processed = [
+            (i, bind.process) for i, bind in enumerate(self.binds) if bind.process is not None
+        ]
         columns = list(getattr(statement, "exported_columns", ()))
         keys_out = [column.key for column in columns]
         if len(set(keys_out)) != len(keys_out):
@@ -78,6 +91,22 @@ class _Plan:
         self.processors: list[_Processor] | None = None
 
     def parameters(self, params: Params) -> Sequence[Any] | dict[str, Any]:
+        try:
+            values: Sequence[Any] = self.fetch(params)
+        except KeyError:
+            values = self._values(params)
+        else:
+            if self.processed:
+                values = list(values)
+                for i, process in self.processed:
+                    if values[i] is not None:
+                        values[i] = process(values[i])
+        if self.named:
+            return dict(zip(self.names, values, strict=True))
+        return values
+
+    def _values(self, params: Params) -> list[Any]:
+        """The parameters when some are given by name or left to their defaults."""
         values = []
         for bind in self.binds:
             if bind.key in params:
@@ -89,8 +118,6 @@ class _Plan:
             else:
                 value = bind.default
             values.append(value if bind.process is None or value is None else bind.process(value))
-        if self.named:
-            return dict(zip((bind.name for bind in self.binds), values, strict=True))
         return values
 
     def rows(self, cursor: Any, dialect: Dialect) -> list[Any]:
@@ -197,8 +224,9 @@ class Prepared:
             return 0
         dialect = connection.dialect
         plan = self._plan(dialect, sets[0])
+        keys = sets[0].keys()
         if isinstance(self.statement, sa.UpdateBase) and any(
-            len(one) != len(sets[0]) or not all(k in one for k in sets[0]) for one in sets[1:]
+            one.keys() != keys for one in sets[1:]
         ):
             raise ValueError("every parameter set of one run needs the same keys")
         cursor = self._cursor(connection)
