@@ -13,8 +13,10 @@
 (c) ``--clients`` threads (``http.client``, keep-alive) against ``consortia serve
     --workers W`` (``--workers``, ``--server-threads``) on a free loopback port, SQLite node
     database, one API token per client; each saves its own subject's eligibility form over
-    and over (GET version, PUT with that version and a reason) for ``--seconds``. Saves/s,
-    p50/p99 of the pair and of GET and PUT alone, server and client CPU per save, errors,
+    and over for ``--seconds``: ``--client-loop read-save`` GETs the version before each
+    PUT (with that version and a reason); ``--client-loop save`` opens the form once and
+    PUTs with the version the previous save returned, as a data-entry page does. Saves/s,
+    p50/p99 of each loop and of GET and PUT alone, server and client CPU per save, errors,
     lost updates.
 (d) ``verify_chain`` over ``--events`` audit events created with ``append_events``.
 
@@ -401,30 +403,39 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
             )
             headers = {"Authorization": f"Bearer {secrets[n]}", "Content-Type": "application/json"}
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            version = None
+            if args.client_loop == "save":  # the form is opened once; each save returns
+                connection.request("GET", path, headers=headers)  # the version for the next
+                version = json.loads(connection.getresponse().read())["version"]
             barrier.wait()
             i = 0
             while time.monotonic() < stop:
                 i += 1
                 start = time.perf_counter()
+                read = args.client_loop == "read-save" or version is None
                 try:
-                    connection.request("GET", path, headers=headers)
-                    got = connection.getresponse()
-                    version = json.loads(got.read())["version"]
+                    if read:
+                        connection.request("GET", path, headers=headers)
+                        got = connection.getresponse()
+                        version = json.loads(got.read())["version"]
                     middle = time.perf_counter()
                     body = {"version": version, "values": {**ELIGIBLE, "ecog": i % 2}}
                     body["reason"] = f"bench save {i}"
                     connection.request("PUT", path, body=json.dumps(body), headers=headers)
                     put = connection.getresponse()
                     text = put.read()
+                    version = json.loads(text)["version"] if put.status == 200 else None
                 except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
                     errors[n] += 1
                     samples.append(repr(error)[:200])
                     connection.close()
                     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    version = None
                     continue
                 end = time.perf_counter()
                 latencies[n].append(end - start)
-                gets[n].append(middle - start)
+                if read:
+                    gets[n].append(middle - start)
                 puts[n].append(end - middle)
                 if put.status == 200:
                     successes[n] += 1
@@ -474,6 +485,7 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
     put_flat = sorted(x for per in puts for x in per)
     res = {
         "clients": args.clients,
+        "loop": args.client_loop,
         "workers": args.workers,
         "server_threads": args.server_threads,
         "seconds": wall,
@@ -496,9 +508,10 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "audit_keys": sorted(saves)[:2],
     }
     say(
-        f"(c) {engine.dialect.name}: {args.clients} clients, {args.workers} server processes x "
+        f"(c) {engine.dialect.name}, {args.client_loop} loop: {args.clients} clients, "
+        f"{args.workers} server processes x "
         f"{args.server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
-        f"{res['saves_per_s']:.1f}/s; GET+PUT p50 {res['p50_ms']:.1f} ms, p99 "
+        f"{res['saves_per_s']:.1f}/s; loop p50 {res['p50_ms']:.1f} ms, p99 "
         f"{res['p99_ms']:.1f} ms (GET p50/p99 {res['get_p50_ms']:.1f}/{res['get_p99_ms']:.1f}, "
         f"PUT {res['put_p50_ms']:.1f}/{res['put_p99_ms']:.1f}); CPU per save: server "
         f"{res['server_cpu_ms_per_save']:.2f} ms, clients {res['client_cpu_ms_per_save']:.2f} ms; errors {res['errors']}, 409s {res['conflicts']}, lost "
@@ -655,6 +668,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=3, help="server processes for (c)")
     parser.add_argument("--server-threads", type=int, default=2, help="threads per process")
+    parser.add_argument(
+        "--client-loop",
+        choices=("read-save", "save"),
+        default="read-save",
+        help="(c): GET the form before each save, or save with the version the last save "
+        "returned (the form opened once, as a data-entry page keeps it)",
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--verify-repeats", type=int, default=3)
     parser.add_argument("--databases", default="sqlite,postgresql")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import fcntl
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,6 +172,47 @@ def test_a_sqlite_write_transaction_holds_the_cross_process_writer_lock(tmp_path
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
         assert _lock_is_free(lock)  # readers never take it
+    engine.dispose()
+
+
+def test_the_writer_lock_is_let_go_only_once_the_transaction_has_ended(tmp_path: Path) -> None:
+    """Had the lock gone before SQLite's COMMIT (SQLAlchemy's commit event comes first), the
+    next writer would meet a locked database and SQLite's busy handler would sleep while
+    holding the lock. A listener added after the engine's own runs where that release was:
+    there the database must already be free to write for another connection, without
+    waiting, on commit and on rollback alike."""
+    path = tmp_path / "node.db"
+    engine = make_engine(f"sqlite:///{path}")
+    lock = tmp_path / "node.db-writer.lock"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    seen: list[tuple[str, bool, bool]] = []
+
+    def probe(kind: str) -> Callable[[sa.Connection], None]:
+        def check(_connection: sa.Connection) -> None:
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                free = True
+            except sqlite3.OperationalError:  # database is locked
+                free = False
+            finally:
+                other.close()
+            seen.append((kind, free, _lock_is_free(lock)))
+
+        return check
+
+    sa.event.listen(engine, "commit", probe("commit"))
+    sa.event.listen(engine, "rollback", probe("rollback"))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+        raise RuntimeError("rolled back")
+    assert seen == [("commit", True, True), ("rollback", True, True)]
+    with engine.connect() as connection:  # and the driver's own commit did not undo ours
+        assert connection.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
     engine.dispose()
 
 

@@ -112,12 +112,20 @@ class _WriterLock:
             self._thread.release()
 
 
-def _begin(connection: Any, sql: str) -> None:
-    """``sql`` on the driver's connection (``exec_driver_sql`` costs 20x more, every request)."""
+def _driver_sql(connection: Any, sql: str) -> None:
+    """``sql`` on the driver's connection (``exec_driver_sql`` costs 20x more, every request);
+    a driver error raised as SQLAlchemy raises it."""
     try:
         connection.connection.driver_connection.execute(sql)
     except sqlite3.Error as error:
         raise DBAPIError.instance(sql, (), error, sqlite3.Error) from error
+
+
+def _end(connection: Any, sql: str) -> None:
+    """COMMIT or ROLLBACK on the driver's connection, if a transaction is open."""
+    driver = connection.connection.driver_connection
+    if driver.in_transaction:
+        _driver_sql(connection, sql)
 
 
 def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -> None:
@@ -141,23 +149,39 @@ def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
             # a WAL reader sees a snapshot and never blocks writers: exports stream this way
-            _begin(connection, "BEGIN")
+            _driver_sql(connection, "BEGIN")
             return
         writer.acquire()
         connection.info[_HOLDS_WRITER] = True
         try:
-            _begin(connection, "BEGIN IMMEDIATE")
+            _driver_sql(connection, "BEGIN IMMEDIATE")
         except BaseException:
             connection.info.pop(_HOLDS_WRITER, None)
             writer.release()
             raise
 
-    def _release(connection: Any) -> None:
-        if connection.info.pop(_HOLDS_WRITER, False):
+    # SQLAlchemy's commit and rollback events come before the driver's COMMIT or ROLLBACK.
+    # Letting the lock go there would let the next writer's BEGIN IMMEDIATE meet the
+    # database still locked, and SQLite's busy handler sleep (1 ms, then longer) while
+    # holding the lock everyone else queues on. So the writer ends its transaction here,
+    # then lets the lock go; the driver's own commit() or rollback() that follows finds no
+    # transaction open and does nothing.
+    def _commit(connection: Any) -> None:
+        if connection.info.get(_HOLDS_WRITER):
+            _end(connection, "COMMIT")  # on failure the lock stays held until the rollback
+            connection.info.pop(_HOLDS_WRITER, None)
             writer.release()
 
-    event.listen(engine, "commit", _release)
-    event.listen(engine, "rollback", _release)
+    def _rollback(connection: Any) -> None:
+        if connection.info.get(_HOLDS_WRITER):
+            try:
+                _end(connection, "ROLLBACK")
+            finally:
+                connection.info.pop(_HOLDS_WRITER, None)
+                writer.release()
+
+    event.listen(engine, "commit", _commit)
+    event.listen(engine, "rollback", _rollback)
 
     @event.listens_for(engine.pool, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
