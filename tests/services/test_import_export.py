@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from lxml import etree
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.synthetic import synthesize
@@ -22,6 +23,7 @@ from consortia.domain.templates import template_text
 from consortia.exceptions import InterchangeError, PermissionDeniedError, ValidationError
 from consortia.services import exports, imports, studies
 from consortia.services.exports import ExportFormat, ExportRequest
+from consortia.standards.odm import EXTENDED_SCHEMA
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.tables import form_instance, item_value, subject
 
@@ -345,6 +347,10 @@ def test_forms_saved_complete_or_incomplete_keep_their_status_through_export_and
     else:
         assert text.count('consortia:Complete="Yes"') == 2
         assert text.count('consortia:Complete="No"') == 3
+        # a receiver can validate the whole file against the schema we ship
+        parser = etree.XMLParser(no_network=True, resolve_entities=False)
+        schema = etree.XMLSchema(etree.parse(str(EXTENDED_SCHEMA), parser))
+        assert schema.validate(etree.parse(str(exported), parser)), schema.error_log
     report = imports.import_file(fresh, ADMIN, STUDY, exported)
     assert (report.subjects_created, report.forms) == (2, 5)
     assert _form_states(fresh) == states

@@ -39,7 +39,7 @@ from consortia.standards.exports import (
     write_parquet,
     write_xpt,
 )
-from consortia.standards.odm import ODM_NS, SCHEMA, SCHEMA_DIR, export_odm
+from consortia.standards.odm import EXTENDED_SCHEMA, ODM_NS, SCHEMA, export_odm
 from consortia.standards.odm_xml import CONSORTIA_NS
 
 NS = {"odm": ODM_NS}
@@ -803,46 +803,13 @@ def test_clinical_records_out_of_order_or_unwritable_are_refused_naming_the_reco
 
 
 # ODM's rule for vendor extensions: a file with them is valid against the schema extended by
-# redefinition (as OpenClinica extends it), and removing them leaves a valid ODM file.
-_STATUS_XSD = f"""<?xml version="1.0" encoding="UTF-8"?>
-<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="{CONSORTIA_NS}">
-  <xs:attribute name="Complete">
-    <xs:simpleType>
-      <xs:restriction base="xs:string">
-        <xs:enumeration value="Yes"/>
-        <xs:enumeration value="No"/>
-      </xs:restriction>
-    </xs:simpleType>
-  </xs:attribute>
-</xs:schema>
-"""
-_EXTENDED_XSD = """<?xml version="1.0" encoding="UTF-8"?>
-<xs:schema xmlns="{odm}" xmlns:xs="http://www.w3.org/2001/XMLSchema"
-           xmlns:consortia="{ours}" targetNamespace="{odm}"
-           elementFormDefault="qualified" attributeFormDefault="unqualified">
-  <xs:import namespace="http://www.w3.org/XML/1998/namespace" schemaLocation="{base}/xml.xsd"/>
-  <xs:import namespace="http://www.w3.org/2000/09/xmldsig#"
-             schemaLocation="{base}/xmldsig-core-schema.xsd"/>
-  <xs:import namespace="{ours}" schemaLocation="consortia-status.xsd"/>
-  <xs:redefine schemaLocation="{base}/ODM1-3-2-foundation.xsd">
-    <xs:attributeGroup name="FormDataAttributeExtension">
-      <xs:attributeGroup ref="FormDataAttributeExtension"/>
-      <xs:attribute ref="consortia:Complete"/>
-    </xs:attributeGroup>
-  </xs:redefine>
-</xs:schema>
-"""
-
-
+# redefinition (as OpenClinica extends it), and removing them leaves a valid ODM file. The
+# extended schema ships with the package, for receivers of our files.
 @pytest.fixture(scope="module")
-def extended_schema(tmp_path_factory: pytest.TempPathFactory) -> etree.XMLSchema:
+def extended_schema() -> etree.XMLSchema:
     """The official XSD with ``FormData/@consortia:Complete`` added by redefinition."""
-    folder = tmp_path_factory.mktemp("xsd")
-    (folder / "consortia-status.xsd").write_text(_STATUS_XSD, encoding="utf-8")
-    extended = _EXTENDED_XSD.format(odm=ODM_NS, ours=CONSORTIA_NS, base=SCHEMA_DIR.as_uri())
-    (folder / "odm-consortia.xsd").write_text(extended, encoding="utf-8")
     parser = etree.XMLParser(no_network=True, resolve_entities=False)
-    return etree.XMLSchema(etree.parse(str(folder / "odm-consortia.xsd"), parser))
+    return etree.XMLSchema(etree.parse(str(EXTENDED_SCHEMA), parser))
 
 
 def test_form_statuses_go_on_form_data_as_our_extension_attribute(
@@ -870,6 +837,8 @@ def test_form_statuses_go_on_form_data_as_our_extension_attribute(
     _assert_valid(schema, root)  # without the extension, plain valid ODM
     spoiled = _parse(xml.replace(b'consortia:Complete="No"', b'consortia:Complete="Maybe"'))
     assert not extended_schema.validate(spoiled)
+    shipped = etree.parse(str(EXTENDED_SCHEMA.parent / "consortia-odm-extension.xsd"))
+    assert shipped.getroot().get("targetNamespace") == CONSORTIA_NS
 
 
 def test_records_of_one_form_that_disagree_on_its_status_are_refused() -> None:

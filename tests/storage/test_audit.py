@@ -89,7 +89,8 @@ def test_appended_hashes_cover_awkward_values_as_canonical_json_does(engine: sa.
         text = canonical_json(event.payload())
         assert event.hash == hashlib.sha256((prev + text).encode("utf-8")).hexdigest()
         prev = event.hash
-    assert events[0].entity_id == "42" and events[0].actor == odd
+    assert events[0].entity_id == "42"
+    assert events[0].actor == odd
     assert events[2].before["a"]["d"] == "2025-01-06"
     assert events[2].at == "2025-01-06T00:00:00.000001Z"
 

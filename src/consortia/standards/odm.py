@@ -36,7 +36,13 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas" / "odm1-3-2"
 SCHEMA = SCHEMA_DIR / "ODM1-3-2.xsd"
 """The schema's entry point; all its imports resolve to files next to it."""
 
+EXTENDED_SCHEMA = SCHEMA_DIR.parent / "consortia" / "ODM1-3-2-consortia.xsd"
+""":data:`SCHEMA` with our vendor extension (``FormData/@consortia:Complete``) added by
+redefinition, as ODM intends extensions: what a receiver validates our ClinicalData
+against."""
+
 __all__ = [
+    "EXTENDED_SCHEMA",
     "MAX_BYTES",
     "ODM_NS",
     "SCHEMA",
