@@ -586,7 +586,9 @@ def write_report(args: argparse.Namespace, results: dict[str, Any], started: str
         "",
         f"Machine: {machine()}",
         f"Run: {started} – {time.strftime('%H:%M UTC', time.gmtime())}; command: "
-        f"`{' '.join(sys.argv)}`. The 2-core machine was shared with other people's test runs.",
+        f"`{' '.join(sys.argv)}`. Load average (1, 5, 15 min) now: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; what else ran on the machine is "
+        "for whoever ran it to say (see RESULTS.md).",
         "",
     ]
     a = results.get("a")

@@ -216,6 +216,29 @@ def test_the_writer_lock_is_let_go_only_once_the_transaction_has_ended(tmp_path:
     engine.dispose()
 
 
+def test_a_commit_that_fails_is_an_sqlalchemy_error_keeps_nothing_and_frees_the_lock(
+    tmp_path: Path,
+) -> None:
+    """The engine issues SQLite's COMMIT itself (see above): when it fails — here a deferred
+    foreign key left dangling — the caller gets SQLAlchemy's IntegrityError, nothing of the
+    transaction stays, and the writer lock is free for the next writer."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    lock = tmp_path / "node.db-writer.lock"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql("CREATE TABLE c (p_id INTEGER REFERENCES p (id))")
+    with pytest.raises(sa.exc.IntegrityError, match="FOREIGN KEY"), engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        connection.exec_driver_sql("INSERT INTO c VALUES (42)")  # fails only at COMMIT
+    assert _lock_is_free(lock)
+    with engine.begin() as connection:  # the next writer goes ahead
+        connection.exec_driver_sql("INSERT INTO p VALUES (1)")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM c").scalar() == 0
+        assert connection.exec_driver_sql("SELECT id FROM p").scalars().all() == [1]
+    engine.dispose()
+
+
 WRITER = """
 import sys, time
 from consortia.storage.db import make_engine
