@@ -132,6 +132,33 @@ def test_verify_finds_an_audit_row_edited_directly_in_the_database(engine: sa.En
     assert report.events == 3
 
 
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        ("after", '{"value": 4}'),  # same meaning, one space more
+        ("before", ""),  # an empty text where there was JSON
+        ("reason", None),
+    ],
+)
+def test_verify_hashes_the_stored_text_so_any_changed_byte_is_found(
+    engine: sa.Engine, column: str, stored: str | None
+) -> None:
+    """The hash covers the text as stored, not its meaning: JSON re-spaced to mean the same
+    breaks the link too."""
+    with engine.begin() as connection:
+        append_events(connection, "S1", [_entry(i) for i in range(6)])
+    with engine.connect() as connection:
+        assert verify_chain(connection).ok
+    with engine.begin() as connection:
+        _drop_triggers(connection)
+        connection.execute(
+            audit_event.update().where(audit_event.c.seq == 4).values({column: stored})
+        )
+    with engine.connect() as connection:
+        report = verify_chain(connection)
+    assert (report.broken_chain, report.broken_seq, report.events) == ("S1", 4, 3)
+
+
 def test_verify_finds_a_removed_event_in_the_middle_and_at_the_end(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         append_events(connection, "S1", [_entry(i) for i in range(6)])
