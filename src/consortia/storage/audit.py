@@ -147,11 +147,22 @@ def event_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _stored_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """The hash of an audit_event row as stored (``before`` and ``after`` as their canonical
+    JSON text, or ``None``): what :func:`append_events` writes and :func:`verify_chain`
+    checks. It equals :func:`event_hash` of the decoded payload (tests compare the two)."""
+    before, after = fields["before"], fields["after"]
+    text = _payload_json(
+        fields, "null" if before is None else before, "null" if after is None else after
+    )
+    return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
+
+
 def _payload_json(fields: Mapping[str, Any], before: str, after: str) -> str:
     """``canonical_json`` of an event's payload, given ``before`` and ``after`` already as
-    canonical JSON (``null`` when absent): an import encodes each value once, not twice. The
+    canonical JSON: each value is encoded once, not once to store and once to hash. The
     keys are written in sorted order, each value as :func:`canonical_json` writes it, so
-    the text is the same (tests compare the two)."""
+    the text is the same."""
     f = _json_field
     return (
         f'{{"action":{f(fields["action"])},"actor":{f(fields["actor"])},"after":{after},'
@@ -207,7 +218,6 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
     seq, prev = _lock_head(connection, chain)
     now = utc_now()  # one time for the events of one call (they commit together)
     rows = []
-    sha256 = hashlib.sha256
     for entry in entries:
         seq += 1
         before, after = entry.get("before"), entry.get("after")
@@ -225,13 +235,7 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
             "reason": entry.get("reason"),
             "prev_hash": prev,
         }
-        before_text, after_text = row["before"], row["after"]
-        text = _payload_json(
-            row,
-            "null" if before_text is None else before_text,
-            "null" if after_text is None else after_text,
-        )
-        prev = row["hash"] = sha256((prev + text).encode("utf-8")).hexdigest()
+        prev = row["hash"] = _stored_hash(prev, row)
         rows.append(row)
     _INSERT_EVENT.run(connection, rows)
     _MOVE_HEAD.run(connection, {"where_chain": chain, "seq": seq, "hash": prev})
@@ -327,17 +331,6 @@ def verify_chain(connection: Connection, *, chain: str | None = None) -> ChainRe
         return _verify_events(result, heads)
 
 
-def _stored_hash(prev_hash: str, row: Any) -> str:
-    """The hash of a stored audit_event row, as :func:`append_events` computed it."""
-    fields = row._mapping
-    text = _payload_json(
-        fields,
-        "null" if row.before is None else row.before,
-        "null" if row.after is None else row.after,
-    )
-    return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
-
-
 def _verify_events(events: Iterable[Any], heads: Mapping[str, tuple[int, str]]) -> ChainReport:
     checked = 0
     chains = 0
@@ -357,7 +350,7 @@ def _verify_events(events: Iterable[Any], heads: Mapping[str, tuple[int, str]]) 
             problem = f"expected event {expected_seq}, found {audit.seq} (an event is missing)"
         elif audit.prev_hash != prev:
             problem = "its prev_hash does not match the hash of the event before it"
-        elif _stored_hash(prev, audit) != audit.hash:
+        elif _stored_hash(prev, audit._mapping) != audit.hash:
             problem = "its content does not match its hash (the event was changed)"
         if problem:
             return ChainReport(checked, chains, audit.chain, audit.seq, problem)
