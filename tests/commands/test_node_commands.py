@@ -6,6 +6,7 @@ The commands are registered here exactly as cli.py registers them.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -335,24 +337,47 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _tcp_sockets(pid: int, port: int, state: str) -> set[int]:
-    """Inodes of the process's TCP sockets with local ``port`` in ``state`` (0A listening,
-    01 established), from /proc."""
+def _tcp_sockets(pid: int, port: int, state: str) -> dict[int, int]:
+    """The process's TCP sockets with local ``port`` in ``state`` (0A listening, 01
+    established), from /proc: inode -> the remote end's port."""
     owned = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 owned.add(int(target[8:-1]))
-    found = set()
+    found = {}
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             inode = int(fields[9])
             if local_port == port and fields[3] == state and inode in owned:
-                found.add(inode)
+                found[inode] = int(fields[2].rsplit(":", 1)[1], 16)
     return found
+
+
+def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, int]:
+    """A keep-alive connection that has had one answer, and its local port."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/api/v1/health", headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    assert answer.status == 200
+    assert connection.sock is not None
+    return connection, connection.sock.getsockname()[1]
+
+
+def _served_ports(workers: list[int], port: int) -> dict[int, set[int]]:
+    """worker -> the client ports of the connections it holds open."""
+    return {w: set(_tcp_sockets(w, port, "01").values()) for w in workers}
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
@@ -403,33 +428,54 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
             p for p in _children(server.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
         ]
         assert len(workers) == 2
-        # each worker listens on a socket of its own, and the kernel spreads connections
-        # over them (20 connections all on one worker: chance 2 in a million)
-        listening = {w: _tcp_sockets(w, port, "0A") for w in workers}
-        assert all(len(found) == 1 for found in listening.values())
-        assert len(set().union(*listening.values())) == 2
-        clients = [httpx.Client(headers=headers, timeout=10) for _ in range(20)]
-        try:
-            assert all(c.get(f"{base}/health").status_code == 200 for c in clients)
-            served = {w: len(_tcp_sockets(w, port, "01")) for w in workers}
-        finally:
-            for c in clients:
+        # the supervisor holds the one listening socket and the workers none
+        assert len(_tcp_sockets(server.pid, port, "0A")) == 1
+        assert all(not _tcp_sockets(w, port, "0A") for w in workers)
+
+        def both_serving() -> bool:  # a worker is handed connections once it serves
+            pair = [_connect(port, headers)[0] for _ in range(2)]
+            held = _served_ports(workers, port)
+            for c in pair:
                 c.close()
-        assert sum(served.values()) == 20
-        assert min(served.values()) >= 1, served
-        # a worker that dies after it served is replaced; the port keeps answering
+            _wait_until(lambda: not any(_served_ports(workers, port).values()))
+            return len(held) == 2 and all(held.values())
+
+        _wait_until(both_serving, 60)
+        time.sleep(0.5)  # the worker counts a connection closed just after it closes it
+        # each connection goes to the worker with the fewest open: 20 come out 10 and 10
+        # (a hash of the client's port, as SO_REUSEPORT does, splits them so in 18 % of runs)
+        clients = dict(_connect(port, headers)[::-1] for _ in range(20))
+        try:
+            served = _served_ports(workers, port)
+            assert sorted(len(p) for p in served.values()) == [10, 10], served
+            assert set().union(*served.values()) == set(clients)
+            # the first worker's clients leave; the next 10 all go to it, none to the other
+            first, other = workers
+            for client_port in served[first]:
+                clients.pop(client_port).close()
+            _wait_until(lambda: not _served_ports(workers, port)[first])
+            time.sleep(0.5)  # the worker counts a connection closed just after it closes it
+            clients |= dict(_connect(port, headers)[::-1] for _ in range(10))
+            now = _served_ports(workers, port)
+            assert now[other] == served[other]
+            assert len(now[first]) == 10
+            assert not now[first] & served[first]
+        finally:
+            for c in clients.values():
+                c.close()
+        # a worker that dies after it served is replaced, and the new one is dealt its share
         os.kill(workers[0], signal.SIGKILL)
-        for _ in range(600):
-            now = [
+
+        def replaced() -> bool:
+            workers[:] = [
                 p
                 for p in _children(server.pid)
-                if "spawn" in Path(f"/proc/{p}/cmdline").read_text() and _tcp_sockets(p, port, "0A")
+                if "spawn" in Path(f"/proc/{p}/cmdline").read_text() and p != first
             ]
-            if len(now) == 2 and workers[0] not in now:
-                break
-            time.sleep(0.1)
-        assert len(now) == 2
-        assert workers[0] not in now
+            return len(workers) == 2
+
+        _wait_until(replaced, 60)
+        _wait_until(both_serving, 60)
         assert httpx.get(f"{base}/health", timeout=10).status_code == 200
     finally:
         server.terminate()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
-from consortia.commands.workers import reuse_port_available, serve_workers
+from consortia.commands.workers import handing_available, serve_workers
 from consortia.config import CONFIG_FILE_NAME
 from consortia.exceptions import ConfigurationError
 from consortia.storage.migrations import current_revision, head_revision
@@ -60,7 +60,7 @@ def serve_node_app(
     if config is None and Path(CONFIG_FILE_NAME).is_file():
         config = Path(CONFIG_FILE_NAME)
     os.environ[SERVE_CONFIG] = str(config.resolve()) if config is not None else ""
-    if reuse_port_available():  # a socket per process: connections spread evenly
+    if handing_available():  # one listener deals connections to the least busy process
         with reporting():
             serve_workers(host, port, workers, log_level)
         return
