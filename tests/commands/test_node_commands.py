@@ -485,6 +485,49 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
     assert "Traceback" not in err
 
 
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, password_file: Path) -> None:
+    # with nobody left to hand them connections, workers must not linger for ever
+    _init(tmp_path, password_file)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "consortia", "serve", "--config", "consortia.toml"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        workers: list[int] = []
+
+        def started() -> bool:
+            workers[:] = [
+                p
+                for p in _children(server.pid)
+                if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
+            ]
+            return len(workers) == 2
+
+        _wait_until(started, 60)
+        connection, _ = _connect(port, {})  # answered: a worker serves
+        connection.close()
+        server.kill()
+        server.wait(10)
+
+        def gone(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return True
+            return state == "Z"  # exited; waiting for init to reap it
+
+        _wait_until(lambda: all(gone(w) for w in workers), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
 def test_serve_with_workers_refuses_a_port_already_in_use(
     tmp_path: Path, password_file: Path
 ) -> None:

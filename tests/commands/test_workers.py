@@ -23,7 +23,7 @@ def workers() -> Iterator[tuple[list[_Worker], list[socket.socket]]]:
     context = multiprocessing.get_context("spawn")
     made, theirs = [], []
     for _ in range(3):
-        ours, their_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours, their_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         serving = context.Event()
         serving.set()

@@ -16,7 +16,9 @@ the connections it is handed with uvicorn's own HTTP protocol on its event loop.
 The supervisor also starts a new worker when one dies after it had started serving, and on
 SIGINT or SIGTERM stops accepting, asks every worker to finish its requests and waits for
 them. A worker that dies before it serves (a bad setting) stops the whole server with an
-error rather than being restarted for ever.
+error rather than being restarted for ever. A worker whose supervisor was killed finishes
+its requests and stops: its end of the Unix socket reads end-of-file (a ``SOCK_SEQPACKET``
+pair, as a datagram pair would never tell).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import multiprocessing
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,8 +52,9 @@ _HANDED_AT_ONCE = 64  # descriptors a worker takes from its channel per wake-up
 
 
 def handing_available() -> bool:
-    """Whether this system can pass an open connection to another process (Unix)."""
-    return hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+    """Whether connections can be handed to workers here (Linux: descriptors passed over
+    ``SOCK_SEQPACKET`` Unix sockets, which tell a worker when the supervisor is gone)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -219,7 +223,7 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> _Worker:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         serving = context.Event()
         closed: Synchronized[int] = context.Value("q", 0, lock=False)
         process = context.Process(
