@@ -23,6 +23,7 @@ from consortia.api.errors import install_error_handlers
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
+from consortia.web.capture import create_capture_router
 from consortia.web.pages import create_web_router
 
 __all__ = ["SERVE_CONFIG", "create_app", "freeze_start_up_objects", "served_app"]
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(create_web_router())
+    app.include_router(create_capture_router())
     return app
 
 

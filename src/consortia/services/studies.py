@@ -27,7 +27,13 @@ from consortia.exceptions import (
 from consortia.services.common import audit, check_code, require, utc_now, visible_study
 from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
-__all__ = ["Definition", "current_definition", "list_versions", "load_definition"]
+__all__ = [
+    "Definition",
+    "current_definition",
+    "list_versions",
+    "load_definition",
+    "read_definition",
+]
 
 
 @dataclass(frozen=True)
@@ -138,3 +144,10 @@ def list_versions(engine: Engine, principal: Principal, study: str) -> list[Stud
     visible_study(principal, study)
     with engine.connect() as connection:
         return StudyVersionRepository(connection).versions(study)
+
+
+def read_definition(engine: Engine, principal: Principal, study: str) -> Definition:
+    """The study's current definition, for a principal who holds a role in the study."""
+    visible_study(principal, study)
+    with engine.connect() as connection:
+        return current_definition(connection, study)

@@ -41,7 +41,21 @@ from consortia.services import approvals, authentication
 from consortia.services.approvals import ApprovalEntry, ApprovalStatus, NoApprovalQueueError
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
 
-__all__ = ["LANG_COOKIE", "MAX_FORM_BYTES", "create_web_router"]
+__all__ = [
+    "LANG_COOKIE",
+    "MAX_FORM_BYTES",
+    "PageError",
+    "PageRoute",
+    "create_web_router",
+    "node_engine",
+    "node_settings",
+    "page_language",
+    "posted_form",
+    "redirect",
+    "render_page",
+    "session_form",
+    "session_principal",
+]
 
 LANG_COOKIE = "lang"
 MAX_FORM_BYTES = 16 * 1024
@@ -97,19 +111,19 @@ class _ApprovalRow:
     reason: str
 
 
-def _engine(request: Request) -> Engine:
+def node_engine(request: Request) -> Engine:
     engine = request.app.state.engine
     assert isinstance(engine, Engine)
     return engine
 
 
-def _settings(request: Request) -> Settings:
+def node_settings(request: Request) -> Settings:
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     return settings
 
 
-def _language(request: Request) -> str:
+def page_language(request: Request) -> str:
     return pick_language(
         query=request.query_params.get("lang"),
         cookie=request.cookies.get(LANG_COOKIE),
@@ -134,8 +148,8 @@ def _finish(request: Request, response: Response) -> Response:
     return response
 
 
-def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    language = _language(request)
+def render_page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    language = page_language(request)
 
     def t(key: str) -> str:
         return translate(language, key)
@@ -148,10 +162,12 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
 
 
 def _error_page(request: Request, status: int, key: str) -> HTMLResponse:
-    return _render(request, "error.html", status, message=translate(_language(request), key))
+    return render_page(
+        request, "error.html", status, message=translate(page_language(request), key)
+    )
 
 
-def _redirect(request: Request, url: str) -> Response:
+def redirect(request: Request, url: str) -> Response:
     return _finish(request, RedirectResponse(url, status_code=303))
 
 
@@ -175,17 +191,19 @@ def _check_same_origin(request: Request) -> None:
         raise PageError(403, "error.403_csrf")
 
 
-async def _form(request: Request) -> Mapping[str, str]:
+async def posted_form(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = 20
+) -> Mapping[str, str]:
     """The fields of a same-origin urlencoded form (the first value of each), size-limited."""
     _check_same_origin(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         raise PageError(413)
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             raise PageError(413)
     if not body:
         return {}
@@ -193,28 +211,34 @@ async def _form(request: Request) -> Mapping[str, str]:
         raise PageError(415)
     try:
         fields = parse_qs(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=max_fields,
         )
     except (UnicodeDecodeError, ValueError) as error:
         raise PageError(400) from error
     return {name: values[0] for name, values in fields.items()}
 
 
-async def _signed_in(request: Request) -> tuple[Principal, str] | None:
+async def session_principal(request: Request) -> tuple[Principal, str] | None:
     """The principal and cookie value of the request's live web session, if any."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     try:
         principal = await run_in_threadpool(
-            authentication.principal_from_session, _engine(request), _settings(request), cookie
+            authentication.principal_from_session,
+            node_engine(request),
+            node_settings(request),
+            cookie,
         )
     except AuthenticationError:
         return None
     return principal, cookie
 
 
-class _PageRoute(APIRoute):
+class PageRoute(APIRoute):
     """A route whose every error is the friendly error page (HTML, never a traceback)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -291,16 +315,18 @@ def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
 
 def _check_csrf(request: Request, form: Mapping[str, str], cookie: str) -> None:
     """Refuse (403) a form post without the session's CSRF token."""
-    secret = _settings(request).secret_key.get_secret_value()
+    secret = node_settings(request).secret_key.get_secret_value()
     presented = form.get("csrf_token") or request.headers.get(CSRF_HEADER)
     if not csrf_matches(secret, cookie, presented):
         raise PageError(403, "error.403_csrf")
 
 
-async def _session_form(request: Request) -> tuple[Mapping[str, str], str] | None:
+async def session_form(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = 20
+) -> tuple[Mapping[str, str], str] | None:
     """A signed-in form post: its fields and session cookie, CSRF checked (403 without
     the token); None when there is no session cookie."""
-    form = await _form(request)
+    form = await posted_form(request, max_bytes=max_bytes, max_fields=max_fields)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
@@ -315,10 +341,10 @@ async def _approvals_page(
 
     ``invalid`` is the id of a request whose denial was refused for want of a reason.
     """
-    language = _language(request)
+    language = page_language(request)
     try:
         entries = await run_in_threadpool(
-            approvals.list_approvals, _settings(request), principal, None
+            approvals.list_approvals, node_settings(request), principal, None
         )
     except NoApprovalQueueError:
         pending: list[_ApprovalRow] | None = None
@@ -332,8 +358,8 @@ async def _approvals_page(
             key=lambda row: row.decided_at,
             reverse=True,
         )
-    token = csrf_token(_settings(request).secret_key.get_secret_value(), cookie)
-    return _render(
+    token = csrf_token(node_settings(request).secret_key.get_secret_value(), cookie)
+    return render_page(
         request,
         "approvals.html",
         status,
@@ -348,45 +374,46 @@ async def _approvals_page(
 
 def create_web_router() -> APIRouter:
     """The pages, at the root of the node's site (not in the OpenAPI description)."""
-    router = APIRouter(route_class=_PageRoute, include_in_schema=False)
+    router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
     @router.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        signed_in = await _signed_in(request)
+        signed_in = await session_principal(request)
         if signed_in is None:
-            response = _redirect(request, "/login")
+            response = redirect(request, "/login")
             if request.cookies.get(SESSION_COOKIE):
                 _delete_session_cookie(response)
             return response
         principal, cookie = signed_in
-        token = csrf_token(_settings(request).secret_key.get_secret_value(), cookie)
-        return _render(
+        token = csrf_token(node_settings(request).secret_key.get_secret_value(), cookie)
+        return render_page(
             request,
             "home.html",
             principal=principal,
-            grants=_grant_rows(_language(request), principal),
+            grants=_grant_rows(page_language(request), principal),
             may_decide_approvals=can(principal, Action.APPROVAL_DECIDE, Resource()),
+            studies=sorted({grant.study for grant in principal.grants if grant.study != "*"}),
             csrf_token=token,
         )
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
-        if await _signed_in(request) is not None:
-            return _redirect(request, "/")
-        return _render(
+        if await session_principal(request) is not None:
+            return redirect(request, "/")
+        return render_page(
             request, "login.html", page_path="/login", email="", refused=False, missing=()
         )
 
     @router.post("/login", response_class=HTMLResponse)
     async def log_in(request: Request) -> Response:
-        form = await _form(request)
+        form = await posted_form(request)
         email = form.get("email", "").strip()
         password = form.get("password", "")
         missing = tuple(
             name for name, value in (("email", email), ("password", password)) if not value
         )
         if missing:
-            return _render(
+            return render_page(
                 request,
                 "login.html",
                 400,
@@ -397,10 +424,10 @@ def create_web_router() -> APIRouter:
             )
         try:
             result = await run_in_threadpool(
-                authentication.login, _engine(request), _settings(request), email, password
+                authentication.login, node_engine(request), node_settings(request), email, password
             )
         except AuthenticationError:
-            return _render(
+            return render_page(
                 request,
                 "login.html",
                 401,
@@ -409,46 +436,46 @@ def create_web_router() -> APIRouter:
                 refused=True,
                 missing=(),
             )
-        response = _redirect(request, "/")
+        response = redirect(request, "/")
         _set_session_cookie(response, result.cookie_value)
         return response
 
     @router.post("/logout", response_class=HTMLResponse)
     async def log_out(request: Request) -> Response:
-        posted = await _session_form(request)
+        posted = await session_form(request)
         if posted is None:
-            return _redirect(request, "/login")
+            return redirect(request, "/login")
         _, cookie = posted
-        signed_in = await _signed_in(request)
+        signed_in = await session_principal(request)
         if signed_in is not None:
             principal, _ = signed_in
-            await run_in_threadpool(authentication.logout, _engine(request), principal, cookie)
-        response = _redirect(request, "/login")
+            await run_in_threadpool(authentication.logout, node_engine(request), principal, cookie)
+        response = redirect(request, "/login")
         _delete_session_cookie(response)
         return response
 
     @router.get("/approvals", response_class=HTMLResponse)
     async def approvals_list(request: Request) -> Response:
-        signed_in = await _signed_in(request)
+        signed_in = await session_principal(request)
         if signed_in is None:
-            return _redirect(request, "/login")
+            return redirect(request, "/login")
         principal, cookie = signed_in
         return await _approvals_page(request, principal, cookie)
 
     async def _decide(request: Request, entry_id: str, approve: bool) -> Response:
-        posted = await _session_form(request)
+        posted = await session_form(request)
         if posted is None:
-            return _redirect(request, "/login")
+            return redirect(request, "/login")
         form, cookie = posted
-        signed_in = await _signed_in(request)
+        signed_in = await session_principal(request)
         if signed_in is None:
-            return _redirect(request, "/login")
+            return redirect(request, "/login")
         principal, _ = signed_in
         try:
             await run_in_threadpool(
                 approvals.decide,
-                _engine(request),
-                _settings(request),
+                node_engine(request),
+                node_settings(request),
                 principal,
                 entry_id,
                 approve,
@@ -459,7 +486,7 @@ def create_web_router() -> APIRouter:
                 raise
             return await _approvals_page(request, principal, cookie, 422, invalid=entry_id)
         # post/redirect/get: a reload does not decide twice
-        return _redirect(request, "/approvals")
+        return redirect(request, "/approvals")
 
     @router.post("/approvals/{entry_id}/approve", response_class=HTMLResponse)
     async def approvals_approve(request: Request, entry_id: str) -> Response:

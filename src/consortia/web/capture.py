@@ -1,0 +1,505 @@
+"""Data-entry pages: a study's subjects, a subject's events and forms, and a form to fill in.
+
+The pages call the services the API calls (``list_subjects``, ``list_events``,
+``read_form``, ``save_form``), so every rule of data entry is the API's: site scope,
+validation (a hard problem saves nothing), queries opened on soft problems, the reason for
+change, the form's version (someone else's save in between: nothing is saved, 409), locked
+forms, and the audit trail. What the page adds is the HTML: one input per item, typed by the
+item (a list of codes for a choice, yes/no for a boolean, a date picker for a date), the
+messages next to the items they concern, and post/redirect/get after a save, so a reload
+never saves twice.
+
+A repeating group shows a row per instance and one empty row to add the next. A form holding
+identifiers the reader may not see is shown without them and cannot be saved here: saving
+every value of the form would otherwise remove the hidden ones. File items are shown, not
+edited (the API takes them).
+
+Verifying, signing and locking forms, answering queries and enrolling subjects are done
+through the API for now.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from consortia.auth.policy import Action, Resource, can
+from consortia.auth.principal import Principal
+from consortia.auth.sessions import csrf_token
+from consortia.domain.parsing import MULTICHOICE_SEPARATOR
+from consortia.domain.study import Form, Item, ItemType, Study, Text
+from consortia.domain.values import item_key
+from consortia.exceptions import ConflictError, ValidationError
+from consortia.services import data_entry, schedule, studies, subjects
+from consortia.services.data_entry import FormSave, FormView
+from consortia.web.i18n import translate
+from consortia.web.pages import (
+    PageError,
+    PageRoute,
+    node_engine,
+    node_settings,
+    page_language,
+    redirect,
+    render_page,
+    session_form,
+    session_principal,
+)
+
+__all__ = ["FORM_PATH", "create_capture_router"]
+
+FORM_PATH = "/studies/{study}/subjects/{subject_id}/events/{event}/forms/{form}"
+SUBJECTS_SHOWN = 200  # subjects per page of the list
+MAX_DATA_FORM_BYTES = 256 * 1024
+MAX_DATA_FORM_FIELDS = 2_000
+MAX_REASON_LENGTH = 2_000  # as the API takes it
+_REPEATED = re.compile(r"(\w+)\[(\d{1,4})\]\.(\w+)")
+_INPUT_KINDS = {
+    ItemType.INTEGER: "number",
+    ItemType.DECIMAL: "number",
+    ItemType.DATE: "date",
+    ItemType.DATETIME: "datetime",
+    ItemType.TIME: "time",
+    ItemType.BOOLEAN: "boolean",
+    ItemType.CHOICE: "choice",
+    ItemType.MULTICHOICE: "multichoice",
+    ItemType.FILE: "readonly",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One input of the form page."""
+
+    name: str  # the item's key in the form: ``ecog``, ``doses[2].dose_mg``
+    label: str
+    kind: str  # text, number, date, datetime, time, boolean, choice, multichoice, readonly
+    value: str
+    unit: str
+    required: bool
+    help: str
+    max_length: int | None
+    choices: tuple[tuple[str, str], ...] = ()  # (code, label)
+    chosen: frozenset[str] = frozenset()  # the codes ticked, for a multichoice
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    name: str
+    label: str
+    repeating: bool
+    headers: tuple[str, ...]  # item labels, for a repeating group's table
+    rows: tuple[tuple[_Field, ...], ...]  # one row for a plain group
+
+
+@dataclass(frozen=True, slots=True)
+class _EventRow:
+    ref: str
+    label: str
+    target_date: str
+    window: str
+    visit_date: str
+    window_status: str
+    forms: tuple[tuple[str, str, str], ...]  # (form, label, state label)
+
+
+@dataclass
+class _Outcome:
+    """What the form page says above the form: saved, refused (with messages), conflict."""
+
+    saved: int | None = None
+    refused: bool = False
+    conflict: str = ""
+    general: list[str] = field(default_factory=list)  # messages not about one item
+    by_item: dict[str, str] = field(default_factory=dict)
+    reason_error: str = ""
+
+
+def _text(label: Text | None, language: str) -> str:
+    if label is None:
+        return ""
+    return str(getattr(label, language, label.en))
+
+
+def _state(language: str, state: str) -> str:
+    try:
+        return translate(language, f"state.{state}")
+    except KeyError:
+        return state
+
+
+def _entered(item: Item, name: str, values: Mapping[str, object]) -> tuple[str, frozenset[str]]:
+    """The text an input shows for ``name``, and the codes ticked for a multichoice."""
+    raw = values.get(name)
+    text = "" if raw is None else str(raw)
+    if item.type is ItemType.MULTICHOICE:
+        return "", frozenset(code for code in text.split(MULTICHOICE_SEPARATOR) if code)
+    return text, frozenset()
+
+
+def _field(
+    study: Study,
+    language: str,
+    name: str,
+    item: Item,
+    values: Mapping[str, object],
+    errors: Mapping[str, str],
+) -> _Field:
+    value, chosen = _entered(item, name, values)
+    choices = tuple(
+        (entry.code, _text(entry.label, language))
+        for entry in study.code_lists.get(item.code_list or "", ())
+    )
+    return _Field(
+        name=name,
+        label=_text(item.label, language),
+        kind=_INPUT_KINDS.get(item.type, "text"),
+        value=value,
+        unit=item.unit or "",
+        required=item.required,
+        help=_text(item.help, language),
+        max_length=item.max_length,
+        choices=choices,
+        chosen=chosen,
+        error=errors.get(name, ""),
+    )
+
+
+def _flat_texts(values: Mapping[str, object]) -> dict[str, object]:
+    """A form view's nested values keyed by input name (``group[n].item`` in a group)."""
+    flat: dict[str, object] = {}
+    for name, value in values.items():
+        if isinstance(value, list):
+            for number, instance in enumerate(value, 1):
+                for item, text in instance.items():
+                    flat[f"{name}[{number}].{item}"] = text
+        else:
+            flat[name] = value
+    return flat
+
+
+def _groups(
+    study: Study,
+    form: Form,
+    language: str,
+    values: Mapping[str, object],
+    errors: Mapping[str, str],
+) -> list[_Group]:
+    groups = []
+    for group_name, group in form.groups.items():
+        label = _text(group.label, language)
+        if not group.repeating:
+            row = tuple(
+                _field(study, language, name, item, values, errors)
+                for name, item in group.items.items()
+            )
+            groups.append(_Group(group_name, label, False, (), (row,)))
+            continue
+        prefix = f"{group_name}["
+        numbers = [
+            int(key[len(prefix) :].split("]", 1)[0])
+            for key in values
+            if key.startswith(prefix) and values[key] not in (None, "")
+        ]
+        instances = max(numbers, default=0) + 1  # and one empty row for the next
+        rows = tuple(
+            tuple(
+                _field(study, language, item_key(name, group_name, n), item, values, errors)
+                for name, item in group.items.items()
+            )
+            for n in range(1, instances + 1)
+        )
+        headers = tuple(_text(item.label, language) for item in group.items.values())
+        groups.append(_Group(group_name, label, True, headers, rows))
+    return groups
+
+
+def _posted_values(form: Form, fields: Mapping[str, str]) -> dict[str, object]:
+    """The form's values from the posted fields, nested as ``save_form`` takes them.
+
+    An empty input is a missing value. A multichoice arrives as one checkbox per code,
+    ``name::code``. Empty rows at the end of a repeating group are dropped.
+    """
+    items: dict[str, Item] = {}
+    repeating: dict[str, dict[str, Item]] = {}
+    for group_name, group in form.groups.items():
+        if group.repeating:
+            repeating[group_name] = dict(group.items)
+        else:
+            items.update(group.items)
+    flat: dict[str, str] = {}
+    ticked: dict[str, list[str]] = {}
+    for key, text in fields.items():
+        name, _, code = key.partition("::")
+        if code:
+            if text:
+                ticked.setdefault(name, []).append(code)
+        elif text.strip():
+            flat[name] = text
+    flat |= {name: MULTICHOICE_SEPARATOR.join(codes) for name, codes in ticked.items()}
+    values: dict[str, object] = {}
+    instances: dict[str, dict[int, dict[str, object]]] = {}
+    for name, value in flat.items():
+        if name in items:
+            values[name] = value
+            continue
+        match = _REPEATED.fullmatch(name)
+        if match is None or match[3] not in repeating.get(match[1], {}):
+            continue  # not an item of this form: ignored, as the page never sends it
+        instances.setdefault(match[1], {}).setdefault(int(match[2]), {})[match[3]] = value
+    for group_name, numbered in instances.items():
+        last = max(numbered)
+        values[group_name] = [numbered.get(n, {}) for n in range(1, last + 1)]
+    return values
+
+
+def _outcome_of(error: ValidationError, form: str) -> _Outcome:
+    outcome = _Outcome(refused=True)
+    prefix = f"forms.{form}."
+    for problem in error.problems:
+        if problem.path == "reason":
+            outcome.reason_error = problem.message
+        elif problem.path.startswith(prefix):
+            name = problem.path[len(prefix) :]
+            outcome.by_item[name] = (
+                f"{outcome.by_item[name]} {problem.message}"
+                if name in outcome.by_item
+                else problem.message
+            )
+        else:
+            outcome.general.append(problem.message)
+    return outcome
+
+
+def create_capture_router() -> APIRouter:
+    """The data-entry pages, at the root of the node's site (not in the OpenAPI document)."""
+    router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+    @router.get("/studies/{study}/subjects", response_class=HTMLResponse)
+    async def subject_list(request: Request, study: str, start: int = 0) -> Response:
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, _ = signed_in
+        start = max(0, start)
+        records = await run_in_threadpool(
+            subjects.list_subjects,
+            node_engine(request),
+            principal,
+            study,
+            limit=SUBJECTS_SHOWN,
+            offset=start,
+        )
+        language = page_language(request)
+        return render_page(
+            request,
+            "subjects.html",
+            page_path=f"/studies/{study}/subjects",
+            study=study,
+            subjects=[(r.subject_id, r.site, _state(language, r.status)) for r in records],
+            next_start=start + SUBJECTS_SHOWN if len(records) == SUBJECTS_SHOWN else None,
+        )
+
+    @router.get("/studies/{study}/subjects/{subject_id}", response_class=HTMLResponse)
+    async def subject_page(request: Request, study: str, subject_id: str) -> Response:
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, _ = signed_in
+        engine = node_engine(request)
+        record = await run_in_threadpool(subjects.get_subject, engine, principal, study, subject_id)
+        events = await run_in_threadpool(schedule.list_events, engine, principal, study, subject_id)
+        definition = await run_in_threadpool(studies.read_definition, engine, principal, study)
+        language = page_language(request)
+        rows = []
+        for event in events:
+            event_def = definition.study.events.get(event.event)
+            if event_def is None:  # an event a later version of the study dropped
+                continue
+            window = (
+                f"{event.window_start.isoformat()} – {event.window_end.isoformat()}"
+                if event.window_start and event.window_end
+                else ""
+            )
+            rows.append(
+                _EventRow(
+                    ref=event.ref,
+                    label=_text(event_def.label, language),
+                    target_date=event.target_date.isoformat() if event.target_date else "",
+                    window=window,
+                    visit_date=event.visit_date.isoformat() if event.visit_date else "",
+                    window_status=_state(language, event.window_status)
+                    if event.window_status
+                    else "",
+                    forms=tuple(
+                        (
+                            name,
+                            _text(definition.study.forms[name].label, language),
+                            _state(language, event.forms.get(name, "not_started")),
+                        )
+                        for name in event_def.forms
+                        if name in definition.study.forms
+                    ),
+                )
+            )
+        return render_page(
+            request,
+            "subject.html",
+            page_path=f"/studies/{study}/subjects/{subject_id}",
+            study=study,
+            subject=record,
+            subject_status=_state(language, record.status),
+            events=rows,
+        )
+
+    async def form_page(
+        request: Request,
+        principal: Principal,
+        cookie: str,
+        where: tuple[str, str, str, str],
+        view: FormView,
+        *,
+        status: int = 200,
+        outcome: _Outcome | None = None,
+        posted: Mapping[str, object] | None = None,
+        complete: bool | None = None,
+        reason: str = "",
+    ) -> Response:
+        study, subject_id, event, form = where
+        engine = node_engine(request)
+        definition = await run_in_threadpool(studies.read_definition, engine, principal, study)
+        form_def = definition.study.forms.get(form)
+        if form_def is None:
+            raise PageError(404)
+        language = page_language(request)
+        outcome = outcome or _Outcome()
+        values = posted if posted is not None else _flat_texts(view.values)
+        editable = (
+            not view.identifiers_masked
+            and view.state != "locked"
+            and can(principal, Action.DATA_ENTER, Resource(study, view.site))
+        )
+        secret = node_settings(request).secret_key.get_secret_value()
+        return render_page(
+            request,
+            "form.html",
+            status,
+            page_path=request.url.path,
+            study=study,
+            subject_id=subject_id,
+            event=event,
+            form=form,
+            form_label=_text(form_def.label, language),
+            view=view,
+            state=_state(language, view.state),
+            groups=_groups(definition.study, form_def, language, values, outcome.by_item),
+            outcome=outcome,
+            editable=editable,
+            complete=view.state not in ("not_started", "in_progress")
+            if complete is None
+            else complete,
+            reason=reason,
+            csrf_token=csrf_token(secret, cookie),
+        )
+
+    @router.get(FORM_PATH, response_class=HTMLResponse)
+    async def read_form(
+        request: Request, study: str, subject_id: str, event: str, form: str, saved: int = 0
+    ) -> Response:
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, cookie = signed_in
+        view = await run_in_threadpool(
+            data_entry.read_form, node_engine(request), principal, study, subject_id, event, form
+        )
+        outcome = _Outcome(saved=saved if saved and saved == view.version else None)
+        where = (study, subject_id, event, form)
+        return await form_page(request, principal, cookie, where, view, outcome=outcome)
+
+    @router.post(FORM_PATH, response_class=HTMLResponse)
+    async def save_form(
+        request: Request, study: str, subject_id: str, event: str, form: str
+    ) -> Response:
+        posted = await session_form(
+            request, max_bytes=MAX_DATA_FORM_BYTES, max_fields=MAX_DATA_FORM_FIELDS
+        )
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie = posted
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, _ = signed_in
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        version = fields.get("version", "")
+        if not version.isdigit():
+            raise PageError(400)
+        definition = await run_in_threadpool(studies.read_definition, engine, principal, study)
+        form_def = definition.study.forms.get(form)
+        if form_def is None:
+            raise PageError(404)
+        current = await run_in_threadpool(
+            data_entry.read_form, engine, principal, study, subject_id, event, form
+        )
+        if current.identifiers_masked:  # the hidden values would be removed
+            raise PageError(403)
+        values = _posted_values(form_def, fields)
+        complete = fields.get("complete") == "1"
+        reason = fields.get("reason", "")
+        if len(reason) > MAX_REASON_LENGTH:  # the textarea's maxlength keeps browsers under it
+            outcome = _Outcome(
+                refused=True, reason_error=translate(page_language(request), "form.reason_too_long")
+            )
+            return await form_page(
+                request, principal, cookie, where, current, status=422, outcome=outcome
+            )
+        save = FormSave(
+            version=int(version), values=values, complete=complete, reason=reason or None
+        )
+        try:
+            view = await run_in_threadpool(
+                data_entry.save_form, engine, principal, study, subject_id, event, form, save
+            )
+        except ValidationError as error:
+            echo = {key: text for key, text in fields.items() if "::" not in key}
+            for key, text in fields.items():  # ticked codes, as the input shows them
+                name, _, code = key.partition("::")
+                if code and text:
+                    before = str(echo.get(name, ""))
+                    echo[name] = f"{before}{MULTICHOICE_SEPARATOR}{code}" if before else code
+            return await form_page(
+                request,
+                principal,
+                cookie,
+                where,
+                current,
+                status=422,
+                outcome=_outcome_of(error, form),
+                posted=echo,
+                complete=complete,
+                reason=reason,
+            )
+        except ConflictError as error:
+            now = await run_in_threadpool(
+                data_entry.read_form, engine, principal, study, subject_id, event, form
+            )
+            return await form_page(
+                request,
+                principal,
+                cookie,
+                where,
+                now,
+                status=409,
+                outcome=_Outcome(conflict=str(error)),
+            )
+        # post/redirect/get: a reload shows the saved form and does not save again
+        return redirect(request, f"{request.url.path}?saved={view.version}")
+
+    return router

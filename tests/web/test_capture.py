@@ -1,0 +1,280 @@
+"""The data-entry pages, in-process: subjects, a subject's events, a form to fill in and save.
+
+Saving goes through the same service as the API, so these tests check what the page adds:
+the inputs, the messages beside the items, post/redirect/get, and that the database holds
+exactly what the page said.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import httpx
+import pytest
+from web_client import EMAIL, PASSWORD, Browser, Site
+
+from consortia.auth.principal import Grant, Principal, Role
+from consortia.domain.templates import template_text
+from consortia.services import data_entry, studies, subjects, users
+from consortia.services.subjects import SubjectInput
+from consortia.storage.audit import verify_chain
+
+STUDY = "CART-LBCL"
+SUBJECT = "SG01-0001"
+FORM = f"/studies/{STUDY}/subjects/{SUBJECT}/events/screening/forms/eligibility"
+ADMIN = Principal(
+    1,
+    "admin@sg.example",
+    "Admin",
+    frozenset(Grant(STUDY, "*", r) for r in (Role.STUDY_ADMIN, Role.COORDINATOR)),
+)
+VALID = {
+    "histology": "dlbcl_nos",
+    "disease_status": "primary_refractory",
+    "prior_lines": "2",
+    "ecog": "1",
+    "ldh_elevated": "0",
+    "eligible": "1",
+}
+
+
+@pytest.fixture
+def study_site(site: Site) -> Site:
+    """The CAR-T study loaded, Ana its coordinator at SG01, a subject at SG01 and at SH01."""
+    studies.load_definition(site.engine, ADMIN, template_text("cart-lbcl"))
+    operator = users.cli_operator()
+    users.grant_role(
+        site.engine, operator, email=EMAIL, study=STUDY, site="SG01", role="coordinator"
+    )
+    for subject_id, where in ((SUBJECT, "SG01"), ("SH01-0001", "SH01")):
+        subjects.enrol_subject(
+            site.engine,
+            ADMIN,
+            STUDY,
+            SubjectInput(subject_id=subject_id, site=where, screening_date=date(2025, 1, 6)),
+        )
+    return site
+
+
+def _signed_in(site: Site, email: str = EMAIL) -> Browser:
+    browser = site.browser()
+    answer = browser.post("/login", data={"email": email, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def _save(browser: Browser, fields: dict[str, str], **extra: str) -> httpx.Response:
+    page = browser.get(FORM)
+    assert page.status_code == 200, page.text
+    version = re.search(r'name="version" value="(\d+)"', page.text)
+    assert version is not None
+    data = {"csrf_token": _csrf(page), "version": version.group(1), **fields, **extra}
+    return browser.post(FORM, data=data)
+
+
+def _stored(site: Site) -> data_entry.FormView:
+    return data_entry.read_form(site.engine, ADMIN, STUDY, SUBJECT, "screening", "eligibility")
+
+
+def test_home_links_the_study_and_the_list_shows_only_the_readers_sites(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    home = browser.get("/")
+    assert f'href="/studies/{STUDY}/subjects"' in home.text
+    listing = browser.get(f"/studies/{STUDY}/subjects")
+    assert listing.status_code == 200
+    assert f'href="/studies/{STUDY}/subjects/{SUBJECT}"' in listing.text
+    assert "SH01-0001" not in listing.text  # another site's subject
+    # another site's subject is not found, as in the API
+    assert browser.get(f"/studies/{STUDY}/subjects/SH01-0001").status_code == 404
+    assert browser.get("/studies/NOPE/subjects").status_code == 404
+
+
+def test_the_subject_page_lists_events_with_their_forms_and_states(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    page = browser.get(f"/studies/{STUDY}/subjects/{SUBJECT}")
+    assert page.status_code == 200
+    assert 'id="subject-status">screening<' in page.text
+    assert f'href="{FORM}">Eligibility' in page.text
+    assert "not started" in page.text
+
+
+def test_the_form_page_has_a_typed_input_per_item(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    page = browser.get(FORM)
+    assert page.status_code == 200
+    text = page.text
+    assert 'id="form-state">not started<' in text
+    assert 'name="version" value="0"' in text
+    assert re.search(r'<select id="i-histology" name="histology"', text)
+    assert '<option value="dlbcl_nos">' in text  # the study's code list
+    assert re.search(
+        r'<input id="i-ecog" name="ecog" value="" aria-label="[^"]+" type="text" inputmode="decimal"',
+        text,
+    )
+    assert '<option value="1">Yes</option>' in text  # a boolean
+    assert 'id="save"' in text
+    zh = browser.get(FORM + "?lang=zh")
+    assert "ECOG体能状态" in zh.text
+
+
+def test_saving_a_form_stores_it_and_redirects_to_the_saved_form(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    answer = _save(browser, VALID, complete="1")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"{FORM}?saved=1"
+    stored = _stored(study_site)
+    assert stored.version == 1
+    assert stored.state == "complete"
+    assert stored.values == {
+        "histology": "dlbcl_nos",
+        "disease_status": "primary_refractory",
+        "prior_lines": "2",
+        "ecog": "1",
+        "ldh_elevated": "0",
+        "eligible": "1",
+    }
+    shown = browser.get(answer.headers["location"])
+    assert 'id="saved"' in shown.text
+    assert 'id="form-state">complete<' in shown.text
+    assert '<option value="dlbcl_nos" selected>' in shown.text
+    assert 'id="i-ecog" name="ecog" value="1"' in shown.text
+    assert 'id="complete" name="complete" value="1" checked' in shown.text
+    # a reload of the saved page saves nothing again
+    assert browser.get(answer.headers["location"]).status_code == 200
+    assert _stored(study_site).version == 1
+    with study_site.engine.connect() as connection:
+        assert verify_chain(connection).ok
+
+
+def test_a_hard_problem_saves_nothing_and_is_shown_beside_its_item(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    answer = _save(browser, {**VALID, "ecog": "6"})
+    assert answer.status_code == 422
+    assert 'id="refused"' in answer.text
+    error = re.search(r'id="i-ecog-error">([^<]+)<', answer.text)
+    assert error is not None
+    assert error.group(1) == "6 is outside 0–5"
+    assert 'id="i-ecog" name="ecog" value="6"' in answer.text  # what was typed stays
+    assert _stored(study_site).version == 0  # nothing saved
+
+
+def test_a_soft_problem_saves_and_opens_a_query(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    answer = _save(browser, {**VALID, "ecog": "3"})
+    assert answer.status_code == 303
+    shown = browser.get(answer.headers["location"])
+    assert re.search(r'id="open-queries">[^<]*: 1<', shown.text)
+    assert _stored(study_site).open_queries == 1
+
+
+def test_changing_a_saved_value_needs_a_reason(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    assert _save(browser, VALID).status_code == 303
+    refused = _save(browser, {**VALID, "prior_lines": "1"})
+    assert refused.status_code == 422
+    assert 'id="reason-error"' in refused.text
+    assert _stored(study_site).values["prior_lines"] == "2"
+    saved = _save(browser, {**VALID, "prior_lines": "1"}, reason="transcription error")
+    assert saved.status_code == 303
+    assert _stored(study_site).values["prior_lines"] == "1"
+    assert _stored(study_site).version == 2
+    too_long = _save(browser, {**VALID, "prior_lines": "2"}, reason="x" * 2001)
+    assert too_long.status_code == 422
+    assert _stored(study_site).version == 2
+
+
+def test_a_stale_version_saves_nothing_and_shows_the_form_as_it_is_now(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    page = browser.get(FORM)  # opened at version 0 ...
+    assert _save(browser, VALID).status_code == 303  # ... and saved meanwhile, elsewhere
+    data = {"csrf_token": _csrf(page), "version": "0", **VALID, "ecog": "0"}
+    answer = browser.post(FORM, data=data)
+    assert answer.status_code == 409
+    assert 'id="conflict"' in answer.text
+    assert 'name="version" value="1"' in answer.text
+    assert 'id="i-ecog" name="ecog" value="1"' in answer.text  # the stored value
+    assert _stored(study_site).values["ecog"] == "1"
+
+
+def test_saving_without_the_csrf_token_or_from_another_site_is_refused(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    no_token = browser.post(FORM, data={"version": "0", **VALID})
+    assert no_token.status_code == 403
+    page = browser.get(FORM)
+    cross = browser.post(
+        FORM,
+        data={"csrf_token": _csrf(page), "version": "0", **VALID},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403
+    assert _stored(study_site).version == 0
+    signed_out = study_site.browser().get(FORM)
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == "/login"
+
+
+def test_a_monitor_reads_the_form_but_cannot_save_it(study_site: Site) -> None:
+    operator = users.cli_operator()
+    email = "mo@sg.example"
+    users.create_user(study_site.engine, operator, email=email, name="Mo", password=PASSWORD)
+    users.grant_role(
+        study_site.engine, operator, email=email, study=STUDY, site="SG01", role="monitor"
+    )
+    browser = _signed_in(study_site, email)
+    page = browser.get(FORM)
+    assert page.status_code == 200
+    assert 'id="read-only"' in page.text
+    assert 'id="save"' not in page.text
+    answer = browser.post(FORM, data={"csrf_token": _csrf(page), "version": "0", **VALID})
+    assert answer.status_code == 403
+    assert _stored(study_site).version == 0
+
+
+def test_a_form_with_identifiers_hidden_from_the_reader_is_shown_without_them(
+    study_site: Site,
+) -> None:
+    demographics = f"/studies/{STUDY}/subjects/{SUBJECT}/events/screening/forms/demographics"
+    data_entry.save_form(
+        study_site.engine,
+        ADMIN,
+        STUDY,
+        SUBJECT,
+        "screening",
+        "demographics",
+        data_entry.FormSave(version=0, values={"initials": "QX", "sex": "F", "age": 54}),
+    )
+    operator = users.cli_operator()
+    email = "dee@sg.example"
+    users.create_user(study_site.engine, operator, email=email, name="Dee", password=PASSWORD)
+    users.grant_role(
+        study_site.engine, operator, email=email, study=STUDY, site="SG01", role="data_manager"
+    )
+    browser = _signed_in(study_site, email)
+    page = browser.get(demographics)
+    assert page.status_code == 200
+    assert 'id="read-only"' in page.text
+    assert "identifiers you may not see" in page.text
+    assert 'name="initials" value=""' in page.text  # masked, not shown
+    assert "QX" not in page.text
+    assert 'name="age" value="54"' in page.text
+    answer = browser.post(
+        demographics, data={"csrf_token": _csrf(page), "version": "1", "age": "55"}
+    )
+    assert answer.status_code == 403
+    stored = data_entry.read_form(
+        study_site.engine, ADMIN, STUDY, SUBJECT, "screening", "demographics"
+    )
+    assert (stored.version, stored.values["initials"]) == (1, "QX")
