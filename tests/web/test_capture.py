@@ -278,3 +278,79 @@ def test_a_form_with_identifiers_hidden_from_the_reader_is_shown_without_them(
         study_site.engine, ADMIN, STUDY, SUBJECT, "screening", "demographics"
     )
     assert (stored.version, stored.values["initials"]) == (1, "QX")
+
+
+def test_adverse_events_as_rows_of_a_repeating_group_with_ticked_codes(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    subject_page = browser.get(f"/studies/{STUDY}/subjects/{SUBJECT}")
+    ae = f"/studies/{STUDY}/subjects/{SUBJECT}/events/ae_log/forms/ae"
+    assert f'href="{ae}"' in subject_page.text  # an unscheduled event, recorded from here
+    page = browser.get(ae)
+    assert page.status_code == 200
+    assert 'name="events[1].ae_term"' in page.text  # one empty row to start
+    assert 'name="events[2].ae_term"' not in page.text
+    row = {
+        "ae_soc": "blood",
+        "ae_ctcae_version": "5.0",
+        "ae_related": "possible",
+    }
+    fields = {
+        **{f"events[1].{k}": v for k, v in row.items()},
+        "events[1].ae_term": "Febrile neutropenia",
+        "events[1].ae_onset": "2025-02-01",
+        "events[1].ae_grade": "3",
+        "events[1].ae_serious": "1",
+        "events[1].ae_serious_criteria::hospitalisation": "1",
+        "events[1].ae_serious_criteria::other_important": "1",
+        **{f"events[2].{k}": v for k, v in row.items()},
+        "events[2].ae_term": "Anaemia",
+        "events[2].ae_onset": "2025-02-03",
+        "events[2].ae_grade": "2",
+        "events[2].ae_serious": "0",
+        "events[3].ae_term": "",  # the empty row at the end is not an event
+        "csrf_token": _csrf(page),
+        "version": "0",
+    }
+    answer = browser.post(ae, data=fields)
+    assert answer.status_code == 303, answer.text
+    stored = data_entry.read_form(study_site.engine, ADMIN, STUDY, SUBJECT, "ae_log", "ae")
+    assert stored.values == {
+        "events": [
+            {
+                "ae_term": "Febrile neutropenia",
+                "ae_soc": "blood",
+                "ae_ctcae_version": "5.0",
+                "ae_onset": "2025-02-01",
+                "ae_grade": "3",
+                "ae_serious": "1",
+                "ae_serious_criteria": "hospitalisation|other_important",
+                "ae_related": "possible",
+            },
+            {
+                "ae_term": "Anaemia",
+                "ae_soc": "blood",
+                "ae_ctcae_version": "5.0",
+                "ae_onset": "2025-02-03",
+                "ae_grade": "2",
+                "ae_serious": "0",
+                "ae_related": "possible",
+            },
+        ]
+    }
+    shown = browser.get(answer.headers["location"]).text
+    assert 'name="events[3].ae_term" value=""' in shown  # two rows, and one for the next
+    assert 'name="events[4].ae_term"' not in shown
+    assert 'name="events[1].ae_serious_criteria::hospitalisation" value="1" checked' in shown
+    assert 'name="events[1].ae_serious_criteria::death" value="1">' in shown
+    # a hard problem in the second row is marked on that row's input
+    page = browser.get(ae)
+    fields |= {"csrf_token": _csrf(page), "version": "1", "events[2].ae_grade": "9"}
+    refused = browser.post(ae, data=fields)
+    assert refused.status_code == 422
+    assert 'id="i-events[2].ae_grade-error"' in refused.text
+    assert 'name="events[2].ae_grade" value="9"' in refused.text
+    assert 'name="events[1].ae_serious_criteria::hospitalisation" value="1" checked' in (
+        refused.text
+    )

@@ -32,6 +32,7 @@ from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token
 from consortia.domain.parsing import MULTICHOICE_SEPARATOR
+from consortia.domain.schedule import event_ref
 from consortia.domain.study import Form, Item, ItemType, Study, Text
 from consortia.domain.values import item_key
 from consortia.exceptions import ConflictError, ValidationError
@@ -347,6 +348,27 @@ def create_capture_router() -> APIRouter:
                     ),
                 )
             )
+        last: dict[str, int] = {}
+        for event in events:
+            last[event.event] = max(last.get(event.event, 0), event.instance)
+        # events that happen when they happen (adverse events) or again: the next instance
+        more = [
+            _EventRow(
+                ref=event_ref(name, last.get(name, 0) + 1),
+                label=_text(event_def.label, language),
+                target_date="",
+                window="",
+                visit_date="",
+                window_status="",
+                forms=tuple(
+                    (form, _text(definition.study.forms[form].label, language), "")
+                    for form in event_def.forms
+                    if form in definition.study.forms
+                ),
+            )
+            for name, event_def in definition.study.events.items()
+            if event_def.unscheduled or (event_def.repeating and name in last)
+        ]
         return render_page(
             request,
             "subject.html",
@@ -355,6 +377,7 @@ def create_capture_router() -> APIRouter:
             subject=record,
             subject_status=_state(language, record.status),
             events=rows,
+            more=more,
         )
 
     async def form_page(
