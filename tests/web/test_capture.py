@@ -354,3 +354,76 @@ def test_adverse_events_as_rows_of_a_repeating_group_with_ticked_codes(
     assert 'name="events[1].ae_serious_criteria::hospitalisation" value="1" checked' in (
         refused.text
     )
+
+
+def _person(site: Site, email: str, role: str) -> Browser:
+    operator = users.cli_operator()
+    users.create_user(
+        site.engine, operator, email=email, name=email.split("@")[0], password=PASSWORD
+    )
+    users.grant_role(site.engine, operator, email=email, study=STUDY, site="SG01", role=role)
+    return _signed_in(site, email)
+
+
+def _step(browser: Browser, step: str, **fields: str) -> httpx.Response:
+    page = browser.get(FORM)
+    assert f'id="step-{step}"' in page.text, page.text
+    version = re.search(r'name="version" value="(\d+)"', page.text)
+    assert version is not None
+    data = {"csrf_token": _csrf(page), "version": version.group(1), "step": step, **fields}
+    return browser.post(FORM + "/state", data=data)
+
+
+def test_verify_sign_lock_and_unlock_from_the_form_page(study_site: Site) -> None:
+    coordinator = _signed_in(study_site)
+    assert 'id="step-' not in coordinator.get(FORM).text  # a coordinator only enters data
+    assert _save(coordinator, VALID, complete="1").status_code == 303
+
+    monitor = _person(study_site, "mo@sg.example", "monitor")
+    answer = _step(monitor, "verify")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"{FORM}?done=verify"
+    shown = monitor.get(answer.headers["location"]).text
+    assert 'id="done"' in shown
+    assert 'id="form-state">verified<' in shown
+    assert "mo@sg.example" in shown
+
+    investigator = _person(study_site, "ivy@sg.example", "investigator")
+    wrong = _step(investigator, "sign", meaning="approval", password="not my password")
+    assert wrong.status_code == 401
+    assert 'id="step-error"' in wrong.text
+    assert _stored(study_site).state == "verified"  # not signed
+    signed = _step(investigator, "sign", meaning="approval", password=PASSWORD)
+    assert signed.status_code == 303
+    shown = investigator.get(signed.headers["location"]).text
+    assert 'id="form-state">signed<' in shown
+    signature = re.search(r'id="signature">([^<]+)<', shown)
+    assert signature is not None
+    assert "Signed by ivy (ivy@sg.example)" in signature.group(1)
+    assert "approval: I approve the data in this form as accurate and complete" in (
+        signature.group(1)
+    )
+
+    manager = _person(study_site, "dm@sg.example", "data_manager")
+    assert _step(manager, "lock").status_code == 303
+    assert _stored(study_site).state == "locked"
+    locked = coordinator.get(FORM).text
+    assert 'id="read-only"' in locked
+    assert 'id="save"' not in locked
+    no_reason = _step(manager, "unlock", reason=" ")
+    assert no_reason.status_code == 422
+    assert "needs a reason" in no_reason.text
+    assert _stored(study_site).state == "locked"
+    assert _step(manager, "unlock", reason="query on prior lines").status_code == 303
+    assert _stored(study_site).state == "signed"
+    # a step on a version that is no longer current changes nothing
+    page = manager.get(FORM)
+    stale = manager.post(
+        FORM + "/state",
+        data={"csrf_token": _csrf(page), "version": "1", "step": "lock"},
+    )
+    assert stale.status_code == 409
+    assert 'id="step-error"' in stale.text
+    assert _stored(study_site).state == "signed"
+    with study_site.engine.connect() as connection:
+        assert verify_chain(connection).ok

@@ -14,8 +14,10 @@ identifiers the reader may not see is shown without them and cannot be saved her
 every value of the form would otherwise remove the hidden ones. File items are shown, not
 edited (the API takes them).
 
-Verifying, signing and locking forms, answering queries and enrolling subjects are done
-through the API for now.
+Below the form, the reader's review steps: source-data verification (monitor), signature
+with the password typed again and a stated meaning (investigator), lock and unlock with a
+reason (data manager), each through :mod:`consortia.services.form_states`. Answering
+queries, visit dates and enrolling subjects are done through the API for now.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from consortia.domain.parsing import MULTICHOICE_SEPARATOR
 from consortia.domain.schedule import event_ref
 from consortia.domain.study import Form, Item, ItemType, Study, Text
 from consortia.domain.values import item_key
-from consortia.exceptions import ConflictError, ValidationError
-from consortia.services import data_entry, schedule, studies, subjects
+from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
+from consortia.services import data_entry, form_states, schedule, studies, subjects
 from consortia.services.data_entry import FormSave, FormView
 from consortia.web.i18n import translate
 from consortia.web.pages import (
@@ -58,6 +60,7 @@ SUBJECTS_SHOWN = 200  # subjects per page of the list
 MAX_DATA_FORM_BYTES = 256 * 1024
 MAX_DATA_FORM_FIELDS = 2_000
 MAX_REASON_LENGTH = 2_000  # as the API takes it
+STEPS = ("verify", "sign", "lock", "unlock")
 _REPEATED = re.compile(r"(\w+)\[(\d{1,4})\]\.(\w+)")
 _INPUT_KINDS = {
     ItemType.INTEGER: "number",
@@ -119,6 +122,8 @@ class _Outcome:
     general: list[str] = field(default_factory=list)  # messages not about one item
     by_item: dict[str, str] = field(default_factory=dict)
     reason_error: str = ""
+    done: str = ""  # the state step just taken: verify, sign, lock, unlock
+    step_error: str = ""  # why a state step was refused
 
 
 def _text(label: Text | None, language: str) -> str:
@@ -257,6 +262,19 @@ def _posted_values(form: Form, fields: Mapping[str, str]) -> dict[str, object]:
         last = max(numbered)
         values[group_name] = [numbered.get(n, {}) for n in range(1, last + 1)]
     return values
+
+
+def _steps(principal: Principal, study: str, site: str, state: str) -> tuple[str, ...]:
+    """The state steps the reader may take on a form in ``state``, in the page's order."""
+    where = Resource(study, site)
+    allowed = {
+        "verify": can(principal, Action.DATA_VERIFY, where) and state in ("complete", "signed"),
+        "sign": can(principal, Action.DATA_SIGN, where) and state in ("complete", "verified"),
+        "lock": can(principal, Action.FORM_LOCK, where)
+        and state in ("in_progress", "complete", "verified", "signed"),
+        "unlock": can(principal, Action.FORM_LOCK, where) and state == "locked",
+    }
+    return tuple(step for step, ok in allowed.items() if ok)
 
 
 def _outcome_of(error: ValidationError, form: str) -> _Outcome:
@@ -428,11 +446,20 @@ def create_capture_router() -> APIRouter:
             else complete,
             reason=reason,
             csrf_token=csrf_token(secret, cookie),
+            steps=_steps(principal, study, view.site, view.state),
+            meanings=tuple(form_states.SIGNATURE_MEANINGS.items()),
+            record=view.record,
         )
 
     @router.get(FORM_PATH, response_class=HTMLResponse)
     async def read_form(
-        request: Request, study: str, subject_id: str, event: str, form: str, saved: int = 0
+        request: Request,
+        study: str,
+        subject_id: str,
+        event: str,
+        form: str,
+        saved: int = 0,
+        done: str = "",
     ) -> Response:
         signed_in = await session_principal(request)
         if signed_in is None:
@@ -441,7 +468,10 @@ def create_capture_router() -> APIRouter:
         view = await run_in_threadpool(
             data_entry.read_form, node_engine(request), principal, study, subject_id, event, form
         )
-        outcome = _Outcome(saved=saved if saved and saved == view.version else None)
+        outcome = _Outcome(
+            saved=saved if saved and saved == view.version else None,
+            done=done if done in STEPS else "",
+        )
         where = (study, subject_id, event, form)
         return await form_page(request, principal, cookie, where, view, outcome=outcome)
 
@@ -524,5 +554,68 @@ def create_capture_router() -> APIRouter:
             )
         # post/redirect/get: a reload shows the saved form and does not save again
         return redirect(request, f"{request.url.path}?saved={view.version}")
+
+    @router.post(FORM_PATH + "/state", response_class=HTMLResponse)
+    async def change_state(
+        request: Request, study: str, subject_id: str, event: str, form: str
+    ) -> Response:
+        """Verify, sign (the password again), lock or unlock (a reason) the form."""
+        posted = await session_form(request)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie = posted
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, _ = signed_in
+        step, version = fields.get("step", ""), fields.get("version", "")
+        if step not in STEPS or not version.isdigit():
+            raise PageError(400)
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        language = page_language(request)
+        try:
+            if step == "verify":
+                await run_in_threadpool(
+                    form_states.verify_form, engine, principal, where, int(version)
+                )
+            elif step == "sign":
+                await run_in_threadpool(
+                    lambda: form_states.sign_form(
+                        engine,
+                        node_settings(request),
+                        principal,
+                        where,
+                        int(version),
+                        password=fields.get("password", ""),
+                        meaning=fields.get("meaning", ""),
+                    )
+                )
+            elif step == "lock":
+                await run_in_threadpool(
+                    form_states.lock_form, engine, principal, where, int(version)
+                )
+            else:
+                await run_in_threadpool(
+                    lambda: form_states.unlock_form(
+                        engine, principal, where, int(version), reason=fields.get("reason", "")
+                    )
+                )
+        except (ConflictError, ValidationError, AuthenticationError) as error:
+            if isinstance(error, ConflictError):
+                status, message = 409, str(error)
+            elif isinstance(error, ValidationError):
+                status, message = 422, "; ".join(p.message for p in error.problems)
+            else:  # a mistyped password: the signature is refused, the session goes on
+                status, message = 401, translate(language, "form.password_refused")
+            now = await run_in_threadpool(
+                data_entry.read_form, engine, principal, study, subject_id, event, form
+            )
+            outcome = _Outcome(step_error=message)
+            return await form_page(
+                request, principal, cookie, where, now, status=status, outcome=outcome
+            )
+        path = request.url.path.removesuffix("/state")
+        return redirect(request, f"{path}?done={step}")
 
     return router
