@@ -427,3 +427,53 @@ def test_verify_sign_lock_and_unlock_from_the_form_page(study_site: Site) -> Non
     assert _stored(study_site).state == "signed"
     with study_site.engine.connect() as connection:
         assert verify_chain(connection).ok
+
+
+def test_a_file_item_is_shown_and_kept_when_the_form_is_saved(site: Site) -> None:
+    # the CAR-T study with a file item added to its consent form
+    source = template_text("cart-lbcl").replace(
+        "          biobank_consent:\n",
+        "          consent_scan:\n"
+        "            type: file\n"
+        "            label: {en: Signed consent (scan), zh: 已签署知情同意书扫描件}\n"
+        "          biobank_consent:\n",
+        1,
+    )
+    assert "consent_scan" in source
+    studies.load_definition(site.engine, ADMIN, source)
+    users.grant_role(
+        site.engine, users.cli_operator(), email=EMAIL, study=STUDY, site="SG01", role="coordinator"
+    )
+    subjects.enrol_subject(
+        site.engine,
+        ADMIN,
+        STUDY,
+        SubjectInput(subject_id=SUBJECT, site="SG01", screening_date=date(2025, 1, 6)),
+    )
+    where = (STUDY, SUBJECT, "screening", "consent")
+    data_entry.save_form(
+        site.engine,
+        ADMIN,
+        *where,
+        data_entry.FormSave(
+            version=0, values={"consent_date": "2025-01-06", "consent_scan": "sha256:ab12"}
+        ),
+    )
+    browser = _signed_in(site)
+    url = f"/studies/{STUDY}/subjects/{SUBJECT}/events/screening/forms/consent"
+    page = browser.get(url)
+    assert '<span id="i-consent_scan">sha256:ab12</span>' in page.text
+    assert 'name="consent_scan"' not in page.text  # not an input
+    data = {
+        "csrf_token": _csrf(page),
+        "version": "1",
+        "consent_date": "2025-01-06",
+        "consent_version": "v2.1",
+    }
+    assert browser.post(url, data=data).status_code == 303
+    stored = data_entry.read_form(site.engine, ADMIN, *where)
+    assert stored.values == {
+        "consent_date": "2025-01-06",
+        "consent_scan": "sha256:ab12",
+        "consent_version": "v2.1",
+    }

@@ -503,7 +503,19 @@ def create_capture_router() -> APIRouter:
         )
         if current.identifiers_masked:  # the hidden values would be removed
             raise PageError(403)
-        values = _posted_values(form_def, fields)
+        # file items are shown, not edited: they keep what is stored
+        files = {
+            name
+            for group in form_def.groups.values()
+            for name, item in group.items.items()
+            if item.type is ItemType.FILE
+        }
+        kept = {
+            key: str(text)
+            for key, text in _flat_texts(current.values).items()
+            if text is not None and key.rsplit(".", 1)[-1] in files
+        }
+        values = _posted_values(form_def, {**fields, **kept})
         complete = fields.get("complete") == "1"
         reason = fields.get("reason", "")
         if len(reason) > MAX_REASON_LENGTH:  # the textarea's maxlength keeps browsers under it
