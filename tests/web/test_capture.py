@@ -79,6 +79,15 @@ def _save(browser: Browser, fields: dict[str, str], **extra: str) -> httpx.Respo
     return browser.post(FORM, data=data)
 
 
+def _person(site: Site, email: str, role: str) -> Browser:
+    operator = users.cli_operator()
+    users.create_user(
+        site.engine, operator, email=email, name=email.split("@")[0], password=PASSWORD
+    )
+    users.grant_role(site.engine, operator, email=email, study=STUDY, site="SG01", role=role)
+    return _signed_in(site, email)
+
+
 def _stored(site: Site) -> data_entry.FormView:
     return data_entry.read_form(site.engine, ADMIN, STUDY, SUBJECT, "screening", "eligibility")
 
@@ -227,13 +236,7 @@ def test_saving_without_the_csrf_token_or_from_another_site_is_refused(
 
 
 def test_a_monitor_reads_the_form_but_cannot_save_it(study_site: Site) -> None:
-    operator = users.cli_operator()
-    email = "mo@sg.example"
-    users.create_user(study_site.engine, operator, email=email, name="Mo", password=PASSWORD)
-    users.grant_role(
-        study_site.engine, operator, email=email, study=STUDY, site="SG01", role="monitor"
-    )
-    browser = _signed_in(study_site, email)
+    browser = _person(study_site, "mo@sg.example", "monitor")
     page = browser.get(FORM)
     assert page.status_code == 200
     assert 'id="read-only"' in page.text
@@ -256,13 +259,7 @@ def test_a_form_with_identifiers_hidden_from_the_reader_is_shown_without_them(
         "demographics",
         data_entry.FormSave(version=0, values={"initials": "QX", "sex": "F", "age": 54}),
     )
-    operator = users.cli_operator()
-    email = "dee@sg.example"
-    users.create_user(study_site.engine, operator, email=email, name="Dee", password=PASSWORD)
-    users.grant_role(
-        study_site.engine, operator, email=email, study=STUDY, site="SG01", role="data_manager"
-    )
-    browser = _signed_in(study_site, email)
+    browser = _person(study_site, "dee@sg.example", "data_manager")
     page = browser.get(demographics)
     assert page.status_code == 200
     assert 'id="read-only"' in page.text
@@ -354,15 +351,6 @@ def test_adverse_events_as_rows_of_a_repeating_group_with_ticked_codes(
     assert 'name="events[1].ae_serious_criteria::hospitalisation" value="1" checked' in (
         refused.text
     )
-
-
-def _person(site: Site, email: str, role: str) -> Browser:
-    operator = users.cli_operator()
-    users.create_user(
-        site.engine, operator, email=email, name=email.split("@")[0], password=PASSWORD
-    )
-    users.grant_role(site.engine, operator, email=email, study=STUDY, site="SG01", role=role)
-    return _signed_in(site, email)
 
 
 def _step(browser: Browser, step: str, **fields: str) -> httpx.Response:
@@ -477,3 +465,102 @@ def test_a_file_item_is_shown_and_kept_when_the_form_is_saved(site: Site) -> Non
         "consent_scan": "sha256:ab12",
         "consent_version": "v2.1",
     }
+
+
+def test_field_names_that_are_not_items_of_the_form_are_ignored(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    ae = f"/studies/{STUDY}/subjects/{SUBJECT}/events/ae_log/forms/ae"
+    page = browser.get(ae)
+    fields = {
+        "csrf_token": _csrf(page),
+        "version": "0",
+        "events[1].ae_term": "Anaemia",
+        "events[1].ae_soc": "blood",
+        "events[1].ae_ctcae_version": "5.0",
+        "events[1].ae_onset": "2025-02-03",
+        "events[1].ae_grade": "2",
+        "events[1].ae_serious": "0",
+        "events[1].ae_related": "possible",
+        "events[x].ae_term": "not a row number",
+        "events[1]": "no item",
+        "events[1].not_an_item": "q",
+        "ecog": "1",  # an item of another form
+        "events[1].ae_serious_criteria::": "1",  # a tick box without a code
+    }
+    answer = browser.post(ae, data=fields)
+    assert answer.status_code == 303, answer.text
+    stored = data_entry.read_form(study_site.engine, ADMIN, STUDY, SUBJECT, "ae_log", "ae")
+    assert stored.values == {
+        "events": [
+            {
+                "ae_term": "Anaemia",
+                "ae_soc": "blood",
+                "ae_ctcae_version": "5.0",
+                "ae_onset": "2025-02-03",
+                "ae_grade": "2",
+                "ae_serious": "0",
+                "ae_related": "possible",
+            }
+        ]
+    }
+
+
+def _query_step(browser: Browser, query_id: int, step: str, text: str) -> httpx.Response:
+    page = browser.get(FORM)
+    return browser.post(
+        f"{FORM}/queries/{query_id}",
+        data={"csrf_token": _csrf(page), "step": step, "text": text},
+    )
+
+
+def test_a_query_opened_on_saving_is_answered_closed_and_reopened_on_the_form_page(
+    study_site: Site,
+) -> None:
+    coordinator = _signed_in(study_site)
+    assert _save(coordinator, {**VALID, "ecog": "3"}).status_code == 303  # soft: a query
+    page = coordinator.get(FORM).text
+    section = re.search(r'<section class="query" id="query-(\d+)">(.*?)</section>', page, re.S)
+    assert section is not None
+    query_id, body = int(section.group(1)), section.group(2)
+    assert "<strong>ecog</strong> · open" in body
+    assert "opened on saving" in body
+    assert 'value="answer"' in body
+    assert 'value="close"' not in body  # a coordinator answers; others close and re-open
+
+    empty = _query_step(coordinator, query_id, "answer", "  ")
+    assert empty.status_code == 422
+    assert 'id="step-error"' in empty.text
+    answered = _query_step(coordinator, query_id, "answer", "ECOG 3 confirmed in the notes")
+    assert answered.status_code == 303
+    assert answered.headers["location"] == f"{FORM}?done=answer"
+    shown = coordinator.get(answered.headers["location"]).text
+    assert 'id="done"' in shown
+    assert "<strong>ecog</strong> · answered" in shown
+    assert "ECOG 3 confirmed in the notes" in shown
+    assert _query_step(coordinator, query_id, "answer", "again").status_code == 409
+
+    manager = _person(study_site, "dm@sg.example", "data_manager")
+    body = manager.get(FORM).text
+    assert 'value="close"' in body
+    assert 'value="reopen"' in body
+    assert _query_step(manager, query_id, "close", "Accepted").status_code == 303
+    monitor = _person(study_site, "mo@sg.example", "monitor")
+    assert _query_step(monitor, query_id, "reopen", "Please attach the source").status_code == 303
+    thread = re.search(
+        rf'id="query-{query_id}">.*?<ol class="thread">(.*?)</ol>', monitor.get(FORM).text, re.S
+    )
+    assert thread is not None
+    assert re.findall(r"<small>(\w[\w-]*) ·", thread.group(1)) == [
+        "opened",
+        "answered",
+        "closed",
+        "re-opened",
+    ]
+    # a query is only taken through the form it is on
+    other = f"/studies/{STUDY}/subjects/{SUBJECT}/events/screening/forms/demographics"
+    page_other = coordinator.get(other)
+    refused = coordinator.post(
+        f"{other}/queries/{query_id}",
+        data={"csrf_token": _csrf(page_other), "step": "answer", "text": "x"},
+    )
+    assert refused.status_code == 404

@@ -16,30 +16,34 @@ edited (the API takes them).
 
 Below the form, the reader's review steps: source-data verification (monitor), signature
 with the password typed again and a stated meaning (investigator), lock and unlock with a
-reason (data manager), each through :mod:`consortia.services.form_states`. Answering
-queries, visit dates and enrolling subjects are done through the API for now.
+reason (data manager), each through :mod:`consortia.services.form_states`. The form's
+queries with their threads, and the reader's steps on each: answer, close, re-open, with a
+message (:mod:`consortia.services.queries`). Opening a query by hand, visit dates and
+enrolling subjects are done through the API for now.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token
 from consortia.domain.parsing import MULTICHOICE_SEPARATOR
-from consortia.domain.schedule import event_ref
+from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.domain.study import Form, Item, ItemType, Study, Text
 from consortia.domain.values import item_key
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
-from consortia.services import data_entry, form_states, schedule, studies, subjects
+from consortia.services import data_entry, form_states, queries, schedule, studies, subjects
 from consortia.services.data_entry import FormSave, FormView
+from consortia.storage.queries import QueryFilter
 from consortia.web.i18n import translate
 from consortia.web.pages import (
     PageError,
@@ -49,8 +53,8 @@ from consortia.web.pages import (
     page_language,
     redirect,
     render_page,
-    session_form,
     session_principal,
+    signed_in_post,
 )
 
 __all__ = ["FORM_PATH", "create_capture_router"]
@@ -112,6 +116,26 @@ class _EventRow:
     forms: tuple[tuple[str, str, str], ...]  # (form, label, state label)
 
 
+@dataclass(frozen=True, slots=True)
+class _QueryRow:
+    """A query on the form as the page shows it, with the steps the reader may take."""
+
+    id: int
+    item: str  # the item's key in the form, "" for the whole form
+    status: str
+    age_days: int
+    origin: str
+    thread: tuple[tuple[str, str, str, str], ...]  # (action, by, at, text), the opening first
+    steps: tuple[str, ...]
+
+
+_QUERY_STEPS = {  # step: (policy action, statuses it applies to), as services.queries has them
+    "answer": (Action.QUERY_ANSWER, ("open",)),
+    "close": (Action.QUERY_CLOSE, ("open", "answered")),
+    "reopen": (Action.QUERY_OPEN, ("answered", "closed")),
+}
+
+
 @dataclass
 class _Outcome:
     """What the form page says above the form: saved, refused (with messages), conflict."""
@@ -123,7 +147,7 @@ class _Outcome:
     by_item: dict[str, str] = field(default_factory=dict)
     reason_error: str = ""
     done: str = ""  # the state step just taken: verify, sign, lock, unlock
-    step_error: str = ""  # why a state step was refused
+    step_error: str = ""  # why a state step (or a query step) was refused
 
 
 def _text(label: Text | None, language: str) -> str:
@@ -206,11 +230,12 @@ def _groups(
             )
             groups.append(_Group(group_name, label, False, (), (row,)))
             continue
-        prefix = f"{group_name}["
         numbers = [
-            int(key[len(prefix) :].split("]", 1)[0])
-            for key in values
-            if key.startswith(prefix) and values[key] not in (None, "")
+            int(match[2])
+            for key, value in values.items()
+            if value not in (None, "")
+            and (match := _REPEATED.fullmatch(key)) is not None
+            and match[1] == group_name
         ]
         instances = max(numbers, default=0) + 1  # and one empty row for the next
         rows = tuple(
@@ -241,9 +266,9 @@ def _posted_values(form: Form, fields: Mapping[str, str]) -> dict[str, object]:
     flat: dict[str, str] = {}
     ticked: dict[str, list[str]] = {}
     for key, text in fields.items():
-        name, _, code = key.partition("::")
-        if code:
-            if text:
+        name, tick, code = key.partition("::")
+        if tick:
+            if code and text:
                 ticked.setdefault(name, []).append(code)
         elif text.strip():
             flat[name] = text
@@ -275,6 +300,51 @@ def _steps(principal: Principal, study: str, site: str, state: str) -> tuple[str
         "unlock": can(principal, Action.FORM_LOCK, where) and state == "locked",
     }
     return tuple(step for step, ok in allowed.items() if ok)
+
+
+def _query_rows(
+    engine: Engine,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    site: str,
+    key: Callable[[str, int], str],
+) -> list[_QueryRow]:
+    """Every query on this form instance the reader may read, oldest first (in a thread)."""
+    study, subject_id, event, form = where
+    if not can(principal, Action.QUERY_READ, Resource(study, site)):
+        return []
+    name, instance = parse_event_ref(event)
+    found = queries.list_queries(
+        engine, principal, study, QueryFilter(subject_id=subject_id, form=form), limit=500
+    )
+    rows = []
+    for view in found:
+        record = view.record
+        if (record.event, record.event_instance) != (name, instance):
+            continue
+        if not record.messages:  # a listing carries no thread: read the query whole
+            record = queries.get_query(engine, principal, study, record.id).record
+        thread = [("open", record.opened_by, record.opened_at, record.text)]
+        thread += [(m.action, m.by, m.at, m.text) for m in record.messages if m.action != "open"]
+        rows.append(
+            _QueryRow(
+                id=record.id,
+                item=key(record.item, record.group_instance) if record.item else "",
+                status=record.status,
+                age_days=view.age_days,
+                origin=record.origin,
+                thread=tuple(
+                    (action, by, at.strftime("%Y-%m-%d %H:%M"), text)
+                    for action, by, at, text in thread
+                ),
+                steps=tuple(
+                    step
+                    for step, (action, statuses) in _QUERY_STEPS.items()
+                    if record.status in statuses and can(principal, action, Resource(study, site))
+                ),
+            )
+        )
+    return rows
 
 
 def _outcome_of(error: ValidationError, form: str) -> _Outcome:
@@ -426,6 +496,9 @@ def create_capture_router() -> APIRouter:
             and can(principal, Action.DATA_ENTER, Resource(study, view.site))
         )
         secret = node_settings(request).secret_key.get_secret_value()
+        query_rows = await run_in_threadpool(
+            _query_rows, engine, principal, where, view.site, definition.index.key
+        )
         return render_page(
             request,
             "form.html",
@@ -449,6 +522,7 @@ def create_capture_router() -> APIRouter:
             steps=_steps(principal, study, view.site, view.state),
             meanings=tuple(form_states.SIGNATURE_MEANINGS.items()),
             record=view.record,
+            queries=query_rows,
         )
 
     @router.get(FORM_PATH, response_class=HTMLResponse)
@@ -461,6 +535,7 @@ def create_capture_router() -> APIRouter:
         saved: int = 0,
         done: str = "",
     ) -> Response:
+        """The form with its values, review steps and queries."""
         signed_in = await session_principal(request)
         if signed_in is None:
             return redirect(request, "/login")
@@ -470,7 +545,7 @@ def create_capture_router() -> APIRouter:
         )
         outcome = _Outcome(
             saved=saved if saved and saved == view.version else None,
-            done=done if done in STEPS else "",
+            done=done if done in STEPS or done in _QUERY_STEPS else "",
         )
         where = (study, subject_id, event, form)
         return await form_page(request, principal, cookie, where, view, outcome=outcome)
@@ -479,16 +554,12 @@ def create_capture_router() -> APIRouter:
     async def save_form(
         request: Request, study: str, subject_id: str, event: str, form: str
     ) -> Response:
-        posted = await session_form(
+        posted = await signed_in_post(
             request, max_bytes=MAX_DATA_FORM_BYTES, max_fields=MAX_DATA_FORM_FIELDS
         )
         if posted is None:
             return redirect(request, "/login")
-        fields, cookie = posted
-        signed_in = await session_principal(request)
-        if signed_in is None:
-            return redirect(request, "/login")
-        principal, _ = signed_in
+        fields, cookie, principal = posted
         engine = node_engine(request)
         where = (study, subject_id, event, form)
         version = fields.get("version", "")
@@ -572,14 +643,10 @@ def create_capture_router() -> APIRouter:
         request: Request, study: str, subject_id: str, event: str, form: str
     ) -> Response:
         """Verify, sign (the password again), lock or unlock (a reason) the form."""
-        posted = await session_form(request)
+        posted = await signed_in_post(request)
         if posted is None:
             return redirect(request, "/login")
-        fields, cookie = posted
-        signed_in = await session_principal(request)
-        if signed_in is None:
-            return redirect(request, "/login")
-        principal, _ = signed_in
+        fields, cookie, principal = posted
         step, version = fields.get("step", ""), fields.get("version", "")
         if step not in STEPS or not version.isdigit():
             raise PageError(400)
@@ -628,6 +695,54 @@ def create_capture_router() -> APIRouter:
                 request, principal, cookie, where, now, status=status, outcome=outcome
             )
         path = request.url.path.removesuffix("/state")
+        return redirect(request, f"{path}?done={step}")
+
+    @router.post(FORM_PATH + "/queries/{query_id}", response_class=HTMLResponse)
+    async def query_step(
+        request: Request, study: str, subject_id: str, event: str, form: str, query_id: int
+    ) -> Response:
+        """Answer, close or re-open a query on the form, with a message."""
+        posted = await signed_in_post(request, max_bytes=MAX_DATA_FORM_BYTES)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        step = fields.get("step", "")
+        if step not in _QUERY_STEPS:
+            raise PageError(400)
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        view = await run_in_threadpool(
+            data_entry.read_form, engine, principal, study, subject_id, event, form
+        )
+        on_form = await run_in_threadpool(
+            _query_rows, engine, principal, where, view.site, lambda item, n: item
+        )
+        if query_id not in {row.id for row in on_form}:  # a query of another form
+            raise PageError(404)
+        take = {
+            "answer": queries.answer_query,
+            "close": queries.close_query,
+            "reopen": queries.reopen_query,
+        }[step]
+        try:
+            await run_in_threadpool(
+                take, engine, principal, study, query_id, fields.get("text", "")
+            )
+        except (ConflictError, ValidationError) as error:
+            if isinstance(error, ConflictError):
+                status, message = 409, str(error)
+            else:
+                status, message = 422, "; ".join(p.message for p in error.problems)
+            return await form_page(
+                request,
+                principal,
+                cookie,
+                where,
+                view,
+                status=status,
+                outcome=_Outcome(step_error=message),
+            )
+        path = request.url.path.rsplit("/queries/", 1)[0]
         return redirect(request, f"{path}?done={step}")
 
     return router

@@ -55,6 +55,7 @@ __all__ = [
     "render_page",
     "session_form",
     "session_principal",
+    "signed_in_post",
 ]
 
 LANG_COOKIE = "lang"
@@ -334,6 +335,21 @@ async def session_form(
     return form, cookie
 
 
+async def signed_in_post(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = 20
+) -> tuple[Mapping[str, str], str, Principal] | None:
+    """A form post of a live session: its fields, the session cookie and the principal,
+    CSRF checked (403 without the token); None without a session (sign in first)."""
+    posted = await session_form(request, max_bytes=max_bytes, max_fields=max_fields)
+    if posted is None:
+        return None
+    signed_in = await session_principal(request)
+    if signed_in is None:
+        return None
+    form, cookie = posted
+    return form, cookie, signed_in[0]
+
+
 async def _approvals_page(
     request: Request, principal: Principal, cookie: str, status: int = 200, invalid: str = ""
 ) -> Response:
@@ -463,14 +479,10 @@ def create_web_router() -> APIRouter:
         return await _approvals_page(request, principal, cookie)
 
     async def _decide(request: Request, entry_id: str, approve: bool) -> Response:
-        posted = await session_form(request)
+        posted = await signed_in_post(request)
         if posted is None:
             return redirect(request, "/login")
-        form, cookie = posted
-        signed_in = await session_principal(request)
-        if signed_in is None:
-            return redirect(request, "/login")
-        principal, _ = signed_in
+        form, cookie, principal = posted
         try:
             await run_in_threadpool(
                 approvals.decide,
