@@ -564,3 +564,34 @@ def test_a_query_opened_on_saving_is_answered_closed_and_reopened_on_the_form_pa
         data={"csrf_token": _csrf(page_other), "step": "answer", "text": "x"},
     )
     assert refused.status_code == 404
+
+
+def test_a_monitor_opens_a_query_on_an_item_of_the_saved_form(study_site: Site) -> None:
+    coordinator = _signed_in(study_site)
+    assert 'id="open-query"' not in coordinator.get(FORM).text  # coordinators answer
+    monitor = _person(study_site, "mo@sg.example", "monitor")
+    assert 'id="open-query"' not in monitor.get(FORM).text  # nothing saved yet
+    assert _save(coordinator, VALID).status_code == 303
+    page = monitor.get(FORM)
+    assert '<option value="prior_lines">' in page.text
+    empty = monitor.post(
+        f"{FORM}/queries",
+        data={"csrf_token": _csrf(page), "item": "prior_lines", "text": ""},
+    )
+    assert empty.status_code == 422
+    not_an_item = monitor.post(
+        f"{FORM}/queries",
+        data={"csrf_token": _csrf(page), "item": "events[1].ae_term", "text": "?"},
+    )
+    assert not_an_item.status_code == 422
+    opened = monitor.post(
+        f"{FORM}/queries",
+        data={"csrf_token": _csrf(page), "item": "prior_lines", "text": "Source says 3 lines"},
+    )
+    assert opened.status_code == 303
+    assert opened.headers["location"] == f"{FORM}?done=open"
+    shown = coordinator.get(FORM).text
+    assert "<strong>prior_lines</strong> · open" in shown
+    assert "opened by a reviewer" in shown
+    assert "Source says 3 lines" in shown
+    assert _stored(study_site).open_queries == 1

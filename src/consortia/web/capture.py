@@ -18,8 +18,8 @@ Below the form, the reader's review steps: source-data verification (monitor), s
 with the password typed again and a stated meaning (investigator), lock and unlock with a
 reason (data manager), each through :mod:`consortia.services.form_states`. The form's
 queries with their threads, and the reader's steps on each: answer, close, re-open, with a
-message (:mod:`consortia.services.queries`). Opening a query by hand, visit dates and
-enrolling subjects are done through the API for now.
+message; monitors and data managers open new ones (:mod:`consortia.services.queries`).
+Visit dates, enrolment and status changes are done through the API for now.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -347,6 +348,14 @@ def _query_rows(
     return rows
 
 
+def _refusal(error: ConflictError | ValidationError) -> dict[str, Any]:
+    """The form page's status and outcome for a refused review or query step."""
+    if isinstance(error, ConflictError):
+        return {"status": 409, "outcome": _Outcome(step_error=str(error))}
+    message = "; ".join(problem.message for problem in error.problems)
+    return {"status": 422, "outcome": _Outcome(step_error=message)}
+
+
 def _outcome_of(error: ValidationError, form: str) -> _Outcome:
     outcome = _Outcome(refused=True)
     prefix = f"forms.{form}."
@@ -499,6 +508,24 @@ def create_capture_router() -> APIRouter:
         query_rows = await run_in_threadpool(
             _query_rows, engine, principal, where, view.site, definition.index.key
         )
+        targets: list[tuple[str, str]] = []  # (item key, label) a new query can be put on
+        if view.record is not None and can(
+            principal, Action.QUERY_OPEN, Resource(study, view.site)
+        ):
+            targets = [("", translate(language, "queries.whole_form"))]
+            stored = _flat_texts(view.values)
+            for group_name, group in form_def.groups.items():
+                for name, item in group.items.items():
+                    label = _text(item.label, language)
+                    if not group.repeating:
+                        targets.append((name, f"{label} ({name})"))
+                        continue
+                    targets += [
+                        (key, f"{label} ({key})")
+                        for key in stored
+                        if (match := _REPEATED.fullmatch(key)) is not None
+                        and (match[1], match[3]) == (group_name, name)
+                    ]
         return render_page(
             request,
             "form.html",
@@ -523,6 +550,7 @@ def create_capture_router() -> APIRouter:
             meanings=tuple(form_states.SIGNATURE_MEANINGS.items()),
             record=view.record,
             queries=query_rows,
+            query_targets=targets,
         )
 
     @router.get(FORM_PATH, response_class=HTMLResponse)
@@ -545,7 +573,7 @@ def create_capture_router() -> APIRouter:
         )
         outcome = _Outcome(
             saved=saved if saved and saved == view.version else None,
-            done=done if done in STEPS or done in _QUERY_STEPS else "",
+            done=done if done in STEPS or done in _QUERY_STEPS or done == "open" else "",
         )
         where = (study, subject_id, event, form)
         return await form_page(request, principal, cookie, where, view, outcome=outcome)
@@ -681,21 +709,52 @@ def create_capture_router() -> APIRouter:
                     )
                 )
         except (ConflictError, ValidationError, AuthenticationError) as error:
-            if isinstance(error, ConflictError):
-                status, message = 409, str(error)
-            elif isinstance(error, ValidationError):
-                status, message = 422, "; ".join(p.message for p in error.problems)
-            else:  # a mistyped password: the signature is refused, the session goes on
-                status, message = 401, translate(language, "form.password_refused")
+            refusal = (
+                _refusal(error)
+                if not isinstance(error, AuthenticationError)
+                # a mistyped password: the signature is refused, the session goes on
+                else {
+                    "status": 401,
+                    "outcome": _Outcome(step_error=translate(language, "form.password_refused")),
+                }
+            )
             now = await run_in_threadpool(
                 data_entry.read_form, engine, principal, study, subject_id, event, form
             )
-            outcome = _Outcome(step_error=message)
-            return await form_page(
-                request, principal, cookie, where, now, status=status, outcome=outcome
-            )
+            return await form_page(request, principal, cookie, where, now, **refusal)
         path = request.url.path.removesuffix("/state")
         return redirect(request, f"{path}?done={step}")
+
+    @router.post(FORM_PATH + "/queries", response_class=HTMLResponse)
+    async def open_query(
+        request: Request, study: str, subject_id: str, event: str, form: str
+    ) -> Response:
+        """Open a query on an item of the form (or the whole form), with its text."""
+        posted = await signed_in_post(request, max_bytes=MAX_DATA_FORM_BYTES)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        try:
+            await run_in_threadpool(
+                queries.open_query,
+                engine,
+                principal,
+                study,
+                subject_id,
+                event,
+                form,
+                fields.get("item", ""),
+                fields.get("text", ""),
+            )
+        except (ConflictError, ValidationError) as error:
+            view = await run_in_threadpool(
+                data_entry.read_form, engine, principal, study, subject_id, event, form
+            )
+            return await form_page(request, principal, cookie, where, view, **_refusal(error))
+        path = request.url.path.removesuffix("/queries")
+        return redirect(request, f"{path}?done=open")
 
     @router.post(FORM_PATH + "/queries/{query_id}", response_class=HTMLResponse)
     async def query_step(
@@ -729,19 +788,7 @@ def create_capture_router() -> APIRouter:
                 take, engine, principal, study, query_id, fields.get("text", "")
             )
         except (ConflictError, ValidationError) as error:
-            if isinstance(error, ConflictError):
-                status, message = 409, str(error)
-            else:
-                status, message = 422, "; ".join(p.message for p in error.problems)
-            return await form_page(
-                request,
-                principal,
-                cookie,
-                where,
-                view,
-                status=status,
-                outcome=_Outcome(step_error=message),
-            )
+            return await form_page(request, principal, cookie, where, view, **_refusal(error))
         path = request.url.path.rsplit("/queries/", 1)[0]
         return redirect(request, f"{path}?done={step}")
 
