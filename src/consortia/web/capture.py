@@ -24,7 +24,6 @@ Visit dates, enrolment and status changes are done through the API for now.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,12 +38,12 @@ from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token
 from consortia.domain.parsing import MULTICHOICE_SEPARATOR
 from consortia.domain.schedule import event_ref, parse_event_ref
-from consortia.domain.study import Form, Item, ItemType, Study, Text
-from consortia.domain.values import item_key
+from consortia.domain.study import ItemType
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
 from consortia.services import data_entry, form_states, queries, schedule, studies, subjects
 from consortia.services.data_entry import FormSave, FormView
 from consortia.storage.queries import QueryFilter
+from consortia.web.form_fields import REPEATED, flat_texts, groups, posted_values, text_of
 from consortia.web.i18n import translate
 from consortia.web.pages import (
     PageError,
@@ -66,44 +65,6 @@ MAX_DATA_FORM_BYTES = 256 * 1024
 MAX_DATA_FORM_FIELDS = 2_000
 MAX_REASON_LENGTH = 2_000  # as the API takes it
 STEPS = ("verify", "sign", "lock", "unlock")
-_REPEATED = re.compile(r"(\w+)\[(\d{1,4})\]\.(\w+)")
-_INPUT_KINDS = {
-    ItemType.INTEGER: "number",
-    ItemType.DECIMAL: "number",
-    ItemType.DATE: "date",
-    ItemType.DATETIME: "datetime",
-    ItemType.TIME: "time",
-    ItemType.BOOLEAN: "boolean",
-    ItemType.CHOICE: "choice",
-    ItemType.MULTICHOICE: "multichoice",
-    ItemType.FILE: "readonly",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """One input of the form page."""
-
-    name: str  # the item's key in the form: ``ecog``, ``doses[2].dose_mg``
-    label: str
-    kind: str  # text, number, date, datetime, time, boolean, choice, multichoice, readonly
-    value: str
-    unit: str
-    required: bool
-    help: str
-    max_length: int | None
-    choices: tuple[tuple[str, str], ...] = ()  # (code, label)
-    chosen: frozenset[str] = frozenset()  # the codes ticked, for a multichoice
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    name: str
-    label: str
-    repeating: bool
-    headers: tuple[str, ...]  # item labels, for a repeating group's table
-    rows: tuple[tuple[_Field, ...], ...]  # one row for a plain group
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,143 +112,11 @@ class _Outcome:
     step_error: str = ""  # why a state step (or a query step) was refused
 
 
-def _text(label: Text | None, language: str) -> str:
-    if label is None:
-        return ""
-    return str(getattr(label, language, label.en))
-
-
 def _state(language: str, state: str) -> str:
     try:
         return translate(language, f"state.{state}")
     except KeyError:
         return state
-
-
-def _entered(item: Item, name: str, values: Mapping[str, object]) -> tuple[str, frozenset[str]]:
-    """The text an input shows for ``name``, and the codes ticked for a multichoice."""
-    raw = values.get(name)
-    text = "" if raw is None else str(raw)
-    if item.type is ItemType.MULTICHOICE:
-        return "", frozenset(code for code in text.split(MULTICHOICE_SEPARATOR) if code)
-    return text, frozenset()
-
-
-def _field(
-    study: Study,
-    language: str,
-    name: str,
-    item: Item,
-    values: Mapping[str, object],
-    errors: Mapping[str, str],
-) -> _Field:
-    value, chosen = _entered(item, name, values)
-    choices = tuple(
-        (entry.code, _text(entry.label, language))
-        for entry in study.code_lists.get(item.code_list or "", ())
-    )
-    return _Field(
-        name=name,
-        label=_text(item.label, language),
-        kind=_INPUT_KINDS.get(item.type, "text"),
-        value=value,
-        unit=item.unit or "",
-        required=item.required,
-        help=_text(item.help, language),
-        max_length=item.max_length,
-        choices=choices,
-        chosen=chosen,
-        error=errors.get(name, ""),
-    )
-
-
-def _flat_texts(values: Mapping[str, object]) -> dict[str, object]:
-    """A form view's nested values keyed by input name (``group[n].item`` in a group)."""
-    flat: dict[str, object] = {}
-    for name, value in values.items():
-        if isinstance(value, list):
-            for number, instance in enumerate(value, 1):
-                for item, text in instance.items():
-                    flat[f"{name}[{number}].{item}"] = text
-        else:
-            flat[name] = value
-    return flat
-
-
-def _groups(
-    study: Study,
-    form: Form,
-    language: str,
-    values: Mapping[str, object],
-    errors: Mapping[str, str],
-) -> list[_Group]:
-    groups = []
-    for group_name, group in form.groups.items():
-        label = _text(group.label, language)
-        if not group.repeating:
-            row = tuple(
-                _field(study, language, name, item, values, errors)
-                for name, item in group.items.items()
-            )
-            groups.append(_Group(group_name, label, False, (), (row,)))
-            continue
-        numbers = [
-            int(match[2])
-            for key, value in values.items()
-            if value not in (None, "")
-            and (match := _REPEATED.fullmatch(key)) is not None
-            and match[1] == group_name
-        ]
-        instances = max(numbers, default=0) + 1  # and one empty row for the next
-        rows = tuple(
-            tuple(
-                _field(study, language, item_key(name, group_name, n), item, values, errors)
-                for name, item in group.items.items()
-            )
-            for n in range(1, instances + 1)
-        )
-        headers = tuple(_text(item.label, language) for item in group.items.values())
-        groups.append(_Group(group_name, label, True, headers, rows))
-    return groups
-
-
-def _posted_values(form: Form, fields: Mapping[str, str]) -> dict[str, object]:
-    """The form's values from the posted fields, nested as ``save_form`` takes them.
-
-    An empty input is a missing value. A multichoice arrives as one checkbox per code,
-    ``name::code``. Empty rows at the end of a repeating group are dropped.
-    """
-    items: dict[str, Item] = {}
-    repeating: dict[str, dict[str, Item]] = {}
-    for group_name, group in form.groups.items():
-        if group.repeating:
-            repeating[group_name] = dict(group.items)
-        else:
-            items.update(group.items)
-    flat: dict[str, str] = {}
-    ticked: dict[str, list[str]] = {}
-    for key, text in fields.items():
-        name, tick, code = key.partition("::")
-        if tick:
-            if code and text:
-                ticked.setdefault(name, []).append(code)
-        elif text.strip():
-            flat[name] = text
-    flat |= {name: MULTICHOICE_SEPARATOR.join(codes) for name, codes in ticked.items()}
-    values: dict[str, object] = {}
-    instances: dict[str, dict[int, dict[str, object]]] = {}
-    for name, value in flat.items():
-        if name in items:
-            values[name] = value
-            continue
-        match = _REPEATED.fullmatch(name)
-        if match is None or match[3] not in repeating.get(match[1], {}):
-            continue  # not an item of this form: ignored, as the page never sends it
-        instances.setdefault(match[1], {}).setdefault(int(match[2]), {})[match[3]] = value
-    for group_name, numbered in instances.items():
-        last = max(numbered)
-        values[group_name] = [numbered.get(n, {}) for n in range(1, last + 1)]
-    return values
 
 
 def _steps(principal: Principal, study: str, site: str, state: str) -> tuple[str, ...]:
@@ -427,7 +256,7 @@ def create_capture_router() -> APIRouter:
             rows.append(
                 _EventRow(
                     ref=event.ref,
-                    label=_text(event_def.label, language),
+                    label=text_of(event_def.label, language),
                     target_date=event.target_date.isoformat() if event.target_date else "",
                     window=window,
                     visit_date=event.visit_date.isoformat() if event.visit_date else "",
@@ -437,7 +266,7 @@ def create_capture_router() -> APIRouter:
                     forms=tuple(
                         (
                             name,
-                            _text(definition.study.forms[name].label, language),
+                            text_of(definition.study.forms[name].label, language),
                             _state(language, event.forms.get(name, "not_started")),
                         )
                         for name in event_def.forms
@@ -452,13 +281,13 @@ def create_capture_router() -> APIRouter:
         more = [
             _EventRow(
                 ref=event_ref(name, last.get(name, 0) + 1),
-                label=_text(event_def.label, language),
+                label=text_of(event_def.label, language),
                 target_date="",
                 window="",
                 visit_date="",
                 window_status="",
                 forms=tuple(
-                    (form, _text(definition.study.forms[form].label, language), "")
+                    (form, text_of(definition.study.forms[form].label, language), "")
                     for form in event_def.forms
                     if form in definition.study.forms
                 ),
@@ -498,7 +327,7 @@ def create_capture_router() -> APIRouter:
             raise PageError(404)
         language = page_language(request)
         outcome = outcome or _Outcome()
-        values = posted if posted is not None else _flat_texts(view.values)
+        values = posted if posted is not None else flat_texts(view.values)
         editable = (
             not view.identifiers_masked
             and view.state != "locked"
@@ -513,17 +342,17 @@ def create_capture_router() -> APIRouter:
             principal, Action.QUERY_OPEN, Resource(study, view.site)
         ):
             targets = [("", translate(language, "queries.whole_form"))]
-            stored = _flat_texts(view.values)
+            stored = flat_texts(view.values)
             for group_name, group in form_def.groups.items():
                 for name, item in group.items.items():
-                    label = _text(item.label, language)
+                    label = text_of(item.label, language)
                     if not group.repeating:
                         targets.append((name, f"{label} ({name})"))
                         continue
                     targets += [
                         (key, f"{label} ({key})")
                         for key in stored
-                        if (match := _REPEATED.fullmatch(key)) is not None
+                        if (match := REPEATED.fullmatch(key)) is not None
                         and (match[1], match[3]) == (group_name, name)
                     ]
         return render_page(
@@ -535,10 +364,10 @@ def create_capture_router() -> APIRouter:
             subject_id=subject_id,
             event=event,
             form=form,
-            form_label=_text(form_def.label, language),
+            form_label=text_of(form_def.label, language),
             view=view,
             state=_state(language, view.state),
-            groups=_groups(definition.study, form_def, language, values, outcome.by_item),
+            groups=groups(definition.study, form_def, language, values, outcome.by_item),
             outcome=outcome,
             editable=editable,
             complete=view.state not in ("not_started", "in_progress")
@@ -611,10 +440,10 @@ def create_capture_router() -> APIRouter:
         }
         kept = {
             key: str(text)
-            for key, text in _flat_texts(current.values).items()
+            for key, text in flat_texts(current.values).items()
             if text is not None and key.rsplit(".", 1)[-1] in files
         }
-        values = _posted_values(form_def, {**fields, **kept})
+        values = posted_values(form_def, {**fields, **kept})
         complete = fields.get("complete") == "1"
         reason = fields.get("reason", "")
         if len(reason) > MAX_REASON_LENGTH:  # the textarea's maxlength keeps browsers under it
