@@ -595,3 +595,57 @@ def test_a_monitor_opens_a_query_on_an_item_of_the_saved_form(study_site: Site) 
     assert "opened by a reviewer" in shown
     assert "Source says 3 lines" in shown
     assert _stored(study_site).open_queries == 1
+
+
+def test_a_coordinator_enrols_a_subject_at_their_own_site(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    listing = browser.get(f"/studies/{STUDY}/subjects")
+    assert 'id="enrol"' in listing.text
+    assert '<option value="SG01">' in listing.text
+    assert '<option value="SH01">' not in listing.text  # only where the reader may enrol
+    enrol = f"/studies/{STUDY}/subjects"
+    fields = {
+        "csrf_token": _csrf(listing),
+        "subject_id": "SG01-0002",
+        "site": "SG01",
+        "initials": "",
+        "screening_date": "2025-03-03",
+    }
+    bad_date = browser.post(enrol, data={**fields, "screening_date": "03/03/2025"})
+    assert bad_date.status_code == 422
+    assert 'id="enrol-error"' in bad_date.text
+    assert 'value="SG01-0002"' in bad_date.text  # what was typed stays
+    elsewhere = browser.post(enrol, data={**fields, "site": "SH01"})
+    assert elsewhere.status_code == 403
+    answer = browser.post(enrol, data=fields)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/studies/{STUDY}/subjects/SG01-0002"
+    record = subjects.get_subject(study_site.engine, ADMIN, STUDY, "SG01-0002")
+    assert (record.site, record.status) == ("SG01", "screening")
+    taken = browser.post(enrol, data=fields)
+    assert taken.status_code == 409
+    assert "already taken" in taken.text
+    assert 'href="/studies/CART-LBCL/subjects/SG01-0002"' in browser.get(enrol).text
+
+
+def test_a_subjects_status_changes_on_its_page(study_site: Site) -> None:
+    browser = _signed_in(study_site)
+    page = browser.get(f"/studies/{STUDY}/subjects/{SUBJECT}")
+    assert '<option value="eligible">' in page.text
+    assert '<option value="completed">' not in page.text  # not from screening
+    url = f"/studies/{STUDY}/subjects/{SUBJECT}/status"
+    token = _csrf(page)
+    no_reason = browser.post(
+        url, data={"csrf_token": token, "status": "screen_failed", "on_date": "2025-01-08"}
+    )
+    assert no_reason.status_code == 422
+    assert "needs a reason" in no_reason.text
+    answer = browser.post(
+        url, data={"csrf_token": token, "status": "eligible", "on_date": "2025-01-08"}
+    )
+    assert answer.status_code == 303
+    shown = browser.get(answer.headers["location"]).text
+    assert 'id="subject-status">eligible<' in shown
+    assert subjects.get_subject(study_site.engine, ADMIN, STUDY, SUBJECT).status == "eligible"
+    monitor = _person(study_site, "mo@sg.example", "monitor")
+    assert 'id="change-status"' not in monitor.get(f"/studies/{STUDY}/subjects/{SUBJECT}").text

@@ -19,14 +19,19 @@ with the password typed again and a stated meaning (investigator), lock and unlo
 reason (data manager), each through :mod:`consortia.services.form_states`. The form's
 queries with their threads, and the reader's steps on each: answer, close, re-open, with a
 message; monitors and data managers open new ones (:mod:`consortia.services.queries`).
-Visit dates, enrolment and status changes are done through the API for now.
+The subjects page enrols a subject (:func:`~consortia.services.subjects.enrol_subject`)
+and a subject's page changes its status
+(:func:`~consortia.services.schedule.change_status`). Visit dates and moving a subject's
+schedule are done through the API for now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -37,11 +42,12 @@ from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token
 from consortia.domain.parsing import MULTICHOICE_SEPARATOR
-from consortia.domain.schedule import event_ref, parse_event_ref
+from consortia.domain.schedule import TRANSITIONS, SubjectStatus, event_ref, parse_event_ref
 from consortia.domain.study import ItemType
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
 from consortia.services import data_entry, form_states, queries, schedule, studies, subjects
 from consortia.services.data_entry import FormSave, FormView
+from consortia.services.subjects import SubjectInput
 from consortia.storage.queries import QueryFilter
 from consortia.web.form_fields import REPEATED, flat_texts, groups, posted_values, text_of
 from consortia.web.i18n import translate
@@ -65,6 +71,7 @@ MAX_DATA_FORM_BYTES = 256 * 1024
 MAX_DATA_FORM_FIELDS = 2_000
 MAX_REASON_LENGTH = 2_000  # as the API takes it
 STEPS = ("verify", "sign", "lock", "unlock")
+ENROL_FIELDS = ("subject_id", "site", "initials", "screening_date")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,37 +214,101 @@ def create_capture_router() -> APIRouter:
     """The data-entry pages, at the root of the node's site (not in the OpenAPI document)."""
     router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-    @router.get("/studies/{study}/subjects", response_class=HTMLResponse)
-    async def subject_list(request: Request, study: str, start: int = 0) -> Response:
-        signed_in = await session_principal(request)
-        if signed_in is None:
-            return redirect(request, "/login")
-        principal, _ = signed_in
+    async def subjects_page(
+        request: Request,
+        principal: Principal,
+        cookie: str,
+        study: str,
+        start: int = 0,
+        *,
+        status: int = 200,
+        error: str = "",
+        entered: Mapping[str, str] | None = None,
+    ) -> Response:
+        engine = node_engine(request)
         start = max(0, start)
         records = await run_in_threadpool(
-            subjects.list_subjects,
-            node_engine(request),
-            principal,
-            study,
-            limit=SUBJECTS_SHOWN,
-            offset=start,
+            subjects.list_subjects, engine, principal, study, limit=SUBJECTS_SHOWN, offset=start
         )
+        definition = await run_in_threadpool(studies.read_definition, engine, principal, study)
         language = page_language(request)
+        enrol_sites = [
+            (code, f"{code} · {site.name}")
+            for code, site in definition.study.sites.items()
+            if can(principal, Action.SUBJECT_CREATE, Resource(study, code))
+        ]
+        secret = node_settings(request).secret_key.get_secret_value()
         return render_page(
             request,
             "subjects.html",
+            status,
             page_path=f"/studies/{study}/subjects",
             study=study,
             subjects=[(r.subject_id, r.site, _state(language, r.status)) for r in records],
             next_start=start + SUBJECTS_SHOWN if len(records) == SUBJECTS_SHOWN else None,
+            enrol_sites=enrol_sites,
+            error=error,
+            entered=entered or {},
+            csrf_token=csrf_token(secret, cookie),
         )
 
-    @router.get("/studies/{study}/subjects/{subject_id}", response_class=HTMLResponse)
-    async def subject_page(request: Request, study: str, subject_id: str) -> Response:
+    @router.get("/studies/{study}/subjects", response_class=HTMLResponse)
+    async def subject_list(request: Request, study: str, start: int = 0) -> Response:
+        """The study's subjects at the reader's sites, and enrolment where the reader may."""
         signed_in = await session_principal(request)
         if signed_in is None:
             return redirect(request, "/login")
-        principal, _ = signed_in
+        principal, cookie = signed_in
+        return await subjects_page(request, principal, cookie, study, start)
+
+    @router.post("/studies/{study}/subjects", response_class=HTMLResponse)
+    async def enrol(request: Request, study: str) -> Response:
+        """Enrol a subject in screening (subject id, site, initials, screening date)."""
+        posted = await signed_in_post(request)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        entered = {name: fields.get(name, "").strip() for name in ENROL_FIELDS}
+        try:
+            screening = date.fromisoformat(entered["screening_date"])
+        except ValueError:
+            message = translate(page_language(request), "subjects.bad_date")
+            return await subjects_page(
+                request, principal, cookie, study, status=422, error=message, entered=entered
+            )
+        subject = SubjectInput(
+            subject_id=entered["subject_id"],
+            site=entered["site"],
+            initials=entered["initials"] or None,
+            screening_date=screening,
+        )
+        try:
+            await run_in_threadpool(
+                subjects.enrol_subject, node_engine(request), principal, study, subject
+            )
+        except (ConflictError, ValidationError) as error:
+            refusal = _refusal(error)
+            return await subjects_page(
+                request,
+                principal,
+                cookie,
+                study,
+                status=refusal["status"],
+                error=refusal["outcome"].step_error,
+                entered=entered,
+            )
+        return redirect(request, f"/studies/{quote(study)}/subjects/{quote(subject.subject_id)}")
+
+    async def subject_view(
+        request: Request,
+        principal: Principal,
+        cookie: str,
+        study: str,
+        subject_id: str,
+        *,
+        status: int = 200,
+        error: str = "",
+    ) -> Response:
         engine = node_engine(request)
         record = await run_in_threadpool(subjects.get_subject, engine, principal, study, subject_id)
         events = await run_in_threadpool(schedule.list_events, engine, principal, study, subject_id)
@@ -298,13 +369,69 @@ def create_capture_router() -> APIRouter:
         return render_page(
             request,
             "subject.html",
+            status,
             page_path=f"/studies/{study}/subjects/{subject_id}",
             study=study,
             subject=record,
             subject_status=_state(language, record.status),
             events=rows,
             more=more,
+            next_statuses=[
+                (next_status.value, _state(language, next_status.value))
+                for next_status in sorted(TRANSITIONS[SubjectStatus(record.status)])
+            ]
+            if can(principal, Action.SUBJECT_CREATE, Resource(study, record.site))
+            else [],
+            error=error,
+            csrf_token=csrf_token(node_settings(request).secret_key.get_secret_value(), cookie),
         )
+
+    @router.get("/studies/{study}/subjects/{subject_id}", response_class=HTMLResponse)
+    async def subject_page(request: Request, study: str, subject_id: str) -> Response:
+        """A subject's events with their forms and states, and its status."""
+        signed_in = await session_principal(request)
+        if signed_in is None:
+            return redirect(request, "/login")
+        principal, cookie = signed_in
+        return await subject_view(request, principal, cookie, study, subject_id)
+
+    @router.post("/studies/{study}/subjects/{subject_id}/status", response_class=HTMLResponse)
+    async def change_status(request: Request, study: str, subject_id: str) -> Response:
+        """Move the subject to its next status on a date (a reason where one is needed)."""
+        posted = await signed_in_post(request)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        try:
+            on_date = date.fromisoformat(fields.get("on_date", "").strip())
+        except ValueError:
+            message = translate(page_language(request), "subjects.bad_date")
+            return await subject_view(
+                request, principal, cookie, study, subject_id, status=422, error=message
+            )
+        try:
+            await run_in_threadpool(
+                schedule.change_status,
+                node_engine(request),
+                principal,
+                study,
+                subject_id,
+                fields.get("status", ""),
+                on_date,
+                fields.get("reason", "").strip() or None,
+            )
+        except (ConflictError, ValidationError) as error:
+            refusal = _refusal(error)
+            return await subject_view(
+                request,
+                principal,
+                cookie,
+                study,
+                subject_id,
+                status=refusal["status"],
+                error=refusal["outcome"].step_error,
+            )
+        return redirect(request, request.url.path.removesuffix("/status"))
 
     async def form_page(
         request: Request,
