@@ -16,7 +16,7 @@ from web_client import EMAIL, PASSWORD, Browser, Site
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
-from consortia.services import data_entry, studies, subjects, users
+from consortia.services import data_entry, schedule, studies, subjects, users
 from consortia.services.subjects import SubjectInput
 from consortia.storage.audit import verify_chain
 
@@ -649,3 +649,26 @@ def test_a_subjects_status_changes_on_its_page(study_site: Site) -> None:
     assert subjects.get_subject(study_site.engine, ADMIN, STUDY, SUBJECT).status == "eligible"
     monitor = _person(study_site, "mo@sg.example", "monitor")
     assert 'id="change-status"' not in monitor.get(f"/studies/{STUDY}/subjects/{SUBJECT}").text
+
+
+def test_the_visit_date_saved_with_a_form_places_the_event_in_its_window(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    assert 'id="visit_date" name="visit_date" value=""' in browser.get(FORM).text
+    bad = _save(browser, VALID, visit_date="8 Jan")
+    assert bad.status_code == 422
+    assert 'id="visit_date" name="visit_date" value="8 Jan"' in bad.text
+    assert _stored(study_site).version == 0
+    # screening's window is 2025-01-06 to 2025-01-20
+    assert _save(browser, VALID, visit_date="2025-01-25").status_code == 303
+    shown = browser.get(FORM).text
+    assert 'id="visit_date" name="visit_date" value="2025-01-25"' in shown
+    (screening,) = [
+        e
+        for e in schedule.list_events(study_site.engine, ADMIN, STUDY, SUBJECT)
+        if e.ref == "screening"
+    ]
+    assert (screening.visit_date, screening.window_status) == (date(2025, 1, 25), "late")
+    subject_page = browser.get(f"/studies/{STUDY}/subjects/{SUBJECT}").text
+    assert "2025-01-25 <small>late</small>" in subject_page

@@ -21,8 +21,8 @@ queries with their threads, and the reader's steps on each: answer, close, re-op
 message; monitors and data managers open new ones (:mod:`consortia.services.queries`).
 The subjects page enrols a subject (:func:`~consortia.services.subjects.enrol_subject`)
 and a subject's page changes its status
-(:func:`~consortia.services.schedule.change_status`). Visit dates and moving a subject's
-schedule are done through the API for now.
+(:func:`~consortia.services.schedule.change_status`). A form's save also records the
+event's visit date. Moving a subject's schedule is done through the API for now.
 """
 
 from __future__ import annotations
@@ -182,6 +182,17 @@ def _query_rows(
             )
         )
     return rows
+
+
+def _as_entered(fields: Mapping[str, str]) -> dict[str, object]:
+    """Posted fields as the inputs show them again, ticked codes joined per item."""
+    echo: dict[str, object] = {key: text for key, text in fields.items() if "::" not in key}
+    for key, text in fields.items():
+        name, _, code = key.partition("::")
+        if code and text:
+            before = str(echo.get(name, ""))
+            echo[name] = f"{before}{MULTICHOICE_SEPARATOR}{code}" if before else code
+    return echo
 
 
 def _refusal(error: ConflictError | ValidationError) -> dict[str, Any]:
@@ -445,6 +456,7 @@ def create_capture_router() -> APIRouter:
         posted: Mapping[str, object] | None = None,
         complete: bool | None = None,
         reason: str = "",
+        visit_date: str | None = None,
     ) -> Response:
         study, subject_id, event, form = where
         engine = node_engine(request)
@@ -461,6 +473,13 @@ def create_capture_router() -> APIRouter:
             and can(principal, Action.DATA_ENTER, Resource(study, view.site))
         )
         secret = node_settings(request).secret_key.get_secret_value()
+        if visit_date is None:  # the event's visit date as recorded
+            events = await run_in_threadpool(
+                schedule.list_events, engine, principal, study, subject_id
+            )
+            ref = event_ref(*parse_event_ref(event))
+            recorded = next((e.visit_date for e in events if e.ref == ref), None)
+            visit_date = recorded.isoformat() if recorded else ""
         query_rows = await run_in_threadpool(
             _query_rows, engine, principal, where, view.site, definition.index.key
         )
@@ -501,6 +520,7 @@ def create_capture_router() -> APIRouter:
             if complete is None
             else complete,
             reason=reason,
+            visit_date=visit_date,
             csrf_token=csrf_token(secret, cookie),
             steps=_steps(principal, study, view.site, view.state),
             meanings=tuple(form_states.SIGNATURE_MEANINGS.items()),
@@ -580,20 +600,39 @@ def create_capture_router() -> APIRouter:
             return await form_page(
                 request, principal, cookie, where, current, status=422, outcome=outcome
             )
+        echo = _as_entered(fields)
+        visit_text = fields.get("visit_date", "").strip()
+        try:
+            visit = date.fromisoformat(visit_text) if visit_text else None
+        except ValueError:
+            outcome = _Outcome(
+                refused=True, general=[translate(page_language(request), "subjects.bad_date")]
+            )
+            return await form_page(
+                request,
+                principal,
+                cookie,
+                where,
+                current,
+                status=422,
+                outcome=outcome,
+                posted=echo,
+                complete=complete,
+                reason=reason,
+                visit_date=visit_text,
+            )
         save = FormSave(
-            version=int(version), values=values, complete=complete, reason=reason or None
+            version=int(version),
+            values=values,
+            complete=complete,
+            reason=reason or None,
+            visit_date=visit,
         )
         try:
             view = await run_in_threadpool(
                 data_entry.save_form, engine, principal, study, subject_id, event, form, save
             )
         except ValidationError as error:
-            echo = {key: text for key, text in fields.items() if "::" not in key}
-            for key, text in fields.items():  # ticked codes, as the input shows them
-                name, _, code = key.partition("::")
-                if code and text:
-                    before = str(echo.get(name, ""))
-                    echo[name] = f"{before}{MULTICHOICE_SEPARATOR}{code}" if before else code
             return await form_page(
                 request,
                 principal,
@@ -605,6 +644,7 @@ def create_capture_router() -> APIRouter:
                 posted=echo,
                 complete=complete,
                 reason=reason,
+                visit_date=visit_text,
             )
         except ConflictError as error:
             now = await run_in_threadpool(
