@@ -39,6 +39,29 @@ VALID = {
 }
 
 
+ANAEMIA = {  # an adverse event as the AE form's repeating group holds it
+    "ae_term": "Anaemia",
+    "ae_soc": "blood",
+    "ae_ctcae_version": "5.0",
+    "ae_onset": "2025-02-03",
+    "ae_grade": "2",
+    "ae_serious": "0",
+    "ae_related": "possible",
+}
+FEBRILE_NEUTROPENIA = {
+    **ANAEMIA,
+    "ae_term": "Febrile neutropenia",
+    "ae_onset": "2025-02-01",
+    "ae_grade": "3",
+    "ae_serious": "1",
+}
+
+
+def _row(number: int, values: dict[str, str]) -> dict[str, str]:
+    """An AE row's values as the form page names its inputs."""
+    return {f"events[{number}].{item}": value for item, value in values.items()}
+
+
 @pytest.fixture
 def study_site(site: Site) -> Site:
     """The CAR-T study loaded, Ana its coordinator at SG01, a subject at SG01 and at SH01."""
@@ -288,24 +311,11 @@ def test_adverse_events_as_rows_of_a_repeating_group_with_ticked_codes(
     assert page.status_code == 200
     assert 'name="events[1].ae_term"' in page.text  # one empty row to start
     assert 'name="events[2].ae_term"' not in page.text
-    row = {
-        "ae_soc": "blood",
-        "ae_ctcae_version": "5.0",
-        "ae_related": "possible",
-    }
     fields = {
-        **{f"events[1].{k}": v for k, v in row.items()},
-        "events[1].ae_term": "Febrile neutropenia",
-        "events[1].ae_onset": "2025-02-01",
-        "events[1].ae_grade": "3",
-        "events[1].ae_serious": "1",
+        **_row(1, FEBRILE_NEUTROPENIA),
         "events[1].ae_serious_criteria::hospitalisation": "1",
         "events[1].ae_serious_criteria::other_important": "1",
-        **{f"events[2].{k}": v for k, v in row.items()},
-        "events[2].ae_term": "Anaemia",
-        "events[2].ae_onset": "2025-02-03",
-        "events[2].ae_grade": "2",
-        "events[2].ae_serious": "0",
+        **_row(2, ANAEMIA),
         "events[3].ae_term": "",  # the empty row at the end is not an event
         "csrf_token": _csrf(page),
         "version": "0",
@@ -315,25 +325,8 @@ def test_adverse_events_as_rows_of_a_repeating_group_with_ticked_codes(
     stored = data_entry.read_form(study_site.engine, ADMIN, STUDY, SUBJECT, "ae_log", "ae")
     assert stored.values == {
         "events": [
-            {
-                "ae_term": "Febrile neutropenia",
-                "ae_soc": "blood",
-                "ae_ctcae_version": "5.0",
-                "ae_onset": "2025-02-01",
-                "ae_grade": "3",
-                "ae_serious": "1",
-                "ae_serious_criteria": "hospitalisation|other_important",
-                "ae_related": "possible",
-            },
-            {
-                "ae_term": "Anaemia",
-                "ae_soc": "blood",
-                "ae_ctcae_version": "5.0",
-                "ae_onset": "2025-02-03",
-                "ae_grade": "2",
-                "ae_serious": "0",
-                "ae_related": "possible",
-            },
+            {**FEBRILE_NEUTROPENIA, "ae_serious_criteria": "hospitalisation|other_important"},
+            ANAEMIA,
         ]
     }
     shown = browser.get(answer.headers["location"]).text
@@ -474,13 +467,7 @@ def test_field_names_that_are_not_items_of_the_form_are_ignored(study_site: Site
     fields = {
         "csrf_token": _csrf(page),
         "version": "0",
-        "events[1].ae_term": "Anaemia",
-        "events[1].ae_soc": "blood",
-        "events[1].ae_ctcae_version": "5.0",
-        "events[1].ae_onset": "2025-02-03",
-        "events[1].ae_grade": "2",
-        "events[1].ae_serious": "0",
-        "events[1].ae_related": "possible",
+        **_row(1, ANAEMIA),
         "events[x].ae_term": "not a row number",
         "events[1]": "no item",
         "events[1].not_an_item": "q",
@@ -490,19 +477,7 @@ def test_field_names_that_are_not_items_of_the_form_are_ignored(study_site: Site
     answer = browser.post(ae, data=fields)
     assert answer.status_code == 303, answer.text
     stored = data_entry.read_form(study_site.engine, ADMIN, STUDY, SUBJECT, "ae_log", "ae")
-    assert stored.values == {
-        "events": [
-            {
-                "ae_term": "Anaemia",
-                "ae_soc": "blood",
-                "ae_ctcae_version": "5.0",
-                "ae_onset": "2025-02-03",
-                "ae_grade": "2",
-                "ae_serious": "0",
-                "ae_related": "possible",
-            }
-        ]
-    }
+    assert stored.values == {"events": [ANAEMIA]}
 
 
 def _query_step(browser: Browser, query_id: int, step: str, text: str) -> httpx.Response:

@@ -195,12 +195,17 @@ def _as_entered(fields: Mapping[str, str]) -> dict[str, object]:
     return echo
 
 
+def _refused(error: ConflictError | ValidationError) -> tuple[int, str]:
+    """The HTTP status and the message of a refused step: 409 a conflict, 422 bad input."""
+    if isinstance(error, ConflictError):
+        return 409, str(error)
+    return 422, "; ".join(problem.message for problem in error.problems)
+
+
 def _refusal(error: ConflictError | ValidationError) -> dict[str, Any]:
     """The form page's status and outcome for a refused review or query step."""
-    if isinstance(error, ConflictError):
-        return {"status": 409, "outcome": _Outcome(step_error=str(error))}
-    message = "; ".join(problem.message for problem in error.problems)
-    return {"status": 422, "outcome": _Outcome(step_error=message)}
+    status, message = _refused(error)
+    return {"status": status, "outcome": _Outcome(step_error=message)}
 
 
 def _outcome_of(error: ValidationError, form: str) -> _Outcome:
@@ -298,15 +303,9 @@ def create_capture_router() -> APIRouter:
                 subjects.enrol_subject, node_engine(request), principal, study, subject
             )
         except (ConflictError, ValidationError) as error:
-            refusal = _refusal(error)
+            status, message = _refused(error)
             return await subjects_page(
-                request,
-                principal,
-                cookie,
-                study,
-                status=refusal["status"],
-                error=refusal["outcome"].step_error,
-                entered=entered,
+                request, principal, cookie, study, status=status, error=message, entered=entered
             )
         return redirect(request, f"/studies/{quote(study)}/subjects/{quote(subject.subject_id)}")
 
@@ -432,15 +431,9 @@ def create_capture_router() -> APIRouter:
                 fields.get("reason", "").strip() or None,
             )
         except (ConflictError, ValidationError) as error:
-            refusal = _refusal(error)
+            status, message = _refused(error)
             return await subject_view(
-                request,
-                principal,
-                cookie,
-                study,
-                subject_id,
-                status=refusal["status"],
-                error=refusal["outcome"].step_error,
+                request, principal, cookie, study, subject_id, status=status, error=message
             )
         return redirect(request, request.url.path.removesuffix("/status"))
 
