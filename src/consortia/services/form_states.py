@@ -39,7 +39,14 @@ from consortia.services.common import (
 )
 from consortia.storage.capture import CaptureRepository, FormRecord
 
-__all__ = ["SIGNATURE_MEANINGS", "lock_form", "sign_form", "unlock_form", "verify_form"]
+__all__ = [
+    "SIGNATURE_MEANINGS",
+    "STEPS",
+    "lock_form",
+    "sign_form",
+    "unlock_form",
+    "verify_form",
+]
 
 #: What a signature means (21 CFR Part 11 §11.50(a)(3)); the signer picks one.
 SIGNATURE_MEANINGS: Final[Mapping[str, str]] = {
@@ -47,6 +54,15 @@ SIGNATURE_MEANINGS: Final[Mapping[str, str]] = {
     "review": "I have reviewed the data in this form",
     "approval": "I approve the data in this form as accurate and complete",
     "responsibility": "I take responsibility for the data in this form",
+}
+
+
+#: Each step: the policy action it needs and the states a form may be in for it.
+STEPS: Final[Mapping[str, tuple[Action, frozenset[str]]]] = {
+    "verify": (Action.DATA_VERIFY, frozenset({"complete", "signed"})),
+    "sign": (Action.DATA_SIGN, frozenset({"complete", "verified"})),
+    "lock": (Action.FORM_LOCK, frozenset({"in_progress", "complete", "verified", "signed"})),
+    "unlock": (Action.FORM_LOCK, frozenset({"locked"})),
 }
 
 
@@ -101,14 +117,20 @@ def _transition(
 _NOW = object()  # placeholder for "the transaction's time" in ``changes``
 
 
-def _needs(*states: str, doing: str) -> Any:
+def _needs(step: str, doing: str) -> Any:
+    states = STEPS[step][1]
+
     def check(record: FormRecord) -> None:
         if record.state not in states:
             raise ConflictError(
-                f"form {record.form} is {record.state}; {doing} needs it " + " or ".join(states)
+                f"form {record.form} is {record.state}; {doing} needs it "
+                + " or ".join(state for state in _ORDER if state in states)
             )
 
     return check
+
+
+_ORDER = ("in_progress", "complete", "verified", "signed", "locked")  # as messages list them
 
 
 def verify_form(
@@ -122,7 +144,7 @@ def verify_form(
         version,
         action=Action.DATA_VERIFY,
         audit_action="form.verify",
-        check=_needs("complete", "signed", doing="verification"),
+        check=_needs("verify", doing="verification"),
         changes={"verified_at": _NOW, "verified_by": principal.email},
         after={"by": principal.email},
     )
@@ -154,7 +176,7 @@ def sign_form(
         version,
         action=Action.DATA_SIGN,
         audit_action="form.sign",
-        check=_needs("complete", "verified", doing="signing"),
+        check=_needs("sign", doing="signing"),
         changes={
             "signed_at": _NOW,
             "signed_by": principal.email,
@@ -176,7 +198,7 @@ def lock_form(
         version,
         action=Action.FORM_LOCK,
         audit_action="form.lock",
-        check=_needs("in_progress", "complete", "verified", "signed", doing="locking"),
+        check=_needs("lock", doing="locking"),
         changes={"locked_at": _NOW, "locked_by": principal.email},
         after={"by": principal.email},
     )
@@ -200,7 +222,7 @@ def unlock_form(
         version,
         action=Action.FORM_LOCK,
         audit_action="form.unlock",
-        check=_needs("locked", doing="unlocking"),
+        check=_needs("unlock", doing="unlocking"),
         changes={"locked_at": None, "locked_by": None},
         after={"by": principal.email},
         reason=reason.strip(),

@@ -35,6 +35,7 @@ from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = [
+    "STEPS",
     "QueryFilter",
     "QueryView",
     "answer_query",
@@ -47,7 +48,8 @@ __all__ = [
 ]
 
 MAX_TEXT = 4000
-_STEPS: Mapping[str, tuple[Action, frozenset[str], str]] = {
+#: Each step: the policy action it needs, the statuses it applies to, the status it leads to.
+STEPS: Mapping[str, tuple[Action, frozenset[str], str]] = {
     # action name: (policy action, statuses it applies to, status it leads to)
     "answer": (Action.QUERY_ANSWER, frozenset({"open"}), "answered"),
     "close": (Action.QUERY_CLOSE, frozenset({"open", "answered"}), "closed"),
@@ -213,7 +215,7 @@ def list_queries(
 def _step(
     engine: Engine, principal: Principal, study: str, query_id: int, step: str, text: str
 ) -> QueryView:
-    action, allowed, status = _STEPS[step]
+    action, allowed, status = STEPS[step]
     visible_study(principal, study)
     # a role without the action anywhere in the study is refused before any lookup (403)
     require_in_study(principal, action, study)

@@ -70,7 +70,7 @@ SUBJECTS_SHOWN = 200  # subjects per page of the list
 MAX_DATA_FORM_BYTES = 256 * 1024
 MAX_DATA_FORM_FIELDS = 2_000
 MAX_REASON_LENGTH = 2_000  # as the API takes it
-STEPS = ("verify", "sign", "lock", "unlock")
+STEPS = tuple(form_states.STEPS)  # verify, sign, lock, unlock
 ENROL_FIELDS = ("subject_id", "site", "initials", "screening_date")
 
 
@@ -98,13 +98,6 @@ class _QueryRow:
     steps: tuple[str, ...]
 
 
-_QUERY_STEPS = {  # step: (policy action, statuses it applies to), as services.queries has them
-    "answer": (Action.QUERY_ANSWER, ("open",)),
-    "close": (Action.QUERY_CLOSE, ("open", "answered")),
-    "reopen": (Action.QUERY_OPEN, ("answered", "closed")),
-}
-
-
 @dataclass
 class _Outcome:
     """What the form page says above the form: saved, refused (with messages), conflict."""
@@ -128,15 +121,11 @@ def _state(language: str, state: str) -> str:
 
 def _steps(principal: Principal, study: str, site: str, state: str) -> tuple[str, ...]:
     """The state steps the reader may take on a form in ``state``, in the page's order."""
-    where = Resource(study, site)
-    allowed = {
-        "verify": can(principal, Action.DATA_VERIFY, where) and state in ("complete", "signed"),
-        "sign": can(principal, Action.DATA_SIGN, where) and state in ("complete", "verified"),
-        "lock": can(principal, Action.FORM_LOCK, where)
-        and state in ("in_progress", "complete", "verified", "signed"),
-        "unlock": can(principal, Action.FORM_LOCK, where) and state == "locked",
-    }
-    return tuple(step for step, ok in allowed.items() if ok)
+    return tuple(
+        step
+        for step, (action, states) in form_states.STEPS.items()
+        if state in states and can(principal, action, Resource(study, site))
+    )
 
 
 def _query_rows(
@@ -176,7 +165,7 @@ def _query_rows(
                 ),
                 steps=tuple(
                     step
-                    for step, (action, statuses) in _QUERY_STEPS.items()
+                    for step, (action, statuses, _) in queries.STEPS.items()
                     if record.status in statuses and can(principal, action, Resource(study, site))
                 ),
             )
@@ -542,7 +531,7 @@ def create_capture_router() -> APIRouter:
         )
         outcome = _Outcome(
             saved=saved if saved and saved == view.version else None,
-            done=done if done in STEPS or done in _QUERY_STEPS or done == "open" else "",
+            done=done if done in STEPS or done in queries.STEPS or done == "open" else "",
         )
         where = (study, subject_id, event, form)
         return await form_page(request, principal, cookie, where, view, outcome=outcome)
@@ -755,7 +744,7 @@ def create_capture_router() -> APIRouter:
             return redirect(request, "/login")
         fields, cookie, principal = posted
         step = fields.get("step", "")
-        if step not in _QUERY_STEPS:
+        if step not in queries.STEPS:
             raise PageError(400)
         engine = node_engine(request)
         where = (study, subject_id, event, form)
