@@ -2,8 +2,10 @@
 
 References: direct counting on pooled data (exact), statsmodels proportion_confint for the
 Wilson and Clopper–Pearson intervals (1e-10 relative), scipy.stats.mannwhitneyu for the
-AUC when the grid contains every distinct score (1e-12 relative, ties included), and the
-Hanley–McNeil (1982) formula written out independently for the AUC standard error.
+AUC (1e-12 relative when exact; within ``auc_max_error`` when not), and DeLong's (1988)
+variance written out from its definition over every positive–negative pair
+(:func:`delong_reference`) for the AUC standard error: 1e-12 relative when the scores lie
+on the grid, 2 % relative when the grid bins continuous scores.
 """
 
 from __future__ import annotations
@@ -121,17 +123,111 @@ def test_roc_runs_from_everyone_positive_to_nobody_positive(
     )
 
 
-def test_auc_confidence_interval_uses_the_hanley_mcneil_standard_error(
+def delong_reference(
+    positives: np.ndarray[Any, Any], negatives: np.ndarray[Any, Any]
+) -> tuple[float, float]:
+    """AUC and DeLong SE from the definition: ψ(x, y) = 1 if x > y, ½ if x = y, else 0."""
+    psi = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives)
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    variance = v10.var(ddof=1) / positives.size + v01.var(ddof=1) / negatives.size
+    return float(psi.mean()), math.sqrt(variance)
+
+
+def continuous_cases(seed: int = 1988) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Scores with many decimals: almost every grid bin mixes distinct scores."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(300) < 0.35).astype(float)
+    scores = 1 / (1 + np.exp(-rng.normal(-0.6 + 1.8 * truth, 1.0)))
+    return scores, truth
+
+
+def _mann_whitney_auc(scores: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> float:
+    positives, negatives = scores[truth == 1], scores[truth == 0]
+    return float(
+        sps.mannwhitneyu(positives, negatives).statistic / (positives.size * negatives.size)
+    )
+
+
+def test_continuous_scores_over_three_nodes_give_an_auc_within_its_stated_bound() -> None:
+    scores, truth = continuous_cases()
+    result = combine_diagnostic(_nodes(scores, truth))
+    reference = _mann_whitney_auc(scores, truth)
+    assert result.exact is False
+    assert result.auc != reference
+    assert 0 < abs(result.auc - reference) <= result.auc_max_error
+    assert "approximate" in result.auc_se_method
+    assert "±" in result.summary()
+
+
+def test_the_bound_is_half_the_same_bin_pairs_and_is_reached_when_they_all_order_one_way() -> None:
+    # Every positive outranks every negative, but all share the bin [0.5, 1].
+    node = diagnostic_node(
+        [0.9, 0.8, 0.7, 0.6, 0.55, 0.52], [1, 1, 1, 0, 0, 0], thresholds=[0, 0.5]
+    )
+    result = combine_diagnostic([node])
+    assert result.auc == 0.5
+    assert result.auc_max_error == 0.5 * 9 / 9
+    assert _mann_whitney_auc(np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.52]), np.repeat([1, 0], 3)) == (
+        result.auc + result.auc_max_error
+    )
+
+
+def test_scores_on_the_grid_give_the_mann_whitney_auc_and_say_exact(
     scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
 ) -> None:
     scores, truth = scored_cases
-    result = diagnostic_accuracy(scores, truth)
-    a, n1, n0 = result.auc, int(truth.sum()), int((1 - truth).sum())
-    q1, q2 = a / (2 - a), 2 * a**2 / (1 + a)
-    se = math.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a**2) + (n0 - 1) * (q2 - a**2)) / (n1 * n0))
+    nodes = _nodes(scores, truth)
+    assert all(node.on_grid for node in nodes)
+    result = combine_diagnostic(nodes)
+    assert result.exact is True
+    assert result.auc_max_error == 0.0
+    assert result.auc == pytest.approx(_mann_whitney_auc(scores, truth), rel=1e-12)
+
+
+def test_nodes_each_constant_within_a_bin_but_different_from_each_other_are_not_exact() -> None:
+    # Each node's scores are equal within every bin, yet the bin [0.5, 1) mixes 0.6 and 0.7.
+    first = diagnostic_node([0.6, 0.6, 0.1], [1, 0, 0], thresholds=[0, 0.5, 1])
+    second = diagnostic_node([0.7, 0.7, 0.1], [0, 1, 1], thresholds=[0, 0.5, 1])
+    result = combine_diagnostic([first, second])
+    assert result.exact is False
+    assert result.auc_max_error > 0
+
+
+def test_no_bin_holding_both_classes_makes_the_grid_auc_exact_whatever_the_scores() -> None:
+    result = diagnostic_accuracy([0.93, 0.81, 0.32, 0.14], [1, 1, 0, 0])
+    assert (result.exact, result.auc_max_error, result.auc) == (True, 0.0, 1.0)
+
+
+def test_auc_standard_error_is_delong_and_exact_when_the_scores_lie_on_the_grid(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    scores, truth = scored_cases
+    result = combine_diagnostic(_nodes(scores, truth))
+    auc, se = delong_reference(scores[truth == 1], scores[truth == 0])
+    assert result.auc == pytest.approx(auc, rel=1e-12)
     assert result.auc_se == pytest.approx(se, rel=1e-12)
+    assert result.auc_se_method == "DeLong"
     z = sps.norm.isf(0.025)
-    assert result.auc_ci == pytest.approx((a - z * se, a + z * se), rel=1e-12)
+    assert result.auc_ci == pytest.approx((auc - z * se, auc + z * se), rel=1e-12)
+
+
+def test_auc_standard_error_on_the_grid_bins_is_within_two_percent_of_delong() -> None:
+    scores, truth = continuous_cases()
+    result = combine_diagnostic(_nodes(scores, truth))
+    _, se = delong_reference(scores[truth == 1], scores[truth == 0])
+    assert result.auc_se == pytest.approx(se, rel=0.02)
+
+
+def test_a_node_that_does_not_say_its_scores_are_on_the_grid_is_taken_as_off_the_grid(
+    scored_cases: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> None:
+    message = diagnostic_node(*scored_cases).to_dict()
+    assert message["on_grid"] is True
+    for value in (None, "true", 1):
+        message["on_grid"] = value
+        assert DiagnosticAggregates.from_dict(message).on_grid is False
+    del message["on_grid"]
+    assert DiagnosticAggregates.from_dict(message).on_grid is False
 
 
 def test_auc_interval_is_clipped_to_zero_and_one() -> None:

@@ -319,7 +319,8 @@ class Coordinator:
         complete = not outcome.missing and not outcome.refusals
         result = {
             "kind": kind.name,
-            "exact": kind.exact,
+            # A kind exact in general may say a given result is not (diagnostic's AUC).
+            "exact": kind.exact and estimates.get("exact") is not False,
             "complete": complete,
             "nodes": [
                 {"name": name, "n": exchange.n_by_node.get(name, 0)} for name in exchange.nodes

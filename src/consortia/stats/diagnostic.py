@@ -9,12 +9,33 @@ Lead side (:func:`combine_diagnostic`): adds the counts (exact), then derives
   Clopper–Pearson (exact) intervals;
 * ROC points ``(1 − specificity, sensitivity)`` per grid threshold, plus the end points
   (1, 1) and (0, 0);
-* AUC by the trapezoid rule over those points, computed as an exact ratio of integers.
-  When the grid contains every distinct score, this equals the Mann–Whitney
-  ``U / (n₁ n₀)`` with ties counted ½;
-* an AUC confidence interval from the Hanley–McNeil (1982) standard error,
-  ``SE² = [A(1−A) + (n₁−1)(Q₁−A²) + (n₀−1)(Q₂−A²)] / (n₁ n₀)`` with ``Q₁ = A/(2−A)``,
-  ``Q₂ = 2A²/(1+A)``; the normal interval is clipped to [0, 1].
+* AUC by the trapezoid rule over those points, computed as an exact ratio of integers,
+  with a bound on how far it can be from the Mann–Whitney AUC ``U / (n₁ n₀)`` (ties ½);
+* an AUC confidence interval from DeLong's (1988) standard error computed on the grid
+  bins; the normal interval is clipped to [0, 1].
+
+Exactness of the AUC. The grid splits the score line into bins ``(−∞, t₀), [t₀, t₁), …,
+[t_K, ∞)``; the counts released are the cumulative ones above, from which the lead gets
+each bin's ``pos_b`` positives and ``neg_b`` negatives. A positive–negative pair in
+different bins is ordered the same by the bins as by the scores; a pair in the same bin
+is counted ½ by the trapezoid but may really count 0, ½ or 1. So
+
+    |AUC_trapezoid − U / (n₁ n₀)| <= ½ Σ_b pos_b · neg_b / (n₁ n₀)  (``auc_max_error``)
+
+and the bound is reached only when every same-bin pair is ordered the same way. The bound
+is 0, and the AUC exact, when no bin holds both classes, or when every node reports
+``on_grid`` — each of its scores *equals* a grid threshold (the node checks this locally;
+it releases that one yes/no, not a score). Then every bin holds one distinct score across
+all nodes, same-bin pairs are true ties, and the trapezoid *is* ``U / (n₁ n₀)``. A node's
+scores being equal within each of its own bins would not be enough: two nodes may hold
+different values in one bin. ``exact`` is true only when ``auc_max_error`` is 0.
+
+Standard error. DeLong, DeLong & Clarke-Pearson (1988) need each case's placement value
+(the share of the other class it outranks, ties ½). Computed on the binned scores (every
+case takes its bin's placement), the variance is
+``S₁₀/n₁ + S₀₁/n₀`` with ``S₁₀ = Σ_b pos_b (V₁₀,b − A)² / (n₁ − 1)`` and ``S₀₁`` likewise —
+an exact function of the released counts, equal to DeLong's variance of the original
+scores when the AUC is exact, and an approximation (``auc_se_method`` says which) when not.
 """
 
 from __future__ import annotations
@@ -79,6 +100,7 @@ class DiagnosticAggregates(NodeAggregates):
     fn_at: tuple[int, ...]
     tn_at: tuple[int, ...]
     missing: int = 0
+    on_grid: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DiagnosticAggregates:
@@ -100,6 +122,7 @@ class DiagnosticAggregates(NodeAggregates):
                 fn_at=counts("fn_at"),
                 tn_at=counts("tn_at"),
                 missing=int(data.get("missing", 0)),
+                on_grid=data.get("on_grid", False) is True,
             )
         size = len(aggregates.thresholds)
         per_threshold = (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
@@ -134,11 +157,14 @@ def diagnostic_node(
     """Count one node's TP/FP/FN/TN at ``threshold`` and at every grid threshold.
 
     A case is positive when ``score >= threshold``. Pairs with a missing score or truth
-    (``None``/NaN) are skipped and counted in ``missing``.
+    (``None``/NaN) are skipped and counted in ``missing``. ``on_grid`` says whether every
+    score equals one of the grid thresholds (then the pooled AUC is exact).
 
     >>> agg = diagnostic_node([0.9, 0.4, 0.6, 0.1], [1, 1, 0, 0], thresholds=[0.5])
-    >>> agg.tp, agg.fp, agg.fn, agg.tn, agg.tp_at
-    (1, 1, 1, 1, (1,))
+    >>> agg.tp, agg.fp, agg.fn, agg.tn, agg.tp_at, agg.on_grid
+    (1, 1, 1, 1, (1,), False)
+    >>> diagnostic_node([0.25, 0.5, 0.5], [1, 0, 1], thresholds=[0, 0.25, 0.5]).on_grid
+    True
     """
     grid = _check_grid(thresholds)
     score, state = _as_array(scores, "scores"), _as_array(truth, "truth")
@@ -173,6 +199,7 @@ def diagnostic_node(
         fn_at=tuple(int(n_pos - c) for c in tp_at),
         tn_at=tuple(int(n_neg - c) for c in fp_at),
         missing=int(present.size - score.size),
+        on_grid=bool(np.isin(score, grid_array).all()),
     )
 
 
@@ -182,7 +209,9 @@ class DiagnosticResult(StatResult):
 
     ``ppv``/``npv`` are ``None`` when nothing was called positive/negative. ``roc_fpr`` and
     ``roc_tpr`` start at (1, 1), follow the grid thresholds in increasing order, and end at
-    (0, 0). ``auc_ci`` uses the Hanley–McNeil standard error ``auc_se``.
+    (0, 0). ``auc`` is the trapezoid AUC over the grid; ``auc_max_error`` bounds its
+    distance from the Mann–Whitney AUC of the scores, and ``exact`` is true only when that
+    bound is 0. ``auc_ci`` uses ``auc_se``, computed as ``auc_se_method`` says.
     """
 
     threshold: float
@@ -201,9 +230,11 @@ class DiagnosticResult(StatResult):
     auc: float
     auc_se: float
     auc_ci: tuple[float, float]
+    auc_max_error: float
+    auc_se_method: str
     confidence: float
     nodes: int
-    exact: bool = True
+    exact: bool = False
 
     def summary(self) -> str:
         """Return the 2×2 table and the accuracy measures with both intervals."""
@@ -228,9 +259,8 @@ class DiagnosticResult(StatResult):
                 [name, measure.estimate, f"{wilson[0]:.4f}–{wilson[1]:.4f}",
                  f"{exact[0]:.4f}–{exact[1]:.4f}"]
             )  # fmt: skip
-        rows.append(
-            ["AUC (trapezoid)", self.auc, f"{self.auc_ci[0]:.4f}–{self.auc_ci[1]:.4f} (H–M)", ""]
-        )
+        label = "AUC (exact)" if self.exact else f"AUC (grid, ± {self.auc_max_error:.4f})"
+        rows.append([label, self.auc, f"{self.auc_ci[0]:.4f}–{self.auc_ci[1]:.4f} (DeLong)", ""])
         measures_table = format_table(
             ["measure", "estimate", f"Wilson {level}", f"Clopper–Pearson {level}"], rows
         )
@@ -243,13 +273,26 @@ def _rate(successes: int, n: int, confidence: float) -> ProportionResult | None:
     return combine_proportion([ProportionAggregates(successes, n)], confidence=confidence)
 
 
-def _hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
-    q1 = auc / (2.0 - auc)
-    q2 = 2.0 * auc * auc / (1.0 + auc)
-    variance = (
-        auc * (1.0 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)
-    ) / (n_pos * n_neg)
-    return math.sqrt(max(variance, 0.0))
+def _bin_counts(total: int, at_or_above: Sequence[int]) -> list[int]:
+    """Cases per bin, lowest first: below the first threshold, between thresholds, above."""
+    cumulative = [total, *at_or_above, 0]
+    return [cumulative[i] - cumulative[i + 1] for i in range(len(cumulative) - 1)]
+
+
+def _delong_se(auc: float, positives: Sequence[int], negatives: Sequence[int]) -> float:
+    """DeLong's standard error with every case at its bin's placement value."""
+    n_pos, n_neg = sum(positives), sum(negatives)
+    below = list(itertools.accumulate([0, *negatives[:-1]]))  # negatives in lower bins
+    above = list(itertools.accumulate([0, *positives[:0:-1]]))[::-1]  # positives in higher bins
+    s10 = sum(
+        pos * ((below[b] + 0.5 * negatives[b]) / n_neg - auc) ** 2
+        for b, pos in enumerate(positives)
+    ) / max(n_pos - 1, 1)
+    s01 = sum(
+        neg * ((above[b] + 0.5 * positives[b]) / n_pos - auc) ** 2
+        for b, neg in enumerate(negatives)
+    ) / max(n_neg - 1, 1)
+    return math.sqrt(s10 / n_pos + s01 / n_neg)
 
 
 def combine_diagnostic(
@@ -289,7 +332,10 @@ def combine_diagnostic(
         (fps[i] - fps[i + 1]) * (tps[i] + tps[i + 1]) for i in range(len(tps) - 1)
     )  # an exact integer
     auc = twice_area / (2 * n_pos * n_neg)
-    auc_se = _hanley_mcneil_se(auc, n_pos, n_neg)
+    positives, negatives = _bin_counts(n_pos, tp_at), _bin_counts(n_neg, fp_at)
+    same_bin_pairs = sum(p * n for p, n in zip(positives, negatives, strict=True))
+    exact = same_bin_pairs == 0 or all(agg.on_grid for agg in aggregates)
+    auc_se = _delong_se(auc, positives, negatives)
     z = float(sps.norm.isf((1.0 - confidence) / 2))
     return DiagnosticResult(
         threshold=first.threshold,
@@ -308,8 +354,11 @@ def combine_diagnostic(
         auc=auc,
         auc_se=auc_se,
         auc_ci=(max(0.0, auc - z * auc_se), min(1.0, auc + z * auc_se)),
+        auc_max_error=0.0 if exact else same_bin_pairs / (2 * n_pos * n_neg),
+        auc_se_method="DeLong" if exact else "DeLong on the grid bins (approximate)",
         confidence=confidence,
         nodes=len(aggregates),
+        exact=exact,
     )
 
 

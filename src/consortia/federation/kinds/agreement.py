@@ -9,6 +9,11 @@
 Both are one round of additive counts and sums. Zone counts, the 2×2 table and the
 per-threshold ROC counts are released counts, so the minimum cell count applies to each:
 choose a coarse ``thresholds`` grid for small sites.
+
+The diagnostic AUC is the trapezoid over the grid. It equals the Mann–Whitney AUC only
+when no grid bin mixes distinct scores; each node says whether all its scores lie on the
+grid (``on_grid``, one yes/no), and the result says ``exact`` and bounds the difference
+otherwise (``auc_max_error``; see :mod:`consortia.stats.diagnostic`).
 """
 
 from __future__ import annotations
