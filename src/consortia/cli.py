@@ -315,6 +315,19 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def _local_table(spec: Path, request: object, table: str | None) -> str | None:
+    """The table every --local file is served as: --table, else the request's table."""
+    requested = request.get("table") if isinstance(request, dict) else None
+    if not isinstance(requested, str) or not requested:
+        return table  # the request is refused for its missing table, naming the field
+    if table is not None and table != requested:
+        raise typer.BadParameter(
+            f"{table!r}, but {spec} reads table {requested!r}; give --table {requested}",
+            param_hint="--table",
+        )
+    return requested
+
+
 def _number(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -399,6 +412,10 @@ def analyze(
         list[str] | None,
         typer.Option("--local", help="NAME=FILE.csv: an in-process node over a local file."),
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(help="The table each --local file is served as (default: the request's)."),
+    ] = None,
     node: Annotated[
         list[str] | None, typer.Option("--node", help="NAME=URL: a member node to push to.")
     ] = None,
@@ -442,8 +459,15 @@ def analyze(
             if policy is not None:
                 data = yaml.safe_load(policy.read_text(encoding="utf-8")) or {}
                 node_policy = NodePolicy.model_validate(data.get("policy", data))
-            result = analyze_local(request, _pairs(local, "--local"), node_policy)
+            result = analyze_local(
+                request,
+                _pairs(local, "--local"),
+                node_policy,
+                table_name=_local_table(spec, request, table),
+            )
         else:
+            if table is not None:
+                raise typer.BadParameter("--table names --local files; a --node serves its own")
             if key is None or trust is None:
                 raise typer.BadParameter("--node needs --key (the lead's key) and --trust")
             result = analyze_remote(

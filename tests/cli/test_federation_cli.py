@@ -238,3 +238,40 @@ def test_analyze_draws_the_federated_kaplan_meier_curves(
     else:
         assert b"<svg" in data[:2000]
         assert b"car_t" in data
+
+
+def test_local_files_are_served_as_the_table_the_request_names_whatever_their_names(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    renamed = {}
+    for letter, (name, path) in zip("abc", node_files.items(), strict=True):
+        renamed[name] = tmp_path / f"{letter}.csv"
+        renamed[name].write_bytes(path.read_bytes())
+    spec = tmp_path / "km.json"
+    spec.write_text(json.dumps({"kind": "kaplan_meier", "table": "trial", "time": "time",
+                                "event": "event", "group": "arm"}))  # fmt: skip
+    result = runner.invoke(app, ["analyze", str(spec), "--json", *_local_args(renamed)])
+    assert result.exit_code == 0, result.output
+    assert [node["n"] for node in json.loads(result.output)["nodes"]] == [60, 60, 60]
+    stated = runner.invoke(
+        app, ["analyze", str(spec), "--json", "--table", "trial", *_local_args(renamed)]
+    )
+    assert stated.exit_code == 0, stated.output
+    assert json.loads(stated.output)["estimates"] == json.loads(result.output)["estimates"]
+
+
+def test_a_stated_table_other_than_the_requests_is_refused_naming_both(
+    tmp_path: Path, node_files: dict[str, Path]
+) -> None:
+    spec = tmp_path / "km.json"
+    spec.write_text(json.dumps({"kind": "kaplan_meier", "table": "trial", "time": "time",
+                                "event": "event"}))  # fmt: skip
+    result = runner.invoke(app, ["analyze", str(spec), "--table", "cart", *_local_args(node_files)])
+    message = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
+    assert result.exit_code == 2
+    assert "'cart', but" in message  # then the spec's path, which the box may fold
+    assert "reads table 'trial'; give --table trial" in message
+    assert "Traceback" not in result.output
+    remote = runner.invoke(app, ["analyze", str(spec), "--table", "trial", "--node", "a=http://a"])
+    assert remote.exit_code == 2
+    assert "--table names --local files" in " ".join(remote.output.replace("│", " ").split())

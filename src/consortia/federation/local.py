@@ -2,8 +2,9 @@
 
 :func:`analyze_local` is what ``consortia analyze SPEC.json --local NAME=FILE.csv …`` calls:
 one in-process node per file, each with its own fresh key, policy and audit trail, the
-same signed protocol and the same code path as a real federation. The table of each node
-is named after its file's stem (``data/a/trial.csv`` → ``trial``).
+same signed protocol and the same code path as a real federation. Each node serves its file
+under ``table_name`` when given (the command line gives ``--table``, or else the request's
+``table``), otherwise under the file's stem (``data/a/trial.csv`` → ``trial``).
 
 :func:`analyze_remote` pushes the request to member nodes over HTTP(S).
 """
@@ -72,12 +73,16 @@ def local_nodes(
     *,
     policy: NodePolicy | None = None,
     audit_dir: Path | None = None,
+    table_name: str | None = None,
 ) -> dict[str, NodeRunner]:
-    """In-process nodes over local files, each trusting ``lead`` and trusted by it."""
+    """In-process nodes over local files, each trusting ``lead`` and trusted by it.
+
+    Each file is served as the table ``table_name`` (default: the file's stem).
+    """
     lead_peer = Peer(name=lead.name, public_key=lead.public_key)
     runners: dict[str, NodeRunner] = {}
     for name, path in tables.items():
-        table = read_table(Path(path))
+        table = read_table(Path(path), name=table_name)
         key = generate_key()
         audit: AuditSink = (
             JsonlAuditSink(audit_dir / f"{name}.jsonl", fsync=False)
@@ -104,12 +109,15 @@ async def analyze_local_async(
     *,
     audit_dir: Path | None = None,
     round_timeout: float = 60.0,
+    table_name: str | None = None,
 ) -> dict[str, Any]:
     """The coroutine behind :func:`analyze_local`."""
     if not tables:
         raise FederationError("a local analysis needs at least one NAME=FILE table")
     coordinator = Coordinator(LEAD, generate_key(), TrustStore(), round_timeout=round_timeout)
-    runners = local_nodes(tables, coordinator, policy=policy, audit_dir=audit_dir)
+    runners = local_nodes(
+        tables, coordinator, policy=policy, audit_dir=audit_dir, table_name=table_name
+    )
     return await coordinator.run_analysis(
         request, [NodeHandle(name) for name in runners], InProcessTransport(runners)
     )
@@ -122,10 +130,12 @@ def analyze_local(
     *,
     audit_dir: Path | None = None,
     round_timeout: float = 60.0,
+    table_name: str | None = None,
 ) -> dict[str, Any]:
     """Run ``request`` federated over in-process nodes, one per local CSV/Parquet file.
 
-    ``tables`` maps node names to files; each node's table is named after the file's stem.
+    ``tables`` maps node names to files; each node serves its file as the table
+    ``table_name``, or, when that is ``None``, as a table named after the file's stem.
     ``policy`` applies to every node (DESIGN.md's defaults when ``None``); with
     ``audit_dir`` each node writes ``NAME.jsonl`` there.
 
@@ -141,7 +151,12 @@ def analyze_local(
     """
     return _run(
         analyze_local_async(
-            request, tables, policy, audit_dir=audit_dir, round_timeout=round_timeout
+            request,
+            tables,
+            policy,
+            audit_dir=audit_dir,
+            round_timeout=round_timeout,
+            table_name=table_name,
         ),
         "analyze_local",
     )
