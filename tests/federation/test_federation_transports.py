@@ -109,9 +109,10 @@ def test_describe_over_each_transport_equals_the_pooled_summary(
     expected = describe(pooled.numeric("biomarker"), bin_edges=edges)
     assert_complete(result, trial_tables)
     assert result["nodes"] == [{"name": n, "n": t.n_rows} for n, t in trial_tables.items()]
-    assert result["exact"] is True
+    assert result["exact"] is False  # histogram quantiles, each with its bound
     assert result["rounds"] == 1
     estimates = result["estimates"]
+    close(estimates["quantile_max_error"], expected.quantile_max_error)
     assert estimates["n"] == expected.n == pooled.n_rows
     close([estimates["mean"], estimates["sd"]], [expected.mean, expected.sd])
     close(estimates["quantiles"], expected.quantiles)

@@ -1,6 +1,6 @@
 """Federated describe, crosstab and proportion equal the pooled computations.
 
-References: numpy (mean, SD with ddof=1, quantiles), scipy.stats.chi2_contingency and
+References: numpy (mean, SD with ddof=1, quantiles: each within its stated bound), scipy.stats.chi2_contingency and
 fisher_exact, statsmodels.stats.proportion.proportion_confint. Tolerances are stated per
 test: 1e-10 relative for moments and intervals; counts compare exactly.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,42 @@ def test_histogram_quantiles_lie_within_one_bin_width_of_numpy(
     for probability, estimate in zip(probabilities, result.quantiles, strict=True):
         assert estimate is not None
         assert abs(estimate - np.quantile(ages, probability)) <= width
+
+
+def test_each_histogram_quantile_is_within_its_stated_bound_and_the_result_is_not_exact(
+    ages: np.ndarray[Any, Any],
+) -> None:
+    probabilities = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+    nodes = [describe_node(part, bin_edges=EDGES) for part in _split(ages)]
+    result = combine_describe(nodes, probabilities=probabilities)
+    assert result.exact is False
+    for probability, estimate, bound in zip(
+        probabilities, result.quantiles, result.quantile_max_error, strict=True
+    ):
+        assert estimate is not None
+        assert bound is not None
+        assert abs(estimate - np.quantile(ages, probability)) <= bound <= 2 * (EDGES[1] - EDGES[0])
+
+
+def test_the_quantile_bound_is_reached_and_is_infinite_when_an_order_statistic_is_off_grid() -> (
+    None
+):
+    result = describe([1, 2, 3, 4, 5], bin_edges=list(range(11)), probabilities=[0.5])
+    assert result.quantiles == (3.5,)  # the sample median is 3: the bound 0.5 is reached
+    assert result.quantile_max_error == (0.5,)
+    assert "± 0.5" in result.summary()
+    tails = describe([-5.0, 1.0, 1.5, 3.0, 3.5], bin_edges=[0.0, 2.0, 4.0], probabilities=[0.21])
+    assert tails.quantiles[0] is not None
+    assert tails.quantile_max_error == (math.inf,)
+    assert tails.to_dict()["quantile_max_error"] == [None]
+
+
+def test_a_summary_without_quantiles_is_exact(ages: np.ndarray[Any, Any]) -> None:
+    result = combine_describe(
+        [describe_node(part, bin_edges=EDGES) for part in _split(ages)], probabilities=[]
+    )
+    assert result.exact is True
+    assert result.mean == pytest.approx(np.mean(ages), rel=1e-12)
 
 
 def test_combined_describe_equals_describe_of_pooled_data(ages: np.ndarray[Any, Any]) -> None:

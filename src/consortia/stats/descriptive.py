@@ -10,7 +10,9 @@ Exactness. Moments are combined with Chan's parallel formula from per-node
 ``(n, mean, M2)``, so the pooled mean and SD equal the pooled computation up to rounding.
 Quantiles are estimated from a histogram on an *agreed* bin grid: the pooled histogram is
 the exact sum of node histograms, so the estimate equals what the same estimator gives on
-pooled data, and it lies within one bin width of the sample quantile. Contingency tables
+pooled data, but not the sample quantile of the records: each comes with
+``quantile_max_error``, the most it can be from numpy's (linear) sample quantile given the
+counts, and a result that reports a quantile says ``exact: false``. Contingency tables
 and proportions are sums of counts and therefore exact.
 
 Disclosure control (minimum cell counts, minimum rows) is the policy layer's business;
@@ -179,6 +181,11 @@ class DescribeResult(StatResult):
 
     ``quantiles[i]`` estimates the ``probabilities[i]`` quantile by linear interpolation of
     the pooled histogram's cumulative counts; it is ``None`` when it falls outside the grid.
+    ``quantile_max_error[i]`` bounds its distance from the sample quantile (numpy's default,
+    linear) of the pooled values: the order statistics that quantile interpolates lie in
+    known bins, so it lies between the lower edge of the first and the upper edge of the
+    second. It is infinite (``null`` in JSON) when one of them lies outside the grid.
+    ``exact`` is false as soon as a quantile is reported.
     ``minimum``/``maximum`` are present only when every contributing node allowed them.
     """
 
@@ -195,6 +202,7 @@ class DescribeResult(StatResult):
     minimum: float | None
     maximum: float | None
     nodes: int
+    quantile_max_error: tuple[float | None, ...] = ()
     exact: bool = True
 
     def summary(self) -> str:
@@ -205,8 +213,15 @@ class DescribeResult(StatResult):
             ["mean", self.mean],
             ["sd", self.sd],
         ]
-        for probability, value in zip(self.probabilities, self.quantiles, strict=True):
-            rows.append([f"q{probability:g}", value if value is not None else "outside grid"])
+        errors = self.quantile_max_error or (None,) * len(self.quantiles)
+        for probability, value, error in zip(
+            self.probabilities, self.quantiles, errors, strict=True
+        ):
+            if value is None:
+                rows.append([f"q{probability:g}", "outside grid"])
+            else:
+                bound = "unbounded" if error is None or math.isinf(error) else f"{error:.4g}"
+                rows.append([f"q{probability:g} (histogram, ± {bound})", value])
         if self.minimum is not None and self.maximum is not None:
             rows += [["min", self.minimum], ["max", self.maximum]]
         return format_table(["statistic", "value"], rows)
@@ -262,6 +277,38 @@ def _histogram_quantile(
     return None
 
 
+def _quantile_max_error(
+    probability: float,
+    estimate: float | None,
+    edges: Sequence[float],
+    counts: Sequence[int],
+    below: int,
+    above: int,
+) -> float | None:
+    """How far ``estimate`` can be from numpy's linear sample quantile, given the counts.
+
+    That quantile interpolates between the order statistics of ranks ``floor(h)`` and
+    ``ceil(h)``, ``h = (n − 1) p`` (0-based); each lies in the bin its rank falls in.
+    """
+    if estimate is None:
+        return None
+    position = (below + sum(counts) + above - 1) * probability
+    bins = []
+    for rank in (math.floor(position), math.ceil(position)):
+        cumulative, found = below, None
+        if rank >= cumulative:
+            for index, count in enumerate(counts):
+                cumulative += count
+                if rank < cumulative:
+                    found = index
+                    break
+        if found is None:  # in a tail beyond the grid: no bound
+            return math.inf
+        bins.append(found)
+    lowest, highest = edges[bins[0]], edges[bins[1] + 1]
+    return float(max(estimate - lowest, highest - estimate))
+
+
 def combine_describe(
     aggregates: Sequence[DescribeAggregates],
     *,
@@ -301,15 +348,20 @@ def combine_describe(
     released = bool(contributing) and all(
         agg.minimum is not None and agg.maximum is not None for agg in contributing
     )
+    quantiles = tuple(
+        _histogram_quantile(p, edges, counts, below, above) if n else None for p in probs
+    )
+    errors = tuple(
+        _quantile_max_error(p, q, edges, counts, below, above)
+        for p, q in zip(probs, quantiles, strict=True)
+    )
     return DescribeResult(
         n=n,
         missing=sum(agg.missing for agg in aggregates),
         mean=mean if n else math.nan,
         sd=math.sqrt(m2 / (n - 1)) if n > 1 else math.nan,
         probabilities=probs,
-        quantiles=tuple(
-            _histogram_quantile(p, edges, counts, below, above) if n else None for p in probs
-        ),
+        quantiles=quantiles,
         bin_edges=edges,
         bin_counts=counts,
         below=below,
@@ -317,6 +369,8 @@ def combine_describe(
         minimum=min(a.minimum for a in contributing if a.minimum is not None) if released else None,
         maximum=max(a.maximum for a in contributing if a.maximum is not None) if released else None,
         nodes=len(aggregates),
+        quantile_max_error=errors,
+        exact=all(q is None for q in quantiles),
     )
 
 

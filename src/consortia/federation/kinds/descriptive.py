@@ -8,7 +8,9 @@
     {"kind": "proportion", "table": "t", "outcome": "response"}
 
 ``describe`` estimates quantiles from a histogram on the agreed grid (``bins`` or
-``bin_edges``); without a grid it releases one bin (the count) and reports no quantiles.
+``bin_edges``), each with a bound on its distance from the sample quantile, and says
+``exact: false`` when it reports any; without a grid it releases one bin (the count) and
+reports no quantiles.
 Every released count (n, missing, histogram bins, table cells, successes and failures) is
 subject to the node's minimum cell count.
 """
