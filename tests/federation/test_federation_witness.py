@@ -45,7 +45,7 @@ from consortia.storage.audit import (
 )
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
-from consortia.storage.witness import ChainHead, audit_witness
+from consortia.storage.witness import ChainHead, audit_witness, trail_heads
 
 T = TypeVar("T")
 
@@ -158,7 +158,14 @@ def test_an_honest_chain_that_went_on_after_it_was_witnessed_is_clean(pair: Pair
         receipts = [e.action for e in iter_events(connection, chain=WITNESS_CHAIN)]
         assert verify_chain(connection).ok
     assert kept == 2
-    assert receipts == ["witness.stored", "witness.read", "witness.stored", "witness.read"]
+    # each push first reads what the peer holds; the same heads again are not kept twice
+    assert receipts == [
+        *("witness.read", "witness.stored"),  # push
+        "witness.read",  # push again: already had them
+        "witness.read",  # verify
+        *("witness.read", "witness.stored"),  # push after the chain went on
+        "witness.read",  # verify
+    ]
 
 
 def test_deleting_the_tail_and_rolling_the_head_back_is_reported_as_truncation(
@@ -180,6 +187,16 @@ def test_deleting_the_tail_and_rolling_the_head_back_is_reported_as_truncation(
             audit_head.update().where(audit_head.c.chain == "CART-LBCL").values(seq=6, hash=sixth)
         )
     assert _trail_intact(engine)  # unseen by the hash chain alone
+    # the node does not hand the cut trail over, and the peer would refuse it anyway
+    refused = pair.run(pair.sgh.push)
+    assert refused[0].ok is False
+    assert refused[0].detail.startswith("not handed over: truncated: chain 'CART-LBCL'")
+    with engine.connect() as connection:
+        cut = [h for h in trail_heads(connection) if h.chain != WITNESS_CHAIN]
+    rollback = _post(pair, WITNESS_PATH, sign_statement(cut, pair.sgh.key, "sgh"))
+    assert rollback.status_code == 409
+    assert "witness.rollback" in rollback.json()["detail"]
+    assert "'CART-LBCL' went from 10 to 6 events" in rollback.json()["detail"]
     report = pair.run(pair.sgh.verify)
     assert [(f.kind, f.chain, f.peer) for f in report.findings] == [
         ("truncated", "CART-LBCL", "ruijin")
@@ -225,6 +242,8 @@ def test_rewriting_an_event_and_rehashing_everything_after_it_is_reported_as_a_f
             audit_head.update().where(audit_head.c.chain == "CART-LBCL").values(hash=prev)
         )
     assert _trail_intact(engine)
+    _append(engine, "CART-LBCL", 2)  # the forged history goes on: the peer cannot tell
+    assert pair.run(pair.sgh.push)[0].detail.startswith("not handed over: forked")
     report = pair.run(pair.sgh.verify)
     assert [(f.kind, f.chain) for f in report.findings] == [("forked", "CART-LBCL")]
     assert "event 10 has hash" in str(report.findings[0])

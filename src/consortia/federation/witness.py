@@ -342,10 +342,23 @@ class HeadWitness:
         return [(p.name, p.url.rstrip("/")) for p in self.trust.peers if p.trusted and p.url]
 
     async def push(self, client: httpx.AsyncClient) -> list[PeerOutcome]:
-        """Post the current statement to every trusted peer with a URL."""
+        """Post the current statement to every trusted peer with a URL.
+
+        Each peer is first asked what it holds: a trail that no longer holds what the peer
+        witnessed (cut short or rewritten since) is not handed over, so the node never signs
+        a forged history over the one its peers keep (and the peer would refuse a shorter
+        one anyway).
+        """
         wire = canonical_json(self.statement())
         outcomes = []
         for peer, url in self._peers():
+            held = await self._fetch_one(client, peer, url)
+            if isinstance(held, Witnessed):
+                findings = await asyncio.to_thread(check_witnessed, self.engine, [held])
+                if findings:
+                    detail = "; ".join(str(finding) for finding in findings)
+                    outcomes.append(PeerOutcome(peer, False, f"not handed over: {detail}"))
+                    continue
             try:
                 response = await client.post(
                     url + WITNESS_PATH,
@@ -370,33 +383,38 @@ class HeadWitness:
         witnessed: list[Witnessed] = []
         failures: list[PeerOutcome] = []
         for peer, url in self._peers():
-            request = sign_message(HeldRequest(node=self.name).model_dump(), self.key, self.name)
-            try:
-                response = await client.post(
-                    url + HELD_PATH,
-                    content=canonical_json(request),
-                    headers={"content-type": "application/json"},
-                    timeout=self.timeout,
-                )
-            except httpx.HTTPError as exc:
-                failures.append(PeerOutcome(peer, False, f"cannot be reached at {url} ({exc!r})"))
-                continue
-            if response.status_code != 200:
-                failures.append(PeerOutcome(peer, False, _problem_detail(response)))
-                continue
-            try:
-                held = response.json().get("statement")
-            except (ValueError, AttributeError):
-                failures.append(PeerOutcome(peer, False, "answered without JSON"))
-                continue
-            if held is None:
-                failures.append(PeerOutcome(peer, False, "holds no statement about this node"))
-                continue
-            try:
-                witnessed.append(Witnessed(peer, verify_own_statement(held, self.key, self.name)))
-            except WitnessRefused as exc:
-                failures.append(PeerOutcome(peer, False, f"returned a statement refused: {exc}"))
+            held = await self._fetch_one(client, peer, url)
+            if isinstance(held, Witnessed):
+                witnessed.append(held)
+            else:
+                failures.append(held)
         return witnessed, failures
+
+    async def _fetch_one(
+        self, client: httpx.AsyncClient, peer: str, url: str
+    ) -> Witnessed | PeerOutcome:
+        request = sign_message(HeldRequest(node=self.name).model_dump(), self.key, self.name)
+        try:
+            response = await client.post(
+                url + HELD_PATH,
+                content=canonical_json(request),
+                headers={"content-type": "application/json"},
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as exc:
+            return PeerOutcome(peer, False, f"cannot be reached at {url} ({exc!r})")
+        if response.status_code != 200:
+            return PeerOutcome(peer, False, _problem_detail(response))
+        try:
+            held = response.json().get("statement")
+        except (ValueError, AttributeError):
+            return PeerOutcome(peer, False, "answered without JSON")
+        if held is None:
+            return PeerOutcome(peer, False, "holds no statement about this node")
+        try:
+            return Witnessed(peer, verify_own_statement(held, self.key, self.name))
+        except WitnessRefused as exc:
+            return PeerOutcome(peer, False, f"returned a statement refused: {exc}")
 
     async def verify(self, client: httpx.AsyncClient) -> WitnessReport:
         """Fetch what the peers witnessed and compare the trail with it."""
@@ -426,7 +444,19 @@ class HeadWitness:
             self._audit_refusal(message, "witness.refused", exc)
             raise
         kept = {"body": body, "envelope": dict(message["envelope"])}
+        try:
+            return self._keep(sender, statement, kept, received)
+        except WitnessRefused as exc:
+            self._audit_refusal(message, "witness.refused", exc, sender=sender)
+            raise
+
+    def _keep(
+        self, sender: str, statement: HeadStatement, kept: dict[str, Any], received: str
+    ) -> bool:
         with self.engine.begin() as connection:
+            earlier = latest_statement(connection, sender)
+            if earlier is not None:
+                _check_goes_on(HeadStatement.model_validate(json.loads(earlier)["body"]), statement)
             stored = store_statement(
                 connection,
                 node=sender,
@@ -477,20 +507,48 @@ class HeadWitness:
         held: dict[str, Any] | None = None if text is None else json.loads(text)
         return held
 
-    def _audit_refusal(self, message: Any, action: str, error: Exception) -> None:
+    def _audit_refusal(
+        self, message: Any, action: str, error: Exception, *, sender: str | None = None
+    ) -> None:
         envelope = message.get("envelope") if isinstance(message, Mapping) else None
-        claimed = envelope.get("sender") if isinstance(envelope, Mapping) else None
+        claimed = sender or (envelope.get("sender") if isinstance(envelope, Mapping) else None)
         rule = getattr(error, "rule", "witness.refused")
+        if sender is not None:
+            actor = f"node:{sender}"
+        else:
+            actor = f"unverified:{claimed}" if isinstance(claimed, str) else "unverified"
         with self.engine.begin() as connection:
             append_event(
                 connection,
                 WITNESS_CHAIN,
-                actor=f"unverified:{claimed}" if isinstance(claimed, str) else "unverified",
+                actor=actor,
                 action=action,
                 entity_type="head_statement",
                 entity_id=str(claimed)[:200] if isinstance(claimed, str) else "unknown",
-                after={"rule": rule},
+                after={"rule": rule, "message": getattr(error, "detail", str(error))},
             )
+
+
+def _check_goes_on(earlier: HeadStatement, statement: HeadStatement) -> None:
+    """Refuse a statement that does not continue the one kept before it: a chain gone,
+    shorter, or with another last hash at the same length (a node whose trail was cut
+    short or rewritten since)."""
+    now = {head.chain: head for head in statement.chains}
+    problems = []
+    for head in earlier.chains:
+        new = now.get(head.chain)
+        if new is None:
+            problems.append(f"chain {head.chain!r} is gone (it had {head.length} events)")
+        elif new.length < head.length:
+            problems.append(f"chain {head.chain!r} went from {head.length} to {new.length} events")
+        elif new.length == head.length and new.hash != head.hash:
+            problems.append(f"chain {head.chain!r} event {head.length} has another hash")
+    if problems:
+        raise WitnessRefused(
+            "witness.rollback",
+            f"these heads do not continue those kept from {earlier.at}: " + "; ".join(problems),
+            409,
+        )
 
 
 def _parse(model: type[_M], body: Mapping[str, Any]) -> _M:
