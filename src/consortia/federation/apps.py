@@ -103,7 +103,7 @@ def create_witness_router(witness: HeadWitness) -> APIRouter:
         wire = await request.body()
         try:
             message = _parse_json(wire)
-            stored = await asyncio.to_thread(witness.receive, message, wire=wire)
+            stored = await witness.receive(message, wire=wire)
         except ValueError as exc:
             return _problem(400, "Bad Request", str(exc))
         except MessageRejected as exc:
@@ -119,7 +119,7 @@ def create_witness_router(witness: HeadWitness) -> APIRouter:
         wire = await request.body()
         try:
             message = _parse_json(wire)
-            held = await asyncio.to_thread(witness.held_for, message, wire=wire)
+            held = await witness.held_for(message, wire=wire)
         except ValueError as exc:
             return _problem(400, "Bad Request", str(exc))
         except MessageRejected as exc:

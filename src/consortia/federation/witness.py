@@ -424,11 +424,13 @@ class HeadWitness:
 
     # ------------------------------------------------------------------ peers' heads
 
-    def receive(self, message: Any, *, wire: bytes | None = None) -> bool:
+    async def receive(self, message: Any, *, wire: bytes | None = None) -> bool:
         """Verify and keep a peer's statement; ``True`` if stored, ``False`` if repeated.
 
         Raises :class:`~consortia.federation.signing.MessageRejected` (signature rules) or
-        :class:`WitnessRefused`; every outcome is audited on the ``witness`` chain.
+        :class:`WitnessRefused`; every outcome is audited on the ``witness`` chain. The
+        signature is checked on the event loop (as every federation message is, so the
+        verifier's nonces see one thread); the database work runs in a worker thread.
         """
         received = utc_timestamp()
         try:
@@ -441,13 +443,15 @@ class HeadWitness:
                     403,
                 )
         except (MessageRejected, WitnessRefused) as exc:
-            self._audit_refusal(message, "witness.refused", exc)
+            await asyncio.to_thread(self._audit_refusal, message, "witness.refused", exc)
             raise
         kept = {"body": body, "envelope": dict(message["envelope"])}
         try:
-            return self._keep(sender, statement, kept, received)
+            return await asyncio.to_thread(self._keep, sender, statement, kept, received)
         except WitnessRefused as exc:
-            self._audit_refusal(message, "witness.refused", exc, sender=sender)
+            await asyncio.to_thread(
+                self._audit_refusal, message, "witness.refused", exc, sender=sender
+            )
             raise
 
     def _keep(
@@ -479,7 +483,7 @@ class HeadWitness:
                 )
         return stored
 
-    def held_for(self, message: Any, *, wire: bytes | None = None) -> dict[str, Any] | None:
+    async def held_for(self, message: Any, *, wire: bytes | None = None) -> dict[str, Any] | None:
         """The newest statement kept about the (verified) requester, or ``None``."""
         try:
             sender, body = self.verifier.verify(message, wire=wire)
@@ -491,8 +495,13 @@ class HeadWitness:
                     403,
                 )
         except (MessageRejected, WitnessRefused) as exc:
-            self._audit_refusal(message, "witness.read_refused", exc)
+            await asyncio.to_thread(self._audit_refusal, message, "witness.read_refused", exc)
             raise
+        text = await asyncio.to_thread(self._read_held, sender)
+        held: dict[str, Any] | None = None if text is None else json.loads(text)
+        return held
+
+    def _read_held(self, sender: str) -> str | None:
         with self.engine.begin() as connection:
             text = latest_statement(connection, sender)
             append_event(
@@ -504,8 +513,7 @@ class HeadWitness:
                 entity_id=sender,
                 after={"found": text is not None},
             )
-        held: dict[str, Any] | None = None if text is None else json.loads(text)
-        return held
+        return text
 
     def _audit_refusal(
         self, message: Any, action: str, error: Exception, *, sender: str | None = None
