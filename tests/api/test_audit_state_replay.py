@@ -187,6 +187,24 @@ def test_an_item_value_edited_in_the_table_is_reported_by_subject_form_and_item(
     ]
 
 
+def test_an_edited_identifier_is_reported_without_showing_its_value(busy: Node) -> None:
+    row = _value_row(busy.engine, "SG01-001", "demographics", "initials")
+    with busy.engine.begin() as connection:
+        connection.execute(
+            item_value.update().where(item_value.c.id == row.id).values(value_text="ZZZ")
+        )
+        connection.execute(
+            subject.update().where(subject.c.subject_id == "SG01-002").values(initials="XY")
+        )
+    found = _differences(busy.engine)
+    assert found == [
+        "CART-LBCL SG01-001 / screening / demographics.initials identifier: "
+        "table (an identifier value), trail (an identifier value)",
+        "CART-LBCL SG01-002 initials: table (an identifier value), trail (an identifier value)",
+    ]
+    assert not any(text in line for line in found for text in ("ZZZ", "ALT", "XY", "AB"))
+
+
 def test_a_deleted_row_is_reported(busy: Node) -> None:
     row = _value_row(busy.engine, "SG01-002", "ae", "ae_term")
     with busy.engine.begin() as connection:

@@ -23,7 +23,8 @@ accounts, grants, tokens      ``user EMAIL`` (name), ``grant ROLE at STUDY/SITE 
 
 and reports each difference as ``WHERE[ FIELD]: table X, trail Y`` (``absent`` where one
 side has nothing), e.g. ``CART-LBCL SG01-001 / day0 / crs_icans.fever_temp: table 38.5,
-trail 39.1``. The float stored beside a number (``value_num``, what SQL aggregates read) is
+trail 39.1``; identifier (PHI) values are never shown, only that they differ. The float
+stored beside a number (``value_num``, what SQL aggregates read) is
 checked against its text. What the events do not carry is not compared (see
 docs/security.md): times of changes, planned event dates and windows, the schedule anchor,
 account state other than name (password hashes, lockouts, sessions), approvals (a file).
@@ -64,6 +65,9 @@ __all__ = ["StateDifference", "compare_state", "state_from_tables", "state_from_
 #: ``{where: {field: value}}``: one entity per ``where``; field ``""`` is the entity's value.
 State = dict[str, dict[str, str | None]]
 
+IDENTIFIER = "identifier"
+#: Fields whose values a report never shows (identifiers, PHI): only that they differ.
+MASKED = frozenset({IDENTIFIER, "initials"})
 _KEY = re.compile(r"^(?:(\w+)\[(\d+)\]\.)?(\w+)$")
 FORM_FIELDS = (
     "status",
@@ -87,11 +91,18 @@ class StateDifference:
 
     def __str__(self) -> str:
         name = f"{self.where} {self.field}" if self.field else self.where
-        return f"{name}: table {_shown(self.table)}, trail {_shown(self.trail)}"
+        table, trail = _shown(self.table), _shown(self.trail)
+        if self.field in MASKED:  # say that an identifier differs, never what it is
+            table, trail = _masked(self.table), _masked(self.trail)
+        return f"{name}: table {table}, trail {trail}"
 
 
 def _shown(value: str | None) -> str:
     return "absent" if value is None else value
+
+
+def _masked(value: str | None) -> str:
+    return "absent" if value is None else "(an identifier value)"
 
 
 class _Groups:
@@ -100,6 +111,12 @@ class _Groups:
 
     def __init__(self) -> None:
         self._group: dict[tuple[str, str], str] = {}
+        self.identifiers: set[tuple[str, str]] = set()  # (study, item) saved as identifiers
+
+    def field(self, study: str, item: str) -> str:
+        """The field an item's value is compared under: identifier (PHI) values under
+        ``identifier``, which reports show masked."""
+        return IDENTIFIER if (study, item) in self.identifiers else ""
 
     def parse(self, study: str, key: str) -> tuple[str, int]:
         match = _KEY.fullmatch(key)
@@ -189,6 +206,8 @@ class _Replay:
             for key, text in (after.get(part) or {}).items():
                 item, number = self.groups.parse(study, key)
                 self.values[study, subject_id, ref, form, item, number] = str(text)
+                if part == "identifiers":
+                    self.groups.identifiers.add((study, item))
         for key in after.get("removed") or ():
             item, number = self.groups.parse(study, key)
             self.values.pop((study, subject_id, ref, form, item, number), None)
@@ -281,7 +300,8 @@ class _Replay:
         state: State = {}
         for (study, subject_id, ref, form, item, number), text in self.values.items():
             key = self.groups.key(study, item, number)
-            state[f"{study} {subject_id} / {ref} / {form}.{key}"] = {"": text}
+            field = self.groups.field(study, item)
+            state[f"{study} {subject_id} / {ref} / {form}.{key}"] = {field: text}
         for where, statuses in self.statuses.items():
             self.subjects.setdefault(where, {})["status history"] = "; ".join(statuses)
         for where, messages in self.messages.items():
@@ -372,7 +392,7 @@ def state_from_tables(connection: Connection, groups: _Groups | None = None) -> 
     for row in _rows(connection, values):
         study, where = form_where.get(row.form_pk, ("?", f"form row {row.form_pk}"))
         item_where = f"{where}.{groups.key(study, row.item, row.group_instance)}"
-        state[item_where] = {"": row.value_text}
+        state[item_where] = {groups.field(study, row.item): row.value_text}
         if row.value_num is not None and _number(row.value_text) != row.value_num:
             state[item_where]["value_num"] = repr(row.value_num)
     visits = (
@@ -490,10 +510,8 @@ def differences(table: State, trail: State) -> list[StateDifference]:
                 continue
             if ours.get(field) != theirs.get(field):
                 found.append(StateDifference(where, field, ours.get(field), theirs.get(field)))
-        if "value_num" in ours and ours.get("") == theirs.get(""):
-            found.append(
-                StateDifference(where, "value_num", ours["value_num"], theirs.get("", None))
-            )
+        if "value_num" in ours and "" in ours and ours[""] == theirs.get(""):
+            found.append(StateDifference(where, "value_num", ours["value_num"], ours[""]))
     return found
 
 
@@ -502,7 +520,13 @@ def _summary(fields: Mapping[str, str | None]) -> str:
         return "present"
     if set(fields) <= {"", "value_num"}:
         return _shown(fields.get(""))
-    return ", ".join(f"{name} {_shown(value)}" for name, value in fields.items() if name)
+    if IDENTIFIER in fields:
+        return "(an identifier value)"
+    return ", ".join(
+        f"{name} {_masked(value) if name in MASKED else _shown(value)}"
+        for name, value in fields.items()
+        if name
+    )
 
 
 def compare_state(engine: Engine) -> list[StateDifference]:
