@@ -278,6 +278,15 @@ def study_synthesize(
         typer.echo(f"wrote {analysis_out}: analysis table {data.analysis_table}")
 
 
+NodeConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--node-config",
+        help="The node's federation config (YAML): its name, key, peers and database.",
+    ),
+]
+
+
 @audit_app.command("verify")
 def audit_verify(
     database_url: Annotated[
@@ -285,22 +294,109 @@ def audit_verify(
         typer.Option(help="Database URL (default: CONSORTIA_DATABASE_URL or the node's)."),
     ] = None,
     chain: Annotated[str | None, typer.Option(help="Verify one chain (a study) only.")] = None,
+    node_config: NodeConfigOption = None,
+    state: Annotated[
+        bool,
+        typer.Option(
+            "--state", help="Also replay the trail and compare it with the current tables."
+        ),
+    ] = False,
 ) -> None:
-    """Recompute the audit trail's hash chain; report the first broken link (exit 1)."""
+    """Recompute the audit trail's hash chain; report the first broken link (exit 1).
+
+    With --node-config, also compare the chains with the heads the node's peers witnessed
+    (truncated, forked or missing chains: exit 1; no peer answered: exit 3). With --state,
+    replay the trail and report every difference with the tables (exit 1).
+    """
     from consortia.config import Settings
     from consortia.storage.audit import verify_chain
     from consortia.storage.db import make_engine
 
+    exit_code = 0
     try:
-        engine = make_engine(database_url or Settings().database_url)
-        with engine.connect() as connection:
-            report = verify_chain(connection, chain=chain)
-        engine.dispose()
+        config = _node_config(node_config) if node_config is not None else None
+        url = database_url or (config.database() if config is not None else None)
+        engine = make_engine(url or Settings().database_url)
+        try:
+            with engine.connect() as connection:
+                report = verify_chain(connection, chain=chain)
+            typer.echo(str(report))
+            if not report.ok:
+                exit_code = 1
+            if config is not None:
+                exit_code = max(exit_code, _verify_witnessed(config, engine))
+            if state:
+                exit_code = max(exit_code, _verify_state(engine))
+        finally:
+            engine.dispose()
     except ConsortiaError as error:
         raise fail(error) from None
-    typer.echo(str(report))
+    if exit_code:
+        raise typer.Exit(1 if exit_code == 1 else 3)
+
+
+def _verify_witnessed(config: Any, engine: Any) -> int:
+    """Print the comparison with the witnessed heads; 1 for a finding, 3 for no witness."""
+    from consortia.federation.nodeconfig import node_trust
+    from consortia.federation.signing import load_key
+    from consortia.federation.witness import HeadWitness, verify_heads
+
+    witness = HeadWitness(
+        engine, config.name, load_key(config.resolve(config.key_file)), node_trust(config)
+    )
+    report = verify_heads(witness)
+    for line in report.lines():
+        typer.echo(line)
     if not report.ok:
-        raise typer.Exit(1)
+        return 1
+    return 0 if report.witnessed else 3
+
+
+def _verify_state(engine: Any) -> int:
+    from consortia.storage.replay import compare_state
+
+    differences = compare_state(engine)
+    for difference in differences:
+        typer.echo(str(difference))
+    if differences:
+        typer.echo(f"state differs from the audit trail: {len(differences)} differences")
+        return 1
+    typer.echo("state matches the audit trail")
+    return 0
+
+
+@audit_app.command("witness")
+def audit_witness(
+    node_config: Annotated[
+        Path,
+        typer.Option("--node-config", help="The node's federation config (YAML)."),
+    ],
+) -> None:
+    """Sign this node's chain heads and hand them to its peers, which keep them (exit 3 if
+    a peer did not take them)."""
+    from consortia.federation.nodeconfig import node_trust, open_node_database
+    from consortia.federation.signing import load_key
+    from consortia.federation.witness import HeadWitness, push_heads
+
+    try:
+        config = _node_config(node_config)
+        engine = open_node_database(config)
+        try:
+            witness = HeadWitness(
+                engine, config.name, load_key(config.resolve(config.key_file)), node_trust(config)
+            )
+            outcomes = push_heads(witness)
+        finally:
+            engine.dispose()
+    except ConsortiaError as error:
+        raise fail(error) from None
+    if not outcomes:
+        typer.echo("no trusted peer with a URL to hand the heads to")
+        raise typer.Exit(3)
+    for outcome in outcomes:
+        typer.echo(f"peer {outcome.peer}: {outcome.detail}")
+    if not all(outcome.ok for outcome in outcomes):
+        raise typer.Exit(3)
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:

@@ -1,12 +1,31 @@
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
+import sqlalchemy as sa
+import yaml
 from typer.testing import CliRunner
 
+from consortia.auth.principal import Role
 from consortia.cli import app
-from consortia.storage.audit import append_events, audit_event, metadata
+from consortia.domain.templates import template_text
+from consortia.federation.signing import generate_key, public_key_b64, save_key
+from consortia.services import studies
+from consortia.services.common import cli_operator
+from consortia.services.data_entry import FormSave, save_form
+from consortia.services.subjects import SubjectInput, enrol_subject
+from consortia.storage import tables
+from consortia.storage.audit import append_events, audit_event, audit_head, metadata
 from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
+from consortia.storage.witness import audit_witness
 
 runner = CliRunner()
 
@@ -40,3 +59,172 @@ def test_audit_verify_with_a_bad_url_is_a_message_not_a_traceback() -> None:
     result = runner.invoke(app, ["audit", "verify", "--database-url", "mysql://x/y"])
     assert result.exit_code == 1
     assert "not supported" in result.output
+
+
+def _study_node(url: str) -> sa.Engine:
+    """A migrated node database with a study, a subject and a saved form."""
+    engine = make_engine(url)
+    upgrade(engine)
+    operator = cli_operator(Role.STUDY_ADMIN, Role.COORDINATOR)
+    studies.load_definition(engine, operator, template_text("cart-lbcl"))
+    enrol_subject(engine, operator, "CART-LBCL", SubjectInput("SG01-001", "SG01"))
+    values = {"histology": "dlbcl_nos", "disease_status": "primary_refractory",
+              "prior_lines": 2, "ecog": 1, "eligible": True}  # fmt: skip
+    save_form(engine, operator, "CART-LBCL", "SG01-001", "screening", "eligibility",
+              FormSave(0, values, complete=True))  # fmt: skip
+    return engine
+
+
+def test_audit_verify_state_reports_a_value_edited_in_the_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    engine = _study_node(url)
+    clean = runner.invoke(app, ["audit", "verify", "--database-url", url, "--state"])
+    assert clean.exit_code == 0, clean.output
+    assert "state matches the audit trail" in clean.output
+    with engine.begin() as connection:
+        connection.execute(
+            tables.item_value.update()
+            .where(tables.item_value.c.item == "ecog")
+            .values(value_text="3", value_num=3.0)
+        )
+    engine.dispose()
+    edited = runner.invoke(app, ["audit", "verify", "--database-url", url, "--state"])
+    assert edited.exit_code == 1
+    assert "audit trail intact" in edited.output  # the hash chain alone sees nothing
+    assert "CART-LBCL SG01-001 / screening / eligibility.ecog: table 3, trail 1" in edited.output
+    assert "state differs from the audit trail: 1 differences" in edited.output
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+def _node_folder(
+    folder: Path, name: str, url: str, peer: tuple[str, str, str], interval: float
+) -> Path:
+    folder.mkdir()
+    key = generate_key()
+    save_key(key, folder / "node.pem")
+    config = {
+        "name": name,
+        "url": url,
+        "key_file": "node.pem",
+        "peers": [{"name": peer[0], "url": peer[1], "public_key": peer[2]}],
+        "database_url": "sqlite:///node.db",
+        "approvals_file": None,
+        "witness_interval_seconds": interval,
+    }
+    (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return folder
+
+
+def _serve(folder: Path, sock: socket.socket) -> subprocess.Popen[bytes]:
+    log = (folder / "server.log").open("wb")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "consortia.federation.serve", str(folder / "node.yaml"),
+             "--fd", str(sock.fileno())],
+            pass_fds=(sock.fileno(),), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+def _wait_for(check: Callable[[], bool], processes: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 40
+    while not check():
+        for process in processes:
+            assert process.poll() is None, f"a node exited with {process.returncode}"
+        assert time.monotonic() < deadline, "not ready in time"
+        time.sleep(0.05)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/federation/v1/identity", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _witnessed(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(audit_witness))
+        return int(count.scalar_one())
+
+
+@pytest.mark.slow
+def test_running_nodes_witness_each_other_and_audit_verify_finds_a_cut_trail(
+    tmp_path: Path,
+) -> None:
+    """Two real node processes: sgh hands its heads to ruijin at its interval; the CLI
+    pushes and verifies over HTTP; a trail cut short in sgh's file is reported."""
+    sgh_socket, ruijin_socket = _listening_socket(), _listening_socket()
+    sgh_url = f"http://127.0.0.1:{sgh_socket.getsockname()[1]}"
+    ruijin_url = f"http://127.0.0.1:{ruijin_socket.getsockname()[1]}"
+    sgh_key, ruijin_key = generate_key(), generate_key()
+    sgh = tmp_path / "sgh"
+    ruijin = tmp_path / "ruijin"
+    _node_folder(sgh, "sgh", sgh_url, ("ruijin", ruijin_url, public_key_b64(ruijin_key)), 0.1)
+    _node_folder(ruijin, "ruijin", ruijin_url, ("sgh", sgh_url, public_key_b64(sgh_key)), 0)
+    for folder, key in ((sgh, sgh_key), (ruijin, ruijin_key)):
+        (folder / "node.pem").unlink()
+        save_key(key, folder / "node.pem")
+    sgh_engine = _study_node(f"sqlite:///{sgh / 'node.db'}")
+    ruijin_engine = make_engine(f"sqlite:///{ruijin / 'node.db'}")
+    upgrade(ruijin_engine)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(_serve(ruijin, ruijin_socket))
+        processes.append(_serve(sgh, sgh_socket))
+        ruijin_socket.close()
+        sgh_socket.close()
+        _wait_for(lambda: _answers(ruijin_url) and _answers(sgh_url), processes)
+        # the running sgh hands its heads over by itself
+        _wait_for(lambda: _witnessed(ruijin_engine) >= 1, processes)
+        stopped = processes[-1]  # sgh stops; ruijin keeps what it witnessed
+        stopped.terminate()
+        stopped.wait(timeout=10)
+        config = str(sgh / "node.yaml")
+        pushed = runner.invoke(app, ["audit", "witness", "--node-config", config])
+        assert pushed.exit_code == 0, pushed.output
+        assert "peer ruijin: already had them" in pushed.output
+        clean = runner.invoke(app, ["audit", "verify", "--node-config", config])
+        assert clean.exit_code == 0, clean.output
+        assert "peer ruijin witnessed 1 chains" in clean.output
+        with sgh_engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER audit_event_no_delete")
+            connection.execute(
+                audit_event.delete().where(
+                    audit_event.c.chain == "CART-LBCL", audit_event.c.seq > 1
+                )
+            )
+            first = connection.execute(
+                sa.select(audit_event.c.hash).where(audit_event.c.chain == "CART-LBCL")
+            ).scalar_one()
+            connection.execute(
+                audit_head.update()
+                .where(audit_head.c.chain == "CART-LBCL")
+                .values(seq=1, hash=first)
+            )
+        cut = runner.invoke(app, ["audit", "verify", "--node-config", config])
+        assert cut.exit_code == 1, cut.output
+        assert "audit trail intact" in cut.output
+        assert "truncated: chain 'CART-LBCL' ends at event 1, but ruijin witnessed" in cut.output
+        refused = runner.invoke(app, ["audit", "witness", "--node-config", config])
+        assert refused.exit_code == 3
+        assert "peer ruijin: not handed over: truncated" in refused.output
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        sgh_engine.dispose()
+        ruijin_engine.dispose()

@@ -12,6 +12,7 @@ MODULES = [
     "consortia.federation.signing",
     "consortia.federation.audit",
     "consortia.federation.apps",
+    "consortia.federation.witness",
 ]
 
 

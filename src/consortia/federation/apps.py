@@ -33,8 +33,21 @@ from consortia.federation.pull import (
 )
 from consortia.federation.signing import MessageRejected, Verifier
 from consortia.federation.transport import ANALYZE_PATH
+from consortia.federation.witness import (
+    HELD_PATH,
+    WITNESS_PATH,
+    HeadWitness,
+    WitnessRefused,
+    run_witness_pusher,
+)
 
-__all__ = ["create_lead_app", "create_lead_router", "create_node_app", "create_node_router"]
+__all__ = [
+    "create_lead_app",
+    "create_lead_router",
+    "create_node_app",
+    "create_node_router",
+    "create_witness_router",
+]
 
 MAX_POLL_WAIT = 60.0
 
@@ -80,10 +93,57 @@ def create_node_router(node: NodeRunner) -> APIRouter:
     return router
 
 
+def create_witness_router(witness: HeadWitness) -> APIRouter:
+    """Where peers hand this node their signed chain heads and read what it kept of ours
+    (:mod:`consortia.federation.witness`)."""
+    router = APIRouter()
+
+    @router.post(WITNESS_PATH)
+    async def witness_heads(request: Request) -> Response:
+        wire = await request.body()
+        try:
+            message = _parse_json(wire)
+            stored = await witness.receive(message, wire=wire)
+        except ValueError as exc:
+            return _problem(400, "Bad Request", str(exc))
+        except MessageRejected as exc:
+            return _problem(401, "Unauthorized", str(exc))
+        except WitnessRefused as exc:
+            return _problem(exc.status, "Refused", str(exc))
+        answer = canonical_json({"stored": stored, "node": witness.name})
+        # 201: kept now; 200: the same heads were already kept
+        return Response(answer, status_code=201 if stored else 200, media_type="application/json")
+
+    @router.post(HELD_PATH)
+    async def witnessed_heads(request: Request) -> Response:
+        wire = await request.body()
+        try:
+            message = _parse_json(wire)
+            held = await witness.held_for(message, wire=wire)
+        except ValueError as exc:
+            return _problem(400, "Bad Request", str(exc))
+        except MessageRejected as exc:
+            return _problem(401, "Unauthorized", str(exc))
+        except WitnessRefused as exc:
+            return _problem(exc.status, "Refused", str(exc))
+        return _json({"statement": held})
+
+    return router
+
+
 def create_node_app(
-    node: NodeRunner, *, pull_from: str | None = None, pull_wait: float = 20.0
+    node: NodeRunner,
+    *,
+    pull_from: str | None = None,
+    pull_wait: float = 20.0,
+    witness: HeadWitness | None = None,
+    witness_interval: float = 0.0,
 ) -> FastAPI:
     """A member node's federation app; with ``pull_from`` it also long-polls that lead.
+
+    With ``witness`` (a node with a database) peers may hand it their chain heads and read
+    what it kept of theirs; with ``witness_interval`` > 0 it also pushes its own heads to
+    its peers at that interval for its whole lifespan.
 
     >>> from consortia.federation.signing import TrustStore, generate_key
     >>> app = create_node_app(NodeRunner("a", generate_key(), TrustStore(), {}))
@@ -93,19 +153,25 @@ def create_node_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if pull_from is None:
-            yield
-            return
         stop = asyncio.Event()
-        worker = asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
+        workers = []
+        if pull_from is not None:
+            workers.append(
+                asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
+            )
+        if witness is not None and witness_interval > 0:
+            workers.append(asyncio.create_task(run_witness_pusher(witness, witness_interval, stop)))
         try:
             yield
         finally:
             stop.set()
-            await worker
+            for worker in workers:
+                await worker
 
     app = FastAPI(title=f"Consortia node {node.name}", lifespan=lifespan)
     app.include_router(create_node_router(node))
+    if witness is not None:
+        app.include_router(create_witness_router(witness))
     return app
 
 

@@ -18,6 +18,7 @@
       cart:                             # built from this node's captured data
         edc: CART-LBCL
     policy: {min_cell_count: 5, time_bin: 7, manual_approval: false}
+    witness_interval_seconds: 60        # hand the signed chain heads to the peers (0: never)
     audit_log: audit/federation.jsonl   # used only by a node without a database
     approvals_file: approvals.json
 
@@ -66,6 +67,8 @@ __all__ = [
     "TableDeclaration",
     "build_node",
     "load_node_config",
+    "node_trust",
+    "open_node_database",
     "verify_node_audit",
 ]
 
@@ -113,6 +116,8 @@ class NodeConfig(BaseModel):
     audit_log: Path = Path("audit/federation.jsonl")
     approvals_file: Path | None = Path("approvals.json")
     clock_skew_seconds: float = Field(300.0, gt=0)
+    # how often the running node hands its signed chain heads to its peers (0: never)
+    witness_interval_seconds: float = Field(60.0, ge=0)
     base_dir: Path = Field(Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:
@@ -170,6 +175,26 @@ def load_node_config(path: Path) -> NodeConfig:
         raise ConfigurationError("\n".join(lines)) from None
 
 
+def node_trust(config: NodeConfig) -> TrustStore:
+    """The node's trust store: the config's ``peers`` and its ``trust_file``."""
+    trust = TrustStore(config.peers)
+    if config.trust_file is not None:
+        for peer in TrustStore.load(config.resolve(config.trust_file)).peers:
+            trust.add(peer)
+    return trust
+
+
+def open_node_database(config: NodeConfig) -> Engine:
+    """An engine for the node database (at the newest schema); refused without one."""
+    url = config.database()
+    if url is None:
+        raise ConfigurationError(
+            "database_url: the node config names no database; witnessed heads and the "
+            "audit trail live in the node database"
+        )
+    return _open_database(url)
+
+
 def _open_database(url: str) -> Engine:
     """An engine for the node database, refused unless it is at the newest schema."""
     from consortia.storage.db import make_engine
@@ -198,10 +223,7 @@ def build_node(config: NodeConfig, *, engine: Engine | None = None) -> NodeRunne
     function opens is disposed by :meth:`NodeRunner.close`. Every table is read once here,
     so a bad declaration stops the node at start, not at the first request.
     """
-    trust = TrustStore(config.peers)
-    if config.trust_file is not None:
-        for peer in TrustStore.load(config.resolve(config.trust_file)).peers:
-            trust.add(peer)
+    trust = node_trust(config)
     owned: Engine | None = None
     url = config.database() if engine is None else None
     if url is not None:

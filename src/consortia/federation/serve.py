@@ -24,6 +24,7 @@ import uvicorn
 from consortia.exceptions import ConsortiaError
 from consortia.federation.apps import create_node_app
 from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.witness import node_witness
 
 __all__ = ["main", "serve_node"]
 
@@ -41,7 +42,12 @@ def serve_node(
     config = load_node_config(config_path)
     node = build_node(config)
     try:
-        app = create_node_app(node, pull_from=pull_from or config.lead_url)
+        app = create_node_app(
+            node,
+            pull_from=pull_from or config.lead_url,
+            witness=node_witness(node),
+            witness_interval=config.witness_interval_seconds,
+        )
         if fd is None:
             uvicorn.run(app, host=host, port=port, log_level=log_level)
             return

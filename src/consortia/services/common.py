@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Audit chains that are not studies: a study may not take their names.
-RESERVED_CHAINS = frozenset({NODE_CHAIN, "federation"})
+RESERVED_CHAINS = frozenset({NODE_CHAIN, "federation", "witness"})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 

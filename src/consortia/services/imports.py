@@ -311,9 +311,21 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
     """Check one subject's forms (pure; in a worker for a large file)."""
     records = [record for record, _ in task.forms]
     found = check_subject(definition.study, definition.index, task.context, records, task.first)
+    # the subject's last form event also carries every derived variable the import leaves
+    # it with (the import replaces them), so the trail replays them (audit verify --state)
+    derived = {name: text for name, text, _ in found.derived}
+    last = len(found.forms) - 1
     forms = [
-        (position, count, canonical_json(_saved_after(records[position], after)), warnings)
-        for position, count, after, warnings in found.forms
+        (
+            position,
+            count,
+            canonical_json(
+                _saved_after(records[position], after)
+                | ({"derived_all": derived} if index == last else {})
+            ),
+            warnings,
+        )
+        for index, (position, count, after, warnings) in enumerate(found.forms)
     ]
     return _Checked(found.problems, forms, found.values, found.derived)
 

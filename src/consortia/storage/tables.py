@@ -19,12 +19,14 @@ from sqlalchemy.types import TypeDecorator
 
 from consortia.auth.principal import WILDCARD
 from consortia.storage.audit import metadata
+from consortia.storage.witness import audit_witness
 
 __all__ = [
     "WILDCARD",
     "UTCDateTime",
     "api_token",
     "app_user",
+    "audit_witness",
     "data_query",
     "derived_value",
     "event_instance",
