@@ -8,6 +8,7 @@ measured, not assumed.
 from __future__ import annotations
 
 import contextlib
+import doctest
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 import uvicorn
 from node_client import Node, running_node
 
+import consortia.asgi
 from consortia.auth.principal import Role
 
 LIMIT = 64 * 1024
@@ -195,3 +197,9 @@ def test_a_chunked_body_over_real_http_is_cut_off_at_the_limit(node: Node, token
     assert response.headers["cache-control"] == "no-store"
     assert body.pulled < 3840 // 4  # the client stopped sending long before the end
     assert elapsed < 10
+
+
+def test_docstring_examples_run() -> None:
+    outcome = doctest.testmod(consortia.asgi, optionflags=doctest.ELLIPSIS)
+    assert outcome.failed == 0
+    assert outcome.attempted > 0

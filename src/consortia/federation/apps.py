@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from consortia.asgi import BodyLimit
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import WireMessage, canonical_json
@@ -37,6 +38,10 @@ from consortia.federation.transport import ANALYZE_PATH
 __all__ = ["create_lead_app", "create_lead_router", "create_node_app", "create_node_router"]
 
 MAX_POLL_WAIT = 60.0
+#: The largest task a node reads by default (``max_message_bytes`` in its config).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: The deepest nesting of a task's JSON (a task nests a handful of levels).
+MAX_MESSAGE_DEPTH = 64
 
 
 def _problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -65,12 +70,15 @@ def create_node_router(node: NodeRunner) -> APIRouter:
 
     @router.post(ANALYZE_PATH)
     async def analyze(request: Request) -> Response:
+        # read under the app's BodyLimit: a body too large or too deeply nested is refused
+        # (413, 400) before it is parsed, and nothing of it is logged
         wire = await request.body()
         try:
             message = _parse_json(wire)
         except ValueError as exc:
             return _problem(400, "Bad Request", str(exc))
-        reply = await node.handle_wire(message, wire=wire)
+        source = request.client.host if request.client is not None else None
+        reply = await node.handle_wire(message, wire=wire, source=source)
         return Response(reply, media_type="application/json")
 
     @router.get("/federation/v1/identity")
@@ -81,9 +89,17 @@ def create_node_router(node: NodeRunner) -> APIRouter:
 
 
 def create_node_app(
-    node: NodeRunner, *, pull_from: str | None = None, pull_wait: float = 20.0
+    node: NodeRunner,
+    *,
+    pull_from: str | None = None,
+    pull_wait: float = 20.0,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> FastAPI:
     """A member node's federation app; with ``pull_from`` it also long-polls that lead.
+
+    A task larger than ``max_message_bytes`` is refused with 413 (before it is read, when
+    its ``Content-Length`` says so) and one nested deeper than :data:`MAX_MESSAGE_DEPTH`
+    with 400, as it streams: neither reaches the node's verification or its audit.
 
     >>> from consortia.federation.signing import TrustStore, generate_key
     >>> app = create_node_app(NodeRunner("a", generate_key(), TrustStore(), {}))
@@ -106,6 +122,12 @@ def create_node_app(
 
     app = FastAPI(title=f"Consortia node {node.name}", lifespan=lifespan)
     app.include_router(create_node_router(node))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=max_message_bytes,
+        max_json_depth=MAX_MESSAGE_DEPTH,
+        paths=(ANALYZE_PATH,),
+    )
     return app
 
 

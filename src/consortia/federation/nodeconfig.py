@@ -20,6 +20,7 @@
     policy: {min_cell_count: 5, time_bin: 7, manual_approval: false}
     audit_log: audit/federation.jsonl   # used only by a node without a database
     approvals_file: approvals.json
+    max_message_bytes: 4194304          # a larger task is refused (413) before it is read
 
 Relative paths resolve against the config file's directory, and so does a relative SQLite
 path in ``database_url``; ``database_url: $CONSORTIA_DATABASE_URL`` reads the URL from the
@@ -54,6 +55,7 @@ from consortia.federation.audit import (
     verify_audit_log,
 )
 from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
+from consortia.federation.database_guards import DatabaseNonces, DatabaseRefusalWindows
 from consortia.federation.edc_tables import EdcTableSource, EdcTableSpec, NodeTables
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
@@ -113,6 +115,7 @@ class NodeConfig(BaseModel):
     audit_log: Path = Path("audit/federation.jsonl")
     approvals_file: Path | None = Path("approvals.json")
     clock_skew_seconds: float = Field(300.0, gt=0)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     base_dir: Path = Field(Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:
@@ -261,6 +264,10 @@ def _build(
         url=config.url,
         clock_skew_seconds=config.clock_skew_seconds,
         on_close=on_close,
+        # a node with a database keeps nonces and refusal windows there: every process of
+        # the node, and the node after a restart, refuses a replay
+        nonces=DatabaseNonces(engine) if engine is not None else None,
+        refusals=DatabaseRefusalWindows(engine) if engine is not None else None,
     )
 
 

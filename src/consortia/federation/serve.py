@@ -41,7 +41,9 @@ def serve_node(
     config = load_node_config(config_path)
     node = build_node(config)
     try:
-        app = create_node_app(node, pull_from=pull_from or config.lead_url)
+        app = create_node_app(
+            node, pull_from=pull_from or config.lead_url, max_message_bytes=config.max_message_bytes
+        )
         if fd is None:
             uvicorn.run(app, host=host, port=port, log_level=log_level)
             return
