@@ -19,7 +19,9 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from consortia import __version__
+from consortia.api.docs import docs_router
 from consortia.api.errors import install_error_handlers
+from consortia.api.guard import ApiGuard, public_routes
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
@@ -34,7 +36,8 @@ SERVE_CONFIG = "CONSORTIA_SERVE_CONFIG"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The node's app for ``settings``: the REST API under ``/api/v1``.
+    """The node's app for ``settings``: the REST API under ``/api/v1`` (its reference at
+    ``/api/v1/docs``, guarded by :class:`~consortia.api.guard.ApiGuard`) and the pages.
 
     Refuses (:class:`~consortia.exceptions.ConfigurationError`) a default or short secret
     outside development. The database engine lives on ``app.state.engine`` and is
@@ -61,14 +64,23 @@ def create_app(settings: Settings) -> FastAPI:
         summary=f"Consortia node {settings.node_name}",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours loads nothing
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
     install_error_handlers(app)
-    for router in api_routers():
+    routers = api_routers()
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(docs_router(f"{API_PREFIX}/openapi.json"), prefix=API_PREFIX)
+    # security headers, credentials before a large body, body limits (consortia.api.guard)
+    app.add_middleware(
+        ApiGuard,
+        app=app,
+        prefix=f"{API_PREFIX}/",
+        public=public_routes(routers, API_PREFIX),
+    )
     app.include_router(create_web_router())
     app.include_router(create_capture_router())
     return app

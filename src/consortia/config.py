@@ -6,7 +6,9 @@ app refuses to start with a missing or default secret.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +23,7 @@ from consortia.exceptions import ConfigurationError
 
 DEFAULT_SECRET = "change-me-development-only"
 CONFIG_FILE_NAME = "consortia.toml"
+log = logging.getLogger(__name__)
 
 
 class Environment(StrEnum):
@@ -60,6 +63,14 @@ class Settings(BaseSettings):
         le=256,
         description="threads per server process that run requests' database work",
     )
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="the largest request body the API reads (larger: 413)",
+    )
+    max_json_depth: int = Field(
+        32, ge=4, le=512, description="the deepest nesting of a JSON request body (deeper: 400)"
+    )
     approvals_file: Path | None = Field(
         None,
         description="the JSON approval queue the federation node shares (manual approval mode)",
@@ -87,7 +98,9 @@ def load_settings(config_file: Path | None = None) -> Settings:
     A relative ``node_dir`` in the file is relative to the file's directory, and a
     relative SQLite path or ``approvals_file`` relative to ``node_dir``, so a node
     directory can be moved.
-    Without a file, settings come from the environment alone.
+    Without a file, settings come from the environment alone. A file holding
+    ``secret_key`` that its group or others may read is refused outside development
+    (``chmod 600`` it) and logged as a warning in development.
     """
     if config_file is None:
         return Settings()
@@ -99,6 +112,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
         values: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{config_file}: not valid TOML: {exc}") from None
+    holds_secret = "secret_key" in values  # even when the environment overrides it
     overridden = {key for key in values if f"CONSORTIA_{key.upper()}" in os.environ}
     values = {key: value for key, value in values.items() if key not in overridden}
     base = config_file.resolve().parent
@@ -114,13 +128,39 @@ def load_settings(config_file: Path | None = None) -> Settings:
             approvals_file if approvals_file.is_absolute() else node_dir / approvals_file
         )
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except PydanticValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
             for error in exc.errors()
         )
         raise ConfigurationError(f"{config_file}: {problems}") from None
+    if holds_secret:
+        _check_private(config_file, settings.environment)
+    return settings
+
+
+def _check_private(config_file: Path, environment: Environment) -> None:
+    """Refuse (outside development) or warn about a secret in a file others may read.
+
+    Anyone who can read the secret key can forge session cookies and CSRF tokens.
+    """
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(config_file.stat().st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    problem = (
+        f"{config_file}: holds the secret key and is readable by others (mode {mode:o}); "
+        f"run chmod 600 {config_file}"
+    )
+    if environment is Environment.DEVELOPMENT:
+        log.warning("%s", problem)
+        return
+    raise ConfigurationError(problem)
 
 
 def _anchor_sqlite(url: str, node_dir: Path) -> str:

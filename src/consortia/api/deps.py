@@ -32,6 +32,8 @@ from consortia.exceptions import AuthenticationError, PermissionDeniedError
 from consortia.services.authentication import principal_from_session, principal_from_token
 
 __all__ = [
+    "NO_CREDENTIALS",
+    "PRINCIPAL_STATE",
     "SECURITY",
     "Caller",
     "CallerDep",
@@ -49,7 +51,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-_NO_CREDENTIALS = "log in, or send an API token as 'Authorization: Bearer <token>'"
+NO_CREDENTIALS = "log in, or send an API token as 'Authorization: Bearer <token>'"
+#: Where :class:`~consortia.api.guard.ApiGuard` keeps the principal it checked before
+#: reading a large body (``request.state``), so that the route does not look it up again.
+PRINCIPAL_STATE: Final = "consortia_principal"
 
 _bearer = HTTPBearer(auto_error=False, description="a personal API token (cst_...)")
 _cookie = APIKeyCookie(
@@ -85,11 +90,30 @@ class Caller:
     bearer: HTTPAuthorizationCredentials | None
     cookie: str | None
 
+    @classmethod
+    def of(
+        cls,
+        request: Request,
+        engine: Engine,
+        settings: Settings,
+        header: str | None,
+        cookie: str | None,
+    ) -> Caller:
+        """The credentials of ``request``: its ``Authorization`` header and session cookie."""
+        bearer = None
+        scheme, credentials = get_authorization_scheme_param(header)
+        if header is not None and scheme.lower() == "bearer" and credentials:
+            bearer = HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+        return cls(request, engine, settings, bearer, cookie)
+
     def principal(self) -> Principal:
         """The caller, from an API token or a web session (checking CSRF); else 401.
 
         Reads the database: call it in a worker thread, not on the event loop.
         """
+        checked = self.request.scope.get("state", {}).get(PRINCIPAL_STATE)
+        if isinstance(checked, Principal):  # checked before the body was read
+            return checked
         request, engine, settings, cookie = self.request, self.engine, self.settings, self.cookie
         if request.headers.get("authorization") is not None:
             if self.bearer is None or not self.bearer.credentials:
@@ -104,7 +128,7 @@ class Caller:
                         f"this change needs the session's CSRF token in the {CSRF_HEADER} header"
                     )
             return principal
-        raise AuthenticationError(_NO_CREDENTIALS)
+        raise AuthenticationError(NO_CREDENTIALS)
 
 
 async def caller(
@@ -119,7 +143,7 @@ async def caller(
     Refusing a request without credentials here keeps 401 ahead of a 422 for its body.
     """
     if request.headers.get("authorization") is None and not cookie:
-        raise AuthenticationError(_NO_CREDENTIALS)
+        raise AuthenticationError(NO_CREDENTIALS)
     return Caller(request, engine, settings, bearer, cookie)
 
 
@@ -136,13 +160,9 @@ async def lean_caller(request: Request) -> Caller:
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
     if header is None and not cookie:
-        raise AuthenticationError(_NO_CREDENTIALS)
-    bearer = None
-    scheme, credentials = get_authorization_scheme_param(header)
-    if header is not None and scheme.lower() == "bearer" and credentials:
-        bearer = HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+        raise AuthenticationError(NO_CREDENTIALS)
     state = request.app.state
-    return Caller(request, state.engine, state.settings, bearer, cookie)
+    return Caller.of(request, state.engine, state.settings, header, cookie)
 
 
 LeanCallerDep = Annotated[Caller, Depends(lean_caller)]

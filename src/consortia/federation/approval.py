@@ -6,7 +6,7 @@ denies it (or the lead's round timeout passes). An approval covers that exact re
 that requester, every round of it, and later identical requests.
 
 The queue lives in memory or in a JSON file (shared with ``consortia`` CLI commands in
-other processes; writes are atomic and serialised with a lock file).
+other processes; writes are atomic and serialised with a lock file; mode 0600).
 
 >>> queue = ApprovalQueue()
 >>> entry = queue.submit({"kind": "describe", "table": "t", "variable": "age"}, "lead")
@@ -68,6 +68,15 @@ def request_digest(request: Mapping[str, Any], requester: str) -> str:
     return sha256_hex(canonical_json({"requester": requester, "request": dict(request)}))
 
 
+def _private(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened with ``flags``, created if need be; readable by its
+    owner only (mode 0600: the queue holds who asked what)."""
+    descriptor = os.open(path, flags | os.O_CREAT, 0o600)
+    if os.name == "posix":
+        os.fchmod(descriptor, 0o600)
+    return descriptor
+
+
 class ApprovalQueue:
     """The approval queue of one node: in memory (``path=None``) or in a JSON file."""
 
@@ -84,7 +93,7 @@ class ApprovalQueue:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             lock_path = self.path.with_name(self.path.name + ".lock")
-            with lock_path.open("a") as lock_file:
+            with os.fdopen(_private(lock_path, os.O_WRONLY | os.O_APPEND), "a") as lock_file:
                 if fcntl is not None:
                     fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
                 entries = self._read()
@@ -108,7 +117,8 @@ class ApprovalQueue:
             {"entries": [entry.model_dump(mode="json") for entry in entries.values()]}, indent=2
         )
         temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(text + "\n", encoding="utf-8")
+        with os.fdopen(_private(temporary, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as out:
+            out.write(text + "\n")
         os.replace(temporary, self.path)
 
     def submit(self, request: Mapping[str, Any], requester: str) -> ApprovalEntry:

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from consortia.asgi import BodyLimit
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import WireMessage, canonical_json
@@ -50,6 +51,10 @@ __all__ = [
 ]
 
 MAX_POLL_WAIT = 60.0
+#: The largest task a node reads by default (``max_message_bytes`` in its config).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: The deepest nesting of a task's JSON (a task nests a handful of levels).
+MAX_MESSAGE_DEPTH = 64
 
 
 def _problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -78,12 +83,15 @@ def create_node_router(node: NodeRunner) -> APIRouter:
 
     @router.post(ANALYZE_PATH)
     async def analyze(request: Request) -> Response:
+        # read under the app's BodyLimit: a body too large or too deeply nested is refused
+        # (413, 400) before it is parsed, and nothing of it is logged
         wire = await request.body()
         try:
             message = _parse_json(wire)
         except ValueError as exc:
             return _problem(400, "Bad Request", str(exc))
-        reply = await node.handle_wire(message, wire=wire)
+        source = request.client.host if request.client is not None else None
+        reply = await node.handle_wire(message, wire=wire, source=source)
         return Response(reply, media_type="application/json")
 
     @router.get("/federation/v1/identity")
@@ -138,12 +146,17 @@ def create_node_app(
     pull_wait: float = 20.0,
     witness: HeadWitness | None = None,
     witness_interval: float = 0.0,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> FastAPI:
     """A member node's federation app; with ``pull_from`` it also long-polls that lead.
 
     With ``witness`` (a node with a database) peers may hand it their chain heads and read
     what it kept of theirs; with ``witness_interval`` > 0 it also pushes its own heads to
     its peers at that interval for its whole lifespan.
+
+    A task larger than ``max_message_bytes`` is refused with 413 (before it is read, when
+    its ``Content-Length`` says so) and one nested deeper than :data:`MAX_MESSAGE_DEPTH`
+    with 400, as it streams: neither reaches the node's verification or its audit.
 
     >>> from consortia.federation.signing import TrustStore, generate_key
     >>> app = create_node_app(NodeRunner("a", generate_key(), TrustStore(), {}))
@@ -172,6 +185,12 @@ def create_node_app(
     app.include_router(create_node_router(node))
     if witness is not None:
         app.include_router(create_witness_router(witness))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=max_message_bytes,
+        max_json_depth=MAX_MESSAGE_DEPTH,
+        paths=(ANALYZE_PATH, WITNESS_PATH),
+    )
     return app
 
 

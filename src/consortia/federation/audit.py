@@ -120,6 +120,7 @@ class JsonlAuditSink:
     """An append-only JSON-lines audit file with a SHA-256 hash chain.
 
     The last hash is read once when the sink opens; every append is flushed and fsynced.
+    The file is readable by its owner only (mode 0600): it records who asked what.
     One sink per file: two processes appending to one file would fork the chain.
     """
 
@@ -127,7 +128,9 @@ class JsonlAuditSink:
         self.path = path
         self._fsync = fsync
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.exists():
+            path.chmod(0o600)  # a file left readable by an older version is closed now
         records = read_audit_log(path) if path.exists() else []
         self._seq = len(records)
         self._prev = str(records[-1]["hash"]) if records else GENESIS_HASH
@@ -137,7 +140,8 @@ class JsonlAuditSink:
         with self._lock:
             record, line = _chain(self._prev, self._seq + 1, event)
             line += b"\n"
-            with self.path.open("ab") as handle:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "ab") as handle:
                 handle.write(line)
                 handle.flush()
                 if self._fsync:

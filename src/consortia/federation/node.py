@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +26,12 @@ from pydantic import ValidationError as PydanticValidationError
 from consortia.exceptions import FederationError, PolicyRefusal, StatisticsError
 from consortia.federation.approval import ApprovalQueue, ApprovalStatus
 from consortia.federation.audit import AuditSink, MemoryAuditSink
+from consortia.federation.guards import (
+    MemoryRefusalWindows,
+    RefusalWindows,
+    bounded,
+    source_key,
+)
 from consortia.federation.kinds import AnalysisKind, AnalysisRequest, InvalidRequest, get_kind
 from consortia.federation.policy import NodePolicy
 from consortia.federation.protocol import (
@@ -36,6 +43,7 @@ from consortia.federation.protocol import (
 from consortia.federation.signing import (
     Clock,
     MessageRejected,
+    NonceStore,
     TrustStore,
     Verifier,
     public_key_b64,
@@ -95,6 +103,8 @@ class NodeRunner:
         max_sessions: int = 32,
         offload: bool = True,
         on_close: Callable[[], None] | None = None,
+        nonces: NonceStore | None = None,
+        refusals: RefusalWindows | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -106,10 +116,11 @@ class NodeRunner:
         self.approvals = approvals or ApprovalQueue()
         self.identifiers = frozenset(identifiers)
         self.verifier = (
-            Verifier(trust, clock_skew_seconds=clock_skew_seconds, clock=clock)
+            Verifier(trust, clock_skew_seconds=clock_skew_seconds, clock=clock, nonces=nonces)
             if clock is not None
-            else Verifier(trust, clock_skew_seconds=clock_skew_seconds)
+            else Verifier(trust, clock_skew_seconds=clock_skew_seconds, nonces=nonces)
         )
+        self.refusals: RefusalWindows = refusals or MemoryRefusalWindows()
         self._session_ttl = session_ttl_seconds
         self._max_sessions = max_sessions
         self._offload = offload
@@ -137,27 +148,48 @@ class NodeRunner:
             "protocol": PROTOCOL_VERSION,
         }
 
-    async def handle(self, message: Any, *, wire: bytes | None = None) -> dict[str, Any]:
+    async def handle(
+        self, message: Any, *, wire: bytes | None = None, source: str | None = None
+    ) -> dict[str, Any]:
         """Answer one signed task with a signed reply (aggregates, refusal or pending).
 
         ``wire``, when given, is the exact bytes ``message`` was parsed from (the body hash
-        is then checked on them, see :meth:`Verifier.verify`).
+        is then checked on them, see :meth:`Verifier.verify`); ``source`` says where it
+        came from (the client's address), for the log of refused unverified messages.
         """
-        return await self._answer(message, wire, self._sign)
+        return await self._answer(message, wire, source, self._sign)
 
-    async def handle_wire(self, message: Any, *, wire: bytes | None = None) -> bytes:
+    async def handle_wire(
+        self, message: Any, *, wire: bytes | None = None, source: str | None = None
+    ) -> bytes:
         """Like :meth:`handle`, but return the signed reply as its canonical JSON bytes,
         serialised once (what the HTTP endpoints send)."""
-        return await self._answer(message, wire, self._sign_wire)
+        return await self._answer(message, wire, source, self._sign_wire)
 
-    async def _answer(self, message: Any, wire: bytes | None, sign: Callable[[NodeReply], T]) -> T:
+    async def _answer(
+        self, message: Any, wire: bytes | None, source: str | None, sign: Callable[[NodeReply], T]
+    ) -> T:
         received = utc_timestamp()
+        # verifying records the nonce, in the database for a node with one: off the loop too
+        if self._offload:
+            return await asyncio.to_thread(
+                self._verify_and_answer, message, wire, source, received, sign
+            )
+        return self._verify_and_answer(message, wire, source, received, sign)
+
+    def _verify_and_answer(
+        self,
+        message: Any,
+        wire: bytes | None,
+        source: str | None,
+        received: str,
+        sign: Callable[[NodeReply], T],
+    ) -> T:
         try:
             sender, body = self.verifier.verify(message, wire=wire)
         except MessageRejected as exc:
-            return sign(self._reject_unverified(message, exc, received))
-        if self._offload:
-            return await asyncio.to_thread(self._process_and_sign, sender, body, received, sign)
+            size = len(wire) if wire is not None else None
+            return sign(self._reject_unverified(message, exc, received, size, source))
         return self._process_and_sign(sender, body, received, sign)
 
     def _process_and_sign(
@@ -167,37 +199,53 @@ class NodeRunner:
 
     # ------------------------------------------------------------------ processing
 
-    def _reject_unverified(self, message: Any, error: MessageRejected, received: str) -> NodeReply:
+    def _reject_unverified(
+        self,
+        message: Any,
+        error: MessageRejected,
+        received: str,
+        size: int | None,
+        source: str | None,
+    ) -> NodeReply:
+        """Refuse a message that failed verification; log a bounded summary of it.
+
+        Nothing of the message's body is stored: it is anyone's. Only the first refusal
+        from its source in a window (:mod:`consortia.federation.guards`) is logged, with
+        the number refused since the previous summary.
+        """
         body = message.get("body") if isinstance(message, Mapping) else None
         body = body if isinstance(body, Mapping) else {}
         envelope = message.get("envelope") if isinstance(message, Mapping) else None
         claimed = envelope.get("sender") if isinstance(envelope, Mapping) else None
         reply = NodeReply(
-            task_id=str(body.get("task_id", "")),
-            session=str(body.get("session", "")),
+            task_id=bounded(body.get("task_id", ""), 100),
+            session=bounded(body.get("session", ""), 100),
             round=body["round"] if isinstance(body.get("round"), int) else 0,
             node=self.name,
             status="refused",
             rule=error.rule,
-            message=error.detail,
+            message=bounded(error.detail, 300),
         )
-        request = body.get("request")
+        where = source_key(source)
+        unlogged = self.refusals.admit(where, datetime.now(UTC))
+        if unlogged is None:
+            return reply
         self.audit.append(
             {
                 "action": "federation.request",
                 "node": self.name,
                 "received_at": received,
                 "sender": None,
-                "claimed_sender": claimed if isinstance(claimed, str) else None,
+                "claimed_sender": bounded(claimed, 100) if isinstance(claimed, str) else None,
                 "verified": False,
+                "source": where,
+                "bytes": size,
                 "task_id": reply.task_id,
-                "session": reply.session,
-                "round": reply.round,
-                "request": dict(request) if isinstance(request, Mapping) else None,
                 "decision": "refused",
                 "rule": error.rule,
-                "message": error.detail,
+                "message": reply.message,
                 "released": None,
+                "unlogged_before": unlogged,
             }
         )
         return reply

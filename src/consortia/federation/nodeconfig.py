@@ -21,6 +21,7 @@
     witness_interval_seconds: 60        # hand the signed chain heads to the peers (0: never)
     audit_log: audit/federation.jsonl   # used only by a node without a database
     approvals_file: approvals.json
+    max_message_bytes: 4194304          # a larger task is refused (413) before it is read
 
 Relative paths resolve against the config file's directory, and so does a relative SQLite
 path in ``database_url``; ``database_url: $CONSORTIA_DATABASE_URL`` reads the URL from the
@@ -55,6 +56,7 @@ from consortia.federation.audit import (
     verify_audit_log,
 )
 from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
+from consortia.federation.database_guards import DatabaseNonces, DatabaseRefusalWindows
 from consortia.federation.edc_tables import EdcTableSource, EdcTableSpec, NodeTables
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
@@ -118,6 +120,7 @@ class NodeConfig(BaseModel):
     clock_skew_seconds: float = Field(300.0, gt=0)
     # how often the running node hands its signed chain heads to its peers (0: never)
     witness_interval_seconds: float = Field(60.0, ge=0)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     base_dir: Path = Field(Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:
@@ -283,6 +286,10 @@ def _build(
         url=config.url,
         clock_skew_seconds=config.clock_skew_seconds,
         on_close=on_close,
+        # a node with a database keeps nonces and refusal windows there: every process of
+        # the node, and the node after a restart, refuses a replay
+        nonces=DatabaseNonces(engine) if engine is not None else None,
+        refusals=DatabaseRefusalWindows(engine) if engine is not None else None,
     )
 
 

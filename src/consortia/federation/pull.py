@@ -154,7 +154,7 @@ async def _answer(
     except ValueError:
         logger.warning("the lead sent a task that is not JSON")
         return
-    reply = await node.handle_wire(message, wire=task.content)
+    reply = await node.handle_wire(message, wire=task.content, source=lead_url)
     try:
         response = await client.post(lead_url + RESULTS_PATH, content=reply, headers=JSON_HEADERS)
         if response.status_code >= 300:

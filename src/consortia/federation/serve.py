@@ -47,6 +47,7 @@ def serve_node(
             pull_from=pull_from or config.lead_url,
             witness=node_witness(node),
             witness_interval=config.witness_interval_seconds,
+            max_message_bytes=config.max_message_bytes,
         )
         if fd is None:
             uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -29,10 +29,11 @@ import binascii
 import json
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from cryptography.exceptions import InvalidSignature
@@ -48,7 +49,9 @@ from consortia.exceptions import ConfigurationError, SignatureError
 from consortia.federation.protocol import Envelope, canonical_json, sha256_hex
 
 __all__ = [
+    "MemoryNonces",
     "MessageRejected",
+    "NonceStore",
     "Peer",
     "TrustStore",
     "Verifier",
@@ -337,11 +340,54 @@ def _wire_body(wire: bytes, envelope: Any) -> bytes | None:
     return wire[len(_BODY_PREFIX) : len(wire) - len(suffix)]
 
 
+class NonceStore(Protocol):
+    """Where a verifier remembers the nonces of the messages it accepted."""
+
+    def remember(self, sender: str, nonce: str, until: datetime, now: datetime) -> bool:
+        """Record ``(sender, nonce)`` until ``until``; False if it is recorded already."""
+        ...
+
+
+class MemoryNonces:
+    """Nonces in this process's memory: for a lead, or a node served by one process
+    without a database (a node with one keeps them there: a restart or another process
+    of the node must refuse a replay too)."""
+
+    def __init__(self, max_nonces: int = 1_000_000) -> None:
+        self._max_nonces = max_nonces
+        self._seen: dict[tuple[str, str], datetime] = {}
+        self._last_pruned = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def remember(self, sender: str, nonce: str, until: datetime, now: datetime) -> bool:
+        with self._lock:
+            self._forget_expired(now)
+            key = (sender, nonce)
+            if key in self._seen:
+                return False
+            if len(self._seen) >= self._max_nonces:
+                raise MessageRejected(
+                    "signature.replay", "too many recent messages to remember; try again shortly"
+                )
+            self._seen[key] = until
+            return True
+
+    def _forget_expired(self, now: datetime) -> None:
+        # Pruning walks every remembered nonce; once a second is plenty.
+        if now - self._last_pruned < timedelta(seconds=1):
+            return
+        self._last_pruned = now
+        expired = [key for key, until in self._seen.items() if until < now]
+        for key in expired:
+            del self._seen[key]
+
+
 class Verifier:
     """Checks signed messages against a trust store and remembers nonces.
 
     A nonce is remembered until its message's timestamp leaves the skew window, so a
-    replay is refused for as long as the message could otherwise be accepted.
+    replay is refused for as long as the message could otherwise be accepted; ``nonces``
+    says where (default: this process's memory).
     """
 
     def __init__(
@@ -351,13 +397,12 @@ class Verifier:
         clock_skew_seconds: float = 300.0,
         clock: Clock = _utc_now,
         max_nonces: int = 1_000_000,
+        nonces: NonceStore | None = None,
     ) -> None:
         self.trust = trust
         self.skew = timedelta(seconds=clock_skew_seconds)
         self._clock = clock
-        self._max_nonces = max_nonces
-        self._seen: dict[tuple[str, str], datetime] = {}
-        self._last_pruned = datetime.min.replace(tzinfo=UTC)
+        self.nonces: NonceStore = nonces if nonces is not None else MemoryNonces(max_nonces)
 
     def verify(self, message: Any, *, wire: bytes | None = None) -> tuple[str, dict[str, Any]]:
         """Return ``(sender, body)`` of a valid message; raise :class:`MessageRejected`.
@@ -427,23 +472,7 @@ class Verifier:
                 f"the message is {abs(offset):.0f} s {'old' if offset > 0 else 'in the future'}; "
                 f"at most {self.skew.total_seconds():.0f} s is accepted",
             )
-        self._forget_expired(now)
-        key = (sender, envelope.nonce)
-        if key in self._seen:
+        if not self.nonces.remember(sender, envelope.nonce, sent + self.skew, now):
             raise MessageRejected(
                 "signature.replay", f"nonce {envelope.nonce} from {sender!r} was already used"
             )
-        if len(self._seen) >= self._max_nonces:
-            raise MessageRejected(
-                "signature.replay", "too many recent messages to remember; try again shortly"
-            )
-        self._seen[key] = sent + self.skew
-
-    def _forget_expired(self, now: datetime) -> None:
-        # Pruning walks every remembered nonce; once a second is plenty.
-        if now - self._last_pruned < timedelta(seconds=1):
-            return
-        self._last_pruned = now
-        expired = [key for key, until in self._seen.items() if until < now]
-        for key in expired:
-            del self._seen[key]

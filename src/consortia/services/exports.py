@@ -24,6 +24,7 @@ a reason; every export is audited (who, what, format, whether identifiers, why).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -564,14 +565,15 @@ def export_study(
     engine: Engine, principal: Principal, study: str, request: ExportRequest, out: Path
 ) -> dict[str, int]:
     """Write the study's tables under ``out`` (a folder; for ``odm`` and ``csv-long`` a
-    file); return rows written per table. Files are written to a temporary name first."""
+    file); return rows written per table. Files are written to a temporary name first,
+    readable by their owner only (mode 0600; a folder made here is 0700)."""
     _check(engine, principal, study, request)
     with engine.connect() as connection:
         definition = current_definition(connection, study)
     if request.format in (ExportFormat.ODM, ExportFormat.CSV_LONG):
         targets = {"values": out}
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         targets = {
             table: out / f"{table}{_SUFFIX[request.format]}"
             for table in _tables_for(request.format, table_names(definition, principal))
@@ -579,7 +581,11 @@ def export_study(
     counts = {}
     for table, path in targets.items():
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as stream:
+        # readable by its owner only (0600): an export holds subjects' data
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if os.name == "posix":
+            os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
             counts[table] = export_table(engine, principal, study, table, request, stream)
         partial.replace(path)
     return counts

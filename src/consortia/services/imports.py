@@ -16,8 +16,9 @@
    leaves nothing.
 
 Checking is CPU work: a large file is checked in forked worker processes that inherit the
-parsed file and send back, per subject, the problems found and the rows and audit values to
-write (every form's checks are compiled once: :func:`~consortia.domain.validation.form_plan`).
+parsed file (and die with the importing process: :mod:`consortia.children`) and send back,
+per subject, the problems found and the rows and audit values to write (every form's
+checks are compiled once: :func:`~consortia.domain.validation.form_plan`).
 Subjects, sites and forms already holding data are looked up first, in a read transaction;
 if that finds no problem, the write transaction opens and the forms are written as their
 checks come back, so that checking (in the workers) and writing (in this process) overlap
@@ -46,6 +47,7 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
+from consortia.children import die_with_parent
 from consortia.domain.file_check import DerivedRow, ValueRow, check_subject
 from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, screening_anchor
 from consortia.exceptions import InterchangeError, Problem, ValidationError
@@ -379,7 +381,14 @@ def _check_subjects(definition: Definition, tasks: list[_SubjectTask]) -> Iterat
     _FORKED = (definition, tasks)  # only batch bounds and results cross between processes
     try:
         context = get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # a worker outliving an import killed with kill -9 would keep its copy of the
+        # parent's files open (the writer lock's among them): workers die with the parent
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             for results in pool.map(_check_batch, _batches(tasks)):
                 yield from results
     finally:

@@ -11,8 +11,10 @@ same tests run on both.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -76,8 +78,10 @@ class _WriterLock:
 
     ``fcntl.flock`` waits in the kernel and the next waiter wakes when the lock is let go;
     the kernel drops it if its process dies. The lock file is opened for each write and
-    closed after it, so nothing stays open between transactions or leaks into a forked
-    child. Where there is no ``fcntl`` (Windows) only the thread lock queues, and other
+    closed after it, so nothing stays open between transactions; a child forked during
+    one closes its copy at once (:meth:`forget_in_child`), so only the writing process
+    ever holds the lock and it ends with that process, whatever became of its children.
+    Where there is no ``fcntl`` (Windows) only the thread lock queues, and other
     processes meet SQLite's ``busy_timeout``.
     """
 
@@ -85,6 +89,20 @@ class _WriterLock:
         self._thread = threading.Lock()
         self._path = path if _fcntl is not None else None
         self._file: IO[bytes] | None = None
+        _LOCKS.add(self)
+
+    def forget_in_child(self) -> None:
+        """In a child forked while this lock was held: let go of the child's copy.
+
+        The copy shares the parent's lock (``flock`` belongs to the open file, not to a
+        process): a child that kept it, say a worker orphaned by ``kill -9`` of its
+        parent, would hold every writer off for as long as it lived. Closing the copy
+        leaves the parent's lock as it is.
+        """
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()
+        self._thread = threading.Lock()  # the parent's holder is not in this process
 
     def acquire(self) -> None:
         self._thread.acquire()
@@ -110,6 +128,18 @@ class _WriterLock:
                 handle.close()  # closing the file lets the lock go
         finally:
             self._thread.release()
+
+
+_LOCKS: weakref.WeakSet[_WriterLock] = weakref.WeakSet()
+
+
+def _forget_locks_in_child() -> None:
+    for lock in list(_LOCKS):
+        lock.forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 def _driver_sql(connection: Any, sql: str) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "data_query",
     "derived_value",
     "event_instance",
+    "federation_nonce",
+    "federation_refusal",
     "form_instance",
     "item_value",
     "metadata",
@@ -282,4 +284,24 @@ query_message = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("by", sa.String(EMAIL_LENGTH), nullable=False),
+)
+
+# A node's federation endpoint: the nonces of the signed messages it accepted, each kept
+# until its message's timestamp leaves the clock-skew window (a replay inserts the same key
+# and fails, in whichever process of the node it arrives), and per source the window of
+# the last summary logged for refused unsigned requests (at most one per source per window).
+federation_nonce = sa.Table(
+    "federation_nonce",
+    metadata,
+    sa.Column("sender", sa.String(200), primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+federation_refusal = sa.Table(
+    "federation_refusal",
+    metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("unlogged", sa.Integer, nullable=False),
 )

@@ -1,6 +1,6 @@
 """Witnessed heads: the signed chain-head statements peers hand this node, kept append-only.
 
-Revision ID: 0004_witness
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_witness"
+revision = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
