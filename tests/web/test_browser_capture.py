@@ -7,10 +7,13 @@ them, the redirect after the save, and a refused value marked beside its item.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+from sqlalchemy import Engine
 from test_browser_pages import _sign_in
 from test_capture import ADMIN, STUDY, SUBJECT
 from web_client import EMAIL
@@ -27,56 +30,93 @@ if TYPE_CHECKING:
 EN = CATALOGUES["en"]
 
 
-def test_a_coordinator_fills_in_a_form_and_saves_it(
-    page: Page, node_url: str, tmp_path: Path
-) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")  # the database node_url serves
+@pytest.fixture
+def study_engine(node_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """The database ``node_url`` serves, with the CAR-T study loaded and Ana its
+    coordinator at SG01."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
     try:
         studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
         users.grant_role(
             engine, users.cli_operator(), email=EMAIL, study=STUDY, site="SG01", role="coordinator"
         )
-        subjects.enrol_subject(
-            engine,
-            ADMIN,
-            STUDY,
-            SubjectInput(subject_id=SUBJECT, site="SG01", screening_date=date(2025, 1, 6)),
-        )
-        page.goto("/")
-        _sign_in(page)
-        page.wait_for_url(f"{node_url}/")
-        page.get_by_role("link", name=STUDY).click()
-        page.get_by_role("link", name=SUBJECT).click()
-        page.get_by_role("link", name="Eligibility").first.click()
-        assert page.locator("#form-state").inner_text() == EN["state.not_started"]
-
-        page.locator("#i-histology").select_option("dlbcl_nos")
-        page.locator("#i-disease_status").select_option("primary_refractory")
-        page.locator("#i-prior_lines").fill("2")
-        page.locator("#i-ecog").fill("7")  # outside 0-5: refused
-        page.locator("#i-eligible").select_option("1")
-        page.get_by_label(EN["form.complete"]).check()
-        page.get_by_role("button", name=EN["form.save"]).click()
-        page.locator("#refused").wait_for()
-        assert page.locator("#i-ecog-error").inner_text() == "7 is outside 0–5"
-        assert page.locator("#i-ecog").input_value() == "7"
-        assert page.locator("#i-histology").input_value() == "dlbcl_nos"  # kept
-
-        page.locator("#i-ecog").fill("1")
-        page.get_by_role("button", name=EN["form.save"]).click()
-        page.locator("#saved").wait_for()
-        assert page.url.endswith("?saved=1")
-        assert page.locator("#form-state").inner_text() == EN["state.complete"]
-        assert page.locator("#i-eligible").input_value() == "1"
-
-        stored = data_entry.read_form(engine, ADMIN, STUDY, SUBJECT, "screening", "eligibility")
-        assert (stored.version, stored.state) == (1, "complete")
-        assert stored.values == {
-            "histology": "dlbcl_nos",
-            "disease_status": "primary_refractory",
-            "prior_lines": "2",
-            "ecog": "1",
-            "eligible": "1",
-        }
+        yield engine
     finally:
         engine.dispose()
+
+
+def test_a_coordinator_fills_in_a_form_and_saves_it(
+    page: Page, node_url: str, study_engine: Engine
+) -> None:
+    engine = study_engine
+    subjects.enrol_subject(
+        engine,
+        ADMIN,
+        STUDY,
+        SubjectInput(subject_id=SUBJECT, site="SG01", screening_date=date(2025, 1, 6)),
+    )
+    page.goto("/")
+    _sign_in(page)
+    page.wait_for_url(f"{node_url}/")
+    page.get_by_role("link", name=STUDY).click()
+    page.get_by_role("link", name=SUBJECT).click()
+    page.get_by_role("link", name="Eligibility").first.click()
+    assert page.locator("#form-state").inner_text() == EN["state.not_started"]
+
+    page.locator("#i-histology").select_option("dlbcl_nos")
+    page.locator("#i-disease_status").select_option("primary_refractory")
+    page.locator("#i-prior_lines").fill("2")
+    page.locator("#i-ecog").fill("7")  # outside 0-5: refused
+    page.locator("#i-eligible").select_option("1")
+    page.get_by_label(EN["form.complete"]).check()
+    page.get_by_role("button", name=EN["form.save"]).click()
+    page.locator("#refused").wait_for()
+    assert page.locator("#i-ecog-error").inner_text() == "7 is outside 0–5"
+    assert page.locator("#i-ecog").input_value() == "7"
+    assert page.locator("#i-histology").input_value() == "dlbcl_nos"  # kept
+
+    page.locator("#i-ecog").fill("1")
+    page.get_by_role("button", name=EN["form.save"]).click()
+    page.locator("#saved").wait_for()
+    assert page.url.endswith("?saved=1")
+    assert page.locator("#form-state").inner_text() == EN["state.complete"]
+    assert page.locator("#i-eligible").input_value() == "1"
+
+    stored = data_entry.read_form(engine, ADMIN, STUDY, SUBJECT, "screening", "eligibility")
+    assert (stored.version, stored.state) == (1, "complete")
+    assert stored.values == {
+        "histology": "dlbcl_nos",
+        "disease_status": "primary_refractory",
+        "prior_lines": "2",
+        "ecog": "1",
+        "eligible": "1",
+    }
+
+
+def test_a_coordinator_enrols_a_subject_with_the_form_on_the_subjects_page(
+    page: Page, node_url: str, study_engine: Engine
+) -> None:
+    page.goto("/")
+    _sign_in(page)
+    page.wait_for_url(f"{node_url}/")
+    page.get_by_role("link", name=STUDY).click()
+    page.wait_for_url(f"{node_url}/studies/{STUDY}/subjects")
+    assert page.title() == f"{EN['subjects.title']} · {STUDY} · {EN['app.name']}"
+    assert page.locator("#no-subjects").is_visible()
+    # the form as a person finds it: by its heading, its labels and its button
+    assert page.get_by_role("heading", name=EN["subjects.enrol"]).is_visible()
+    page.get_by_label(EN["subjects.subject"], exact=True).fill("SG01-0002")
+    page.get_by_label(EN["home.site"], exact=True).select_option("SG01")
+    page.get_by_label(EN["subjects.initials"]).fill("QX")
+    page.get_by_label(EN["subjects.screening_date"]).fill("2025-03-03")
+    page.get_by_role("button", name=EN["subjects.enrol_submit"]).click()
+    page.wait_for_url(f"{node_url}/studies/{STUDY}/subjects/SG01-0002")
+    assert page.locator("h1").inner_text() == "SG01-0002"
+    assert page.locator("#subject-status").inner_text() == EN["state.screening"]
+    page.get_by_role("link", name=EN["subject.back"]).click()
+    page.wait_for_url(f"{node_url}/studies/{STUDY}/subjects")
+    assert page.locator("#subjects tbody tr").all_inner_texts() == [
+        f"SG01-0002\tSG01\t{EN['state.screening']}"
+    ]
+    record = subjects.get_subject(study_engine, ADMIN, STUDY, "SG01-0002")
+    assert (record.site, record.initials, record.status) == ("SG01", "QX", "screening")
