@@ -224,6 +224,18 @@ def test_a_negative_event_window_is_refused() -> None:
     )
 
 
+def test_a_day_or_window_beyond_a_century_is_refused_at_its_line() -> None:
+    # timedelta stops at 999,999,999 days: such a day was accepted, then failed every enrolment
+    assert only_problem(BASE.replace("day: 0", "day: 1000000000")).startswith(
+        "s.yaml:18:10: events.baseline.day: input should be less than or equal to 36525"
+    )
+    assert only_problem(BASE.replace("day: 0", "day: -36526")).startswith(
+        "s.yaml:18:10: events.baseline.day: input should be greater than or equal to -36525"
+    )
+    message = only_problem(BASE.replace("after: 2}", "after: 36526}"))
+    assert message.startswith("s.yaml:19:32: events.baseline.window.after: input should be less")
+
+
 def test_a_non_positive_arm_ratio_is_refused() -> None:
     message = only_problem(BASE.replace("ratio: 2", "ratio: 0"))
     assert message.startswith("s.yaml:10:37: arms.a.ratio: input should be greater than 0")

@@ -108,7 +108,22 @@ def test_a_coordinator_enrols_a_subject_with_the_form_on_the_subjects_page(
     page.get_by_label(EN["subjects.subject"], exact=True).fill("SG01-0002")
     page.get_by_label(EN["home.site"], exact=True).select_option("SG01")
     page.get_by_label(EN["subjects.initials"]).fill("QX")
-    page.get_by_label(EN["subjects.screening_date"]).fill("2025-03-03")
+    page.get_by_label(EN["subjects.screening_date"]).fill("9999-12-31")
+    page.get_by_role("button", name=EN["subjects.enrol_submit"]).click()
+    # a date that puts the schedule off the calendar: refused beside the field, typing kept
+    refusal = page.locator("#screening_date-error")
+    refusal.wait_for()
+    assert refusal.inner_text() == "9999-12-31 puts day 0, 35 days later, after 9999-12-31"
+    date_input = page.get_by_label(EN["subjects.screening_date"])
+    assert date_input.get_attribute("aria-describedby") == "screening_date-error"
+    assert date_input.input_value() == "9999-12-31"
+    assert page.get_by_label(EN["subjects.subject"], exact=True).input_value() == "SG01-0002"
+    below = date_input.bounding_box()
+    beside = refusal.bounding_box()
+    assert below is not None
+    assert beside is not None
+    assert 0 <= beside["y"] - (below["y"] + below["height"]) < 40  # right under the input
+    date_input.fill("2025-03-03")
     page.get_by_role("button", name=EN["subjects.enrol_submit"]).click()
     page.wait_for_url(f"{node_url}/studies/{STUDY}/subjects/SG01-0002")
     assert page.locator("h1").inner_text() == "SG01-0002"

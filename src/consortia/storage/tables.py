@@ -21,6 +21,7 @@ from consortia.auth.principal import WILDCARD
 from consortia.storage.audit import metadata
 
 __all__ = [
+    "MAX_ID",
     "WILDCARD",
     "UTCDateTime",
     "api_token",
@@ -66,6 +67,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: The largest id a row can have: ``id`` columns are 32-bit integers on PostgreSQL, which
+#: refuses a larger number in a query (an error, where no row is what is meant).
+MAX_ID = 2**31 - 1
 
 
 def _id() -> sa.Column[int]:
