@@ -135,3 +135,47 @@ def test_a_coordinator_enrols_a_subject_with_the_form_on_the_subjects_page(
     ]
     record = subjects.get_subject(study_engine, ADMIN, STUDY, "SG01-0002")
     assert (record.site, record.initials, record.status) == ("SG01", "QX", "screening")
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_the_adverse_event_table_fits_the_window_and_scrolls_in_its_own_box(
+    page: Page, node_url: str, study_engine: Engine, width: int
+) -> None:
+    """A laptop (1,280 px) and a tablet (1,024 px): the page never scrolls sideways; the
+    repeating group's table, wider than the window, scrolls inside its own box."""
+    subjects.enrol_subject(
+        study_engine,
+        ADMIN,
+        STUDY,
+        SubjectInput(subject_id=SUBJECT, site="SG01", screening_date=date(2025, 1, 6)),
+    )
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto("/login")
+    _sign_in(page)
+    page.wait_for_url(f"{node_url}/")
+    page.goto(f"/studies/{STUDY}/subjects/{SUBJECT}/events/ae_log/forms/ae")
+    table = page.locator("#group-events")
+    table.wait_for()
+    assert page.evaluate("window.innerWidth") == width
+    # the page itself does not overflow the window
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    box = page.locator(".group-scroll").filter(has=table)
+    assert box.count() == 1
+    sizes = box.evaluate(
+        "e => ({scroll: e.scrollWidth, client: e.clientWidth, right: e.getBoundingClientRect().right,"
+        " overflow: getComputedStyle(e).overflowX, table: e.querySelector('table').scrollWidth})"
+    )
+    assert sizes["right"] <= width
+    assert sizes["overflow"] == "auto"
+    assert sizes["table"] > sizes["client"]  # the table is wider than its box ...
+    assert sizes["scroll"] > sizes["client"]  # ... which scrolls to show all of it
+    # the last column can be reached: scrolling the box brings it into view, and it is
+    # reachable from the keyboard
+    assert box.get_attribute("tabindex") == "0"
+    box.evaluate("e => e.scrollLeft = e.scrollWidth")
+    last = page.locator("#group-events thead th").last
+    right = last.evaluate("e => e.getBoundingClientRect().right")
+    assert right <= width
+    # the inputs stay usable: a term typed in the first row is saved
+    page.locator('[name="events[1].ae_term"]').fill("Anaemia")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
