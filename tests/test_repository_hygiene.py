@@ -7,6 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from consortia.domain.study import load_study
+from consortia.domain.templates import load_template
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 
@@ -41,3 +43,30 @@ def test_the_docs_agree_on_where_browsers_keep_the_secure_session_cookie() -> No
     for text in (readme, node):
         assert "`http://127.0.0.1`" in text
     assert "only over HTTPS" not in node
+
+
+def test_the_example_study_is_not_mistaken_for_the_cart_template() -> None:
+    """One CAR-T study is the product's template (CART-LBCL); the example in examples/ is
+    a short tour of the language, named and titled so, and every reference says so."""
+    examples = sorted(path.name for path in (ROOT / "examples").glob("*.yaml"))
+    assert examples == ["cart-tour.yaml"]
+    tour = load_study(ROOT / "examples" / "cart-tour.yaml")
+    template = load_template("cart-lbcl")
+    assert tour.study.id == "CART-TOUR"
+    assert tour.study.id != template.study.id
+    assert tour.study.title.en.startswith("A tour of the study language")
+    assert tour.study.title.en != template.study.title.en
+    tracked = [
+        path
+        for pattern in ("*.md", "docs/*.md", "src/**/*.py", "tests/**/*.py", "bench/**/*.py")
+        for path in ROOT.glob(pattern)
+        if path != Path(__file__)  # this test names the old ones to look for them
+    ]
+    stale = [
+        str(path.relative_to(ROOT))
+        for path in tracked
+        if "examples/cart-lbcl" in (text := path.read_text(encoding="utf-8"))
+        or '"examples" / "cart-lbcl' in text
+        or "CART-LBCL-01" in text
+    ]
+    assert stale == []

@@ -10,7 +10,7 @@ from consortia.cli import app
 from consortia.domain.study import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "cart-lbcl.yaml"
+EXAMPLE = ROOT / "examples" / "cart-tour.yaml"
 runner = CliRunner()
 
 

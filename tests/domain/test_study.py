@@ -80,8 +80,8 @@ def test_the_base_study_is_valid() -> None:
 
 
 def test_the_example_study_validates() -> None:
-    study = load_study(ROOT / "examples" / "cart-lbcl.yaml")
-    assert study.study.id == "CART-LBCL-01"
+    study = load_study(ROOT / "examples" / "cart-tour.yaml")
+    assert study.study.id == "CART-TOUR"
     assert "pfs_days" in study.derived
 
 

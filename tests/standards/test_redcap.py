@@ -29,7 +29,7 @@ from consortia.standards.redcap_logic import expression_to_logic, logic_to_expre
 
 DATA = Path(__file__).parent / "data"
 DICTIONARY = DATA / "redcap_dictionary.csv"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cart-lbcl.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cart-tour.yaml"
 LONG_HEADER = ",".join(f'"{long}"' for _, long, _ in COLUMNS)
 SHORT_HEADER = ",".join(short for _, _, short in COLUMNS)
 
@@ -718,9 +718,9 @@ def test_the_example_study_survives_export_and_import_for_what_redcap_holds(tmp_
     path = tmp_path / "cart.csv"
     warnings = export_redcap_file(original, path)
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # a BOM, as REDCap's downloads
-    back = import_redcap(path, study_id="CART-LBCL-01").study
+    back = import_redcap(path, study_id="CART-TOUR").study
     assert_equivalent_for_redcap(original, back)
-    assert back.study.id == "CART-LBCL-01"
+    assert back.study.id == "CART-TOUR"
     dropped = {w.path for w in warnings}
     assert {"events", "sites", "arms", "analysis_plan", "labels"} <= dropped
     assert "forms.demographics.groups.main.items.age.soft_range" in dropped

@@ -558,9 +558,9 @@ def study_from_document(doc: YamlDocument) -> Study:
 def load_study(path: str | Path) -> Study:
     """Load and check a study file; raise :class:`StudyDefinitionError` listing every problem.
 
-    >>> study = load_study("examples/cart-lbcl.yaml")  # doctest: +SKIP
+    >>> study = load_study("examples/cart-tour.yaml")  # doctest: +SKIP
     >>> study.summary()  # doctest: +SKIP
-    'CART-LBCL-01 v1.0: 9 forms, ...'
+    'CART-TOUR v1.0: 8 forms, ...'
     """
     return study_from_document(load_yaml_file(path))
 

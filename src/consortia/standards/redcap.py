@@ -867,7 +867,7 @@ def export_redcap(study: Study, source: YamlDocument | None = None) -> RedcapExp
     Given the ``source`` the study was read from, each names its file and line.
 
     >>> from consortia.domain.study import load_study
-    >>> result = export_redcap(load_study("examples/cart-lbcl.yaml"))  # doctest: +SKIP
+    >>> result = export_redcap(load_study("examples/cart-tour.yaml"))  # doctest: +SKIP
     >>> result.text.splitlines()[1]  # doctest: +SKIP
     'record_id,consent,,text,Record ID,,,,,,,,,,,,,'
     """
