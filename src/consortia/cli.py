@@ -207,12 +207,15 @@ def study_export_redcap(
     path: Annotated[Path, typer.Argument(help="The study YAML file.")],
     out: Annotated[Path, typer.Option("--out", help="The data dictionary CSV to write.")],
 ) -> None:
-    """Write a study as a REDCap data dictionary; what REDCap cannot hold is listed."""
-    from consortia.domain.study import load_study
+    """Write a study as a REDCap data dictionary; what REDCap cannot hold is listed, each
+    with its file and line."""
+    from consortia.domain.study import study_from_document
+    from consortia.domain.yamlsource import load_yaml_file
     from consortia.standards.redcap import export_redcap
 
     try:
-        exported = export_redcap(load_study(path))
+        source = load_yaml_file(path)
+        exported = export_redcap(study_from_document(source), source)
     except ConsortiaError as error:
         raise fail(error) from None
     _print_warnings(exported.warnings)

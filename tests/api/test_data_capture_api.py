@@ -10,12 +10,13 @@ import pytest
 import sqlalchemy as sa
 from node_client import Node, SyncClient
 
-from consortia.auth.principal import Role
+from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
 from consortia.services.data_entry import derived_values
 from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.capture import CaptureRepository
+from consortia.storage.queries import QueryRepository
 from consortia.storage.tables import subject
 
 STUDY = "CART-LBCL"
@@ -295,6 +296,62 @@ def test_reanchoring_moves_targets_and_a_late_visit_is_flagged(team: Team) -> No
     day28 = next(e for e in events if e["ref"] == "day28")
     assert (day28["visit_date"], day28["window_status"]) == ("2025-04-20", "late")
     assert day28["forms"] == {"response": "in_progress"}
+
+
+def _refused_field(response: Any) -> tuple[str, str]:
+    """The one field a 422 problem response names, with its message."""
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    ((path, message),) = [(e["path"], e["message"]) for e in body["errors"]]
+    assert body["detail"] == f"{path}: {message}"
+    return path, message
+
+
+def test_a_date_that_puts_a_visit_off_the_calendar_is_refused_naming_the_field(
+    team: Team,
+) -> None:
+    schedule = f"{BASE}/subjects/SG01-001/schedule"
+    events = team.coordinator.get(f"{BASE}/subjects/SG01-001/events").json()
+    trail = len(_chain_ok(team.node))
+    late = team.coordinator.put(schedule, json={"anchor_date": "9999-10-01", "reason": "typo"})
+    assert _refused_field(late) == (
+        "anchor_date",
+        "9999-10-01 puts the window of visit month3 (day 91, -14/+14 days) after 9999-12-31",
+    )
+    early = team.coordinator.put(schedule, json={"anchor_date": "0001-01-01", "reason": "typo"})
+    assert _refused_field(early) == (
+        "anchor_date",
+        "0001-01-01 puts visit screening (day -35) before 0001-01-01",
+    )
+    for screening, message in (
+        ("9999-12-31", "9999-12-31 puts day 0, 35 days later, after 9999-12-31"),
+        ("9999-06-01", "9999-06-01 puts visit month6 (day 182) after 9999-12-31"),
+    ):
+        enrolled = team.coordinator.post(
+            f"{BASE}/subjects",
+            json={"subject_id": "SG01-002", "site": "SG01", "screening_date": screening},
+        )
+        assert _refused_field(enrolled) == ("screening_date", message)
+    # nothing changed: the schedule, the subjects, the audit trail
+    assert team.coordinator.get(f"{BASE}/subjects/SG01-001/events").json() == events
+    assert team.coordinator.get(f"{BASE}/subjects/SG01-002").status_code == 404
+    assert len(_chain_ok(team.node)) == trail
+
+
+def test_numbers_past_what_the_database_holds_are_refused_or_not_found(team: Team) -> None:
+    # a query id past the 32-bit id column: PostgreSQL refused it with an error (500)
+    assert team.coordinator.get(f"{BASE}/queries/3000000000").status_code == 422
+    with team.node.engine.connect() as connection:
+        admin = Principal(
+            1, "admin@sg.example", "Admin", frozenset({Grant(STUDY, "*", Role.STUDY_ADMIN)})
+        )
+        assert QueryRepository(connection, admin).get(STUDY, 2**40) is None
+    for listing in ("subjects", "queries"):
+        past = team.coordinator.get(f"{BASE}/{listing}", params={"offset": 2**63})
+        assert _refused_field(past)[0] == "query.offset"
+        last = team.coordinator.get(f"{BASE}/{listing}", params={"offset": 2**31 - 1})
+        assert (last.status_code, last.json()) == (200, [])
 
 
 def test_repeating_events_and_groups_get_instances_in_order(team: Team) -> None:

@@ -50,7 +50,7 @@ def test_the_installed_entry_point_runs() -> None:
 
 
 def test_validate_prints_a_one_line_summary_for_the_example() -> None:
-    result = runner.invoke(app, ["study", "validate", str(ROOT / "examples" / "cart-lbcl.yaml")])
+    result = runner.invoke(app, ["study", "validate", str(ROOT / "examples" / "cart-tour.yaml")])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
@@ -62,7 +62,7 @@ def test_validate_prints_a_one_line_summary_for_the_example() -> None:
 
 def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    text = (ROOT / "examples" / "cart-lbcl.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "examples" / "cart-tour.yaml").read_text(encoding="utf-8")
     text = text.replace("ratio: 1}", "ratio: 0}", 1).replace(
         "window: {before: 3, after: 3}", "window: {before: -3, after: 3}"
     )
@@ -76,7 +76,7 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_show_prints_events_by_forms() -> None:
-    result = runner.invoke(app, ["study", "show", str(ROOT / "examples" / "cart-lbcl.yaml")])
+    result = runner.invoke(app, ["study", "show", str(ROOT / "examples" / "cart-tour.yaml")])
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[1]
     for event in ("screening", "infusion", "day28", "month3"):

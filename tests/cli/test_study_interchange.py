@@ -10,7 +10,7 @@ from consortia.cli import app
 from consortia.domain.study import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "cart-lbcl.yaml"
+EXAMPLE = ROOT / "examples" / "cart-tour.yaml"
 runner = CliRunner()
 
 
@@ -65,6 +65,16 @@ def test_redcap_export_then_import_keeps_forms_fields_and_logic(tmp_path: Path) 
     dictionary = tmp_path / "dict.csv"
     result = runner.invoke(app, ["study", "export-redcap", str(EXAMPLE), "--out", str(dictionary)])
     assert result.exit_code == 0, result.output
+    # each warning names the study file and the line of what it is about
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert warnings
+    assert "<input>" not in result.output
+    source = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for warning in warnings:
+        assert warning.startswith(f"warning: {EXAMPLE}:"), warning
+        line = int(warning.removeprefix(f"warning: {EXAMPLE}:").split(":")[0])
+        key = warning.split(": ")[2].split(".")[-1]  # the last key of the warning's path
+        assert key == "labels" or source[line - 1].lstrip().startswith(f"{key}:"), warning
     assert dictionary.read_bytes().startswith(b"\xef\xbb\xbf")
     back = tmp_path / "back.yaml"
     result = runner.invoke(

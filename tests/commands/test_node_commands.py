@@ -322,6 +322,30 @@ def test_init_asks_for_the_administrators_details_when_not_given(tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
     assert "ana@sg.example is the node administrator" in result.output
+    # the rule is said before the password is typed, not after it is typed twice
+    assert "Administrator password (at least 12 characters): " in result.output
+
+
+def test_a_password_asked_for_says_the_nodes_shortest_length_first(
+    tmp_path: Path, password_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _init(tmp_path, password_file)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONSORTIA_MIN_PASSWORD_LENGTH", "20")
+    long_enough = "a passphrase of twenty-odd characters"
+    added = runner.invoke(
+        app,
+        ["user", "add", "ana@sg.example", "--name", "Ana Lim"],
+        input=f"{long_enough}\n{long_enough}\n",
+    )
+    assert added.exit_code == 0, added.output
+    assert added.output.startswith("Password (at least 20 characters): ")
+    short = runner.invoke(
+        app, ["user", "password", "ana@sg.example"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert short.exit_code == 1
+    assert short.output.startswith("New password (at least 20 characters): ")
+    assert "use at least 20" in short.output
 
 
 def _children(pid: int) -> list[int]:

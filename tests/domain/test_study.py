@@ -80,8 +80,8 @@ def test_the_base_study_is_valid() -> None:
 
 
 def test_the_example_study_validates() -> None:
-    study = load_study(ROOT / "examples" / "cart-lbcl.yaml")
-    assert study.study.id == "CART-LBCL-01"
+    study = load_study(ROOT / "examples" / "cart-tour.yaml")
+    assert study.study.id == "CART-TOUR"
     assert "pfs_days" in study.derived
 
 
@@ -222,6 +222,18 @@ def test_a_negative_event_window_is_refused() -> None:
     assert message.startswith(
         "s.yaml:19:22: events.baseline.window.before: input should be greater than or equal to 0"
     )
+
+
+def test_a_day_or_window_beyond_a_century_is_refused_at_its_line() -> None:
+    # timedelta stops at 999,999,999 days: such a day was accepted, then failed every enrolment
+    assert only_problem(BASE.replace("day: 0", "day: 1000000000")).startswith(
+        "s.yaml:18:10: events.baseline.day: input should be less than or equal to 36525"
+    )
+    assert only_problem(BASE.replace("day: 0", "day: -36526")).startswith(
+        "s.yaml:18:10: events.baseline.day: input should be greater than or equal to -36525"
+    )
+    message = only_problem(BASE.replace("after: 2}", "after: 36526}"))
+    assert message.startswith("s.yaml:19:32: events.baseline.window.after: input should be less")
 
 
 def test_a_non_positive_arm_ratio_is_refused() -> None:

@@ -88,3 +88,18 @@ def test_a_subject_at_an_unseen_site_is_not_found_and_a_missing_action_is_refuse
     with pytest.raises(PermissionDeniedError):
         subjects.get_subject(engine, sponsor, "CART01", "SG01-001")
     assert subjects.count_subjects(engine, sponsor, "CART01") == {"SG01": 1}
+
+
+def test_a_listing_past_what_a_database_takes_is_refused_naming_the_field(
+    engine: sa.Engine,
+) -> None:
+    # SQLite cannot bind 2**63 and PostgreSQL refuses it: the service says which number
+    subjects.enrol_subject(engine, COORDINATOR, "CART01", SubjectInput("SG01-001", "SG01"))
+    for limit, offset, path in ((100, 10**23, "offset"), (100, -1, "offset"), (0, 0, "limit")):
+        with pytest.raises(ValidationError) as refused:
+            subjects.list_subjects(engine, COORDINATOR, "CART01", limit=limit, offset=offset)
+        (problem,) = refused.value.problems
+        assert problem.path == path
+        assert f"{offset if path == 'offset' else limit} is out of range" in problem.message
+    assert subjects.list_subjects(engine, COORDINATOR, "CART01", offset=2**31 - 1) == []
+    assert len(subjects.list_subjects(engine, COORDINATOR, "CART01", limit=1)) == 1

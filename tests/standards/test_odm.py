@@ -194,7 +194,7 @@ def small() -> Study:
 
 @pytest.fixture(scope="module")
 def cart() -> Study:
-    return load_study(ROOT / "examples" / "cart-lbcl.yaml")
+    return load_study(ROOT / "examples" / "cart-tour.yaml")
 
 
 def _valid(schema: etree.XMLSchema, xml: bytes) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from consortia.domain import expressions
-from consortia.domain.study import ItemType, Study, load_study, load_study_text
+from consortia.domain.study import (
+    ItemType,
+    Study,
+    load_study,
+    load_study_text,
+    study_from_document,
+)
+from consortia.domain.yamlsource import load_yaml_text
 from consortia.exceptions import ExpressionError, InterchangeError, Problem
 from consortia.standards.redcap import (
     COLUMNS,
@@ -22,7 +29,7 @@ from consortia.standards.redcap_logic import expression_to_logic, logic_to_expre
 
 DATA = Path(__file__).parent / "data"
 DICTIONARY = DATA / "redcap_dictionary.csv"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cart-lbcl.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cart-tour.yaml"
 LONG_HEADER = ",".join(f'"{long}"' for _, long, _ in COLUMNS)
 SHORT_HEADER = ",".join(short for _, _, short in COLUMNS)
 
@@ -711,9 +718,9 @@ def test_the_example_study_survives_export_and_import_for_what_redcap_holds(tmp_
     path = tmp_path / "cart.csv"
     warnings = export_redcap_file(original, path)
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # a BOM, as REDCap's downloads
-    back = import_redcap(path, study_id="CART-LBCL-01").study
+    back = import_redcap(path, study_id="CART-TOUR").study
     assert_equivalent_for_redcap(original, back)
-    assert back.study.id == "CART-LBCL-01"
+    assert back.study.id == "CART-TOUR"
     dropped = {w.path for w in warnings}
     assert {"events", "sites", "arms", "analysis_plan", "labels"} <= dropped
     assert "forms.demographics.groups.main.items.age.soft_range" in dropped
@@ -733,7 +740,31 @@ def test_names_redcap_cannot_hold_are_lowercased_in_names_and_logic() -> None:
     )
     exported = export_redcap(study)
     assert "[sex] = 'F' and [age] < 55" in exported.text
-    assert any(w.path == "items.Age" and "'age'" in w.message for w in exported.warnings)
+    path = "forms.demo.groups.main.items.Age"  # the item's path in the study, not items.Age
+    assert any(w.path == path and "'age'" in w.message for w in exported.warnings)
+
+
+def test_export_warnings_name_the_study_files_line_when_given_its_source() -> None:
+    text = SMALL_STUDY.replace("          age:", "          Age:").replace("age < 55", "Age < 55")
+    source = load_yaml_text(text, "small.yaml")
+    exported = export_redcap(study_from_document(source), source)
+    lines = text.splitlines()
+    where = {w.path: (w.file, w.line) for w in exported.warnings}
+    assert all(file == "small.yaml" and line > 0 for file, line in where.values()), where
+    for path, line in (
+        ("forms.demo.groups.main.items.Age", "          Age:"),
+        ("events", "events:"),
+        ("forms.clinical.groups.symptoms_group", "      symptoms_group:"),
+        ("labels", "  title: {en: Round trip, zh: 往返}"),  # the first text with Chinese
+    ):
+        assert lines[where[path][1] - 1] == line, path
+    assert str(exported.warnings[0]).startswith("small.yaml:")
+    # without the source, the warnings are the same, with no place
+    plain = export_redcap(load_study_text(text, "small.yaml"))
+    assert [(w.path, w.message) for w in plain.warnings] == [
+        (w.path, w.message) for w in exported.warnings
+    ]
+    assert all(w.line == 0 for w in plain.warnings)
 
 
 def test_a_calc_that_cannot_be_translated_is_left_out_with_everything_that_uses_it() -> None:

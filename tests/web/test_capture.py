@@ -588,7 +588,8 @@ def test_a_coordinator_enrols_a_subject_at_their_own_site(study_site: Site) -> N
     }
     bad_date = browser.post(enrol, data={**fields, "screening_date": "03/03/2025"})
     assert bad_date.status_code == 422
-    assert 'id="enrol-error"' in bad_date.text
+    assert 'id="screening_date-error">Give the date as YYYY-MM-DD.<' in bad_date.text
+    assert 'id="enrol-error"' not in bad_date.text  # beside the field, not above the form
     assert 'value="SG01-0002"' in bad_date.text  # what was typed stays
     elsewhere = browser.post(enrol, data={**fields, "site": "SH01"})
     assert elsewhere.status_code == 403
@@ -647,3 +648,46 @@ def test_the_visit_date_saved_with_a_form_places_the_event_in_its_window(
     assert (screening.visit_date, screening.window_status) == (date(2025, 1, 25), "late")
     subject_page = browser.get(f"/studies/{STUDY}/subjects/{SUBJECT}").text
     assert "2025-01-25 <small>late</small>" in subject_page
+
+
+def test_a_date_or_a_start_past_the_calendar_is_a_422_naming_its_field(
+    study_site: Site,
+) -> None:
+    browser = _signed_in(study_site)
+    enrol = f"/studies/{STUDY}/subjects"
+    fields = {
+        "csrf_token": _csrf(browser.get(enrol)),
+        "subject_id": "SG01-0002",
+        "site": "SG01",
+        "initials": "",
+        "screening_date": "9999-12-31",
+    }
+    refused = browser.post(enrol, data=fields)
+    assert refused.status_code == 422
+    assert re.search(
+        r'id="screening_date" name="screening_date" value="9999-12-31" required'
+        r' aria-invalid="true" aria-describedby="screening_date-error">\s*'
+        r'<span class="error" id="screening_date-error">'
+        r"9999-12-31 puts day 0, 35 days later, after 9999-12-31</span>",
+        refused.text,
+    ), refused.text
+    assert 'aria-invalid="true" aria-describedby="subject_id-error"' not in refused.text
+    assert 'value="SG01-0002"' in refused.text
+    bad_code = browser.post(enrol, data={**fields, "subject_id": "no spaces"})
+    assert bad_code.status_code == 422
+    assert 'id="subject_id-error">&#39;no spaces&#39; is not a code' in bad_code.text
+    bad_initials = browser.post(enrol, data={**fields, "initials": "9"})
+    assert bad_initials.status_code == 422
+    assert 'id="initials-error">use 1-8 letters' in bad_initials.text
+    assert [s.subject_id for s in subjects.list_subjects(study_site.engine, ADMIN, STUDY)] == [
+        SUBJECT,
+        "SH01-0001",
+    ]
+    # a list start no database takes: refused, with the field and what would be right
+    past = browser.get(f"{enrol}?start=100000000000000000000000")
+    assert past.status_code == 422
+    assert (
+        "start: 100000000000000000000000 is out of range; use a number from 0 to 2147483647."
+        in past.text
+    )
+    assert browser.get(f"{enrol}?start=2147483647").status_code == 200

@@ -46,6 +46,7 @@ from consortia.services import (
     studies,
     subjects,
 )
+from consortia.services.common import MAX_LIMIT, MAX_OFFSET
 from consortia.services.queries import QueryFilter
 
 __all__ = ["router"]
@@ -69,8 +70,8 @@ ItemKey = Annotated[
         description="ITEM, or GROUP[N].ITEM for an item of a repeating group",
     ),
 ]
-QueryId = Annotated[int, Path(ge=1, le=2**53)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+QueryId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a 32-bit id column
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Filter = Annotated[str | None, Query(max_length=64)]
 
 FORM = "/subjects/{subject_id}/events/{event}/forms/{form}"
@@ -316,7 +317,7 @@ def list_queries(
     item: Filter = None,
     origin: Annotated[str | None, Query(pattern="^(manual|auto)$")] = None,
     limit: Limit = 100,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[QueryPublic]:
     """Queries at the caller's sites, oldest first, with their age in days."""
     where = QueryFilter(

@@ -15,6 +15,7 @@ from consortia.api.schemas import (
 )
 from consortia.auth.principal import CODE_PATTERN
 from consortia.services import audit_trail, subjects
+from consortia.services.common import MAX_LIMIT, MAX_OFFSET
 
 __all__ = ["router"]
 
@@ -22,8 +23,7 @@ router = APIRouter(prefix="/studies/{study}", tags=["subjects"])
 
 StudyCode = Annotated[str, Path(pattern=CODE_PATTERN, description="the study's code")]
 SubjectId = Annotated[str, Path(pattern=CODE_PATTERN, description="the subject's id")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-MAX_OFFSET = 2**31 - 1
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.get("/subjects", response_model=list[SubjectPublic])

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from consortia.auth.passwords import MIN_PASSWORD_LENGTH
 from consortia.config import CONFIG_FILE_NAME, Settings, load_settings
 from consortia.exceptions import ConsortiaError, _ProblemsError
 from consortia.storage.db import make_engine
@@ -88,8 +89,11 @@ def open_engine(settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def read_password(password_file: Path | None, *, prompt: str = "Password") -> str:
-    """The password from ``password_file`` (first line), or asked twice without echo."""
+def read_password(
+    password_file: Path | None, *, prompt: str = "Password", min_length: int = MIN_PASSWORD_LENGTH
+) -> str:
+    """The password from ``password_file`` (first line), or asked twice without echo; the
+    question says how long it must be, so nobody types it twice to learn the rule."""
     if password_file is not None:
         try:
             lines = password_file.read_text(encoding="utf-8").splitlines()
@@ -103,5 +107,8 @@ def read_password(password_file: Path | None, *, prompt: str = "Password") -> st
                 param_hint="--password-file",
             )
         return lines[0]
-    value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    shortest = max(min_length, MIN_PASSWORD_LENGTH)
+    value: str = typer.prompt(
+        f"{prompt} (at least {shortest} characters)", hide_input=True, confirmation_prompt=True
+    )
     return value

@@ -41,7 +41,11 @@ def user_add(
     """Create an account; the password is asked for unless --password-file is given."""
     with reporting():
         settings = node_settings(config)
-        password = None if no_password else read_password(password_file)
+        password = (
+            None
+            if no_password
+            else read_password(password_file, min_length=settings.min_password_length)
+        )
         with open_engine(settings) as engine:
             record = users.create_user(
                 engine,
@@ -61,7 +65,9 @@ def user_password(
     """Set a person's password (and unlock the account)."""
     with reporting():
         settings = node_settings(config)
-        password = read_password(password_file, prompt="New password")
+        password = read_password(
+            password_file, prompt="New password", min_length=settings.min_password_length
+        )
         with open_engine(settings) as engine:
             users.set_password(
                 engine,

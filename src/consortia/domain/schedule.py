@@ -112,27 +112,72 @@ class PlannedEvent:
     window_end: date
 
 
+def _shifted(origin: date, days: int) -> date | None:
+    """``origin`` moved by ``days``, or None where the calendar ends (years 1 to 9999)."""
+    try:
+        return origin + timedelta(days=days)
+    except OverflowError:
+        return None
+
+
+def _beyond(days: int) -> str:
+    return f"after {date.max.isoformat()}" if days > 0 else f"before {date.min.isoformat()}"
+
+
 def screening_anchor(study: Study, screening_date: date) -> date:
-    """Day 0 such that the first scheduled event falls on ``screening_date``."""
+    """Day 0 such that the first scheduled event falls on ``screening_date``.
+
+    A date so near the calendar's end that day 0 falls off it is refused, naming
+    ``screening_date``.
+    """
     days = [event.day for event in study.events.values() if event.day is not None]
-    return screening_date - timedelta(days=min(days)) if days else screening_date
+    if not days:
+        return screening_date
+    first = min(days)
+    anchor = _shifted(screening_date, -first)
+    if anchor is None:
+        later = f"{-first} days later" if first < 0 else f"{first} days earlier"
+        problem = f"{screening_date.isoformat()} puts day 0, {later}, {_beyond(-first)}"
+        raise ValidationError([Problem("screening_date", problem)])
+    return anchor
 
 
-def plan_schedule(study: Study, anchor: date) -> list[PlannedEvent]:
-    """Target dates and windows of every scheduled event, in the study's order."""
+def plan_schedule(
+    study: Study, anchor: date, *, field: str = "anchor_date", given: date | None = None
+) -> list[PlannedEvent]:
+    """Target dates and windows of every scheduled event, in the study's order.
+
+    An anchor that puts an event or its window off the calendar (before 0001-01-01 or after
+    9999-12-31) is refused: the problem names ``field``, the date the person gave
+    (``given``, default ``anchor``) and the first event that would fall off.
+
+    >>> from consortia.domain.templates import load_template
+    >>> try:
+    ...     plan_schedule(load_template("cart-lbcl"), date(9999, 10, 1))
+    ... except ValidationError as error:
+    ...     (problem,) = error.problems
+    ...     print(f"{problem.path}: {problem.message}")
+    anchor_date: 9999-10-01 puts the window of visit month3 (day 91, -14/+14 days) after 9999-12-31
+    """
     planned = []
     for name, event in study.events.items():
         if event.day is None or event.unscheduled:
             continue
-        target = anchor + timedelta(days=event.day)
-        planned.append(
-            PlannedEvent(
-                name,
-                target,
-                target - timedelta(days=event.window.before),
-                target + timedelta(days=event.window.after),
+        target = _shifted(anchor, event.day)
+        start = None if target is None else _shifted(target, -event.window.before)
+        end = None if target is None else _shifted(target, event.window.after)
+        if target is None or start is None or end is None:
+            window = event.window
+            what = (
+                f"visit {name} (day {event.day})"
+                if target is None
+                else f"the window of visit {name} (day {event.day}, "
+                f"-{window.before}/+{window.after} days)"
             )
-        )
+            days = event.day if target is None else (1 if end is None else -1)
+            problem = f"{(given or anchor).isoformat()} puts {what} {_beyond(days)}"
+            raise ValidationError([Problem(field, problem)])
+        planned.append(PlannedEvent(name, target, start, end))
     return planned
 
 

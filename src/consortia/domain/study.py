@@ -96,14 +96,20 @@ class CodeListEntry(_Model):
     label: Text
 
 
+# A protocol's days and windows span at most a century; a day beyond any calendar (a
+# typing slip: 1e9) is refused with the study file's line, not when a subject is enrolled.
+MAX_SCHEDULE_DAYS = 36_525
+ScheduleDays = Annotated[int, Field(ge=0, le=MAX_SCHEDULE_DAYS)]
+
+
 class Window(_Model):
-    before: Annotated[int, Field(ge=0)] = 0
-    after: Annotated[int, Field(ge=0)] = 0
+    before: ScheduleDays = 0
+    after: ScheduleDays = 0
 
 
 class Event(_Model):
     label: Text
-    day: int | None = None
+    day: Annotated[int, Field(ge=-MAX_SCHEDULE_DAYS, le=MAX_SCHEDULE_DAYS)] | None = None
     window: Window = Window()
     repeating: bool = False
     unscheduled: bool = False
@@ -552,9 +558,9 @@ def study_from_document(doc: YamlDocument) -> Study:
 def load_study(path: str | Path) -> Study:
     """Load and check a study file; raise :class:`StudyDefinitionError` listing every problem.
 
-    >>> study = load_study("examples/cart-lbcl.yaml")  # doctest: +SKIP
+    >>> study = load_study("examples/cart-tour.yaml")  # doctest: +SKIP
     >>> study.summary()  # doctest: +SKIP
-    'CART-LBCL-01 v1.0: 9 forms, ...'
+    'CART-TOUR v1.0: 8 forms, ...'
     """
     return study_from_document(load_yaml_file(path))
 

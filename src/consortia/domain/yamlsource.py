@@ -20,6 +20,7 @@ refuse what a study file never needs and an attacker would use:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,21 @@ class YamlDocument:
         """Line and column of the mapping key that ends ``path`` (falls back to the value)."""
         span = self.key_positions.get(tuple(path))
         return (span.line, span.column) if span else self.position(path)
+
+    def locate(self, dotted_path: str) -> tuple[int, int]:
+        """Line and column of the key (or item) a dotted path names, as :func:`dotted`
+        writes it; (0, 0) for a path that is not in the document.
+
+        >>> doc = load_yaml_text("a:\\n  b: [1, {c: 2}]\\n", "s.yaml")
+        >>> doc.locate("a.b"), doc.locate("a.b[1].c"), doc.locate("a.z")
+        ((2, 3), (2, 11), (0, 0))
+        """
+        key: PathKey = tuple(
+            int(part[1:-1]) if part.startswith("[") else part
+            for part in re.findall(r"\[\d+\]|[^.\[\]]+", dotted_path)
+        )
+        span = self.key_positions.get(key) or self.positions.get(key)
+        return (span.line, span.column) if span else (0, 0)
 
 
 class _Builder:

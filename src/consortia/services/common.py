@@ -32,9 +32,12 @@ from consortia.storage.capture import CaptureRepository, FormRecord
 from consortia.storage.repositories import NODE_CHAIN, SubjectRecord, SubjectRepository
 
 __all__ = [
+    "MAX_LIMIT",
+    "MAX_OFFSET",
     "NODE_CHAIN",
     "audit",
     "check_code",
+    "check_page",
     "cli_operator",
     "find_subject",
     "form_audit_id",
@@ -197,3 +200,33 @@ def saved_form(
             f"form {form} at {ref} of subject {subject.subject_id} has not been saved"
         )
     return event_ref(name, instance), record
+
+
+#: The largest page a listing returns, and the furthest it starts: past 2**31 - 1 rows no
+#: node lists anything, and past 2**63 - 1 the databases cannot even take the number.
+MAX_LIMIT = 1_000
+MAX_OFFSET = 2**31 - 1
+
+
+def check_page(limit: int, offset: int) -> None:
+    """Refuse a listing's ``limit`` or ``offset`` out of range, naming the field.
+
+    >>> try:
+    ...     check_page(100, 10**23)
+    ... except ValidationError as error:
+    ...     print(error.problems[0].path, "-", error.problems[0].message)
+    offset - 100000000000000000000000 is out of range; use a whole number from 0 to 2147483647
+    """
+    problems = []
+    if not 1 <= limit <= MAX_LIMIT:
+        problems.append(
+            Problem("limit", f"{limit} is out of range; use a whole number from 1 to {MAX_LIMIT}")
+        )
+    if not 0 <= offset <= MAX_OFFSET:
+        problems.append(
+            Problem(
+                "offset", f"{offset} is out of range; use a whole number from 0 to {MAX_OFFSET}"
+            )
+        )
+    if problems:
+        raise ValidationError(problems)

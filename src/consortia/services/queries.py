@@ -23,6 +23,7 @@ from consortia.auth.principal import Principal
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
     audit,
+    check_page,
     find_subject,
     form_audit_id,
     require_in_study,
@@ -204,6 +205,7 @@ def list_queries(
     """Queries at the caller's sites, oldest first, narrowed by ``where``."""
     visible_study(principal, study)
     require_in_study(principal, Action.QUERY_READ, study)
+    check_page(limit, offset)
     now = utc_now()
     with engine.connect() as connection:
         records = QueryRepository(connection, principal).find(

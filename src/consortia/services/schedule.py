@@ -21,6 +21,7 @@ from consortia.domain.schedule import (
     check_transition,
     event_ref,
     plan_schedule,
+    screening_anchor,
     window_status,
 )
 from consortia.exceptions import NotFoundError, Problem, ValidationError
@@ -59,9 +60,16 @@ class EventView:
 
 
 def plan_subject_events(
-    capture: CaptureRepository, definition: Definition, subject_pk: int, anchor: date, now: datetime
+    capture: CaptureRepository,
+    definition: Definition,
+    subject_pk: int,
+    screening_date: date,
+    now: datetime,
 ) -> None:
-    """Create the subject's scheduled events (instance 1) with targets and windows."""
+    """Create the subject's scheduled events (instance 1) with targets and windows, the
+    first on ``screening_date`` (a date that puts a visit off the calendar: 422)."""
+    anchor = screening_anchor(definition.study, screening_date)
+    schedule = plan_schedule(definition.study, anchor, field="screening_date", given=screening_date)
     capture.set_anchor(subject_pk, anchor)
     capture.add_events(
         [
@@ -74,7 +82,7 @@ def plan_subject_events(
                 "window_end": planned.window_end,
                 "created_at": now,
             }
-            for planned in plan_schedule(definition.study, anchor)
+            for planned in schedule
         ]
     )
 
@@ -141,12 +149,13 @@ def reanchor_schedule(
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
+        schedule = plan_schedule(definition.study, anchor)  # before anything changes
         capture = CaptureRepository(connection)
         before = capture.subject_row(subject.id).anchor_date
         capture.set_anchor(subject.id, anchor)
         existing = {e.event: e for e in capture.events(subject.id) if e.instance == 1}
         now = utc_now()
-        for planned in plan_schedule(definition.study, anchor):
+        for planned in schedule:
             dates = {
                 "target_date": planned.target,
                 "window_start": planned.window_start,

@@ -22,11 +22,12 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
-from consortia.domain.schedule import SubjectStatus, screening_anchor
+from consortia.domain.schedule import SubjectStatus
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
     audit,
     check_code,
+    check_page,
     guarded_write,
     require_in_study,
     utc_now,
@@ -66,6 +67,7 @@ def list_subjects(
     """Subjects of ``study`` at the sites where the principal may read them."""
     visible_study(principal, study)
     require_in_study(principal, Action.SUBJECT_READ, study)
+    check_page(limit, offset)
     with engine.begin() as connection:
         records = SubjectRepository(connection, principal).list(study, limit=limit, offset=offset)
         _audit_identifier_reads(connection, principal, study, records, f"{study}/*")
@@ -148,9 +150,7 @@ def enrol_subject(
         definition = StudyVersionRepository(connection).current(study)
         if definition is not None:
             parsed = current_definition(connection, study)
-            plan_subject_events(
-                capture, parsed, record.id, screening_anchor(parsed.study, screened), now
-            )
+            plan_subject_events(capture, parsed, record.id, screened, now)
         audit(
             connection,
             principal,

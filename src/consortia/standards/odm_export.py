@@ -104,7 +104,7 @@ def export_odm(study: Study, *, creation_datetime: datetime | None = None) -> by
     """The study's metadata as an ODM 1.3.2 Snapshot (UTF-8 bytes, valid against the XSD).
 
     >>> from consortia.domain.study import load_study
-    >>> xml = export_odm(load_study("examples/cart-lbcl.yaml"))  # doctest: +SKIP
+    >>> xml = export_odm(load_study("examples/cart-tour.yaml"))  # doctest: +SKIP
     >>> xml[:38]  # doctest: +SKIP
     b"<?xml version='1.0' encoding='UTF-8'?>"
     """

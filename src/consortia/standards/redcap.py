@@ -51,6 +51,7 @@ from consortia.domain.study import (
     Study,
     load_study_text,
 )
+from consortia.domain.yamlsource import YamlDocument
 from consortia.exceptions import ExpressionError, InterchangeError, Problem, StudyDefinitionError
 from consortia.standards.redcap_logic import expression_to_logic, logic_to_expression
 
@@ -701,26 +702,37 @@ def _row(name: str, form: str, kind: str, label: str, **cells: str) -> list[str]
 
 
 class _Exporter:
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, source: YamlDocument | None = None) -> None:
         self.study = study
+        self.source = source
         self.warnings: list[Problem] = []
         self.redcap = redcap_names(study)
-        self.names = self.renamed(self.redcap.fields, "items")
+        item_paths = {
+            name: f"forms.{form}.groups.{group}.items.{name}"
+            for form, group, name, _ in study.iter_items()
+        }
+        item_paths |= {name: f"derived.{name}" for name in study.derived}
+        self.names = self.renamed(self.redcap.fields, item_paths)
         self.types = {name: item.type for _, _, name, item in study.iter_items()}
         self.types |= {name: ItemType(d.type.value) for name, d in study.derived.items()}
 
-    def warn(self, path: str, message: str) -> None:
-        self.warnings.append(Problem(path, message))
+    def warn(self, path: str, message: str, *, at: str = "") -> None:
+        """A warning about ``path``, placed at its line in the source (or at ``at``'s)."""
+        if self.source is None:
+            self.warnings.append(Problem(path, message))
+            return
+        line, column = self.source.locate(at or path)
+        self.warnings.append(Problem(path, message, self.source.file, line, column))
 
-    def renamed(self, names: Mapping[str, str], what: str) -> Mapping[str, str]:
+    def renamed(self, names: Mapping[str, str], paths: Mapping[str, str]) -> Mapping[str, str]:
         for name, redcap in names.items():
             if redcap != name:
-                self.warn(f"{what}.{name}", f"written as {redcap!r}: REDCap names are lowercase")
+                self.warn(paths[name], f"written as {redcap!r}: REDCap names are lowercase")
         return names
 
     def rows(self) -> list[list[str]]:
         study = self.study
-        forms = self.renamed(self.redcap.forms, "forms")
+        forms = self.renamed(self.redcap.forms, {name: f"forms.{name}" for name in study.forms})
         record_id = self.redcap.record_id
         rows = [_row(record_id, next(iter(forms.values()), "form"), "text", "Record ID")]
         for form_name, form in study.forms.items():
@@ -825,27 +837,41 @@ class _Exporter:
         for key in ("sites", "arms", "analysis_plan"):
             if getattr(study, key):
                 self.warn(key, "not part of a data dictionary; not written")
-        texts = [study.study.title, *(form.label for form in study.forms.values())]
-        texts += [item.label for _, _, _, item in study.iter_items()]
-        texts += [item.help for _, _, _, item in study.iter_items() if item.help]
-        texts += [entry.label for entries in study.code_lists.values() for entry in entries]
-        texts += [derived.label for derived in study.derived.values()]
-        if any(text.zh != text.en for text in texts):
-            self.warn("labels", "Chinese (zh) text not written: a data dictionary has one language")
+        # (where, text): the warning is placed at the first text that has Chinese
+        texts = [("study.title", study.study.title)]
+        texts += [(f"forms.{name}.label", form.label) for name, form in study.forms.items()]
+        for form, group, name, item in study.iter_items():
+            path = f"forms.{form}.groups.{group}.items.{name}"
+            texts += [(f"{path}.label", item.label)]
+            texts += [(f"{path}.help", item.help)] if item.help else []
+        texts += [
+            (f"code_lists.{name}[{index}].label", entry.label)
+            for name, entries in study.code_lists.items()
+            for index, entry in enumerate(entries)
+        ]
+        texts += [(f"derived.{name}.label", d.label) for name, d in study.derived.items()]
+        chinese = next((where for where, text in texts if text.zh != text.en), None)
+        if chinese is not None:
+            self.warn(
+                "labels",
+                "Chinese (zh) text not written: a data dictionary has one language",
+                at=chinese,
+            )
 
 
-def export_redcap(study: Study) -> RedcapExport:
+def export_redcap(study: Study, source: YamlDocument | None = None) -> RedcapExport:
     """Write a study as a REDCap data dictionary (CSV text, CRLF line ends, no BOM).
 
     ``warnings`` lists what REDCap cannot hold: events, repeating groups, edit checks,
     Chinese text, a soft range next to a hard one, expressions with no REDCap equivalent.
+    Given the ``source`` the study was read from, each names its file and line.
 
     >>> from consortia.domain.study import load_study
-    >>> result = export_redcap(load_study("examples/cart-lbcl.yaml"))  # doctest: +SKIP
+    >>> result = export_redcap(load_study("examples/cart-tour.yaml"))  # doctest: +SKIP
     >>> result.text.splitlines()[1]  # doctest: +SKIP
     'record_id,consent,,text,Record ID,,,,,,,,,,,,,'
     """
-    exporter = _Exporter(study)
+    exporter = _Exporter(study, source)
     rows = exporter.rows()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

@@ -17,6 +17,7 @@ from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
 from consortia.storage.prepared import Prepared
 from consortia.storage.tables import (
+    MAX_ID,
     data_query,
     event_instance,
     form_instance,
@@ -153,6 +154,8 @@ class QueryRepository:
         return [self._record(row) for row in self.connection.execute(query)]
 
     def get(self, study: str, query_id: int) -> QueryRecord | None:
+        if not 1 <= query_id <= MAX_ID:  # no such row, and PostgreSQL refuses the number
+            return None
         row = self.connection.execute(
             self._select(study).where(data_query.c.id == query_id)
         ).first()

@@ -22,6 +22,7 @@ from consortia.storage.audit import metadata
 from consortia.storage.witness import audit_witness
 
 __all__ = [
+    "MAX_ID",
     "WILDCARD",
     "UTCDateTime",
     "api_token",
@@ -70,6 +71,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: The largest id a row can have: ``id`` columns are 32-bit integers on PostgreSQL, which
+#: refuses a larger number in a query (an error, where no row is what is meant).
+MAX_ID = 2**31 - 1
 
 
 def _id() -> sa.Column[int]:

@@ -46,6 +46,7 @@ from consortia.domain.schedule import TRANSITIONS, SubjectStatus, event_ref, par
 from consortia.domain.study import ItemType
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
 from consortia.services import data_entry, form_states, queries, schedule, studies, subjects
+from consortia.services.common import MAX_OFFSET
 from consortia.services.data_entry import FormSave, FormView
 from consortia.services.subjects import SubjectInput
 from consortia.storage.queries import QueryFilter
@@ -229,9 +230,15 @@ def create_capture_router() -> APIRouter:
         status: int = 200,
         error: str = "",
         entered: Mapping[str, str] | None = None,
+        field_errors: Mapping[str, str] | None = None,
     ) -> Response:
         engine = node_engine(request)
         start = max(0, start)
+        if start > MAX_OFFSET:  # no list is that long, and no database takes such a number
+            message = translate(page_language(request), "subjects.bad_start")
+            return render_page(
+                request, "error.html", 422, message=message.format(start=start, last=MAX_OFFSET)
+            )
         records = await run_in_threadpool(
             subjects.list_subjects, engine, principal, study, limit=SUBJECTS_SHOWN, offset=start
         )
@@ -254,6 +261,7 @@ def create_capture_router() -> APIRouter:
             enrol_sites=enrol_sites,
             error=error,
             entered=entered or {},
+            field_errors=field_errors or {},
             csrf_token=csrf_token(secret, cookie),
         )
 
@@ -279,7 +287,13 @@ def create_capture_router() -> APIRouter:
         except ValueError:
             message = translate(page_language(request), "subjects.bad_date")
             return await subjects_page(
-                request, principal, cookie, study, status=422, error=message, entered=entered
+                request,
+                principal,
+                cookie,
+                study,
+                status=422,
+                entered=entered,
+                field_errors={"screening_date": message},
             )
         subject = SubjectInput(
             subject_id=entered["subject_id"],
@@ -293,8 +307,23 @@ def create_capture_router() -> APIRouter:
             )
         except (ConflictError, ValidationError) as error:
             status, message = _refused(error)
+            beside: dict[str, str] = {}  # a problem with a field of the form goes beside it
+            if isinstance(error, ValidationError):
+                for problem in error.problems:
+                    if problem.path in ENROL_FIELDS:
+                        beside[problem.path] = " ".join(
+                            filter(None, (beside.get(problem.path), problem.message))
+                        )
+                message = "; ".join(p.message for p in error.problems if p.path not in ENROL_FIELDS)
             return await subjects_page(
-                request, principal, cookie, study, status=status, error=message, entered=entered
+                request,
+                principal,
+                cookie,
+                study,
+                status=status,
+                error=message,
+                entered=entered,
+                field_errors=beside,
             )
         return redirect(request, f"/studies/{quote(study)}/subjects/{quote(subject.subject_id)}")
 
