@@ -126,6 +126,24 @@ def _typed(kind: ColumnType, text: str) -> object:
     return text
 
 
+def _item_order(definition: Definition) -> dict[str, tuple[int, int]]:
+    """Each item's (group position in its form, position in its group)."""
+    order: dict[str, tuple[int, int]] = {}
+    for form in definition.study.forms.values():
+        for group_position, group in enumerate(form.groups.values()):
+            for item_position, name in enumerate(group.items):
+                order.setdefault(name, (group_position, item_position))
+    return order
+
+
+def _in_order(
+    held: list[tuple[tuple[int, int, int], ClinicalValue]],
+) -> Iterator[ClinicalValue]:
+    held.sort(key=lambda entry: entry[0])
+    for _, value in held:
+        yield value
+
+
 class _Export:
     """One export's reading side: scoped, streaming queries of one study."""
 
@@ -268,32 +286,51 @@ class _Export:
             yield status_row
 
     def clinical_values(self) -> Iterator[ClinicalValue]:
+        """The values as ODM ClinicalData wants them: grouped by subject, event, form and
+        item group. The group of a value is not a column, and rows of one form's groups
+        interleave in any order of saves; so one form instance's values at a time (bounded
+        by the form's definition, not by the study's size) are put in the order of the
+        form's groups and items."""
         query = self._value_query().order_by(
             subject.c.subject_id,
             event_instance.c.event,
             event_instance.c.instance,
             form_instance.c.form,
-            item_value.c.group_instance,
-            item_value.c.id,
+            form_instance.c.id,
         )
         places = self.definition.index.items
+        order = _item_order(self.definition)
+        form_pk: int | None = None
+        held: list[tuple[tuple[int, int, int], ClinicalValue]] = []
         for value in self._stream(query):
+            if value.form_pk != form_pk:
+                yield from _in_order(held)
+                form_pk, held = value.form_pk, []
             place = places.get(value.item)
             if place is None or not self._keep(value.item):
                 continue
-            yield ClinicalValue(
-                subject_key=value.subject_id,
-                site_oid=value.site,  # LocationOID: the site code, as the reader takes it
-                event_oid=f"SE.{value.event}",
-                event_repeat_key=str(value.instance) if value.instance > 1 else None,
-                form_oid=f"F.{value.form}",
-                form_repeat_key=None,
-                group_oid=f"IG.{value.form}.{place.group}",
-                group_repeat_key=str(value.group_instance) if value.group_instance else None,
-                item_oid=f"I.{value.item}",
-                value=value.value_text,
-                form_complete=value.status == "complete",
+            group_position, item_position = order[value.item]
+            held.append(
+                (
+                    (group_position, value.group_instance, item_position),
+                    ClinicalValue(
+                        subject_key=value.subject_id,
+                        site_oid=value.site,  # LocationOID: the site code, as the reader takes it
+                        event_oid=f"SE.{value.event}",
+                        event_repeat_key=str(value.instance) if value.instance > 1 else None,
+                        form_oid=f"F.{value.form}",
+                        form_repeat_key=None,
+                        group_oid=f"IG.{value.form}.{place.group}",
+                        group_repeat_key=str(value.group_instance)
+                        if value.group_instance
+                        else None,
+                        item_oid=f"I.{value.item}",
+                        value=value.value_text,
+                        form_complete=value.status == "complete",
+                    ),
+                )
             )
+        yield from _in_order(held)
 
     def query_rows(self) -> Iterator[list[object]]:
         query = self._where(
