@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -38,6 +39,8 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
+from consortia.domain.parsing import character_problem
+from consortia.domain.schedule import event_ref
 from consortia.domain.study import ItemType
 from consortia.exceptions import NotFoundError, Problem, ValidationError
 from consortia.services.common import audit, require_in_study, utc_now, visible_study
@@ -136,6 +139,27 @@ def _item_order(definition: Definition) -> dict[str, tuple[int, int]]:
     return order
 
 
+def _check_xml_text(value: Any, definition: Definition) -> None:
+    """Refuse a value XML 1.0 cannot hold (stored before saves refused them), naming the
+    subject, event, form and item, rather than write a file that stops half way."""
+    problem = character_problem(value.value_text)
+    path = f"{value.subject_id}/{event_ref(value.event, value.instance)}/{value.form}/"
+    path += definition.index.key(value.item, value.group_instance)
+    if problem is None:
+        problem = character_problem(value.subject_id)
+        path = f"subject {value.subject_id!r}"
+    if problem is not None:
+        raise ValidationError(
+            [
+                Problem(
+                    path,
+                    f"{problem}; it was stored before such characters were refused: correct "
+                    "it, then export again",
+                )
+            ]
+        )
+
+
 def _in_order(
     held: list[tuple[tuple[int, int, int], ClinicalValue]],
 ) -> Iterator[ClinicalValue]:
@@ -166,7 +190,7 @@ class _Export:
             query = query.where(subject.c.site.in_(sorted(self.scope.sites)))
         return query
 
-    def _stream(self, query: sa.Select[Any]) -> Iterator[Any]:
+    def _stream(self, query: sa.Select[Any]) -> Generator[Any, None, None]:
         result = self.connection.execution_options(stream_results=True, yield_per=BATCH).execute(
             query
         )
@@ -211,7 +235,7 @@ class _Export:
             .join(subject, subject.c.id == form_instance.c.subject_pk)
         )
 
-    def form_rows(self, form: str) -> Iterator[list[object]]:
+    def form_rows(self, form: str) -> Generator[list[object], None, None]:
         items = self.items(form)
         position = {name: n for n, (name, _) in enumerate(items, len(_KEY_COLUMNS))}
         kinds = dict(items)
@@ -255,7 +279,7 @@ class _Export:
     def _keep(self, item: str) -> bool:
         return self.identifiers or item not in self.definition.index.identifiers
 
-    def long_rows(self) -> Iterator[list[object]]:
+    def long_rows(self) -> Generator[list[object], None, None]:
         query = self._value_query().order_by(
             subject.c.subject_id, form_instance.c.id, item_value.c.group_instance, item_value.c.id
         )
@@ -285,7 +309,7 @@ class _Export:
         if status_row:
             yield status_row
 
-    def clinical_values(self) -> Iterator[ClinicalValue]:
+    def clinical_values(self) -> Generator[ClinicalValue, None, None]:
         """The values as ODM ClinicalData wants them: grouped by subject, event, form and
         item group. The group of a value is not a column, and rows of one form's groups
         interleave in any order of saves; so one form instance's values at a time (bounded
@@ -309,6 +333,7 @@ class _Export:
             place = places.get(value.item)
             if place is None or not self._keep(value.item):
                 continue
+            _check_xml_text(value, self.definition)
             group_position, item_position = order[value.item]
             held.append(
                 (
@@ -332,7 +357,7 @@ class _Export:
             )
         yield from _in_order(held)
 
-    def query_rows(self) -> Iterator[list[object]]:
+    def query_rows(self) -> Generator[list[object], None, None]:
         query = self._where(
             sa.select(
                 data_query.c.id,
@@ -357,7 +382,7 @@ class _Export:
         for row in self._stream(query):
             yield list(row)
 
-    def audit_rows(self) -> Iterator[list[object]]:
+    def audit_rows(self) -> Generator[list[object], None, None]:
         query = (
             sa.select(audit_event)
             .where(audit_event.c.chain == self.definition.code)
@@ -530,25 +555,29 @@ class PlannedExport:
             export = _Export(
                 connection, self.principal, self.definition, request.include_identifiers
             )
+            # each reading generator is closed while its connection is still open, also
+            # when writing fails half way
             if request.format is ExportFormat.ODM:
                 now = utc_now()
-                return writers.write_odm_clinical(
-                    export.clinical_values(),
-                    out,
-                    study_oid=f"S.{study}",
-                    metadata_version_oid=f"MDV.{self.definition.study.study.version}",
-                    file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
-                    creation=now,
-                )
+                with closing(export.clinical_values()) as values:
+                    return writers.write_odm_clinical(
+                        values,
+                        out,
+                        study_oid=f"S.{study}",
+                        metadata_version_oid=f"MDV.{self.definition.study.study.version}",
+                        file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
+                        creation=now,
+                    )
             if request.format is ExportFormat.CSV_LONG or table == "values":
-                return _write(request.format, "values", _LONG_COLUMNS, export.long_rows(), out)
-            if table == "queries":
-                return _write(request.format, table, _QUERY_COLUMNS, export.query_rows(), out)
-            if table == "audit":
-                return _write(request.format, table, _AUDIT_COLUMNS, export.audit_rows(), out)
-            return _write(
-                request.format, table, export.form_columns(table), export.form_rows(table), out
-            )
+                name, columns, source = "values", _LONG_COLUMNS, export.long_rows()
+            elif table == "queries":
+                name, columns, source = table, _QUERY_COLUMNS, export.query_rows()
+            elif table == "audit":
+                name, columns, source = table, _AUDIT_COLUMNS, export.audit_rows()
+            else:
+                name, columns, source = table, export.form_columns(table), export.form_rows(table)
+            with closing(source) as rows:
+                return _write(request.format, name, columns, rows, out)
 
 
 def plan_export(
@@ -601,7 +630,9 @@ def export_study(
     engine: Engine, principal: Principal, study: str, request: ExportRequest, out: Path
 ) -> dict[str, int]:
     """Write the study's tables under ``out`` (a folder; for ``odm`` and ``csv-long`` a
-    file); return rows written per table. Files are written to a temporary name first."""
+    file); return rows written per table. Files are written to temporary names (``.partial``)
+    and renamed when every table is written; an export that fails removes them, so it
+    leaves no file that could be taken for a whole one."""
     _check(engine, principal, study, request)
     with engine.connect() as connection:
         definition = current_definition(connection, study)
@@ -614,9 +645,15 @@ def export_study(
             for table in _tables_for(request.format, table_names(definition, principal))
         }
     counts = {}
-    for table, path in targets.items():
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as stream:
-            counts[table] = export_table(engine, principal, study, table, request, stream)
-        partial.replace(path)
+    partials = {table: path.with_name(path.name + ".partial") for table, path in targets.items()}
+    try:
+        for table, partial in partials.items():
+            with partial.open("wb") as stream:
+                counts[table] = export_table(engine, principal, study, table, request, stream)
+    except BaseException:
+        for partial in partials.values():  # a failed export leaves no part of itself
+            partial.unlink(missing_ok=True)
+        raise
+    for table, partial in partials.items():
+        partial.replace(targets[table])
     return counts
