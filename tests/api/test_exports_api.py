@@ -3,18 +3,30 @@ valid against the schema we ship and holds every value, whatever order forms wer
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from node_client import Node
 
+from consortia.api.exports import ExportAborted
 from consortia.auth.principal import Role
+from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import template_text
+from consortia.services import imports
+from consortia.services.common import cli_operator
 from consortia.standards.odm import EXTENDED_SCHEMA, ODM_NS
 from consortia.storage.tables import event_instance, form_instance, item_value, subject
 
@@ -246,3 +258,130 @@ def test_any_order_of_saves_exports_as_valid_odm_with_every_value(
         for item, text in saved.items()
     }
     assert sorted(exported, key=repr) == sorted(_stored_values(clients.node), key=repr)
+
+
+# --- characters XML 1.0 cannot hold -------------------------------------------------------
+
+
+def test_a_save_with_a_character_xml_cannot_hold_is_refused_and_nothing_is_saved(
+    clients: Clients,
+) -> None:
+    subject_id = clients.enrol()
+    url = f"{BASE}/subjects/{subject_id}/events/ae_log/forms/ae"
+    message = "is not allowed (XML 1.0 cannot hold it); tabs and newlines are allowed"
+    for text in ("Pyr\x00exia", "Pyr\ud800exia"):
+        body = {"version": 0, "values": {"events": [AE, {**AE, "ae_term": text}]}}
+        # json.dumps escapes a lone surrogate as \ud800, as a client may send it
+        refused = clients.coordinator.put(
+            url, content=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["path"] == "forms.ae.events[2].ae_term"
+        assert error["message"] == f"character U+{ord(text[3]):04X} {message}"
+    assert clients.coordinator.get(url).json()["version"] == 0
+    with clients.node.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(item_value)).scalar() == 0
+
+
+def _import_subjects(node: Node, tmp_path: Path, subjects: int) -> None:
+    records = synthesize("cart-lbcl", subjects=subjects, site="SG01", seed=8)
+    path = records.write_csv(tmp_path / "records.csv")
+    imports.import_file(node.engine, cli_operator(Role.COORDINATOR), STUDY, path)
+
+
+def _store_directly(node: Node, text: str, *, last: bool) -> str:
+    """Put ``text`` in the ae_term of the first (or last) subject that has one, as an older
+    version could have stored it; return the value's path."""
+    order = subject.c.subject_id.desc() if last else subject.c.subject_id
+    with node.engine.begin() as connection:
+        row = connection.execute(
+            sa.select(
+                item_value.c.id,
+                item_value.c.group_instance,
+                subject.c.subject_id,
+                event_instance.c.instance,
+            )
+            .join(form_instance, form_instance.c.id == item_value.c.form_pk)
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .join(subject, subject.c.id == form_instance.c.subject_pk)
+            .where(item_value.c.item == "ae_term")
+            .order_by(order, item_value.c.id)
+            .limit(1)
+        ).one()
+        connection.execute(
+            item_value.update().where(item_value.c.id == row.id).values(value_text=text)
+        )
+    event = "ae_log" if row.instance == 1 else f"ae_log.{row.instance}"
+    return f"{row.subject_id}/{event}/ae/events[{row.group_instance}].ae_term"
+
+
+def test_a_stored_value_xml_cannot_hold_early_in_the_export_is_a_problem_response(
+    clients: Clients, tmp_path: Path
+) -> None:
+    _import_subjects(clients.node, tmp_path, 2)
+    path = _store_directly(clients.node, "Neutro\x01penia", last=False)
+    refused = clients.admin.post(f"{BASE}/exports", json={"format": "odm"})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    [error] = refused.json()["errors"]
+    assert error["path"] == path
+    assert error["message"].startswith("character U+0001 is not allowed")
+
+
+@contextmanager
+def _served(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread; its base URL. The
+    app's lifespan already runs (the node fixture's), so uvicorn leaves it alone."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="off", ws="none", log_config=None, access_log=False,
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name=f"uvicorn-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:  # readiness: uvicorn says it serves
+            assert thread.is_alive(), "uvicorn stopped before it started serving"
+            assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        listener.close()
+    assert not thread.is_alive(), "uvicorn did not stop within 15 s"
+
+
+def test_an_export_failing_after_its_first_bytes_is_an_incomplete_read_for_the_client(
+    node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clients = Clients(node)
+    _import_subjects(node, tmp_path, 30)
+    token = node.add_user("dm@sg.example", (STUDY, "*", Role.DATA_MANAGER))
+    headers = {"Authorization": f"Bearer {token}"}
+    with _served(node.app) as url, httpx.Client(base_url=url, headers=headers) as http:
+        whole = http.post(f"{BASE}/exports", json={"format": "odm"})
+        assert whole.status_code == 200
+        assert len(_exported_values(whole.content)) > 1000  # well past the first 64 KiB
+        path = _store_directly(node, "Neutro\x01penia", last=True)
+        with http.stream("POST", f"{BASE}/exports", json={"format": "odm"}) as response:
+            assert response.status_code == 200  # the status line went out with the first bytes
+            received = bytearray()
+            with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+                for chunk in response.iter_bytes():
+                    received += chunk
+        assert received.startswith(b'<?xml version="1.0"')
+        assert not received.rstrip().endswith(b"</ODM>")
+        assert http.get("/api/v1/health").status_code == 200  # the server serves on
+    assert any(path in record.getMessage() for record in caplog.records)
+    # in process, the application does not complete the response either: it raises
+    with pytest.raises(ExportAborted):
+        clients.admin.post(f"{BASE}/exports", json={"format": "odm"})
