@@ -99,3 +99,29 @@ def test_a_folder_export_that_fails_half_way_leaves_none_of_its_files(node: Path
     assert result.output.startswith("error: ")
     assert "Traceback" not in result.output
     assert list((node / "t").iterdir()) == []  # no table of it, whole or .partial
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--format", "odm", "--out", "missing/data.xml"],
+            "error: missing/data.xml: the folder missing does not exist; create it first, "
+            "or write somewhere that exists",
+        ),
+        (
+            ["--format", "csv-long", "--out", "."],
+            "error: . is a folder; give the name of a file (inside it, or elsewhere)",
+        ),
+        (["--format", "csv", "--out", "cart.yaml"], "error: cart.yaml is a file; give a folder"),
+    ],
+    ids=["missing folder", "a folder for a file", "a file for a folder"],
+)
+def test_an_export_path_that_will_not_do_says_what_is_wrong_and_writes_nothing(
+    node: Path, arguments: list[str], message: str
+) -> None:
+    before = sorted(node.rglob("*"))
+    result = runner.invoke(app, ["data", "export", "CART-LBCL", *arguments])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [message]
+    assert sorted(node.rglob("*")) == before
