@@ -19,6 +19,11 @@ FormData with the form's status in our extension attribute ``consortia:Complete`
 
 Identifier (PHI) items are left out unless a study administrator asks for them and states
 a reason; every export is audited (who, what, format, whether identifiers, why).
+
+ODM ClinicalData is written one form instance at a time in the order of the form's groups
+and items, whatever order the values were saved in. A value XML 1.0 cannot hold (stored
+before saves refused such characters) stops an ODM export with a
+:class:`~consortia.exceptions.ValidationError` naming ``subject/event/form/item``.
 """
 
 from __future__ import annotations
