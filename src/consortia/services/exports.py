@@ -134,41 +134,33 @@ def _typed(kind: ColumnType, text: str) -> object:
     return text
 
 
-def _item_order(definition: Definition) -> dict[str, tuple[int, int]]:
-    """Each item's (group position in its form, position in its group)."""
-    order: dict[str, tuple[int, int]] = {}
-    for form in definition.study.forms.values():
-        for group_position, group in enumerate(form.groups.values()):
+def _item_places(definition: Definition, identifiers: bool) -> dict[str, tuple[int, int, str, str]]:
+    """Each exported item's (group position in its form, position in its group, group OID,
+    item OID); identifier items only when ``identifiers``."""
+    places: dict[str, tuple[int, int, str, str]] = {}
+    for form_name, form in definition.study.forms.items():
+        for group_position, (group_name, group) in enumerate(form.groups.items()):
             for item_position, name in enumerate(group.items):
-                order.setdefault(name, (group_position, item_position))
-    return order
+                oids = f"IG.{form_name}.{group_name}", f"I.{name}"
+                places.setdefault(name, (group_position, item_position, *oids))
+    if not identifiers:
+        for name in definition.index.identifiers:
+            places.pop(name, None)
+    return places
 
 
-def _check_xml_text(value: Any, definition: Definition) -> None:
-    """Refuse a value XML 1.0 cannot hold (stored before saves refused them), naming the
-    subject, event, form and item, rather than write a file that stops half way."""
-    problem = character_problem(value.value_text)
-    path = f"{value.subject_id}/{event_ref(value.event, value.instance)}/{value.form}/"
-    path += definition.index.key(value.item, value.group_instance)
-    if problem is None:
-        problem = character_problem(value.subject_id)
-        path = f"subject {value.subject_id!r}"
-    if problem is not None:
-        raise ValidationError(
-            [
-                Problem(
-                    path,
-                    f"{problem}; it was stored before such characters were refused: correct "
-                    "it, then export again",
-                )
-            ]
-        )
+def _stored(path: str, problem: str) -> ValidationError:
+    """A value XML 1.0 cannot hold, stored before saves refused such characters: the export
+    stops and names it, rather than write a file that ends half way."""
+    message = f"{problem}; it was stored before such characters were refused: correct it, "
+    return ValidationError([Problem(path, message + "then export again")])
 
 
 def _in_order(
-    held: list[tuple[tuple[int, int, int], ClinicalValue]],
+    held: list[tuple[tuple[int, int, int], ClinicalValue]], ordered: bool
 ) -> Iterator[ClinicalValue]:
-    held.sort(key=lambda entry: entry[0])
+    if not ordered:
+        held.sort(key=lambda entry: entry[0])
     for _, value in held:
         yield value
 
@@ -327,40 +319,57 @@ class _Export:
             form_instance.c.form,
             form_instance.c.id,
         )
-        places = self.definition.index.items
-        order = _item_order(self.definition)
+        places = _item_places(self.definition, self.identifiers)
         form_pk: int | None = None
+        subject_id: str | None = None
         held: list[tuple[tuple[int, int, int], ClinicalValue]] = []
+        last = (-1, -1, -1)
+        ordered = True
+        event_oid = form_oid = ""
+        event_key: str | None = None
+        complete = False
         for value in self._stream(query):
             if value.form_pk != form_pk:
-                yield from _in_order(held)
-                form_pk, held = value.form_pk, []
+                yield from _in_order(held, ordered)
+                form_pk, held, last, ordered = value.form_pk, [], (-1, -1, -1), True
+                if value.subject_id != subject_id:
+                    subject_id = value.subject_id
+                    if problem := character_problem(subject_id):
+                        raise _stored(f"subject {subject_id!r}", problem)
+                event_oid, form_oid = f"SE.{value.event}", f"F.{value.form}"
+                event_key = str(value.instance) if value.instance > 1 else None
+                complete = value.status == "complete"
             place = places.get(value.item)
-            if place is None or not self._keep(value.item):
+            if place is None:  # not an item of the study, or an identifier left out
                 continue
-            _check_xml_text(value, self.definition)
-            group_position, item_position = order[value.item]
+            if problem := character_problem(value.value_text):
+                ref = event_ref(value.event, value.instance)
+                key = self.definition.index.key(value.item, value.group_instance)
+                raise _stored(f"{value.subject_id}/{ref}/{value.form}/{key}", problem)
+            group_position, item_position, group_oid, item_oid = place
+            order = (group_position, value.group_instance, item_position)
+            ordered = ordered and order > last
+            last = order
+            group_key = str(value.group_instance) if value.group_instance else None
             held.append(
                 (
-                    (group_position, value.group_instance, item_position),
+                    order,
                     ClinicalValue(
-                        subject_key=value.subject_id,
-                        site_oid=value.site,  # LocationOID: the site code, as the reader takes it
-                        event_oid=f"SE.{value.event}",
-                        event_repeat_key=str(value.instance) if value.instance > 1 else None,
-                        form_oid=f"F.{value.form}",
-                        form_repeat_key=None,
-                        group_oid=f"IG.{value.form}.{place.group}",
-                        group_repeat_key=str(value.group_instance)
-                        if value.group_instance
-                        else None,
-                        item_oid=f"I.{value.item}",
-                        value=value.value_text,
-                        form_complete=value.status == "complete",
+                        value.subject_id,
+                        value.site,  # LocationOID: the site code, as the reader takes it
+                        event_oid,
+                        event_key,
+                        form_oid,
+                        None,
+                        group_oid,
+                        group_key,
+                        item_oid,
+                        value.value_text,
+                        form_complete=complete,
                     ),
                 )
             )
-        yield from _in_order(held)
+        yield from _in_order(held, ordered)
 
     def query_rows(self) -> Generator[list[object], None, None]:
         query = self._where(
