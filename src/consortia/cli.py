@@ -14,6 +14,12 @@ import typer
 from pydantic import ValidationError as PydanticValidationError
 
 from consortia import __version__
+from consortia.commands.outputs import (
+    CommandGroup,
+    check_output_file,
+    write_atomically,
+    writing,
+)
 from consortia.exceptions import ConsortiaError, _ProblemsError
 
 app = typer.Typer(
@@ -22,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CommandGroup,  # a path that will not do: one line and exit 1 (commands/outputs.py)
 )
 study_app = typer.Typer(help="Check, show and convert study definitions.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -132,11 +139,7 @@ def study_show(
     typer.echo(_render_table(schedule_table(study, lang)))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a crash never leaves half a file behind."""
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+_write_atomically = write_atomically
 
 
 def _print_warnings(warnings: tuple[object, ...]) -> None:
@@ -243,6 +246,7 @@ def study_new(
     """Start a study from a template: writes its YAML, ready to edit and validate."""
     from consortia.domain.templates import template_text
 
+    check_output_file(out)
     if out.exists() and not force:
         typer.echo(f"error: {out} exists; choose another name or pass --force", err=True)
         raise typer.Exit(1)
@@ -269,11 +273,16 @@ def study_synthesize(
     """Generate plausible synthetic records for a template (they pass the study's checks)."""
     from consortia.domain.synthetic import synthesize
 
+    for path in (out, analysis_out):  # both will do, or nothing is written
+        if path is not None:
+            check_output_file(path)
     try:
         data = synthesize(template, subjects=subjects, site=site, seed=seed)
-        data.write_csv(out)
+        with writing(out):
+            data.write_csv(out)
         if analysis_out is not None:
-            data.write_analysis_csv(analysis_out)
+            with writing(analysis_out):
+                data.write_analysis_csv(analysis_out)
     except ConsortiaError as error:
         raise fail(error) from None
     typer.echo(f"wrote {out}: {len(data.records)} records for {subjects} subjects at {site}")

@@ -3,7 +3,9 @@
 The export is checked and audited before the first byte (a refusal is a problem response,
 not a truncated file); then a worker thread writes it through a small bounded queue, so the
 response streams in constant memory however large the study is, and stops writing as soon
-as the client goes away.
+as the client goes away. The response starts once the first chunk is written, so an error
+in it is still a problem response; an error after it drops the connection (the chunked body
+never ends), so a client never takes a part of an export for all of it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from consortia.api.deps import CurrentPrincipal, EngineDep
 from consortia.auth.principal import CODE_PATTERN
 from consortia.services.exports import ExportFormat, ExportRequest, PlannedExport, plan_export
 
-__all__ = ["ExportCreate", "router"]
+__all__ = ["ExportAborted", "ExportCreate", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/studies/{study}", tags=["exports"])
@@ -74,7 +76,16 @@ class _QueueWriter(io.RawIOBase):
                 continue
 
 
+class ExportAborted(Exception):
+    """An export failed after its first bytes were sent. Raised from the body, it makes the
+    server drop the connection, so the chunked body never gets its terminating chunk and the
+    client sees an incomplete read, never a short file that looks whole."""
+
+
 def _stream(planned: PlannedExport) -> Iterator[bytes]:
+    """Start writing ``planned`` in a worker thread and wait for its first chunk: an error
+    before it (a value that cannot be exported, found in the first 64 KiB) is raised here,
+    before the status line, and becomes a problem response; after it, the body fails."""
     chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
     stop = threading.Event()
 
@@ -99,13 +110,31 @@ def _stream(planned: PlannedExport) -> Iterator[bytes]:
 
     worker = threading.Thread(target=produce, name="export", daemon=True)
     worker.start()
+    first = chunks.get()
+    if isinstance(first, BaseException):
+        stop.set()
+        raise first
+    body = _body(planned, first, chunks, stop)
+    next(body)  # started, so that dropping it unread still runs its `finally`: stop.set()
+    return body
+
+
+def _body(
+    planned: PlannedExport,
+    first: bytes | None,
+    chunks: queue.Queue[bytes | BaseException | None],
+    stop: threading.Event,
+) -> Iterator[bytes]:
+    item: bytes | BaseException | None = first
     try:
-        while (item := chunks.get()) is not None:
+        yield b""  # the primer _stream takes
+        while item is not None:
             if isinstance(item, BaseException):
-                # the status line is gone: end the body early; the log says why
+                # the status line is gone: drop the connection rather than end the body
                 log.error("export of %s failed while streaming: %s", planned.filename, item)
-                return
+                raise ExportAborted(f"export of {planned.filename} failed: {item}") from item
             yield item
+            item = chunks.get()
     finally:
         stop.set()
 

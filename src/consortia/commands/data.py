@@ -16,6 +16,7 @@ import typer
 
 from consortia.auth.principal import Role
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
+from consortia.commands.outputs import check_output_file, check_output_folder
 from consortia.exceptions import ConsortiaError, InterchangeError, Problem
 from consortia.services import exports, imports, studies
 from consortia.services.common import cli_operator
@@ -139,6 +140,10 @@ def export_data(
     config: ConfigOption = None,
 ) -> None:
     """Export the study's data, streamed in constant memory; identifiers only with a reason."""
+    if format in (exports.ExportFormat.ODM, exports.ExportFormat.CSV_LONG):
+        check_output_file(out)
+    else:
+        check_output_folder(out)
     request = exports.ExportRequest(format, include_identifiers, reason)
     operator = cli_operator(Role.DATA_MANAGER, Role.AUDITOR, Role.STUDY_ADMIN)
     with reporting(), open_engine(node_settings(config)) as engine:

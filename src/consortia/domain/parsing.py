@@ -24,6 +24,7 @@ __all__ = [
     "FALSE_WORDS",
     "MULTICHOICE_SEPARATOR",
     "TRUE_WORDS",
+    "character_problem",
     "codes_of",
     "is_missing",
     "outside",
@@ -42,6 +43,29 @@ _DATETIME: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
 )
 _TIME: Final = re.compile(r"\d{2}:\d{2}(:\d{2})?")
+#: a character XML 1.0 cannot hold (its production Char): a control character other than
+#: tab, newline and carriage return, a surrogate, U+FFFE or U+FFFF
+_NOT_XML_CHAR: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def character_problem(text: str) -> str | None:
+    """What is wrong with the first character of ``text`` that XML 1.0 cannot hold, or None.
+
+    Text values leave the node as ODM (XML 1.0), so they are refused where they come in
+    (saves and imports) rather than breaking an export later.
+
+    >>> character_problem("Pyrexia\\tgrade 2\\r\\n") is None
+    True
+    >>> character_problem("Pyr\\x00exia")
+    'character U+0000 is not allowed (XML 1.0 cannot hold it); tabs and newlines are allowed'
+    """
+    bad = _NOT_XML_CHAR.search(text)
+    if bad is None:
+        return None
+    return (
+        f"character U+{ord(bad.group()):04X} is not allowed (XML 1.0 cannot hold it); "
+        "tabs and newlines are allowed"
+    )
 
 
 def is_missing(raw: object) -> bool:
@@ -186,7 +210,8 @@ def parse_raw(study: Study, item: Item, raw: object) -> tuple[object, list[str]]
             return None, [f"{_shown_raw(raw)} is not text"]
         if item.max_length is not None and len(raw) > item.max_length:
             return None, [f"is {len(raw)} characters long; at most {item.max_length} are allowed"]
-        return raw, []
+        problem = character_problem(raw)
+        return (raw, []) if problem is None else (None, [problem])
     if kind is ItemType.INTEGER:
         whole = _parse_integer(raw)
         return (

@@ -19,6 +19,11 @@ FormData with the form's status in our extension attribute ``consortia:Complete`
 
 Identifier (PHI) items are left out unless a study administrator asks for them and states
 a reason; every export is audited (who, what, format, whether identifiers, why).
+
+ODM ClinicalData is written one form instance at a time in the order of the form's groups
+and items, whatever order the values were saved in. A value XML 1.0 cannot hold (stored
+before saves refused such characters) stops an ODM export with a
+:class:`~consortia.exceptions.ValidationError` naming ``subject/event/form/item``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -39,6 +45,8 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
+from consortia.domain.parsing import character_problem
+from consortia.domain.schedule import event_ref
 from consortia.domain.study import ItemType
 from consortia.exceptions import NotFoundError, Problem, ValidationError
 from consortia.services.common import audit, require_in_study, utc_now, visible_study
@@ -127,6 +135,37 @@ def _typed(kind: ColumnType, text: str) -> object:
     return text
 
 
+def _item_places(definition: Definition, identifiers: bool) -> dict[str, tuple[int, int, str, str]]:
+    """Each exported item's (group position in its form, position in its group, group OID,
+    item OID); identifier items only when ``identifiers``."""
+    places: dict[str, tuple[int, int, str, str]] = {}
+    for form_name, form in definition.study.forms.items():
+        for group_position, (group_name, group) in enumerate(form.groups.items()):
+            for item_position, name in enumerate(group.items):
+                oids = f"IG.{form_name}.{group_name}", f"I.{name}"
+                places.setdefault(name, (group_position, item_position, *oids))
+    if not identifiers:
+        for name in definition.index.identifiers:
+            places.pop(name, None)
+    return places
+
+
+def _stored(path: str, problem: str) -> ValidationError:
+    """A value XML 1.0 cannot hold, stored before saves refused such characters: the export
+    stops and names it, rather than write a file that ends half way."""
+    message = f"{problem}; it was stored before such characters were refused: correct it, "
+    return ValidationError([Problem(path, message + "then export again")])
+
+
+def _in_order(
+    held: list[tuple[tuple[int, int, int], ClinicalValue]], ordered: bool
+) -> Iterator[ClinicalValue]:
+    if not ordered:
+        held.sort(key=lambda entry: entry[0])
+    for _, value in held:
+        yield value
+
+
 class _Export:
     """One export's reading side: scoped, streaming queries of one study."""
 
@@ -149,7 +188,7 @@ class _Export:
             query = query.where(subject.c.site.in_(sorted(self.scope.sites)))
         return query
 
-    def _stream(self, query: sa.Select[Any]) -> Iterator[Any]:
+    def _stream(self, query: sa.Select[Any]) -> Generator[Any, None, None]:
         result = self.connection.execution_options(stream_results=True, yield_per=BATCH).execute(
             query
         )
@@ -194,7 +233,7 @@ class _Export:
             .join(subject, subject.c.id == form_instance.c.subject_pk)
         )
 
-    def form_rows(self, form: str) -> Iterator[list[object]]:
+    def form_rows(self, form: str) -> Generator[list[object], None, None]:
         items = self.items(form)
         position = {name: n for n, (name, _) in enumerate(items, len(_KEY_COLUMNS))}
         kinds = dict(items)
@@ -238,7 +277,7 @@ class _Export:
     def _keep(self, item: str) -> bool:
         return self.identifiers or item not in self.definition.index.identifiers
 
-    def long_rows(self) -> Iterator[list[object]]:
+    def long_rows(self) -> Generator[list[object], None, None]:
         query = self._value_query().order_by(
             subject.c.subject_id, form_instance.c.id, item_value.c.group_instance, item_value.c.id
         )
@@ -268,35 +307,72 @@ class _Export:
         if status_row:
             yield status_row
 
-    def clinical_values(self) -> Iterator[ClinicalValue]:
+    def clinical_values(self) -> Generator[ClinicalValue, None, None]:
+        """The values as ODM ClinicalData wants them: grouped by subject, event, form and
+        item group. The group of a value is not a column, and rows of one form's groups
+        interleave in any order of saves; so one form instance's values at a time (bounded
+        by the form's definition, not by the study's size) are put in the order of the
+        form's groups and items."""
         query = self._value_query().order_by(
             subject.c.subject_id,
             event_instance.c.event,
             event_instance.c.instance,
             form_instance.c.form,
-            item_value.c.group_instance,
-            item_value.c.id,
+            form_instance.c.id,
         )
-        places = self.definition.index.items
+        places = _item_places(self.definition, self.identifiers)
+        form_pk: int | None = None
+        subject_id: str | None = None
+        held: list[tuple[tuple[int, int, int], ClinicalValue]] = []
+        last = (-1, -1, -1)
+        ordered = True
+        event_oid = form_oid = ""
+        event_key: str | None = None
+        complete = False
         for value in self._stream(query):
+            if value.form_pk != form_pk:
+                yield from _in_order(held, ordered)
+                form_pk, held, last, ordered = value.form_pk, [], (-1, -1, -1), True
+                if value.subject_id != subject_id:
+                    subject_id = value.subject_id
+                    if problem := character_problem(subject_id):
+                        raise _stored(f"subject {subject_id!r}", problem)
+                event_oid, form_oid = f"SE.{value.event}", f"F.{value.form}"
+                event_key = str(value.instance) if value.instance > 1 else None
+                complete = value.status == "complete"
             place = places.get(value.item)
-            if place is None or not self._keep(value.item):
+            if place is None:  # not an item of the study, or an identifier left out
                 continue
-            yield ClinicalValue(
-                subject_key=value.subject_id,
-                site_oid=value.site,  # LocationOID: the site code, as the reader takes it
-                event_oid=f"SE.{value.event}",
-                event_repeat_key=str(value.instance) if value.instance > 1 else None,
-                form_oid=f"F.{value.form}",
-                form_repeat_key=None,
-                group_oid=f"IG.{value.form}.{place.group}",
-                group_repeat_key=str(value.group_instance) if value.group_instance else None,
-                item_oid=f"I.{value.item}",
-                value=value.value_text,
-                form_complete=value.status == "complete",
+            if problem := character_problem(value.value_text):
+                ref = event_ref(value.event, value.instance)
+                key = self.definition.index.key(value.item, value.group_instance)
+                raise _stored(f"{value.subject_id}/{ref}/{value.form}/{key}", problem)
+            group_position, item_position, group_oid, item_oid = place
+            order = (group_position, value.group_instance, item_position)
+            ordered = ordered and order > last
+            last = order
+            group_key = str(value.group_instance) if value.group_instance else None
+            held.append(
+                (
+                    order,
+                    ClinicalValue(
+                        value.subject_id,
+                        value.site,  # LocationOID: the site code, as the reader takes it
+                        event_oid,
+                        event_key,
+                        form_oid,
+                        None,
+                        group_oid,
+                        group_key,
+                        item_oid,
+                        value.value_text,
+                        form_complete=complete,
+                    ),
+                )
             )
+        yield from _in_order(held, ordered)
 
-    def query_rows(self) -> Iterator[list[object]]:
+    def query_rows(self) -> Generator[list[object], None, None]:
         query = self._where(
             sa.select(
                 data_query.c.id,
@@ -321,7 +397,7 @@ class _Export:
         for row in self._stream(query):
             yield list(row)
 
-    def audit_rows(self) -> Iterator[list[object]]:
+    def audit_rows(self) -> Generator[list[object], None, None]:
         query = (
             sa.select(audit_event)
             .where(audit_event.c.chain == self.definition.code)
@@ -494,25 +570,29 @@ class PlannedExport:
             export = _Export(
                 connection, self.principal, self.definition, request.include_identifiers
             )
+            # each reading generator is closed while its connection is still open, also
+            # when writing fails half way
             if request.format is ExportFormat.ODM:
                 now = utc_now()
-                return writers.write_odm_clinical(
-                    export.clinical_values(),
-                    out,
-                    study_oid=f"S.{study}",
-                    metadata_version_oid=f"MDV.{self.definition.study.study.version}",
-                    file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
-                    creation=now,
-                )
+                with closing(export.clinical_values()) as values:
+                    return writers.write_odm_clinical(
+                        values,
+                        out,
+                        study_oid=f"S.{study}",
+                        metadata_version_oid=f"MDV.{self.definition.study.study.version}",
+                        file_oid=f"{study}.data.{now.strftime('%Y%m%dT%H%M%S')}",
+                        creation=now,
+                    )
             if request.format is ExportFormat.CSV_LONG or table == "values":
-                return _write(request.format, "values", _LONG_COLUMNS, export.long_rows(), out)
-            if table == "queries":
-                return _write(request.format, table, _QUERY_COLUMNS, export.query_rows(), out)
-            if table == "audit":
-                return _write(request.format, table, _AUDIT_COLUMNS, export.audit_rows(), out)
-            return _write(
-                request.format, table, export.form_columns(table), export.form_rows(table), out
-            )
+                name, columns, source = "values", _LONG_COLUMNS, export.long_rows()
+            elif table == "queries":
+                name, columns, source = table, _QUERY_COLUMNS, export.query_rows()
+            elif table == "audit":
+                name, columns, source = table, _AUDIT_COLUMNS, export.audit_rows()
+            else:
+                name, columns, source = table, export.form_columns(table), export.form_rows(table)
+            with closing(source) as rows:
+                return _write(request.format, name, columns, rows, out)
 
 
 def plan_export(
@@ -565,8 +645,10 @@ def export_study(
     engine: Engine, principal: Principal, study: str, request: ExportRequest, out: Path
 ) -> dict[str, int]:
     """Write the study's tables under ``out`` (a folder; for ``odm`` and ``csv-long`` a
-    file); return rows written per table. Files are written to a temporary name first,
-    readable by their owner only (mode 0600; a folder made here is 0700)."""
+    file); return rows written per table. Files are written to temporary names (``.partial``),
+    readable by their owner only (mode 0600; a folder made here is 0700), and renamed when
+    every table is written; an export that fails removes them, so it leaves no file that
+    could be taken for a whole one."""
     _check(engine, principal, study, request)
     with engine.connect() as connection:
         definition = current_definition(connection, study)
@@ -579,13 +661,19 @@ def export_study(
             for table in _tables_for(request.format, table_names(definition, principal))
         }
     counts = {}
-    for table, path in targets.items():
-        partial = path.with_name(path.name + ".partial")
-        # readable by its owner only (0600): an export holds subjects' data
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        if os.name == "posix":
-            os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "wb") as stream:
-            counts[table] = export_table(engine, principal, study, table, request, stream)
-        partial.replace(path)
+    partials = {table: path.with_name(path.name + ".partial") for table, path in targets.items()}
+    try:
+        for table, partial in partials.items():
+            # readable by its owner only (0600): an export holds subjects' data
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            if os.name == "posix":
+                os.fchmod(descriptor, 0o600)
+            with os.fdopen(descriptor, "wb") as stream:
+                counts[table] = export_table(engine, principal, study, table, request, stream)
+    except BaseException:
+        for partial in partials.values():  # a failed export leaves no part of itself
+            partial.unlink(missing_ok=True)
+        raise
+    for table, partial in partials.items():
+        partial.replace(targets[table])
     return counts

@@ -41,6 +41,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, TextIO
 
+from consortia.domain.parsing import character_problem
 from consortia.domain.study import ItemType, Study
 from consortia.exceptions import InterchangeError, Problem
 from consortia.standards.clinical_records import (
@@ -258,6 +259,8 @@ class _WideReader(_CsvReader):
         subject = row[0].strip()
         if not subject:
             self.problem(self.record_id, "the row has no record id", 1)
+        elif bad := character_problem(subject):
+            self.problem(self.record_id, bad, 1)
         # a one-event study's export may leave the event column out
         event = self.event(_EVENT) if _EVENT in self.index else self.only_event
         raw_instrument = self.cell(_INSTRUMENT)
@@ -411,6 +414,8 @@ class _LongReader(_CsvReader):
         subject, raw_form = self.cell("subject_id"), self.cell("form")
         if not subject:
             self.problem("subject_id", "the row has no subject id")
+        elif bad := character_problem(subject):
+            self.problem("subject_id", bad)
         event = self.event("event")
         instance = self.instance("event_instance", event)
         form = self.layout.forms.get(raw_form)
