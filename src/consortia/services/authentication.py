@@ -9,7 +9,7 @@ nothing about which accounts exist; the audit event records the real reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -242,6 +242,12 @@ def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
         audit(connection, principal, "logout", "user", principal.email)
 
 
+def _as_token(owner: Principal, studies: tuple[str, ...] | None) -> Principal:
+    """The owner as seen through a token: marked ``by_token``, narrowed to its studies."""
+    principal = replace(owner, by_token=True)
+    return principal if studies is None else principal.narrowed_to(studies)
+
+
 def principal_from_token(engine: Engine, token: str, *, now: datetime | None = None) -> Principal:
     """The principal of a personal API token, narrowed to the token's studies.
 
@@ -264,7 +270,7 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
             and known.usable_at(now)
             and now - last_used < _TOUCH_EVERY
         ):
-            return owner if known.studies is None else owner.narrowed_to(known.studies)
+            return _as_token(owner, known.studies)
     with engine.begin() as connection:
         tokens = TokenRepository(connection)
         record = tokens.by_hash(digest)
@@ -285,7 +291,7 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
             if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
                 tokens.update(record.id, last_used_at=now)
             try:
-                return principal_for(connection, record.user_id, token_studies=record.studies)
+                return _as_token(principal_for(connection, record.user_id), record.studies)
             except NotFoundError:
                 refusal = "the API token's owner is no longer active"
     raise AuthenticationError(refusal)
