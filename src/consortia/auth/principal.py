@@ -88,6 +88,9 @@ class Principal:
     grants: frozenset[Grant] = field(default_factory=frozenset)
     token_studies: frozenset[str] | None = None
     by_token: bool = False
+    #: the node's operator at its shell (``consortia`` commands), not an account: the root
+    #: that grants the first roles (see :func:`consortia.auth.policy.grant_refusal`)
+    operator: bool = False
 
     def studies(self) -> frozenset[str]:
         """The study codes named in the grants (``*`` included as is)."""

@@ -24,11 +24,12 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Engine
 
 from consortia.auth.passwords import MIN_PASSWORD_LENGTH, check_password, hash_password
-from consortia.auth.policy import Action, Resource
+from consortia.auth.policy import Action, Resource, grant_refusal
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role
 from consortia.exceptions import (
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     Problem,
     ValidationError,
 )
@@ -179,8 +180,8 @@ def _checked_grant(study: str, site: str, role: str | Role) -> Grant:
     return Grant(study, site, role)
 
 
-def _require_grant_rights(principal: Principal, grant: Grant) -> None:
-    """Grant and revoke only within what one manages; node_admin needs user.manage."""
+def _require_revoke_rights(principal: Principal, grant: Grant) -> None:
+    """Revoke only within what one manages; node_admin needs user.manage."""
     if grant.role is Role.NODE_ADMIN:
         require(principal, Action.USER_MANAGE, Resource())
     require(principal, Action.GRANT_MANAGE, Resource(grant.study, grant.site))
@@ -189,14 +190,23 @@ def _require_grant_rights(principal: Principal, grant: Grant) -> None:
 def grant_role(
     engine: Engine, principal: Principal, *, email: str, study: str, site: str, role: str | Role
 ) -> GrantRecord:
-    """Give a person a role at a study (or ``*``) and site (or ``*``)."""
+    """Give a person a role at a study (or ``*``) and site (or ``*``).
+
+    :func:`~consortia.auth.policy.grant_refusal` decides: never to oneself, never a role
+    that sees more than the granter's own roles there.
+    """
     grant = _checked_grant(study, site, role)
-    _require_grant_rights(principal, grant)
     email = normalise_email(email)
+    # refused before the account is looked up: a refusal says nothing about who exists
+    refusal = grant_refusal(principal, grant, to_self=email == principal.email)
+    if refusal is not None:
+        raise PermissionDeniedError(refusal)
     with guarded_write(engine, f"{email} already holds {grant}") as connection:
         user = UserRepository(connection).by_email(email)
         if user is None:
             raise NotFoundError(f"user {email} not found")
+        if user.id == principal.user_id:
+            raise PermissionDeniedError("nobody may grant a role to themselves")
         grants = GrantRepository(connection, principal)
         if grants.find(user.id, grant) is not None:
             raise ConflictError(f"{email} already holds {grant}")
@@ -221,7 +231,7 @@ def grant_role(
 
 
 def _revoke(connection: Connection, principal: Principal, record: GrantRecord) -> None:
-    _require_grant_rights(principal, record.grant)
+    _require_revoke_rights(principal, record.grant)
     GrantRepository(connection, principal).remove(record.id)
     audit(
         connection,
