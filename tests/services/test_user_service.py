@@ -138,7 +138,7 @@ def test_a_site_lead_who_sees_identifiers_grants_roles_that_see_no_more(
     pi = users.principal_for(engine, users.user_by_email(engine, "pi@sg.example").id)
     for role in ("investigator", "coordinator", "monitor", "data_manager"):
         users.grant_role(engine, pi, email="ana@sg.example", study="CART01", site="SG01", role=role)
-    with pytest.raises(PermissionDeniedError, match="audit.read"):
+    with pytest.raises(PermissionDeniedError, match=r"audit\.read"):
         users.grant_role(
             engine, pi, email="ana@sg.example", study="CART01", site="SG01", role="auditor"
         )
