@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from consortia import __version__
 from consortia.api.errors import install_error_handlers
 from consortia.api.router import API_PREFIX, api_routers
+from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
@@ -42,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
     """
     settings.check_safe()
     engine = make_engine(settings.database_url)
+    # password hashing on threads of its own (auth/hashing.py), not the request threads
+    password_work = PasswordWork(settings.password_hash_workers, settings.password_hash_queue)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            password_work.shutdown()
             engine.dispose()
 
     app = FastAPI(
@@ -66,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.password_work = password_work
     install_error_handlers(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)

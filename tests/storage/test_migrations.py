@@ -12,7 +12,7 @@ from consortia.storage.audit import append_event, audit_event, verify_chain
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import current_revision, head_revision, upgrade
 
-PREVIOUS = "0002"
+PREVIOUS = "0003"
 
 
 @pytest.fixture

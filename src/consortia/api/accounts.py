@@ -27,6 +27,7 @@ from consortia.api.schemas import (
     UserCreate,
     UserPublic,
 )
+from consortia.api.signin import sign_in
 from consortia.auth.sessions import SESSION_COOKIE, csrf_token
 from consortia.auth.tokens import parse_lifetime
 from consortia.exceptions import AuthenticationError
@@ -46,12 +47,15 @@ def _session_cookie(request: Request) -> str:
     return cookie
 
 
-@router.post("/session", response_model=SessionPublic)
-def log_in(
-    body: LoginRequest, response: Response, engine: EngineDep, settings: SettingsDep
-) -> SessionPublic:
-    """Log in with email and password; 5 failures in a row lock the account for a while."""
-    result = authentication.login(engine, settings, body.email, body.password)
+@router.post(
+    "/session",
+    response_model=SessionPublic,
+    responses={429: {"description": "too many failed sign-ins; see Retry-After"}},
+)
+async def log_in(body: LoginRequest, request: Request, response: Response) -> SessionPublic:
+    """Log in with email and password; 5 failures in a row lock the account for a while,
+    and too many failures from one address or for one account are refused (429)."""
+    result = await sign_in(request, body.email, body.password)
     # no Max-Age: the browser keeps it for its session; the server ends it when idle
     response.set_cookie(
         SESSION_COOKIE,

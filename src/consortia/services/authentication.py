@@ -20,9 +20,11 @@ from consortia.auth.sessions import csrf_token, new_session_value, session_key
 from consortia.auth.tokens import TOKEN_PREFIX, hash_token
 from consortia.config import Settings
 from consortia.exceptions import AuthenticationError, NotFoundError, ValidationError
+from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
 from consortia.services.users import principal_for
 from consortia.storage.audit import append_event
+from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -32,7 +34,10 @@ from consortia.storage.repositories import (
 
 __all__ = [
     "LOGIN_REFUSED",
+    "LoginAttempt",
     "LoginResult",
+    "begin_login",
+    "finish_login",
     "login",
     "logout",
     "principal_from_session",
@@ -175,41 +180,128 @@ def reauthenticate(
     return name
 
 
-def login(
-    engine: Engine, settings: Settings, email: str, password: str, *, now: datetime | None = None
-) -> LoginResult:
-    """Check a password and open a web session; count failures and lock after too many.
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """A sign-in past the attempt limits, its password not yet checked."""
 
-    ``settings.login_max_failures`` consecutive failures lock the account for
-    ``settings.login_lockout_minutes``; while locked even the right password is refused.
-    """
+    account: str  # the account name as typed, normalised
+    client: str  # the client's address as the limits count it
+
+
+def begin_login(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    *,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> LoginAttempt:
+    """The cheap first step of a sign-in: refuse it at once
+    (:class:`~consortia.exceptions.TooManyRequestsError`) while its address or account
+    name has used up its failures (:mod:`consortia.services.login_limits`); no password
+    is hashed for a refused sign-in."""
     now = now or utc_now()
     try:
-        address = normalise_email(email)
+        account = normalise_email(email)
     except ValidationError:
-        address = email.strip()
+        account = email.strip()
+    client = login_limits.client_key(client_address)
+    login_limits.refuse_if_limited(engine, settings, account, client, now)
+    return LoginAttempt(account, client)
+
+
+def _refusal_before_password(
+    user: UserRecord | None, stored: str | None, now: datetime
+) -> str | None:
+    if user is None:
+        return "unknown email"
+    if not user.active:
+        return "account inactive"
+    if user.locked_until is not None and user.locked_until > now:
+        return f"account locked until {user.locked_until.isoformat()}"
+    if stored is None:
+        return "no password set"
+    return None
+
+
+def finish_login(
+    engine: Engine,
+    settings: Settings,
+    attempt: LoginAttempt,
+    password: str,
+    *,
+    now: datetime | None = None,
+) -> LoginResult:
+    """The costly second step: check the password (argon2id), then open a web session, or
+    count the failure and lock the account after ``settings.login_max_failures`` in a row
+    (for ``settings.login_lockout_minutes``; while locked even the right password is
+    refused). A server runs this on its password threads (:mod:`consortia.auth.hashing`).
+
+    No transaction is open while the password is hashed; the account is read again, locked,
+    when the outcome is written, and a sign-in whose account changed meanwhile (password,
+    deactivation, lockout) is refused.
+    """
+    account = attempt.account
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        users = UserRepository(connection)
+        user = users.by_email(account)
+        stored = None if user is None else users.password_hash(user.id)
+    now = now or utc_now()
+    reason = _refusal_before_password(user, stored, now)
+    new_hash = None
+    if reason is not None or stored is None:
+        dummy_verify(password)
+    elif not verify_password(stored, password):
+        reason = "wrong password"
+    elif needs_rehash(stored):
+        new_hash = hash_password(password)
     result: LoginResult | None = None
     with engine.begin() as connection:
         users = UserRepository(connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
-        user = users.by_email(address, for_update=True)
-        reason = _password_refusal(connection, settings, user, password, now)
+        current = users.by_email(account, for_update=True)
+        if reason is None and (
+            current is None
+            or user is None
+            or current.id != user.id
+            or _refusal_before_password(current, users.password_hash(current.id), now)
+            or users.password_hash(current.id) != stored
+        ):
+            reason = "the account changed during sign-in"
         if reason is not None:
-            _record_failure(connection, settings, user, address, reason, now)
+            _record_failure(connection, settings, current, account, reason, now)
+            login_limits.record_failure(connection, settings, account, attempt.client, now)
         else:
-            assert user is not None
-            users.update(user.id, failed_logins=0, locked_until=None)
-            principal = principal_for(connection, user.id)
+            assert current is not None
+            users.update(current.id, failed_logins=0, locked_until=None)
+            if new_hash is not None:
+                users.update(current.id, password_hash=new_hash)
+            login_limits.record_success(connection, settings, account, now)
+            principal = principal_for(connection, current.id)
             cookie_value = new_session_value()
             sessions = SessionRepository(connection)
             sessions.remove_idle(before=now - timedelta(minutes=settings.session_minutes))
-            sessions.add(session_key(cookie_value), user.id, now=now)
+            sessions.add(session_key(cookie_value), current.id, now=now)
             audit(connection, principal, "login", "user", principal.email)
             secret = settings.secret_key.get_secret_value()
             result = LoginResult(principal, cookie_value, csrf_token(secret, cookie_value))
     if result is None:
         raise AuthenticationError(LOGIN_REFUSED)
     return result
+
+
+def login(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> LoginResult:
+    """Sign in: :func:`begin_login` then :func:`finish_login`, in the calling thread."""
+    attempt = begin_login(engine, settings, email, client_address=client_address, now=now)
+    return finish_login(engine, settings, attempt, password, now=now)
 
 
 def principal_from_session(
