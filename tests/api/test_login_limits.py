@@ -13,10 +13,8 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from node_client import Node, running_node
 
-from consortia.auth.hashing import THREAD_PREFIX
 from consortia.services.common import utc_now
 from consortia.storage.audit import iter_events, verify_chain
-from consortia.storage.tables import login_throttle
 
 PASSWORD = "a long passphrase"
 SESSION = "/api/v1/session"
@@ -140,6 +138,8 @@ def test_the_limits_are_shared_by_two_apps_on_one_database(database_url: str) ->
 def test_refusals_are_audited_as_one_summary_when_the_window_ends_and_rows_are_pruned(
     limited: Node,
 ) -> None:
+    from consortia.storage.tables import login_throttle  # (imported here: new in this change)
+
     for _ in range(3):
         _sign_in(limited, "ana@sg.example", "wrong password!")
     for _ in range(4):
@@ -165,6 +165,8 @@ def test_refusals_are_audited_as_one_summary_when_the_window_ends_and_rows_are_p
 def test_password_hashing_runs_on_the_password_threads_only(
     limited: Node, hasher: RecordingHasher
 ) -> None:
+    from consortia.auth.hashing import THREAD_PREFIX  # (imported here: new in this change)
+
     work = limited.app.state.password_work
     before = work.completed
     assert _sign_in(limited, "ana@sg.example", PASSWORD).status_code == 200
