@@ -14,15 +14,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.passwords import dummy_verify, hash_password, needs_rehash, verify_password
+from consortia.auth.passwords import (
+    check_password,
+    dummy_verify,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token, new_session_value, session_key
 from consortia.auth.tokens import TOKEN_PREFIX, hash_token
 from consortia.config import Settings
-from consortia.exceptions import AuthenticationError, NotFoundError, ValidationError
+from consortia.exceptions import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
-from consortia.services.users import principal_for
+from consortia.services.users import principal_for, set_password
 from consortia.storage.audit import append_event
 from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import (
@@ -37,6 +48,7 @@ __all__ = [
     "LoginAttempt",
     "LoginResult",
     "begin_login",
+    "change_own_password",
     "finish_login",
     "login",
     "logout",
@@ -302,6 +314,64 @@ def login(
     """Sign in: :func:`begin_login` then :func:`finish_login`, in the calling thread."""
     attempt = begin_login(engine, settings, email, client_address=client_address, now=now)
     return finish_login(engine, settings, attempt, password, now=now)
+
+
+def change_own_password(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    *,
+    current_password: str,
+    new_password: str,
+    session_cookie: str,
+    now: datetime | None = None,
+) -> None:
+    """A signed-in person changes their password, giving the current one again.
+
+    Only from a web session (an API token is refused: whoever holds a token must not be
+    able to take the account). A wrong current password changes nothing and counts towards
+    the lockout like a failed sign-in. On success every *other* session of the person ends
+    and every token of theirs is revoked (:func:`~consortia.services.users.set_password`);
+    the session that asked stays signed in.
+    """
+    if principal.by_token:
+        raise PermissionDeniedError(
+            "an API token cannot change the password; sign in (web session) to change it"
+        )
+    check_password(new_password, email=principal.email, min_length=settings.min_password_length)
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        users = UserRepository(connection)
+        user = users.by_email(principal.email)
+        stored = None if user is None else users.password_hash(user.id)
+    now = now or utc_now()
+    reason = _refusal_before_password(user, stored, now)
+    if reason is not None or stored is None:
+        dummy_verify(current_password)
+    elif not verify_password(stored, current_password):
+        reason = "wrong password"
+    if reason is not None:
+        with engine.begin() as connection:
+            current = UserRepository(connection).by_email(principal.email, for_update=True)
+            _record_failure(
+                connection,
+                settings,
+                current,
+                principal.email,
+                reason,
+                now,
+                action="password_change.failed",
+            )
+        raise AuthenticationError(
+            "the current password is wrong or the account is locked; nothing changed"
+        )
+    set_password(
+        engine,
+        principal,
+        email=principal.email,
+        password=new_password,
+        min_password_length=settings.min_password_length,
+        keep_session=session_key(session_cookie),
+    )
 
 
 def principal_from_session(

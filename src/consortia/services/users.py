@@ -45,15 +45,19 @@ from consortia.services.common import (
 from consortia.storage.repositories import (
     GrantRecord,
     GrantRepository,
+    SessionRepository,
+    TokenRepository,
     UserRecord,
     UserRepository,
     load_grants,
 )
 
 __all__ = [
+    "activate_user",
     "cli_operator",
     "count_users",
     "create_user",
+    "deactivate_user",
     "grant_role",
     "list_grants",
     "list_users",
@@ -131,6 +135,43 @@ def create_user(
     return record
 
 
+def _end_access(
+    connection: Connection,
+    principal: Principal,
+    user: UserRecord,
+    *,
+    reason: str,
+    keep_session: str | None = None,
+) -> None:
+    """End every web session of ``user`` (but ``keep_session``, a stored session key) and
+    revoke every token not yet revoked; each step audited in the caller's transaction."""
+    ended = SessionRepository(connection).remove_of_user(user.id, keep=keep_session)
+    audit(
+        connection,
+        principal,
+        "session.end_all",
+        "user",
+        user.email,
+        reason=reason,
+        after={"sessions_ended": ended, "current_session_kept": keep_session is not None},
+    )
+    tokens = TokenRepository(connection)
+    now = utc_now()
+    for token in tokens.of_user(user.id):
+        if token.revoked_at is not None:
+            continue
+        tokens.update(token.id, revoked_at=now)
+        audit(
+            connection,
+            principal,
+            "token.revoke",
+            "api_token",
+            token.id,
+            reason=reason,
+            before={"owner": user.email, "name": token.name, "prefix": token.prefix},
+        )
+
+
 def set_password(
     engine: Engine,
     principal: Principal,
@@ -138,8 +179,15 @@ def set_password(
     email: str,
     password: str,
     min_password_length: int = MIN_PASSWORD_LENGTH,
+    keep_session: str | None = None,
 ) -> None:
-    """Set a person's password (themselves, or a node administrator); unlocks the account."""
+    """Set a person's password (themselves, or a node administrator); unlocks the account.
+
+    In the same transaction every web session of the person ends (but ``keep_session``,
+    the stored key of the session that asked, when one changes one's own password) and
+    every API token of theirs is revoked: whoever held the old password, or anything made
+    with it, is out.
+    """
     email = normalise_email(email)
     if email != principal.email:
         require(principal, Action.USER_MANAGE, Resource())
@@ -152,6 +200,67 @@ def set_password(
             raise NotFoundError(f"user {email} not found")
         users.update(user.id, password_hash=password_hash, failed_logins=0, locked_until=None)
         audit(connection, principal, "user.password_set", "user", email)
+        _end_access(
+            connection, principal, user, reason="password changed", keep_session=keep_session
+        )
+
+
+def _account(connection: Connection, who: str | int) -> UserRecord:
+    users = UserRepository(connection)
+    user = users.by_id(who) if isinstance(who, int) else users.by_email(normalise_email(who))
+    if user is None:
+        raise NotFoundError(f"user {who} not found")
+    return user
+
+
+def deactivate_user(engine: Engine, principal: Principal, who: str | int) -> UserRecord:
+    """Deactivate the account ``who`` (email or id): it can neither sign in nor use a
+    token, and in the same transaction all its sessions end and all its tokens are revoked
+    (node administrators; nobody deactivates their own account)."""
+    require(principal, Action.USER_MANAGE, Resource())
+    with engine.begin() as connection:
+        user = _account(connection, who)
+        if user.email == principal.email or user.id == principal.user_id:
+            raise PermissionDeniedError("nobody may deactivate their own account")
+        if not user.active:
+            raise ConflictError(f"user {user.email} is already inactive")
+        UserRepository(connection).update(user.id, active=False)
+        audit(
+            connection,
+            principal,
+            "user.deactivate",
+            "user",
+            user.email,
+            before={"active": True},
+            after={"active": False},
+        )
+        _end_access(connection, principal, user, reason="account deactivated")
+        record = UserRepository(connection).by_id(user.id)
+    assert record is not None
+    return record
+
+
+def activate_user(engine: Engine, principal: Principal, who: str | int) -> UserRecord:
+    """Activate again the deactivated account ``who``: it may sign in (a fresh start, no
+    lockout); its old sessions and tokens stay ended (node administrators)."""
+    require(principal, Action.USER_MANAGE, Resource())
+    with engine.begin() as connection:
+        user = _account(connection, who)
+        if user.active:
+            raise ConflictError(f"user {user.email} is already active")
+        UserRepository(connection).update(user.id, active=True, failed_logins=0, locked_until=None)
+        audit(
+            connection,
+            principal,
+            "user.activate",
+            "user",
+            user.email,
+            before={"active": False},
+            after={"active": True},
+        )
+        record = UserRepository(connection).by_id(user.id)
+    assert record is not None
+    return record
 
 
 def list_users(engine: Engine, principal: Principal) -> list[UserRecord]:
