@@ -94,30 +94,55 @@ def _refuse(
     )
 
 
-def _password_refusal(
-    connection: Connection,
-    settings: Settings,
-    user: UserRecord | None,
-    password: str,
-    now: datetime,
+def _refusal_before_password(
+    user: UserRecord | None, stored: str | None, now: datetime
 ) -> str | None:
-    """Why the password login of ``user`` is refused, or ``None`` if it succeeds."""
     if user is None:
-        dummy_verify(password)
         return "unknown email"
     if not user.active:
-        dummy_verify(password)
         return "account inactive"
     if user.locked_until is not None and user.locked_until > now:
-        dummy_verify(password)
         return f"account locked until {user.locked_until.isoformat()}"
-    users = UserRepository(connection)
-    stored = users.password_hash(user.id)
-    if stored is None or not verify_password(stored, password):
-        return "wrong password" if stored is not None else "no password set"
-    if needs_rehash(stored):
-        users.update(user.id, password_hash=hash_password(password))
+    if stored is None:
+        return "no password set"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedPassword:
+    """A password checked against an account as it was read, with nothing held meanwhile."""
+
+    user: UserRecord | None
+    stored: str | None
+    refusal: str | None  # None: the password matched an active, unlocked account
+
+    def changed_since(
+        self, users: UserRepository, current: UserRecord | None, now: datetime
+    ) -> str | None:
+        """Why ``current``, the account read again (locked) to write the outcome, is no
+        longer the one checked (deactivated, locked, its password changed), or ``None``."""
+        stored = None if current is None else users.password_hash(current.id)
+        if current is None or self.user is None or current.id != self.user.id:
+            return "the account changed while the password was checked"
+        if stored != self.stored:
+            return "the account changed while the password was checked"
+        return _refusal_before_password(current, stored, now)
+
+
+def _check_password(engine: Engine, email: str, password: str, now: datetime) -> _CheckedPassword:
+    """Check ``password`` for the account ``email`` — the costly part (argon2id) — with no
+    transaction open (on SQLite no writer waits behind it); unknown, inactive and locked
+    accounts cost the same time (:func:`~consortia.auth.passwords.dummy_verify`)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        users = UserRepository(connection)
+        user = users.by_email(email)
+        stored = None if user is None else users.password_hash(user.id)
+    refusal = _refusal_before_password(user, stored, now)
+    if refusal is not None or stored is None:
+        dummy_verify(password)
+    elif not verify_password(stored, password):
+        refusal = "wrong password"
+    return _CheckedPassword(user, stored, refusal)
 
 
 def _record_failure(
@@ -169,11 +194,13 @@ def reauthenticate(
     lockout like a failed login; the failure is committed even though the signing fails.
     """
     now = now or utc_now()
+    checked = _check_password(engine, principal.email, password, now)
     name: str | None = None
     with engine.begin() as connection:
         users = UserRepository(connection)
+        # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         user = users.by_email(principal.email, for_update=True)
-        reason = _password_refusal(connection, settings, user, password, now)
+        reason = checked.refusal or checked.changed_since(users, user, now)
         if reason is None and user is not None:
             users.update(user.id, failed_logins=0, locked_until=None)
             name = user.name
@@ -222,20 +249,6 @@ def begin_login(
     return LoginAttempt(account, client)
 
 
-def _refusal_before_password(
-    user: UserRecord | None, stored: str | None, now: datetime
-) -> str | None:
-    if user is None:
-        return "unknown email"
-    if not user.active:
-        return "account inactive"
-    if user.locked_until is not None and user.locked_until > now:
-        return f"account locked until {user.locked_until.isoformat()}"
-    if stored is None:
-        return "no password set"
-    return None
-
-
 def finish_login(
     engine: Engine,
     settings: Settings,
@@ -254,32 +267,17 @@ def finish_login(
     deactivation, lockout) is refused.
     """
     account = attempt.account
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        users = UserRepository(connection)
-        user = users.by_email(account)
-        stored = None if user is None else users.password_hash(user.id)
     now = now or utc_now()
-    reason = _refusal_before_password(user, stored, now)
+    checked = _check_password(engine, account, password, now)
     new_hash = None
-    if reason is not None or stored is None:
-        dummy_verify(password)
-    elif not verify_password(stored, password):
-        reason = "wrong password"
-    elif needs_rehash(stored):
+    if checked.refusal is None and checked.stored is not None and needs_rehash(checked.stored):
         new_hash = hash_password(password)
     result: LoginResult | None = None
     with engine.begin() as connection:
         users = UserRepository(connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         current = users.by_email(account, for_update=True)
-        if reason is None and (
-            current is None
-            or user is None
-            or current.id != user.id
-            or _refusal_before_password(current, users.password_hash(current.id), now)
-            or users.password_hash(current.id) != stored
-        ):
-            reason = "the account changed during sign-in"
+        reason = checked.refusal or checked.changed_since(users, current, now)
         if reason is not None:
             _record_failure(connection, settings, current, account, reason, now)
             login_limits.record_failure(connection, settings, account, attempt.client, now)
@@ -339,16 +337,8 @@ def change_own_password(
             "an API token cannot change the password; sign in (web session) to change it"
         )
     check_password(new_password, email=principal.email, min_length=settings.min_password_length)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        users = UserRepository(connection)
-        user = users.by_email(principal.email)
-        stored = None if user is None else users.password_hash(user.id)
     now = now or utc_now()
-    reason = _refusal_before_password(user, stored, now)
-    if reason is not None or stored is None:
-        dummy_verify(current_password)
-    elif not verify_password(stored, current_password):
-        reason = "wrong password"
+    reason = _check_password(engine, principal.email, current_password, now).refusal
     if reason is not None:
         with engine.begin() as connection:
             current = UserRepository(connection).by_email(principal.email, for_update=True)
