@@ -175,6 +175,7 @@ def test_no_api_token_can_create_a_token_and_nothing_is_written(
     body: dict[str, object] = {"name": "first", "expires": "366d"}
     if studies is not None:
         body["studies"] = studies
+    assert client.post("/api/v1/me/tokens", json=body).status_code == 403  # no CSRF token
     created = client.post("/api/v1/me/tokens", json=body, headers=csrf)
     assert created.status_code == 201
     by_token = node.client(created.json()["token"])
