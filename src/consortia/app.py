@@ -23,6 +23,7 @@ from consortia.api.docs import docs_router
 from consortia.api.errors import install_error_handlers
 from consortia.api.guard import ApiGuard, public_routes
 from consortia.api.router import API_PREFIX, api_routers
+from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     """
     settings.check_safe()
     engine = make_engine(settings.database_url)
+    # password hashing on threads of its own (auth/hashing.py), not the request threads
+    password_work = PasswordWork(settings.password_hash_workers, settings.password_hash_queue)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            password_work.shutdown()
             engine.dispose()
 
     app = FastAPI(
@@ -69,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.password_work = password_work
     install_error_handlers(app)
     routers = api_routers()
     for router in routers:

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1, description="failed logins before a lockout")
     login_lockout_minutes: int = Field(15, ge=1, description="how long a lockout lasts")
     min_password_length: int = Field(12, ge=12, description="shortest password accepted")
+    login_window_minutes: int = Field(
+        15, ge=1, description="window in which failed sign-ins are counted for the limits"
+    )
+    login_failures_per_address: int = Field(
+        30, ge=1, description="failed sign-ins from one client address per window"
+    )
+    login_failures_per_account: int = Field(
+        10, ge=1, description="failed sign-ins for one account name per window"
+    )
+    password_hash_workers: int = Field(
+        1, ge=1, le=16, description="password hashes computed at once per server process"
+    )
+    password_hash_queue: int = Field(
+        32, ge=1, description="sign-ins that may wait for a password hash per server process"
+    )
     clock_skew_seconds: int = Field(
         300, ge=1, description="largest clock difference accepted on signed messages"
     )

@@ -15,6 +15,7 @@ understands (an RFC 9457 problem response, a message next to a form field, or a
     ├── PermissionDeniedError       the caller's role lacks the action
     ├── ConflictError               optimistic concurrency: the record changed meanwhile
     ├── AuthenticationError         unknown user, bad password, bad/expired/revoked token
+    ├── TooManyRequestsError        too many attempts (sign-ins): try again after retry_after s
     ├── ConfigurationError          settings that must not be used (default secret in production)
     ├── StatisticsError             an estimator cannot be computed on the given data
     └── FederationError             protocol failures between nodes
@@ -104,6 +105,15 @@ class ConflictError(ConsortiaError):
 
 class AuthenticationError(ConsortiaError):
     """Unknown user, wrong password, locked account, or a bad, expired or revoked token."""
+
+
+class TooManyRequestsError(ConsortiaError):
+    """Too many attempts (failed sign-ins from one address or for one account, or more
+    sign-ins waiting than the node takes at once): try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class ConfigurationError(ConsortiaError):

@@ -39,9 +39,12 @@ class SyncClient:
         headers: dict[str, str],
         *,
         raise_app_exceptions: bool = True,
+        client_address: str = "127.0.0.1",
     ) -> None:
         self.portal = portal
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        transport = httpx.ASGITransport(
+            app=app, raise_app_exceptions=raise_app_exceptions, client=(client_address, 50000)
+        )
         self.client = httpx.AsyncClient(transport=transport, base_url=BASE_URL, headers=headers)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -74,10 +77,20 @@ class Node:
     settings: Settings
     _clients: list[SyncClient] = field(default_factory=list)
 
-    def client(self, token: str | None = None, *, raise_app_exceptions: bool = True) -> SyncClient:
+    def client(
+        self,
+        token: str | None = None,
+        *,
+        raise_app_exceptions: bool = True,
+        client_address: str = "127.0.0.1",
+    ) -> SyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         client = SyncClient(
-            self.portal, self.app, headers, raise_app_exceptions=raise_app_exceptions
+            self.portal,
+            self.app,
+            headers,
+            raise_app_exceptions=raise_app_exceptions,
+            client_address=client_address,
         )
         self._clients.append(client)
         return client

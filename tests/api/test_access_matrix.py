@@ -98,7 +98,7 @@ COLUMNS = list(ENDPOINTS)
 # fmt: off
 EXPECTED: dict[Role, tuple[int, ...]] = {
     #                   list get_own get_other create_own create_other enrolment audit other_study users create_user node_audit grant_own grant_other
-    Role.NODE_ADMIN:     (403, 403, 403, 403, 403, 403, 403, 403, 200, 201, 200, 201, 201),
+    Role.NODE_ADMIN:     (403, 403, 403, 403, 403, 403, 403, 403, 200, 201, 200, 403, 403),
     Role.STUDY_ADMIN:    (200, 200, 404, 403, 403, 200, 403, 404, 403, 403, 403, 201, 403),
     Role.INVESTIGATOR:   (200, 200, 404, 201, 403, 200, 403, 404, 403, 403, 403, 403, 403),
     Role.COORDINATOR:    (200, 200, 404, 201, 403, 200, 403, 404, 403, 403, 403, 403, 403),
@@ -141,6 +141,24 @@ APPROVAL_EXPECTED: dict[Role, tuple[int, ...]] = {
     Role.STATISTICIAN:   (403,      403,     400),
     Role.SPONSOR_VIEWER: (403,      403,     403),
     Role.AUDITOR:        (403,      403,     403),
+}
+# Who may grant what (docs/roles.md, "Granting roles"): each person above grants every role
+# (node_admin at */*, the others at CART01/SG01) to someone else, then to themselves.
+# Nobody grants to themselves; nobody grants a role that sees more than their own roles
+# there, identifiers included: the node administrator sees no study data, the study
+# administrator no identifiers and no query text.
+#                   granted: node_ study_ investi- coordi- moni- data_   statis- sponsor_ audi-
+#                            admin admin  gator    nator   tor   manager tician  viewer   tor
+GRANT_EXPECTED: dict[Role, tuple[int, ...]] = {
+    Role.NODE_ADMIN:     (201,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.STUDY_ADMIN:    (403,  201,   403,     403,    403,  403,    201,    201,     403),
+    Role.INVESTIGATOR:   (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.COORDINATOR:    (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.MONITOR:        (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.DATA_MANAGER:   (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.STATISTICIAN:   (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.SPONSOR_VIEWER: (403,  403,   403,     403,    403,  403,    403,    403,     403),
+    Role.AUDITOR:        (403,  403,   403,     403,    403,  403,    403,    403,     403),
 }
 # fmt: on
 SEES_IDENTIFIERS = {Role.INVESTIGATOR, Role.COORDINATOR, Role.MONITOR, Role.AUDITOR}
@@ -272,8 +290,8 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "create_own": {"subject_id": f"SG01-{role.value}", "site": "SG01", "initials": "QZC"},
         "create_other": {"subject_id": f"SH01-{role.value}", "site": "SH01", "initials": "QZD"},
         "create_user": {"email": f"new-{role.value}@sg.example", "name": "New"},
-        "grant_own": {"email": target, "study": "CART01", "site": "SG01", "role": "monitor"},
-        "grant_other": {"email": target, "study": "CART01", "site": "SH01", "role": "monitor"},
+        "grant_own": {"email": target, "study": "CART01", "site": "SG01", "role": "statistician"},
+        "grant_other": {"email": target, "study": "CART01", "site": "SH01", "role": "statistician"},
         "definition": {"source": DEFINITION},
         "save_own": {"version": 0, "values": CONSENT, "complete": True},
         "save_other": {"version": 0, "values": CONSENT, "complete": True},
@@ -408,3 +426,61 @@ def test_one_person_with_roles_at_two_sites_gets_each_sites_rights(
     assert client.post(f"{STUDY}/subjects", json=create).status_code == 403
     create = {"subject_id": "SG01-both", "site": "SG01"}
     assert client.post(f"{STUDY}/subjects", json=create).status_code == 201
+
+
+def _grant_body(email: str, role: Role) -> dict[str, str]:
+    study, site = ("*", "*") if role is Role.NODE_ADMIN else ("CART01", "SG01")
+    return {"email": email, "study": study, "site": site, "role": role.value}
+
+
+@pytest.mark.parametrize("granter", list(Role))
+def test_each_role_grants_exactly_the_roles_the_rules_allow_and_never_to_itself(
+    consortium: Consortium, granter: Role
+) -> None:
+    node = consortium.node
+    grantee = f"grantee-{granter.value}@sg.example"
+    node.add_user(grantee, with_token=False)
+    client = node.client(consortium.tokens[granter])
+    got = {}
+    for role in Role:
+        response = client.post("/api/v1/grants", json=_grant_body(grantee, role))
+        got[role] = response.status_code
+        if response.status_code != 201:
+            assert response.headers["content-type"] == "application/problem+json"
+    assert got == dict(zip(Role, GRANT_EXPECTED[granter], strict=True))
+    own_grants_before = node.client(consortium.tokens[granter]).get("/api/v1/me").json()["grants"]
+    for role in Role:
+        to_self = client.post("/api/v1/grants", json=_grant_body(_email(granter), role))
+        assert to_self.status_code == 403, role
+    assert client.get("/api/v1/me").json()["grants"] == own_grants_before
+    # the grantee holds exactly what was granted, and each grant is one audit event
+    with node.engine.connect() as connection:
+        added = [
+            e.after["role"]
+            for e in iter_events(connection, chain="node")
+            if e.action == "grant.add" and e.after and e.after.get("email") == grantee
+        ]
+        to_self_added = [
+            e
+            for e in iter_events(connection, chain="node")
+            if e.action == "grant.add"
+            and e.after
+            and e.after.get("email") == _email(granter)
+            and e.actor == _email(granter)
+        ]
+    assert sorted(added) == sorted(r.value for r in Role if got[r] == 201)
+    assert to_self_added == []
+
+
+def test_a_study_admin_cannot_grant_itself_investigator_to_read_identifiers(
+    consortium: Consortium,
+) -> None:
+    client = consortium.node.client(consortium.tokens[Role.STUDY_ADMIN])
+    subject = f"{STUDY}/subjects/SG01-001"
+    assert client.get(subject).json()["initials"] is None
+    refused = client.post(
+        "/api/v1/grants", json=_grant_body(_email(Role.STUDY_ADMIN), Role.INVESTIGATOR)
+    )
+    assert refused.status_code == 403
+    assert "themselves" in refused.json()["detail"]
+    assert client.get(subject).json()["initials"] is None

@@ -17,6 +17,7 @@ PATH_VALUES = {
     "subject_id": "SG01-001",
     "token_id": "1",
     "grant_id": "1",
+    "user_id": "1",
     "event": "screening",
     "form": "demographics",
     "item": "initials",
@@ -80,12 +81,14 @@ def _seed(node: Node) -> str:
 
 def _operations(node: Node) -> list[tuple[str, str]]:
     schema = node.app.openapi()
-    return [
+    operations = [
         (method.upper(), path)
         for path, item in schema["paths"].items()
         for method in item
         if method in {"get", "post", "put", "delete"}
     ]
+    # signing out last, so that the session's own requests (creating a token: 201) count
+    return sorted(operations, key=lambda op: op == ("DELETE", "/api/v1/session"))
 
 
 def test_a_statistician_never_receives_an_identifier_from_any_endpoint(node: Node) -> None:
@@ -104,6 +107,8 @@ def test_a_statistician_never_receives_an_identifier_from_any_endpoint(node: Nod
                 method, path, json=BODIES.get(template), headers={"X-CSRF-Token": csrf}
             )
             seen_statuses.add(response.status_code)
+            if client is by_session and (method, template) == ("POST", "/api/v1/session"):
+                csrf = response.json()["csrf_token"]  # signed in again: a new session
             for initials in INITIALS:
                 assert initials not in response.text, (method, path, response.text)
     assert {200, 201, 403} <= seen_statuses

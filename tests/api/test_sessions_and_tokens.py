@@ -164,3 +164,30 @@ def test_malformed_or_unknown_credentials_are_refused(node: Node, header: str) -
     response = node.client().get(SUBJECTS, headers={"Authorization": header})
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("studies", [None, ["CART01"]])
+def test_no_api_token_can_create_a_token_and_nothing_is_written(
+    node: Node, coordinator: str, studies: list[str] | None
+) -> None:
+    client, response = _log_in(node)
+    csrf = {"X-CSRF-Token": response.json()["csrf_token"]}
+    body: dict[str, object] = {"name": "first", "expires": "366d"}
+    if studies is not None:
+        body["studies"] = studies
+    assert client.post("/api/v1/me/tokens", json=body).status_code == 403  # no CSRF token
+    created = client.post("/api/v1/me/tokens", json=body, headers=csrf)
+    assert created.status_code == 201
+    by_token = node.client(created.json()["token"])
+    assert by_token.get(SUBJECTS).status_code == 200  # the token works
+    minted = by_token.post("/api/v1/me/tokens", json={"name": "minted", "expires": "366d"})
+    assert minted.status_code == 403
+    assert "sign in" in minted.json()["detail"]
+    assert [t["name"] for t in client.get("/api/v1/me/tokens").json()] == ["first"]
+    assert _node_actions(node).count("token.create") == 1
+
+
+def test_a_node_administrators_all_studies_token_cannot_create_tokens(node: Node) -> None:
+    token = node.add_user("root@sg.example", ("*", "*", Role.NODE_ADMIN))
+    minted = node.client(token).post("/api/v1/me/tokens", json={"name": "more"})
+    assert minted.status_code == 403

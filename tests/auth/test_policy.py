@@ -12,6 +12,7 @@ from consortia.auth.policy import (
     Action,
     Resource,
     can,
+    grant_markdown_table,
     markdown_table,
     may_see_identifiers,
     sees_study,
@@ -48,6 +49,7 @@ def _person(*grants: Grant) -> Principal:
 
 def test_the_documented_table_is_the_table_in_the_code() -> None:
     assert markdown_table() in ROLES_DOC.read_text(encoding="utf-8")
+    assert grant_markdown_table() in ROLES_DOC.read_text(encoding="utf-8")
     assert len(DOCUMENTED) == len(Role) * len(Action)
 
 

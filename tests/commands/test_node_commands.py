@@ -586,3 +586,47 @@ def test_a_served_worker_leaves_its_start_up_objects_out_of_garbage_collection(
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) > 50_000  # the modules' and the app's objects
+
+
+def test_an_account_is_deactivated_and_activated_from_the_shell(
+    tmp_path: Path, password_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _init(tmp_path, password_file)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run("user", "add", "ana@sg.example", "--name", "Ana Lim", "--password-file", str(password_file))
+    token = run("token", "create", "ana@sg.example", "--name", "etl", "--all-studies")
+    token = token.splitlines()[0].strip()
+    settings = load_settings(tmp_path / "consortia.toml")
+    engine = make_engine(settings.database_url)
+    try:
+        session = authentication.login(engine, settings, "ana@sg.example", PASSWORD)
+        assert "sessions ended, tokens revoked" in run("user", "deactivate", "ana@sg.example")
+        with pytest.raises(AuthenticationError):
+            authentication.principal_from_token(engine, token)
+        with pytest.raises(AuthenticationError):
+            authentication.principal_from_session(engine, settings, session.cookie_value)
+        with pytest.raises(AuthenticationError):
+            authentication.login(engine, settings, "ana@sg.example", PASSWORD)
+        assert "(inactive)" in run("user", "list")
+        assert "already inactive" in run("user", "deactivate", "ana@sg.example", code=1)
+        run("user", "activate", "ana@sg.example")
+        authentication.login(engine, settings, "ana@sg.example", PASSWORD)
+        with pytest.raises(AuthenticationError, match="revoked"):
+            authentication.principal_from_token(engine, token)
+        with engine.connect() as connection:
+            actions = [e.action for e in iter_events(connection, chain="node")]
+        deactivated = actions.index("user.deactivate")
+        assert actions[deactivated : deactivated + 3] == [
+            "user.deactivate",
+            "session.end_all",
+            "token.revoke",
+        ]
+        assert "user.activate" in actions
+    finally:
+        engine.dispose()

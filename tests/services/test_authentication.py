@@ -160,3 +160,40 @@ def test_only_a_node_administrator_manages_someone_elses_tokens(
     assert [t.id for t in tokens.list_tokens(engine, OPERATOR, email="bo@sg.example")] == [
         created.record.id
     ]
+
+
+@pytest.mark.parametrize("change", ["deactivate", "new password"])
+def test_an_account_changed_while_its_password_is_hashed_is_not_signed_in(
+    engine: sa.Engine, ana: int, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    from argon2 import PasswordHasher
+
+    class ChangingHasher(PasswordHasher):
+        """The real (cheap) hasher; the account changes while a password is verified."""
+
+        changed = False
+
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            matched = super().verify(hash, password)
+            if not self.changed:
+                self.changed = True
+                if change == "deactivate":
+                    users.deactivate_user(engine, OPERATOR, "ana@sg.example")
+                else:
+                    users.set_password(
+                        engine, OPERATOR, email="ana@sg.example", password="a new passphrase"
+                    )
+            return matched
+
+    monkeypatch.setattr(
+        "consortia.auth.passwords._HASHER",
+        ChangingHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
+    with pytest.raises(AuthenticationError):
+        authentication.login(engine, SETTINGS, "ana@sg.example", PASSWORD)
+    with engine.connect() as connection:
+        failed = [e for e in iter_events(connection, chain="node") if e.action == "login.failed"]
+    assert failed[-1].reason in (
+        "account inactive",
+        "the account changed while the password was checked",
+    )

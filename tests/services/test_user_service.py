@@ -106,12 +106,13 @@ def test_a_study_admin_grants_within_its_own_study_and_sites_only(engine: sa.Eng
     )
     lead = users.principal_for(engine, lead_id)
     users.grant_role(
-        engine, lead, email="ana@sg.example", study="CART01", site="SG01", role="coordinator"
+        engine, lead, email="ana@sg.example", study="CART01", site="SG01", role="statistician"
     )
     for study, site, role in [
-        ("CART01", "SH01", "coordinator"),
-        ("ORTHO", "SG01", "coordinator"),
-        ("CART01", "*", "monitor"),
+        ("CART01", "SG01", "coordinator"),  # sees identifiers, the study admin does not
+        ("CART01", "SH01", "statistician"),
+        ("ORTHO", "SG01", "statistician"),
+        ("CART01", "*", "statistician"),
         ("*", "*", "node_admin"),
     ]:
         with pytest.raises(PermissionDeniedError):
@@ -121,7 +122,36 @@ def test_a_study_admin_grants_within_its_own_study_and_sites_only(engine: sa.Eng
     visible = users.list_grants(engine, lead)
     assert {(g.email, g.role) for g in visible} == {
         ("lead@sg.example", Role.STUDY_ADMIN),
-        ("ana@sg.example", Role.COORDINATOR),
+        ("ana@sg.example", Role.STATISTICIAN),
+    }
+
+
+def test_a_site_lead_who_sees_identifiers_grants_roles_that_see_no_more(
+    engine: sa.Engine,
+) -> None:
+    for email in ("pi@sg.example", "ana@sg.example"):
+        users.create_user(engine, OPERATOR, email=email, name=email, password=None)
+    for role in ("study_admin", "investigator"):
+        users.grant_role(
+            engine, OPERATOR, email="pi@sg.example", study="CART01", site="SG01", role=role
+        )
+    pi = users.principal_for(engine, users.user_by_email(engine, "pi@sg.example").id)
+    for role in ("investigator", "coordinator", "monitor", "data_manager"):
+        users.grant_role(engine, pi, email="ana@sg.example", study="CART01", site="SG01", role=role)
+    with pytest.raises(PermissionDeniedError, match=r"audit\.read"):
+        users.grant_role(
+            engine, pi, email="ana@sg.example", study="CART01", site="SG01", role="auditor"
+        )
+    with pytest.raises(PermissionDeniedError, match="themselves"):
+        users.grant_role(
+            engine, pi, email="pi@sg.example", study="CART01", site="SG01", role="monitor"
+        )
+    granted = users.principal_for(engine, users.user_by_email(engine, "ana@sg.example").id)
+    assert {g.role.value for g in granted.grants} == {
+        "investigator",
+        "coordinator",
+        "monitor",
+        "data_manager",
     }
 
 

@@ -88,7 +88,7 @@ def test_a_locked_account_gets_the_same_message_even_with_the_right_password(
     site: Site,
 ) -> None:
     browser = site.browser()
-    for _ in range(10):
+    for _ in range(5):  # login_max_failures: locked (the sign-in limit is 10 per account)
         _sign_in(browser, password="wrong")
     response = _sign_in(browser)
     assert response.status_code == 401
@@ -219,8 +219,24 @@ def test_an_unexpected_error_is_a_friendly_500(site: Site, monkeypatch: pytest.M
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("consortia.services.authentication.login", explode)
+    monkeypatch.setattr("consortia.services.authentication.finish_login", explode)
     response = _sign_in(site.browser())
     assert response.status_code == 500
     assert "secret internals" not in response.text
     assert "internal error" in response.text
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_too_many_failed_sign_ins_get_a_429_page_saying_when_to_try_again(
+    site: Site, language: str
+) -> None:
+    browser = site.browser()
+    for _ in range(10):  # login_failures_per_account
+        assert _sign_in(browser, password="wrong").status_code == 401
+    response = browser.post(f"/login?lang={language}", data={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= 15 * 60
+    assert CATALOGUES[language]["login.throttled"] in response.text
+    assert (
+        "set-cookie" not in response.headers or SESSION_COOKIE not in response.headers["set-cookie"]
+    )

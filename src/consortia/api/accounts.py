@@ -3,6 +3,7 @@
 * ``POST /session`` logs in and sets the session cookie (``Secure; HttpOnly;
   SameSite=Strict``); the body carries the CSRF token. ``DELETE /session`` logs out.
 * ``/me/tokens``: personal API tokens; creating one needs a web session, not a token.
+* ``PUT /me/password``: change one's password (a web session, the current password).
 * ``/users`` and ``/grants``: node and study administration, as the policy allows.
 """
 
@@ -12,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from consortia.api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from consortia.api.deps import CallerDep, CurrentPrincipal, EngineDep, SettingsDep
 from consortia.api.schemas import (
     GRANT_CODE_PATTERN,
     AuditEventPublic,
@@ -20,6 +21,7 @@ from consortia.api.schemas import (
     GrantPublic,
     LoginRequest,
     MePublic,
+    PasswordChange,
     SessionPublic,
     TokenCreate,
     TokenCreated,
@@ -27,6 +29,7 @@ from consortia.api.schemas import (
     UserCreate,
     UserPublic,
 )
+from consortia.api.signin import password_work, sign_in
 from consortia.auth.sessions import SESSION_COOKIE, csrf_token
 from consortia.auth.tokens import parse_lifetime
 from consortia.exceptions import AuthenticationError
@@ -46,12 +49,15 @@ def _session_cookie(request: Request) -> str:
     return cookie
 
 
-@router.post("/session", response_model=SessionPublic)
-def log_in(
-    body: LoginRequest, response: Response, engine: EngineDep, settings: SettingsDep
-) -> SessionPublic:
-    """Log in with email and password; 5 failures in a row lock the account for a while."""
-    result = authentication.login(engine, settings, body.email, body.password)
+@router.post(
+    "/session",
+    response_model=SessionPublic,
+    responses={429: {"description": "too many failed sign-ins; see Retry-After"}},
+)
+async def log_in(body: LoginRequest, request: Request, response: Response) -> SessionPublic:
+    """Log in with email and password; 5 failures in a row lock the account for a while,
+    and too many failures from one address or for one account are refused (429)."""
+    result = await sign_in(request, body.email, body.password)
     # no Max-Age: the browser keeps it for its session; the server ends it when idle
     response.set_cookie(
         SESSION_COOKIE,
@@ -87,6 +93,28 @@ def log_out(request: Request, principal: CurrentPrincipal, engine: EngineDep) ->
 def me(principal: CurrentPrincipal) -> MePublic:
     """Who the caller is, with the roles in force for this request."""
     return MePublic.of(principal)
+
+
+@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_my_password(
+    body: PasswordChange, request: Request, who: CallerDep, settings: SettingsDep
+) -> Response:
+    """Change one's password, giving the current one (a web session only, not a token):
+    every other session ends and every token is revoked; this session stays."""
+
+    def change() -> None:
+        principal = who.principal()
+        authentication.change_own_password(
+            who.engine,
+            settings,
+            principal,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            session_cookie=who.cookie or "",
+        )
+
+    await password_work(request).run(change)  # two password hashes: on the password threads
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/me/tokens", response_model=list[TokenPublic])
@@ -139,6 +167,21 @@ def create_user(
         min_password_length=settings.min_password_length,
     )
     return UserPublic.of(record)
+
+
+@router.post("/users/{user_id}/deactivate", response_model=UserPublic)
+def deactivate_user(
+    user_id: RecordId, principal: CurrentPrincipal, engine: EngineDep
+) -> UserPublic:
+    """Deactivate an account: its sessions end and its tokens are revoked at once (node
+    administrators; not one's own)."""
+    return UserPublic.of(users.deactivate_user(engine, principal, user_id))
+
+
+@router.post("/users/{user_id}/activate", response_model=UserPublic)
+def activate_user(user_id: RecordId, principal: CurrentPrincipal, engine: EngineDep) -> UserPublic:
+    """Activate a deactivated account again (node administrators); it signs in afresh."""
+    return UserPublic.of(users.activate_user(engine, principal, user_id))
 
 
 @router.get("/grants", response_model=list[GrantPublic])

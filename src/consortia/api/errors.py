@@ -8,6 +8,7 @@ PermissionDeniedError     403     the role lacks the action (or no CSRF token)
 NotFoundError             404     also for records the caller may not see
 ConflictError             409
 ValidationError           422     ``errors``: ``[{path, message}]``, one per problem
+TooManyRequestsError      429     with ``Retry-After`` (seconds)
 request validation        422     the same shape; the rejected *values* are not echoed
 ConfigurationError        500     the node is misconfigured
 other ConsortiaError      400
@@ -37,6 +38,7 @@ from consortia.exceptions import (
     ConsortiaError,
     NotFoundError,
     PermissionDeniedError,
+    TooManyRequestsError,
     ValidationError,
     _ProblemsError,
 )
@@ -52,6 +54,7 @@ _STATUS: Sequence[tuple[type[ConsortiaError], int]] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (ValidationError, 422),
+    (TooManyRequestsError, 429),
     (ConfigurationError, 500),
 )
 
@@ -89,6 +92,8 @@ def _consortia_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ConsortiaError)
     status = status_for(error)
     headers = {"WWW-Authenticate": 'Bearer realm="consortia"'} if status == 401 else None
+    if isinstance(error, TooManyRequestsError):
+        headers = {"Retry-After": str(error.retry_after)}
     if status >= 500:
         log.error("configuration error while serving a request: %s", error)
         return problem_response(status, "the node is misconfigured; see its log")

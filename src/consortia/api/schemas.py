@@ -58,6 +58,13 @@ class LoginRequest(_In):
     password: str = Password
 
 
+class PasswordChange(_In):
+    """The current password (again) and the new one."""
+
+    current_password: str = Password
+    new_password: str = Password
+
+
 class RolePublic(_Out):
     """A role in force: at a study (``*``: all) and site (``*``: all)."""
 

@@ -31,10 +31,13 @@ from consortia.auth.principal import WILDCARD, Grant, Principal, Role
 __all__ = [
     "NODE_ACTIONS",
     "ROLE_ACTIONS",
+    "SEEING_ACTIONS",
     "Action",
     "Resource",
     "SiteScope",
     "can",
+    "grant_markdown_table",
+    "grant_refusal",
     "markdown_table",
     "may_see_identifiers",
     "sees_study",
@@ -71,6 +74,21 @@ class Action(StrEnum):
 #: Actions on the node itself rather than on a study: only ``*``-study grants cover them.
 NODE_ACTIONS = frozenset(
     {Action.USER_READ, Action.USER_MANAGE, Action.NODE_AUDIT_READ, Action.APPROVAL_DECIDE}
+)
+
+#: What a role lets one *see*: records, identifiers (read or exported), free-text queries,
+#: aggregates, audit trails, accounts. Nobody may grant a role that sees more than they do.
+SEEING_ACTIONS = frozenset(
+    {
+        Action.USER_READ,
+        Action.NODE_AUDIT_READ,
+        Action.SUBJECT_READ,
+        Action.IDENTIFIER_READ,
+        Action.IDENTIFIER_EXPORT,
+        Action.AGGREGATE_READ,
+        Action.QUERY_READ,
+        Action.AUDIT_READ,
+    }
 )
 
 _DESCRIPTIONS: Mapping[Action, str] = {
@@ -231,6 +249,74 @@ def site_scope(principal: Principal, study: str, action: Action | None = None) -
 def may_see_identifiers(principal: Principal, study: str, site: str) -> bool:
     """Whether identifier (PHI) values of a record at ``study``/``site`` go to the principal."""
     return can(principal, Action.IDENTIFIER_READ, Resource(study, site))
+
+
+def _seen_through(grant: Grant) -> frozenset[Action]:
+    """What ``grant`` would let its holder see (node actions only through a ``*`` study)."""
+    return frozenset(
+        action
+        for action in ROLE_ACTIONS[grant.role] & SEEING_ACTIONS
+        if action not in NODE_ACTIONS or grant.study == WILDCARD
+    )
+
+
+def grant_refusal(principal: Principal, grant: Grant, *, to_self: bool) -> str | None:
+    """Why ``principal`` may not give ``grant`` to someone (``to_self``: to themselves), or
+    ``None`` if it may. The rules, in order:
+
+    1. nobody grants a role to themselves;
+    2. only a node administrator (``user.manage``) grants ``node_admin``;
+    3. one needs ``grant.manage`` at the grant's study and site (``*`` only from ``*``);
+    4. the role granted sees nothing the granter does not see there (:data:`SEEING_ACTIONS`:
+       identifiers included) — so a node administrator, who sees no study data, grants no
+       study role, and a study administrator grants no role that reads identifiers.
+
+    The node's operator at the shell (``principal.operator``) holds the database and the
+    keys already; it is the root that grants any role (rule 4 does not bind it).
+
+    >>> lead = Principal(2, "lead@sg", "L", frozenset({Grant("CART01", "SG01", Role.STUDY_ADMIN)}))
+    >>> grant_refusal(lead, Grant("CART01", "SG01", Role.STATISTICIAN), to_self=False) is None
+    True
+    >>> grant_refusal(lead, Grant("CART01", "SG01", Role.INVESTIGATOR), to_self=True)
+    'nobody may grant a role to themselves'
+    >>> print(grant_refusal(lead, Grant("CART01", "SG01", Role.MONITOR), to_self=False))
+    monitor sees more than your roles at CART01/SG01: identifier.read, query.read
+    """
+    if to_self:
+        return "nobody may grant a role to themselves"
+    if grant.role is Role.NODE_ADMIN and not can(principal, Action.USER_MANAGE, Resource()):
+        return "only a node administrator grants node_admin"
+    where = Resource(grant.study, grant.site)
+    if not can(principal, Action.GRANT_MANAGE, where):
+        return f"your roles do not let you grant roles at {grant.study}/{grant.site}"
+    if principal.operator:
+        return None
+    unseen = sorted(a.value for a in _seen_through(grant) if not can(principal, a, where))
+    if unseen:
+        return (
+            f"{grant.role.value} sees more than your roles at {grant.study}/{grant.site}: "
+            + ", ".join(unseen)
+        )
+    return None
+
+
+def grant_markdown_table() -> str:
+    """Who may grant what, as docs/roles.md shows it: a person holding one role (a row) at
+    a study and site grants there, to someone else, the roles marked (``node_admin``: held
+    and granted at ``*``/``*``)."""
+    roles = list(Role)
+    header = "| holder of | " + " | ".join(f"`{role.value}`" for role in roles) + " |"
+    rows = [header, "|---|" + "---|" * len(roles)]
+    for holder in roles:
+        study, site = ("*", "*") if holder is Role.NODE_ADMIN else ("CART01", "SG01")
+        granter = Principal(1, "granter", "granter", frozenset({Grant(study, site, holder)}))
+        marks = []
+        for role in roles:
+            where = ("*", "*") if role is Role.NODE_ADMIN else ("CART01", "SG01")
+            allowed = grant_refusal(granter, Grant(*where, role), to_self=False) is None
+            marks.append("✓" if allowed else "")
+        rows.append(f"| {holder.value} | " + " | ".join(marks) + " |")
+    return "\n".join(rows)
 
 
 def markdown_table() -> str:

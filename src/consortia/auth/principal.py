@@ -78,6 +78,8 @@ class Principal:
 
     ``token_studies`` is set when the request came with an API token scoped to studies:
     the grants are then already narrowed to those studies (see :meth:`narrowed_to`).
+    ``by_token`` is true for every request authenticated by an API token, scoped or not:
+    what only a signed-in person may do (create tokens, change the password) checks it.
     """
 
     user_id: int
@@ -85,6 +87,10 @@ class Principal:
     name: str
     grants: frozenset[Grant] = field(default_factory=frozenset)
     token_studies: frozenset[str] | None = None
+    by_token: bool = False
+    #: the node's operator at its shell (``consortia`` commands), not an account: the root
+    #: that grants the first roles (see :func:`consortia.auth.policy.grant_refusal`)
+    operator: bool = False
 
     def studies(self) -> frozenset[str]:
         """The study codes named in the grants (``*`` included as is)."""
@@ -105,4 +111,6 @@ class Principal:
                 narrowed.update(Grant(study, grant.site, grant.role) for study in scope)
             elif grant.study in scope:
                 narrowed.add(grant)
-        return Principal(self.user_id, self.email, self.name, frozenset(narrowed), scope)
+        return Principal(
+            self.user_id, self.email, self.name, frozenset(narrowed), scope, self.by_token
+        )

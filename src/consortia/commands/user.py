@@ -18,7 +18,10 @@ from consortia.services import users
 
 __all__ = ["user_app"]
 
-user_app = typer.Typer(help="Create accounts, grant and revoke roles.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Create, deactivate and activate accounts; grant and revoke roles.",
+    no_args_is_help=True,
+)
 
 Email = Annotated[str, typer.Argument(help="The person's email address.")]
 Study = Annotated[str, typer.Option("--study", help="The study code, or '*' for every study.")]
@@ -62,7 +65,8 @@ def user_add(
 def user_password(
     email: Email, password_file: PasswordFileOption = None, config: ConfigOption = None
 ) -> None:
-    """Set a person's password (and unlock the account)."""
+    """Set a person's password (and unlock the account); ends their sessions and revokes
+    their tokens."""
     with reporting():
         settings = node_settings(config)
         password = read_password(
@@ -76,7 +80,26 @@ def user_password(
                 password=password,
                 min_password_length=settings.min_password_length,
             )
-    typer.echo(f"password set for {email.strip().lower()}")
+    typer.echo(
+        f"password set for {email.strip().lower()}: their sessions ended, their tokens revoked"
+    )
+
+
+@user_app.command("deactivate")
+def user_deactivate(email: Email, config: ConfigOption = None) -> None:
+    """Deactivate an account: it cannot sign in nor use a token; its sessions end and its
+    tokens are revoked at once."""
+    with reporting(), open_engine(node_settings(config)) as engine:
+        record = users.deactivate_user(engine, users.cli_operator(), email)
+    typer.echo(f"deactivated {record.email}: sessions ended, tokens revoked")
+
+
+@user_app.command("activate")
+def user_activate(email: Email, config: ConfigOption = None) -> None:
+    """Activate a deactivated account again (its old sessions and tokens stay ended)."""
+    with reporting(), open_engine(node_settings(config)) as engine:
+        record = users.activate_user(engine, users.cli_operator(), email)
+    typer.echo(f"activated {record.email}")
 
 
 @user_app.command("grant")

@@ -9,20 +9,33 @@ nothing about which accounts exist; the audit event records the real reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.passwords import dummy_verify, hash_password, needs_rehash, verify_password
+from consortia.auth.passwords import (
+    check_password,
+    dummy_verify,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token, new_session_value, session_key
 from consortia.auth.tokens import TOKEN_PREFIX, hash_token
 from consortia.config import Settings
-from consortia.exceptions import AuthenticationError, NotFoundError, ValidationError
+from consortia.exceptions import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
-from consortia.services.users import principal_for
+from consortia.services.users import principal_for, set_password
 from consortia.storage.audit import append_event
+from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -32,7 +45,11 @@ from consortia.storage.repositories import (
 
 __all__ = [
     "LOGIN_REFUSED",
+    "LoginAttempt",
     "LoginResult",
+    "begin_login",
+    "change_own_password",
+    "finish_login",
     "login",
     "logout",
     "principal_from_session",
@@ -77,30 +94,55 @@ def _refuse(
     )
 
 
-def _password_refusal(
-    connection: Connection,
-    settings: Settings,
-    user: UserRecord | None,
-    password: str,
-    now: datetime,
+def _refusal_before_password(
+    user: UserRecord | None, stored: str | None, now: datetime
 ) -> str | None:
-    """Why the password login of ``user`` is refused, or ``None`` if it succeeds."""
     if user is None:
-        dummy_verify(password)
         return "unknown email"
     if not user.active:
-        dummy_verify(password)
         return "account inactive"
     if user.locked_until is not None and user.locked_until > now:
-        dummy_verify(password)
         return f"account locked until {user.locked_until.isoformat()}"
-    users = UserRepository(connection)
-    stored = users.password_hash(user.id)
-    if stored is None or not verify_password(stored, password):
-        return "wrong password" if stored is not None else "no password set"
-    if needs_rehash(stored):
-        users.update(user.id, password_hash=hash_password(password))
+    if stored is None:
+        return "no password set"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedPassword:
+    """A password checked against an account as it was read, with nothing held meanwhile."""
+
+    user: UserRecord | None
+    stored: str | None
+    refusal: str | None  # None: the password matched an active, unlocked account
+
+    def changed_since(
+        self, users: UserRepository, current: UserRecord | None, now: datetime
+    ) -> str | None:
+        """Why ``current``, the account read again (locked) to write the outcome, is no
+        longer the one checked (deactivated, locked, its password changed), or ``None``."""
+        stored = None if current is None else users.password_hash(current.id)
+        if current is None or self.user is None or current.id != self.user.id:
+            return "the account changed while the password was checked"
+        if stored != self.stored:
+            return "the account changed while the password was checked"
+        return _refusal_before_password(current, stored, now)
+
+
+def _check_password(engine: Engine, email: str, password: str, now: datetime) -> _CheckedPassword:
+    """Check ``password`` for the account ``email`` — the costly part (argon2id) — with no
+    transaction open (on SQLite no writer waits behind it); unknown, inactive and locked
+    accounts cost the same time (:func:`~consortia.auth.passwords.dummy_verify`)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        users = UserRepository(connection)
+        user = users.by_email(email)
+        stored = None if user is None else users.password_hash(user.id)
+    refusal = _refusal_before_password(user, stored, now)
+    if refusal is not None or stored is None:
+        dummy_verify(password)
+    elif not verify_password(stored, password):
+        refusal = "wrong password"
+    return _CheckedPassword(user, stored, refusal)
 
 
 def _record_failure(
@@ -152,11 +194,13 @@ def reauthenticate(
     lockout like a failed login; the failure is committed even though the signing fails.
     """
     now = now or utc_now()
+    checked = _check_password(engine, principal.email, password, now)
     name: str | None = None
     with engine.begin() as connection:
         users = UserRepository(connection)
+        # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         user = users.by_email(principal.email, for_update=True)
-        reason = _password_refusal(connection, settings, user, password, now)
+        reason = checked.refusal or checked.changed_since(users, user, now)
         if reason is None and user is not None:
             users.update(user.id, failed_logins=0, locked_until=None)
             name = user.name
@@ -175,41 +219,149 @@ def reauthenticate(
     return name
 
 
-def login(
-    engine: Engine, settings: Settings, email: str, password: str, *, now: datetime | None = None
-) -> LoginResult:
-    """Check a password and open a web session; count failures and lock after too many.
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """A sign-in past the attempt limits, its password not yet checked."""
 
-    ``settings.login_max_failures`` consecutive failures lock the account for
-    ``settings.login_lockout_minutes``; while locked even the right password is refused.
-    """
+    account: str  # the account name as typed, normalised
+    client: str  # the client's address as the limits count it
+
+
+def begin_login(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    *,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> LoginAttempt:
+    """The cheap first step of a sign-in: refuse it at once
+    (:class:`~consortia.exceptions.TooManyRequestsError`) while its address or account
+    name has used up its failures (:mod:`consortia.services.login_limits`); no password
+    is hashed for a refused sign-in."""
     now = now or utc_now()
     try:
-        address = normalise_email(email)
+        account = normalise_email(email)
     except ValidationError:
-        address = email.strip()
+        account = email.strip()
+    client = login_limits.client_key(client_address)
+    login_limits.refuse_if_limited(engine, settings, account, client, now)
+    return LoginAttempt(account, client)
+
+
+def finish_login(
+    engine: Engine,
+    settings: Settings,
+    attempt: LoginAttempt,
+    password: str,
+    *,
+    now: datetime | None = None,
+) -> LoginResult:
+    """The costly second step: check the password (argon2id), then open a web session, or
+    count the failure and lock the account after ``settings.login_max_failures`` in a row
+    (for ``settings.login_lockout_minutes``; while locked even the right password is
+    refused). A server runs this on its password threads (:mod:`consortia.auth.hashing`).
+
+    No transaction is open while the password is hashed; the account is read again, locked,
+    when the outcome is written, and a sign-in whose account changed meanwhile (password,
+    deactivation, lockout) is refused.
+    """
+    account = attempt.account
+    now = now or utc_now()
+    checked = _check_password(engine, account, password, now)
+    new_hash = None
+    if checked.refusal is None and checked.stored is not None and needs_rehash(checked.stored):
+        new_hash = hash_password(password)
     result: LoginResult | None = None
     with engine.begin() as connection:
         users = UserRepository(connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
-        user = users.by_email(address, for_update=True)
-        reason = _password_refusal(connection, settings, user, password, now)
+        current = users.by_email(account, for_update=True)
+        reason = checked.refusal or checked.changed_since(users, current, now)
         if reason is not None:
-            _record_failure(connection, settings, user, address, reason, now)
+            _record_failure(connection, settings, current, account, reason, now)
+            login_limits.record_failure(connection, settings, account, attempt.client, now)
         else:
-            assert user is not None
-            users.update(user.id, failed_logins=0, locked_until=None)
-            principal = principal_for(connection, user.id)
+            assert current is not None
+            users.update(current.id, failed_logins=0, locked_until=None)
+            if new_hash is not None:
+                users.update(current.id, password_hash=new_hash)
+            login_limits.record_success(connection, settings, account, now)
+            principal = principal_for(connection, current.id)
             cookie_value = new_session_value()
             sessions = SessionRepository(connection)
             sessions.remove_idle(before=now - timedelta(minutes=settings.session_minutes))
-            sessions.add(session_key(cookie_value), user.id, now=now)
+            sessions.add(session_key(cookie_value), current.id, now=now)
             audit(connection, principal, "login", "user", principal.email)
             secret = settings.secret_key.get_secret_value()
             result = LoginResult(principal, cookie_value, csrf_token(secret, cookie_value))
     if result is None:
         raise AuthenticationError(LOGIN_REFUSED)
     return result
+
+
+def login(
+    engine: Engine,
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> LoginResult:
+    """Sign in: :func:`begin_login` then :func:`finish_login`, in the calling thread."""
+    attempt = begin_login(engine, settings, email, client_address=client_address, now=now)
+    return finish_login(engine, settings, attempt, password, now=now)
+
+
+def change_own_password(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    *,
+    current_password: str,
+    new_password: str,
+    session_cookie: str,
+    now: datetime | None = None,
+) -> None:
+    """A signed-in person changes their password, giving the current one again.
+
+    Only from a web session (an API token is refused: whoever holds a token must not be
+    able to take the account). A wrong current password changes nothing and counts towards
+    the lockout like a failed sign-in. On success every *other* session of the person ends
+    and every token of theirs is revoked (:func:`~consortia.services.users.set_password`);
+    the session that asked stays signed in.
+    """
+    if principal.by_token:
+        raise PermissionDeniedError(
+            "an API token cannot change the password; sign in (web session) to change it"
+        )
+    check_password(new_password, email=principal.email, min_length=settings.min_password_length)
+    now = now or utc_now()
+    reason = _check_password(engine, principal.email, current_password, now).refusal
+    if reason is not None:
+        with engine.begin() as connection:
+            current = UserRepository(connection).by_email(principal.email, for_update=True)
+            _record_failure(
+                connection,
+                settings,
+                current,
+                principal.email,
+                reason,
+                now,
+                action="password_change.failed",
+            )
+        raise AuthenticationError(
+            "the current password is wrong or the account is locked; nothing changed"
+        )
+    set_password(
+        engine,
+        principal,
+        email=principal.email,
+        password=new_password,
+        min_password_length=settings.min_password_length,
+        keep_session=session_key(session_cookie),
+    )
 
 
 def principal_from_session(
@@ -242,6 +394,12 @@ def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
         audit(connection, principal, "logout", "user", principal.email)
 
 
+def _as_token(owner: Principal, studies: tuple[str, ...] | None) -> Principal:
+    """The owner as seen through a token: marked ``by_token``, narrowed to its studies."""
+    principal = replace(owner, by_token=True)
+    return principal if studies is None else principal.narrowed_to(studies)
+
+
 def principal_from_token(engine: Engine, token: str, *, now: datetime | None = None) -> Principal:
     """The principal of a personal API token, narrowed to the token's studies.
 
@@ -264,7 +422,7 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
             and known.usable_at(now)
             and now - last_used < _TOUCH_EVERY
         ):
-            return owner if known.studies is None else owner.narrowed_to(known.studies)
+            return _as_token(owner, known.studies)
     with engine.begin() as connection:
         tokens = TokenRepository(connection)
         record = tokens.by_hash(digest)
@@ -285,7 +443,7 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
             if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
                 tokens.update(record.id, last_used_at=now)
             try:
-                return principal_for(connection, record.user_id, token_studies=record.studies)
+                return _as_token(principal_for(connection, record.user_id), record.studies)
             except NotFoundError:
                 refusal = "the API token's owner is no longer active"
     raise AuthenticationError(refusal)

@@ -79,7 +79,10 @@ def cli_operator(*roles: Role) -> Principal:
 
     Shell access to a node already means access to its database and keys; the CLI acts
     with node-administrator rights (and ``roles``, at every study and site, for commands
-    that act on study data) and its audit events name the operating-system user.
+    that act on study data) and its audit events name the operating-system user. It is
+    the root that grants the first roles (``operator``: see
+    :func:`~consortia.auth.policy.grant_refusal`); no request through the API or the pages
+    is ever an operator.
     """
     try:
         who = getpass.getuser()
@@ -90,6 +93,7 @@ def cli_operator(*roles: Role) -> Principal:
         email=f"cli:{who}",
         name=f"node operator {who}",
         grants=frozenset(Grant(WILDCARD, WILDCARD, role) for role in (Role.NODE_ADMIN, *roles)),
+        operator=True,
     )
 
 

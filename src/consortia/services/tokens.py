@@ -1,8 +1,10 @@
 """Personal API tokens: create (shown once), list, revoke — each audited on the node chain.
 
 A person manages their own tokens; a node administrator (``user.manage``) may manage
-anyone's. A request authenticated *by a token* cannot create tokens: a token scoped to one
-study must not be able to mint a wider one.
+anyone's. A request authenticated *by a token* — scoped to studies or not — cannot create
+tokens: a stolen token must not be able to mint a wider or longer-lived one. Tokens are
+created by a signed-in person (web session, with its CSRF token) or at the node's shell
+(``consortia token create``).
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def create_token(
     ``studies`` limits the token to those studies; ``None`` lets it act in all of its
     owner's studies (and with node-level roles).
     """
-    if principal.token_studies is not None:
-        raise PermissionDeniedError("an API token cannot create tokens; log in to create one")
+    if principal.by_token:
+        raise PermissionDeniedError(
+            "an API token cannot create tokens; sign in (web session) to create one"
+        )
     name = name.strip()
     problems = []
     if not 1 <= len(name) <= 100:

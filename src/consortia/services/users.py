@@ -24,11 +24,12 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Engine
 
 from consortia.auth.passwords import MIN_PASSWORD_LENGTH, check_password, hash_password
-from consortia.auth.policy import Action, Resource
+from consortia.auth.policy import Action, Resource, grant_refusal
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role
 from consortia.exceptions import (
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     Problem,
     ValidationError,
 )
@@ -44,15 +45,19 @@ from consortia.services.common import (
 from consortia.storage.repositories import (
     GrantRecord,
     GrantRepository,
+    SessionRepository,
+    TokenRepository,
     UserRecord,
     UserRepository,
     load_grants,
 )
 
 __all__ = [
+    "activate_user",
     "cli_operator",
     "count_users",
     "create_user",
+    "deactivate_user",
     "grant_role",
     "list_grants",
     "list_users",
@@ -130,6 +135,43 @@ def create_user(
     return record
 
 
+def _end_access(
+    connection: Connection,
+    principal: Principal,
+    user: UserRecord,
+    *,
+    reason: str,
+    keep_session: str | None = None,
+) -> None:
+    """End every web session of ``user`` (but ``keep_session``, a stored session key) and
+    revoke every token not yet revoked; each step audited in the caller's transaction."""
+    ended = SessionRepository(connection).remove_of_user(user.id, keep=keep_session)
+    audit(
+        connection,
+        principal,
+        "session.end_all",
+        "user",
+        user.email,
+        reason=reason,
+        after={"sessions_ended": ended, "current_session_kept": keep_session is not None},
+    )
+    tokens = TokenRepository(connection)
+    now = utc_now()
+    for token in tokens.of_user(user.id):
+        if token.revoked_at is not None:
+            continue
+        tokens.update(token.id, revoked_at=now)
+        audit(
+            connection,
+            principal,
+            "token.revoke",
+            "api_token",
+            token.id,
+            reason=reason,
+            before={"owner": user.email, "name": token.name, "prefix": token.prefix},
+        )
+
+
 def set_password(
     engine: Engine,
     principal: Principal,
@@ -137,8 +179,15 @@ def set_password(
     email: str,
     password: str,
     min_password_length: int = MIN_PASSWORD_LENGTH,
+    keep_session: str | None = None,
 ) -> None:
-    """Set a person's password (themselves, or a node administrator); unlocks the account."""
+    """Set a person's password (themselves, or a node administrator); unlocks the account.
+
+    In the same transaction every web session of the person ends (but ``keep_session``,
+    the stored key of the session that asked, when one changes one's own password) and
+    every API token of theirs is revoked: whoever held the old password, or anything made
+    with it, is out.
+    """
     email = normalise_email(email)
     if email != principal.email:
         require(principal, Action.USER_MANAGE, Resource())
@@ -151,6 +200,67 @@ def set_password(
             raise NotFoundError(f"user {email} not found")
         users.update(user.id, password_hash=password_hash, failed_logins=0, locked_until=None)
         audit(connection, principal, "user.password_set", "user", email)
+        _end_access(
+            connection, principal, user, reason="password changed", keep_session=keep_session
+        )
+
+
+def _account(connection: Connection, who: str | int) -> UserRecord:
+    users = UserRepository(connection)
+    user = users.by_id(who) if isinstance(who, int) else users.by_email(normalise_email(who))
+    if user is None:
+        raise NotFoundError(f"user {who} not found")
+    return user
+
+
+def deactivate_user(engine: Engine, principal: Principal, who: str | int) -> UserRecord:
+    """Deactivate the account ``who`` (email or id): it can neither sign in nor use a
+    token, and in the same transaction all its sessions end and all its tokens are revoked
+    (node administrators; nobody deactivates their own account)."""
+    require(principal, Action.USER_MANAGE, Resource())
+    with engine.begin() as connection:
+        user = _account(connection, who)
+        if user.email == principal.email or user.id == principal.user_id:
+            raise PermissionDeniedError("nobody may deactivate their own account")
+        if not user.active:
+            raise ConflictError(f"user {user.email} is already inactive")
+        UserRepository(connection).update(user.id, active=False)
+        audit(
+            connection,
+            principal,
+            "user.deactivate",
+            "user",
+            user.email,
+            before={"active": True},
+            after={"active": False},
+        )
+        _end_access(connection, principal, user, reason="account deactivated")
+        record = UserRepository(connection).by_id(user.id)
+    assert record is not None
+    return record
+
+
+def activate_user(engine: Engine, principal: Principal, who: str | int) -> UserRecord:
+    """Activate again the deactivated account ``who``: it may sign in (a fresh start, no
+    lockout); its old sessions and tokens stay ended (node administrators)."""
+    require(principal, Action.USER_MANAGE, Resource())
+    with engine.begin() as connection:
+        user = _account(connection, who)
+        if user.active:
+            raise ConflictError(f"user {user.email} is already active")
+        UserRepository(connection).update(user.id, active=True, failed_logins=0, locked_until=None)
+        audit(
+            connection,
+            principal,
+            "user.activate",
+            "user",
+            user.email,
+            before={"active": False},
+            after={"active": True},
+        )
+        record = UserRepository(connection).by_id(user.id)
+    assert record is not None
+    return record
 
 
 def list_users(engine: Engine, principal: Principal) -> list[UserRecord]:
@@ -179,8 +289,8 @@ def _checked_grant(study: str, site: str, role: str | Role) -> Grant:
     return Grant(study, site, role)
 
 
-def _require_grant_rights(principal: Principal, grant: Grant) -> None:
-    """Grant and revoke only within what one manages; node_admin needs user.manage."""
+def _require_revoke_rights(principal: Principal, grant: Grant) -> None:
+    """Revoke only within what one manages; node_admin needs user.manage."""
     if grant.role is Role.NODE_ADMIN:
         require(principal, Action.USER_MANAGE, Resource())
     require(principal, Action.GRANT_MANAGE, Resource(grant.study, grant.site))
@@ -189,14 +299,23 @@ def _require_grant_rights(principal: Principal, grant: Grant) -> None:
 def grant_role(
     engine: Engine, principal: Principal, *, email: str, study: str, site: str, role: str | Role
 ) -> GrantRecord:
-    """Give a person a role at a study (or ``*``) and site (or ``*``)."""
+    """Give a person a role at a study (or ``*``) and site (or ``*``).
+
+    :func:`~consortia.auth.policy.grant_refusal` decides: never to oneself, never a role
+    that sees more than the granter's own roles there.
+    """
     grant = _checked_grant(study, site, role)
-    _require_grant_rights(principal, grant)
     email = normalise_email(email)
+    # refused before the account is looked up: a refusal says nothing about who exists
+    refusal = grant_refusal(principal, grant, to_self=email == principal.email)
+    if refusal is not None:
+        raise PermissionDeniedError(refusal)
     with guarded_write(engine, f"{email} already holds {grant}") as connection:
         user = UserRepository(connection).by_email(email)
         if user is None:
             raise NotFoundError(f"user {email} not found")
+        if user.id == principal.user_id:
+            raise PermissionDeniedError("nobody may grant a role to themselves")
         grants = GrantRepository(connection, principal)
         if grants.find(user.id, grant) is not None:
             raise ConflictError(f"{email} already holds {grant}")
@@ -221,7 +340,7 @@ def grant_role(
 
 
 def _revoke(connection: Connection, principal: Principal, record: GrantRecord) -> None:
-    _require_grant_rights(principal, record.grant)
+    _require_revoke_rights(principal, record.grant)
     GrantRepository(connection, principal).remove(record.id)
     audit(
         connection,

@@ -445,6 +445,13 @@ class SessionRepository:
     def remove(self, id_hash: str) -> None:
         self.connection.execute(web_session.delete().where(web_session.c.id_hash == id_hash))
 
+    def remove_of_user(self, user_id: int, *, keep: str | None = None) -> int:
+        """End every session of ``user_id`` but the one stored as ``keep``; how many ended."""
+        statement = web_session.delete().where(web_session.c.user_id == user_id)
+        if keep is not None:
+            statement = statement.where(web_session.c.id_hash != keep)
+        return int(self.connection.execute(statement).rowcount)
+
     def remove_idle(self, *, before: datetime) -> None:
         """Forget sessions last used before ``before``."""
         self.connection.execute(web_session.delete().where(web_session.c.last_seen_at < before))

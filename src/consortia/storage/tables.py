@@ -35,6 +35,7 @@ __all__ = [
     "federation_refusal",
     "form_instance",
     "item_value",
+    "login_throttle",
     "metadata",
     "query_message",
     "role_grant",
@@ -140,6 +141,19 @@ web_session = sa.Table(
     ),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
+# Failed sign-ins per client address and per account name typed, in fixed windows: shared
+# by every server process of the node; expired rows are pruned (services/login_limits.py)
+login_throttle = sa.Table(
+    "login_throttle",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # "address" or "account"
+    sa.Column("subject", sa.String(EMAIL_LENGTH), primary_key=True),
+    sa.Column("window_start", UTCDateTime, nullable=False, index=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    # sign-ins refused (429) while the limit held: audited as one summary per window
+    sa.Column("refused", sa.Integer, nullable=False, server_default="0"),
 )
 
 subject = sa.Table(

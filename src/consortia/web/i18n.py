@@ -41,6 +41,8 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
         "login.required": "Required.",
         # the API's own words, so the page and the API refuse alike
         "login.refused": LOGIN_REFUSED,
+        "login.throttled": "Too many failed sign-ins from this address or for this account. "
+        "Wait a few minutes, then try again.",
         "home.title": "Home",
         "home.signed_in_as": "Signed in as",
         "home.grants": "Your roles",
@@ -209,6 +211,7 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
         "login.submit": "登录",
         "login.required": "必填。",
         "login.refused": "电子邮箱或密码错误，或账户因多次失败已被锁定；请稍后再试",
+        "login.throttled": "来自此地址或针对此账户的失败登录次数过多。请等待几分钟后再试。",
         "home.title": "首页",
         "home.signed_in_as": "当前用户",
         "home.grants": "您的角色",

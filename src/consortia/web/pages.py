@@ -32,11 +32,17 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from consortia.api.errors import status_for
+from consortia.api.signin import sign_in
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, csrf_token
 from consortia.config import Settings
-from consortia.exceptions import AuthenticationError, ConsortiaError, ValidationError
+from consortia.exceptions import (
+    AuthenticationError,
+    ConsortiaError,
+    TooManyRequestsError,
+    ValidationError,
+)
 from consortia.services import approvals, authentication
 from consortia.services.approvals import ApprovalEntry, ApprovalStatus, NoApprovalQueueError
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
@@ -439,9 +445,20 @@ def create_web_router() -> APIRouter:
                 missing=missing,
             )
         try:
-            result = await run_in_threadpool(
-                authentication.login, node_engine(request), node_settings(request), email, password
+            result = await sign_in(request, email, password)
+        except TooManyRequestsError as error:
+            page = render_page(
+                request,
+                "login.html",
+                429,
+                page_path="/login",
+                email=email,
+                refused=False,
+                throttled=True,
+                missing=(),
             )
+            page.headers["Retry-After"] = str(error.retry_after)
+            return page
         except AuthenticationError:
             return render_page(
                 request,

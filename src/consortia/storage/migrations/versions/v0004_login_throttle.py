@@ -1,0 +1,34 @@
+"""Failed sign-ins per client address and per account, shared by the node's processes.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+# frozen: not consortia.storage.tables.UTCDateTime, whose DDL is the same
+UTCDateTime = sa.DateTime(timezone=True)
+
+revision = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "login_throttle",
+        sa.Column("kind", sa.String(8), primary_key=True),
+        sa.Column("subject", sa.String(320), primary_key=True),
+        sa.Column("window_start", UTCDateTime, nullable=False),
+        sa.Column("failures", sa.Integer, nullable=False),
+        sa.Column("refused", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_index("ix_login_throttle_window_start", "login_throttle", ["window_start"])
+
+
+def downgrade() -> None:
+    op.drop_table("login_throttle")
