@@ -1,7 +1,7 @@
 """Failed sign-ins per client address and per account, shared by the node's processes.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 # frozen: not consortia.storage.tables.UTCDateTime, whose DDL is the same
 UTCDateTime = sa.DateTime(timezone=True)
 
-revision = "0004"
-down_revision: str | None = "0003"
+revision = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 
