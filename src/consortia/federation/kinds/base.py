@@ -118,6 +118,24 @@ class AnalysisKind(Generic[RequestT]):
         """Answer one round on the node: the aggregates and the counts to check."""
         raise NotImplementedError
 
+    # Iterative kinds agree a design in their first round and re-check it every round
+    # (see consortia.federation.disclosure); one-round kinds keep these defaults.
+
+    def design(self, state: Any, request: RequestT) -> dict[str, Any] | None:
+        """What this node's releases in a session depend on beyond the request (its rows,
+        the levels of its categorical covariates with their counts, its strata), as JSON;
+        ``None`` for a kind whose every round stands alone."""
+        return None
+
+    def agreement_round(self, payload: Mapping[str, Any]) -> bool:
+        """Whether ``payload`` is the round that agrees the session's design."""
+        return False
+
+    def round_levels(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The levels a later round carries (the node stores the first and holds every
+        later round of the session to them)."""
+        return None
+
     async def lead(self, request: RequestT, exchange: Exchange) -> dict[str, Any]:
         """Drive the rounds and return the estimates as JSON values."""
         raise NotImplementedError

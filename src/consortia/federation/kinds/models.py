@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from consortia.exceptions import StatisticsError
+from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
@@ -46,8 +46,9 @@ from consortia.federation.kinds.base import (
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
-from consortia.federation.protocol import canonical_json
+from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
+from consortia.stats._arrays import sort_labels
 from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
@@ -111,13 +112,21 @@ class CoxRequest(AnalysisRequest):
 
 @dataclass
 class ModelRows:
-    """One node's complete rows for a model session, and designs built from them."""
+    """One node's complete rows for a model session, and designs built from them.
+
+    ``strata`` are the local strata columns (Cox) and ``events`` the event column, whose
+    per-stratum counts the node checks and agrees like the levels' counts.
+    """
 
     table: Table
     rows: npt.NDArray[np.bool_]
     missing: int
     categorical: set[str]
     designs: dict[bytes, Any] = field(default_factory=dict)
+    strata: Sequence[str] = ()
+    events: str | None = None
+    _agreed: dict[str, Any] | None = None
+    _groups: dict[str, npt.NDArray[np.bool_]] | None = None
 
     @property
     def n(self) -> int:
@@ -153,13 +162,142 @@ class ModelRows:
         columns = {name: self.column(name) for name in covariates}
         return design_matrix(columns, covariates, levels, intercept=intercept).matrix
 
+    def stratum_labels(self) -> npt.NDArray[np.object_] | None:
+        """Each complete row's local stratum (``None`` without local strata)."""
+        if not self.strata:
+            return None
+        parts = [label_column(self.table, name, self.rows) for name in self.strata]
+        return np.array(
+            ["|".join(str(v) for v in values) for values in zip(*parts, strict=True)],
+            dtype=object,
+        )
+
+    def own_levels(self, covariates: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """This node's levels (with rows) of each categorical covariate, sorted."""
+        report = self.level_report(covariates)
+        return {
+            name: sort_labels(set(entry["counts"]))
+            for name, entry in report.items()
+            if entry["categorical"]
+        }
+
+    def groups(self, covariates: Sequence[str]) -> dict[str, npt.NDArray[np.bool_]]:
+        """The table rows behind each level and each stratum, labelled without a value."""
+        if self._groups is None:
+            groups: dict[str, npt.NDArray[np.bool_]] = {}
+            positions = np.flatnonzero(self.rows)
+            for name, levels in self.own_levels(covariates).items():
+                labels = self.column(name)
+                for index, level in enumerate(levels, start=1):
+                    mask = np.zeros(self.table.n_rows, dtype=np.bool_)
+                    mask[positions[labels == level]] = True
+                    groups[f"level {index} of {name}"] = mask
+            strata = self.stratum_labels()
+            if strata is not None:
+                for index, stratum in enumerate(sort_labels(set(strata.tolist())), start=1):
+                    mask = np.zeros(self.table.n_rows, dtype=np.bool_)
+                    mask[positions[strata == stratum]] = True
+                    groups[f"stratum {index}"] = mask
+            self._groups = groups
+        return self._groups
+
+    def stratum_counts(self) -> list[list[int]]:
+        """Rows and events of each local stratum, in stratum order."""
+        strata = self.stratum_labels()
+        if strata is None:
+            return []
+        events = self.numeric(self.events) if self.events else np.zeros(self.n)
+        return [
+            [int((strata == stratum).sum()), int(events[strata == stratum].sum())]
+            for stratum in sort_labels(set(strata.tolist()))
+        ]
+
+    def agreed_design(self, covariates: Sequence[str]) -> dict[str, Any]:
+        """What this node agrees for the session: its rows (count and a digest of their
+        keys), rows left out, each categorical covariate's levels with their counts, and
+        its strata's rows and events. JSON values only; computed once per session."""
+        if self._agreed is None:
+            keys = self.table.keys(self.rows)
+            report = self.level_report(covariates)
+            self._agreed = {
+                "dataset": self.table.dataset,
+                "rows": self.n,
+                "row_keys_sha256": sha256_hex(np.asarray(keys, dtype="<i8").tobytes()),
+                "missing": self.missing,
+                "categorical": {
+                    name: {
+                        level: entry["counts"][level] for level in sort_labels(set(entry["counts"]))
+                    }
+                    for name, entry in report.items()
+                    if entry["categorical"]
+                },
+                "strata": self.stratum_counts(),
+            }
+        return self._agreed
+
+    def check_levels(self, covariates: Sequence[str], payload: Mapping[str, Any]) -> Levels:
+        """The levels a model round carries, refused unless they fit this node's own.
+
+        They must name exactly this node's categorical covariates, each as distinct labels
+        in the agreed (sorted) order that include every level this node has rows of; a
+        level this node has no rows of (another node's) gives an all-zero column.
+        """
+        levels = payload.get("levels")
+        own = self.own_levels(covariates)
+        if not isinstance(levels, Mapping) or set(levels) != set(own):
+            named = ", ".join(sorted(own)) or "none"
+            raise PolicyRefusal(
+                "session_mismatch",
+                f"a model round must carry levels for exactly this node's categorical "
+                f"covariates ({named})",
+            )
+        agreed: Levels = {}
+        for name in sorted(own):
+            values = levels[name]
+            if (
+                not isinstance(values, list)
+                or not all(isinstance(value, str) for value in values)
+                or tuple(values) != sort_labels(set(values))
+            ):
+                raise PolicyRefusal(
+                    "session_mismatch",
+                    f"{name}: the round's levels must be distinct labels in the agreed order",
+                )
+            absent = len(set(own[name]) - set(values))
+            if absent:
+                raise PolicyRefusal(
+                    "session_mismatch",
+                    f"{name}: {absent} of this node's levels are not among the round's levels",
+                )
+            agreed[name] = list(values)
+        return agreed
+
+    def round_cells(self, covariates: Sequence[str]) -> dict[str, list[int]]:
+        """The counts every round re-checks: rows left out, rows per level and per stratum."""
+        cells: dict[str, list[int]] = {"rows with missing values": [self.missing]}
+        for name, counts in self.agreed_design(covariates)["categorical"].items():
+            cells[f"rows per level of {name}"] = list(counts.values())
+        strata = self.agreed_design(covariates)["strata"]
+        if strata:
+            cells["rows per stratum"] = [rows for rows, _ in strata]
+            cells["events per stratum"] = [events for _, events in strata]
+        return cells
+
 
 def _model_rows(
-    table: Table, needed: Sequence[str], covariates: Sequence[str], categorical: Sequence[str]
+    table: Table,
+    needed: Sequence[str],
+    covariates: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    strata: Sequence[str] = (),
+    events: str | None = None,
 ) -> ModelRows:
     rows, missing = complete_rows(table, needed)
     text = {name for name in covariates if table.types[name] is ColumnType.TEXT}
-    return ModelRows(table, rows, missing, text | set(categorical))
+    return ModelRows(
+        table, rows, missing, text | set(categorical), strata=tuple(strata), events=events
+    )
 
 
 def _parameters(report: Mapping[str, Any], intercept: bool) -> int:
@@ -172,16 +310,40 @@ def _parameters(report: Mapping[str, Any], intercept: bool) -> int:
 
 def _levels_release(model: ModelRows, covariates: Sequence[str], intercept: bool) -> Release:
     report = model.level_report(covariates)
-    cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
-    for name, entry in report.items():
-        if entry["categorical"]:
-            cells[f"rows per level of {name}"] = list(entry["counts"].values())
     return Release(
         {"step": "levels", "levels": report, "n": model.n},
         model.n,
-        cells=cells,
+        cells=model.round_cells(covariates),
         parameters=_parameters(report, intercept),
+        rows=model.rows,
+        groups=model.groups(covariates),
     )
+
+
+class _ModelKind:
+    """The session agreement both model kinds share (mixed into their AnalysisKind)."""
+
+    def design(self, state: Any, request: Any) -> dict[str, Any] | None:
+        model: ModelRows = state
+        return model.agreed_design(request.covariates)
+
+    def agreement_round(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("step") == "levels"
+
+    def round_levels(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        levels = payload.get("levels")
+        return dict(levels) if isinstance(levels, Mapping) else None
+
+
+def _beta(payload: Mapping[str, Any], size: int) -> FloatArray:
+    """The round's coefficients: ``size`` finite numbers (none: the starting round)."""
+    try:
+        beta = np.asarray(payload.get("beta"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRequest("payload.beta: a list of numbers is needed") from None
+    if beta.shape not in ((size,), (0,)) or not np.isfinite(beta).all():
+        raise InvalidRequest(f"payload.beta: {size} finite numbers are needed")
+    return beta
 
 
 def _cached(model: ModelRows, key: Mapping[str, Any], build: Any) -> Any:
@@ -219,7 +381,7 @@ def _term_names(covariates: Sequence[str], levels: Levels, intercept: bool) -> t
     return design_matrix(example, covariates, levels, intercept=intercept).names
 
 
-class GlmKind(AnalysisKind[GlmRequest]):
+class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
     """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
 
     name = "glm"
@@ -238,7 +400,7 @@ class GlmKind(AnalysisKind[GlmRequest]):
         model: ModelRows = state
         if payload.get("step") == "levels":
             return _levels_release(model, request.covariates, request.intercept)
-        levels: Levels = dict(payload["levels"])
+        levels = model.check_levels(request.covariates, payload)
 
         def build() -> GlmNodeData:
             return GlmNodeData(
@@ -250,15 +412,20 @@ class GlmKind(AnalysisKind[GlmRequest]):
             )
 
         node: GlmNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
-        cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
+        aggregates = node.round(_beta(payload, node.x.shape[1]))
+        cells = model.round_cells(request.covariates)
         if request.family != "gaussian":
             successes = round(aggregates.sum_y)
             cells["outcome counts"] = [successes]
             if request.family == "binomial":
                 cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
         return Release(
-            aggregates.to_dict(arrays=True), model.n, cells=cells, parameters=int(node.x.shape[1])
+            aggregates.to_dict(arrays=True),
+            model.n,
+            cells=cells,
+            parameters=int(node.x.shape[1]),
+            rows=model.rows,
+            groups=model.groups(request.covariates),
         )
 
     async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
@@ -284,7 +451,7 @@ def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
     return CoxStratumAggregates.from_dict(data)
 
 
-class CoxKind(AnalysisKind[CoxRequest]):
+class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
     """Pooled-equivalent Cox model by Newton rounds (``fit_cox_federated``)."""
 
     name = "cox"
@@ -297,7 +464,14 @@ class CoxKind(AnalysisKind[CoxRequest]):
         return None if request.stratified else request.effective_time_bin
 
     def prepare(self, table: Table, request: CoxRequest, policy: NodePolicy) -> ModelRows:
-        return _model_rows(table, self.columns(request), request.covariates, request.categorical)
+        return _model_rows(
+            table,
+            self.columns(request),
+            request.covariates,
+            request.categorical,
+            strata=request.local_strata,
+            events=request.event,
+        )
 
     def node_round(
         self, state: Any, request: CoxRequest, payload: Mapping[str, Any], policy: NodePolicy
@@ -305,13 +479,11 @@ class CoxKind(AnalysisKind[CoxRequest]):
         model: ModelRows = state
         if payload.get("step") == "levels":
             return _levels_release(model, request.covariates, intercept=False)
-        levels: Levels = dict(payload["levels"])
+        levels = model.check_levels(request.covariates, payload)
 
         def build() -> CoxNodeData:
-            strata = None
-            if request.local_strata:
-                parts = [label_column(model.table, s, model.rows) for s in request.local_strata]
-                strata = ["|".join(str(v) for v in values) for values in zip(*parts, strict=True)]
+            labels = model.stratum_labels()
+            strata = None if labels is None else labels.tolist()
             return CoxNodeData(
                 model.numeric(request.time),
                 model.numeric(request.event),
@@ -323,16 +495,18 @@ class CoxKind(AnalysisKind[CoxRequest]):
             )
 
         node: CoxNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
+        aggregates = node.round(_beta(payload, node.n_covariates))
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
             cells={
                 "events": [node.n_events],
                 "censored": [node.n - node.n_events],
-                "rows with missing values": [model.missing],
+                **model.round_cells(request.covariates),
             },
             parameters=node.n_covariates,
+            rows=model.rows,
+            groups=model.groups(request.covariates),
         )
 
     async def lead(self, request: CoxRequest, exchange: Exchange) -> dict[str, Any]:
