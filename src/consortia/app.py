@@ -22,6 +22,7 @@ from consortia import __version__
 from consortia.api.errors import install_error_handlers
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.config import Settings, load_settings
+from consortia.services.analyses import load_analysis_config
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.pages import create_web_router
@@ -66,6 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # One disclosure policy for every release: the node's federation config's (read once).
+    app.state.analysis_config = load_analysis_config(settings.federation_config)
     install_error_handlers(app)
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
