@@ -336,3 +336,69 @@ def test_a_cox_round_may_not_bring_levels_for_a_numeric_covariate(
     assert post(node, levels_round(COX, session))[0]["status"] == "ok"
     reply, _ = post(node, model_round(COX, session, {"age": ["30", "40"]}, beta=[0.0]))
     assert_refused(reply, "session_mismatch")
+
+
+# --------------------------------------------------------------------------- coefficients
+
+
+def _ages(table: Table) -> Table:
+    """The same patients with distinct ages 30..59."""
+    return Table(
+        table.name, {**table.columns, "age": np.arange(30.0, 30.0 + table.n_rows)}, table.types
+    )
+
+
+def test_coefficients_that_isolate_one_patient_are_refused(make_node: NodeFactory) -> None:
+    """beta = (-50·48, 50) gives every patient but the one aged 48 a weight of about e^-50:
+    X'WX and X'Wz would be that patient's row alone."""
+    node = make_node(_ages(hospital(WITHOUT_VIP)))
+    request = {
+        "kind": "glm",
+        "family": "binomial",
+        "table": "hospital",
+        "outcome": "died",
+        "covariates": ["age"],
+    }
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    assert post(node, model_round(request, session, {}))[0]["status"] == "ok"
+    honest, _ = post(node, model_round(request, session, {}, beta=[0.5, -0.01]))
+    assert honest["status"] == "ok"
+    reply, _ = post(node, model_round(request, session, {}, beta=[-50.0 * 48, 50.0]))
+    assert_refused(reply, "weight_concentration")
+    cox = {**COX, "strata": []}
+    other = new_id()
+    assert post(node, levels_round(cox, other))[0]["status"] == "ok"
+    reply, _ = post(node, model_round(cox, other, {}, beta=[50.0]))
+    assert_refused(reply, "weight_concentration")
+
+
+def test_unstratified_cox_time_sums_of_few_subjects_are_refused(
+    make_node: NodeFactory, engine: sa.Engine
+) -> None:
+    """Per-time sums of x over a 7-day bin holding one subject would be that subject's x."""
+    node = make_node(hospital(WITHOUT_VIP))
+    request = {**COX, "covariates": ["income"], "strata": []}
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    reply, text = post(node, model_round(request, session, {}, beta=[0.0]))
+    assert_refused(reply, "min_cell_count")
+    assert "rows per released time" in reply["message"]
+    incomes = [f"{value:.2f}" for value in hospital(WITHOUT_VIP).column("income")]
+    trail = audit_text(engine)
+    assert not [value for value in incomes if value in text or value in trail]
+
+
+def test_cox_time_sums_are_scaled_by_the_mean_not_by_one_patients_largest_value(
+    make_node: NodeFactory,
+) -> None:
+    table = _ages(hospital(WITHOUT_VIP))
+    node = make_node(table)
+    request = {**COX, "strata": [], "time_bin": 1000}  # one released time: all 30 patients
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    reply, _ = post(node, model_round(request, session, {}, beta=[0.01]))
+    assert reply["status"] == "ok"
+    shift = reply["aggregates"]["shift"]
+    assert shift == pytest.approx(0.01 * float(table.column("age").mean()), rel=1e-12)
+    assert shift != pytest.approx(0.01 * float(table.column("age").max()))

@@ -48,7 +48,7 @@ from consortia.federation.kinds.base import (
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
-from consortia.stats._arrays import sort_labels
+from consortia.stats._arrays import bin_times, sort_labels
 from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
@@ -346,6 +346,35 @@ def _beta(payload: Mapping[str, Any], size: int) -> FloatArray:
     return beta
 
 
+def _glm_log_weights(node: GlmNodeData, beta: FloatArray, family: str) -> FloatArray:
+    """log of each row's IRLS weight at ``beta`` (binomial m·p(1−p), Poisson μ)."""
+    eta = node.x @ beta + node.offset
+    if family == "poisson":
+        return np.asarray(eta, dtype=np.float64)
+    # log p(1-p) = -|eta| - 2 log(1 + exp(-|eta|)), stable for any eta
+    magnitude = np.abs(eta)
+    return np.asarray(np.log(node.weights) - magnitude - 2 * np.log1p(np.exp(-magnitude)))
+
+
+def _check_weights(log_weights: FloatArray, policy: NodePolicy) -> None:
+    """Refuse coefficients that put nearly all the weight on a few rows.
+
+    The lead chooses the coefficients a round is evaluated at; coefficients that make a few
+    rows' weights dwarf the rest would release those rows' values almost alone. The
+    effective number of rows, (Σw)² / Σw², must reach the minimum cell count.
+    """
+    if log_weights.size == 0:
+        return
+    weights = np.exp(log_weights - log_weights.max())
+    effective = float(weights.sum() ** 2 / (weights**2).sum())
+    if effective < policy.min_cell_count:
+        raise PolicyRefusal(
+            "weight_concentration",
+            f"at the round's coefficients fewer than {policy.min_cell_count} rows carry the "
+            "weight of this node's answer",
+        )
+
+
 def _cached(model: ModelRows, key: Mapping[str, Any], build: Any) -> Any:
     token = canonical_json(dict(key))
     if token not in model.designs:
@@ -412,7 +441,10 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             )
 
         node: GlmNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(_beta(payload, node.x.shape[1]))
+        beta = _beta(payload, node.x.shape[1])
+        if beta.size and request.family != "gaussian":
+            _check_weights(_glm_log_weights(node, beta, request.family), policy)
+        aggregates = node.round(beta)
         cells = model.round_cells(request.covariates)
         if request.family != "gaussian":
             successes = round(aggregates.sum_y)
@@ -481,29 +513,42 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             return _levels_release(model, request.covariates, intercept=False)
         levels = model.check_levels(request.covariates, payload)
 
-        def build() -> CoxNodeData:
+        def build() -> tuple[CoxNodeData, FloatArray]:
             labels = model.stratum_labels()
             strata = None if labels is None else labels.tolist()
-            return CoxNodeData(
+            x = model.design(request.covariates, levels, intercept=False)
+            node = CoxNodeData(
                 model.numeric(request.time),
                 model.numeric(request.event),
-                model.design(request.covariates, levels, intercept=False),
+                x,
                 ties=request.ties,
                 stratified=request.stratified,
                 strata=strata,
                 time_bin=request.effective_time_bin,
             )
+            return node, x
 
-        node: CoxNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(_beta(payload, node.n_covariates))
+        node, x = _cached(model, {"levels": levels}, build)
+        beta = _beta(payload, node.n_covariates)
+        if beta.size:
+            _check_weights(x @ beta, policy)
+        aggregates = node.round(beta)
+        cells = {
+            "events": [node.n_events],
+            "censored": [node.n - node.n_events],
+            **model.round_cells(request.covariates),
+        }
+        if not request.stratified:
+            # per-time sums: the subjects (and events) at each released time are a group
+            binned = bin_times(model.numeric(request.time), request.effective_time_bin)
+            _, at_time = np.unique(binned, return_inverse=True)
+            cells["rows per released time"] = np.bincount(at_time).tolist()
+            events = np.bincount(at_time, weights=model.numeric(request.event))
+            cells["events per released time"] = [round(float(e)) for e in events]
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
-            cells={
-                "events": [node.n_events],
-                "censored": [node.n - node.n_events],
-                **model.round_cells(request.covariates),
-            },
+            cells=cells,
             parameters=node.n_covariates,
             rows=model.rows,
             groups=model.groups(request.covariates),
