@@ -402,3 +402,18 @@ def test_cox_time_sums_are_scaled_by_the_mean_not_by_one_patients_largest_value(
     shift = reply["aggregates"]["shift"]
     assert shift == pytest.approx(0.01 * float(table.column("age").mean()), rel=1e-12)
     assert shift != pytest.approx(0.01 * float(table.column("age").max()))
+
+
+def test_a_meta_analysis_s_local_fit_counts_its_levels(make_node: NodeFactory) -> None:
+    """A local fit's coefficient of the VIP level would be the VIP's income minus the rest."""
+    node = make_node(hospital(WITH_VIP))
+    request = {
+        "kind": "meta",
+        "table": "hospital",
+        "term": "ward[T.VIP]",
+        "model": {"kind": "glm", "outcome": "income", "covariates": ["ward"]},
+    }
+    reply, text = post(node, task(request, {}, new_id()))
+    assert_refused(reply, "min_cell_count")
+    assert "rows per level of ward" in reply["message"]
+    assert str(VIP_INCOME) not in text

@@ -89,7 +89,8 @@ class Table:
     ``row_keys`` identify the rows for the node's release ledger (never released): the
     subjects' internal keys in an EDC table, the row numbers of a file (the default).
     ``dataset`` names what the rows are drawn from, so tables built from one study with
-    different filters share one ledger (``edc:CART-LBCL``); the default is ``table:NAME``.
+    different filters share one ledger (``edc:CART-LBCL``), as do tables declared over one
+    file (``file:/abs/path.csv``); the default is ``table:NAME``.
     """
 
     name: str
@@ -332,7 +333,13 @@ def _read_csv(
                 problems.add(column, f"{exc}, got {text!r}", line)
         arrays[column], types[column] = array, kind
     problems.raise_if_any()
-    return Table(name, arrays, types, str(path))
+    return Table(name, arrays, types, str(path), dataset=_file_dataset(path))
+
+
+def _file_dataset(path: Path) -> str:
+    """The release ledger's name for a file's rows: one history per file, however many
+    tables a node config declares over it."""
+    return f"file:{path.resolve()}"
 
 
 def _python_type(values: Sequence[Any]) -> ColumnType:
@@ -389,7 +396,7 @@ def _read_parquet(
                 problems.add(column, f"row {index + 1}: {exc}, got {value!r}")
         arrays[column], types[column] = array, kind
     problems.raise_if_any()
-    return Table(name, arrays, types, str(path))
+    return Table(name, arrays, types, str(path), dataset=_file_dataset(path))
 
 
 def read_table(

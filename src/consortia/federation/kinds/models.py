@@ -43,6 +43,7 @@ from consortia.federation.kinds.base import (
     complete_rows,
     drive_iterative,
     label_column,
+    label_groups,
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
@@ -650,10 +651,24 @@ class MetaKind(AnalysisKind[MetaRequest]):
         estimate, error = float(coef[at]), float(se[at])
         if not (math.isfinite(estimate) and math.isfinite(error)):
             raise StatisticsError(f"meta: {request.term!r} cannot be estimated at this node")
+        # A local fit's coefficient of a level is that level's rows' contrast: levels are
+        # released groups, as in a federated model.
+        cells: dict[str, list[int]] = {"rows with missing values": [missing]}
+        groups: dict[str, npt.NDArray[np.bool_]] = {}
+        for name, values in columns.items():
+            if values.dtype == object:
+                levels = label_groups(np.asarray(values, dtype=object), f"level of {name}", rows)
+                cells[f"rows per level of {name}"] = [int(mask.sum()) for mask in levels.values()]
+                groups.update(levels)
+        if isinstance(model, GlmRequest) and model.family == "binomial" and not model.trials:
+            outcome = numeric_column(table, model.outcome, rows)
+            cells["outcome counts"] = [int(outcome.sum()), int(n - outcome.sum())]
         return Release(
             {"estimate": estimate, "standard_error": error, "n": n},
             n,
-            cells={"rows with missing values": [missing]},
+            cells=cells,
+            rows=rows,
+            groups=groups,
             parameters=len(names),
         )
 
