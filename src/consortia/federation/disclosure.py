@@ -14,7 +14,9 @@ the node sees them (the node database; in memory for a node without one):
   A release one of whose row sets differs from a row set already released from the same
   dataset — to any requester, by any path — by at least one and fewer than
   ``min_cell_count`` rows is refused (``differencing``): subtracting the two would give
-  those few rows' values. Equal sets (a re-run, the rounds of one model) pass.
+  those few rows' values. Equal sets (a re-run, the rounds of one model) pass, and a set
+  already in the ledger is not compared again: every pair of stored sets was compared
+  when the later of the two was stored.
 
 The ledger check, the ledger rows, the session record and the release's audit event are
 written in one transaction (:class:`DatabaseDisclosureStore`), so nothing is released
@@ -38,6 +40,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -89,6 +92,15 @@ class ReleaseRows:
 
     dataset: str
     sets: tuple[RowSet, ...]
+
+    @cached_property
+    def distinct(self) -> list[tuple[RowSet, str]]:
+        """The non-empty sets, one per digest, with their digests (computed once)."""
+        seen: dict[str, RowSet] = {}
+        for row_set in self.sets:
+            if row_set.keys.size:
+                seen.setdefault(keys_digest(self.dataset, row_set.keys), row_set)
+        return [(row_set, digest) for digest, row_set in seen.items()]
 
 
 @dataclass(frozen=True)
@@ -170,11 +182,7 @@ def _close(first: Keys, second: Keys, minimum: int) -> bool:
 
 
 def _distinct(rows: ReleaseRows) -> list[tuple[RowSet, str]]:
-    seen: dict[str, RowSet] = {}
-    for row_set in rows.sets:
-        if row_set.keys.size:
-            seen.setdefault(keys_digest(rows.dataset, row_set.keys), row_set)
-    return [(row_set, digest) for digest, row_set in seen.items()]
+    return rows.distinct
 
 
 def _check_within(sets: Sequence[tuple[RowSet, str]], minimum: int) -> Refusal | None:
@@ -263,6 +271,8 @@ class MemoryDisclosureStore:
             return refusal
         earlier = self._ledger.sets.get(rows.dataset, {})
         for row_set, digest in sets:
+            if digest in earlier:
+                continue  # checked against every other set when either was first released
             for old_digest, keys in earlier.items():
                 if old_digest != digest and _close(row_set.keys, keys, minimum):
                     return _differencing(row_set.label, "an earlier release", minimum)
@@ -378,7 +388,10 @@ class DatabaseDisclosureStore:
             return None
         sizes = [row_set.keys.size for row_set, _ in sets]
         candidates = ledger.sets(dataset, min(sizes) - minimum + 1, max(sizes) + minimum - 1)
+        known = {stored.digest for stored in candidates}
         for row_set, digest in sets:
+            if digest in known:
+                continue  # checked against every other set when either was first released
             for stored in candidates:
                 if stored.digest == digest or abs(stored.n - row_set.keys.size) >= minimum:
                     continue

@@ -33,6 +33,7 @@ from consortia.exceptions import FederationError, PolicyRefusal, StatisticsError
 from consortia.federation.approval import ApprovalQueue, ApprovalStatus
 from consortia.federation.audit import AuditSink, MemoryAuditSink
 from consortia.federation.disclosure import (
+    AgreedSession,
     DisclosureStore,
     ReleaseRows,
     RowSet,
@@ -75,6 +76,10 @@ class _Session:
     last_used: float
     table: Table
     request_sha256: str
+    # What this process already checked: the agreement once its levels are fixed (it
+    # never changes after), and the row sets of the release masks it last saw.
+    agreed: AgreedSession | None = None
+    rows: tuple[tuple[Any, ...], ReleaseRows] | None = None
 
 
 class _Pending(Exception):
@@ -335,7 +340,7 @@ class NodeRunner:
         if design is None:
             return None
         design = json.loads(canonical_json(design))
-        agreed = self.store.agreed(sender, task.session)
+        agreed = session.agreed or self.store.agreed(sender, task.session)
         if session.kind.agreement_round(task.payload):
             if agreed is not None and (
                 agreed.request_sha256 != session.request_sha256 or agreed.design != design
@@ -380,18 +385,27 @@ class NodeRunner:
                 "session_mismatch",
                 "the round's levels are not those of the session's first model round",
             )
+        session.agreed = agreed
         return None
 
     @staticmethod
     def _release_rows(session: _Session, release: Release) -> ReleaseRows:
-        """The row sets the release draws on, for the release ledger."""
+        """The row sets the release draws on, for the release ledger (a model's rounds
+        reuse the very mask arrays of their session, so their sets are built once)."""
         table = session.table
+        masks = (release.rows, *release.groups.values())
+        if session.rows is not None and len(session.rows[0]) == len(masks):
+            held, built = session.rows
+            if all(mask is not None and mask is old for mask, old in zip(masks, held, strict=True)):
+                return built
         rows = release.rows
         if rows is None:
             rows = complete_rows(table, session.kind.columns(session.request))[0]
         sets = [RowSet("rows", table.keys(rows))]
         sets += [RowSet(label, table.keys(mask)) for label, mask in release.groups.items()]
-        return ReleaseRows(table.dataset, tuple(sets))
+        built = ReleaseRows(table.dataset, tuple(sets))
+        session.rows = (masks, built)  # holding the masks keeps them (and their identity)
+        return built
 
     def _refusal(
         self, fields: dict[str, Any], event: dict[str, Any], rule: str, message: str
