@@ -35,4 +35,7 @@ def run_analysis(
 ) -> dict[str, Any]:
     """Run an analysis on the study's data at the caller's sites; aggregates only."""
     config = getattr(request.app.state, "analysis_config", None)
-    return analyses.run_analysis(engine, principal, study, body, config=config)
+    approvals_file = request.app.state.settings.approvals_file
+    return analyses.run_analysis(
+        engine, principal, study, body, config=config, approvals_file=approvals_file
+    )

@@ -27,7 +27,8 @@ from sqlalchemy import Engine
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
-from consortia.exceptions import Problem, ValidationError
+from consortia.exceptions import PolicyRefusal, Problem, ValidationError
+from consortia.federation.approval import ApprovalQueue
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
@@ -42,6 +43,9 @@ from consortia.storage.db import READ_ONLY
 __all__ = ["THIS_NODE", "NodeAnalysisConfig", "load_analysis_config", "run_analysis"]
 
 THIS_NODE = "this-node"
+#: Seconds a REST analysis under manual approval waits for the steward before it answers
+#: that the request awaits approval (the person asks again once it is approved).
+APPROVAL_WAIT = 1.0
 
 
 async def _run(request: Mapping[str, Any], runner: NodeRunner, lead: Coordinator) -> Any:
@@ -102,13 +106,17 @@ def run_analysis(
     *,
     policy: NodePolicy | None = None,
     config: NodeAnalysisConfig | None = None,
+    approvals_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run an analysis request (the JSON of DESIGN.md) on the study's data at this node.
 
     The request's ``table`` names a table the node's config declares for the study, or
     any other name for the study's whole table (at the caller's sites). ``config`` is what
     the node's federation config says (:func:`load_analysis_config`); ``policy``, when
-    given, replaces its policy. A refusal names its rule.
+    given, replaces its policy. A refusal names its rule. When the policy asks for manual
+    approval, the request waits in the queue at ``approvals_file`` (the node's, shared with
+    its federation node) like a federated one: it is answered once the data steward approved
+    it, and until then refused as awaiting approval, naming the queue entry.
     """
     visible_study(principal, study)
     require_in_study(principal, Action.ANALYSIS_RUN, study)
@@ -123,7 +131,20 @@ def run_analysis(
     identifiers = config.identifiers | set(spec.identifiers)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         table = read_edc_table(connection, table_name, spec, identifiers=identifiers)
-    lead = Coordinator("statistician", generate_key(), TrustStore())
+    approvals = ApprovalQueue(approvals_file) if approvals_file is not None else None
+    if config.policy.manual_approval and approvals is None:
+        raise PolicyRefusal(
+            "manual_approval",
+            "this node's policy needs the data steward's approval and the node has no "
+            "approval queue (set approvals_file)",
+        )
+    # Each person asks under their own name, so a steward approves a request for them.
+    lead = Coordinator(
+        f"user:{principal.email}",
+        generate_key(),
+        TrustStore(),
+        round_timeout=APPROVAL_WAIT if config.policy.manual_approval else 30.0,
+    )
     key = generate_key()
     runner = NodeRunner(
         THIS_NODE,
@@ -134,6 +155,7 @@ def run_analysis(
         # each release with its ledger rows, on the study's chain, in one transaction
         audit=DatabaseAuditSink(engine, chain=study, actor=principal.email),
         identifiers=identifiers,
+        approvals=approvals,
     )
     lead.trust.add(Peer(name=THIS_NODE, public_key=public_key_b64(key)))
     outcome: dict[str, Any]
