@@ -8,10 +8,13 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from consortia.federation.audit import MemoryAuditSink
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
+from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import build_node, load_node_config
 from consortia.federation.signing import (
@@ -21,6 +24,7 @@ from consortia.federation.signing import (
     public_key_b64,
     save_key,
 )
+from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
@@ -107,3 +111,40 @@ def test_groups_that_differ_by_one_row_are_refused_across_kinds(
         assert _refused(node, edges) == "differencing"
     finally:
         node.close()
+
+
+@pytest.mark.parametrize("with_database", [True, False])
+def test_models_on_one_set_of_rows_share_one_parameter_budget(
+    database_url: str, with_database: bool
+) -> None:
+    """Each model's X'y is a set of weighted sums of the outcome over the same 30 rows:
+    with enough models (30 independent sums) every patient's outcome could be solved for.
+    Models on one set of rows may have 0.33 × 30 = 9.9 parameters in all."""
+    rng = np.random.default_rng(3)
+    columns = {f"c{index}": rng.normal(size=30) for index in range(12)}
+    columns["y"] = rng.normal(size=30)
+    gappy = rng.normal(size=30)
+    gappy[:6] = np.nan  # another set of rows: 24
+    columns["gappy"] = gappy
+    table = Table("t", columns, dict.fromkeys(columns, ColumnType.DECIMAL))
+    audit: Any = MemoryAuditSink()
+    engine = None
+    if with_database:
+        engine = make_engine(database_url)
+        upgrade(engine)
+        audit = DatabaseAuditSink(engine)
+    lead = Peer(name="lead", public_key=public_key_b64(LEAD_KEY))
+    node = NodeRunner("sgh", generate_key(), TrustStore([lead]), {"t": table}, audit=audit)
+    try:
+
+        def glm(*covariates: str) -> dict[str, Any]:
+            return {"kind": "glm", "table": "t", "outcome": "y", "covariates": list(covariates)}
+
+        assert _run(node, glm("c0", "c1", "c2"))["complete"]  # 4 parameters
+        assert _run(node, glm("c3", "c4", "c5"))["complete"]  # 8 in all
+        assert _refused(node, glm("c6", "c7")) == "parameter_budget"  # 11 > 9.9
+        assert _run(node, glm("c0", "c1", "c2"))["complete"]  # a re-run uses nothing new
+        assert _run(node, glm("c6", "gappy"))["complete"]  # other rows, own budget
+    finally:
+        if engine is not None:
+            engine.dispose()

@@ -62,6 +62,7 @@ __all__ = [
     "DatabaseDisclosureStore",
     "DisclosureStore",
     "MemoryDisclosureStore",
+    "ModelUse",
     "Refusal",
     "ReleaseRows",
     "RowSet",
@@ -87,11 +88,28 @@ class RowSet:
 
 
 @dataclass(frozen=True)
+class ModelUse:
+    """A model release's design (the request's digest), its parameters and the policy's
+    parameter ratio, for the parameter budget of its rows."""
+
+    design: str
+    parameters: int
+    ratio: float
+
+
+@dataclass(frozen=True)
 class ReleaseRows:
-    """Every row set one release draws on, and the dataset they come from."""
+    """Every row set one release draws on (the first: all its rows), the dataset they come
+    from, and for a model its use of the rows' parameter budget."""
 
     dataset: str
     sets: tuple[RowSet, ...]
+    model: ModelUse | None = None
+
+    @cached_property
+    def rows_digest(self) -> str:
+        """The digest of the release's whole row set."""
+        return keys_digest(self.dataset, self.sets[0].keys)
 
     @cached_property
     def distinct(self) -> list[tuple[RowSet, str]]:
@@ -193,6 +211,24 @@ def _check_within(sets: Sequence[tuple[RowSet, str]], minimum: int) -> Refusal |
     return None
 
 
+def _budget(rows: ReleaseRows, used: Mapping[str, int]) -> Refusal | None:
+    """Refuse a new model design once the models released on the same rows would have
+    more parameters in all than the policy allows one model (each model's coefficients
+    are weighted sums of the rows' values: enough of them could be solved for the values)."""
+    model = rows.model
+    if model is None or model.design in used:
+        return None
+    n = int(rows.sets[0].keys.size)
+    total = sum(used.values()) + model.parameters
+    if total > model.ratio * n:
+        return Refusal(
+            "parameter_budget",
+            f"the models released on these rows would have {total} parameters in all; "
+            f"at most {model.ratio:g} × n are released from one set of rows",
+        )
+    return None
+
+
 def _refuse(event: dict[str, Any], refusal: Refusal) -> None:
     event.update(
         decision="refused", rule=refusal.rule, message=refusal.message, n=None, released=None
@@ -227,6 +263,7 @@ class MemoryDisclosureStore:
         self.audit: AuditSink = audit if audit is not None else MemoryAuditSink()
         self._sessions: dict[tuple[str, str], AgreedSession] = {}
         self._ledger = _MemoryLedger()
+        self._models: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def agreed(self, requester: str, session: str) -> AgreedSession | None:
@@ -266,7 +303,9 @@ class MemoryDisclosureStore:
         if rows is None:
             return None
         sets = _distinct(rows)
-        refusal = _check_within(sets, minimum)
+        refusal = _check_within(sets, minimum) or _budget(
+            rows, self._models.get(rows.rows_digest, {})
+        )
         if refusal is not None:
             return refusal
         earlier = self._ledger.sets.get(rows.dataset, {})
@@ -294,6 +333,9 @@ class MemoryDisclosureStore:
             earlier = self._ledger.sets.setdefault(rows.dataset, {})
             for row_set, digest in _distinct(rows):
                 earlier.setdefault(digest, row_set.keys)
+            if rows.model is not None:
+                used = self._models.setdefault(rows.rows_digest, {})
+                used.setdefault(rows.model.design, rows.model.parameters)
 
 
 class DatabaseDisclosureStore:
@@ -354,8 +396,14 @@ class DatabaseDisclosureStore:
                 return refusal
         sets = _distinct(rows) if rows is not None else []
         if rows is not None:
-            refusal = _check_within(sets, minimum) or self._check_ledger(
-                ledger, rows.dataset, sets, minimum
+            refusal = (
+                _check_within(sets, minimum)
+                or self._check_ledger(ledger, rows.dataset, sets, minimum)
+                or (
+                    _budget(rows, ledger.models(rows.dataset, rows.rows_digest))
+                    if rows.model is not None
+                    else None
+                )
             )
             if refusal is not None:
                 return refusal
@@ -367,6 +415,14 @@ class DatabaseDisclosureStore:
                 (ledger.store_set(rows.dataset, digest, row_set.keys), row_set.label)
                 for row_set, digest in sets
             ]
+            model = None
+            if rows.model is not None:
+                set_pk = next(
+                    pk
+                    for (pk, _), (_, d) in zip(entries, sets, strict=True)
+                    if d == rows.rows_digest
+                )
+                model = (set_pk, rows.model.design, rows.model.parameters)
             ledger.record(
                 entries,
                 requester=requester,
@@ -374,6 +430,7 @@ class DatabaseDisclosureStore:
                 session=str(event.get("session") or "") or None,
                 task_id=str(event.get("task_id") or "") or None,
                 at=now,
+                model=model,
             )
         return None
 

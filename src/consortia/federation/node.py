@@ -35,6 +35,7 @@ from consortia.federation.audit import AuditSink, MemoryAuditSink
 from consortia.federation.disclosure import (
     AgreedSession,
     DisclosureStore,
+    ModelUse,
     ReleaseRows,
     RowSet,
     SessionChange,
@@ -388,8 +389,7 @@ class NodeRunner:
         session.agreed = agreed
         return None
 
-    @staticmethod
-    def _release_rows(session: _Session, release: Release) -> ReleaseRows:
+    def _release_rows(self, session: _Session, release: Release) -> ReleaseRows:
         """The row sets the release draws on, for the release ledger (a model's rounds
         reuse the very mask arrays of their session, so their sets are built once)."""
         table = session.table
@@ -403,7 +403,11 @@ class NodeRunner:
             rows = complete_rows(table, session.kind.columns(session.request))[0]
         sets = [RowSet("rows", table.keys(rows))]
         sets += [RowSet(label, table.keys(mask)) for label, mask in release.groups.items()]
-        built = ReleaseRows(table.dataset, tuple(sets))
+        model = None
+        if release.parameters is not None:
+            ratio = self.policy.max_parameter_ratio
+            model = ModelUse(session.request_sha256, release.parameters, ratio)
+        built = ReleaseRows(table.dataset, tuple(sets), model)
         session.rows = (masks, built)  # holding the masks keeps them (and their identity)
         return built
 

@@ -177,6 +177,23 @@ class ReleaseLedgerRepository:
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
 
+    def models(self, dataset: str, digest: str) -> dict[str, int]:
+        """The model designs (request digests) released on one row set, with their
+        parameters."""
+        rows = self.connection.execute(
+            sa.select(release_ledger.c.design_sha256, release_ledger.c.parameters)
+            .select_from(
+                release_ledger.join(release_set, release_ledger.c.set_pk == release_set.c.id)
+            )
+            .where(
+                release_set.c.dataset == dataset,
+                release_set.c.digest == digest,
+                release_ledger.c.parameters.is_not(None),
+            )
+            .distinct()
+        ).all()
+        return {str(row.design_sha256): int(row.parameters) for row in rows}
+
     def record(
         self,
         entries: Sequence[tuple[int, str]],
@@ -186,8 +203,10 @@ class ReleaseLedgerRepository:
         session: str | None,
         task_id: str | None,
         at: datetime,
+        model: tuple[int, str, int] | None = None,
     ) -> None:
-        """Log one release: the stored sets it drew on, each with its label."""
+        """Log one release: the stored sets it drew on, each with its label; ``model`` is
+        (set id, design digest, parameters) of a model release's row set."""
         if not entries:
             return
         self.connection.execute(
@@ -201,6 +220,8 @@ class ReleaseLedgerRepository:
                     "session": session,
                     "task_id": task_id,
                     "released_at": at,
+                    "design_sha256": model[1] if model and model[0] == set_pk else None,
+                    "parameters": model[2] if model and model[0] == set_pk else None,
                 }
                 for set_pk, label in entries
             ],

@@ -324,4 +324,6 @@ release_ledger = sa.Table(
     sa.Column("session", sa.String(64), nullable=True),
     sa.Column("task_id", sa.String(64), nullable=True),
     sa.Column("released_at", UTCDateTime, nullable=False),
+    sa.Column("design_sha256", sa.String(64), nullable=True),
+    sa.Column("parameters", sa.Integer, nullable=True),
 )

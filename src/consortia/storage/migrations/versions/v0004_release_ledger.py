@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("session", sa.String(64), nullable=True),
         sa.Column("task_id", sa.String(64), nullable=True),
         sa.Column("released_at", UTCDateTime, nullable=False),
+        sa.Column("design_sha256", sa.String(64), nullable=True),
+        sa.Column("parameters", sa.Integer, nullable=True),
     )
     op.create_index("ix_release_ledger_set_pk", "release_ledger", ["set_pk"])
 
