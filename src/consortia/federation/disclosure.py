@@ -216,10 +216,11 @@ def _budget(rows: ReleaseRows, used: Mapping[str, int]) -> Refusal | None:
     more parameters in all than the policy allows one model (each model's coefficients
     are weighted sums of the rows' values: enough of them could be solved for the values)."""
     model = rows.model
-    if model is None or model.design in used:
-        return None
+    if model is None or used.get(model.design, -1) >= model.parameters:
+        return None  # a re-run (or a later round) of a design already counted
     n = int(rows.sets[0].keys.size)
-    total = sum(used.values()) + model.parameters
+    others = sum(count for design, count in used.items() if design != model.design)
+    total = others + model.parameters
     if total > model.ratio * n:
         return Refusal(
             "parameter_budget",
@@ -335,7 +336,8 @@ class MemoryDisclosureStore:
                 earlier.setdefault(digest, row_set.keys)
             if rows.model is not None:
                 used = self._models.setdefault(rows.rows_digest, {})
-                used.setdefault(rows.model.design, rows.model.parameters)
+                design, parameters = rows.model.design, rows.model.parameters
+                used[design] = max(used.get(design, 0), parameters)
 
 
 class DatabaseDisclosureStore:

@@ -178,10 +178,11 @@ class ReleaseLedgerRepository:
         return int(result.inserted_primary_key[0])
 
     def models(self, dataset: str, digest: str) -> dict[str, int]:
-        """The model designs (request digests) released on one row set, with their
-        parameters."""
+        """The model designs (request digests) released on one row set, with the most
+        parameters each was released with."""
+        most = sa.func.max(release_ledger.c.parameters).label("parameters")
         rows = self.connection.execute(
-            sa.select(release_ledger.c.design_sha256, release_ledger.c.parameters)
+            sa.select(release_ledger.c.design_sha256, most)
             .select_from(
                 release_ledger.join(release_set, release_ledger.c.set_pk == release_set.c.id)
             )
@@ -190,7 +191,7 @@ class ReleaseLedgerRepository:
                 release_set.c.digest == digest,
                 release_ledger.c.parameters.is_not(None),
             )
-            .distinct()
+            .group_by(release_ledger.c.design_sha256)
         ).all()
         return {str(row.design_sha256): int(row.parameters) for row in rows}
 

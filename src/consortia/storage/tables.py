@@ -286,13 +286,15 @@ query_message = sa.Table(
 )
 
 # --------------------------------------------------------------------------- disclosure control
+REQUESTER_LENGTH = 400  # a peer's name, or "user:" and an e-mail address
+
 # What a node agreed for each analysis session, and which rows each release drew on (the
 # release ledger). Row keys are stored as sorted internal keys, compressed; never values.
 
 federation_session = sa.Table(
     "federation_session",
     metadata,
-    sa.Column("requester", sa.String(EMAIL_LENGTH), primary_key=True),
+    sa.Column("requester", sa.String(REQUESTER_LENGTH), primary_key=True),
     sa.Column("session", sa.String(64), primary_key=True),
     sa.Column("kind", sa.String(CODE_LENGTH), nullable=False),
     sa.Column("request_sha256", sa.String(64), nullable=False),
@@ -319,7 +321,7 @@ release_ledger = sa.Table(
     _id(),
     sa.Column("set_pk", sa.ForeignKey("release_set.id"), nullable=False, index=True),
     sa.Column("label", sa.String(200), nullable=False),
-    sa.Column("requester", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("requester", sa.String(REQUESTER_LENGTH), nullable=False),
     sa.Column("kind", sa.String(CODE_LENGTH), nullable=False),
     sa.Column("session", sa.String(64), nullable=True),
     sa.Column("task_id", sa.String(64), nullable=True),

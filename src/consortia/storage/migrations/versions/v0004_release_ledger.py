@@ -21,7 +21,7 @@ depends_on: str | None = None
 def upgrade() -> None:
     op.create_table(
         "federation_session",
-        sa.Column("requester", sa.String(320), primary_key=True),
+        sa.Column("requester", sa.String(400), primary_key=True),
         sa.Column("session", sa.String(64), primary_key=True),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("request_sha256", sa.String(64), nullable=False),
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("set_pk", sa.Integer, sa.ForeignKey("release_set.id"), nullable=False),
         sa.Column("label", sa.String(200), nullable=False),
-        sa.Column("requester", sa.String(320), nullable=False),
+        sa.Column("requester", sa.String(400), nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("session", sa.String(64), nullable=True),
         sa.Column("task_id", sa.String(64), nullable=True),
