@@ -223,7 +223,7 @@ class NodeRunner:
             message=error.detail,
         )
         request = body.get("request")
-        self.store.commit(
+        self.audit.append(
             {
                 "action": "federation.request",
                 "node": self.name,
