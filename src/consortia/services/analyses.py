@@ -34,6 +34,7 @@ from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import load_node_config
+from consortia.federation.protocol import sha256_hex
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
@@ -98,6 +99,12 @@ def _table_spec(
     return declared
 
 
+def _requester(principal: Principal) -> str:
+    """The name a person's REST analyses are asked under (a peer name: 200 characters)."""
+    name = f"user:{principal.email}"
+    return name if len(name) <= 200 else f"user:{sha256_hex(principal.email.encode())}"
+
+
 def run_analysis(
     engine: Engine,
     principal: Principal,
@@ -140,7 +147,7 @@ def run_analysis(
         )
     # Each person asks under their own name, so a steward approves a request for them.
     lead = Coordinator(
-        f"user:{principal.email}",
+        _requester(principal),
         generate_key(),
         TrustStore(),
         round_timeout=APPROVAL_WAIT if config.policy.manual_approval else 30.0,
