@@ -34,8 +34,8 @@ from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import load_node_config
-from consortia.federation.protocol import sha256_hex
 from consortia.federation.policy import NodePolicy
+from consortia.federation.protocol import sha256_hex
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.services.common import audit, require_in_study, visible_study
