@@ -25,6 +25,7 @@ from consortia.api.guard import ApiGuard, public_routes
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
+from consortia.services.analyses import load_analysis_config
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.pages import create_web_router
@@ -74,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_work = password_work
+    # One disclosure policy for every release: the node's federation config's (read once).
+    app.state.analysis_config = load_analysis_config(settings.federation_config)
     install_error_handlers(app)
     routers = api_routers()
     for router in routers:

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="the JSON approval queue the federation node shares (manual approval mode)",
     )
 
+    federation_config: Path | None = Field(
+        None,
+        description="the node's federation config (YAML); its policy applies to every release",
+    )
+
     def check_safe(self) -> None:
         """Refuse a default or short secret anywhere but development."""
         if self.environment is Environment.DEVELOPMENT:
@@ -141,6 +146,11 @@ def load_settings(config_file: Path | None = None) -> Settings:
         approvals_file = Path(values["approvals_file"])
         values["approvals_file"] = (
             approvals_file if approvals_file.is_absolute() else node_dir / approvals_file
+        )
+    if isinstance(values.get("federation_config"), str):
+        federation_config = Path(values["federation_config"])
+        values["federation_config"] = (
+            federation_config if federation_config.is_absolute() else node_dir / federation_config
         )
     try:
         settings = Settings(**values)

@@ -222,7 +222,11 @@ def test_unstratified_breslow_cox_from_binned_time_sums_equals_the_pooled_binned
         "covariates": ["age", "arm"],
         "ties": "breslow",
     }
-    result = run(make_federation(), "in_process", request)
+    # The per-time sums of 7-day bins hold a few subjects each: the default policy refuses
+    # them (rows per released time); this test is about the arithmetic, so the nodes'
+    # stewards allow any count here.
+    federation = make_federation(policy=NodePolicy(min_cell_count=1))
+    result = run(federation, "in_process", request)
     assert_complete(result, trial_tables)
     expected = fit_cox(
         pooled.numeric("pfs_days"),

@@ -56,9 +56,12 @@ def test_local_design_equals_the_statsmodels_formula_design() -> None:
     np.testing.assert_array_equal(design.matrix, reference.exog[:, columns])
 
 
-def test_a_value_outside_the_agreed_levels_is_refused() -> None:
-    with pytest.raises(StatisticsError, match=r"arm: values \['other'\] are not among"):
+def test_a_value_outside_the_agreed_levels_is_refused_by_count_not_by_value() -> None:
+    with pytest.raises(
+        StatisticsError, match=r"arm: 1 rows have a level that is not among"
+    ) as error:
         design_matrix({"arm": ["a", "other"]}, ["arm"], {"arm": ("a", "b")})
+    assert "other" not in str(error.value)
 
 
 def test_an_unknown_covariate_is_refused() -> None:
@@ -71,6 +74,6 @@ def test_columns_of_different_lengths_are_refused() -> None:
         design_matrix({"age": [1, 2], "bmi": [20, 21, 22]}, ["age", "bmi"])
 
 
-def test_a_missing_numeric_value_is_refused_with_its_row() -> None:
-    with pytest.raises(StatisticsError, match=r"age\[1\]: missing"):
+def test_a_missing_numeric_value_is_refused_with_a_count() -> None:
+    with pytest.raises(StatisticsError, match=r"age: 1 missing"):
         design_matrix({"age": [1.0, np.nan]}, ["age"])

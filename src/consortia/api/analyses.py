@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
+from fastapi import Request as HttpRequest
 
 from consortia.api.deps import CurrentPrincipal, EngineDep
 from consortia.auth.principal import CODE_PATTERN
@@ -26,7 +27,15 @@ Request = Annotated[
 
 @router.post("/analyses")
 def run_analysis(
-    study: StudyCode, body: Request, principal: CurrentPrincipal, engine: EngineDep
+    study: StudyCode,
+    body: Request,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    request: HttpRequest,
 ) -> dict[str, Any]:
     """Run an analysis on the study's data at the caller's sites; aggregates only."""
-    return analyses.run_analysis(engine, principal, study, body)
+    config = getattr(request.app.state, "analysis_config", None)
+    approvals_file = request.app.state.settings.approvals_file
+    return analyses.run_analysis(
+        engine, principal, study, body, config=config, approvals_file=approvals_file
+    )

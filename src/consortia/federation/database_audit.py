@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from consortia.storage.audit import (
     ChainReport,
@@ -66,27 +66,35 @@ class DatabaseAuditSink:
     whose audit event was not stored: if the database refuses, the request fails.
     """
 
-    def __init__(self, engine: Engine, *, chain: str = FEDERATION_CHAIN) -> None:
+    def __init__(
+        self, engine: Engine, *, chain: str = FEDERATION_CHAIN, actor: str | None = None
+    ) -> None:
         self.engine = engine
         self.chain = chain
+        self.actor = actor
 
     def append(self, event: dict[str, Any]) -> None:
         """Append one event in its own transaction."""
+        with self.engine.begin() as connection:
+            self.append_in(connection, event)
+
+    def append_in(self, connection: Connection, event: dict[str, Any]) -> None:
+        """Append one event inside the caller's transaction (a release and its ledger rows
+        commit together, see :mod:`consortia.federation.disclosure`)."""
         # What is stored is what is hashed: plain JSON values only (a tuple becomes a list).
         payload: dict[str, Any] = json.loads(canonical_json(event))
         decision = payload.get("decision")
         action = f"federation.{decision}" if isinstance(decision, str) and decision else None
         task = payload.get("task_id")
-        with self.engine.begin() as connection:
-            append_event(
-                connection,
-                self.chain,
-                actor=federation_actor(payload),
-                action=action or str(payload.get("action") or "federation.event"),
-                entity_type="analysis_task",
-                entity_id=str(task) if task else "unknown",
-                after=payload,
-            )
+        append_event(
+            connection,
+            self.chain,
+            actor=self.actor or federation_actor(payload),
+            action=action or str(payload.get("action") or "federation.event"),
+            entity_type="analysis_task",
+            entity_id=str(task) if task else "unknown",
+            after=payload,
+        )
 
     @property
     def events(self) -> list[dict[str, Any]]:

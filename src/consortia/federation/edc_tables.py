@@ -307,6 +307,8 @@ def _read(
         arrays,
         {column.name: column.type for column in columns},
         f"edc:{spec.edc} v{record.version}",
+        row_keys=np.array([int(row.id) for row in subjects], dtype=np.int64),
+        dataset=f"edc:{spec.edc}",
     )
     return table, study
 

@@ -7,17 +7,24 @@ audit event: who asked what, the decision (and the rule that refused it) and exa
 was released.
 
 A node keeps each analysis session's prepared rows in memory (keyed by requester and
-session id), so a Newton round is arithmetic only; idle sessions expire.
+session id), so a Newton round is arithmetic only; idle sessions expire. What the node
+*agreed* for a session (an iterative model's rows, levels and strata) and which rows every
+release drew on are kept by its :class:`~consortia.federation.disclosure.DisclosureStore`
+(the node database when it has one), and every round is checked against them: see
+:mod:`consortia.federation.disclosure`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,6 +33,16 @@ from pydantic import ValidationError as PydanticValidationError
 from consortia.exceptions import FederationError, PolicyRefusal, StatisticsError
 from consortia.federation.approval import ApprovalQueue, ApprovalStatus
 from consortia.federation.audit import AuditSink, MemoryAuditSink
+from consortia.federation.disclosure import (
+    AgreedSession,
+    DisclosureStore,
+    ModelUse,
+    ReleaseRows,
+    RowSet,
+    SessionChange,
+    request_digest,
+    store_for,
+)
 from consortia.federation.guards import (
     MemoryRefusalWindows,
     RefusalWindows,
@@ -33,11 +50,13 @@ from consortia.federation.guards import (
     source_key,
 )
 from consortia.federation.kinds import AnalysisKind, AnalysisRequest, InvalidRequest, get_kind
-from consortia.federation.policy import NodePolicy
+from consortia.federation.kinds.base import complete_rows
+from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import (
     PROTOCOL_VERSION,
     AnalysisTask,
     NodeReply,
+    canonical_json,
     encode_arrays,
 )
 from consortia.federation.signing import (
@@ -64,6 +83,12 @@ class _Session:
     request: AnalysisRequest
     state: Any
     last_used: float
+    table: Table
+    request_sha256: str
+    # What this process already checked: the agreement once its levels are fixed (it
+    # never changes after), and the row sets of the release masks it last saw.
+    agreed: AgreedSession | None = None
+    rows: tuple[tuple[Any, ...], ReleaseRows] | None = None
 
 
 class _Pending(Exception):
@@ -82,7 +107,8 @@ class NodeRunner:
     ``tables`` is looked up once per analysis session: a plain dict is copied, any other
     mapping (:class:`~consortia.federation.edc_tables.NodeTables`, whose EDC tables follow
     the captured data) is kept as it is. ``on_close`` releases what the node holds (its
-    database engine) when :meth:`close` is called.
+    database engine) when :meth:`close` is called. ``store`` keeps agreed sessions and the
+    release ledger (default: the database the audit sink writes to, else memory).
     """
 
     def __init__(
@@ -105,6 +131,7 @@ class NodeRunner:
         on_close: Callable[[], None] | None = None,
         nonces: NonceStore | None = None,
         refusals: RefusalWindows | None = None,
+        store: DisclosureStore | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -112,7 +139,12 @@ class NodeRunner:
         self.trust = trust
         self.tables: Mapping[str, Table] = dict(tables) if isinstance(tables, dict) else tables
         self.policy = policy or NodePolicy()
-        self.audit: AuditSink = audit if audit is not None else MemoryAuditSink()
+        # Sessions agreed and rows released: in the node database when the audit goes there.
+        self.store: DisclosureStore = (
+            store
+            if store is not None
+            else store_for(audit if audit is not None else MemoryAuditSink())
+        )
         self.approvals = approvals or ApprovalQueue()
         self.identifiers = frozenset(identifiers)
         self.verifier = (
@@ -127,6 +159,15 @@ class NodeRunner:
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._lock = threading.Lock()
         self._on_close = on_close
+
+    @property
+    def audit(self) -> AuditSink:
+        """Where the node's audit events go (its store writes them with each release)."""
+        return self.store.audit
+
+    @audit.setter
+    def audit(self, sink: AuditSink) -> None:
+        self.store = store_for(sink)
 
     def close(self) -> None:
         """Release what the node holds (its database engine); safe to call twice."""
@@ -269,13 +310,20 @@ class NodeRunner:
             "round": body["round"] if isinstance(body.get("round"), int) else 0,
             "node": self.name,
         }
+        rows: ReleaseRows | None = None
+        change: SessionChange | None = None
+        kind = ""
         try:
             task = self._read_task(body)
             session = self._session(sender, task)
+            kind = session.kind.name
+            self._check_request(session)
+            change = self._check_session(sender, task, session)
             release = session.kind.node_round(
                 session.state, session.request, task.payload, self.policy
             )
             self.policy.check_release(release)
+            rows = self._release_rows(session, release)
         except _Pending as pending:
             reply = NodeReply(
                 **reply_fields,
@@ -296,14 +344,120 @@ class NodeRunner:
             reply = self._refusal(
                 reply_fields, event, "internal_error", "the node failed to compute the answer"
             )
-            event["error"] = repr(exc)
+            event["error"] = _where(exc)
         else:
             # numpy arrays travel packed (base64 of their bytes): exact and compact.
             released = encode_arrays(release.aggregates)
             reply = NodeReply(**reply_fields, status="ok", n=release.n, aggregates=released)
             event.update(decision="released", rule=None, n=release.n, released=released)
-        self.audit.append(event)
+        refusal = self.store.commit(
+            event,
+            rows=rows,
+            session=change,
+            requester=sender,
+            kind=kind,
+            min_difference=self.policy.min_cell_count,
+        )
+        if refusal is not None:
+            reply = NodeReply(
+                **reply_fields, status="refused", rule=refusal.rule, message=refusal.message
+            )
         return reply
+
+    def _check_request(self, session: _Session) -> None:
+        """The policy's request rules, at every round (not only when a session opens)."""
+        kind, request = session.kind, session.request
+        self.policy.check_request(
+            kind=kind.name,
+            table=request.table,
+            columns=kind.columns(request),
+            study=request.study,
+            time_bin=kind.released_time_bin(request),
+            identifiers=self.identifiers,
+        )
+
+    def _check_session(
+        self, sender: str, task: AnalysisTask, session: _Session
+    ) -> SessionChange | None:
+        """Hold an iterative kind's round to what this node agreed for the session.
+
+        The agreement round stores the node's own design (rows, levels with counts,
+        strata) with the request's hash; every later round needs that agreement, the same
+        request, the same design now, and the levels of the session's first model round.
+        """
+        design = session.kind.design(session.state, session.request)
+        if design is None:
+            return None
+        design = json.loads(canonical_json(design))
+        agreed = session.agreed or self.store.agreed(sender, task.session)
+        if session.kind.agreement_round(task.payload):
+            if agreed is not None and (
+                agreed.request_sha256 != session.request_sha256 or agreed.design != design
+            ):
+                raise PolicyRefusal(
+                    "session_mismatch",
+                    "the session was agreed with another request or other rows at this node",
+                )
+            return SessionChange(
+                sender, task.session, session.kind.name, session.request_sha256, design
+            )
+        if agreed is None:
+            raise PolicyRefusal(
+                "session_not_agreed",
+                "this node has not agreed the session's design: a model round needs the "
+                "session's levels round first",
+            )
+        if agreed.request_sha256 != session.request_sha256 or agreed.kind != session.kind.name:
+            raise PolicyRefusal(
+                "session_mismatch", "the round's request is not the one the session agreed"
+            )
+        if agreed.design != design:
+            raise PolicyRefusal(
+                "session_mismatch",
+                "this node's rows, levels or strata changed since the session was agreed; "
+                "start the analysis again",
+            )
+        levels = session.kind.round_levels(task.payload)
+        levels = None if levels is None else json.loads(canonical_json(levels))
+        if agreed.levels is None:
+            return SessionChange(
+                sender,
+                task.session,
+                session.kind.name,
+                session.request_sha256,
+                design,
+                levels=levels,
+                new=False,
+            )
+        if agreed.levels != levels:
+            raise PolicyRefusal(
+                "session_mismatch",
+                "the round's levels are not those of the session's first model round",
+            )
+        session.agreed = agreed
+        return None
+
+    def _release_rows(self, session: _Session, release: Release) -> ReleaseRows:
+        """The row sets the release draws on, for the release ledger (a model's rounds
+        reuse the very mask arrays of their session, so their sets are built once)."""
+        table = session.table
+        masks = (release.rows, *release.groups.values())
+        if session.rows is not None and len(session.rows[0]) == len(masks):
+            held, built = session.rows
+            if all(mask is not None and mask is old for mask, old in zip(masks, held, strict=True)):
+                return built
+        rows = release.rows
+        if rows is None:
+            rows = complete_rows(table, session.kind.columns(session.request))[0]
+        sets = [RowSet("rows", table.keys(rows))]
+        sets += [RowSet(label, table.keys(mask)) for label, mask in release.groups.items()]
+        model = None
+        if release.parameters is not None:
+            ratio = self.policy.max_parameter_ratio
+            model = ModelUse(session.request_sha256, release.parameters, ratio)
+        built = ReleaseRows(table.dataset, tuple(sets), model)
+        session.rows = (masks, built)  # holding the masks keeps them (and their identity)
+        return built
 
     def _refusal(
         self, fields: dict[str, Any], event: dict[str, Any], rule: str, message: str
@@ -340,6 +494,10 @@ class NodeRunner:
             self._expire(now)
             session = self._sessions.get(key)
             if session is not None:
+                if session.request_sha256 != request_digest(task.request):
+                    raise PolicyRefusal(
+                        "session_mismatch", "the round's request is not the one the session agreed"
+                    )
                 session.last_used = now
                 return session
         session = self._open_session(sender, task, now)
@@ -376,7 +534,7 @@ class NodeRunner:
         if self.policy.manual_approval:
             self._check_approval(sender, task.request)
         state = kind.prepare(table, request, self.policy)
-        return _Session(kind, request, state, now)
+        return _Session(kind, request, state, now, table, request_digest(task.request))
 
     def _check_approval(self, sender: str, request: Mapping[str, Any]) -> None:
         entry = self.approvals.find(request, sender) or self.approvals.submit(request, sender)
@@ -387,3 +545,11 @@ class NodeRunner:
             )
         if entry.status is ApprovalStatus.PENDING:
             raise _Pending(entry.id)
+
+
+def _where(error: BaseException) -> str:
+    """An unexpected error, for the audit: its type and where it arose, not its message
+    (which may quote a value)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}{place}"

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from consortia.exceptions import PolicyRefusal
@@ -47,12 +49,19 @@ class Release:
     ``aggregates`` is the JSON the lead receives. ``cells`` names every released count a
     minimum cell count applies to (``{"events[arm=B]": [12, 7]}``); ``parameters`` is the
     number of model parameters (``None`` for analyses that are not models).
+
+    ``rows`` marks the table rows the release draws on (``None``: the rows complete in
+    every column the request reads) and ``groups`` the rows behind each released group (a
+    level, a stratum, a cell), labelled without a value: the node's release ledger keeps
+    their keys to refuse differencing (see :mod:`consortia.federation.disclosure`).
     """
 
     aggregates: dict[str, Any]
     n: int
     cells: Mapping[str, Sequence[int]] = field(default_factory=dict)
     parameters: int | None = None
+    rows: npt.NDArray[np.bool_] | None = None
+    groups: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 class NodePolicy(BaseModel):

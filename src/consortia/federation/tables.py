@@ -84,19 +84,41 @@ class TableSpec(BaseModel):
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """A table held column-wise: one numpy array per column, all of ``n_rows`` length."""
+    """A table held column-wise: one numpy array per column, all of ``n_rows`` length.
+
+    ``row_keys`` identify the rows for the node's release ledger (never released): the
+    subjects' internal keys in an EDC table, the row numbers of a file (the default).
+    ``dataset`` names what the rows are drawn from, so tables built from one study with
+    different filters share one ledger (``edc:CART-LBCL``), as do tables declared over one
+    file (``file:/abs/path.csv``); the default is ``table:NAME``.
+    """
 
     name: str
     columns: Mapping[str, npt.NDArray[Any]]
     types: Mapping[str, ColumnType]
     source: str = ""
     n_rows: int = field(default=0)
+    row_keys: npt.NDArray[np.int64] | None = field(default=None, kw_only=True)
+    dataset: str = field(default="", kw_only=True)
 
     def __post_init__(self) -> None:
         lengths = {column.shape[0] for column in self.columns.values()}
         if len(lengths) > 1:
             raise ValueError(f"table {self.name}: columns differ in length {sorted(lengths)}")
-        object.__setattr__(self, "n_rows", lengths.pop() if lengths else 0)
+        n_rows = lengths.pop() if lengths else 0
+        object.__setattr__(self, "n_rows", n_rows)
+        if self.row_keys is None:
+            object.__setattr__(self, "row_keys", np.arange(n_rows, dtype=np.int64))
+        elif self.row_keys.shape != (n_rows,):
+            raise ValueError(f"table {self.name}: {self.row_keys.size} row keys for {n_rows} rows")
+        if not self.dataset:
+            object.__setattr__(self, "dataset", f"table:{self.name}")
+
+    def keys(self, rows: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
+        """The sorted row keys of ``rows`` (a mask; every row when ``None``)."""
+        keys = self.row_keys if self.row_keys is not None else np.arange(self.n_rows)
+        chosen = keys if rows is None else keys[rows]
+        return np.sort(np.asarray(chosen, dtype=np.int64))
 
     def __contains__(self, column: object) -> bool:
         return column in self.columns
@@ -311,7 +333,13 @@ def _read_csv(
                 problems.add(column, f"{exc}, got {text!r}", line)
         arrays[column], types[column] = array, kind
     problems.raise_if_any()
-    return Table(name, arrays, types, str(path))
+    return Table(name, arrays, types, str(path), dataset=_file_dataset(path))
+
+
+def _file_dataset(path: Path) -> str:
+    """The release ledger's name for a file's rows: one history per file, however many
+    tables a node config declares over it."""
+    return f"file:{path.resolve()}"
 
 
 def _python_type(values: Sequence[Any]) -> ColumnType:
@@ -368,7 +396,7 @@ def _read_parquet(
                 problems.add(column, f"row {index + 1}: {exc}, got {value!r}")
         arrays[column], types[column] = array, kind
     problems.raise_if_any()
-    return Table(name, arrays, types, str(path))
+    return Table(name, arrays, types, str(path), dataset=_file_dataset(path))
 
 
 def read_table(

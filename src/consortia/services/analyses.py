@@ -6,38 +6,103 @@ analyses (one row per subject: derived variables and non-identifier items, see
 protocol, node policy and disclosure control as a federated analysis, with this node as
 the only member: a statistician gets exactly what a lead node would, never a record or an
 identifier. Each run is audited with the request and what was released.
+
+One policy for every path: the node's federation config (``federation_config`` in the
+settings, the file ``consortia node serve`` reads) gives the policy, the identifier
+columns and the EDC table declarations, so the REST endpoint refuses what the
+federation node refuses. Each release is written to the node's release ledger and the
+study's audit chain in one transaction, like a federated release, and is checked against
+every earlier release of the study's rows, whichever path made it (``differencing``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
-from consortia.exceptions import Problem, ValidationError
-from consortia.federation.audit import MemoryAuditSink
+from consortia.exceptions import PolicyRefusal, Problem, ValidationError
+from consortia.federation.approval import ApprovalQueue
 from consortia.federation.coordinator import Coordinator
+from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
+from consortia.federation.nodeconfig import load_node_config
 from consortia.federation.policy import NodePolicy
+from consortia.federation.protocol import sha256_hex
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.services.common import audit, require_in_study, visible_study
 from consortia.storage.db import READ_ONLY
 
-__all__ = ["THIS_NODE", "run_analysis"]
+__all__ = ["THIS_NODE", "NodeAnalysisConfig", "load_analysis_config", "run_analysis"]
 
 THIS_NODE = "this-node"
+#: Seconds a REST analysis under manual approval waits for the steward before it answers
+#: that the request awaits approval (the person asks again once it is approved).
+APPROVAL_WAIT = 1.0
 
 
 async def _run(request: Mapping[str, Any], runner: NodeRunner, lead: Coordinator) -> Any:
     return await lead.run_analysis(
         request, [NodeHandle(runner.name)], InProcessTransport({runner.name: runner})
     )
+
+
+@dataclass(frozen=True)
+class NodeAnalysisConfig:
+    """What the node's federation config says about analyses of its data."""
+
+    policy: NodePolicy = field(default_factory=NodePolicy)
+    tables: Mapping[str, EdcTableSpec] = field(default_factory=dict)
+    other_tables: frozenset[str] = frozenset()
+    identifiers: frozenset[str] = frozenset()
+
+
+def load_analysis_config(path: Path | None) -> NodeAnalysisConfig:
+    """The policy, EDC tables and identifier columns of the node's federation config
+    (DESIGN.md's default policy when the node has none)."""
+    if path is None:
+        return NodeAnalysisConfig()
+    config = load_node_config(path)
+    edc = {name: spec for name, spec in config.tables.items() if isinstance(spec, EdcTableSpec)}
+    identifiers = {name for spec in config.tables.values() for name in spec.identifiers}
+    return NodeAnalysisConfig(
+        policy=config.policy,
+        tables=edc,
+        other_tables=frozenset(set(config.tables) - set(edc)),
+        identifiers=frozenset(identifiers | set(config.policy.identifier_columns)),
+    )
+
+
+def _table_spec(
+    config: NodeAnalysisConfig, study: str, table_name: str, sites: list[str] | None
+) -> EdcTableSpec:
+    """The table a request names: the node's declaration of it (narrowed to the caller's
+    sites) when the node declares one by that name, else the study's whole EDC table."""
+    declared = config.tables.get(table_name)
+    if declared is None and table_name not in config.other_tables:
+        return EdcTableSpec(edc=study, sites=sites)
+    if declared is None or declared.edc != study:
+        raise ValidationError(
+            [Problem("table", f"{table_name!r} is not a table of study {study}'s data")]
+        )
+    if sites is not None:
+        allowed = set(sites) if declared.sites is None else set(sites) & set(declared.sites)
+        return declared.model_copy(update={"sites": sorted(allowed)})
+    return declared
+
+
+def _requester(principal: Principal) -> str:
+    """The name a person's REST analyses are asked under (a peer name: 200 characters)."""
+    name = f"user:{principal.email}"
+    return name if len(name) <= 200 else f"user:{sha256_hex(principal.email.encode())}"
 
 
 def run_analysis(
@@ -47,30 +112,57 @@ def run_analysis(
     request: Mapping[str, Any],
     *,
     policy: NodePolicy | None = None,
+    config: NodeAnalysisConfig | None = None,
+    approvals_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run an analysis request (the JSON of DESIGN.md) on the study's data at this node.
 
-    The request's ``table`` names the EDC table of the study (any name). ``policy`` is the
-    node's disclosure policy (DESIGN.md's defaults when ``None``); a refusal names its rule.
+    The request's ``table`` names a table the node's config declares for the study, or
+    any other name for the study's whole table (at the caller's sites). ``config`` is what
+    the node's federation config says (:func:`load_analysis_config`); ``policy``, when
+    given, replaces its policy. A refusal names its rule. When the policy asks for manual
+    approval, the request waits in the queue at ``approvals_file`` (the node's, shared with
+    its federation node) like a federated one: it is answered once the data steward approved
+    it, and until then refused as awaiting approval, naming the queue entry.
     """
     visible_study(principal, study)
     require_in_study(principal, Action.ANALYSIS_RUN, study)
+    config = config or NodeAnalysisConfig()
+    if policy is not None:
+        config = replace(config, policy=policy)
     table_name = request.get("table")
     if not isinstance(table_name, str) or not table_name:
         raise ValidationError([Problem("table", "name the table the request reads")])
     scope = site_scope(principal, study, Action.ANALYSIS_RUN)
-    spec = EdcTableSpec(edc=study, sites=None if scope.every_site else sorted(scope.sites))
+    spec = _table_spec(config, study, table_name, None if scope.every_site else sorted(scope.sites))
+    identifiers = config.identifiers | set(spec.identifiers)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        table = read_edc_table(connection, table_name, spec)
-    lead = Coordinator("statistician", generate_key(), TrustStore())
+        table = read_edc_table(connection, table_name, spec, identifiers=identifiers)
+    approvals = ApprovalQueue(approvals_file) if approvals_file is not None else None
+    if config.policy.manual_approval and approvals is None:
+        raise PolicyRefusal(
+            "manual_approval",
+            "this node's policy needs the data steward's approval and the node has no "
+            "approval queue (set approvals_file)",
+        )
+    # Each person asks under their own name, so a steward approves a request for them.
+    lead = Coordinator(
+        _requester(principal),
+        generate_key(),
+        TrustStore(),
+        round_timeout=APPROVAL_WAIT if config.policy.manual_approval else 30.0,
+    )
     key = generate_key()
     runner = NodeRunner(
         THIS_NODE,
         key,
         TrustStore([Peer(name=lead.name, public_key=lead.public_key)]),
         {table_name: table},
-        policy=policy,
-        audit=MemoryAuditSink(),
+        policy=config.policy,
+        # each release with its ledger rows, on the study's chain, in one transaction
+        audit=DatabaseAuditSink(engine, chain=study, actor=principal.email),
+        identifiers=identifiers,
+        approvals=approvals,
     )
     lead.trust.add(Peer(name=THIS_NODE, public_key=public_key_b64(key)))
     outcome: dict[str, Any]

@@ -33,12 +33,19 @@ def sort_labels(labels: Sequence[str] | set[str]) -> tuple[str, ...]:
 
 
 def as_labels(values: npt.ArrayLike, what: str) -> list[str]:
-    """Turn group/level values into text labels; missing values are refused."""
+    """Turn group/level values into text labels; missing values are refused.
+
+    Messages name the column and counts, never a value nor a row (they may leave a node).
+    """
     out: list[str] = []
-    for index, value in enumerate(np.asarray(values, dtype=object).ravel().tolist()):
+    missing = 0
+    for value in np.asarray(values, dtype=object).ravel().tolist():
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            raise StatisticsError(f"{what}[{index}]: missing value; drop or impute it first")
+            missing += 1
+            continue
         out.append(str(value))
+    if missing:
+        raise StatisticsError(f"{what}: {missing} missing values; drop or impute them first")
     return out
 
 
@@ -46,13 +53,13 @@ def as_float_vector(values: npt.ArrayLike, what: str) -> FloatArray:
     """Return a 1-D float array with no missing or infinite values."""
     try:
         array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise StatisticsError(f"{what}: values must be numbers ({error})") from None
+    except (TypeError, ValueError):
+        raise StatisticsError(f"{what}: values must be numbers") from None
     if array.ndim != 1:
         raise StatisticsError(f"{what}: expected one value per subject, got shape {array.shape}")
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
-        raise StatisticsError(f"{what}[{int(bad[0])}]: missing or infinite value")
+        raise StatisticsError(f"{what}: {bad.size} missing or infinite values")
     return array
 
 
@@ -63,7 +70,7 @@ def as_event_vector(values: npt.ArrayLike, n: int) -> npt.NDArray[np.bool_]:
         raise StatisticsError(f"event: {events.size} values for {n} times")
     bad = np.flatnonzero((events != 0) & (events != 1))
     if bad.size:
-        raise StatisticsError(f"event[{int(bad[0])}]: {events[bad[0]]} is not 0 or 1")
+        raise StatisticsError(f"event: {bad.size} values are not 0 or 1")
     return np.asarray(events == 1, dtype=np.bool_)
 
 

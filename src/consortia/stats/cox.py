@@ -72,7 +72,7 @@ class CoxNodeData:
     ) -> None:
         times = as_float_vector(time, "time")
         if (times < 0).any():
-            raise StatisticsError(f"time[{int(np.flatnonzero(times < 0)[0])}]: negative time")
+            raise StatisticsError(f"time: {int((times < 0).sum())} negative times")
         events = as_event_vector(event, times.size)
         x = np.asarray(covariates, dtype=np.float64)
         if x.ndim == 1 and times.size:

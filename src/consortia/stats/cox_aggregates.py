@@ -10,8 +10,9 @@ Per Newton round a node answers with either
   reverse cumulative sums and computes the Breslow or Efron partial likelihood
   (:func:`partial_likelihood`), exactly as on the pooled records.
 
-To keep ``exp(xb)`` finite each node scales its sums by ``exp(-shift)``, ``shift`` being its
-largest ``xb``; the lead rescales all nodes to a common shift, which changes nothing else.
+To keep ``exp(xb)`` finite each node scales its sums by ``exp(-shift)``, ``shift`` being the
+mean of its ``xb`` (an aggregate: its largest ``xb`` would be one subject's value); the lead
+rescales all nodes to a common shift, which changes nothing else.
 
 On the wire (:meth:`CoxTimeSums.to_dict`) the sums are packed without losing a bit: the
 symmetric ``x x'`` sums carry only their upper triangle (p(p+1)/2 numbers, not p²), and the
@@ -408,8 +409,11 @@ class CoxStratumRecords:
         """Per-time sums of this stratum at ``beta``, scaled by exp(−max xb)."""
         p = self.x.shape[1]
         linear = self.x @ beta
-        shift = float(linear.max()) if linear.size else 0.0
-        weight = np.exp(linear - shift)
+        shift = float(linear.mean()) if linear.size else 0.0
+        with np.errstate(over="ignore"):
+            weight = np.exp(linear - shift)
+        if not np.isfinite(weight).all():
+            raise StatisticsError("Cox: the coefficients give weights too large to sum")
         weighted = self._terms * weight[:, None]
         every = self._by_time(weighted, self._starts, self.index[self._starts])
         tied: tuple[FloatArray | None, ...] = (None, None, None)

@@ -88,8 +88,8 @@ def _reading(kind: str) -> Iterator[None]:
 def _as_float_array(values: Iterable[Any] | npt.ArrayLike, name: str) -> FloatArray:
     try:
         array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise StatisticsError(f"{name}: values must be numbers or missing ({exc})") from exc
+    except (TypeError, ValueError):
+        raise StatisticsError(f"{name}: values must be numbers or missing") from None
     if array.ndim != 1:
         raise StatisticsError(f"{name}: expected a one-dimensional array, got shape {array.shape}")
     if np.isinf(array).any():
@@ -521,10 +521,10 @@ def crosstab_node(
         if agreed is None:
             return tuple(sorted(seen, key=_natural_key))
         labels = tuple(label for label in (_level_label(v) for v in agreed) if label is not None)
-        unknown = sorted(seen - set(labels), key=_natural_key)
+        unknown = len(seen - set(labels))
         if unknown:
             raise StatisticsError(
-                f"crosstab: {axis} values {unknown} are not among the agreed levels"
+                f"crosstab: {unknown} {axis} levels are not among the agreed levels"
             )
         return labels
 

@@ -127,10 +127,12 @@ def design_matrix(
             raise StatisticsError(f"covariates: {name!r} is not a column of the table")
         if name in agreed:
             labels = as_labels(columns[name], name)
-            unknown = sorted(set(labels) - set(agreed[name]))
+            unknown = sum(label not in set(agreed[name]) for label in labels)
             if unknown:
+                # a count, never the values: this message may leave a node
                 raise StatisticsError(
-                    f"{name}: values {unknown} are not among the agreed levels {list(agreed[name])}"
+                    f"{name}: {unknown} rows have a level that is not among the "
+                    f"{len(agreed[name])} agreed levels"
                 )
             label_array = np.array(labels, dtype=object)
             for level in agreed[name][1:]:

@@ -186,14 +186,14 @@ class GlmNodeData:
             bad = np.flatnonzero((y < 0) | (y > self.weights))
             if bad.size:
                 raise StatisticsError(
-                    f"outcome[{int(bad[0])}]: {y[bad[0]]} is outside 0–{self.weights[bad[0]]:g}"
+                    f"outcome: {bad.size} values are outside 0 to the number of trials"
                 )
             self.successes = y
             y = y / self.weights
         elif self.family == "poisson":
             bad = np.flatnonzero(y < 0)
             if bad.size:
-                raise StatisticsError(f"outcome[{int(bad[0])}]: negative count {y[bad[0]]}")
+                raise StatisticsError(f"outcome: {bad.size} negative counts")
             self.successes = y
         else:
             self.successes = y
@@ -484,7 +484,7 @@ def fit_glm_federated(
         raise StatisticsError(f"GLM: {problem}")
     mean = start.sum_y / start.sum_weights
     if family != "gaussian" and not 0 < mean < (1 if family == "binomial" else math.inf):
-        raise StatisticsError(f"GLM: the outcome never varies (mean {mean:g})")
+        raise StatisticsError("GLM: the outcome never varies")
     beta = np.asarray(np.linalg.solve(start.xtwx, start.xtwz), dtype=np.float64)
     previous: tuple[FloatArray, float] | None = None
     converged = False

@@ -133,7 +133,7 @@ def survival_counts(
     """
     times = as_float_vector(time, "time")
     if (times < 0).any():
-        raise StatisticsError(f"time[{int(np.flatnonzero(times < 0)[0])}]: negative time")
+        raise StatisticsError(f"time: {int((times < 0).sum())} negative times")
     events = as_event_vector(event, times.size)
     groups, group_index = _group_codes(group, times.size)
     binned = bin_times(times, time_bin)

@@ -33,11 +33,14 @@ __all__ = [
     "event_instance",
     "federation_nonce",
     "federation_refusal",
+    "federation_session",
     "form_instance",
     "item_value",
     "login_throttle",
     "metadata",
     "query_message",
+    "release_ledger",
+    "release_set",
     "role_grant",
     "study_version",
     "subject",
@@ -324,4 +327,49 @@ federation_refusal = sa.Table(
     sa.Column("source", sa.String(200), primary_key=True),
     sa.Column("window_start", UTCDateTime, nullable=False),
     sa.Column("unlogged", sa.Integer, nullable=False),
+)
+
+# --------------------------------------------------------------------------- disclosure control
+REQUESTER_LENGTH = 400  # a peer's name, or "user:" and an e-mail address
+
+# What a node agreed for each analysis session, and which rows each release drew on (the
+# release ledger). Row keys are stored as sorted internal keys, compressed; never values.
+
+federation_session = sa.Table(
+    "federation_session",
+    metadata,
+    sa.Column("requester", sa.String(REQUESTER_LENGTH), primary_key=True),
+    sa.Column("session", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("design", sa.Text, nullable=False),
+    sa.Column("levels", sa.Text, nullable=True),
+    sa.Column("agreed_at", UTCDateTime, nullable=False),
+)
+
+release_set = sa.Table(
+    "release_set",
+    metadata,
+    _id(),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("row_keys", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("dataset", "digest", name="uq_release_set"),
+)
+sa.Index("ix_release_set_dataset_n", release_set.c.dataset, release_set.c.n)
+
+release_ledger = sa.Table(
+    "release_ledger",
+    metadata,
+    _id(),
+    sa.Column("set_pk", sa.ForeignKey("release_set.id"), nullable=False, index=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("requester", sa.String(REQUESTER_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("session", sa.String(64), nullable=True),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    sa.Column("released_at", UTCDateTime, nullable=False),
+    sa.Column("design_sha256", sa.String(64), nullable=True),
+    sa.Column("parameters", sa.Integer, nullable=True),
 )

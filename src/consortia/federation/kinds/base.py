@@ -41,6 +41,7 @@ __all__ = [
     "complete_rows",
     "drive_iterative",
     "label_column",
+    "label_groups",
     "numeric_column",
 ]
 
@@ -118,6 +119,24 @@ class AnalysisKind(Generic[RequestT]):
         """Answer one round on the node: the aggregates and the counts to check."""
         raise NotImplementedError
 
+    # Iterative kinds agree a design in their first round and re-check it every round
+    # (see consortia.federation.disclosure); one-round kinds keep these defaults.
+
+    def design(self, state: Any, request: RequestT) -> dict[str, Any] | None:
+        """What this node's releases in a session depend on beyond the request (its rows,
+        the levels of its categorical covariates with their counts, its strata), as JSON;
+        ``None`` for a kind whose every round stands alone."""
+        return None
+
+    def agreement_round(self, payload: Mapping[str, Any]) -> bool:
+        """Whether ``payload`` is the round that agrees the session's design."""
+        return False
+
+    def round_levels(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The levels a later round carries (the node stores the first and holds every
+        later round of the session to them)."""
+        return None
+
     async def lead(self, request: RequestT, exchange: Exchange) -> dict[str, Any]:
         """Drive the rounds and return the estimates as JSON values."""
         raise NotImplementedError
@@ -184,6 +203,25 @@ def label_column(
     if _plain_text(table, column):  # _label(text) is the text itself
         return values if rows is not None else values.copy()
     return np.array([_label(value) for value in values], dtype=object)
+
+
+def label_groups(
+    labels: npt.NDArray[np.object_], name: str, rows: BoolArray | None = None
+) -> dict[str, BoolArray]:
+    """The rows of each distinct label (missing left out), named ``"{name} 1"``, ``"{name}
+    2"`` … in sorted label order: the release ledger's groups, labelled without a value.
+
+    ``labels`` are over ``rows`` (every row when ``None``); the masks are over the table.
+    """
+    present = [label for label in set(labels.tolist()) if label is not None]
+    positions = np.flatnonzero(rows) if rows is not None else np.arange(labels.size)
+    size = rows.size if rows is not None else labels.size
+    groups: dict[str, BoolArray] = {}
+    for index, label in enumerate(sorted(present), start=1):
+        mask = np.zeros(size, dtype=np.bool_)
+        mask[positions[labels == label]] = True
+        groups[f"{name} {index}"] = mask
+    return groups
 
 
 # Tables are immutable once loaded: which object columns hold only str/None is checked once.

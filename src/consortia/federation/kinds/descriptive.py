@@ -17,9 +17,11 @@ subject to the node's minimum cell count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from consortia.federation.kinds.base import (
@@ -27,6 +29,7 @@ from consortia.federation.kinds.base import (
     AnalysisRequest,
     Exchange,
     label_column,
+    label_groups,
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
@@ -45,6 +48,9 @@ from consortia.stats.descriptive import (
 )
 
 __all__ = ["CrosstabKind", "DescribeKind", "ProportionKind"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 # One bin wide enough for any measurement: its count is n, so nothing beyond n is released.
 _WHOLE_LINE = (-1.0e300, 1.0e300)
@@ -92,9 +98,8 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
     ) -> Release:
         table: Table = state
         values = numeric_column(table, request.variable)
-        aggregates = describe_node(
-            values, bin_edges=request.edges(), allow_min_max=policy.allow_min_max
-        )
+        edges = request.edges()
+        aggregates = describe_node(values, bin_edges=edges, allow_min_max=policy.allow_min_max)
         return Release(
             aggregates.to_dict(),
             aggregates.n,
@@ -103,6 +108,7 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
                 "missing": [aggregates.missing],
                 "histogram": [*aggregates.bin_counts, aggregates.below, aggregates.above],
             },
+            groups=_bin_groups(values, edges),
         )
 
     async def lead(self, request: DescribeRequest, exchange: Exchange) -> dict[str, Any]:
@@ -115,6 +121,22 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
             for key in ("probabilities", "quantiles", "bin_edges", "bin_counts", "below", "above"):
                 result.pop(key, None)
         return result
+
+
+def _bin_groups(values: FloatArray, edges: Sequence[float]) -> dict[str, BoolArray]:
+    """The rows in each histogram bin (as numpy bins them: the last one closed), below the
+    first edge and above the last."""
+    bins = np.asarray(edges, dtype=np.float64)
+    present = ~np.isnan(values)
+    index = np.searchsorted(bins, values, side="right") - 1
+    index[present & (values == bins[-1])] = bins.size - 2
+    groups = {
+        f"bin {number + 1}": present & (index == number) & (values <= bins[-1])
+        for number in range(bins.size - 1)
+    }
+    groups["below the bins"] = present & (values < bins[0])
+    groups["above the bins"] = present & (values > bins[-1])
+    return groups
 
 
 class CrosstabRequest(AnalysisRequest):
@@ -139,14 +161,34 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
         self, state: Any, request: CrosstabRequest, payload: Mapping[str, Any], policy: NodePolicy
     ) -> Release:
         table: Table = state
-        aggregates = crosstab_node(
-            label_column(table, request.rows), label_column(table, request.columns)
-        )
+        row_labels = label_column(table, request.rows)
+        column_labels = label_column(table, request.columns)
+        aggregates = crosstab_node(row_labels, column_labels)
         counts = [count for row in aggregates.counts for count in row]
+        by_row = label_groups(row_labels, "row level")
+        by_column = label_groups(column_labels, "column level")
+        cells = {
+            f"cell {row_name[10:]},{column_name[13:]}": row_mask & column_mask
+            for row_name, row_mask in by_row.items()
+            for column_name, column_mask in by_column.items()
+        }
+        present: BoolArray = np.array(
+            [
+                row is not None and column is not None
+                for row, column in zip(row_labels, column_labels, strict=True)
+            ],
+            dtype=np.bool_,
+        )
         return Release(
             aggregates.to_dict(),
             sum(counts),
             cells={"table": counts, "missing": [aggregates.missing]},
+            rows=present,
+            groups={
+                **{name: mask & present for name, mask in by_row.items()},
+                **{name: mask & present for name, mask in by_column.items()},
+                **cells,
+            },
         )
 
     async def lead(self, request: CrosstabRequest, exchange: Exchange) -> dict[str, Any]:
@@ -180,7 +222,8 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
         policy: NodePolicy,
     ) -> Release:
         table: Table = state
-        aggregates = proportion_node(numeric_column(table, request.outcome))
+        outcome = numeric_column(table, request.outcome)
+        aggregates = proportion_node(outcome)
         return Release(
             aggregates.to_dict(),
             aggregates.n,
@@ -189,6 +232,7 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
                 "failures": [aggregates.n - aggregates.successes],
                 "missing": [aggregates.missing],
             },
+            groups={"successes": outcome == 1, "failures": outcome == 0},
         )
 
     async def lead(self, request: ProportionRequest, exchange: Exchange) -> dict[str, Any]:

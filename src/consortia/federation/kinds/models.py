@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from consortia.exceptions import StatisticsError
+from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
@@ -43,11 +43,13 @@ from consortia.federation.kinds.base import (
     complete_rows,
     drive_iterative,
     label_column,
+    label_groups,
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
-from consortia.federation.protocol import canonical_json
+from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
+from consortia.stats._arrays import bin_times, sort_labels
 from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
@@ -111,13 +113,21 @@ class CoxRequest(AnalysisRequest):
 
 @dataclass
 class ModelRows:
-    """One node's complete rows for a model session, and designs built from them."""
+    """One node's complete rows for a model session, and designs built from them.
+
+    ``strata`` are the local strata columns (Cox) and ``events`` the event column, whose
+    per-stratum counts the node checks and agrees like the levels' counts.
+    """
 
     table: Table
     rows: npt.NDArray[np.bool_]
     missing: int
     categorical: set[str]
     designs: dict[bytes, Any] = field(default_factory=dict)
+    strata: Sequence[str] = ()
+    events: str | None = None
+    _agreed: dict[str, Any] | None = None
+    _groups: dict[str, npt.NDArray[np.bool_]] | None = None
 
     @property
     def n(self) -> int:
@@ -153,13 +163,142 @@ class ModelRows:
         columns = {name: self.column(name) for name in covariates}
         return design_matrix(columns, covariates, levels, intercept=intercept).matrix
 
+    def stratum_labels(self) -> npt.NDArray[np.object_] | None:
+        """Each complete row's local stratum (``None`` without local strata)."""
+        if not self.strata:
+            return None
+        parts = [label_column(self.table, name, self.rows) for name in self.strata]
+        return np.array(
+            ["|".join(str(v) for v in values) for values in zip(*parts, strict=True)],
+            dtype=object,
+        )
+
+    def own_levels(self, covariates: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """This node's levels (with rows) of each categorical covariate, sorted."""
+        report = self.level_report(covariates)
+        return {
+            name: sort_labels(set(entry["counts"]))
+            for name, entry in report.items()
+            if entry["categorical"]
+        }
+
+    def groups(self, covariates: Sequence[str]) -> dict[str, npt.NDArray[np.bool_]]:
+        """The table rows behind each level and each stratum, labelled without a value."""
+        if self._groups is None:
+            groups: dict[str, npt.NDArray[np.bool_]] = {}
+            positions = np.flatnonzero(self.rows)
+            for name, levels in self.own_levels(covariates).items():
+                labels = self.column(name)
+                for index, level in enumerate(levels, start=1):
+                    mask = np.zeros(self.table.n_rows, dtype=np.bool_)
+                    mask[positions[labels == level]] = True
+                    groups[f"level {index} of {name}"] = mask
+            strata = self.stratum_labels()
+            if strata is not None:
+                for index, stratum in enumerate(sort_labels(set(strata.tolist())), start=1):
+                    mask = np.zeros(self.table.n_rows, dtype=np.bool_)
+                    mask[positions[strata == stratum]] = True
+                    groups[f"stratum {index}"] = mask
+            self._groups = groups
+        return self._groups
+
+    def stratum_counts(self) -> list[list[int]]:
+        """Rows and events of each local stratum, in stratum order."""
+        strata = self.stratum_labels()
+        if strata is None:
+            return []
+        events = self.numeric(self.events) if self.events else np.zeros(self.n)
+        return [
+            [int((strata == stratum).sum()), int(events[strata == stratum].sum())]
+            for stratum in sort_labels(set(strata.tolist()))
+        ]
+
+    def agreed_design(self, covariates: Sequence[str]) -> dict[str, Any]:
+        """What this node agrees for the session: its rows (count and a digest of their
+        keys), rows left out, each categorical covariate's levels with their counts, and
+        its strata's rows and events. JSON values only; computed once per session."""
+        if self._agreed is None:
+            keys = self.table.keys(self.rows)
+            report = self.level_report(covariates)
+            self._agreed = {
+                "dataset": self.table.dataset,
+                "rows": self.n,
+                "row_keys_sha256": sha256_hex(np.asarray(keys, dtype="<i8").tobytes()),
+                "missing": self.missing,
+                "categorical": {
+                    name: {
+                        level: entry["counts"][level] for level in sort_labels(set(entry["counts"]))
+                    }
+                    for name, entry in report.items()
+                    if entry["categorical"]
+                },
+                "strata": self.stratum_counts(),
+            }
+        return self._agreed
+
+    def check_levels(self, covariates: Sequence[str], payload: Mapping[str, Any]) -> Levels:
+        """The levels a model round carries, refused unless they fit this node's own.
+
+        They must name exactly this node's categorical covariates, each as distinct labels
+        in the agreed (sorted) order that include every level this node has rows of; a
+        level this node has no rows of (another node's) gives an all-zero column.
+        """
+        levels = payload.get("levels")
+        own = self.own_levels(covariates)
+        if not isinstance(levels, Mapping) or set(levels) != set(own):
+            named = ", ".join(sorted(own)) or "none"
+            raise PolicyRefusal(
+                "session_mismatch",
+                f"a model round must carry levels for exactly this node's categorical "
+                f"covariates ({named})",
+            )
+        agreed: Levels = {}
+        for name in sorted(own):
+            values = levels[name]
+            if (
+                not isinstance(values, list)
+                or not all(isinstance(value, str) for value in values)
+                or tuple(values) != sort_labels(set(values))
+            ):
+                raise PolicyRefusal(
+                    "session_mismatch",
+                    f"{name}: the round's levels must be distinct labels in the agreed order",
+                )
+            absent = len(set(own[name]) - set(values))
+            if absent:
+                raise PolicyRefusal(
+                    "session_mismatch",
+                    f"{name}: {absent} of this node's levels are not among the round's levels",
+                )
+            agreed[name] = list(values)
+        return agreed
+
+    def round_cells(self, covariates: Sequence[str]) -> dict[str, list[int]]:
+        """The counts every round re-checks: rows left out, rows per level and per stratum."""
+        cells: dict[str, list[int]] = {"rows with missing values": [self.missing]}
+        for name, counts in self.agreed_design(covariates)["categorical"].items():
+            cells[f"rows per level of {name}"] = list(counts.values())
+        strata = self.agreed_design(covariates)["strata"]
+        if strata:
+            cells["rows per stratum"] = [rows for rows, _ in strata]
+            cells["events per stratum"] = [events for _, events in strata]
+        return cells
+
 
 def _model_rows(
-    table: Table, needed: Sequence[str], covariates: Sequence[str], categorical: Sequence[str]
+    table: Table,
+    needed: Sequence[str],
+    covariates: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    strata: Sequence[str] = (),
+    events: str | None = None,
 ) -> ModelRows:
     rows, missing = complete_rows(table, needed)
     text = {name for name in covariates if table.types[name] is ColumnType.TEXT}
-    return ModelRows(table, rows, missing, text | set(categorical))
+    return ModelRows(
+        table, rows, missing, text | set(categorical), strata=tuple(strata), events=events
+    )
 
 
 def _parameters(report: Mapping[str, Any], intercept: bool) -> int:
@@ -172,16 +311,69 @@ def _parameters(report: Mapping[str, Any], intercept: bool) -> int:
 
 def _levels_release(model: ModelRows, covariates: Sequence[str], intercept: bool) -> Release:
     report = model.level_report(covariates)
-    cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
-    for name, entry in report.items():
-        if entry["categorical"]:
-            cells[f"rows per level of {name}"] = list(entry["counts"].values())
     return Release(
         {"step": "levels", "levels": report, "n": model.n},
         model.n,
-        cells=cells,
+        cells=model.round_cells(covariates),
         parameters=_parameters(report, intercept),
+        rows=model.rows,
+        groups=model.groups(covariates),
     )
+
+
+class _ModelKind:
+    """The session agreement both model kinds share (mixed into their AnalysisKind)."""
+
+    def design(self, state: Any, request: Any) -> dict[str, Any] | None:
+        model: ModelRows = state
+        return model.agreed_design(request.covariates)
+
+    def agreement_round(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("step") == "levels"
+
+    def round_levels(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        levels = payload.get("levels")
+        return dict(levels) if isinstance(levels, Mapping) else None
+
+
+def _beta(payload: Mapping[str, Any], size: int) -> FloatArray:
+    """The round's coefficients: ``size`` finite numbers (none: the starting round)."""
+    try:
+        beta = np.asarray(payload.get("beta"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRequest("payload.beta: a list of numbers is needed") from None
+    if beta.shape not in ((size,), (0,)) or not np.isfinite(beta).all():
+        raise InvalidRequest(f"payload.beta: {size} finite numbers are needed")
+    return beta
+
+
+def _glm_log_weights(node: GlmNodeData, beta: FloatArray, family: str) -> FloatArray:
+    """log of each row's IRLS weight at ``beta`` (binomial m·p(1−p), Poisson μ)."""
+    eta = node.x @ beta + node.offset
+    if family == "poisson":
+        return np.asarray(eta, dtype=np.float64)
+    # log p(1-p) = -|eta| - 2 log(1 + exp(-|eta|)), stable for any eta
+    magnitude = np.abs(eta)
+    return np.asarray(np.log(node.weights) - magnitude - 2 * np.log1p(np.exp(-magnitude)))
+
+
+def _check_weights(log_weights: FloatArray, policy: NodePolicy) -> None:
+    """Refuse coefficients that put nearly all the weight on a few rows.
+
+    The lead chooses the coefficients a round is evaluated at; coefficients that make a few
+    rows' weights dwarf the rest would release those rows' values almost alone. The
+    effective number of rows, (Σw)² / Σw², must reach the minimum cell count.
+    """
+    if log_weights.size == 0:
+        return
+    weights = np.exp(log_weights - log_weights.max())
+    effective = float(weights.sum() ** 2 / (weights**2).sum())
+    if effective < policy.min_cell_count:
+        raise PolicyRefusal(
+            "weight_concentration",
+            f"at the round's coefficients fewer than {policy.min_cell_count} rows carry the "
+            "weight of this node's answer",
+        )
 
 
 def _cached(model: ModelRows, key: Mapping[str, Any], build: Any) -> Any:
@@ -219,7 +411,7 @@ def _term_names(covariates: Sequence[str], levels: Levels, intercept: bool) -> t
     return design_matrix(example, covariates, levels, intercept=intercept).names
 
 
-class GlmKind(AnalysisKind[GlmRequest]):
+class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
     """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
 
     name = "glm"
@@ -238,7 +430,7 @@ class GlmKind(AnalysisKind[GlmRequest]):
         model: ModelRows = state
         if payload.get("step") == "levels":
             return _levels_release(model, request.covariates, request.intercept)
-        levels: Levels = dict(payload["levels"])
+        levels = model.check_levels(request.covariates, payload)
 
         def build() -> GlmNodeData:
             return GlmNodeData(
@@ -250,15 +442,23 @@ class GlmKind(AnalysisKind[GlmRequest]):
             )
 
         node: GlmNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
-        cells: dict[str, list[int]] = {"rows with missing values": [model.missing]}
+        beta = _beta(payload, node.x.shape[1])
+        if beta.size and request.family != "gaussian":
+            _check_weights(_glm_log_weights(node, beta, request.family), policy)
+        aggregates = node.round(beta)
+        cells = model.round_cells(request.covariates)
         if request.family != "gaussian":
             successes = round(aggregates.sum_y)
             cells["outcome counts"] = [successes]
             if request.family == "binomial":
                 cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
         return Release(
-            aggregates.to_dict(arrays=True), model.n, cells=cells, parameters=int(node.x.shape[1])
+            aggregates.to_dict(arrays=True),
+            model.n,
+            cells=cells,
+            parameters=int(node.x.shape[1]),
+            rows=model.rows,
+            groups=model.groups(request.covariates),
         )
 
     async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
@@ -284,7 +484,7 @@ def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
     return CoxStratumAggregates.from_dict(data)
 
 
-class CoxKind(AnalysisKind[CoxRequest]):
+class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
     """Pooled-equivalent Cox model by Newton rounds (``fit_cox_federated``)."""
 
     name = "cox"
@@ -297,7 +497,14 @@ class CoxKind(AnalysisKind[CoxRequest]):
         return None if request.stratified else request.effective_time_bin
 
     def prepare(self, table: Table, request: CoxRequest, policy: NodePolicy) -> ModelRows:
-        return _model_rows(table, self.columns(request), request.covariates, request.categorical)
+        return _model_rows(
+            table,
+            self.columns(request),
+            request.covariates,
+            request.categorical,
+            strata=request.local_strata,
+            events=request.event,
+        )
 
     def node_round(
         self, state: Any, request: CoxRequest, payload: Mapping[str, Any], policy: NodePolicy
@@ -305,34 +512,47 @@ class CoxKind(AnalysisKind[CoxRequest]):
         model: ModelRows = state
         if payload.get("step") == "levels":
             return _levels_release(model, request.covariates, intercept=False)
-        levels: Levels = dict(payload["levels"])
+        levels = model.check_levels(request.covariates, payload)
 
-        def build() -> CoxNodeData:
-            strata = None
-            if request.local_strata:
-                parts = [label_column(model.table, s, model.rows) for s in request.local_strata]
-                strata = ["|".join(str(v) for v in values) for values in zip(*parts, strict=True)]
-            return CoxNodeData(
+        def build() -> tuple[CoxNodeData, FloatArray]:
+            labels = model.stratum_labels()
+            strata = None if labels is None else labels.tolist()
+            x = model.design(request.covariates, levels, intercept=False)
+            node = CoxNodeData(
                 model.numeric(request.time),
                 model.numeric(request.event),
-                model.design(request.covariates, levels, intercept=False),
+                x,
                 ties=request.ties,
                 stratified=request.stratified,
                 strata=strata,
                 time_bin=request.effective_time_bin,
             )
+            return node, x
 
-        node: CoxNodeData = _cached(model, {"levels": levels}, build)
-        aggregates = node.round(np.asarray(payload["beta"], dtype=np.float64))
+        node, x = _cached(model, {"levels": levels}, build)
+        beta = _beta(payload, node.n_covariates)
+        if beta.size:
+            _check_weights(x @ beta, policy)
+        aggregates = node.round(beta)
+        cells = {
+            "events": [node.n_events],
+            "censored": [node.n - node.n_events],
+            **model.round_cells(request.covariates),
+        }
+        if not request.stratified:
+            # per-time sums: the subjects (and events) at each released time are a group
+            binned = bin_times(model.numeric(request.time), request.effective_time_bin)
+            _, at_time = np.unique(binned, return_inverse=True)
+            cells["rows per released time"] = np.bincount(at_time).tolist()
+            events = np.bincount(at_time, weights=model.numeric(request.event))
+            cells["events per released time"] = [round(float(e)) for e in events]
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
-            cells={
-                "events": [node.n_events],
-                "censored": [node.n - node.n_events],
-                "rows with missing values": [model.missing],
-            },
+            cells=cells,
             parameters=node.n_covariates,
+            rows=model.rows,
+            groups=model.groups(request.covariates),
         )
 
     async def lead(self, request: CoxRequest, exchange: Exchange) -> dict[str, Any]:
@@ -431,10 +651,24 @@ class MetaKind(AnalysisKind[MetaRequest]):
         estimate, error = float(coef[at]), float(se[at])
         if not (math.isfinite(estimate) and math.isfinite(error)):
             raise StatisticsError(f"meta: {request.term!r} cannot be estimated at this node")
+        # A local fit's coefficient of a level is that level's rows' contrast: levels are
+        # released groups, as in a federated model.
+        cells: dict[str, list[int]] = {"rows with missing values": [missing]}
+        groups: dict[str, npt.NDArray[np.bool_]] = {}
+        for name, values in columns.items():
+            if values.dtype == object:
+                levels = label_groups(np.asarray(values, dtype=object), f"level of {name}", rows)
+                cells[f"rows per level of {name}"] = [int(mask.sum()) for mask in levels.values()]
+                groups.update(levels)
+        if isinstance(model, GlmRequest) and model.family == "binomial" and not model.trials:
+            outcome = numeric_column(table, model.outcome, rows)
+            cells["outcome counts"] = [int(outcome.sum()), int(n - outcome.sum())]
         return Release(
             {"estimate": estimate, "standard_error": error, "n": n},
             n,
-            cells={"rows with missing values": [missing]},
+            cells=cells,
+            rows=rows,
+            groups=groups,
             parameters=len(names),
         )
 

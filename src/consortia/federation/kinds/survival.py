@@ -26,6 +26,7 @@ from consortia.federation.kinds.base import (
     Exchange,
     complete_rows,
     label_column,
+    label_groups,
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
@@ -77,12 +78,16 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
         table: Table = state
         rows, missing = complete_rows(table, self.columns(request))
         groups = label_column(table, request.group, rows) if request.group else None
+        events = numeric_column(table, request.event, rows)
         counts = survival_counts(
             numeric_column(table, request.time, rows),
-            numeric_column(table, request.event, rows),
+            events,
             groups,
             time_bin=request.time_bin,
         )
+        # Per-bin event and censoring counts are the curve itself (small by nature); the
+        # ledger holds each group's subjects.
+        by_group = label_groups(groups, "group", rows) if groups is not None else {}
         return Release(
             counts.to_dict(),
             counts.n,
@@ -91,6 +96,8 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
                 "events per group": [int(e) for e in counts.events.sum(axis=1)],
                 "rows with missing values": [missing],
             },
+            rows=rows,
+            groups=by_group,
         )
 
     async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> dict[str, Any]:
