@@ -595,8 +595,14 @@ def factor_levels(study: Study, factor: str) -> tuple[tuple[str, ...], str | Non
         if item is None:
             continue
         if item.type is not ItemType.CHOICE:
+            what = (
+                "several codes per subject"
+                if item.type is ItemType.MULTICHOICE
+                else "without a code list"
+            )
             return (), (
-                f"{factor} is a {item.type.value} item; a factor must be a choice item "
+                f"{factor} is {'an' if item.type.value[0] in 'aeiou' else 'a'} "
+                f"{item.type.value} item ({what}); a factor must be a choice item "
                 "(one code of a code list per subject)"
             )
         if group.repeating:
@@ -651,8 +657,8 @@ def _randomisation_problems(study: Study, doc: YamlDocument) -> list[Problem]:
             if arm.code is None:
                 add(
                     ("arms", arm_code),
-                    "every arm needs an allocation code once one has (arms "
-                    f"{', '.join(coded)} have one)",
+                    "every arm needs an allocation code once one has (given for "
+                    f"{', '.join(coded)})",
                     key=True,
                 )
 
