@@ -214,8 +214,9 @@ def block_list(
         for i in range(size - 1, 0, -1):  # Fisher–Yates: every ordering equally likely
             j = stream.below(i + 1)
             content[i], content[j] = content[j], content[i]
+        start = len(allocations)
         allocations.extend(
-            Allocation(arm, len(allocations) + position + 1, stratum, block, size)
+            Allocation(arm, start + position + 1, stratum, block, size)
             for position, arm in enumerate(content)
         )
     return tuple(allocations)
@@ -229,22 +230,6 @@ def weighted_imbalance(counts: Mapping[str, int], ratios: Mapping[str, int]) -> 
     """
     scaled = [Fraction(counts.get(arm, 0), ratio) for arm, ratio in ratios.items()]
     return max(scaled) - min(scaled)
-
-
-def _levels_problems(
-    study: Study, factors: Sequence[str], levels: Mapping[str, str]
-) -> list[Problem]:
-    problems = []
-    for factor in factors:
-        allowed, _ = factor_levels(study, factor)
-        level = levels.get(factor)
-        if level is None:
-            problems.append(Problem(factor, "a level is needed to randomise"))
-        elif level not in allowed:
-            problems.append(
-                Problem(factor, f"{level!r} is not one of its levels: {', '.join(allowed)}")
-            )
-    return problems
 
 
 def stratum_key(scheme: Randomisation, levels: Mapping[str, str]) -> Stratum:
@@ -273,9 +258,21 @@ class Randomiser(ABC):
         self.scheme: Randomisation = study.randomisation
         self.seed = _check_seed(seed)
         self.ratios: dict[str, int] = {code: arm.ratio for code, arm in study.arms.items()}
+        self.levels: dict[str, tuple[str, ...]] = {
+            factor: factor_levels(study, factor)[0] for factor in self.scheme.factor_names
+        }
 
     def check_levels(self, levels: Mapping[str, str]) -> Stratum:
-        problems = _levels_problems(self.study, self.scheme.factor_names, levels)
+        """The subject's stratum; a missing or unknown level raises ValidationError."""
+        problems = []
+        for factor, allowed in self.levels.items():
+            level = levels.get(factor)
+            if level is None:
+                problems.append(Problem(factor, "a level is needed to randomise"))
+            elif level not in allowed:
+                problems.append(
+                    Problem(factor, f"{level!r} is not one of its levels: {', '.join(allowed)}")
+                )
         if problems:
             raise ValidationError(problems)
         return stratum_key(self.scheme, levels)
@@ -330,10 +327,15 @@ class MinimisationRandomiser(Randomiser):
 
     def __init__(self, study: Study, seed: int) -> None:
         super().__init__(study, seed)
+        # exact integer arithmetic: counts scaled by lcm(ratios), weights (as the decimals
+        # written in the file) scaled by the lcm of their denominators
         lcm = math.lcm(*self.ratios.values())
         self._scale = {arm: lcm // ratio for arm, ratio in self.ratios.items()}
+        exact = [Fraction(str(entry.weight)) for entry in self.scheme.factors]
+        common = math.lcm(*(w.denominator for w in exact)) if exact else 1
         self._weights = [
-            (entry.factor, Fraction(str(entry.weight))) for entry in self.scheme.factors
+            (entry.factor, int(w * common))
+            for entry, w in zip(self.scheme.factors, exact, strict=True)
         ]
 
     def tally(self, history: Sequence[PriorAllocation]) -> MinimisationTally:
@@ -342,14 +344,17 @@ class MinimisationRandomiser(Randomiser):
             tally.add(prior.levels, prior.arm, self.scheme.factor_names)
         return tally
 
-    def imbalances(
-        self, tally: MinimisationTally, levels: Mapping[str, str]
-    ) -> dict[str, Fraction]:
-        """``G(t)`` for each candidate arm ``t``, on the scale of counts × lcm(ratios)."""
+    def imbalances(self, tally: MinimisationTally, levels: Mapping[str, str]) -> dict[str, int]:
+        """``G(t)`` for each candidate arm ``t``, times a positive constant (so exact integers).
+
+        The constant is the same for every arm: counts are scaled by ``lcm(ratios)``, weights by
+        the lcm of their denominators, and the variance by ``(number of arms)²``.
+        """
         arms = list(self.ratios)
-        result: dict[str, Fraction] = {}
+        n = len(arms)
+        result: dict[str, int] = {}
         for candidate in arms:
-            total = Fraction(0)
+            total = 0
             for factor, weight in self._weights:
                 level = levels[factor]
                 scaled = [
@@ -358,10 +363,9 @@ class MinimisationRandomiser(Randomiser):
                     for arm in arms
                 ]
                 if self.scheme.imbalance == "range":
-                    spread = Fraction(max(scaled) - min(scaled))
-                else:  # population variance
-                    n = len(scaled)
-                    spread = Fraction(n * sum(y * y for y in scaled) - sum(scaled) ** 2, n * n)
+                    spread = max(scaled) - min(scaled)
+                else:  # population variance × n²
+                    spread = n * sum(y * y for y in scaled) - sum(scaled) ** 2
                 total += weight * spread
             result[candidate] = total
         return result
