@@ -390,7 +390,8 @@ def test_a_minimisation_scheme_loads_with_weights_imbalance_and_probability() ->
     assert [(f.factor, f.weight) for f in scheme.factors] == [("site", 1.0), ("demo.smoker", 2.5)]
     assert (scheme.imbalance, scheme.probability) == ("variance", 0.9)
     default = load_study_text(MINIMISATION.replace("  probability: 0.9\n", ""), "s.yaml")
-    assert default.randomisation is not None and default.randomisation.probability == 0.8
+    assert default.randomisation is not None
+    assert default.randomisation.probability == 0.8
 
 
 def test_every_misfit_of_a_block_scheme_is_reported_at_once_at_its_line() -> None:
@@ -502,7 +503,8 @@ def test_the_cart_template_is_randomised_one_to_one_by_site_and_disease_status()
 
     study = load_template("cart-lbcl")
     scheme = study.randomisation
-    assert scheme is not None and scheme.method == "permuted_blocks"
+    assert scheme is not None
+    assert scheme.method == "permuted_blocks"
     assert scheme.strata == ("site", "eligibility.disease_status")
     assert scheme.block_sizes == (4, 6)
     assert {code: (arm.ratio, arm.code) for code, arm in study.arms.items()} == {
