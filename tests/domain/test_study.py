@@ -511,3 +511,19 @@ def test_the_cart_template_is_randomised_one_to_one_by_site_and_disease_status()
         "car_t": (1, "A"),
         "soc": (1, "B"),
     }
+
+
+def test_a_scheme_of_the_wrong_shape_is_reported_at_each_value_with_what_would_be_right() -> None:
+    text = RANDOMISED + (
+        "randomisation:\n  method: stratified\n  imbalance: sd\n  block_sizes: [four]\n"
+        "  colour: red\n"
+    )
+    assert problems(text) == [
+        "s.yaml:48:11: randomisation.method: input should be 'permuted_blocks' or "
+        "'minimisation' (got 'stratified')",
+        "s.yaml:49:14: randomisation.imbalance: input should be 'range' or 'variance' (got 'sd')",
+        "s.yaml:50:17: randomisation.block_sizes[0]: input should be a valid integer, unable to "
+        "parse string as an integer (got 'four')",
+        "s.yaml:51:3: randomisation.colour: unknown key 'colour'; expected one of: method, "
+        "block_sizes, strata, blocks_per_stratum, factors, imbalance, probability",
+    ]
