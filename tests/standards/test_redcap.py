@@ -777,6 +777,5 @@ def test_a_randomisation_scheme_is_named_among_what_a_data_dictionary_cannot_hol
 
     warnings = export_redcap(load_template("cart-lbcl")).warnings
     assert any(
-        w.path == "randomisation" and "not part of a data dictionary" in w.message
-        for w in warnings
+        w.path == "randomisation" and "not part of a data dictionary" in w.message for w in warnings
     )
