@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from consortia.domain.study import ItemType, Study, load_study, load_study_text, schedule_table
+from consortia.domain.study import (
+    ItemType,
+    Study,
+    load_study,
+    load_study_text,
+    schedule_table,
+    study_to_yaml,
+)
 from consortia.exceptions import StudyDefinitionError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -343,3 +350,192 @@ def test_subscript_columns_count_characters_not_bytes() -> None:
     assert message.startswith(
         "s.yaml:39:39: forms.demo.checks[0].expression: edit check: 'smoker' is not"
     )
+
+
+# --- randomisation schemes ----------------------------------------------------------------
+
+RANDOMISED = BASE.replace(
+    "  a: {label: {en: A, zh: 甲}, ratio: 2}\n",
+    "  a: {label: {en: A, zh: 甲}, ratio: 2, code: X}\n"
+    "  b: {label: {en: B, zh: 乙}, ratio: 1, code: Y}\n",
+)
+BLOCKS = (
+    RANDOMISED
+    + """\
+randomisation:
+  method: permuted_blocks
+  block_sizes: [3, 6]
+  strata: [site, demo.smoker]
+"""
+)
+MINIMISATION = (
+    RANDOMISED
+    + """\
+randomisation:
+  method: minimisation
+  factors:
+    - {factor: site, weight: 1}
+    - {factor: demo.smoker, weight: 2.5}
+  imbalance: variance
+  probability: 0.9
+"""
+)
+
+
+def test_a_permuted_block_scheme_loads_with_its_strata_and_arm_codes() -> None:
+    study = load_study_text(BLOCKS, "s.yaml")
+
+    assert study.randomisation is not None
+    assert study.randomisation.method == "permuted_blocks"
+    assert study.randomisation.block_sizes == (3, 6)
+    assert study.randomisation.factor_names == ("site", "demo.smoker")
+    assert study.randomisation.blocks_per_stratum == 50
+    assert [arm.code for arm in study.arms.values()] == ["X", "Y"]
+    assert load_study_text(study_to_yaml(study), "again.yaml") == study
+
+
+def test_a_minimisation_scheme_loads_with_weights_imbalance_and_probability() -> None:
+    study = load_study_text(MINIMISATION, "s.yaml")
+
+    scheme = study.randomisation
+    assert scheme is not None
+    assert [(f.factor, f.weight) for f in scheme.factors] == [("site", 1.0), ("demo.smoker", 2.5)]
+    assert (scheme.imbalance, scheme.probability) == ("variance", 0.9)
+    default = load_study_text(MINIMISATION.replace("  probability: 0.9\n", ""), "s.yaml")
+    assert default.randomisation is not None
+    assert default.randomisation.probability == 0.8
+
+
+def test_every_misfit_of_a_block_scheme_is_reported_at_once_at_its_line() -> None:
+    text = (
+        RANDOMISED.replace("ratio: 1, code: Y", "ratio: 1, code: X")
+        + """\
+randomisation:
+  method: permuted_blocks
+  block_sizes: [3, 4, 3]
+  strata: [site, demo.age, demo.smoker, demo.smoking, lab.smoker, site, region]
+  probability: 0.9
+"""
+    )
+    assert problems(text) == [
+        "s.yaml:11:46: arms.b.code: duplicate arm: allocation code 'X' is also arm 'a''s",
+        "s.yaml:49:20: randomisation.block_sizes[1]: block size 4 is not a positive multiple "
+        "of 3, the sum of the arm ratios 2:1 (a:b); use 6, 9, …",
+        "s.yaml:49:23: randomisation.block_sizes[2]: duplicate block size 3",
+        "s.yaml:50:18: randomisation.strata[1]: demo.age is an integer item (without a code "
+        "list); a factor must be a choice item (one code of a code list per subject)",
+        "s.yaml:50:41: randomisation.strata[3]: item 'smoking' is not in form 'demo'; its "
+        "choice items: smoker",
+        "s.yaml:50:55: randomisation.strata[4]: form 'lab' is not defined; defined forms: demo",
+        "s.yaml:50:67: randomisation.strata[5]: duplicate factor 'site' (also at index 0)",
+        "s.yaml:50:73: randomisation.strata[6]: 'region' is neither 'site' nor form.item "
+        "(e.g. eligibility.disease_status)",
+        "s.yaml:51:3: randomisation.probability: probability applies to minimisation, "
+        "not permuted_blocks",
+    ]
+
+
+def test_every_misfit_of_a_minimisation_scheme_is_reported_at_once_at_its_line() -> None:
+    text = (
+        RANDOMISED.replace("{en: B, zh: 乙}, ratio: 1, code: Y}", "{en: a, zh: 乙}, ratio: 1}")
+        + """\
+randomisation:
+  method: minimisation
+  factors:
+    - {factor: demo.decade}
+    - {factor: site, weight: 0}
+  probability: 0.5
+  block_sizes: [3]
+"""
+    )
+    assert problems(text) == [
+        "s.yaml:11:3: arms.b: every arm needs an allocation code once one has (given for a)",
+        "s.yaml:11:19: arms.b.label.en: duplicate arm: label 'a' is also arm 'a''s",
+        "s.yaml:50:16: randomisation.factors[0].factor: item 'decade' is not in form 'demo'; "
+        "its choice items: smoker",
+        "s.yaml:51:30: randomisation.factors[1].weight: weight must be a positive number (got 0)",
+        "s.yaml:52:16: randomisation.probability: probability 0.5 is outside (0.5, 1]: the arm "
+        "that minimises the imbalance must be the more likely (0.8 is usual)",
+        "s.yaml:53:3: randomisation.block_sizes: block_sizes applies to permuted_blocks, not "
+        "minimisation",
+    ]
+
+
+@pytest.mark.parametrize("probability", ["0.51", "1", "1.0"])
+def test_a_probability_in_the_half_open_interval_is_accepted(probability: str) -> None:
+    study = load_study_text(MINIMISATION.replace("0.9", probability), "s.yaml")
+    assert study.randomisation is not None
+    assert study.randomisation.probability == float(probability)
+
+
+@pytest.mark.parametrize("probability", ["0.4", "1.01", "-1"])
+def test_a_probability_outside_the_half_open_interval_is_refused(probability: str) -> None:
+    message = only_problem(MINIMISATION.replace("0.9", probability))
+    assert message.startswith(f"s.yaml:53:16: randomisation.probability: probability {probability}")
+
+
+def test_a_factor_needs_a_single_choice_outside_repeating_groups() -> None:
+    text = (
+        RANDOMISED.replace("type: choice", "type: multichoice")
+        + "randomisation: {method: permuted_blocks, block_sizes: [3], strata: [demo.smoker]}\n"
+    )
+    assert only_problem(text) == (
+        "s.yaml:47:69: randomisation.strata[0]: demo.smoker is a multichoice item (several "
+        "codes per subject); a factor must be a choice item (one code of a code list per "
+        "subject)"
+    )
+    repeating = RANDOMISED.replace("      main:\n", "      main:\n        repeating: true\n", 1)
+    assert only_problem(
+        repeating + "randomisation: {method: minimisation, factors: [{factor: demo.smoker}]}\n"
+    ) == (
+        "s.yaml:48:58: randomisation.factors[0].factor: demo.smoker is in the repeating group "
+        "'main'; a factor needs one value per subject"
+    )
+
+
+def test_a_scheme_needs_two_arms_block_sizes_and_sites_for_a_site_factor() -> None:
+    text = BASE.replace("sites:\n  SG01: {name: Hospital, country: SG, node: sg}\n", "") + (
+        "randomisation: {method: permuted_blocks, strata: [site]}\n"
+    )
+    assert problems(text) == [
+        "s.yaml:44:1: randomisation: randomisation needs at least two arms; arms defines 1",
+        "s.yaml:44:1: randomisation: permuted_blocks needs block_sizes, e.g. [4, 6] for the arm "
+        "ratios 2 (a)",
+        "s.yaml:44:51: randomisation.strata[0]: factor 'site' needs sites; this study defines none",
+    ]
+
+
+def test_a_non_positive_ratio_in_a_randomised_study_is_refused_at_its_line() -> None:
+    message = only_problem(BLOCKS.replace("ratio: 1, code: Y", "ratio: 0, code: Y"))
+    assert message.startswith("s.yaml:11:37: arms.b.ratio: input should be greater than 0")
+
+
+def test_the_cart_template_is_randomised_one_to_one_by_site_and_disease_status() -> None:
+    from consortia.domain.templates import load_template
+
+    study = load_template("cart-lbcl")
+    scheme = study.randomisation
+    assert scheme is not None
+    assert scheme.method == "permuted_blocks"
+    assert scheme.strata == ("site", "eligibility.disease_status")
+    assert scheme.block_sizes == (4, 6)
+    assert {code: (arm.ratio, arm.code) for code, arm in study.arms.items()} == {
+        "car_t": (1, "A"),
+        "soc": (1, "B"),
+    }
+
+
+def test_a_scheme_of_the_wrong_shape_is_reported_at_each_value_with_what_would_be_right() -> None:
+    text = RANDOMISED + (
+        "randomisation:\n  method: stratified\n  imbalance: sd\n  block_sizes: [four]\n"
+        "  colour: red\n"
+    )
+    assert problems(text) == [
+        "s.yaml:48:11: randomisation.method: input should be 'permuted_blocks' or "
+        "'minimisation' (got 'stratified')",
+        "s.yaml:49:14: randomisation.imbalance: input should be 'range' or 'variance' (got 'sd')",
+        "s.yaml:50:17: randomisation.block_sizes[0]: input should be a valid integer, unable to "
+        "parse string as an integer (got 'four')",
+        "s.yaml:51:3: randomisation.colour: unknown key 'colour'; expected one of: method, "
+        "block_sizes, strata, blocks_per_stratum, factors, imbalance, probability",
+    ]

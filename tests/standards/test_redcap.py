@@ -801,3 +801,12 @@ def test_deeply_nested_branching_logic_warns_instead_of_crashing() -> None:
     result = import_redcap_text(text, "deep.csv")
     assert "show_if" not in result.study.item("note").model_fields_set
     assert any(w.line == 4 and "nested deeper than 40" in w.message for w in result.warnings)
+
+
+def test_a_randomisation_scheme_is_named_among_what_a_data_dictionary_cannot_hold() -> None:
+    from consortia.domain.templates import load_template
+
+    warnings = export_redcap(load_template("cart-lbcl")).warnings
+    assert any(
+        w.path == "randomisation" and "not part of a data dictionary" in w.message for w in warnings
+    )

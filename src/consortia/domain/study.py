@@ -4,7 +4,8 @@ A study file has these top-level keys (see ``examples/`` and docs/study-language
 
     study:        id, title {en, zh}, phase, sponsor, partners, version
     sites:        CODE -> {name, country, node}
-    arms:         CODE -> {label {en, zh}, ratio}
+    arms:         CODE -> {label {en, zh}, ratio, code}
+    randomisation: {method: permuted_blocks | minimisation, ...}   (see Randomisation)
     code_lists:   NAME -> [{code, label {en, zh}}, ...]
     events:       NAME -> {label, day, window {before, after}, repeating, forms [...]}
     forms:        NAME -> {label, groups: NAME -> {label, repeating, items: NAME -> Item},
@@ -89,6 +90,8 @@ class Site(_Model):
 class Arm(_Model):
     label: Text
     ratio: Annotated[int, Field(gt=0)] = 1
+    #: allocation code shown instead of the arm where the allocation is blinded (e.g. "A")
+    code: Code | None = None
 
 
 class CodeListEntry(_Model):
@@ -217,12 +220,57 @@ class AnalysisRequest(BaseModel):
     table: Name
 
 
+# --- randomisation ---------------------------------------------------------------------
+# The scheme is checked here; the allocation algorithms are in consortia.domain.randomization.
+# Values are typed loosely on purpose (any int, any float): every misfit of a scheme is then
+# found by the semantic pass and reported together, each at its own line.
+
+RANDOMISATION_METHODS = ("permuted_blocks", "minimisation")
+SITE_FACTOR = "site"
+
+
+class MinimisationFactor(_Model):
+    """One factor of a minimisation scheme: ``site`` or ``form.item`` (a choice item)."""
+
+    factor: NonEmpty
+    weight: float = 1.0
+
+
+class Randomisation(_Model):
+    """How subjects are allocated to the study's ``arms`` (in the ratio of their ``ratio``).
+
+    ``permuted_blocks``: within each stratum (a combination of the levels of ``strata``),
+    blocks whose size is drawn at random from ``block_sizes``; each size is a multiple of the
+    sum of the ratios. ``blocks_per_stratum`` sizes the printed list (it can be extended
+    without changing what came before).
+
+    ``minimisation`` (Pocock & Simon 1975): ``factors`` with weights, ``imbalance``
+    ``range`` or ``variance``, and the probability of the arm that minimises the imbalance.
+    """
+
+    method: Literal["permuted_blocks", "minimisation"]
+    block_sizes: tuple[int, ...] = ()
+    strata: tuple[NonEmpty, ...] = ()
+    blocks_per_stratum: int = 50
+    factors: tuple[MinimisationFactor, ...] = ()
+    imbalance: Literal["range", "variance"] = "range"
+    probability: float = 0.8
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        """The factors the allocation depends on, in the order of the file."""
+        if self.method == "minimisation":
+            return tuple(factor.factor for factor in self.factors)
+        return self.strata
+
+
 class Study(_Model):
     """A whole protocol. Build it with :func:`load_study` to get every check."""
 
     study: StudyInfo
     sites: dict[Code, Site] = {}
     arms: dict[Code, Arm] = {}
+    randomisation: Randomisation | None = None
     code_lists: dict[Name, tuple[CodeListEntry, ...]] = {}
     events: dict[Name, Event]
     forms: dict[Name, Form]
@@ -456,6 +504,7 @@ def _semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
                 )
     for name, derived in study.derived.items():
         check_expression(("derived", name, "expression"), derived.expression, "derived variable")
+    problems.extend(_randomisation_problems(study, doc))
     for code, site in study.sites.items():
         if not site.node:
             add(("sites", code, "node"), "a site needs the node that hosts it")
@@ -527,6 +576,173 @@ def _item_problems(study: Study, doc: YamlDocument, path: PathKey, item: Item) -
                 value = getattr(bounds, end) if bounds else None
                 if value is not None and value != int(value):
                     add((key, end), f"an integer item's {end} must be a whole number")
+    return problems
+
+
+def factor_levels(study: Study, factor: str) -> tuple[tuple[str, ...], str | None]:
+    """The levels of a randomisation factor, or why it cannot be one.
+
+    ``site`` has the study's site codes as levels; ``form.item`` names a choice item outside
+    any repeating group and has its code list's codes. Returns ``(levels, None)`` or
+    ``((), message)``.
+    """
+    if factor == SITE_FACTOR:
+        if not study.sites:
+            return (), "factor 'site' needs sites; this study defines none"
+        return tuple(study.sites), None
+    form_name, dot, item_name = factor.partition(".")
+    if not dot or not form_name or not item_name or "." in item_name:
+        return (), (f"{factor!r} is neither 'site' nor form.item (e.g. eligibility.disease_status)")
+    form = study.forms.get(form_name)
+    if form is None:
+        return (), f"form {form_name!r} is not defined; defined forms: {', '.join(study.forms)}"
+    for group_name, group in form.groups.items():
+        item = group.items.get(item_name)
+        if item is None:
+            continue
+        if item.type is not ItemType.CHOICE:
+            what = (
+                "several codes per subject"
+                if item.type is ItemType.MULTICHOICE
+                else "without a code list"
+            )
+            return (), (
+                f"{factor} is {'an' if item.type.value[0] in 'aeiou' else 'a'} "
+                f"{item.type.value} item ({what}); a factor must be a choice item "
+                "(one code of a code list per subject)"
+            )
+        if group.repeating:
+            return (), (
+                f"{factor} is in the repeating group {group_name!r}; a factor needs one value "
+                "per subject"
+            )
+        entries = study.code_lists.get(item.code_list or "", ())
+        return tuple(entry.code for entry in entries), None
+    choices = [
+        name
+        for group in form.groups.values()
+        for name, item in group.items.items()
+        if item.type is ItemType.CHOICE
+    ]
+    return (), (
+        f"item {item_name!r} is not in form {form_name!r}; its choice items: "
+        f"{', '.join(choices) or 'none'}"
+    )
+
+
+def _randomisation_problems(study: Study, doc: YamlDocument) -> list[Problem]:
+    """Every misfit of the arms and the randomisation scheme, each at its own position."""
+    problems: list[Problem] = []
+
+    def add(path: PathKey, message: str, *, key: bool = False) -> None:
+        line, column = doc.key_position(path) if key else doc.position(path)
+        problems.append(Problem(dotted(path), message, doc.file, line, column))
+
+    codes: dict[str, str] = {}
+    labels: dict[tuple[str, str], str] = {}  # (language, label folded) -> first arm
+    for arm_code, arm in study.arms.items():
+        if arm.code is not None:
+            if arm.code in codes:
+                add(
+                    ("arms", arm_code, "code"),
+                    f"duplicate arm: allocation code {arm.code!r} is also arm "
+                    f"{codes[arm.code]!r}'s",
+                )
+            codes.setdefault(arm.code, arm_code)
+        for lang in ("en", "zh"):
+            text = arm.label.get(lang)
+            first = labels.setdefault((lang, text.casefold()), arm_code)
+            if first != arm_code:
+                add(
+                    ("arms", arm_code, "label", lang),
+                    f"duplicate arm: label {text!r} is also arm {first!r}'s",
+                )
+    coded = [arm_code for arm_code, arm in study.arms.items() if arm.code is not None]
+    if coded and len(coded) != len(study.arms):
+        for arm_code, arm in study.arms.items():
+            if arm.code is None:
+                add(
+                    ("arms", arm_code),
+                    "every arm needs an allocation code once one has (given for "
+                    f"{', '.join(coded)})",
+                    key=True,
+                )
+
+    scheme = study.randomisation
+    if scheme is None:
+        return problems
+    base: PathKey = ("randomisation",)
+    given = scheme.model_fields_set
+    own = {
+        "permuted_blocks": {"block_sizes", "strata", "blocks_per_stratum"},
+        "minimisation": {"factors", "imbalance", "probability"},
+    }
+    for method, fields in own.items():
+        if method != scheme.method:
+            for name in sorted(fields & given):
+                add((*base, name), f"{name} applies to {method}, not {scheme.method}", key=True)
+    if len(study.arms) < 2:
+        add(
+            base,
+            f"randomisation needs at least two arms; arms defines {len(study.arms)}",
+            key=True,
+        )
+    ratios = [arm.ratio for arm in study.arms.values()]
+    ratio_text = ":".join(str(r) for r in ratios) + f" ({':'.join(study.arms)})"
+
+    seen: dict[str, int] = {}
+
+    def check_factor(path: PathKey, index: int, factor: str) -> None:
+        if factor in seen:
+            add(path, f"duplicate factor {factor!r} (also at index {seen[factor]})")
+            return
+        seen[factor] = index
+        _, message = factor_levels(study, factor)
+        if message is not None:
+            add(path, message)
+
+    if scheme.method == "permuted_blocks":
+        total = sum(ratios)
+        if not scheme.block_sizes:
+            add(
+                base,
+                f"permuted_blocks needs block_sizes, e.g. [{total * 2}, {total * 3}] for the arm "
+                f"ratios {ratio_text}",
+                key=True,
+            )
+        for index, size in enumerate(scheme.block_sizes):
+            path = (*base, "block_sizes", index)
+            if size in scheme.block_sizes[:index]:
+                add(path, f"duplicate block size {size}")
+            elif size <= 0 or (total and size % total):
+                add(
+                    path,
+                    f"block size {size} is not a positive multiple of {total}, the sum of the "
+                    f"arm ratios {ratio_text}; use {total * 2}, {total * 3}, …",
+                )
+        if scheme.blocks_per_stratum < 1:
+            add(
+                (*base, "blocks_per_stratum"),
+                f"blocks_per_stratum must be at least 1 (got {scheme.blocks_per_stratum})",
+            )
+        for index, factor in enumerate(scheme.strata):
+            check_factor((*base, "strata", index), index, factor)
+    else:
+        if not scheme.factors:
+            add(base, "minimisation needs factors, e.g. [{factor: site, weight: 1}]", key=True)
+        for index, entry in enumerate(scheme.factors):
+            check_factor((*base, "factors", index, "factor"), index, entry.factor)
+            if not (entry.weight > 0 and entry.weight < float("inf")):
+                add(
+                    (*base, "factors", index, "weight"),
+                    f"weight must be a positive number (got {entry.weight:g})",
+                )
+        if not 0.5 < scheme.probability <= 1:
+            add(
+                (*base, "probability"),
+                f"probability {scheme.probability:g} is outside (0.5, 1]: the arm that "
+                "minimises the imbalance must be the more likely (0.8 is usual)",
+            )
     return problems
 
 

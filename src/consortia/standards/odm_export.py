@@ -36,8 +36,8 @@ Data types: text→text, integer→integer, decimal→float, date, datetime, tim
 themselves; choice→the code list's DataType; multichoice→text with CodeListRef and Alias
 ``consortia:type=multichoice`` (ODM 1.3.2 has no multi-select; a value lists the codes);
 file→URI with Alias ``consortia:type=file`` (the value references the stored file).
-``identifier`` → Alias ``consortia:identifier=Yes``. Sites, arms and the analysis plan have
-no home in ODM 1.3.2 metadata and are not written.
+``identifier`` → Alias ``consortia:identifier=Yes``. Sites, arms, the randomisation scheme and
+the analysis plan have no home in ODM 1.3.2 metadata and are not written.
 """
 
 from __future__ import annotations

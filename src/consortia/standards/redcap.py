@@ -834,7 +834,7 @@ class _Exporter:
                 f"{len(events)} events not written: a data dictionary has no "
                 "events (define them in REDCap's project setup)",
             )
-        for key in ("sites", "arms", "analysis_plan"):
+        for key in ("sites", "arms", "randomisation", "analysis_plan"):
             if getattr(study, key):
                 self.warn(key, "not part of a data dictionary; not written")
         # (where, text): the warning is placed at the first text that has Chinese
