@@ -346,6 +346,7 @@ def _pydantic_problems(exc: PydanticValidationError, doc: YamlDocument) -> list[
     problems = []
     for error in exc.errors(include_url=False):
         loc: PathKey = tuple(error["loc"])
+        bad_key = loc[-1:] == ("[key]",)  # a mapping's key is wrong, not its value
         # pydantic puts tagged-union/function names in loc; keep only real keys
         loc = tuple(part for part in loc if isinstance(part, int) or "[" not in str(part))
         kind = error["type"]
@@ -354,6 +355,9 @@ def _pydantic_problems(exc: PydanticValidationError, doc: YamlDocument) -> list[
             allowed = _field_names(loc)
             hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
             message = f"unknown key {loc[-1]!r}{hint}"
+        elif bad_key:  # reported at the key, such as a status that does not exist
+            line, column = doc.key_position(loc)
+            message = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})"
         elif kind == "missing":
             line, column = doc.position(loc[:-1])
             parent = loc[-2] if len(loc) > 1 else ""
