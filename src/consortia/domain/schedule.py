@@ -145,14 +145,10 @@ def unmet_gates(study: Study, status: SubjectStatus, forms: Sequence[SavedForm])
         )
         saved = [f for f in forms if f.form == gate.form and f.event in events]
         last = max(saved, key=lambda f: f.instance) if saved else None
-        where = last.event if last is not None else " or ".join(events)
-        text = _gate_text(
-            status,
-            gate,
-            where if last is None or last.instance == 1 else f"{where}.{last.instance}",
-        )
+        where = " or ".join(events) if last is None else event_ref(last.event, last.instance)
         why = _unmet(study, gate, last)
         if why:
+            text = _gate_text(status, gate, where)
             problems.append(Problem(f"forms.{gate.form}", f"{text}: {why}"))
     return problems
 
