@@ -26,8 +26,7 @@ STAFF = Principal(
     "coord@sg.example",
     "Coordinator",
     frozenset(
-        Grant(STUDY, "*", role)
-        for role in (Role.COORDINATOR, Role.STUDY_ADMIN, Role.DATA_MANAGER)
+        Grant(STUDY, "*", role) for role in (Role.COORDINATOR, Role.STUDY_ADMIN, Role.DATA_MANAGER)
     ),
 )
 SUBJECT = "SG01-001"
@@ -46,7 +45,10 @@ DAY = date(2025, 1, 10)
 def node(engine: sa.Engine) -> sa.Engine:
     studies.load_definition(engine, STAFF, template_text("cart-lbcl"))
     subjects.enrol_subject(
-        engine, STAFF, STUDY, subjects.SubjectInput(SUBJECT, "SG01", screening_date=date(2025, 1, 6))
+        engine,
+        STAFF,
+        STUDY,
+        subjects.SubjectInput(SUBJECT, "SG01", screening_date=date(2025, 1, 6)),
     )
     return engine
 

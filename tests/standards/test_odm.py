@@ -205,9 +205,7 @@ def _valid(schema: etree.XMLSchema, xml: bytes) -> None:
 def _without_unportable(study: Study) -> Study:
     """What ODM 1.3.2 metadata carries: everything but sites, arms, the analysis plan and
     the status gates."""
-    return study.model_copy(
-        update={"sites": {}, "arms": {}, "analysis_plan": {}, "statuses": {}}
-    )
+    return study.model_copy(update={"sites": {}, "arms": {}, "analysis_plan": {}, "statuses": {}})
 
 
 def _problems(xml: str | bytes) -> list[str]:
