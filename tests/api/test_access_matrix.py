@@ -46,7 +46,7 @@ ELIGIBLE = {
     "ecog": 1,
     "eligible": True,
 }
-CONSENT = {"consent_date": "2025-01-06", "consent_version": "2.1"}
+CONSENT = {"consent_given": True, "consent_date": "2025-01-06", "consent_version": "2.1"}
 
 # (method, path, the action it exercises); bodies come from _body()
 ENDPOINTS: dict[str, tuple[str, str, Action]] = {

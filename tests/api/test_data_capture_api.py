@@ -264,6 +264,7 @@ def test_status_changes_follow_the_lifecycle_with_dates_and_reasons(team: Team) 
     skip = team.coordinator.post(status, json={"status": "on_study", "on_date": "2025-01-10"})
     assert skip.status_code == 422
     assert "cannot become on_study" in skip.json()["errors"][0]["message"]
+    _meet_the_eligibility_gates(team)
     assert (
         team.coordinator.post(status, json={"status": "eligible", "on_date": "2025-01-10"}).json()[
             "status"
@@ -278,6 +279,49 @@ def test_status_changes_follow_the_lifecycle_with_dates_and_reasons(team: Team) 
     assert withdrawn.json()["status"] == "withdrawn"
     final = team.coordinator.post(status, json={"status": "enrolled", "on_date": "2025-02-02"})
     assert final.status_code == 422
+
+
+CONSENT = {"consent_given": True, "consent_date": "2025-01-06", "consent_version": "2.1"}
+
+
+def _meet_the_eligibility_gates(team: Team) -> None:
+    for form, values in (("consent", CONSENT), ("eligibility", ELIGIBLE)):
+        saved = _save(team.coordinator, _form("screening", form), 0, values, complete=True)
+        assert saved.status_code == 200, saved.text
+
+
+def test_becoming_eligible_is_refused_with_each_unmet_gate_and_changes_nothing(
+    team: Team,
+) -> None:
+    status = f"{BASE}/subjects/SG01-001/status"
+    eligible = {"status": "eligible", "on_date": "2025-01-10"}
+    refused = team.coordinator.post(status, json=eligible)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"] == [
+        {
+            "path": "forms.consent",
+            "message": "becoming eligible needs form consent (screening) complete with "
+            "consent_given == True: the form has not been saved",
+        },
+        {
+            "path": "forms.eligibility",
+            "message": "becoming eligible needs form eligibility (screening) complete with "
+            "eligible == True: the form has not been saved",
+        },
+    ]
+    refused_consent = {**CONSENT, "consent_given": False}
+    _save(team.coordinator, _form("screening", "consent"), 0, refused_consent, complete=True)
+    _save(team.coordinator, _form("screening", "eligibility"), 0, ELIGIBLE)  # in progress
+    refused = team.coordinator.post(status, json=eligible)
+    assert refused.status_code == 422
+    assert [e["message"].rsplit(": ", 1)[1] for e in refused.json()["errors"]] == [
+        "consent_given == True does not hold",
+        "the form is in progress, not complete",
+    ]
+    subject_page = team.coordinator.get(f"{BASE}/subjects/SG01-001").json()
+    assert subject_page["status"] == "screening"
+    assert "subject.status" not in [e.action for e in _chain_ok(team.node)]
 
 
 def test_reanchoring_moves_targets_and_a_late_visit_is_flagged(team: Team) -> None:

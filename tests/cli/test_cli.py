@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from consortia import __version__
 from consortia.cli import app
+from processes import START_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -44,7 +45,9 @@ def test_every_command_has_help(path: list[str]) -> None:
 
 def test_the_installed_entry_point_runs() -> None:
     exe = Path(sys.executable).parent / "consortia"
-    completed = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        [str(exe), "--version"], capture_output=True, text=True, check=False, timeout=START_SECONDS
+    )
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"consortia {__version__}"
 
@@ -91,6 +94,7 @@ def test_a_missing_file_is_a_message_not_a_traceback(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
+        timeout=START_SECONDS,
     )
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr

@@ -14,10 +14,9 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +36,7 @@ from consortia.services import authentication
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import current_revision, head_revision
+from processes import READ_SECONDS, STOP_SECONDS, started, wait_for_http, wait_until
 
 app = typer.Typer(pretty_exceptions_enable=False)
 app.command("init")(init_node)
@@ -361,9 +361,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _tcp_sockets(pid: int, port: int, state: str) -> dict[int, int]:
+def _tcp_sockets(pid: int, port: int, state: str | None) -> dict[int, int]:
     """The process's TCP sockets with local ``port`` in ``state`` (0A listening, 01
-    established), from /proc: inode -> the remote end's port."""
+    established; None: any), from /proc: inode -> the remote end's port."""
     owned = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
@@ -376,14 +376,14 @@ def _tcp_sockets(pid: int, port: int, state: str) -> dict[int, int]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             inode = int(fields[9])
-            if local_port == port and fields[3] == state and inode in owned:
+            if local_port == port and state in (None, fields[3]) and inode in owned:
                 found[inode] = int(fields[2].rsplit(":", 1)[1], 16)
     return found
 
 
 def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, int]:
     """A keep-alive connection that has had one answer, and its local port."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=READ_SECONDS)
     connection.request("GET", "/api/v1/health", headers=headers)
     answer = connection.getresponse()
     answer.read()
@@ -397,11 +397,28 @@ def _served_ports(workers: list[int], port: int) -> dict[int, set[int]]:
     return {w: set(_tcp_sockets(w, port, "01").values()) for w in workers}
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _all_closed(workers: list[int], port: int) -> bool:
+    """Whether the workers hold no connection on ``port`` in any state. A worker counts a
+    connection closed (``connection_lost``) before its transport closes the descriptor, so
+    then the supervisor's counts are up to date too."""
+    return not any(_tcp_sockets(w, port, None) for w in workers)
+
+
+def _spawned_workers(server: subprocess.Popen[Any]) -> list[int]:
+    return [p for p in _children(server.pid) if "spawn" in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:  # it has just exited
+        return ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
@@ -425,32 +442,23 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
     assert made.exit_code == 0, made.output
     secret = re.search(r"cst_\S+", made.stdout)
     assert secret is not None
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    log = tmp_path / "serve.log"  # a file, not a pipe nobody reads while the server runs
+    with (
+        log.open("wb") as err,
+        started(
+            [*command, "--port", str(port), "--workers", "2"], cwd=tmp_path, stderr=err
+        ) as server,
+    ):
         base = f"http://127.0.0.1:{port}/api/v1"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_http(f"{base}/health", process=server)
         headers = {"Authorization": f"Bearer {secret.group(0)}"}
-        with httpx.Client(headers=headers, timeout=10) as client:
+        with httpx.Client(headers=headers, timeout=READ_SECONDS) as client:
             answers = [client.get(f"{base}/me") for _ in range(10)]
         assert {a.status_code for a in answers} == {200}
         assert {a.json()["email"] for a in answers} == {"admin@sg.example"}
-        workers = [
-            p for p in _children(server.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
-        ]
+        workers = _spawned_workers(server)
         assert len(workers) == 2
         # the supervisor holds the one listening socket and the workers none
         assert len(_tcp_sockets(server.pid, port, "0A")) == 1
@@ -461,11 +469,14 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
             held = _served_ports(workers, port)
             for c in pair:
                 c.close()
-            _wait_until(lambda: not any(_served_ports(workers, port).values()))
+            wait_until(
+                lambda: _all_closed(workers, port),
+                what="the workers to close",
+                seconds=READ_SECONDS,
+            )
             return len(held) == 2 and all(held.values())
 
-        _wait_until(both_serving, 60)
-        time.sleep(0.5)  # the worker counts a connection closed just after it closes it
+        wait_until(both_serving, what="both workers to serve", process=server)
         # each connection goes to the worker with the fewest open: 20 come out 10 and 10
         # (a hash of the client's port, as SO_REUSEPORT does, splits them so in 18 % of runs)
         clients = dict(_connect(port, headers)[::-1] for _ in range(20))
@@ -477,8 +488,11 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
             first, other = workers
             for client_port in served[first]:
                 clients.pop(client_port).close()
-            _wait_until(lambda: not _served_ports(workers, port)[first])
-            time.sleep(0.5)  # the worker counts a connection closed just after it closes it
+            wait_until(
+                lambda: _all_closed([first], port),
+                what="the first worker to close its connections",
+                seconds=READ_SECONDS,
+            )
             clients |= dict(_connect(port, headers)[::-1] for _ in range(10))
             now = _served_ports(workers, port)
             assert now[other] == served[other]
@@ -491,53 +505,41 @@ def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
         os.kill(workers[0], signal.SIGKILL)
 
         def replaced() -> bool:
-            workers[:] = [
-                p
-                for p in _children(server.pid)
-                if "spawn" in Path(f"/proc/{p}/cmdline").read_text() and p != first
-            ]
+            workers[:] = [p for p in _spawned_workers(server) if p != first]
             return len(workers) == 2
 
-        _wait_until(replaced, 60)
-        _wait_until(both_serving, 60)
-        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
-    finally:
+        wait_until(replaced, what="a new worker", process=server)
+        wait_until(both_serving, what="both workers to serve again", process=server)
+        assert httpx.get(f"{base}/health", timeout=READ_SECONDS).status_code == 200
         server.terminate()
-        _, err = server.communicate(timeout=60)
+        server.wait(STOP_SECONDS)
     assert server.returncode == 0
-    assert "(2 processes)" in err
-    assert "Traceback" not in err
+    written = log.read_text(encoding="utf-8", errors="replace")
+    assert "(2 processes)" in written
+    assert "Traceback" not in written
 
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, password_file: Path) -> None:
     # with nobody left to hand them connections, workers must not linger for ever
     _init(tmp_path, password_file)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()
     command = [sys.executable, "-m", "consortia", "serve", "--config", "consortia.toml"]
-    server = subprocess.Popen(
+    with started(
         [*command, "--port", str(port), "--workers", "2"],
         cwd=tmp_path,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+        group=True,  # the workers are ended with it, whatever happens here
+    ) as server:
         workers: list[int] = []
 
-        def started() -> bool:
-            workers[:] = [
-                p
-                for p in _children(server.pid)
-                if "spawn" in Path(f"/proc/{p}/cmdline").read_text()
-            ]
+        def started_both() -> bool:
+            workers[:] = _spawned_workers(server)
             return len(workers) == 2
 
-        _wait_until(started, 60)
-        connection, _ = _connect(port, {})  # answered: a worker serves
-        connection.close()
+        wait_until(started_both, what="two workers", process=server)
+        wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", process=server)  # a worker serves
         server.kill()
-        server.wait(10)
+        server.wait(STOP_SECONDS)
 
         def gone(pid: int) -> bool:
             try:
@@ -546,10 +548,7 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, password_f
                 return True
             return state == "Z"  # exited; waiting for init to reap it
 
-        _wait_until(lambda: all(gone(w) for w in workers), 30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
+        wait_until(lambda: all(gone(w) for w in workers), what="the workers to stop")
 
 
 def test_serve_with_workers_refuses_a_port_already_in_use(

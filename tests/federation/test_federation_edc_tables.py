@@ -51,6 +51,7 @@ ELIGIBILITY = {
     "prior_lines": 2,
     "eligible": True,
 }
+CONSENT = {"consent_given": True, "consent_date": "2025-01-06", "consent_version": "2.1"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def enter_patient(engine: sa.Engine, patient: Patient) -> None:
     _save(engine, patient, "screening", "eligibility", {**ELIGIBILITY, "ecog": patient.ecog})
     if patient.status == "screening":
         return
+    _save(engine, patient, "screening", "consent", CONSENT)  # the gates of eligible
     change_status(engine, principal, STUDY, patient.subject_id, "eligible", date(2025, 2, 1), None)
     change_status(engine, principal, STUDY, patient.subject_id, "enrolled", date(2025, 2, 2), None)
     assert patient.rand_date is not None

@@ -2,13 +2,14 @@
 
 Each node runs ``python -m consortia.federation.serve node.yaml --fd N`` on a socket this
 test bound to port 0 (so the port is free and known before the process starts); the lead's
-pull endpoints are served from this process on another port-0 socket. The fixture's
-finalizer always terminates (or kills) the processes.
+pull endpoints are served from this process on another port-0 socket. The fixture
+always ends the processes (terminate, wait, kill), however the test ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -33,8 +33,10 @@ from consortia.federation.signing import Peer, TrustStore, generate_key, public_
 from consortia.federation.tables import Table
 from consortia.federation.transport import NodeHandle
 from consortia.stats.survival import kaplan_meier
+from processes import START_SECONDS, started, wait_for_http
 
 pytestmark = pytest.mark.slow
+ROUND = 60.0  # seconds a round may take: three processes answer on a machine that may be busy
 KM = {
     "kind": "kaplan_meier",
     "table": "trial",
@@ -72,21 +74,9 @@ class Cluster:
 
 
 def wait_until_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 40
-    pending = dict(urls)
-    with httpx.Client(timeout=2) as client:
-        while pending:
-            for name, url in list(pending.items()):
-                if processes[name].poll() is not None:
-                    raise RuntimeError(f"node {name} exited with {processes[name].returncode}")
-                try:
-                    if client.get(url + "/federation/v1/identity").status_code == 200:
-                        del pending[name]
-                except httpx.HTTPError:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nodes {sorted(pending)} did not start in time")
-            time.sleep(0.1)
+    """Poll each node's identity until it answers (a node that exits fails at once)."""
+    for name, url in urls.items():
+        wait_for_http(url + "/federation/v1/identity", process=processes[name])
 
 
 @pytest.fixture
@@ -98,7 +88,8 @@ def cluster(tmp_path: Path, trial_files: dict[str, Path]) -> Iterator[Cluster]:
     urls: dict[str, str] = {}
     peers: list[Peer] = []
     folders: dict[str, Path] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(lead_socket.close)
         for name, trial_file in trial_files.items():
             folder = tmp_path / f"node-{name}"
             key = generate_key()
@@ -116,46 +107,43 @@ def cluster(tmp_path: Path, trial_files: dict[str, Path]) -> Iterator[Cluster]:
                 "audit_log": "audit.jsonl",
             }
             (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-            with (folder / "server.log").open("wb") as log:
-                processes[name] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "consortia.federation.serve",
-                        str(folder / "node.yaml"),
-                        "--fd",
-                        str(sock.fileno()),
-                    ],
-                    pass_fds=(sock.fileno(),),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+            with sock, (folder / "server.log").open("wb") as log:  # the child has its copies
+                processes[name] = stack.enter_context(
+                    started(
+                        [
+                            sys.executable,
+                            "-m",
+                            "consortia.federation.serve",
+                            str(folder / "node.yaml"),
+                            "--fd",
+                            str(sock.fileno()),
+                        ],
+                        pass_fds=(sock.fileno(),),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
-            sock.close()  # the child holds its own copy
             folders[name] = folder
         wait_until_ready(urls, processes)
         yield Cluster(lead_key, lead_socket, urls, TrustStore(peers), folders)
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        lead_socket.close()
 
 
 async def pull_analysis(cluster: Cluster, request: dict[str, Any]) -> dict[str, Any]:
     """Serve the lead's pull endpoints here and run ``request`` through them."""
-    coordinator = Coordinator("lead", cluster.lead_key, cluster.trust, round_timeout=20)
+    coordinator = Coordinator("lead", cluster.lead_key, cluster.trust, round_timeout=ROUND)
     config = uvicorn.Config(
         create_lead_app(coordinator), log_level="warning", timeout_graceful_shutdown=2
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[cluster.lead_socket]))
     try:
+        deadline = time.monotonic() + START_SECONDS
         while not server.started:
+            if serving.done():  # it stopped before it served: say why
+                await serving
+                pytest.fail("the lead's server stopped before it started serving")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the lead's server did not start within {START_SECONDS:g} s")
             await asyncio.sleep(0.01)
         handles = [NodeHandle(name) for name in cluster.nodes]
         return await coordinator.run_analysis(request, handles, coordinator.broker)
@@ -170,7 +158,7 @@ def test_three_node_processes_answer_over_push_and_over_pull(
 ) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         pushed = await analyze_remote_async(
-            KM, cluster.nodes, key=cluster.lead_key, trust=cluster.trust, round_timeout=20
+            KM, cluster.nodes, key=cluster.lead_key, trust=cluster.trust, round_timeout=ROUND
         )
         pulled = await pull_analysis(cluster, KM)
         return pushed, pulled

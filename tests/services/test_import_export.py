@@ -26,6 +26,7 @@ from consortia.services.exports import ExportFormat, ExportRequest
 from consortia.standards.odm import EXTENDED_SCHEMA
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.tables import form_instance, item_value, subject
+from processes import STOP_SECONDS, started
 
 STUDY = "CART-LBCL"
 
@@ -191,24 +192,24 @@ def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
     studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
     path = _records_file(tmp_path, 1000)  # checking and writing take seconds, not 0.3
     env = {**os.environ, "CONSORTIA_DATABASE_URL": url, "CONSORTIA_ENVIRONMENT": "development"}
-    process = subprocess.Popen(
+    with started(
         [sys.executable, "-m", "consortia", "data", "import", STUDY, str(path)],
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         cwd=tmp_path,
-    )
-    assert process.stderr is not None
-    # forms are written as their checks come back, in the transaction opened right after
-    # reading: 0.3 s after the read, it has written some and is still checking
-    for line in process.stderr:
-        if line.startswith(" read") and "100.0%" in line:
-            time.sleep(0.3)
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    process.stderr.close()
+    ) as process:
+        assert process.stderr is not None
+        # forms are written as their checks come back, in the transaction opened right after
+        # reading: 0.3 s after the read, it has written some and is still checking (the
+        # pause places the kill; whenever it lands, nothing may be left)
+        for line in process.stderr:
+            if line.startswith(" read") and "100.0%" in line:
+                time.sleep(0.3)
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=STOP_SECONDS)
     assert process.returncode == -signal.SIGKILL
     assert _count(engine, subject) == 0
     assert _count(engine, item_value) == 0

@@ -203,8 +203,9 @@ def _valid(schema: etree.XMLSchema, xml: bytes) -> None:
 
 
 def _without_unportable(study: Study) -> Study:
-    """What ODM 1.3.2 metadata carries: everything but sites, arms and the analysis plan."""
-    return study.model_copy(update={"sites": {}, "arms": {}, "analysis_plan": {}})
+    """What ODM 1.3.2 metadata carries: everything but sites, arms, the analysis plan and
+    the status gates."""
+    return study.model_copy(update={"sites": {}, "arms": {}, "analysis_plan": {}, "statuses": {}})
 
 
 def _problems(xml: str | bytes) -> list[str]:

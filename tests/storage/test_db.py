@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from consortia.exceptions import ConfigurationError
 from consortia.storage.db import READ_ONLY, make_engine
+from processes import READ_SECONDS, STOP_SECONDS, read_line, started, wait_until
 
 
 def test_a_transaction_commits_and_rolls_back_on_both_databases(database_url: str) -> None:
@@ -104,7 +106,7 @@ def test_a_long_read_on_sqlite_neither_waits_for_nor_blocks_a_writer(tmp_path: P
         assert reader.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
         writer = threading.Thread(target=write)
         writer.start()
-        assert written.wait(5), "the writer waited for the reader"
+        assert written.wait(READ_SECONDS), "the writer waited for the reader"
         writer.join()
         # the reader keeps its snapshot
         assert reader.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
@@ -141,7 +143,7 @@ def test_a_connection_dropped_mid_transaction_does_not_stall_the_next_writer(
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
-    assert written.wait(5), "the in-process writer lock was never released"
+    assert written.wait(READ_SECONDS), "the in-process writer lock was never released"
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT x FROM t")).scalars().all() == [2]
     engine.dispose()
@@ -250,22 +252,36 @@ with engine.begin() as connection:
 """
 
 
+def _waiting_for_a_file_lock(pid: int) -> bool:
+    """Whether ``pid`` is blocked on a file lock: a ``->`` line of /proc/locks (Linux)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[5] == str(pid):
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
 def test_a_writer_in_another_process_waits_for_the_lock_and_then_writes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'node.db'}"
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-    with engine.begin() as connection:
-        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
-        child = subprocess.Popen(
-            [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.0)  # the child is waiting for the lock all this time
-        released = time.time()
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 0
+    with contextlib.ExitStack() as stack:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            child = stack.enter_context(
+                started([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, bufsize=0)
+            )
+            assert read_line(child, child.stdout, what="the child to start") == b"ready\n"
+            wait_until(
+                lambda: _waiting_for_a_file_lock(child.pid),
+                what="the child to wait for the writer lock",
+                process=child,
+            )
+            released = time.time()
+        out = read_line(child, child.stdout, what="the child to begin its write")
+        assert child.wait(STOP_SECONDS) == 0
     began = float(out.split()[-1])
     assert began >= released  # it began its write only after this one committed
     with engine.connect() as connection:

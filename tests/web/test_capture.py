@@ -616,9 +616,29 @@ def test_a_subjects_status_changes_on_its_page(study_site: Site) -> None:
     )
     assert no_reason.status_code == 422
     assert "needs a reason" in no_reason.text
-    answer = browser.post(
-        url, data={"csrf_token": token, "status": "eligible", "on_date": "2025-01-08"}
+    eligible = {"csrf_token": token, "status": "eligible", "on_date": "2025-01-08"}
+    ungated = browser.post(url, data=eligible)  # the study's gates: consent and eligibility
+    assert ungated.status_code == 422
+    shown_error = re.search(r'id="status-error"[^>]*>([^<]*)<', ungated.text)
+    assert shown_error is not None
+    assert shown_error.group(1) == (
+        "becoming eligible needs form consent (screening) complete with consent_given == True: "
+        "the form has not been saved; becoming eligible needs form eligibility (screening) "
+        "complete with eligible == True: the form has not been saved"
     )
+    assert subjects.get_subject(study_site.engine, ADMIN, STUDY, SUBJECT).status == "screening"
+    consent = {"consent_given": "1", "consent_date": "2025-01-06", "consent_version": "2.1"}
+    for form, values in (("consent", consent), ("eligibility", VALID)):
+        data_entry.save_form(
+            study_site.engine,
+            ADMIN,
+            STUDY,
+            SUBJECT,
+            "screening",
+            form,
+            data_entry.FormSave(version=0, values=values, complete=True),
+        )
+    answer = browser.post(url, data=eligible)
     assert answer.status_code == 303
     shown = browser.get(answer.headers["location"]).text
     assert 'id="subject-status">eligible<' in shown

@@ -781,6 +781,14 @@ class Expression:
         """
         return self._evaluator(_Context(values, today, self.source))
 
+    def column_of(self, name: str) -> int:
+        """The 1-based column of the first use of ``name``; 0 when it is not used.
+
+        >>> parse("a + b * b").column_of("b")
+        5
+        """
+        return next((column for used, column in self._name_columns if used == name), 0)
+
 
 # ---------------------------------------------------------------------------- parsing
 

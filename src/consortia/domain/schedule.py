@@ -9,6 +9,10 @@ Statuses follow the usual life of a trial participant::
 A subject is created in ``screening``. ``screen_failed`` and ``withdrawn`` need a reason;
 ``screen_failed``, ``completed`` and ``withdrawn`` are final.
 
+A study may also state what entering a status requires (its ``statuses`` section, see
+:class:`~consortia.domain.study.StatusGate`): forms saved, complete, with values that meet a
+condition. :func:`unmet_gates` says which of them a subject's saved forms do not meet.
+
 Scheduled events (those with a ``day``) get a target date ``anchor + day`` and a window
 ``[target - before, target + after]``. The anchor is day 0 of the protocol; when a subject
 is created it is placed so that the first scheduled event falls on the screening date, and
@@ -36,38 +40,31 @@ datetime.date(2025, 2, 10)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from enum import StrEnum
 from typing import Final, Literal
 
-from consortia.domain.study import Study
-from consortia.exceptions import NotFoundError, Problem, ValidationError
+from consortia.domain.derivation import expression
+from consortia.domain.study import StatusGate, Study, SubjectStatus
+from consortia.domain.validation import typed_value
+from consortia.exceptions import ExpressionError, NotFoundError, Problem, ValidationError
 
 __all__ = [
     "FINAL_STATUSES",
     "REASON_REQUIRED",
     "TRANSITIONS",
     "PlannedEvent",
+    "SavedForm",
     "SubjectStatus",
     "check_transition",
     "event_ref",
     "parse_event_ref",
     "plan_schedule",
     "screening_anchor",
+    "unmet_gates",
     "window_status",
 ]
-
-
-class SubjectStatus(StrEnum):
-    SCREENING = "screening"
-    ELIGIBLE = "eligible"
-    SCREEN_FAILED = "screen_failed"
-    ENROLLED = "enrolled"
-    ON_STUDY = "on_study"
-    COMPLETED = "completed"
-    WITHDRAWN = "withdrawn"
 
 
 _S = SubjectStatus
@@ -100,6 +97,77 @@ def check_transition(current: str, new: str, reason: str | None) -> SubjectStatu
     if target in REASON_REQUIRED and not (reason and reason.strip()):
         raise ValidationError([Problem("reason", f"becoming {new} needs a reason")])
     return target
+
+
+@dataclass(frozen=True, slots=True)
+class SavedForm:
+    """A saved form instance of a subject, as status gates read it: stored texts of the
+    items outside repeating groups."""
+
+    event: str
+    instance: int
+    form: str
+    complete: bool
+    values: Mapping[str, str]
+
+
+def _gate_text(status: SubjectStatus, gate: StatusGate, event: str) -> str:
+    needs = "complete" if gate.complete else "saved"
+    condition = f" with {gate.when.strip()}" if gate.when else ""
+    return f"becoming {status.value} needs form {gate.form} ({event}) {needs}{condition}"
+
+
+def unmet_gates(study: Study, status: SubjectStatus, forms: Sequence[SavedForm]) -> list[Problem]:
+    """One problem per gate of ``status`` that the subject's saved ``forms`` do not meet.
+
+    Each problem's path is the gate's form (``forms.consent``) and its message names the
+    status, the form, its event and the condition, then what is wrong.
+
+    >>> from consortia.domain.templates import load_template
+    >>> study = load_template("cart-lbcl")
+    >>> consent = SavedForm("screening", 1, "consent", True, {"consent_given": "0"})
+    >>> [p.message for p in unmet_gates(study, SubjectStatus.ELIGIBLE, [consent])]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['becoming eligible needs form consent (screening) complete with consent_given == True:
+      consent_given == True does not hold',
+     'becoming eligible needs form eligibility (screening) complete with eligible == True:
+      the form has not been saved']
+    """
+    rule = study.statuses.get(status)
+    if rule is None:
+        return []
+    problems = []
+    for gate in rule.requires:
+        events = (
+            [gate.event]
+            if gate.event
+            else [name for name, event in study.events.items() if gate.form in event.forms]
+        )
+        saved = [f for f in forms if f.form == gate.form and f.event in events]
+        last = max(saved, key=lambda f: f.instance) if saved else None
+        where = " or ".join(events) if last is None else event_ref(last.event, last.instance)
+        why = _unmet(study, gate, last)
+        if why:
+            text = _gate_text(status, gate, where)
+            problems.append(Problem(f"forms.{gate.form}", f"{text}: {why}"))
+    return problems
+
+
+def _unmet(study: Study, gate: StatusGate, saved: SavedForm | None) -> str:
+    """Why ``saved`` does not meet ``gate``; empty when it does."""
+    if saved is None:
+        return "the form has not been saved"
+    if gate.complete and not saved.complete:
+        return "the form is in progress, not complete"
+    if gate.when is None:
+        return ""
+    condition = expression(gate.when)
+    values = {name: typed_value(study, name, saved.values.get(name)) for name in condition.names}
+    try:
+        held = condition.evaluate(values)
+    except ExpressionError as error:
+        return f"{gate.when.strip()} cannot be evaluated: {error.message}"
+    return "" if held is True else f"{gate.when.strip()} does not hold"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ A study file has these top-level keys (see ``examples/`` and docs/study-language
     forms:        NAME -> {label, groups: NAME -> {label, repeating, items: NAME -> Item},
                            checks: [{name, expression, severity, message}]}
     derived:      NAME -> {expression, type, label, unit}
+    statuses:     STATUS -> {requires: [{form, event, complete, when}]}   (status gates)
     analysis_plan: NAME -> {kind, table, ...}   (the analysis request JSON of DESIGN.md)
 
 The models are frozen pydantic models. :func:`load_study` reports *every* problem at once,
@@ -202,6 +203,45 @@ class Derived(_Model):
     unit: str | None = None
 
 
+class SubjectStatus(StrEnum):
+    """A subject's status; :mod:`consortia.domain.schedule` has the lifecycle."""
+
+    SCREENING = "screening"
+    ELIGIBLE = "eligible"
+    SCREEN_FAILED = "screen_failed"
+    ENROLLED = "enrolled"
+    ON_STUDY = "on_study"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
+#: Statuses that take no conditions: subjects are created in screening, and a subject may
+#: always withdraw.
+UNGATED_STATUSES = frozenset({SubjectStatus.SCREENING, SubjectStatus.WITHDRAWN})
+
+
+class StatusGate(_Model):
+    """A condition for entering a status: the subject's ``form`` has been saved (complete,
+    unless ``complete: false``) and its values meet ``when``.
+
+    ``event`` names the event the form is saved in; it may be left out when the form is in
+    one event only. In a repeating event, the last instance counts. ``when`` reads only the
+    form's own items outside repeating groups and holds only when it evaluates to True (a
+    missing value makes a comparison false, so the gate is not met).
+    """
+
+    form: Name
+    event: Name | None = None
+    complete: bool = True
+    when: str | None = None
+
+
+class StatusRule(_Model):
+    """What entering one status requires: every gate in ``requires`` met."""
+
+    requires: tuple[StatusGate, ...] = ()
+
+
 class AnalysisRequest(BaseModel):
     """A named analysis in the plan: the request JSON of DESIGN.md (``kind`` picks it)."""
 
@@ -275,6 +315,7 @@ class Study(_Model):
     events: dict[Name, Event]
     forms: dict[Name, Form]
     derived: dict[Name, Derived] = {}
+    statuses: dict[SubjectStatus, StatusRule] = {}
     analysis_plan: dict[Name, AnalysisRequest] = {}
 
     def iter_items(self) -> Iterator[tuple[str, str, str, Item]]:
@@ -359,6 +400,7 @@ def _pydantic_problems(exc: PydanticValidationError, doc: YamlDocument) -> list[
     problems = []
     for error in exc.errors(include_url=False):
         loc: PathKey = tuple(error["loc"])
+        bad_key = loc[-1:] == ("[key]",)  # a mapping's key is wrong, not its value
         # pydantic puts tagged-union/function names in loc; keep only real keys
         loc = tuple(part for part in loc if isinstance(part, int) or "[" not in str(part))
         kind = error["type"]
@@ -367,6 +409,9 @@ def _pydantic_problems(exc: PydanticValidationError, doc: YamlDocument) -> list[
             allowed = _field_names(loc)
             hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
             message = f"unknown key {loc[-1]!r}{hint}"
+        elif bad_key:  # reported at the key, such as a status that does not exist
+            line, column = doc.key_position(loc)
+            message = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})"
         elif kind == "missing":
             line, column = doc.position(loc[:-1])
             parent = loc[-2] if len(loc) > 1 else ""
@@ -505,6 +550,7 @@ def _semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
     for name, derived in study.derived.items():
         check_expression(("derived", name, "expression"), derived.expression, "derived variable")
     problems.extend(_randomisation_problems(study, doc))
+    problems.extend(_status_problems(study, doc, multichoice))
     for code, site in study.sites.items():
         if not site.node:
             add(("sites", code, "node"), "a site needs the node that hosts it")
@@ -516,6 +562,103 @@ def _semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
             if code in codes[:index]:
                 add(("code_lists", name, index, "code"), f"duplicate code {code!r}")
     return problems
+
+
+def _status_problems(study: Study, doc: YamlDocument, multichoice: set[str]) -> list[Problem]:
+    """Gates must name forms saved in one known event, and read only their form's items."""
+    problems: list[Problem] = []
+
+    def add(path: PathKey, message: str, *, key: bool = False) -> None:
+        line, column = doc.key_position(path) if key else doc.position(path)
+        problems.append(Problem(dotted(path), message, doc.file, line, column))
+
+    own_items: dict[str, dict[str, str | None]] = {}  # form -> item -> repeating group or None
+    for form_name, group_name, item_name, _ in study.iter_items():
+        group = study.forms[form_name].groups[group_name]
+        own_items.setdefault(form_name, {})[item_name] = group_name if group.repeating else None
+    form_of = {item: form for form, items in own_items.items() for item in items}
+    for status, rule in study.statuses.items():
+        if status in UNGATED_STATUSES and rule.requires:
+            why = (
+                "subjects are created in screening"
+                if status is SubjectStatus.SCREENING
+                else "a subject may always withdraw"
+            )
+            add(("statuses", status.value), f"{status.value} takes no conditions: {why}", key=True)
+            continue
+        for index, gate in enumerate(rule.requires):
+            path: PathKey = ("statuses", status.value, "requires", index)
+            if gate.form not in study.forms:
+                add(
+                    (*path, "form"),
+                    f"form {gate.form!r} is not defined; defined forms: "
+                    f"{', '.join(study.forms) or 'none'}",
+                )
+                continue
+            holding = [name for name, event in study.events.items() if gate.form in event.forms]
+            if gate.event is not None:
+                if gate.event not in study.events:
+                    add(
+                        (*path, "event"),
+                        f"event {gate.event!r} is not defined; the events with form "
+                        f"{gate.form}: {', '.join(holding) or 'none'}",
+                    )
+                elif gate.event not in holding:
+                    add(
+                        (*path, "event"),
+                        f"event {gate.event!r} does not hold form {gate.form}; the events "
+                        f"that do: {', '.join(holding) or 'none'}",
+                    )
+            elif not holding:
+                add((*path, "form"), f"form {gate.form!r} is in no event, so it is never saved")
+            elif len(holding) > 1:
+                add(
+                    (*path, "form"),
+                    f"form {gate.form!r} is in events {', '.join(holding)}; say which with 'event'",
+                )
+            if gate.when is not None:
+                problems.extend(
+                    _gate_condition_problems(
+                        doc, (*path, "when"), gate, own_items[gate.form], form_of, multichoice
+                    )
+                )
+    return problems
+
+
+def _gate_condition_problems(
+    doc: YamlDocument,
+    path: PathKey,
+    gate: StatusGate,
+    items: dict[str, str | None],
+    form_of: dict[str, str],
+    multichoice: set[str],
+) -> list[Problem]:
+    assert gate.when is not None
+    what = "status condition"
+    try:
+        parsed = expressions.parse(gate.when)
+    except ExpressionError as parse_error:
+        return [_expression_problem(doc, path, parse_error, what)]
+    readable = {name for name, group in items.items() if group is None}
+    found: list[ExpressionError] = []
+    for name in sorted(parsed.names - readable, key=parsed.column_of):
+        group = items.get(name)
+        if group is not None:
+            message = (
+                f"{name!r} is in the repeating group {group!r}; a condition reads only items "
+                "outside repeating groups"
+            )
+        elif name in form_of:
+            message = (
+                f"{name!r} is an item of form {form_of[name]}, not of {gate.form}; a condition "
+                "reads only its own form's items"
+            )
+        else:
+            (unknown,) = expressions.check_names(expressions.parse(name), readable)
+            message = unknown.message
+        found.append(ExpressionError(message, gate.when, parsed.column_of(name)))
+    found.extend(_check_subscripts(gate.when, multichoice))
+    return [_expression_problem(doc, path, error, what) for error in found]
 
 
 def _item_problems(study: Study, doc: YamlDocument, path: PathKey, item: Item) -> list[Problem]:

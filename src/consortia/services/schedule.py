@@ -3,7 +3,8 @@
 Scheduled events are created when a subject is enrolled in a study whose definition is on
 the node (see :mod:`consortia.domain.schedule` for anchors and windows); repeating and
 unscheduled events get instances as forms are saved in them. Moving day 0 and changing a
-subject's status are audited with their reasons.
+subject's status are audited with their reasons. A status change also meets the study's
+gates for the new status (its ``statuses`` section), read in the change's transaction.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import (
     PlannedEvent,
+    SavedForm,
+    SubjectStatus,
     check_transition,
     event_ref,
     plan_schedule,
     screening_anchor,
+    unmet_gates,
     window_status,
 )
 from consortia.exceptions import NotFoundError, Problem, ValidationError
@@ -189,6 +193,33 @@ def reanchor_schedule(
         )
 
 
+def _check_gates(
+    connection: Connection,
+    capture: CaptureRepository,
+    study: str,
+    subject_pk: int,
+    target: SubjectStatus,
+) -> None:
+    """Refuse (422, one problem per unmet gate) a status the study's gates do not allow,
+    reading the subject's forms in the status change's own transaction."""
+    try:
+        definition = current_definition(connection, study)
+    except NotFoundError:  # no definition on the node: no forms, and no gates to meet
+        return
+    rule = definition.study.statuses.get(target)
+    if rule is None or not rule.requires:
+        return
+    saved = [
+        SavedForm(event, instance, form, state == "complete", values)
+        for event, instance, form, state, values in capture.saved_forms(
+            subject_pk, {gate.form for gate in rule.requires}
+        )
+    ]
+    problems = unmet_gates(definition.study, target, saved)
+    if problems:
+        raise ValidationError(problems)
+
+
 def change_status(
     engine: Engine,
     principal: Principal,
@@ -206,6 +237,7 @@ def change_status(
         capture = CaptureRepository(connection)
         current = capture.subject_row(subject.id).status
         target = check_transition(current, status, reason)
+        _check_gates(connection, capture, study, subject.id, target)
         capture.add_status(
             subject.id,
             status=target.value,

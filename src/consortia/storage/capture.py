@@ -376,6 +376,42 @@ class CaptureRepository:
         params = {"where_pk": form_pk, "where_version": expected_version, **values}
         return _UPDATE_FORM.run(self.connection, params) == 1
 
+    def saved_forms(
+        self, subject_pk: int, forms: Iterable[str]
+    ) -> list[tuple[str, int, str, str, dict[str, str]]]:
+        """(event, instance, form, status, values outside repeating groups) of each saved
+        instance of ``forms``, read in one statement, so that the forms and their values are
+        of one moment on either database."""
+        query = (
+            sa.select(
+                form_instance.c.id,
+                event_instance.c.event,
+                event_instance.c.instance,
+                form_instance.c.form,
+                form_instance.c.status,
+                item_value.c.item,
+                item_value.c.value_text,
+            )
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .outerjoin(
+                item_value,
+                sa.and_(
+                    item_value.c.form_pk == form_instance.c.id, item_value.c.group_instance == 0
+                ),
+            )
+            .where(
+                form_instance.c.subject_pk == subject_pk,
+                form_instance.c.form.in_(sorted(set(forms))),
+            )
+            .order_by(form_instance.c.id)
+        )
+        found: dict[int, tuple[str, int, str, str, dict[str, str]]] = {}
+        for row in self.connection.execute(query):
+            saved = found.setdefault(row.id, (row.event, row.instance, row.form, row.status, {}))
+            if row.item is not None:
+                saved[4][row.item] = row.value_text
+        return list(found.values())
+
     # values
     def values(self, form_pk: int) -> dict[tuple[str, int], str]:
         rows = _VALUES.all(self.connection, {"form_pk": form_pk})

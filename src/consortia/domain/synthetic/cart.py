@@ -358,6 +358,7 @@ def generate(build: Builder, subjects: int) -> list[Row]:
             "screening",
             "consent",
             {
+                "consent_given": True,
                 "consent_date": screening,
                 "consent_version": "2.1",
                 "biobank_consent": build.chance(0.85),

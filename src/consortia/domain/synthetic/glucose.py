@@ -29,7 +29,7 @@ def generate(build: Builder, subjects: int) -> list[Row]:
         age, sex = int(build.normal(52, 15, 18, 85)), build.pick(["M", "F"])
         diabetes = build.pick(["t1", "t2", "none"], [0.3, 0.6, 0.1])
         person = build.person(session, age)
-        build.add("screening", "consent", {"consent_date": session})
+        build.add("screening", "consent", {"consent_given": True, "consent_date": session})
         build.add(
             "screening",
             "demographics",

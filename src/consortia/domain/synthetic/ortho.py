@@ -119,7 +119,7 @@ def generate(build: Builder, subjects: int) -> list[Row]:
         site = build.pick(list(_SITES), list(_SITES.values()))
         screening = build.after(surgery, -20, -7)
         tall = 172 if sex == "M" else 160
-        build.add("screening", "consent", {"consent_date": screening})
+        build.add("screening", "consent", {"consent_given": True, "consent_date": screening})
         build.add(
             "screening",
             "demographics",
