@@ -102,7 +102,15 @@ def _node_files(settings: Settings, config_file: Path | None) -> list[tuple[str,
         files.append((KEY_FILE, key))
     federation = settings.federation_config
     if federation is not None and federation.is_file():
-        files.append((f"federation/{federation.name}", federation))
+        if not _inside(federation, settings.node_dir):
+            raise BackupError(
+                f"{federation}: the federation config is outside the node's folder "
+                f"{settings.node_dir}; move it inside (a relative federation_config) so a "
+                "backup can carry it"
+            )
+        files.append(
+            (federation.resolve().relative_to(settings.node_dir.resolve()).as_posix(), federation)
+        )
     return files
 
 
