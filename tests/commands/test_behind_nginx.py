@@ -214,6 +214,8 @@ def test_nginx_example_proxies_tls_to_the_node(served: int, tmp_path: Path) -> N
             health = client.get(f"{base}/api/v1/health")
             assert health.status_code == 200
             assert health.json()["status"] == "ok"
+            assert health.json()["database"]["status"] == "ok"
+            assert health.json()["audit"]["status"] == "ok"
             assert health.headers["strict-transport-security"] == "max-age=63072000"
             assert health.headers["cache-control"] == "no-store"  # the node's own headers pass
 
