@@ -28,6 +28,7 @@ from consortia.storage.audit import audit_event, verify_chain
 from consortia.storage.backup import digest
 from consortia.storage.db import is_sqlite, make_engine
 from consortia.storage.migrations import upgrade
+from consortia.storage.replay import compare_state
 
 STUDY = "CART-LBCL"
 COORDINATOR = Principal(
@@ -199,6 +200,7 @@ def test_backup_under_saves_restores_the_snapshot_exactly(
     try:
         with restored.connect() as connection:
             assert verify_chain(connection).ok
+        assert compare_state(restored) == []  # the tables are what the trail says
         restored_events = _events(restored)
         # every chain equals the source's first N events, N the backup's recorded length;
         # the restored node adds one event, its restore, to chain "node"
@@ -250,6 +252,15 @@ def _backed_up(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             subjects.enrol_subject(
                 engine, COORDINATOR, STUDY, subjects.SubjectInput(f"SG01-{number:03d}", "SG01")
             )
+        data_entry.save_form(
+            engine,
+            COORDINATOR,
+            STUDY,
+            "SG01-001",
+            "end_of_study",
+            "status",
+            FormSave(version=0, values={"last_contact": "2025-07-01"}),
+        )
     finally:
         engine.dispose()
     backup_node(load_settings(config), config, tmp_path / "backup", say=print)
@@ -334,6 +345,24 @@ def test_a_chain_that_does_not_verify_is_refused(
     _reseal(backup, "database.sqlite3")
     message = _restore_refused(backup, tmp_path / "new", "", database_url, monkeypatch)
     assert f"audit trail BROKEN at chain {STUDY!r} event 2: its content does not match" in message
+
+
+def test_tables_that_differ_from_their_trail_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'unused.db'}"
+    backup = _backed_up(database_url, tmp_path, monkeypatch)
+    copy = backup / "database.sqlite3"
+    with sqlite3.connect(copy) as connection:  # a value changed with no audit event
+        changed = connection.execute(
+            "UPDATE item_value SET value_text = '2025-08-01' WHERE value_text = '2025-07-01'"
+        ).rowcount
+    connection.close()
+    assert changed == 1
+    _reseal(backup, "database.sqlite3")
+    message = _restore_refused(backup, tmp_path / "new", "", database_url, monkeypatch)
+    assert "the tables differ from a replay of the audit trail in 1 place, first " in message
+    assert "table 2025-08-01, trail 2025-07-01" in message, message
 
 
 def test_a_node_that_is_not_empty_is_refused(

@@ -263,6 +263,13 @@ def _compare(state: DatabaseState, manifest: Manifest) -> str | None:
     revision = manifest.data["database"].get("revision")
     if state.revision != revision:
         return f"the database is at revision {state.revision}, the manifest says {revision}"
+    if state.differences:
+        count = len(state.differences)
+        return (
+            f"the tables differ from a replay of the audit trail in {count} "
+            f"place{'s' if count != 1 else ''}, first {state.differences[0]} "
+            "(`consortia audit verify --state` lists them)"
+        )
     found = {head.chain: (head.length, head.hash) for head in state.heads}
     expected = manifest.heads
     for chain in sorted(set(found) | set(expected)):

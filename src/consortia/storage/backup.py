@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -38,6 +38,7 @@ from sqlalchemy.engine import URL, make_url
 
 from consortia.exceptions import ConsortiaError
 from consortia.storage.audit import ChainReport, verify_chain
+from consortia.storage.replay import compare_state
 from consortia.storage.witness import ChainHead, trail_heads
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "pg_tool",
     "read_state",
     "restore_postgres",
+    "restore_sqlite",
     "snapshot_sqlite",
     "sqlite_file",
 ]
@@ -68,6 +70,8 @@ class DatabaseState:
     revision: str | None
     heads: tuple[ChainHead, ...]
     report: ChainReport
+    #: where the tables differ from a replay of the trail (checked on restore only)
+    differences: tuple[str, ...] = ()
 
 
 def read_state(connection: Connection) -> DatabaseState:
@@ -131,8 +135,19 @@ def restore_sqlite(backup: Path, target: Path) -> DatabaseState:
         shutil.copyfileobj(source, out, _CHUNK)
         out.flush()
         os.fsync(out.fileno())
-    with _plain_engine(target) as engine, engine.connect() as connection:
-        return read_state(connection)
+    with _plain_engine(target) as engine:
+        with engine.connect() as connection:
+            state = read_state(connection)
+        return _with_replay(state, engine)
+
+
+def _with_replay(state: DatabaseState, engine: Engine) -> DatabaseState:
+    """``state`` with the differences between the tables and a replay of the trail
+    (``consortia audit verify --state``), when the trail itself verified."""
+    if not state.report.ok:
+        return state
+    found = tuple(str(difference) for difference in compare_state(engine))
+    return replace(state, differences=found)
 
 
 def database_is_empty(engine: Engine) -> bool:
@@ -225,7 +240,8 @@ def restore_postgres(engine: Engine, url: str, dump: Path) -> DatabaseState:
         "pg_restore",
     )
     with engine.connect() as connection, connection.begin():
-        return read_state(connection)
+        state = read_state(connection)
+    return _with_replay(state, engine)
 
 
 def empty_postgres(engine: Engine) -> None:
