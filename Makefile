@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(BIN)/mypy --strict src
 	$(BIN)/python scripts/test_postgres.py ensure
 	$(BIN)/python scripts/test_chromium.py ensure
+	$(BIN)/python scripts/test_nginx.py ensure
 	$(BIN)/pytest -q -p no:cacheprovider
 	$(BIN)/python scripts/test_postgres.py stop
 

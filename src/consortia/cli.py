@@ -48,6 +48,7 @@ node_app.add_typer(approvals_app, name="approvals")
 
 def _register_node_commands() -> None:
     """Node set-up, users, tokens and the database live in consortia.commands."""
+    from consortia.commands.backup import backup_command, restore_command
     from consortia.commands.data import data_app, load_study_command
     from consortia.commands.db import db_app
     from consortia.commands.init import init_node
@@ -62,6 +63,8 @@ def _register_node_commands() -> None:
     study_app.command("load")(load_study_command)
     app.add_typer(user_app, name="user")
     app.add_typer(token_app, name="token")
+    app.command("backup")(backup_command)
+    app.command("restore")(restore_command)
 
 
 _register_node_commands()

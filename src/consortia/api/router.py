@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from consortia.api import accounts, analyses, approvals, capture, exports, subjects
+from consortia.api.deps import EngineDep
+from consortia.services.health import node_health
 
 __all__ = ["API_PREFIX", "api_routers"]
 
@@ -14,9 +17,11 @@ _node = APIRouter()
 
 
 @_node.get("/health", tags=["node"])
-def health() -> dict[str, str]:
-    """Whether the node answers (no authentication)."""
-    return {"status": "ok"}
+def health(engine: EngineDep) -> JSONResponse:
+    """Whether the node answers, its database answers at the code's schema revision, and
+    every audit chain's head is its last event (no authentication; 503 when not)."""
+    report = node_health(engine)
+    return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
 def api_routers() -> tuple[APIRouter, ...]:
