@@ -292,3 +292,25 @@ def test_manual_approval_in_the_node_policy_holds_rest_analyses_for_the_steward(
         other = statistician(node, "other@x.example").post(URL, json=describe("age"))
         assert other.status_code != 200  # approved for the person who asked, not for all
         assert "approval" in other.json()["detail"]
+
+
+def test_a_federated_request_under_manual_approval_waits_in_the_database_and_no_file_is_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    from consortia.exceptions import NodeUnavailableError
+
+    before = set(tmp_path.iterdir())
+    request = {**describe("age"), "timeout": 0.5}  # the timeout is part of what is approved
+    with configured_node(database_url, tmp_path, {"manual_approval": True}) as (node, fed, key):
+        with pytest.raises(NodeUnavailableError, match="approval"):
+            _federated(fed, key, request)
+        steward = node.client(node.add_user("steward@x.example", ("*", "*", Role.NODE_ADMIN)))
+        (entry,) = steward.get("/api/v1/approvals", params={"status": "pending"}).json()
+        assert entry["requester"] == "lead"
+        assert steward.post(f"/api/v1/approvals/{entry['id']}/approve").status_code == 200
+        # the federation node (its own engine) reads the decision from the database
+        result = _federated(fed, key, request)
+        assert result["complete"] is True
+    written = {path.name for path in set(tmp_path.iterdir()) - before}
+    assert not {name for name in written if "approval" in name or name.endswith(".json")}, written
+    assert not list(tmp_path.rglob("*approval*"))

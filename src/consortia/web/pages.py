@@ -301,8 +301,8 @@ def _field_text(value: object) -> str:
 
 
 def _moment(moment: datetime | None) -> str:
-    """A stored time as the pages show it (UTC, to the second; empty for none)."""
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A stored time as the pages show it: ISO 8601 UTC to the second (empty for none)."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
