@@ -73,7 +73,8 @@ def test_the_shell_decides_as_a_named_node_administrator_and_is_audited(
     second = queue.find_or_submit({"kind": "cox", "table": "t"}, "lead")
     listed = _shell("list", "--config", str(config))
     assert listed.exit_code == 0, listed.output
-    assert first.id in listed.output and second.id in listed.output
+    assert first.id in listed.output
+    assert second.id in listed.output
 
     approved = _shell("approve", first.id, "--config", str(config), "--as", STEWARD)
     assert approved.exit_code == 0, approved.output

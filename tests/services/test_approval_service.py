@@ -113,7 +113,7 @@ def test_an_unknown_or_already_decided_request_is_refused_and_changes_nothing(
         approvals.decide(engine, STEWARD, "0123456789abcdef", True, "")
     first = approvals.decide(engine, STEWARD, entry.id, True, "ok")
     events = _node_events(engine)
-    with pytest.raises(ConflictError, match="already approved by steward@node.example"):
+    with pytest.raises(ConflictError, match=r"already approved by steward@node\.example"):
         approvals.decide(engine, STEWARD, entry.id, False, "too late")
     (stored,) = _stored(engine)
     assert stored == first
