@@ -123,7 +123,6 @@ class NodeCluster:
                     "tables": specs,
                     "policy": policy if policy is not None else OPEN_POLICY,
                     "audit_log": "audit.jsonl",
-                    "approvals_file": None,
                 }
                 (home / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
                 command = [

@@ -1,26 +1,50 @@
-"""The ``approvals_file`` setting: from the environment, or from consortia.toml."""
+"""Manual approval is configured by the node policy alone; its queue is the node database.
+
+There is no approvals file any more: a setting or node config still naming one is refused
+(so nobody believes decisions go to a file), and a node whose policy asks for manual
+approval without a database refuses to start, saying which setting to set.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
-from consortia.config import Settings, load_settings
-
-
-def test_the_approvals_file_comes_from_its_environment_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("CONSORTIA_APPROVALS_FILE", raising=False)
-    assert Settings().approvals_file is None
-    monkeypatch.setenv("CONSORTIA_APPROVALS_FILE", str(tmp_path / "approvals.json"))
-    assert Settings().approvals_file == tmp_path / "approvals.json"
+from consortia.config import load_settings
+from consortia.exceptions import ConfigurationError, ConsortiaError
+from consortia.federation.node import NodeRunner
+from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.policy import NodePolicy
+from consortia.federation.signing import TrustStore, generate_key, save_key
 
 
-def test_a_relative_approvals_file_in_the_config_is_in_the_node_directory(tmp_path: Path) -> None:
+def test_a_settings_file_naming_an_approvals_file_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "consortia.toml"
-    config.write_text('node_dir = "node"\napprovals_file = "approvals.json"\n', encoding="utf-8")
-    assert load_settings(config).approvals_file == tmp_path / "node" / "approvals.json"
-    config.write_text(f'approvals_file = "{tmp_path / "q.json"}"\n', encoding="utf-8")
-    assert load_settings(config).approvals_file == tmp_path / "q.json"
+    config.write_text('approvals_file = "approvals.json"\n', encoding="utf-8")
+    with pytest.raises(ConsortiaError, match="approvals_file"):
+        load_settings(config)
+
+
+def test_a_node_config_naming_an_approvals_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump({"name": "sgh", "approvals_file": "approvals.json"}))
+    with pytest.raises(ConsortiaError, match="approvals_file"):
+        load_node_config(path)
+
+
+def test_a_node_asking_for_manual_approval_without_a_database_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    save_key(generate_key(), tmp_path / "node_key.pem")
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump({"name": "sgh", "policy": {"manual_approval": True}}))
+    with pytest.raises(ConfigurationError, match="database_url"):
+        build_node(load_node_config(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.yaml", "node_key.pem"]
+
+
+def test_a_runner_with_manual_approval_needs_the_database_queue() -> None:
+    with pytest.raises(ConfigurationError, match="manual_approval needs the node database"):
+        NodeRunner("sgh", generate_key(), TrustStore(), {}, policy=NodePolicy(manual_approval=True))

@@ -7,6 +7,8 @@ command exits 1; nothing prints a stack trace to a user.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -681,13 +683,25 @@ def node_serve(
         raise fail(error) from None
 
 
-def _approval_queue(config: Path) -> Any:
-    from consortia.federation.approval import ApprovalQueue
+@contextmanager
+def _node_database(config: Path) -> Iterator[Any]:
+    """The engine of the node database the federation config names (disposed after)."""
+    from consortia.federation.nodeconfig import open_node_database
 
-    node = _node_config(config)
-    if node.approvals_file is None:
-        raise typer.BadParameter(f"{config} has no approvals_file")
-    return ApprovalQueue(node.resolve(node.approvals_file))
+    engine = open_node_database(_node_config(config))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+AsOption = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        help="The account deciding: an active node administrator of this node (its email).",
+    ),
+]
 
 
 @approvals_app.command("list")
@@ -698,31 +712,43 @@ def approvals_list(
     """List requests waiting for a decision (or all with --all)."""
     import json
 
-    from consortia.federation.approval import ApprovalStatus
+    from consortia.services.approvals import ApprovalStatus, list_approvals
+    from consortia.services.common import cli_operator
 
     try:
-        entries = _approval_queue(config).list(None if all_entries else ApprovalStatus.PENDING)
+        with _node_database(config) as engine:
+            status = None if all_entries else ApprovalStatus.PENDING
+            entries = list_approvals(engine, cli_operator(), status)
     except ConsortiaError as error:
         raise fail(error) from None
     if not entries:
         typer.echo("no requests waiting" if not all_entries else "no requests")
     for entry in entries:
         typer.echo(
-            f"{entry.id}  {entry.status.value:<8} {entry.submitted_at}  from {entry.requester}: "
-            f"{json.dumps(entry.request, sort_keys=True)}"
+            f"{entry.id}  {entry.status.value:<8} {entry.submitted_at.isoformat()}  "
+            f"from {entry.requester}: {json.dumps(entry.request, sort_keys=True)}"
         )
+
+
+def _decide(config: Path, entry_id: str, email: str, approve: bool, reason: str) -> Any:
+    """Decide through the one approval service, as the named account (policy-checked,
+    audited on the node chain)."""
+    from consortia.services.approvals import decide, decider_named
+
+    with _node_database(config) as engine:
+        return decide(engine, decider_named(engine, email), entry_id, approve, reason)
 
 
 @approvals_app.command("approve")
 def approvals_approve(
     entry_id: Annotated[str, typer.Argument(help="The request's id (from list).")],
     config: ConfigOption,
-    by: Annotated[str, typer.Option(help="Who decides (the data steward).")],
+    decider: AsOption,
     reason: Annotated[str, typer.Option(help="Why (optional).")] = "",
 ) -> None:
     """Approve a waiting request; the lead's next try goes ahead."""
     try:
-        entry = _approval_queue(config).approve(entry_id, by=by, reason=reason)
+        entry = _decide(config, entry_id, decider, True, reason)
     except ConsortiaError as error:
         raise fail(error) from None
     typer.echo(f"{entry.id} approved by {entry.decided_by}")
@@ -732,12 +758,12 @@ def approvals_approve(
 def approvals_deny(
     entry_id: Annotated[str, typer.Argument(help="The request's id (from list).")],
     config: ConfigOption,
-    by: Annotated[str, typer.Option(help="Who decides (the data steward).")],
+    decider: AsOption,
     reason: Annotated[str, typer.Option(help="Why; the lead is told.")],
 ) -> None:
     """Deny a waiting request with a reason."""
     try:
-        entry = _approval_queue(config).deny(entry_id, by=by, reason=reason)
+        entry = _decide(config, entry_id, decider, False, reason)
     except ConsortiaError as error:
         raise fail(error) from None
     typer.echo(f"{entry.id} denied by {entry.decided_by}: {entry.reason}")

@@ -86,10 +86,6 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         32, ge=4, le=512, description="the deepest nesting of a JSON request body (deeper: 400)"
     )
-    approvals_file: Path | None = Field(
-        None,
-        description="the JSON approval queue the federation node shares (manual approval mode)",
-    )
 
     federation_config: Path | None = Field(
         None,
@@ -116,7 +112,7 @@ def load_settings(config_file: Path | None = None) -> Settings:
     """Settings from a node's ``consortia.toml``, with ``CONSORTIA_*`` variables winning.
 
     A relative ``node_dir`` in the file is relative to the file's directory, and a
-    relative SQLite path or ``approvals_file`` relative to ``node_dir``, so a node
+    relative SQLite path or ``federation_config`` relative to ``node_dir``, so a node
     directory can be moved.
     Without a file, settings come from the environment alone. A file holding
     ``secret_key`` that its group or others may read is refused outside development
@@ -142,11 +138,6 @@ def load_settings(config_file: Path | None = None) -> Settings:
         node_dir = values["node_dir"]
     if isinstance(values.get("database_url"), str):
         values["database_url"] = _anchor_sqlite(values["database_url"], node_dir)
-    if isinstance(values.get("approvals_file"), str):
-        approvals_file = Path(values["approvals_file"])
-        values["approvals_file"] = (
-            approvals_file if approvals_file.is_absolute() else node_dir / approvals_file
-        )
     if isinstance(values.get("federation_config"), str):
         federation_config = Path(values["federation_config"])
         values["federation_config"] = (

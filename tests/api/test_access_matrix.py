@@ -26,8 +26,9 @@ from node_client import Node, running_node
 from consortia.auth.policy import ROLE_ACTIONS, Action
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
-from consortia.federation.approval import ApprovalQueue
+from consortia.federation.approval import DatabaseApprovals
 from consortia.services import data_entry, queries, studies, subjects
+from consortia.storage.approvals import ApprovalRepository
 from consortia.storage.audit import iter_events
 
 STUDY = "/api/v1/studies/CART01"
@@ -242,9 +243,8 @@ def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
                 node.engine, seeder, "CART01", *eligibility, item, f"{item} in the source?"
             )
             query_ids[f"{step}_{where}"] = opened.record.id
-    assert node.settings.approvals_file is not None
     request = {"kind": "describe", "table": "cart_efficacy", "variable": f"age_{role.value}"}
-    approval = ApprovalQueue(node.settings.approvals_file).submit(request, "lead-node").id
+    approval = DatabaseApprovals(node.engine).find_or_submit(request, "lead-node").id
     return Targets(
         own=f"S-SG01-{role.value}", other=f"S-SH01-{role.value}", approval=approval, **query_ids
     )
@@ -254,8 +254,7 @@ def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
 def consortium(
     module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Consortium]:
-    approvals_file = tmp_path_factory.mktemp("approvals") / "approvals.json"
-    with running_node(module_database_url, approvals_file=approvals_file) as node:
+    with running_node(module_database_url) as node:
         tokens: dict[Role, str] = {}
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("consortia.auth.passwords._HASHER", CHEAP_HASHER)
@@ -401,10 +400,9 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         ]
     approved = answers["approve"].status_code == 200
     assert decisions == (["approval.approve"] if approved else [])
-    assert consortium.node.settings.approvals_file is not None
-    (entry,) = [
-        e for e in ApprovalQueue(consortium.node.settings.approvals_file).list() if e.id == approval
-    ]
+    with consortium.node.engine.connect() as connection:
+        entry = ApprovalRepository(connection).get(approval)
+    assert entry is not None
     assert entry.status.value == ("approved" if approved else "pending")
     if answers["approvals"].status_code == 200:
         assert approval in {e["id"] for e in answers["approvals"].json()}

@@ -268,26 +268,49 @@ def test_rest_and_federated_releases_share_one_ledger(database_url: str, tmp_pat
 def test_manual_approval_in_the_node_policy_holds_rest_analyses_for_the_steward(
     database_url: str, tmp_path: Path
 ) -> None:
-    from consortia.federation.approval import ApprovalQueue
-
-    queue_file = tmp_path / "approvals.json"
     lead_key = generate_key()
     path = _node_config(tmp_path, database_url, lead_key, {"manual_approval": True})
-    with running_node(database_url, federation_config=path, approvals_file=queue_file) as node:
+    # two processes of the node on one database: the person asks one, the steward another
+    with (
+        running_node(database_url, federation_config=path) as node,
+        running_node(database_url, federation_config=path) as other_process,
+    ):
         seed(node, patients())
         client = statistician(node)
         waiting = client.post(URL, json=describe("age"))
         assert waiting.status_code != 200
         assert "approval" in waiting.json()["detail"]
-        queue = ApprovalQueue(queue_file)
-        (entry,) = queue.list()
-        assert entry.requester == "user:stat@x.example"
-        queue.approve(entry.id, by="steward")
+        steward = other_process.client(
+            other_process.add_user("steward@x.example", ("*", "*", Role.NODE_ADMIN))
+        )
+        (entry,) = steward.get("/api/v1/approvals").json()
+        assert entry["requester"] == "user:stat@x.example"
+        decided = steward.post(f"/api/v1/approvals/{entry['id']}/approve")
+        assert decided.status_code == 200, decided.text
         approved = client.post(URL, json=describe("age"))
         assert approved.status_code == 200, approved.text
         other = statistician(node, "other@x.example").post(URL, json=describe("age"))
         assert other.status_code != 200  # approved for the person who asked, not for all
-    with running_node(database_url, federation_config=path) as node:
-        refused = statistician(node, "third@x.example").post(URL, json=describe("age"))
-        assert refused.status_code == 400
-        assert "manual_approval" in refused.json()["detail"]
+        assert "approval" in other.json()["detail"]
+
+
+def test_a_federated_request_under_manual_approval_waits_in_the_database_and_no_file_is_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    from consortia.exceptions import NodeUnavailableError
+
+    before = set(tmp_path.iterdir())
+    request = {**describe("age"), "timeout": 0.5}  # the timeout is part of what is approved
+    with configured_node(database_url, tmp_path, {"manual_approval": True}) as (node, fed, key):
+        with pytest.raises(NodeUnavailableError, match="approval"):
+            _federated(fed, key, request)
+        steward = node.client(node.add_user("steward@x.example", ("*", "*", Role.NODE_ADMIN)))
+        (entry,) = steward.get("/api/v1/approvals", params={"status": "pending"}).json()
+        assert entry["requester"] == "lead"
+        assert steward.post(f"/api/v1/approvals/{entry['id']}/approve").status_code == 200
+        # the federation node (its own engine) reads the decision from the database
+        result = _federated(fed, key, request)
+        assert result["complete"] is True
+    written = {path.name for path in set(tmp_path.iterdir()) - before}
+    assert not {name for name in written if "approval" in name or name.endswith(".json")}, written
+    assert not list(tmp_path.rglob("*approval*"))

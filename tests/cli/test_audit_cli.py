@@ -115,7 +115,6 @@ def _node_folder(
         "key_file": "node.pem",
         "peers": [{"name": peer[0], "url": peer[1], "public_key": peer[2]}],
         "database_url": "sqlite:///node.db",
-        "approvals_file": None,
         "witness_interval_seconds": interval,
     }
     (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -11,7 +11,6 @@ import yaml
 from typer.testing import CliRunner
 
 from consortia.cli import app
-from consortia.federation.approval import ApprovalQueue
 from consortia.stats import fit_cox, kaplan_meier
 
 runner = CliRunner()
@@ -150,7 +149,7 @@ def test_a_spec_that_is_not_json_reports_its_line_and_column(
     assert f"{spec}:2:12: not valid JSON" in result.output
 
 
-def test_node_keygen_identity_trust_and_approvals(tmp_path: Path) -> None:
+def test_node_keygen_identity_and_trust(tmp_path: Path) -> None:
     key = tmp_path / "node.pem"
     assert runner.invoke(app, ["node", "keygen", str(key)]).exit_code == 0
     again = runner.invoke(app, ["node", "keygen", str(key)])
@@ -163,8 +162,6 @@ def test_node_keygen_identity_trust_and_approvals(tmp_path: Path) -> None:
                 "url": "https://sgh.example",
                 "key_file": "node.pem",
                 "trust_file": "trust.yaml",
-                "approvals_file": "approvals.json",
-                "policy": {"manual_approval": True},
             }
         )
     )
@@ -180,40 +177,6 @@ def test_node_keygen_identity_trust_and_approvals(tmp_path: Path) -> None:
     assert peers[0]["name"] == "lead"
     bad = runner.invoke(app, ["node", "trust", "eve", "", "not-a-key", "--config", str(config)])
     assert bad.exit_code == 1
-
-    queue = ApprovalQueue(tmp_path / "approvals.json")
-    first = queue.submit({"kind": "describe", "table": "t", "variable": "age"}, "lead")
-    second = queue.submit({"kind": "cox", "table": "t"}, "lead")
-    listed = runner.invoke(app, ["node", "approvals", "list", "--config", str(config)])
-    assert first.id in listed.output
-    assert second.id in listed.output
-    approved = runner.invoke(
-        app, ["node", "approvals", "approve", first.id, "--config", str(config), "--by", "steward"]
-    )
-    assert approved.exit_code == 0, approved.output
-    denied = runner.invoke(
-        app,
-        [
-            "node",
-            "approvals",
-            "deny",
-            second.id,
-            "--config",
-            str(config),
-            "--by",
-            "steward",
-            "--reason",
-            "not in the data-sharing agreement",
-        ],
-    )
-    assert denied.exit_code == 0, denied.output
-    twice = runner.invoke(
-        app, ["node", "approvals", "approve", first.id, "--config", str(config), "--by", "x"]
-    )
-    assert twice.exit_code == 1
-    assert "already approved" in twice.output
-    remaining = runner.invoke(app, ["node", "approvals", "list", "--config", str(config)])
-    assert "no requests waiting" in remaining.output
 
 
 @pytest.mark.parametrize("suffix", ["png", "svg"])

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from consortia.exceptions import ConflictError, NotFoundError
-from consortia.federation.approval import ApprovalQueue, ApprovalStatus
 from consortia.federation.audit import (
     AuditChainError,
     JsonlAuditSink,
@@ -74,28 +72,3 @@ def test_a_deleted_audit_record_breaks_the_chain(tmp_path: Path) -> None:
     path.write_text("\n".join([lines[0], lines[2]]) + "\n")
     with pytest.raises(AuditChainError, match="record 2"):
         verify_audit_log(path)
-
-
-def test_the_file_backed_approval_queue_is_shared_between_queue_objects(tmp_path: Path) -> None:
-    path = tmp_path / "approvals.json"
-    node_side, steward_side = ApprovalQueue(path), ApprovalQueue(path)
-    request = {"kind": "describe", "table": "t", "variable": "age"}
-    entry = node_side.submit(request, "lead")
-    assert node_side.submit(request, "lead") == entry  # the same request queues once
-    assert [e.id for e in steward_side.list(ApprovalStatus.PENDING)] == [entry.id]
-    steward_side.approve(entry.id, by="dr tan")
-    found = node_side.find(request, "lead")
-    assert found is not None
-    assert found.status is ApprovalStatus.APPROVED
-    assert found.decided_by == "dr tan"
-    assert steward_side.list(ApprovalStatus.PENDING) == []
-
-
-def test_a_decided_or_unknown_approval_cannot_be_decided_again(tmp_path: Path) -> None:
-    queue = ApprovalQueue(tmp_path / "approvals.json")
-    entry = queue.submit({"kind": "describe"}, "lead")
-    queue.deny(entry.id, by="steward", reason="no")
-    with pytest.raises(ConflictError, match="already denied"):
-        queue.approve(entry.id, by="steward")
-    with pytest.raises(NotFoundError):
-        queue.approve("nope", by="steward")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from consortia.federation.approval import ApprovalQueue
 from consortia.federation.audit import JsonlAuditSink
 
 
@@ -42,13 +41,3 @@ def test_an_audit_log_left_readable_is_closed_when_the_node_opens_it(tmp_path: P
     assert _mode(path) == 0o600
     sink.append({"action": "federation.request"})
     assert len(sink.events) == 2
-
-
-def test_the_approval_queue_and_its_lock_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "approvals.json"
-    queue = ApprovalQueue(path)
-    entry = queue.submit({"kind": "describe", "table": "t", "variable": "age"}, "lead")
-    queue.approve(entry.id, by="steward")
-    assert _mode(path) == 0o600
-    assert _mode(path.with_name("approvals.json.lock")) == 0o600
-    assert not path.with_name("approvals.json.tmp").exists()

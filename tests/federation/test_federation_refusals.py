@@ -7,14 +7,18 @@ policy rules by running analyses through the coordinator.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from consortia.auth.principal import Grant, Principal, Role
 from consortia.exceptions import NodeUnavailableError, SignatureError
+from consortia.federation.approval import ApprovalStatus, DatabaseApprovals
 from consortia.federation.apps import create_node_app
 from consortia.federation.coordinator import AnalysisRefused
 from consortia.federation.kinds import InvalidRequest
@@ -30,6 +34,9 @@ from consortia.federation.signing import (
 )
 from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport
+from consortia.services import approvals
+from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
 
 DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 
@@ -314,24 +321,62 @@ def test_an_unknown_kind_is_refused_before_any_node_is_asked(make_federation: An
 # --------------------------------------------------------------------------- approval
 
 
+STEWARD = Principal(
+    1, "steward@nuh.example", "Steward", frozenset({Grant("*", "*", Role.NODE_ADMIN)})
+)
+
+
+@pytest.fixture
+def node_database(database_url: str) -> str:
+    """The node database the approval queue lives in (upgraded), by its URL."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def node_engine(node_database: str) -> Iterator[sa.Engine]:
+    """The federation node's own engine: its process's connection to the node database."""
+    engine = make_engine(node_database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def steward_engine(node_database: str) -> Iterator[sa.Engine]:
+    """Another process of the node (its pages, API or shell): a second engine."""
+    engine = make_engine(node_database)
+    yield engine
+    engine.dispose()
+
+
+def _manual(make_federation: Any, node_engine: sa.Engine) -> Any:
+    return make_federation(
+        policies={"nuh": NodePolicy(manual_approval=True)},
+        approvals=DatabaseApprovals(node_engine),
+    )
+
+
 def test_manual_approval_holds_the_request_until_the_steward_approves(
-    make_federation: Any,
+    make_federation: Any, node_engine: sa.Engine, steward_engine: sa.Engine
 ) -> None:
-    federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
-    queue = federation.runners["nuh"].approvals
+    federation = _manual(make_federation, node_engine)
 
     async def main() -> dict[str, Any]:
         transport = InProcessTransport(federation.runners)
         running = asyncio.create_task(
             federation.coordinator.run_analysis(DESCRIBE, federation.handles, transport)
         )
-        while not queue.list():
+        # the steward's process sees the request the node queued in the database
+        while not approvals.list_approvals(steward_engine, STEWARD):
             await asyncio.sleep(0.01)
-        (entry,) = queue.list()
+        (entry,) = approvals.list_approvals(steward_engine, STEWARD)
         assert entry.requester == "lead"
         assert entry.request == DESCRIBE
+        assert entry.kind == "describe"
         assert not running.done()
-        queue.approve(entry.id, by="steward")
+        await asyncio.to_thread(approvals.decide, steward_engine, STEWARD, entry.id, True, "")
         return await running
 
     result = asyncio.run(main())
@@ -341,28 +386,31 @@ def test_manual_approval_holds_the_request_until_the_steward_approves(
     assert decisions[-1] == "released"
 
 
-def test_a_request_the_steward_denies_is_refused_with_the_reason(make_federation: Any) -> None:
-    federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
-    queue = federation.runners["nuh"].approvals
-    entry = queue.submit(DESCRIBE, "lead")
-    queue.deny(entry.id, by="steward", reason="not in the approved protocol")
+def test_a_request_the_steward_denies_is_refused_with_the_reason(
+    make_federation: Any, node_engine: sa.Engine, steward_engine: sa.Engine
+) -> None:
+    federation = _manual(make_federation, node_engine)
+    entry = DatabaseApprovals(steward_engine).find_or_submit(DESCRIBE, "lead")
+    approvals.decide(steward_engine, STEWARD, entry.id, False, "not in the approved protocol")
     with pytest.raises(AnalysisRefused) as refused:
         analyze(federation, DESCRIBE)
     assert refused.value.rule == "manual_approval"
     assert "not in the approved protocol" in refused.value.refusals[0]["message"]
+    (stored,) = approvals.list_approvals(steward_engine, STEWARD)
+    assert stored.status is ApprovalStatus.DENIED
 
 
 def test_a_request_still_awaiting_approval_when_the_round_times_out_names_the_node(
-    make_federation: Any,
+    make_federation: Any, node_engine: sa.Engine
 ) -> None:
-    federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
+    federation = _manual(make_federation, node_engine)
     with pytest.raises(NodeUnavailableError, match="approval") as unavailable:
         analyze(federation, {**DESCRIBE, "timeout": 2.0})
     assert unavailable.value.node == "nuh"
 
 
 def test_a_node_that_said_pending_is_named_as_awaiting_approval_even_if_its_last_ask_hangs(
-    make_federation: Any,
+    make_federation: Any, node_engine: sa.Engine
 ) -> None:
     class SlowAfterPending(InProcessTransport):
         """Answers at once until a node says pending; its next answer never comes."""
@@ -379,7 +427,7 @@ def test_a_node_that_said_pending_is_named_as_awaiting_approval_even_if_its_last
                 self.pending.add(node.name)
             return reply
 
-    federation = make_federation(policies={"nuh": NodePolicy(manual_approval=True)})
+    federation = _manual(make_federation, node_engine)
     transport = SlowAfterPending(federation.runners)
     with pytest.raises(NodeUnavailableError, match="awaiting its data steward") as unavailable:
         asyncio.run(

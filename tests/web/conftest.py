@@ -185,12 +185,3 @@ def browser_context(chromium: Browser, node_url: str) -> Iterator[BrowserContext
 def page(browser_context: BrowserContext) -> Page:
     """A tab in ``browser_context``."""
     return browser_context.new_page()
-
-
-@pytest.fixture
-def queue_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The approval queue file, named to the node the way an operator does:
-    CONSORTIA_APPROVALS_FILE."""
-    path = tmp_path / "approvals.json"
-    monkeypatch.setenv("CONSORTIA_APPROVALS_FILE", str(path))
-    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,8 +10,8 @@ import pytest
 from web_client import EMAIL, PASSWORD, Browser, Site
 
 from consortia.auth.principal import Role
-from consortia.federation.approval import ApprovalQueue, ApprovalStatus
-from consortia.services import users
+from consortia.federation.approval import ApprovalStatus, DatabaseApprovals
+from consortia.services import approvals, users
 from consortia.storage.audit import iter_events
 from consortia.web.i18n import CATALOGUES
 
@@ -29,15 +28,23 @@ REQUEST: dict[str, Any] = {
 
 
 @pytest.fixture
-def site(queue_path: Path, site: Site) -> Site:
-    """conftest's node (with Ana, a coordinator), reading ``queue_path``, with a steward."""
-    assert site.app.state.settings.approvals_file == queue_path
+def site(site: Site) -> Site:
+    """conftest's node (with Ana, a coordinator), with a steward."""
     operator = users.cli_operator()
     users.create_user(site.engine, operator, email=STEWARD, name="Stew Ard", password=PASSWORD)
     users.grant_role(
         site.engine, operator, email=STEWARD, study="*", site="*", role=Role.NODE_ADMIN
     )
     return site
+
+
+def _submit(site: Site, request: dict[str, Any] = REQUEST, requester: str = "lead-node") -> Any:
+    """Queue a request in the node database, as the federation node does."""
+    return DatabaseApprovals(site.engine).find_or_submit(request, requester)
+
+
+def _stored(site: Site) -> list[Any]:
+    return approvals.list_approvals(site.engine, users.cli_operator())
 
 
 def _signed_in(site: Site, email: str = STEWARD) -> Browser:
@@ -74,8 +81,8 @@ def test_the_queue_page_is_for_signed_in_stewards_only(site: Site) -> None:
     assert EN["error.403"] in refused.text
 
 
-def test_a_pending_request_is_shown_readably(site: Site, queue_path: Path) -> None:
-    entry = ApprovalQueue(queue_path).submit(REQUEST, "lead-node")
+def test_a_pending_request_is_shown_readably(site: Site) -> None:
+    entry = _submit(site)
     page = _signed_in(site).get("/approvals")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
@@ -83,7 +90,8 @@ def test_a_pending_request_is_shown_readably(site: Site, queue_path: Path) -> No
     assert '<dd class="requester">lead-node</dd>' in page.text
     assert '<dd class="kind">glm</dd>' in page.text
     assert '<dd class="table">cart_efficacy</dd>' in page.text
-    assert f'<time datetime="{entry.submitted_at}">' in page.text
+    moment = entry.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f'<time datetime="{moment}">{moment}</time>' in page.text
     fields = dict(re.findall(r"<dt><code>(.*?)</code></dt><dd>(.*?)</dd>", page.text))
     assert fields == {"covariates": "age, ecog", "family": "binomial", "outcome": "response"}
     assert f'action="/approvals/{entry.id}/approve"' in page.text
@@ -94,25 +102,25 @@ def test_a_pending_request_is_shown_readably(site: Site, queue_path: Path) -> No
         assert ZH[key] in chinese.text
 
 
-def test_request_values_are_escaped_never_markup(site: Site, queue_path: Path) -> None:
-    ApprovalQueue(queue_path).submit({**REQUEST, "outcome": "<b>x</b>"}, "<i>lead</i>")
+def test_request_values_are_escaped_never_markup(site: Site) -> None:
+    _submit(site, {**REQUEST, "outcome": "<b>x</b>"}, "<i>lead</i>")
     page = _signed_in(site).get("/approvals")
     assert "&lt;b&gt;x&lt;/b&gt;" in page.text
     assert "&lt;i&gt;lead&lt;/i&gt;" in page.text
     assert "<b>x</b>" not in page.text
 
 
-def test_approving_without_the_csrf_token_is_refused(site: Site, queue_path: Path) -> None:
-    entry = ApprovalQueue(queue_path).submit(REQUEST, "lead-node")
+def test_approving_without_the_csrf_token_is_refused(site: Site) -> None:
+    entry = _submit(site)
     browser = _signed_in(site)
     response = browser.post(f"/approvals/{entry.id}/approve", data={"reason": ""})
     assert response.status_code == 403
-    assert ApprovalQueue(queue_path).list()[0].status is ApprovalStatus.PENDING
+    assert _stored(site)[0].status is ApprovalStatus.PENDING
     assert _decisions(site) == []
 
 
-def test_approving_decides_audits_and_moves_the_request_down(site: Site, queue_path: Path) -> None:
-    entry = ApprovalQueue(queue_path).submit(REQUEST, "lead-node")
+def test_approving_decides_audits_and_moves_the_request_down(site: Site) -> None:
+    entry = _submit(site)
     browser = _signed_in(site)
     token = _csrf(browser.get("/approvals"))
     response = browser.post(
@@ -120,7 +128,7 @@ def test_approving_decides_audits_and_moves_the_request_down(site: Site, queue_p
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/approvals"
-    (stored,) = ApprovalQueue(queue_path).list()
+    (stored,) = _stored(site)
     assert (stored.status, stored.decided_by, stored.reason) == (
         ApprovalStatus.APPROVED,
         STEWARD,
@@ -138,11 +146,11 @@ def test_approving_decides_audits_and_moves_the_request_down(site: Site, queue_p
         f"/approvals/{entry.id}/deny", data={"csrf_token": token, "reason": "second thoughts"}
     )
     assert again.status_code == 409
-    assert ApprovalQueue(queue_path).list()[0].status is ApprovalStatus.APPROVED
+    assert _stored(site)[0].status is ApprovalStatus.APPROVED
 
 
-def test_a_denial_without_a_reason_is_marked_at_the_field(site: Site, queue_path: Path) -> None:
-    entry = ApprovalQueue(queue_path).submit(REQUEST, "lead-node")
+def test_a_denial_without_a_reason_is_marked_at_the_field(site: Site) -> None:
+    entry = _submit(site)
     browser = _signed_in(site)
     token = _csrf(browser.get("/approvals"))
     refused = browser.post(f"/approvals/{entry.id}/deny", data={"csrf_token": token, "reason": " "})
@@ -150,12 +158,12 @@ def test_a_denial_without_a_reason_is_marked_at_the_field(site: Site, queue_path
     assert EN["approvals.reason_required"] in refused.text
     assert f'id="deny-reason-{entry.id}" name="reason"' in refused.text
     assert 'aria-invalid="true"' in refused.text
-    assert ApprovalQueue(queue_path).list()[0].status is ApprovalStatus.PENDING
+    assert _stored(site)[0].status is ApprovalStatus.PENDING
     denied = browser.post(
         f"/approvals/{entry.id}/deny", data={"csrf_token": token, "reason": "identifiable"}
     )
     assert denied.status_code == 303
-    (stored,) = ApprovalQueue(queue_path).list()
+    (stored,) = _stored(site)
     assert (stored.status, stored.reason) == (ApprovalStatus.DENIED, "identifiable")
     assert _decisions(site) == [("approval.deny", entry.id, "identifiable")]
 
@@ -168,19 +176,10 @@ def test_an_unknown_request_is_a_404_page(site: Site) -> None:
     assert EN["error.404"] in response.text
 
 
-def test_someone_else_cannot_decide_even_with_a_valid_form(site: Site, queue_path: Path) -> None:
-    entry = ApprovalQueue(queue_path).submit(REQUEST, "lead-node")
+def test_someone_else_cannot_decide_even_with_a_valid_form(site: Site) -> None:
+    entry = _submit(site)
     ana = _signed_in(site, EMAIL)
     token = _csrf(ana.get("/"))
     response = ana.post(f"/approvals/{entry.id}/approve", data={"csrf_token": token})
     assert response.status_code == 403
-    assert ApprovalQueue(queue_path).list()[0].status is ApprovalStatus.PENDING
-
-
-def test_a_node_without_a_queue_says_so(site: Site) -> None:
-    settings = site.app.state.settings
-    site.app.state.settings = settings.model_copy(update={"approvals_file": None})
-    page = _signed_in(site).get("/approvals")
-    assert page.status_code == 200
-    assert EN["approvals.no_queue"] in page.text
-    assert "<form" not in page.text.split("<main>")[1]
+    assert _stored(site)[0].status is ApprovalStatus.PENDING

@@ -1,22 +1,24 @@
 """The approvals page in a real browser: a data steward decides queued analysis requests.
 
-The node (uvicorn on loopback, from conftest's ``node_url``) reads its queue from
-``CONSORTIA_APPROVALS_FILE``; the requests are queued the way the federation node queues
-them, with ``ApprovalQueue(path).submit``, and the decisions are read back from the file,
-as the federation node reads them. Expected words come from the i18n catalogue.
+The node (uvicorn on loopback, from conftest's ``node_url``) keeps its queue in its
+database; the requests are queued the way the federation node queues them, with
+``DatabaseApprovals(engine).find_or_submit`` from this (another) process, and the decisions
+are read back from the database, as the federation node reads them. No approvals file is
+written. Expected words come from the i18n catalogue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from web_client import EMAIL, PASSWORD
 
 from consortia.auth.principal import Role
-from consortia.federation.approval import ApprovalQueue, ApprovalStatus
-from consortia.services import users
+from consortia.federation.approval import ApprovalStatus, DatabaseApprovals
+from consortia.services import approvals, users
 from consortia.storage.db import make_engine
 from consortia.web.i18n import CATALOGUES
 
@@ -36,8 +38,16 @@ REGRESSION = {
 
 
 @pytest.fixture
-def node_url(queue_path: Path, node_url: str, tmp_path: Path) -> str:
-    """conftest's running node, reading ``queue_path``, with a node administrator."""
+def engine(node_url: str, tmp_path: Path) -> Iterator[Any]:
+    """This process's engine on the running node's database (the node runs in another)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def node_url(node_url: str, tmp_path: Path) -> str:
+    """conftest's running node, with a node administrator."""
     engine = make_engine(f"sqlite:///{tmp_path / 'node.db'}")
     try:
         operator = users.cli_operator()
@@ -46,6 +56,10 @@ def node_url(queue_path: Path, node_url: str, tmp_path: Path) -> str:
     finally:
         engine.dispose()
     return node_url
+
+
+def _stored(engine: Any) -> list[Any]:
+    return approvals.list_approvals(engine, users.cli_operator())
 
 
 def _sign_in_and_open_the_queue(page: Page, node_url: str) -> None:
@@ -60,15 +74,16 @@ def _sign_in_and_open_the_queue(page: Page, node_url: str) -> None:
 
 
 def test_a_steward_sees_a_queued_request_and_approves_it(
-    page: Page, node_url: str, queue_path: Path
+    page: Page, node_url: str, engine: Any, tmp_path: Path
 ) -> None:
-    entry = ApprovalQueue(queue_path).submit(REGRESSION, "lead-node")
+    entry = DatabaseApprovals(engine).find_or_submit(REGRESSION, "lead-node")
     _sign_in_and_open_the_queue(page, node_url)
     request = page.locator(f"#approval-{entry.id}")
     assert request.locator("dd.requester").inner_text() == "lead-node"
     assert request.locator("dd.kind").inner_text() == "glm"
     assert request.locator("dd.table").inner_text() == "cart_efficacy"
-    assert request.locator("time").get_attribute("datetime") == entry.submitted_at
+    moment = entry.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert request.locator("time").get_attribute("datetime") == moment
     fields = request.locator("dl.fields")
     assert fields.locator("dt").all_inner_texts() == ["covariates", "family", "outcome"]
     assert fields.locator("dd").all_inner_texts() == ["age, ecog", "binomial", "response"]
@@ -78,21 +93,20 @@ def test_a_steward_sees_a_queued_request_and_approves_it(
     page.wait_for_url(f"{node_url}/approvals")
     page.locator(f"#decided-{entry.id}").wait_for()
 
-    (stored,) = ApprovalQueue(queue_path).list()
+    (stored,) = _stored(engine)
     assert stored.status is ApprovalStatus.APPROVED
     assert (stored.decided_by, stored.reason) == (STEWARD, "ethics approval E-2025-7")
     assert page.locator("#none-pending").inner_text() == EN["approvals.none_pending"]
     row = page.locator(f"#decided-{entry.id} td").all_inner_texts()
     assert EN["approval_status.approved"] in row
     assert STEWARD in row
+    assert not list(tmp_path.rglob("*approval*"))  # the queue is the database, no file
 
 
-def test_a_steward_denies_a_request_with_a_reason(
-    page: Page, node_url: str, queue_path: Path
-) -> None:
-    queue = ApprovalQueue(queue_path)
-    kept = queue.submit(SURVIVAL, "lead-node")
-    refused = queue.submit(REGRESSION, "lead-node")
+def test_a_steward_denies_a_request_with_a_reason(page: Page, node_url: str, engine: Any) -> None:
+    queue = DatabaseApprovals(engine)
+    kept = queue.find_or_submit(SURVIVAL, "lead-node")
+    refused = queue.find_or_submit(REGRESSION, "lead-node")
     _sign_in_and_open_the_queue(page, node_url)
     request = page.locator(f"#approval-{refused.id}")
     # the browser itself insists on a reason before sending a denial
@@ -105,7 +119,7 @@ def test_a_steward_denies_a_request_with_a_reason(
     page.wait_for_url(f"{node_url}/approvals")
     page.locator(f"#decided-{refused.id}").wait_for()
 
-    statuses = {entry.id: entry for entry in ApprovalQueue(queue_path).list()}
+    statuses = {entry.id: entry for entry in _stored(engine)}
     assert statuses[refused.id].status is ApprovalStatus.DENIED
     assert statuses[refused.id].reason == "covariates identify patients"
     assert statuses[kept.id].status is ApprovalStatus.PENDING

@@ -87,7 +87,7 @@ def _title(page_html: str) -> str:
     return title
 
 
-def test_every_page_has_a_title_of_plain_text(study_site: Site, queue_path: Path) -> None:
+def test_every_page_has_a_title_of_plain_text(study_site: Site) -> None:
     browser = _signed_in(study_site)
     subject = f"/studies/{STUDY}/subjects/{SUBJECT}"
     ae = f"{subject}/events/ae_log/forms/ae"

@@ -5,17 +5,19 @@
 * ``POST /approvals/{id}/deny`` with a ``reason`` (required: the lead is told it).
 
 Node administrators only (``approval.decide``); 404 for an unknown id, 409 for a request
-already decided; 404 too, naming the setting, if the node has no ``approvals_file``.
+already decided. The queue is the node database's, shared with the federation node and
+the shell (:mod:`consortia.services.approvals`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from consortia.api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from consortia.api.deps import CurrentPrincipal, EngineDep
 from consortia.services import approvals
 from consortia.services.approvals import MAX_REASON_LENGTH, ApprovalEntry, ApprovalStatus
 
@@ -34,16 +36,30 @@ class ApprovalPublic(BaseModel):
     id: str
     digest: str = Field(description="SHA-256 of the requester and the request")
     requester: str
-    request: dict[str, Any]
-    submitted_at: str
+    kind: str
+    request: dict[str, Any] = Field(
+        description="the analysis specification (kind, table, variable names, options)"
+    )
+    submitted_at: datetime
     status: ApprovalStatus
     decided_by: str | None
-    decided_at: str | None
+    decided_at: datetime | None
     reason: str | None
 
     @classmethod
     def of(cls, entry: ApprovalEntry) -> ApprovalPublic:
-        return cls(**entry.model_dump())
+        return cls(
+            id=entry.id,
+            digest=entry.digest,
+            requester=entry.requester,
+            kind=entry.kind,
+            request=entry.request,
+            submitted_at=entry.submitted_at,
+            status=entry.status,
+            decided_by=entry.decided_by,
+            decided_at=entry.decided_at,
+            reason=entry.reason,
+        )
 
 
 class ApprovalDecisionCreate(BaseModel):
@@ -65,11 +81,11 @@ class ApprovalDenialCreate(BaseModel):
 @router.get("/approvals", response_model=list[ApprovalPublic])
 def list_approvals(
     principal: CurrentPrincipal,
-    settings: SettingsDep,
+    engine: EngineDep,
     status: Annotated[ApprovalStatus | None, Query()] = None,
 ) -> list[ApprovalPublic]:
     """The requests queued for manual approval, oldest first (node administrators)."""
-    entries = approvals.list_approvals(settings, principal, status)
+    entries = approvals.list_approvals(engine, principal, status)
     return [ApprovalPublic.of(entry) for entry in entries]
 
 
@@ -78,12 +94,11 @@ def approve(
     approval_id: ApprovalId,
     principal: CurrentPrincipal,
     engine: EngineDep,
-    settings: SettingsDep,
     body: ApprovalDecisionCreate | None = None,
 ) -> ApprovalPublic:
     """Approve a pending request: the lead's next try goes ahead (audited)."""
     reason = body.reason if body is not None else ""
-    entry = approvals.decide(engine, settings, principal, approval_id, True, reason)
+    entry = approvals.decide(engine, principal, approval_id, True, reason)
     return ApprovalPublic.of(entry)
 
 
@@ -93,8 +108,7 @@ def deny(
     body: ApprovalDenialCreate,
     principal: CurrentPrincipal,
     engine: EngineDep,
-    settings: SettingsDep,
 ) -> ApprovalPublic:
     """Deny a pending request with a reason; the lead is told it (audited)."""
-    entry = approvals.decide(engine, settings, principal, approval_id, False, body.reason)
+    entry = approvals.decide(engine, principal, approval_id, False, body.reason)
     return ApprovalPublic.of(entry)

@@ -14,7 +14,12 @@ database), ``approval``,
 ``coordinator``, ``apps`` (FastAPI), ``nodeconfig``, ``local``, ``serve``.
 """
 
-from consortia.federation.approval import ApprovalEntry, ApprovalQueue, ApprovalStatus
+from consortia.federation.approval import (
+    ApprovalEntry,
+    Approvals,
+    ApprovalStatus,
+    DatabaseApprovals,
+)
 from consortia.federation.apps import create_lead_app, create_node_app
 from consortia.federation.audit import (
     AuditChainError,
@@ -70,12 +75,13 @@ __all__ = [
     "AnalysisKind",
     "AnalysisRefused",
     "ApprovalEntry",
-    "ApprovalQueue",
     "ApprovalStatus",
+    "Approvals",
     "AuditChainError",
     "AuditSink",
     "ColumnType",
     "Coordinator",
+    "DatabaseApprovals",
     "DatabaseAuditSink",
     "EdcTableSpec",
     "InProcessTransport",

@@ -30,8 +30,13 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError as PydanticValidationError
 
-from consortia.exceptions import FederationError, PolicyRefusal, StatisticsError
-from consortia.federation.approval import ApprovalQueue, ApprovalStatus
+from consortia.exceptions import (
+    ConfigurationError,
+    FederationError,
+    PolicyRefusal,
+    StatisticsError,
+)
+from consortia.federation.approval import Approvals, ApprovalStatus
 from consortia.federation.audit import AuditSink, MemoryAuditSink
 from consortia.federation.disclosure import (
     AgreedSession,
@@ -109,6 +114,9 @@ class NodeRunner:
     the captured data) is kept as it is. ``on_close`` releases what the node holds (its
     database engine) when :meth:`close` is called. ``store`` keeps agreed sessions and the
     release ledger (default: the database the audit sink writes to, else memory).
+    ``approvals`` is the data steward's queue in the node database
+    (:class:`~consortia.federation.approval.DatabaseApprovals`); a policy with
+    ``manual_approval`` needs it (:class:`ConfigurationError` without).
     """
 
     def __init__(
@@ -120,7 +128,7 @@ class NodeRunner:
         *,
         policy: NodePolicy | None = None,
         audit: AuditSink | None = None,
-        approvals: ApprovalQueue | None = None,
+        approvals: Approvals | None = None,
         identifiers: Iterable[str] = (),
         url: str = "",
         clock_skew_seconds: float = 300.0,
@@ -145,7 +153,13 @@ class NodeRunner:
             if store is not None
             else store_for(audit if audit is not None else MemoryAuditSink())
         )
-        self.approvals = approvals or ApprovalQueue()
+        if self.policy.manual_approval and approvals is None:
+            raise ConfigurationError(
+                f"node {name}: policy.manual_approval needs the node database, where the "
+                "data steward's queue and decisions are kept (set database_url in the node "
+                "config), or turn manual_approval off"
+            )
+        self.approvals = approvals
         self.identifiers = frozenset(identifiers)
         self.verifier = (
             Verifier(trust, clock_skew_seconds=clock_skew_seconds, clock=clock, nonces=nonces)
@@ -537,7 +551,10 @@ class NodeRunner:
         return _Session(kind, request, state, now, table, request_digest(task.request))
 
     def _check_approval(self, sender: str, request: Mapping[str, Any]) -> None:
-        entry = self.approvals.find(request, sender) or self.approvals.submit(request, sender)
+        # read from the node database at every new session: a decision taken in another
+        # process (the pages, the API, the shell) is seen here at the lead's next try
+        assert self.approvals is not None  # checked in __init__
+        entry = self.approvals.find_or_submit(request, sender)
         if entry.status is ApprovalStatus.DENIED:
             reason = f": {entry.reason}" if entry.reason else ""
             raise PolicyRefusal(

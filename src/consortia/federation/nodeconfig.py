@@ -20,7 +20,6 @@
     policy: {min_cell_count: 5, time_bin: 7, manual_approval: false}
     witness_interval_seconds: 60        # hand the signed chain heads to the peers (0: never)
     audit_log: audit/federation.jsonl   # used only by a node without a database
-    approvals_file: approvals.json
     max_message_bytes: 4194304          # a larger task is refused (413) before it is read
 
 Relative paths resolve against the config file's directory, and so does a relative SQLite
@@ -30,7 +29,9 @@ environment so a PostgreSQL password stays out of the file.
 A node with a database writes its federation audit to the database's audit trail (chain
 ``federation``, :class:`~consortia.federation.database_audit.DatabaseAuditSink`) and may
 declare EDC tables (:mod:`consortia.federation.edc_tables`); a node without one writes the
-JSON-lines ``audit_log`` and serves file tables only.
+JSON-lines ``audit_log`` and serves file tables only. Manual approval
+(``policy.manual_approval``) needs the database: the data steward's queue and decisions
+are kept there, shared by every process of the node; without one the node refuses to start.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from consortia.exceptions import ConfigurationError
-from consortia.federation.approval import ApprovalQueue
+from consortia.federation.approval import DatabaseApprovals
 from consortia.federation.audit import (
     AuditChainError,
     AuditSink,
@@ -116,7 +117,6 @@ class NodeConfig(BaseModel):
     tables: dict[str, TableDeclaration] = {}
     policy: NodePolicy = NodePolicy()
     audit_log: Path = Path("audit/federation.jsonl")
-    approvals_file: Path | None = Path("approvals.json")
     clock_skew_seconds: float = Field(300.0, gt=0)
     # how often the running node hands its signed chain heads to its peers (0: never)
     witness_interval_seconds: float = Field(60.0, ge=0)
@@ -219,7 +219,7 @@ def _open_database(url: str) -> Engine:
 
 
 def build_node(config: NodeConfig, *, engine: Engine | None = None) -> NodeRunner:
-    """Load the node's key, trust store, tables, audit trail and approval queue.
+    """Load the node's key, trust store, tables and audit trail (and approval queue).
 
     With a database (``engine``, or the config's ``database_url``) the federation audit
     goes to the database's trail and EDC tables are built from it; an engine this
@@ -264,11 +264,11 @@ def _build(
         source.table()  # fail now on a missing study or clashing column names
         identifiers |= source.identifier_names
         sources[name] = source
-    approvals = (
-        ApprovalQueue(config.resolve(config.approvals_file))
-        if config.approvals_file is not None
-        else ApprovalQueue()
-    )
+    if config.policy.manual_approval and engine is None:
+        raise ConfigurationError(
+            "policy.manual_approval: the data steward's approval queue is kept in the node "
+            "database; set database_url in the node config, or turn manual_approval off"
+        )
     audit: AuditSink = (
         JsonlAuditSink(config.resolve(config.audit_log))
         if engine is None
@@ -281,7 +281,7 @@ def _build(
         NodeTables(files, sources) if sources else files,
         policy=config.policy,
         audit=audit,
-        approvals=approvals,
+        approvals=DatabaseApprovals(engine) if engine is not None else None,
         identifiers=identifiers,
         url=config.url,
         clock_skew_seconds=config.clock_skew_seconds,

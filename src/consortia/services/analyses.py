@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
-from consortia.exceptions import PolicyRefusal, Problem, ValidationError
-from consortia.federation.approval import ApprovalQueue
+from consortia.exceptions import Problem, ValidationError
+from consortia.federation.approval import DatabaseApprovals
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
@@ -113,7 +113,6 @@ def run_analysis(
     *,
     policy: NodePolicy | None = None,
     config: NodeAnalysisConfig | None = None,
-    approvals_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run an analysis request (the JSON of DESIGN.md) on the study's data at this node.
 
@@ -121,9 +120,10 @@ def run_analysis(
     any other name for the study's whole table (at the caller's sites). ``config`` is what
     the node's federation config says (:func:`load_analysis_config`); ``policy``, when
     given, replaces its policy. A refusal names its rule. When the policy asks for manual
-    approval, the request waits in the queue at ``approvals_file`` (the node's, shared with
-    its federation node) like a federated one: it is answered once the data steward approved
-    it, and until then refused as awaiting approval, naming the queue entry.
+    approval, the request waits in the node database's approval queue (shared with its
+    federation node and every process of the node) like a federated one: it is answered
+    once the data steward approved it, and until then refused as awaiting approval, naming
+    the queue entry.
     """
     visible_study(principal, study)
     require_in_study(principal, Action.ANALYSIS_RUN, study)
@@ -138,13 +138,6 @@ def run_analysis(
     identifiers = config.identifiers | set(spec.identifiers)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         table = read_edc_table(connection, table_name, spec, identifiers=identifiers)
-    approvals = ApprovalQueue(approvals_file) if approvals_file is not None else None
-    if config.policy.manual_approval and approvals is None:
-        raise PolicyRefusal(
-            "manual_approval",
-            "this node's policy needs the data steward's approval and the node has no "
-            "approval queue (set approvals_file)",
-        )
     # Each person asks under their own name, so a steward approves a request for them.
     lead = Coordinator(
         _requester(principal),
@@ -162,7 +155,7 @@ def run_analysis(
         # each release with its ledger rows, on the study's chain, in one transaction
         audit=DatabaseAuditSink(engine, chain=study, actor=principal.email),
         identifiers=identifiers,
-        approvals=approvals,
+        approvals=DatabaseApprovals(engine),
     )
     lead.trust.add(Peer(name=THIS_NODE, public_key=public_key_b64(key)))
     outcome: dict[str, Any]

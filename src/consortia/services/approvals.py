@@ -1,28 +1,24 @@
 """The data steward's decisions on analysis requests queued for manual approval.
 
-With manual approval on, the federation node queues each new analysis request in the JSON
-file both it and this node's web app name (``approvals_file``); the lead keeps asking
-until the request is approved or denied. Here a node administrator (the data steward,
-``approval.decide``) lists the queue and decides, and each decision is an event on the
-node's audit chain (``approval.approve`` / ``approval.deny``) naming the requester and the
-request, with the reason.
+With manual approval on, the federation node (and a REST analysis) queues each new
+analysis request in the node database (``approval_request``); the lead keeps asking until
+the request is approved or denied. Every decision goes through :func:`decide`, whoever
+makes it — the ``/approvals`` page, ``/api/v1/approvals`` or the shell's
+``consortia node approvals approve|deny --as EMAIL``: the decider must hold
+``approval.decide`` (a node administrator, the node's data steward, see docs/roles.md),
+the request must still be pending (409 otherwise, nothing changed), and the decision and
+its audit event (``approval.approve`` / ``approval.deny`` on the node chain, naming the
+requester, the request and the reason) are committed in one transaction.
 
->>> from pathlib import Path
->>> from tempfile import TemporaryDirectory
->>> from consortia.config import Settings
->>> from consortia.federation.approval import ApprovalQueue
 >>> from consortia.services.common import cli_operator
 >>> from consortia.storage.db import make_engine
 >>> from consortia.storage.migrations import upgrade
 >>> engine = make_engine("sqlite://"); upgrade(engine)
->>> with TemporaryDirectory() as folder:
-...     settings = Settings(database_url="sqlite://", approvals_file=Path(folder) / "q.json")
-...     entry = ApprovalQueue(settings.approvals_file).submit({"kind": "count"}, "lead")
-...     decided = decide(engine, settings, cli_operator(), entry.id, approve=True, reason="")
-...     [e.id for e in list_approvals(settings, cli_operator(), ApprovalStatus.PENDING)]
-[]
->>> decided.status.value
+>>> entry = DatabaseApprovals(engine).find_or_submit({"kind": "count", "table": "t"}, "lead")
+>>> decide(engine, cli_operator(), entry.id, approve=True, reason="").status.value
 'approved'
+>>> [e.id for e in list_approvals(engine, cli_operator(), ApprovalStatus.PENDING)]
+[]
 >>> engine.dispose()
 """
 
@@ -32,54 +28,56 @@ from sqlalchemy import Engine
 
 from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
-from consortia.config import Settings
 from consortia.exceptions import (
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     Problem,
     ValidationError,
 )
-from consortia.federation.approval import ApprovalEntry, ApprovalQueue, ApprovalStatus
-from consortia.services.common import audit, require
+from consortia.federation.approval import ApprovalEntry, ApprovalStatus, DatabaseApprovals
+from consortia.services.common import audit, normalise_email, require, utc_now
+from consortia.services.users import principal_for
+from consortia.storage.approvals import ApprovalRepository
+from consortia.storage.repositories import UserRepository
 
 __all__ = [
     "MAX_REASON_LENGTH",
     "ApprovalEntry",
     "ApprovalStatus",
-    "NoApprovalQueueError",
-    "approval_queue",
+    "DatabaseApprovals",
     "decide",
+    "decider_named",
     "list_approvals",
 ]
 
 MAX_REASON_LENGTH = 2000
 
 
-class NoApprovalQueueError(NotFoundError):
-    """The node has no approval queue: ``approvals_file`` is not set."""
-
-
-def approval_queue(settings: Settings) -> ApprovalQueue:
-    """The node's approval queue.
-
-    Without ``approvals_file`` the node has none: :class:`NoApprovalQueueError` (a "not
-    found", 404 over the API, whose message names the setting), not a server error, since
-    a node that does not approve requests by hand is configured correctly.
-    """
-    if settings.approvals_file is None:
-        raise NoApprovalQueueError(
-            "this node has no approval queue: set CONSORTIA_APPROVALS_FILE (approvals_file) "
-            "to the file the federation node's config names in approvals_file"
-        )
-    return ApprovalQueue(settings.approvals_file)
-
-
 def list_approvals(
-    settings: Settings, principal: Principal, status: ApprovalStatus | None = None
+    engine: Engine, principal: Principal, status: ApprovalStatus | None = None
 ) -> list[ApprovalEntry]:
     """The queued requests (only those with ``status``, if given), oldest first."""
     require(principal, Action.APPROVAL_DECIDE, Resource())
-    return approval_queue(settings).list(status)
+    with engine.connect() as connection:
+        return ApprovalRepository(connection).list(status)
+
+
+def decider_named(engine: Engine, email: str) -> Principal:
+    """The principal of the account ``email`` deciding from the shell (``--as EMAIL``).
+
+    The account must exist and be active; whether it may decide is the policy's question,
+    asked by :func:`decide` like for a person signed in to the pages or the API.
+    """
+    address = normalise_email(email)
+    with engine.connect() as connection:
+        user = UserRepository(connection).by_email(address)
+        if user is None or not user.active:
+            raise PermissionDeniedError(
+                f"--as {address}: no active account with this email at this node; a "
+                "decision is made by a node administrator's account"
+            )
+        return principal_for(connection, user.id)
 
 
 def _checked_reason(reason: str | None, *, approve: bool) -> str:
@@ -97,7 +95,6 @@ def _checked_reason(reason: str | None, *, approve: bool) -> str:
 
 def decide(
     engine: Engine,
-    settings: Settings,
     principal: Principal,
     entry_id: str,
     approve: bool,
@@ -106,26 +103,24 @@ def decide(
     """Approve or deny the pending request ``entry_id``; audited on the node chain.
 
     Refuses (403) without ``approval.decide``, (422) a denial without a reason, (404) an
-    unknown id and (409) a request already decided.
+    unknown id and (409) a request already decided — also when another process decided it
+    a moment ago: the decision is a conditional update, and the one that finds the request
+    no longer pending changes nothing and writes no event.
     """
     require(principal, Action.APPROVAL_DECIDE, Resource())
     text = _checked_reason(reason, approve=approve)
-    queue = approval_queue(settings)
-    entry = next((e for e in queue.list() if e.id == entry_id), None)
-    if entry is None:
-        raise NotFoundError(f"approval {entry_id!r} does not exist")
-    if entry.status is not ApprovalStatus.PENDING:
-        raise ConflictError(
-            f"approval {entry_id!r} was already {entry.status.value} by {entry.decided_by}"
-        )
-    # The queue is a file, not a table, so the two cannot share one transaction. The audit
-    # event is written first, in the open transaction; the queue is decided next (under
-    # its own lock, which checks again that the request is still pending: a decision made
-    # meanwhile, say from the CLI, raises here and rolls the event back); the commit comes
-    # last. So a failed audit leaves the queue unchanged, and a decision the queue refuses
-    # leaves no event. Only a commit failing after the queue was written (the event's
-    # constraints were already checked on insert) could leave a decision unaudited.
+    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
     with engine.begin() as connection:
+        queue = ApprovalRepository(connection)
+        entry = queue.get(entry_id)
+        if entry is None:
+            raise NotFoundError(f"approval {entry_id!r} does not exist")
+        if not queue.decide(entry.id, status, by=principal.email, reason=text, now=utc_now()):
+            current = queue.get(entry.id)
+            assert current is not None
+            raise ConflictError(
+                f"approval {entry_id!r} was already {current.status.value} by {current.decided_by}"
+            )
         audit(
             connection,
             principal,
@@ -135,6 +130,6 @@ def decide(
             after={"requester": entry.requester, "digest": entry.digest, "request": entry.request},
             reason=text or None,
         )
-        if approve:
-            return queue.approve(entry.id, by=principal.email, reason=text)
-        return queue.deny(entry.id, by=principal.email, reason=text)
+        decided = queue.get(entry.id)
+    assert decided is not None
+    return decided

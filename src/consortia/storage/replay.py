@@ -27,7 +27,8 @@ trail 39.1``; identifier (PHI) values are never shown, only that they differ. Th
 stored beside a number (``value_num``, what SQL aggregates read) is
 checked against its text. What the events do not carry is not compared (see
 docs/security.md): times of changes, planned event dates and windows, the schedule anchor,
-account state other than name (password hashes, lockouts, sessions), approvals (a file).
+account state other than name (password hashes, lockouts, sessions), approval decisions
+(audited on the node chain, not replayed).
 
 The whole state is held in memory while comparing: about a hundred bytes per value.
 """

@@ -373,3 +373,27 @@ release_ledger = sa.Table(
     sa.Column("design_sha256", sa.String(64), nullable=True),
     sa.Column("parameters", sa.Integer, nullable=True),
 )
+
+# --------------------------------------------------------------------------- manual approval
+# Analysis requests queued for the data steward (policy.manual_approval), one row per
+# requester and request (``id``: the first 16 hex digits of their SHA-256, ``digest``). The
+# request is the analysis specification (kind, table, variable names, options): no row
+# values. Decided once: ``status`` leaves ``pending`` by a conditional update only.
+approval_request = sa.Table(
+    "approval_request",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("requester", sa.String(REQUESTER_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(EMAIL_LENGTH), nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('pending', 'approved', 'denied')", name="ck_approval_request_status"
+    ),
+    sa.UniqueConstraint("digest", name="uq_approval_request_digest"),
+)

@@ -157,8 +157,6 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
         "approvals.none_pending": "No requests are waiting.",
         "approvals.decided": "Decided",
         "approvals.none_decided": "No requests have been decided yet.",
-        "approvals.no_queue": "This node has no approval queue: manual approval is off. "
-        "Set approvals_file (CONSORTIA_APPROVALS_FILE) to the file the federation node uses.",
         "approvals.id": "Request",
         "approvals.requester": "Requester",
         "approvals.kind": "Analysis",
@@ -326,8 +324,6 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
         "approvals.none_pending": "没有等待中的请求。",
         "approvals.decided": "已决定",
         "approvals.none_decided": "尚无已决定的请求。",
-        "approvals.no_queue": "本节点没有审批队列：人工审批未开启。"
-        "请将 approvals_file（CONSORTIA_APPROVALS_FILE）设为联邦节点使用的文件。",
         "approvals.id": "请求",
         "approvals.requester": "请求方",
         "approvals.kind": "分析",

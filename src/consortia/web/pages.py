@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,7 +45,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.services import approvals, authentication
-from consortia.services.approvals import ApprovalEntry, ApprovalStatus, NoApprovalQueueError
+from consortia.services.approvals import ApprovalEntry, ApprovalStatus
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
 
 __all__ = [
@@ -299,6 +300,11 @@ def _field_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _moment(moment: datetime | None) -> str:
+    """A stored time as the pages show it: ISO 8601 UTC to the second (empty for none)."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
     request = entry.request
     fields = [
@@ -312,10 +318,10 @@ def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
         kind=_field_text(request.get("kind", "")),
         table=_field_text(request.get("table", "")),
         fields=fields,
-        submitted_at=entry.submitted_at,
+        submitted_at=_moment(entry.submitted_at),
         status=translate(language, f"approval_status.{entry.status.value}"),
         decided_by=entry.decided_by or "",
-        decided_at=entry.decided_at or "",
+        decided_at=_moment(entry.decided_at),
         reason=entry.reason or "",
     )
 
@@ -364,22 +370,17 @@ async def _approvals_page(
     ``invalid`` is the id of a request whose denial was refused for want of a reason.
     """
     language = page_language(request)
-    try:
-        entries = await run_in_threadpool(
-            approvals.list_approvals, node_settings(request), principal, None
-        )
-    except NoApprovalQueueError:
-        pending: list[_ApprovalRow] | None = None
-        decided: list[_ApprovalRow] = []
-    else:
-        rows = [(entry.status, _approval_row(language, entry)) for entry in entries]
-        pending = [row for state, row in rows if state is ApprovalStatus.PENDING]
-        # the latest decision first
-        decided = sorted(
-            (row for state, row in rows if state is not ApprovalStatus.PENDING),
-            key=lambda row: row.decided_at,
-            reverse=True,
-        )
+    entries = await run_in_threadpool(
+        approvals.list_approvals, node_engine(request), principal, None
+    )
+    rows = [(entry.status, _approval_row(language, entry)) for entry in entries]
+    pending = [row for state, row in rows if state is ApprovalStatus.PENDING]
+    # the latest decision first
+    decided = sorted(
+        (row for state, row in rows if state is not ApprovalStatus.PENDING),
+        key=lambda row: row.decided_at,
+        reverse=True,
+    )
     token = csrf_token(node_settings(request).secret_key.get_secret_value(), cookie)
     return render_page(
         request,
@@ -504,7 +505,6 @@ def create_web_router() -> APIRouter:
             await run_in_threadpool(
                 approvals.decide,
                 node_engine(request),
-                node_settings(request),
                 principal,
                 entry_id,
                 approve,
