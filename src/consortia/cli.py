@@ -48,6 +48,7 @@ node_app.add_typer(approvals_app, name="approvals")
 
 def _register_node_commands() -> None:
     """Node set-up, users, tokens and the database live in consortia.commands."""
+    from consortia.commands.config import config_app
     from consortia.commands.data import data_app, load_study_command
     from consortia.commands.db import db_app
     from consortia.commands.init import init_node
@@ -58,6 +59,7 @@ def _register_node_commands() -> None:
     app.command("init")(init_node)
     app.command("serve")(serve_node_app)
     app.add_typer(db_app, name="db")
+    app.add_typer(config_app, name="config")
     app.add_typer(data_app, name="data")
     study_app.command("load")(load_study_command)
     app.add_typer(user_app, name="user")
