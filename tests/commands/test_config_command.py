@@ -120,3 +120,67 @@ def test_check_reports_toml_that_does_not_parse_with_its_line(tmp_path: Path) ->
     assert result.exit_code == 1
     assert f"{config}:2" in result.output
     assert "Traceback" not in result.output
+
+
+def test_import_node_yaml_moves_the_federation_config_into_the_node_section(
+    tmp_path: Path,
+) -> None:
+    from consortia.config import load_settings
+    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
+    from consortia.federation.signing import public_key_b64
+
+    federation = tmp_path / "federation"
+    save_key(generate_key(), federation / "keys" / "node.pem")
+    (federation / "data").mkdir()
+    (federation / "data" / "trial.csv").write_text("mrn,days\n1,3\n", encoding="utf-8")
+    lead = public_key_b64(generate_key())
+    node_yaml = federation / "node.yaml"
+    node_yaml.write_text(
+        "name: sgh\nurl: https://sgh.example\nkey_file: keys/node.pem\n"
+        "lead_url: https://lead.example\nwitness_interval_seconds: 0\n"
+        f"peers:\n  - {{name: lead, url: 'https://lead.example', public_key: '{lead}'}}\n"
+        "tables:\n  trial: {file: data/trial.csv, identifiers: [mrn], columns: {days: integer}}\n"
+        "  cart: {edc: CART-LBCL, sites: [SGH]}\n"
+        "policy: {min_cell_count: 8, analyses: [describe], tables: {trial: {columns: [days]}}}\n",
+        encoding="utf-8",
+    )
+    config = _write(
+        tmp_path, f'# my node\nenvironment = "development"\nfederation_config = "{node_yaml}"\n'
+    )
+    result = CliRunner().invoke(
+        app, ["config", "import-node-yaml", str(node_yaml), "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    settings = load_settings(config)
+    assert settings.federation_config is None
+    assert settings.node_name == "sgh"
+    assert settings.node_url == "https://sgh.example"
+    imported = node_config_from_settings(settings)
+    original = load_node_config(node_yaml)
+    assert imported is not None
+    fields = ["name", "url", "lead_url", "peers", "policy", "witness_interval_seconds"]
+    for field in fields:
+        assert getattr(imported, field) == getattr(original, field), field
+    assert imported.resolve(imported.key_file) == original.resolve(original.key_file)
+    assert imported.tables["cart"] == original.tables["cart"]
+    trial = imported.tables["trial"]
+    assert imported.resolve(trial.file) == federation / "data" / "trial.csv"  # type: ignore[union-attr]
+    checked = CliRunner().invoke(app, ["config", "check", "--config", str(config)])
+    assert checked.exit_code == 0, checked.output
+
+
+def test_import_node_yaml_refuses_a_yaml_naming_another_node_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    save_key(generate_key(), tmp_path / "node.pem")
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text("name: nuh\nkey_file: node.pem\n", encoding="utf-8")
+    config = _write(tmp_path, 'node_name = "sgh"\n')
+    before = config.read_bytes()
+    result = CliRunner().invoke(
+        app, ["config", "import-node-yaml", str(node_yaml), "--config", str(config)]
+    )
+    assert result.exit_code == 1
+    assert f"{config}:1: node_name: 'sgh', but {node_yaml} names the node 'nuh'" in result.output
+    assert config.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["consortia.toml", "node.pem", "node.yaml"]

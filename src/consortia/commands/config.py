@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from consortia.commands.common import ConfigOption, node_settings, reporting
-from consortia.config import CONFIG_FILE_NAME, Settings
-from consortia.exceptions import ConsortiaError
+from consortia.config import CONFIG_FILE_NAME, Settings, load_settings
+from consortia.exceptions import ConfigurationError, ConsortiaError
 
-__all__ = ["config_app", "config_problems", "effective_config"]
+__all__ = ["config_app", "config_problems", "effective_config", "node_section_text"]
 
 config_app = typer.Typer(
     help=f"Show and check the node's configuration ({CONFIG_FILE_NAME} and CONSORTIA_*).",
@@ -171,3 +171,131 @@ def config_check(config: ConfigOption = None) -> None:
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise typer.Exit(1)
     typer.echo("configuration is valid")
+
+
+_SECTION_KEYS = (
+    "key_file",
+    "lead_url",
+    "trust_file",
+    "witness_interval_seconds",
+    "max_message_bytes",
+)
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isalnum() or c in "_-" for c in key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value for JSON-like data (strings as JSON strings: valid TOML basic strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    raise ValueError(f"{value!r} has no TOML form")  # None is left out by the caller
+
+
+def node_section_text(node: Any) -> str:
+    """The ``[node]`` section of consortia.toml holding a YAML node config's federation
+    fields (paths made absolute, so they mean what they meant next to the YAML file)."""
+    data: dict[str, Any] = node.model_dump(mode="json", exclude_unset=True)
+    data["key_file"] = str(node.resolve(node.key_file))
+    if node.trust_file is not None:
+        data["trust_file"] = str(node.resolve(node.trust_file))
+    lines = ["[node]"]
+    lines += [
+        f"{key} = {_toml_value(data[key])}" for key in _SECTION_KEYS if data.get(key) is not None
+    ]
+    if data.get("policy"):
+        lines += ["", "[node.policy]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data["policy"].items()]
+    for peer in data.get("peers", []):
+        lines += ["", "[[node.peers]]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in peer.items() if v is not None]
+    for name, spec in data.get("tables", {}).items():
+        lines += ["", f"[node.tables.{_toml_key(name)}]"]
+        if "file" in spec:
+            spec["file"] = str(node.resolve(Path(spec["file"])))
+        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+@config_app.command("import-node-yaml")
+def config_import_node_yaml(
+    node_yaml: Annotated[Path, typer.Argument(help="The node's federation config (YAML).")],
+    config: ConfigOption = None,
+) -> None:
+    """Write a node.yaml's federation config into consortia.toml as its [node] section.
+
+    Refuses (and changes nothing) when the YAML's name, URL or database differ from the
+    node's settings, or consortia.toml already has a [node] section.
+    """
+    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
+
+    with reporting():
+        settings = node_settings(config)
+        if settings.source is None:
+            raise ConfigurationError(f"no {CONFIG_FILE_NAME} found: pass --config FILE")
+        path = settings.source.file
+        node = load_node_config(node_yaml)
+        problems = _import_conflicts(settings, node, node_yaml)
+        if problems:
+            raise ConfigurationError("\n".join(problems))
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        federation_line = settings.source.lines.get(("federation_config",))
+        if federation_line is not None:  # the section replaces the YAML file
+            lines[federation_line - 1] = "# federation_config: moved into [node] below"
+        top = (
+            [f"node_name = {_toml_value(node.name)}"] if not _in_file(settings, "node_name") else []
+        )
+        if node.url and not _in_file(settings, "node_url"):
+            top.append(f"node_url = {_toml_value(node.url)}")
+        new_text = "\n".join(top + lines) + "\n\n" + node_section_text(node)
+        staged = path.with_name(path.name + ".import")
+        staged.write_text(new_text, encoding="utf-8")
+        staged.chmod(path.stat().st_mode & 0o777)
+        try:
+            node_config_from_settings(load_settings(staged))
+        except BaseException:
+            staged.unlink()
+            raise
+        staged.replace(path)
+    typer.echo(
+        f"wrote the [node] section of {path} from {node_yaml}; run `consortia config check`, "
+        "then serve the node with `consortia serve` alone"
+    )
+
+
+def _in_file(settings: Settings, name: str) -> bool:
+    return settings.source is not None and (name,) in settings.source.lines
+
+
+def _import_conflicts(settings: Settings, node: Any, node_yaml: Path) -> list[str]:
+    problems: list[str] = []
+    if settings.node is not None:
+        problems.append(f"{settings.locate(['node'])}: node: the file already has a [node] section")
+    if _in_file(settings, "node_name") and settings.node_name != node.name:
+        problems.append(
+            f"{settings.locate(['node_name'])}: node_name: {settings.node_name!r}, but "
+            f"{node_yaml} names the node {node.name!r}; make them the same first"
+        )
+    if node.url and _in_file(settings, "node_url") and settings.node_url != node.url:
+        problems.append(
+            f"{settings.locate(['node_url'])}: node_url: {settings.node_url!r}, but "
+            f"{node_yaml} gives {node.url!r}; make them the same first"
+        )
+    database = node.database()
+    if database is not None and database != settings.database_url:
+        problems.append(
+            f"{node_yaml}: database_url: the YAML names another database than the node's "
+            f"({settings.locate(['database_url'])}); the [node] section uses the node's"
+        )
+    return problems
