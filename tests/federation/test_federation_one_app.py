@@ -161,39 +161,41 @@ def test_the_nodes_one_app_long_polls_its_lead_for_its_lifespan(
     lead_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     lead_socket.bind(("127.0.0.1", 0))
     lead_socket.listen(16)
-    lead_url = f"http://127.0.0.1:{lead_socket.getsockname()[1]}"
-    config = tmp_path / "consortia.toml"
-    config.write_text(
-        node_toml(database_url, trial_files["sgh"], public_key_b64(lead_key)).replace(
-            "[node]\n", f'[node]\nlead_url = "{lead_url}"\n', 1
-        ),
-        encoding="utf-8",
-    )
-    app = create_app(load_settings(config))
-    trust = TrustStore(
-        [Peer(name="sgh", url="http://sgh.test", public_key=public_key_b64(node_key))]
-    )
-    coordinator = Coordinator("lead", lead_key, trust, round_timeout=20)
+    try:  # the socket is closed however the test ends
+        lead_url = f"http://127.0.0.1:{lead_socket.getsockname()[1]}"
+        config = tmp_path / "consortia.toml"
+        config.write_text(
+            node_toml(database_url, trial_files["sgh"], public_key_b64(lead_key)).replace(
+                "[node]\n", f'[node]\nlead_url = "{lead_url}"\n', 1
+            ),
+            encoding="utf-8",
+        )
+        app = create_app(load_settings(config))
+        trust = TrustStore(
+            [Peer(name="sgh", url="http://sgh.test", public_key=public_key_b64(node_key))]
+        )
+        coordinator = Coordinator("lead", lead_key, trust, round_timeout=20)
 
-    async def main() -> dict[str, Any]:
-        server = uvicorn.Server(uvicorn.Config(create_lead_app(coordinator), log_level="warning"))
-        serving = asyncio.create_task(server.serve(sockets=[lead_socket]))
-        try:
-            while not server.started:
-                assert not serving.done(), "the lead's server stopped before it served"
-                await asyncio.sleep(0.01)
-            async with app.router.lifespan_context(app):
-                try:
-                    return await coordinator.run_analysis(
-                        KM, [NodeHandle("sgh")], coordinator.broker
-                    )
-                finally:
-                    coordinator.broker.close()  # ends the node's long poll
-        finally:
-            server.should_exit = True
-            await serving
+        async def main() -> dict[str, Any]:
+            server = uvicorn.Server(
+                uvicorn.Config(create_lead_app(coordinator), log_level="warning")
+            )
+            serving = asyncio.create_task(server.serve(sockets=[lead_socket]))
+            try:
+                while not server.started:
+                    assert not serving.done(), "the lead's server stopped before it served"
+                    await asyncio.sleep(0.01)
+                async with app.router.lifespan_context(app):
+                    try:
+                        return await coordinator.run_analysis(
+                            KM, [NodeHandle("sgh")], coordinator.broker
+                        )
+                    finally:
+                        coordinator.broker.close()  # ends the node's long poll
+            finally:
+                server.should_exit = True
+                await serving
 
-    try:
         result = asyncio.run(main())
     finally:
         lead_socket.close()
