@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from consortia import __version__
 from consortia.api.docs import docs_router
@@ -25,7 +26,11 @@ from consortia.api.guard import ApiGuard, public_routes
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
-from consortia.services.analyses import load_analysis_config
+from consortia.federation.apps import mount_node, running_node
+from consortia.federation.node import NodeRunner
+from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
+from consortia.federation.witness import HeadWitness, node_witness
+from consortia.services.analyses import analysis_config
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.pages import create_web_router
@@ -41,12 +46,24 @@ def create_app(settings: Settings) -> FastAPI:
     """The node's app for ``settings``: the REST API under ``/api/v1`` (its reference at
     ``/api/v1/docs``, guarded by :class:`~consortia.api.guard.ApiGuard`) and the pages.
 
+    With a ``[node]`` section in the settings the app also serves the node's federation
+    endpoints (``/federation/v1/...``: signed analyses, identity, witnessed heads) on the
+    same port, and for its lifespan long-polls the lead (``lead_url``) and hands the signed
+    chain heads to its peers; its :class:`~consortia.federation.node.NodeRunner` is
+    ``app.state.node``. One disclosure policy governs federated and REST analyses.
+
     Refuses (:class:`~consortia.exceptions.ConfigurationError`) a default or short secret
-    outside development. The database engine lives on ``app.state.engine`` and is
-    disposed when the app shuts down.
+    outside development, and a bad ``[node]`` section. The database engine lives on
+    ``app.state.engine`` and is disposed when the app shuts down.
     """
     settings.check_safe()
+    node_config = node_config_from_settings(settings)
     engine = make_engine(settings.database_url)
+    try:
+        node, witness = _federation(settings, node_config, engine)
+    except BaseException:
+        engine.dispose()
+        raise
     # password hashing on threads of its own (auth/hashing.py), not the request threads
     password_work = PasswordWork(settings.password_hash_workers, settings.password_hash_queue)
 
@@ -58,8 +75,19 @@ def create_app(settings: Settings) -> FastAPI:
         # is 40; measurements in bench/RESULTS.md section 3). Processes scale; threads do not.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
         try:
-            yield
+            if node is None or node_config is None:
+                yield
+            else:
+                async with running_node(
+                    node,
+                    pull_from=node_config.lead_url,
+                    witness=witness,
+                    witness_interval=node_config.witness_interval_seconds,
+                ):
+                    yield
         finally:
+            if node is not None:
+                node.close()
             password_work.shutdown()
             engine.dispose()
 
@@ -75,8 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_work = password_work
+    app.state.node = node
     # One disclosure policy for every release: the node's federation config's (read once).
-    app.state.analysis_config = load_analysis_config(settings.federation_config)
+    app.state.analysis_config = analysis_config(node_config)
     install_error_handlers(app)
     routers = api_routers()
     for router in routers:
@@ -91,7 +120,20 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(create_web_router())
     app.include_router(create_capture_router())
+    if node is not None and node_config is not None:
+        mount_node(app, node, witness=witness, max_message_bytes=node_config.max_message_bytes)
     return app
+
+
+def _federation(
+    settings: Settings, config: NodeConfig | None, engine: Engine
+) -> tuple[NodeRunner | None, HeadWitness | None]:
+    """The node's federation runner on the app's database, for a ``[node]`` section; a
+    ``federation_config`` YAML file alone lends its policy only (served by itself)."""
+    if config is None or settings.node is None:
+        return None, None
+    node = build_node(config, engine=engine)
+    return node, node_witness(node)
 
 
 def freeze_start_up_objects() -> None:

@@ -51,6 +51,7 @@ node_app.add_typer(approvals_app, name="approvals")
 def _register_node_commands() -> None:
     """Node set-up, users, tokens and the database live in consortia.commands."""
     from consortia.commands.backup import backup_command, restore_command
+    from consortia.commands.config import config_app
     from consortia.commands.data import data_app, load_study_command
     from consortia.commands.db import db_app
     from consortia.commands.init import init_node
@@ -61,6 +62,7 @@ def _register_node_commands() -> None:
     app.command("init")(init_node)
     app.command("serve")(serve_node_app)
     app.add_typer(db_app, name="db")
+    app.add_typer(config_app, name="config")
     app.add_typer(data_app, name="data")
     study_app.command("load")(load_study_command)
     app.add_typer(user_app, name="user")
@@ -72,7 +74,10 @@ def _register_node_commands() -> None:
 _register_node_commands()
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", help="The node's federation config (YAML).")
+    Path,
+    typer.Option(
+        "--config", help="The node's consortia.toml (its [node] section), or a node.yaml."
+    ),
 ]
 
 
@@ -299,7 +304,7 @@ NodeConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--node-config",
-        help="The node's federation config (YAML): its name, key, peers and database.",
+        help="The node's consortia.toml ([node] section) or node.yaml: name, key, peers.",
     ),
 ]
 
@@ -386,7 +391,7 @@ def _verify_state(engine: Any) -> int:
 def audit_witness(
     node_config: Annotated[
         Path,
-        typer.Option("--node-config", help="The node's federation config (YAML)."),
+        typer.Option("--node-config", help="The node's consortia.toml or node.yaml."),
     ],
 ) -> None:
     """Sign this node's chain heads and hand them to its peers, which keep them (exit 3 if
@@ -605,9 +610,19 @@ def analyze(
 
 
 def _node_config(config: Path) -> Any:
-    from consortia.federation.nodeconfig import load_node_config
+    """The federation config of a node: the [node] section of its consortia.toml, or (until
+    it is imported with `consortia config import-node-yaml`) a node.yaml."""
+    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
 
-    return load_node_config(config)
+    if config.suffix != ".toml":
+        return load_node_config(config)
+    from consortia.config import load_settings
+    from consortia.exceptions import ConfigurationError
+
+    node = node_config_from_settings(load_settings(config))
+    if node is None:
+        raise ConfigurationError(f"{config}: has no [node] section (docs/settings.md)")
+    return node
 
 
 @node_app.command("keygen")
@@ -665,22 +680,18 @@ def node_trust(
     typer.echo(f"trusted {name} at {url} ({path})")
 
 
-@node_app.command("serve")
+@node_app.command("serve", hidden=True, context_settings={"ignore_unknown_options": True})
 def node_serve(
-    config: ConfigOption,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    pull: Annotated[
-        str | None, typer.Option(help="Long-poll this lead URL for tasks (outbound only).")
-    ] = None,
+    args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
 ) -> None:
-    """Serve the node's federation endpoints (push), optionally also pulling from a lead."""
-    from consortia.federation.serve import serve_node
-
-    try:
-        serve_node(config, host=host, port=port, pull_from=pull)
-    except ConsortiaError as error:
-        raise fail(error) from None
+    """Removed: `consortia serve` serves the federation endpoints with the pages."""
+    typer.echo(
+        "error: `consortia node serve` is gone: `consortia serve` serves the federation "
+        "endpoints on the same port as the pages, from the [node] section of consortia.toml; "
+        "move a node.yaml there with `consortia config import-node-yaml node.yaml`",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 @contextmanager

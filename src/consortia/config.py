@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from consortia.exceptions import ConfigurationError
+from consortia.tomllines import KeyPath, key_lines, line_of
 
 DEFAULT_SECRET = "change-me-development-only"
 CONFIG_FILE_NAME = "consortia.toml"
@@ -30,6 +34,31 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: ``node_name`` -> ``CONSORTIA_NODE_NAME``."""
+    return f"CONSORTIA_{setting.upper()}"
+
+
+def from_environment(setting: str) -> bool:
+    """Whether a ``CONSORTIA_*`` variable sets ``setting`` (names are not case-sensitive)."""
+    wanted = env_name(setting)
+    return any(name.upper() == wanted for name in os.environ)
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The config file settings were read from and the line of each of its keys."""
+
+    file: Path
+    lines: dict[KeyPath, int]
+
+    def locate(self, path: Sequence[str | int], *, exact: bool = False) -> str | None:
+        """``FILE:LINE`` of a key path (or, unless ``exact``, of its nearest written
+        ancestor); None if the file does not hold it."""
+        line = self.lines.get(tuple(path)) if exact else line_of(self.lines, path)
+        return None if line is None else f"{self.file}:{line}"
 
 
 class Settings(BaseSettings):
@@ -91,6 +120,33 @@ class Settings(BaseSettings):
         None,
         description="the node's federation config (YAML); its policy applies to every release",
     )
+    node: dict[str, Any] | None = Field(
+        None,
+        description="the node's federation section ([node] in consortia.toml): key, trust, "
+        "tables, disclosure policy",
+    )
+    _source: ConfigSource | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> ConfigSource | None:
+        """The config file these settings were read from (None: the environment alone)."""
+        return self._source
+
+    def locate(self, path: Sequence[str | int], *, exact: bool = False) -> str:
+        """Where a setting's value came from: ``CONSORTIA_X``, ``FILE:LINE`` (of the key, or
+        unless ``exact`` of its nearest written ancestor) or ``default``.
+
+        >>> Settings().locate(["session_minutes"]) in ("default", "CONSORTIA_SESSION_MINUTES")
+        True
+        """
+        name = str(path[0]) if path else ""
+        if from_environment(name):
+            return env_name(name)
+        if self._source is not None:
+            found = self._source.locate(path, exact=exact)
+            if found is not None:
+                return found
+        return "default"
 
     def check_safe(self) -> None:
         """Refuse a default or short secret anywhere but development."""
@@ -127,9 +183,17 @@ def load_settings(config_file: Path | None = None) -> Settings:
     try:
         values: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{config_file}: not valid TOML: {exc}") from None
+        # tomllib ends its message with "(at line L, column C)": lead with FILE:L:C instead
+        at = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        if at is None:
+            raise ConfigurationError(f"{config_file}: not valid TOML: {exc}") from None
+        reason = str(exc)[: at.start()].strip()
+        raise ConfigurationError(
+            f"{config_file}:{at.group(1)}:{at.group(2)}: not valid TOML: {reason}"
+        ) from None
+    source = ConfigSource(config_file, key_lines(text))
     holds_secret = "secret_key" in values  # even when the environment overrides it
-    overridden = {key for key in values if f"CONSORTIA_{key.upper()}" in os.environ}
+    overridden = {key for key in values if from_environment(key)}
     values = {key: value for key, value in values.items() if key not in overridden}
     base = config_file.resolve().parent
     node_dir = Path(str(values.get("node_dir", ".")))
@@ -146,11 +210,18 @@ def load_settings(config_file: Path | None = None) -> Settings:
     try:
         settings = Settings(**values)
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigurationError(f"{config_file}: {problems}") from None
+        problems = []
+        for error in exc.errors():
+            loc = error["loc"]
+            name = str(loc[0]) if loc else ""
+            where = (
+                env_name(name)
+                if name in overridden or (name not in values and from_environment(name))
+                else source.locate(loc) or str(config_file)
+            )
+            problems.append(f"{where}: {'.'.join(str(part) for part in loc)}: {error['msg']}")
+        raise ConfigurationError("\n".join(problems)) from None
+    settings._source = source
     if holds_secret:
         _check_private(config_file, settings.environment)
     return settings

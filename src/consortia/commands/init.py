@@ -2,7 +2,8 @@
 
 It writes, in ``DIR``:
 
-* ``consortia.toml`` (mode 0600: it holds the node's random secret key);
+* ``consortia.toml`` (mode 0600: it holds the node's random secret key), with a ``[node]``
+  section so that ``consortia serve`` also serves the federation endpoints;
 * ``node_key.pem``: the node's Ed25519 signing key (mode 0600);
 * ``consortia.db``: the SQLite database, migrated to the newest schema — unless
   ``CONSORTIA_DATABASE_URL`` names another database (PostgreSQL), which is migrated instead;
@@ -62,6 +63,20 @@ def node_config_text(
         lines.append(f"database_url = {_toml_string('sqlite:///' + SQLITE_FILE_NAME)}")
     else:
         lines.append("# database_url comes from CONSORTIA_DATABASE_URL")
+    lines += [
+        "",
+        "# Federation: `consortia serve` answers signed analyses at /federation/v1 on the same",
+        "# port as the pages. Add [[node.peers]] (name, url, public_key) for the nodes you",
+        "# trust, [node.tables.NAME] for the tables you share, and lead_url to long-poll a lead.",
+        "[node]",
+        f"key_file = {_toml_string(KEY_FILE_NAME)}",
+        "",
+        "# The one disclosure policy of every release (federated or through the API).",
+        "[node.policy]",
+        "min_cell_count = 5",
+        "time_bin = 7",
+        "manual_approval = false",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,8 @@ def serve_node_app(
         ),
     ] = 1,
 ) -> None:
-    """Serve the node: the REST API under /api/v1 (docs at /api/v1/docs)."""
+    """Serve the node: the pages, the REST API under /api/v1 (docs at /api/v1/docs) and,
+    with a [node] section, the federation endpoints under /federation/v1."""
     import uvicorn
 
     from consortia.app import SERVE_CONFIG, create_app, freeze_start_up_objects
@@ -46,8 +47,9 @@ def serve_node_app(
                 f"{head_revision()}: run `consortia db upgrade` first"
             )
         app = create_app(settings)
+    federation = " and /federation/v1" if app.state.node is not None else ""
     typer.echo(
-        f"serving node {settings.node_name} on http://{host}:{port}/api/v1 "
+        f"serving node {settings.node_name} on http://{host}:{port}/api/v1{federation} "
         f"({workers} process{'es' if workers > 1 else ''})",
         err=True,
     )

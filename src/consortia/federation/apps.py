@@ -48,6 +48,8 @@ __all__ = [
     "create_node_app",
     "create_node_router",
     "create_witness_router",
+    "mount_node",
+    "running_node",
 ]
 
 MAX_POLL_WAIT = 60.0
@@ -166,22 +168,30 @@ def create_node_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        workers = []
-        if pull_from is not None:
-            workers.append(
-                asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
-            )
-        if witness is not None and witness_interval > 0:
-            workers.append(asyncio.create_task(run_witness_pusher(witness, witness_interval, stop)))
-        try:
+        async with running_node(
+            node,
+            pull_from=pull_from,
+            pull_wait=pull_wait,
+            witness=witness,
+            witness_interval=witness_interval,
+        ):
             yield
-        finally:
-            stop.set()
-            for worker in workers:
-                await worker
 
     app = FastAPI(title=f"Consortia node {node.name}", lifespan=lifespan)
+    mount_node(app, node, witness=witness, max_message_bytes=max_message_bytes)
+    return app
+
+
+def mount_node(
+    app: FastAPI,
+    node: NodeRunner,
+    *,
+    witness: HeadWitness | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+) -> None:
+    """Add a member node's federation endpoints to ``app`` (the node's own app, or the
+    whole node's :func:`consortia.app.create_app`), their bodies under the limits of
+    :func:`create_node_app`."""
     app.include_router(create_node_router(node))
     if witness is not None:
         app.include_router(create_witness_router(witness))
@@ -191,7 +201,34 @@ def create_node_app(
         max_json_depth=MAX_MESSAGE_DEPTH,
         paths=(ANALYZE_PATH, WITNESS_PATH),
     )
-    return app
+
+
+@contextlib.asynccontextmanager
+async def running_node(
+    node: NodeRunner,
+    *,
+    pull_from: str | None = None,
+    pull_wait: float = 20.0,
+    witness: HeadWitness | None = None,
+    witness_interval: float = 0.0,
+) -> AsyncIterator[None]:
+    """What a served node runs in the background for an app's lifespan: long-polling the
+    lead at ``pull_from`` and handing its chain heads to its peers every
+    ``witness_interval`` seconds; both stop, and are awaited, when the app shuts down."""
+    stop = asyncio.Event()
+    workers = []
+    if pull_from is not None:
+        workers.append(
+            asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
+        )
+    if witness is not None and witness_interval > 0:
+        workers.append(asyncio.create_task(run_witness_pusher(witness, witness_interval, stop)))
+    try:
+        yield
+    finally:
+        stop.set()
+        for worker in workers:
+            await worker
 
 
 def create_lead_router(coordinator: Coordinator) -> APIRouter:

@@ -48,6 +48,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from consortia.config import Settings
 from consortia.exceptions import ConfigurationError
 from consortia.federation.approval import DatabaseApprovals
 from consortia.federation.audit import (
@@ -66,10 +67,12 @@ from consortia.federation.tables import Table, TableSpec, load_table
 from consortia.storage.audit import verify_chain
 
 __all__ = [
+    "NODE_SECTION_FROM_SETTINGS",
     "NodeConfig",
     "TableDeclaration",
     "build_node",
     "load_node_config",
+    "node_config_from_settings",
     "node_trust",
     "open_node_database",
     "verify_node_audit",
@@ -176,6 +179,78 @@ def load_node_config(path: Path) -> NodeConfig:
             for error in exc.errors()
         ]
         raise ConfigurationError("\n".join(lines)) from None
+
+
+#: What the ``[node]`` section of consortia.toml takes from the node's other settings, and
+#: which setting that is: written once, at the top of the file.
+NODE_SECTION_FROM_SETTINGS = {
+    "name": "node_name",
+    "url": "node_url",
+    "database_url": "database_url",
+    "clock_skew_seconds": "clock_skew_seconds",
+}
+
+
+def node_config_from_settings(settings: Settings) -> NodeConfig | None:
+    """The node's federation config from its settings: the ``[node]`` section of
+    consortia.toml, or (until it is moved there) the YAML file ``federation_config`` names;
+    None for a node that takes no part in federated analyses.
+
+    The section holds what only federation needs (``key_file``, ``trust_file``, ``peers``,
+    ``lead_url``, ``tables``, ``policy``, ``witness_interval_seconds``,
+    ``max_message_bytes``); the node's name, URL, database and clock skew are its settings
+    of those names. Relative paths resolve against ``node_dir``. Every
+    problem is reported at once, each as ``consortia.toml:LINE: node.FIELD: message``.
+
+    >>> node_config_from_settings(Settings()) is None
+    True
+    >>> config = node_config_from_settings(Settings(node_name="sgh", node={"lead_url": "x"}))
+    >>> config.name, config.lead_url, config.policy.min_cell_count
+    ('sgh', 'x', 5)
+    """
+    section = settings.node
+    if section is None:
+        if settings.federation_config is None:
+            return None
+        return load_node_config(settings.federation_config)
+    if settings.federation_config is not None:
+        raise ConfigurationError(
+            f"{settings.locate(['federation_config'])}: federation_config: the node's "
+            "federation settings are in the [node] section; remove federation_config "
+            f"(and its file), or the [node] section ({settings.locate(['node'])})"
+        )
+    problems = [
+        f"{settings.locate(['node', key])}: node.{key}: this is the setting {setting} "
+        f"(write `{setting} = ...` at the top of the file, before any section)"
+        for key, setting in NODE_SECTION_FROM_SETTINGS.items()
+        if key in section
+    ]
+    if "audit_log" in section:
+        problems.append(
+            f"{settings.locate(['node', 'audit_log'])}: node.audit_log: a node's federation "
+            "audit is its database's audit trail; remove audit_log"
+        )
+    values = {
+        **{key: value for key, value in section.items() if key != "audit_log"},
+        "name": settings.node_name,
+        "url": settings.node_url,
+        "database_url": settings.database_url,
+        "clock_skew_seconds": settings.clock_skew_seconds,
+        "base_dir": settings.node_dir,
+    }
+    try:
+        config = NodeConfig.model_validate(values)
+    except PydanticValidationError as exc:
+        for error in exc.errors():
+            loc = ("node", *error["loc"])
+            problems.append(
+                f"{settings.locate(loc)}: {'.'.join(str(part) for part in loc)}: {error['msg']}"
+            )
+        config = None
+    problems = list(dict.fromkeys(problems))
+    if problems or config is None:
+        raise ConfigurationError("\n".join(problems))
+    return config
 
 
 def node_trust(config: NodeConfig) -> TrustStore:

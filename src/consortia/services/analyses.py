@@ -7,8 +7,8 @@ protocol, node policy and disclosure control as a federated analysis, with this 
 the only member: a statistician gets exactly what a lead node would, never a record or an
 identifier. Each run is audited with the request and what was released.
 
-One policy for every path: the node's federation config (``federation_config`` in the
-settings, the file ``consortia node serve`` reads) gives the policy, the identifier
+One policy for every path: the node's federation config (the ``[node]`` section of
+consortia.toml, or the YAML file ``federation_config`` names) gives the policy, the identifier
 columns and the EDC table declarations, so the REST endpoint refuses what the
 federation node refuses. Each release is written to the node's release ledger and the
 study's audit chain in one transaction, like a federated release, and is checked against
@@ -33,7 +33,7 @@ from consortia.federation.coordinator import Coordinator
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import load_node_config
+from consortia.federation.nodeconfig import NodeConfig, load_node_config
 from consortia.federation.policy import NodePolicy
 from consortia.federation.protocol import sha256_hex
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
@@ -41,7 +41,13 @@ from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.services.common import audit, require_in_study, visible_study
 from consortia.storage.db import READ_ONLY
 
-__all__ = ["THIS_NODE", "NodeAnalysisConfig", "load_analysis_config", "run_analysis"]
+__all__ = [
+    "THIS_NODE",
+    "NodeAnalysisConfig",
+    "analysis_config",
+    "load_analysis_config",
+    "run_analysis",
+]
 
 THIS_NODE = "this-node"
 #: Seconds a REST analysis under manual approval waits for the steward before it answers
@@ -68,9 +74,15 @@ class NodeAnalysisConfig:
 def load_analysis_config(path: Path | None) -> NodeAnalysisConfig:
     """The policy, EDC tables and identifier columns of the node's federation config
     (DESIGN.md's default policy when the node has none)."""
-    if path is None:
+    return analysis_config(None if path is None else load_node_config(path))
+
+
+def analysis_config(config: NodeConfig | None) -> NodeAnalysisConfig:
+    """The policy, EDC tables and identifier columns of a node's federation config (the
+    ``[node]`` section of consortia.toml, or the YAML file); DESIGN.md's default policy
+    for a node without one."""
+    if config is None:
         return NodeAnalysisConfig()
-    config = load_node_config(path)
     edc = {name: spec for name, spec in config.tables.items() if isinstance(spec, EdcTableSpec)}
     identifiers = {name for spec in config.tables.values() for name in spec.identifiers}
     return NodeAnalysisConfig(
