@@ -63,7 +63,6 @@ def test_the_node_section_is_the_same_node_config_as_a_yaml_file(
                 "policy": {"min_cell_count": 7, "analyses": ["describe", "kaplan_meier"]},
                 "peers": [{"name": "lead", "url": "http://lead.example", "public_key": lead}],
                 "tables": {"trial": {"file": str(trial), "identifiers": ["mrn"]}},
-                "approvals_file": None,
             }
         ),
         encoding="utf-8",
