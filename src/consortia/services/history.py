@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from consortia.auth.policy import Action
+from consortia.auth.policy import Action, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.services.common import find_subject, form_audit_id, require_in_study, visible_study
@@ -34,6 +34,7 @@ class ItemChange:
     before: str | None
     after: str | None
     reason: str | None
+    masked: bool = False  # an identifier the caller may not see: before/after withheld
 
 
 def _events(
@@ -80,6 +81,12 @@ def _value(state: Any, key: str) -> tuple[bool, str | None]:
     return False, None
 
 
+def _identifier(state: Any, key: str) -> bool:
+    """Whether the item travels under the identifiers of this before/after."""
+    content = state.get(IDENTIFIERS_KEY) if isinstance(state, dict) else None
+    return isinstance(content, dict) and key in content
+
+
 def item_history(
     engine: Engine,
     principal: Principal,
@@ -98,9 +105,19 @@ def item_history(
         has, after = _value(event.after, item_key)
         removed = isinstance(event.after, dict) and item_key in event.after.get("removed", ())
         if had or has or removed:
+            hidden = (
+                _identifier(event.before, item_key) or _identifier(event.after, item_key)
+            ) and not (event.site and may_see_identifiers(principal, study, event.site))
             changes.append(
                 ItemChange(
-                    event.seq, event.at, event.actor, event.action, before, after, event.reason
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.action,
+                    before,
+                    after,
+                    event.reason,
+                    masked=hidden,
                 )
             )
     return changes
