@@ -168,6 +168,17 @@ def test_a_data_manager_closes_a_query_from_the_list_in_one_step(study_site: Sit
     view = queries.get_query(study_site.engine, REVIEWER, STUDY, query_id)
     assert view.record.status == "closed"
     assert view.record.messages[-1].text == "Corrected against the clinic note"
+    again = browser.post(
+        f"/studies/{STUDY}/queries/{query_id}/close",
+        data={"csrf_token": _csrf(page), "text": "twice"},
+    )
+    assert again.status_code == 409  # already closed: nothing more recorded
+    empty = browser.post(
+        f"/studies/{STUDY}/queries/{query_id}/close",
+        data={"csrf_token": _csrf(page), "text": "  "},
+    )
+    assert empty.status_code == 422
+    assert len(queries.get_query(study_site.engine, REVIEWER, STUDY, query_id).record.messages) == 2
     after = browser.get(closed.headers["location"])
     assert 'id="closed"' in after.text
     assert f"ECOG of {SUBJECT}" not in after.text  # no longer open

@@ -227,12 +227,10 @@ def create_review_router() -> APIRouter:
                 query_id,
                 fields.get("text", ""),
             )
-        except (ConflictError, ValidationError) as error:
-            message = (
-                str(error)
-                if isinstance(error, ConflictError)
-                else "; ".join(problem.message for problem in error.problems)
-            )
+        except ConflictError as error:  # closed meanwhile
+            return render_page(request, "error.html", 409, message=str(error))
+        except ValidationError as error:  # no message: the input's `required` prevents it
+            message = "; ".join(problem.message for problem in error.problems)
             return render_page(request, "error.html", 422, message=message)
         back = fields.get("back", "")
         if not back.startswith(f"/studies/{study}/queries") or "//" in back:
