@@ -126,3 +126,24 @@ def test_an_identifiers_history_is_withheld_from_those_who_may_not_see_it(
     ]
     age = history.item_history(study, MANAGER, *where, "age")
     assert [(c.after, c.masked) for c in age] == [("54", False)]
+
+
+def test_a_history_is_read_a_page_at_a_time(study: sa.Engine) -> None:
+    where = (STUDY, "SG01-0001", "screening", "eligibility")
+    data_entry.save_form(
+        study,
+        ADMIN,
+        *where,
+        data_entry.FormSave(version=1, values={**ELIGIBILITY, "ecog": 2}, reason="source"),
+    )
+    whole = history.subject_history(study, MONITOR_SG, STUDY, "SG01-0001")
+    assert len(whole) >= 3
+    pages = [
+        history.subject_history(study, MONITOR_SG, STUDY, "SG01-0001", limit=2, offset=start)
+        for start in range(0, len(whole), 2)
+    ]
+    assert [event.seq for page in pages for event in page] == [event.seq for event in whole]
+    saves = history.form_history(study, MONITOR_SG, *where, limit=1, offset=1)
+    assert [event.reason for event in saves] == ["source"]
+    with pytest.raises(ValidationError):
+        history.form_history(study, MONITOR_SG, *where, limit=1001)

@@ -16,7 +16,13 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import event_ref, parse_event_ref
-from consortia.services.common import find_subject, form_audit_id, require_in_study, visible_study
+from consortia.services.common import (
+    check_page,
+    find_subject,
+    form_audit_id,
+    require_in_study,
+    visible_study,
+)
 from consortia.storage.audit import AuditEvent
 from consortia.storage.repositories import IDENTIFIERS_KEY, AuditRepository
 
@@ -43,31 +49,51 @@ def _events(
     study: str,
     subject_id: str,
     form_at: tuple[str, str] | None,
+    page: tuple[int, int],
 ) -> list[AuditEvent]:
     visible_study(principal, study)
+    limit, offset = page
+    check_page(limit, offset)
     with engine.connect() as connection:
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
         audits = AuditRepository(connection, principal)
         if form_at is None:
-            return audits.history(study, f"{study}/{subject_id}", descendants=True)
+            return audits.history(
+                study, f"{study}/{subject_id}", descendants=True, limit=limit, offset=offset
+            )
         name, instance = parse_event_ref(form_at[0])
         entity = form_audit_id(study, subject_id, event_ref(name, instance), form_at[1])
-        return audits.history(study, entity)
+        return audits.history(study, entity, limit=limit, offset=offset)
 
 
 def subject_history(
-    engine: Engine, principal: Principal, study: str, subject_id: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """Every event about the subject and its events and forms, oldest first."""
-    return _events(engine, principal, study, subject_id, None)
+    """The events about the subject and its events and forms, oldest first (a page of)."""
+    return _events(engine, principal, study, subject_id, None, (limit, offset))
 
 
 def form_history(
-    engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """Every event about one form instance: saves, verifications, signatures, locks."""
-    return _events(engine, principal, study, subject_id, (ref, form))
+    """The events about one form instance: saves, verifications, signatures, locks (a page
+    of them, oldest first)."""
+    return _events(engine, principal, study, subject_id, (ref, form), (limit, offset))
 
 
 def _value(state: Any, key: str) -> tuple[bool, str | None]:

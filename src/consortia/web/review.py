@@ -336,7 +336,16 @@ def create_review_router() -> APIRouter:
         principal, _ = signed_in
         first = _start(start)
         events = await run_in_threadpool(
-            history.form_history, node_engine(request), principal, study, subject_id, event, form
+            lambda: history.form_history(
+                node_engine(request),
+                principal,
+                study,
+                subject_id,
+                event,
+                form,
+                limit=SHOWN + 1,  # one more: is there a next page?
+                offset=first,
+            )
         )
         return _audit_page(
             request,
@@ -358,7 +367,14 @@ def create_review_router() -> APIRouter:
         principal, _ = signed_in
         first = _start(start)
         events = await run_in_threadpool(
-            history.subject_history, node_engine(request), principal, study, subject_id
+            lambda: history.subject_history(
+                node_engine(request),
+                principal,
+                study,
+                subject_id,
+                limit=SHOWN + 1,  # one more: is there a next page?
+                offset=first,
+            )
         )
         return _audit_page(
             request, study, subject_id, request.url.path.removesuffix("/history"), events, first
@@ -370,7 +386,6 @@ def create_review_router() -> APIRouter:
 def _audit_page(
     request: Request, study: str, title: str, back: str, events: list[AuditEvent], first: int
 ) -> Response:
-    shown = events[first : first + SHOWN]
     return render_page(
         request,
         "audit.html",
@@ -378,7 +393,7 @@ def _audit_page(
         study=study,
         title=title,
         back=back,
-        rows=_audit_rows(shown),
-        next_page=urlencode({"start": first + SHOWN}) if len(events) > first + SHOWN else "",
+        rows=_audit_rows(events[:SHOWN]),
+        next_page=urlencode({"start": first + SHOWN}) if len(events) > SHOWN else "",
         none=translate(page_language(request), "review.no_events") if not events else "",
     )
