@@ -34,6 +34,7 @@ from consortia.services.analyses import analysis_config
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.pages import create_web_router
+from consortia.web.review import create_review_router
 
 __all__ = ["SERVE_CONFIG", "create_app", "freeze_start_up_objects", "served_app"]
 
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(create_web_router())
     app.include_router(create_capture_router())
+    app.include_router(create_review_router())
     if node is not None and node_config is not None:
         mount_node(app, node, witness=witness, max_message_bytes=node_config.max_message_bytes)
     return app

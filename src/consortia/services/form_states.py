@@ -30,6 +30,7 @@ from consortia.exceptions import ConflictError, Problem, ValidationError
 from consortia.services.authentication import reauthenticate
 from consortia.services.common import (
     audit,
+    check_page,
     find_subject,
     form_audit_id,
     require_in_study,
@@ -37,12 +38,18 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
-from consortia.storage.capture import CaptureRepository, FormRecord
+from consortia.storage.capture import (
+    CaptureRepository,
+    FormRecord,
+    VerificationRepository,
+    WorklistEntry,
+)
 
 __all__ = [
     "SIGNATURE_MEANINGS",
     "STEPS",
     "lock_form",
+    "sdv_worklist",
     "sign_form",
     "unlock_form",
     "verify_form",
@@ -227,3 +234,23 @@ def unlock_form(
         after={"by": principal.email},
         reason=reason.strip(),
     )
+
+
+def sdv_worklist(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    *,
+    site: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[WorklistEntry]:
+    """Forms complete but not yet verified at the sites where the caller verifies (monitor),
+    by site and subject; ``site`` narrows to one of them."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.DATA_VERIFY, study)
+    check_page(limit, offset)
+    with engine.connect() as connection:
+        return VerificationRepository(connection, principal).awaiting(
+            study, site, limit=limit, offset=offset
+        )

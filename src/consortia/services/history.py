@@ -13,10 +13,16 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from consortia.auth.policy import Action
+from consortia.auth.policy import Action, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import event_ref, parse_event_ref
-from consortia.services.common import find_subject, form_audit_id, require_in_study, visible_study
+from consortia.services.common import (
+    check_page,
+    find_subject,
+    form_audit_id,
+    require_in_study,
+    visible_study,
+)
 from consortia.storage.audit import AuditEvent
 from consortia.storage.repositories import IDENTIFIERS_KEY, AuditRepository
 
@@ -34,6 +40,7 @@ class ItemChange:
     before: str | None
     after: str | None
     reason: str | None
+    masked: bool = False  # an identifier the caller may not see: before/after withheld
 
 
 def _events(
@@ -42,31 +49,51 @@ def _events(
     study: str,
     subject_id: str,
     form_at: tuple[str, str] | None,
+    page: tuple[int, int],
 ) -> list[AuditEvent]:
     visible_study(principal, study)
+    limit, offset = page
+    check_page(limit, offset)
     with engine.connect() as connection:
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
         audits = AuditRepository(connection, principal)
         if form_at is None:
-            return audits.history(study, f"{study}/{subject_id}", descendants=True)
+            return audits.history(
+                study, f"{study}/{subject_id}", descendants=True, limit=limit, offset=offset
+            )
         name, instance = parse_event_ref(form_at[0])
         entity = form_audit_id(study, subject_id, event_ref(name, instance), form_at[1])
-        return audits.history(study, entity)
+        return audits.history(study, entity, limit=limit, offset=offset)
 
 
 def subject_history(
-    engine: Engine, principal: Principal, study: str, subject_id: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """Every event about the subject and its events and forms, oldest first."""
-    return _events(engine, principal, study, subject_id, None)
+    """The events about the subject and its events and forms, oldest first (a page of)."""
+    return _events(engine, principal, study, subject_id, None, (limit, offset))
 
 
 def form_history(
-    engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> list[AuditEvent]:
-    """Every event about one form instance: saves, verifications, signatures, locks."""
-    return _events(engine, principal, study, subject_id, (ref, form))
+    """The events about one form instance: saves, verifications, signatures, locks (a page
+    of them, oldest first)."""
+    return _events(engine, principal, study, subject_id, (ref, form), (limit, offset))
 
 
 def _value(state: Any, key: str) -> tuple[bool, str | None]:
@@ -78,6 +105,12 @@ def _value(state: Any, key: str) -> tuple[bool, str | None]:
         if isinstance(content, dict) and key in content:
             return True, content[key]
     return False, None
+
+
+def _identifier(state: Any, key: str) -> bool:
+    """Whether the item travels under the identifiers of this before/after."""
+    content = state.get(IDENTIFIERS_KEY) if isinstance(state, dict) else None
+    return isinstance(content, dict) and key in content
 
 
 def item_history(
@@ -98,9 +131,19 @@ def item_history(
         has, after = _value(event.after, item_key)
         removed = isinstance(event.after, dict) and item_key in event.after.get("removed", ())
         if had or has or removed:
+            hidden = (
+                _identifier(event.before, item_key) or _identifier(event.after, item_key)
+            ) and not (event.site and may_see_identifiers(principal, study, event.site))
             changes.append(
                 ItemChange(
-                    event.seq, event.at, event.actor, event.action, before, after, event.reason
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.action,
+                    before,
+                    after,
+                    event.reason,
+                    masked=hidden,
                 )
             )
     return changes

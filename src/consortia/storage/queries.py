@@ -69,6 +69,8 @@ class QueryFilter:
     form: str | None = None
     item: str | None = None
     origin: str | None = None
+    #: only queries opened at or before this time (a listing's "at least N days old")
+    opened_before: datetime | None = None
 
 
 _OPEN_ON_ITEM = Prepared(
@@ -150,6 +152,8 @@ class QueryRepository:
         ):
             if value is not None:
                 query = query.where(column == value)
+        if where.opened_before is not None:
+            query = query.where(data_query.c.opened_at <= where.opened_before)
         query = query.order_by(data_query.c.opened_at, data_query.c.id).limit(limit).offset(offset)
         return [self._record(row) for row in self.connection.execute(query)]
 

@@ -633,7 +633,13 @@ class AuditRepository:
         return [row_event(row) for row in self.connection.execute(query)]
 
     def history(
-        self, study: str, entity_id: str, *, descendants: bool = False, limit: int = 1000
+        self,
+        study: str,
+        entity_id: str,
+        *,
+        descendants: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEvent]:
         """Events of ``study`` about one entity (and, with ``descendants``, the entities
         under it: ``study/subject/...``), oldest first, identifiers masked.
@@ -649,6 +655,7 @@ class AuditRepository:
             .where(audit_event.c.chain == study, match)
             .order_by(audit_event.c.seq)
             .limit(limit)
+            .offset(offset)
         )
         return [
             mask_event(row_event(row), self.principal, study)

@@ -259,6 +259,14 @@ def create_capture_router() -> APIRouter:
             subjects=[(r.subject_id, r.site, _state(language, r.status)) for r in records],
             next_start=start + SUBJECTS_SHOWN if len(records) == SUBJECTS_SHOWN else None,
             enrol_sites=enrol_sites,
+            may_read_queries=any(
+                can(principal, Action.QUERY_READ, Resource(study, code))
+                for code in definition.study.sites
+            ),
+            may_verify=any(
+                can(principal, Action.DATA_VERIFY, Resource(study, code))
+                for code in definition.study.sites
+            ),
             error=error,
             entered=entered or {},
             field_errors=field_errors or {},
@@ -537,6 +545,9 @@ def create_capture_router() -> APIRouter:
             meanings=tuple(form_states.SIGNATURE_MEANINGS.items()),
             record=view.record,
             queries=query_rows,
+            query_marks={
+                row.item: row.id for row in reversed(query_rows) if row.status != "closed"
+            },
             query_targets=targets,
         )
 
