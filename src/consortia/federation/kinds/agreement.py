@@ -18,6 +18,7 @@ otherwise (``auc_max_error``; see :mod:`consortia.stats.diagnostic`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from consortia.stats.diagnostic import (
     DiagnosticAggregates,
     combine_diagnostic,
     diagnostic_node,
+    releasable_thresholds,
 )
 
 __all__ = ["DiagnosticKind", "Iso15197Kind"]
@@ -121,12 +123,24 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         policy: NodePolicy,
     ) -> Release:
         table: Table = state
+        scores = numeric_column(table, request.score)
+        truth = numeric_column(table, request.truth)
         aggregates = diagnostic_node(
-            numeric_column(table, request.score),
-            numeric_column(table, request.truth),
+            scores, truth, threshold=request.threshold, thresholds=request.thresholds
+        )
+        cells = {
+            "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
+            "missing": [aggregates.missing],
+        }
+        policy.check_release(Release({}, 0, cells=cells))  # before the grid is coarsened
+        kept = releasable_thresholds(
+            scores,
+            truth,
             threshold=request.threshold,
             thresholds=request.thresholds,
+            min_count=policy.min_cell_count,
         )
+        aggregates = diagnostic_node(scores, truth, threshold=request.threshold, thresholds=kept)
         per_threshold = [
             count
             for column in (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
@@ -136,9 +150,9 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
             aggregates.to_dict(),
             aggregates.tp + aggregates.fp + aggregates.fn + aggregates.tn,
             cells={
-                "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
+                **cells,
                 "ROC counts": per_threshold,
-                "missing": [aggregates.missing],
+                "ROC bins": _bins(aggregates),
             },
         )
 
@@ -146,3 +160,19 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         replies = await exchange.round({})
         parts = [DiagnosticAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_diagnostic(parts, confidence=request.confidence).to_dict()
+
+
+def _bins(aggregates: DiagnosticAggregates) -> list[int]:
+    """Each class's count between consecutive released cuts (the grid and the 2×2
+    threshold): what the lead gets by subtracting two released cumulative counts."""
+    cuts = sorted({*aggregates.thresholds, aggregates.threshold})
+    counts: list[int] = []
+    for above, total in (
+        (aggregates.tp_at, aggregates.tp + aggregates.fn),
+        (aggregates.fp_at, aggregates.fp + aggregates.tn),
+    ):
+        at = dict(zip(aggregates.thresholds, above, strict=True))
+        at[aggregates.threshold] = aggregates.tp if above is aggregates.tp_at else aggregates.fp
+        cumulative = [total, *(at[cut] for cut in cuts), 0]
+        counts.extend(a - b for a, b in itertools.pairwise(cumulative))
+    return counts
