@@ -389,6 +389,24 @@ def test_unstratified_cox_time_sums_of_few_subjects_are_refused(
     assert not [value for value in incomes if value in text or value in trail]
 
 
+def test_unstratified_cox_with_one_censoring_at_a_released_time_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    """Rows (6) and events (5) at a released time are each ≥ 5, and so are the risk sets
+    (30, 24, 12), but rows − events is the one patient censored in that week."""
+    base = hospital(WITHOUT_VIP)
+    days = np.array([70.0] * 6 + [140.0] * 12 + [210.0] * 12)
+    died = np.array([1.0] * 5 + [0.0] + [1.0] * 5 + [0.0] * 7 + [0.0] * 12)
+    table = Table("hospital", {**base.columns, "days": days, "died": died}, dict(base.types))
+    node = make_node(table)
+    request = {**COX, "strata": []}
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    reply, _ = post(node, model_round(request, session, {}, beta=[0.0]))
+    assert_refused(reply, "min_cell_count")
+    assert "censored per released time" in reply["message"]
+
+
 def test_cox_time_sums_are_scaled_by_the_mean_not_by_one_patients_largest_value(
     make_node: NodeFactory,
 ) -> None:

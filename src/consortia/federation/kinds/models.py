@@ -543,9 +543,15 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             # per-time sums: the subjects (and events) at each released time are a group
             binned = bin_times(model.numeric(request.time), request.effective_time_bin)
             _, at_time = np.unique(binned, return_inverse=True)
-            cells["rows per released time"] = np.bincount(at_time).tolist()
+            rows_at = np.bincount(at_time)
+            cells["rows per released time"] = rows_at.tolist()
             events = np.bincount(at_time, weights=model.numeric(request.event))
             cells["events per released time"] = [round(float(e)) for e in events]
+            # rows minus events: the lead subtracts the two (or two adjacent risk sets
+            # and the events) to get the censorings at each released time
+            cells["censored per released time"] = [
+                int(rows) - round(float(e)) for rows, e in zip(rows_at, events, strict=True)
+            ]
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
