@@ -407,6 +407,24 @@ def test_unstratified_cox_with_one_censoring_at_a_released_time_is_refused(
     assert "censored per released time" in reply["message"]
 
 
+def test_a_glm_whose_x_t_x_holds_one_patient_with_two_levels_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    """Every level has ≥ 5 rows, but X'X's entry (ward B, sex M) is 13 of ward B's 14 rows:
+    the lead subtracts it from the diagonal to find the one woman of ward B."""
+    base = hospital(WITHOUT_VIP)  # 16 in ward A, 14 in ward B
+    sex = np.array(["F"] * 10 + ["M"] * 6 + ["F"] + ["M"] * 13, dtype=object)
+    table = Table("hospital", {**base.columns, "sex": sex}, {**base.types, "sex": ColumnType.TEXT})
+    node = make_node(table)
+    request = {**GLM_WARD, "covariates": ["ward", "sex"]}
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    levels = {"ward": ["A", "B"], "sex": ["F", "M"]}
+    reply, _ = post(node, model_round(request, session, levels))
+    assert_refused(reply, "min_cell_count")
+    assert "rows per pair of levels of" in reply["message"]
+
+
 def test_cox_time_sums_are_scaled_by_the_mean_not_by_one_patients_largest_value(
     make_node: NodeFactory,
 ) -> None:

@@ -25,6 +25,7 @@ counts are subject to the minimum cell count.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -411,6 +412,23 @@ def _term_names(covariates: Sequence[str], levels: Levels, intercept: bool) -> t
     return design_matrix(example, covariates, levels, intercept=intercept).names
 
 
+def _level_cells(model: ModelRows, request: GlmRequest) -> dict[str, list[int]]:
+    """The rows with a level of each of two categorical covariates: an entry of X'X (of
+    X'WX at β = 0), released beside the level counts the policy checks."""
+    labels = {
+        name: (model.column(name), levels)
+        for name, levels in model.own_levels(request.covariates).items()
+    }
+    cells: dict[str, list[int]] = {}
+    for (first, (a, a_levels)), (second, (b, b_levels)) in itertools.combinations(
+        labels.items(), 2
+    ):
+        cells[f"rows per pair of levels of {first} and {second}"] = [
+            int(np.sum((a == x) & (b == y))) for x in a_levels for y in b_levels
+        ]
+    return cells
+
+
 class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
     """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
 
@@ -452,6 +470,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             cells["outcome counts"] = [successes]
             if request.family == "binomial":
                 cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
+        cells.update(_level_cells(model, request))
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
