@@ -7,8 +7,11 @@
      "threshold": 0.5, "thresholds": [0, 0.25, 0.5, 0.75, 1]}
 
 Both are one round of additive counts and sums. Zone counts, the 2×2 table and the
-per-threshold ROC counts are released counts, so the minimum cell count applies to each:
-choose a coarse ``thresholds`` grid for small sites.
+per-threshold ROC counts are released counts, so the minimum cell count applies to each.
+The ROC counts are cumulative, so the difference of two adjacent ones is a count too: a
+node releases only the grid thresholds between which each class has 0 or at least the
+minimum (:func:`~consortia.stats.diagnostic.releasable_thresholds`), and the lead
+combines on the thresholds every node released.
 
 The diagnostic AUC is the trapezoid over the grid. It equals the Mann–Whitney AUC only
 when no grid bin mixes distinct scores; each node says whether all its scores lie on the
@@ -167,12 +170,12 @@ def _bins(aggregates: DiagnosticAggregates) -> list[int]:
     threshold): what the lead gets by subtracting two released cumulative counts."""
     cuts = sorted({*aggregates.thresholds, aggregates.threshold})
     counts: list[int] = []
-    for above, total in (
-        (aggregates.tp_at, aggregates.tp + aggregates.fn),
-        (aggregates.fp_at, aggregates.fp + aggregates.tn),
+    for above, at_threshold, total in (
+        (aggregates.tp_at, aggregates.tp, aggregates.tp + aggregates.fn),
+        (aggregates.fp_at, aggregates.fp, aggregates.fp + aggregates.tn),
     ):
         at = dict(zip(aggregates.thresholds, above, strict=True))
-        at[aggregates.threshold] = aggregates.tp if above is aggregates.tp_at else aggregates.fp
+        at[aggregates.threshold] = at_threshold
         cumulative = [total, *(at[cut] for cut in cuts), 0]
         counts.extend(a - b for a, b in itertools.pairwise(cumulative))
     return counts
