@@ -338,3 +338,19 @@ def test_a_grid_that_cannot_be_split_is_refused_without_values() -> None:
     assert caught.value.rule == "small_cells"
     assert "0.2" not in str(caught.value)
     assert "0.3" not in str(caught.value)
+
+
+def test_a_node_s_merged_bins_make_its_on_grid_scores_inexact_within_the_bound() -> None:
+    # every score is on the 0.01 grid, but the one positive at 0.42 is merged with others
+    scores = np.array([0.3] * 10 + [0.42] + [0.8] * 10 + [0.2] * 10 + [0.4] * 6 + [0.6] * 10)
+    truth = np.array([1] * 21 + [0] * 26)
+    assert diagnostic_node(scores, truth).on_grid
+    kept = releasable_thresholds(scores, truth, min_count=5)
+    assert 0.42 not in kept
+    node = diagnostic_node(scores, truth, thresholds=kept)
+    assert node.on_grid is False
+    result = combine_diagnostic([node])
+    u = sps.mannwhitneyu(scores[truth == 1], scores[truth == 0]).statistic
+    reference = u / (21 * 26)
+    assert result.exact is False
+    assert 0 < abs(result.auc - reference) <= result.auc_max_error + 1e-12
