@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import re
+import subprocess
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -70,3 +72,18 @@ def test_the_example_study_is_not_mistaken_for_the_cart_template() -> None:
         or "CART-LBCL-01" in text
     ]
     assert stale == []
+
+
+def test_no_tracked_file_holds_a_merge_conflict_marker() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    markers = re.compile(rb"^(<<<<<<< |>>>>>>> |=======$)", re.MULTILINE)
+    marked = [
+        name.decode()
+        for name in listed
+        if name
+        and (ROOT / name.decode()).is_file()
+        and markers.search((ROOT / name.decode()).read_bytes())
+    ]
+    assert marked == []

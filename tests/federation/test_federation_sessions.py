@@ -389,6 +389,42 @@ def test_unstratified_cox_time_sums_of_few_subjects_are_refused(
     assert not [value for value in incomes if value in text or value in trail]
 
 
+def test_unstratified_cox_with_one_censoring_at_a_released_time_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    """Rows (6) and events (5) at a released time are each ≥ 5, and so are the risk sets
+    (30, 24, 12), but rows − events is the one patient censored in that week."""
+    base = hospital(WITHOUT_VIP)
+    days = np.array([70.0] * 6 + [140.0] * 12 + [210.0] * 12)
+    died = np.array([1.0] * 5 + [0.0] + [1.0] * 5 + [0.0] * 7 + [0.0] * 12)
+    table = Table("hospital", {**base.columns, "days": days, "died": died}, dict(base.types))
+    node = make_node(table)
+    request = {**COX, "strata": []}
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    reply, _ = post(node, model_round(request, session, {}, beta=[0.0]))
+    assert_refused(reply, "min_cell_count")
+    assert "censored per released time" in reply["message"]
+
+
+def test_a_glm_whose_x_t_x_holds_one_patient_with_two_levels_is_refused(
+    make_node: NodeFactory,
+) -> None:
+    """Every level has ≥ 5 rows, but X'X's entry (ward B, sex M) is 13 of ward B's 14 rows:
+    the lead subtracts it from the diagonal to find the one woman of ward B."""
+    base = hospital(WITHOUT_VIP)  # 16 in ward A, 14 in ward B
+    sex = np.array(["F"] * 10 + ["M"] * 6 + ["F"] + ["M"] * 13, dtype=object)
+    table = Table("hospital", {**base.columns, "sex": sex}, {**base.types, "sex": ColumnType.TEXT})
+    node = make_node(table)
+    request = {**GLM_WARD, "covariates": ["ward", "sex"]}
+    session = new_id()
+    assert post(node, levels_round(request, session))[0]["status"] == "ok"
+    levels = {"ward": ["A", "B"], "sex": ["F", "M"]}
+    reply, _ = post(node, model_round(request, session, levels))
+    assert_refused(reply, "min_cell_count")
+    assert "rows per pair of levels of" in reply["message"]
+
+
 def test_cox_time_sums_are_scaled_by_the_mean_not_by_one_patients_largest_value(
     make_node: NodeFactory,
 ) -> None:

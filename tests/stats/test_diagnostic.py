@@ -19,13 +19,14 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from consortia.exceptions import StatisticsError
+from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.stats.diagnostic import (
     DEFAULT_THRESHOLDS,
     DiagnosticAggregates,
     combine_diagnostic,
     diagnostic_accuracy,
     diagnostic_node,
+    releasable_thresholds,
 )
 
 CUTS = [70, 180]
@@ -250,11 +251,11 @@ def test_pairs_with_a_missing_score_or_truth_are_skipped_and_counted() -> None:
     assert node.tp + node.fp + node.fn + node.tn == 2
 
 
-def test_nodes_must_share_the_threshold_grid_and_the_threshold() -> None:
-    first = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.0, 0.5])
-    other_grid = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.0, 0.6])
+def test_nodes_must_share_a_grid_threshold_and_the_threshold() -> None:
+    first = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.5])
+    other_grid = diagnostic_node([0.9, 0.1], [1, 0], thresholds=[0.6])
     other_threshold = diagnostic_node([0.9, 0.1], [1, 0], threshold=0.3, thresholds=[0.0, 0.5])
-    with pytest.raises(StatisticsError, match="threshold grids"):
+    with pytest.raises(StatisticsError, match="no grid threshold in common"):
         combine_diagnostic([first, other_grid])
     with pytest.raises(StatisticsError, match="different thresholds"):
         combine_diagnostic([first, other_threshold])
@@ -279,3 +280,77 @@ def test_diagnostic_aggregates_survive_a_json_round_trip(
     tampered["tp_at"][3] += 1
     with pytest.raises(StatisticsError, match="disagree"):
         DiagnosticAggregates.from_dict(tampered)
+
+
+def test_nodes_that_released_different_subsets_of_the_grid_combine_on_the_common_one() -> None:
+    # both nodes' scores are on their own grids (on_grid), but 0.6 and 0.5 share a
+    # common-grid bin [0, ∞) with both classes in it: the AUC is not exact there
+    first = diagnostic_node([0.5, 0.0], [1, 0], thresholds=[0.0, 0.5])
+    second = diagnostic_node([0.6, 0.6, 0.0], [0, 1, 0], thresholds=[0.0, 0.6])
+    assert first.on_grid
+    assert second.on_grid
+    result = combine_diagnostic([first, second])
+    assert result.thresholds == (0.0,)
+    assert result.exact is False
+    scores = np.array([0.5, 0.0, 0.6, 0.6, 0.0])
+    truth = np.array([1, 0, 0, 1, 0])
+    u = sps.mannwhitneyu(scores[truth == 1], scores[truth == 0]).statistic
+    assert abs(result.auc - u / 6) <= result.auc_max_error + 1e-12
+    assert result.auc_max_error > 0
+
+
+def _bin_counts_between(cuts: list[float], values: Any) -> list[int]:
+    return np.bincount(np.searchsorted(np.asarray(cuts), values, side="right"),
+                       minlength=len(cuts) + 1).tolist()  # fmt: skip
+
+
+def test_releasable_thresholds_leave_no_small_bin_of_either_class() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(20, 80))
+        truth = (rng.random(n) < 0.4).astype(int)
+        scores = rng.random(n).round(int(rng.integers(1, 4)))
+        grid = DEFAULT_THRESHOLDS
+        node = diagnostic_node(scores, truth, threshold=0.5)
+        if any(0 < c < 5 for c in (node.tp, node.fp, node.fn, node.tn)):
+            with pytest.raises(PolicyRefusal, match="small_cells"):
+                releasable_thresholds(scores, truth, thresholds=grid, min_count=5)
+            continue
+        kept = releasable_thresholds(scores, truth, threshold=0.5, thresholds=grid, min_count=5)
+        assert set(kept) <= set(grid)
+        cuts = sorted({*kept, 0.5})
+        for value in (0, 1):
+            bins = _bin_counts_between(cuts, scores[truth == value])
+            assert all(c == 0 or c >= 5 for c in bins), (value, bins)
+
+
+def test_releasable_thresholds_keep_a_grid_whose_bins_are_large_or_empty() -> None:
+    scores = np.repeat([0.1, 0.3, 0.5, 0.7], 10)
+    truth = np.tile([0, 1], 20)
+    grid = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert releasable_thresholds(scores, truth, thresholds=grid, min_count=5) == tuple(grid)
+
+
+def test_a_grid_that_cannot_be_split_is_refused_without_values() -> None:
+    with pytest.raises(PolicyRefusal) as caught:
+        releasable_thresholds([0.2] * 6 + [0.8] * 6, [1, 0] * 6, threshold=0.9,
+                              thresholds=[0.3], min_count=5)  # fmt: skip
+    assert caught.value.rule == "small_cells"
+    assert "0.2" not in str(caught.value)
+    assert "0.3" not in str(caught.value)
+
+
+def test_a_node_s_merged_bins_make_its_on_grid_scores_inexact_within_the_bound() -> None:
+    # every score is on the 0.01 grid, but the one positive at 0.42 is merged with others
+    scores = np.array([0.3] * 10 + [0.42] + [0.8] * 10 + [0.2] * 10 + [0.4] * 6 + [0.6] * 10)
+    truth = np.array([1] * 21 + [0] * 26)
+    assert diagnostic_node(scores, truth).on_grid
+    kept = releasable_thresholds(scores, truth, min_count=5)
+    assert 0.42 not in kept
+    node = diagnostic_node(scores, truth, thresholds=kept)
+    assert node.on_grid is False
+    result = combine_diagnostic([node])
+    u = sps.mannwhitneyu(scores[truth == 1], scores[truth == 0]).statistic
+    reference = u / (21 * 26)
+    assert result.exact is False
+    assert 0 < abs(result.auc - reference) <= result.auc_max_error + 1e-12

@@ -30,6 +30,14 @@ all nodes, same-bin pairs are true ties, and the trapezoid *is* ``U / (n₁ n₀
 scores being equal within each of its own bins would not be enough: two nodes may hold
 different values in one bin. ``exact`` is true only when ``auc_max_error`` is 0.
 
+Merged bins. A node may release only part of the grid (:func:`releasable_thresholds`):
+its cumulative counts give per-bin counts by subtraction, so it drops thresholds until
+every bin holds 0 or at least the minimum cell count of each class. The lead combines on
+the thresholds every node released; the bound above, computed on those bins, stays exact.
+``on_grid`` counts only when every node released the same thresholds (it is then said of
+those): a merged bin holds several grid values, so the AUC is exact only when no merged
+bin holds both classes.
+
 Standard error. DeLong, DeLong & Clarke-Pearson (1988) need each case's placement value
 (the share of the other class it outranks, ties ½). Computed on the binned scores (every
 case takes its bin's placement), the variance is
@@ -43,14 +51,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from consortia.exceptions import StatisticsError
+from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.stats.descriptive import (
     NodeAggregates,
     ProportionAggregates,
@@ -68,6 +76,7 @@ __all__ = [
     "combine_diagnostic",
     "diagnostic_accuracy",
     "diagnostic_node",
+    "releasable_thresholds",
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(k / 100 for k in range(101))
@@ -203,6 +212,88 @@ def diagnostic_node(
     )
 
 
+def _releasable(count: int, minimum: int) -> bool:
+    return count == 0 or count >= minimum
+
+
+def releasable_thresholds(
+    scores: Iterable[Any] | npt.ArrayLike,
+    truth: Iterable[Any] | npt.ArrayLike,
+    *,
+    threshold: float = 0.5,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    min_count: int = 1,
+) -> tuple[float, ...]:
+    """The grid thresholds a node may release: between any two consecutive cuts (the kept
+    thresholds and the 2×2 ``threshold``) each class has 0 or at least ``min_count`` cases.
+
+    The per-threshold counts are cumulative: the lead subtracts two of them to get a bin's
+    count, so a bin of 1 to ``min_count − 1`` cases of one class would be released though
+    every cumulative count is large. Bins are merged greedily from the low end, on each
+    side of ``threshold``; a small remainder at the top of a side is merged back into the
+    bins below it. Raises :class:`PolicyRefusal` (``small_cells``) when no grid threshold
+    can be kept (a side of the 2×2 split is itself small, or the grid would be one bin).
+
+    >>> releasable_thresholds([0.1] * 5 + [0.425] + [0.9] * 5, [1] * 11,
+    ...                       threshold=0.5, thresholds=[0.2, 0.42, 0.43, 0.6], min_count=5)
+    (0.6,)
+    """
+    grid = _check_grid(thresholds)
+    score, state = _as_array(scores, "scores"), _as_array(truth, "truth")
+    present = ~(np.isnan(score) | np.isnan(state))
+    score, state = score[present], state[present]
+    cuts = sorted({*grid, float(threshold)})
+    edges = np.asarray(cuts)
+    # bin b holds scores in [cuts[b-1], cuts[b]); bin 0 is below the first cut
+    bins = [
+        np.bincount(np.searchsorted(edges, score[state == value], side="right"),
+                    minlength=len(cuts) + 1)
+        for value in (1.0, 0.0)
+    ]  # fmt: skip
+    forced = cuts.index(float(threshold)) + 1  # the first bin at or above the threshold
+    kept: list[float] = []
+    for start, stop in ((0, forced), (forced, len(cuts) + 1)):
+        kept.extend(_merge_side(cuts, bins, start, stop, min_count))
+    released = tuple(cut for cut in cuts if cut in kept and cut in grid)
+    if not released:
+        raise PolicyRefusal(
+            "small_cells",
+            f"the ROC grid cannot be split into bins of 0 or at least {min_count} cases "
+            "of each class at this node",
+        )
+    return released
+
+
+def _merge_side(
+    cuts: Sequence[float],
+    bins: Sequence[npt.NDArray[np.int64]],
+    start: int,
+    stop: int,
+    minimum: int,
+) -> list[float]:
+    """Cuts kept between bins ``start`` … ``stop − 1`` (and the cut below ``start``)."""
+    groups: list[tuple[int, list[int]]] = []  # (first bin, counts per class)
+    pending: list[int] = [0, 0]
+    first = start
+    for b in range(start, stop):
+        pending = [pending[c] + int(bins[c][b]) for c in range(2)]
+        if all(_releasable(count, minimum) for count in pending):
+            groups.append((first, pending))
+            pending, first = [0, 0], b + 1
+    while any(pending) and groups:
+        first, counts = groups.pop()
+        pending = [pending[c] + counts[c] for c in range(2)]
+        if all(_releasable(count, minimum) for count in pending):
+            groups.append((first, pending))
+            pending = [0, 0]
+    if not all(_releasable(count, minimum) for count in pending):
+        raise PolicyRefusal(
+            "small_cells",
+            f"a side of the 2×2 table has 1 to {minimum - 1} cases of one class at this node",
+        )
+    return [cuts[first - 1] for first, _ in groups if first > 0]
+
+
 @dataclass(frozen=True)
 class DiagnosticResult(StatResult):
     """Accuracy at one threshold, the ROC curve over the grid and the AUC.
@@ -295,10 +386,41 @@ def _delong_se(auc: float, positives: Sequence[int], negatives: Sequence[int]) -
     return math.sqrt(s10 / n_pos + s01 / n_neg)
 
 
+def _on_common_grid(aggregates: Sequence[DiagnosticAggregates]) -> list[DiagnosticAggregates]:
+    """Each node's counts at the thresholds every node released.
+
+    A node releases the thresholds of the agreed grid it can (see
+    :func:`releasable_thresholds`); a threshold it dropped is dropped for all. Cumulative
+    counts at the common thresholds are the node's own released counts, so the pooled
+    ROC stays exact on the common grid; ``on_grid`` no longer applies (it is cleared).
+    """
+    common = set(aggregates[0].thresholds).intersection(*(a.thresholds for a in aggregates))
+    if not common:
+        raise StatisticsError(
+            "diagnostic: the nodes released no grid threshold in common; agree on a coarser grid"
+        )
+    restricted = []
+    for agg in aggregates:
+        keep = [i for i, t in enumerate(agg.thresholds) if t in common]
+        restricted.append(
+            replace(
+                agg,
+                thresholds=tuple(agg.thresholds[i] for i in keep),
+                tp_at=tuple(agg.tp_at[i] for i in keep),
+                fp_at=tuple(agg.fp_at[i] for i in keep),
+                fn_at=tuple(agg.fn_at[i] for i in keep),
+                tn_at=tuple(agg.tn_at[i] for i in keep),
+                on_grid=False,
+            )
+        )
+    return restricted
+
+
 def combine_diagnostic(
     aggregates: Sequence[DiagnosticAggregates], *, confidence: float = 0.95
 ) -> DiagnosticResult:
-    """Add the nodes' counts and derive accuracy, ROC and AUC (nodes must share the grid).
+    """Add the nodes' counts and derive accuracy, ROC and AUC on the thresholds all nodes
+    released (each released a subset of the agreed grid).
 
     >>> a = diagnostic_node([0.9, 0.2], [1, 0], thresholds=[0.0, 0.5, 1.0])
     >>> b = diagnostic_node([0.7, 0.6], [1, 0], thresholds=[0.0, 0.5, 1.0])
@@ -310,8 +432,11 @@ def combine_diagnostic(
         raise StatisticsError("diagnostic: no node aggregates to combine")
     _check_confidence(confidence)
     first = aggregates[0]
-    if any(agg.thresholds != first.thresholds for agg in aggregates):
-        raise StatisticsError("diagnostic: nodes used different threshold grids; agree on one")
+    grids = {agg.thresholds for agg in aggregates}
+    same_grid = len(grids) == 1
+    if not same_grid:
+        aggregates = _on_common_grid(aggregates)
+        first = aggregates[0]
     if any(agg.threshold != first.threshold for agg in aggregates):
         raise StatisticsError("diagnostic: nodes used different thresholds for the 2×2 table")
     tp = sum(agg.tp for agg in aggregates)
@@ -334,7 +459,9 @@ def combine_diagnostic(
     auc = twice_area / (2 * n_pos * n_neg)
     positives, negatives = _bin_counts(n_pos, tp_at), _bin_counts(n_neg, fp_at)
     same_bin_pairs = sum(p * n for p, n in zip(positives, negatives, strict=True))
-    exact = same_bin_pairs == 0 or all(agg.on_grid for agg in aggregates)
+    # on_grid is each node's word about the grid it released: it says nothing once the
+    # lead merges that grid's bins into the common one
+    exact = same_bin_pairs == 0 or (same_grid and all(agg.on_grid for agg in aggregates))
     auc_se = _delong_se(auc, positives, negatives)
     z = float(sps.norm.isf((1.0 - confidence) / 2))
     return DiagnosticResult(

@@ -7,8 +7,11 @@
      "threshold": 0.5, "thresholds": [0, 0.25, 0.5, 0.75, 1]}
 
 Both are one round of additive counts and sums. Zone counts, the 2×2 table and the
-per-threshold ROC counts are released counts, so the minimum cell count applies to each:
-choose a coarse ``thresholds`` grid for small sites.
+per-threshold ROC counts are released counts, so the minimum cell count applies to each.
+The ROC counts are cumulative, so the difference of two adjacent ones is a count too: a
+node releases only the grid thresholds between which each class has 0 or at least the
+minimum (:func:`~consortia.stats.diagnostic.releasable_thresholds`), and the lead
+combines on the thresholds every node released.
 
 The diagnostic AUC is the trapezoid over the grid. It equals the Mann–Whitney AUC only
 when no grid bin mixes distinct scores; each node says whether all its scores lie on the
@@ -18,6 +21,7 @@ otherwise (``auc_max_error``; see :mod:`consortia.stats.diagnostic`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -42,6 +46,7 @@ from consortia.stats.diagnostic import (
     DiagnosticAggregates,
     combine_diagnostic,
     diagnostic_node,
+    releasable_thresholds,
 )
 
 __all__ = ["DiagnosticKind", "Iso15197Kind"]
@@ -121,12 +126,24 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         policy: NodePolicy,
     ) -> Release:
         table: Table = state
+        scores = numeric_column(table, request.score)
+        truth = numeric_column(table, request.truth)
         aggregates = diagnostic_node(
-            numeric_column(table, request.score),
-            numeric_column(table, request.truth),
+            scores, truth, threshold=request.threshold, thresholds=request.thresholds
+        )
+        cells = {
+            "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
+            "missing": [aggregates.missing],
+        }
+        policy.check_release(Release({}, 0, cells=cells))  # before the grid is coarsened
+        kept = releasable_thresholds(
+            scores,
+            truth,
             threshold=request.threshold,
             thresholds=request.thresholds,
+            min_count=policy.min_cell_count,
         )
+        aggregates = diagnostic_node(scores, truth, threshold=request.threshold, thresholds=kept)
         per_threshold = [
             count
             for column in (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
@@ -136,9 +153,9 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
             aggregates.to_dict(),
             aggregates.tp + aggregates.fp + aggregates.fn + aggregates.tn,
             cells={
-                "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
+                **cells,
                 "ROC counts": per_threshold,
-                "missing": [aggregates.missing],
+                "ROC bins": _bins(aggregates),
             },
         )
 
@@ -146,3 +163,19 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         replies = await exchange.round({})
         parts = [DiagnosticAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_diagnostic(parts, confidence=request.confidence).to_dict()
+
+
+def _bins(aggregates: DiagnosticAggregates) -> list[int]:
+    """Each class's count between consecutive released cuts (the grid and the 2×2
+    threshold): what the lead gets by subtracting two released cumulative counts."""
+    cuts = sorted({*aggregates.thresholds, aggregates.threshold})
+    counts: list[int] = []
+    for above, at_threshold, total in (
+        (aggregates.tp_at, aggregates.tp, aggregates.tp + aggregates.fn),
+        (aggregates.fp_at, aggregates.fp, aggregates.fp + aggregates.tn),
+    ):
+        at = dict(zip(aggregates.thresholds, above, strict=True))
+        at[aggregates.threshold] = at_threshold
+        cumulative = [total, *(at[cut] for cut in cuts), 0]
+        counts.extend(a - b for a, b in itertools.pairwise(cumulative))
+    return counts

@@ -25,6 +25,7 @@ counts are subject to the minimum cell count.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -411,6 +412,23 @@ def _term_names(covariates: Sequence[str], levels: Levels, intercept: bool) -> t
     return design_matrix(example, covariates, levels, intercept=intercept).names
 
 
+def _level_cells(model: ModelRows, request: GlmRequest) -> dict[str, list[int]]:
+    """The rows with a level of each of two categorical covariates: an entry of X'X (of
+    X'WX at β = 0), released beside the level counts the policy checks."""
+    labels = {
+        name: (model.column(name), levels)
+        for name, levels in model.own_levels(request.covariates).items()
+    }
+    cells: dict[str, list[int]] = {}
+    for (first, (a, a_levels)), (second, (b, b_levels)) in itertools.combinations(
+        labels.items(), 2
+    ):
+        cells[f"rows per pair of levels of {first} and {second}"] = [
+            int(np.sum((a == x) & (b == y))) for x in a_levels for y in b_levels
+        ]
+    return cells
+
+
 class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
     """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
 
@@ -452,6 +470,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             cells["outcome counts"] = [successes]
             if request.family == "binomial":
                 cells["outcome counts"].append(round(aggregates.sum_weights) - successes)
+        cells.update(_level_cells(model, request))
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
@@ -543,9 +562,15 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             # per-time sums: the subjects (and events) at each released time are a group
             binned = bin_times(model.numeric(request.time), request.effective_time_bin)
             _, at_time = np.unique(binned, return_inverse=True)
-            cells["rows per released time"] = np.bincount(at_time).tolist()
+            rows_at = np.bincount(at_time)
+            cells["rows per released time"] = rows_at.tolist()
             events = np.bincount(at_time, weights=model.numeric(request.event))
             cells["events per released time"] = [round(float(e)) for e in events]
+            # rows minus events: the lead subtracts the two (or two adjacent risk sets
+            # and the events) to get the censorings at each released time
+            cells["censored per released time"] = [
+                int(rows) - round(float(e)) for rows, e in zip(rows_at, events, strict=True)
+            ]
         return Release(
             aggregates.to_dict(arrays=True),
             model.n,
