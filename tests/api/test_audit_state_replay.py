@@ -115,6 +115,10 @@ def busy(node: Node, tmp_path: Path) -> Node:
     )
     _ok(coordinator.post(f"{BASE}/queries/{query['id']}/answer", json={"text": "clinic note"}))
     _ok(manager.post(f"{BASE}/queries/{query['id']}/close", json={"text": "ok"}))
+    # the study's gates: eligible needs consent given and the eligibility form met
+    consent = {"consent_date": "2025-01-06", "consent_given": True, "consent_version": "v2"}
+    _save(coordinator, _form("screening", "consent", "SG01-002"), 0, consent, complete=True)
+    _save(coordinator, _form("screening", "eligibility", "SG01-002"), 0, ELIGIBLE, complete=True)
     status = f"{BASE}/subjects/SG01-002/status"
     _ok(coordinator.post(status, json={"status": "eligible", "on_date": "2025-01-10"}))
     _ok(
