@@ -375,9 +375,9 @@ def _verify_witnessed(config: Any, engine: Any) -> int:
 
 
 def _verify_state(engine: Any) -> int:
-    from consortia.storage.replay import compare_state
+    from consortia.services.audit_trail import state_differences
 
-    differences = compare_state(engine)
+    differences = state_differences(engine)
     for difference in differences:
         typer.echo(str(difference))
     if differences:

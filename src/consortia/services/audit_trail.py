@@ -8,9 +8,10 @@ from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.services.common import require, require_in_study, visible_study
 from consortia.storage.audit import AuditEvent
+from consortia.storage.replay import StateDifference, compare_state
 from consortia.storage.repositories import AuditRepository
 
-__all__ = ["node_audit_trail", "study_audit_trail"]
+__all__ = ["StateDifference", "node_audit_trail", "state_differences", "study_audit_trail"]
 
 
 def study_audit_trail(
@@ -32,3 +33,10 @@ def node_audit_trail(
     require(principal, Action.NODE_AUDIT_READ, Resource())
     with engine.connect() as connection:
         return AuditRepository(connection, principal).node_events(after_seq=after_seq, limit=limit)
+
+
+def state_differences(engine: Engine) -> list[StateDifference]:
+    """Every difference between the tables and the state replayed from the audit trail
+    (``consortia audit verify --state``; the shell operator's check, which reads the whole
+    node and so takes no principal)."""
+    return compare_state(engine)

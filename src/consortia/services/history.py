@@ -26,7 +26,7 @@ from consortia.services.common import (
 from consortia.storage.audit import AuditEvent
 from consortia.storage.repositories import IDENTIFIERS_KEY, AuditRepository
 
-__all__ = ["ItemChange", "form_history", "item_history", "subject_history"]
+__all__ = ["AuditEvent", "ItemChange", "form_history", "item_history", "subject_history"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,8 @@ from consortia.exceptions import AuthenticationError, ConflictError, ValidationE
 from consortia.services import data_entry, form_states, queries, schedule, studies, subjects
 from consortia.services.common import MAX_OFFSET
 from consortia.services.data_entry import FormSave, FormView
+from consortia.services.queries import QueryFilter
 from consortia.services.subjects import SubjectInput
-from consortia.storage.queries import QueryFilter
 from consortia.web.form_fields import REPEATED, flat_texts, groups, posted_values, text_of
 from consortia.web.i18n import translate
 from consortia.web.pages import (

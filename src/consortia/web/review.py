@@ -35,8 +35,8 @@ from consortia.domain.schedule import event_ref
 from consortia.exceptions import ConflictError, ValidationError
 from consortia.services import form_states, history, queries, studies
 from consortia.services.common import MAX_OFFSET, check_page, utc_now
-from consortia.storage.audit import AuditEvent
-from consortia.storage.queries import QueryFilter
+from consortia.services.history import AuditEvent
+from consortia.services.queries import QueryFilter
 from consortia.web.capture import FORM_PATH
 from consortia.web.form_fields import text_of
 from consortia.web.i18n import translate
