@@ -17,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from debian_packages import apt_install, unavailable
+
 CHROMIUM = Path("/usr/bin/chromium")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def _present() -> bool:
@@ -26,21 +27,11 @@ def _present() -> bool:
 
 
 def _install() -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
-        check=True,
-        env=env,
-    )
+    apt_install("chromium")
 
 
 def _unavailable(reason: str) -> int:
-    if IN_CI:
-        print(f"chromium: {reason}; CI needs it for the browser tests", file=sys.stderr)
-        return 1
-    print(f"chromium: {reason}; the browser tests will skip (CI installs it)")
-    return 0
+    return unavailable("chromium", reason, "the browser tests")
 
 
 def ensure() -> int:

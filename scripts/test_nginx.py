@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from debian_packages import apt_install, unavailable
 
 
 def nginx_path() -> Path | None:
@@ -27,21 +27,11 @@ def nginx_path() -> Path | None:
 
 
 def _install() -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx"],
-        check=True,
-        env=env,
-    )
+    apt_install("nginx")
 
 
 def _unavailable(reason: str) -> int:
-    if IN_CI:
-        print(f"nginx: {reason}; CI needs it for the reverse-proxy test", file=sys.stderr)
-        return 1
-    print(f"nginx: {reason}; the reverse-proxy test will skip (CI installs it)")
-    return 0
+    return unavailable("nginx", reason, "the reverse-proxy test")
 
 
 def ensure() -> int:
