@@ -10,13 +10,13 @@ from consortia.domain.file_check import check_subject
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import load_template
 from consortia.domain.values import StudyIndex
-from consortia.standards.clinical_data import FormRecord, read_wide_csv
+from consortia.standards.clinical_data import FileFormRecord, read_wide_csv
 
 STUDY = load_template("cart-lbcl")
 INDEX = StudyIndex.of(STUDY)
 
 
-def _records(edit: tuple[str, str] | None = None) -> dict[str, list[FormRecord]]:
+def _records(edit: tuple[str, str] | None = None) -> dict[str, list[FileFormRecord]]:
     """Two synthetic subjects read back from their CSV, by subject; ``edit`` sets the
     first non-empty cell of a column."""
     data = synthesize("cart-lbcl", subjects=2, site="SG01", seed=4)
@@ -28,7 +28,7 @@ def _records(edit: tuple[str, str] | None = None) -> dict[str, list[FormRecord]]
     writer = csv.DictWriter(text, fieldnames=list(data.columns))
     writer.writeheader()
     writer.writerows(rows)
-    by_subject: dict[str, list[FormRecord]] = defaultdict(list)
+    by_subject: dict[str, list[FileFormRecord]] = defaultdict(list)
     for record in read_wide_csv(STUDY, io.StringIO(text.getvalue()), file="cart.csv"):
         by_subject[record.subject_id].append(record)
     return by_subject

@@ -23,7 +23,7 @@ from consortia.standards import clinical_data, clinical_records, redcap
 from consortia.standards.clinical_data import (
     LONG_COLUMNS,
     MAX_PROBLEMS,
-    FormRecord,
+    FileFormRecord,
     read_long_csv,
     read_odm_clinical,
     read_wide_csv,
@@ -34,7 +34,7 @@ from consortia.standards.odm_clinical import CHUNK, CONSORTIA_NS
 from consortia.standards.odm_xml import ODM_NS
 from consortia.standards.redcap import checkbox_column, redcap_names
 
-Reader = Callable[[Study, Path], list[FormRecord]]
+Reader = Callable[[Study, Path], list[FileFormRecord]]
 
 # ------------------------------------------------------------------------------ writers
 
@@ -204,17 +204,17 @@ def write_odm(study: Study, entries: Sequence[FormEntry], path: Path) -> Path:
 # ------------------------------------------------------------------------------ readers
 
 
-def read_wide(study: Study, path: Path) -> list[FormRecord]:
+def read_wide(study: Study, path: Path) -> list[FileFormRecord]:
     with path.open(encoding="utf-8-sig", newline="") as stream:
         return list(read_wide_csv(study, stream, file=path.name))
 
 
-def read_long(study: Study, path: Path) -> list[FormRecord]:
+def read_long(study: Study, path: Path) -> list[FileFormRecord]:
     with path.open(encoding="utf-8-sig", newline="") as stream:
         return list(read_long_csv(study, stream, file=path.name))
 
 
-def read_odm(study: Study, path: Path) -> list[FormRecord]:
+def read_odm(study: Study, path: Path) -> list[FileFormRecord]:
     with path.open("rb") as stream:
         return list(read_odm_clinical(study, stream, file=path.name))
 
@@ -248,7 +248,7 @@ def canonical(study: Study, form: str, values: Mapping[str, object]) -> Any:
     return tuple(sorted(out.items()))
 
 
-def summary(study: Study, records: Iterable[FormRecord]) -> list[tuple[Any, ...]]:
+def summary(study: Study, records: Iterable[FileFormRecord]) -> list[tuple[Any, ...]]:
     """Everything a record says apart from where it came from, sorted."""
     return sorted(
         (
@@ -354,7 +354,7 @@ AE_HEADER = (
 )
 
 
-def wide(study: Study, *lines: str, file: str = "ae.csv") -> list[FormRecord]:
+def wide(study: Study, *lines: str, file: str = "ae.csv") -> list[FileFormRecord]:
     text = "\n".join([AE_HEADER, *lines]) + "\n"
     return list(read_wide_csv(study, io.StringIO(text, newline=""), file=file))
 

@@ -24,10 +24,10 @@ from consortia.domain.validation import form_plan, typed_value
 from consortia.domain.values import StudyIndex, flatten, storage_number, storage_text
 from consortia.exceptions import Problem
 
-__all__ = ["DerivedRow", "FileForm", "FormOutcome", "SubjectCheck", "ValueRow", "check_subject"]
+__all__ = ["DerivedRow", "FileForm", "FormOutcome", "SubjectCheck", "ValueToWrite", "check_subject"]
 
 #: One item value to write: (form index in the file, item, group instance, text, number)
-ValueRow = tuple[int, str, int, str, float | None]
+ValueToWrite = tuple[int, str, int, str, float | None]
 #: One derived value to write: (name, text, number)
 DerivedRow = tuple[str, str, float | None]
 #: A form that passed: (its position among the subject's forms, how many values it has,
@@ -37,7 +37,7 @@ FormOutcome = tuple[int, int, dict[str, dict[str, str]], tuple[Problem, ...]]
 
 class FileForm(Protocol):
     """One form instance as a reader gives it (a
-    :class:`~consortia.standards.clinical_records.FormRecord`)."""
+    :class:`~consortia.standards.clinical_records.FileFormRecord`)."""
 
     @property
     def form(self) -> str: ...
@@ -60,7 +60,7 @@ class SubjectCheck:
 
     problems: list[Problem]
     forms: list[FormOutcome]
-    values: list[ValueRow]
+    values: list[ValueToWrite]
     derived: list[DerivedRow]
 
 
@@ -76,7 +76,7 @@ def check_subject(
     file_typed = _typed_values(study, forms)
     problems: list[Problem] = []
     passed: list[FormOutcome] = []
-    values: list[ValueRow] = []
+    values: list[ValueToWrite] = []
     # a form sees the node's values and the file's values of the subject's other forms:
     # the same for every instance of a form (repeating events), so built once a form
     contexts: dict[str, dict[str, object]] = {}
@@ -122,7 +122,7 @@ def _typed_values(study: Study, forms: Sequence[FileForm]) -> dict[str, object]:
     return typed
 
 
-def _audit_values(index: StudyIndex, rows: list[ValueRow]) -> dict[str, dict[str, str]]:
+def _audit_values(index: StudyIndex, rows: list[ValueToWrite]) -> dict[str, dict[str, str]]:
     """A form's values for its audit event, identifiers apart, keyed as in the form
     (``ecog``, ``events[2].ae_grade``); as
     :func:`~consortia.services.data_entry.split_identifiers`, but in row order (the audit

@@ -48,7 +48,7 @@ from sqlalchemy import Connection, Engine
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.children import die_with_parent
-from consortia.domain.file_check import DerivedRow, ValueRow, check_subject
+from consortia.domain.file_check import DerivedRow, ValueToWrite, check_subject
 from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, screening_anchor
 from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
@@ -56,7 +56,7 @@ from consortia.services.data_entry import query_target, subject_context
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
 from consortia.standards.clinical_data import (
-    FormRecord,
+    FileFormRecord,
     read_long_csv,
     read_odm_clinical,
     read_wide_csv,
@@ -121,7 +121,7 @@ class _CountingReader(io.RawIOBase):
 
 def read_records(
     definition: Definition, path: Path, *, progress: Progress | None = None
-) -> tuple[str, list[FormRecord]]:
+) -> tuple[str, list[FileFormRecord]]:
     """Every form record of the file (structural problems: InterchangeError)."""
     kind = sniff_format(path)
     total = path.stat().st_size
@@ -172,12 +172,12 @@ def _prepare(
     connection: Connection,
     principal: Principal,
     definition: Definition,
-    records: list[FormRecord],
+    records: list[FileFormRecord],
     default_site: str | None,
 ) -> _Prepared:
     study = definition.code
     problems = _Problems()
-    by_subject: dict[str, list[FormRecord]] = defaultdict(list)
+    by_subject: dict[str, list[FileFormRecord]] = defaultdict(list)
     for record in records:
         by_subject[record.subject_id].append(record)
     repository = SubjectRepository(connection, principal)
@@ -293,7 +293,7 @@ class _SubjectTask:
 
     subject_id: str
     context: dict[str, object]
-    forms: list[tuple[FormRecord, str]]
+    forms: list[tuple[FileFormRecord, str]]
     first: int
 
 
@@ -305,7 +305,7 @@ class _Checked:
 
     problems: list[Problem]
     forms: list[tuple[int, int, str, tuple[Problem, ...]]]  # position, values, after, warnings
-    values: list[ValueRow]
+    values: list[ValueToWrite]
     derived: list[DerivedRow]
 
 
@@ -332,12 +332,12 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
     return _Checked(found.problems, forms, found.values, found.derived)
 
 
-def _status(record: FormRecord) -> str:
+def _status(record: FileFormRecord) -> str:
     """An imported form's state: complete as the file says, else in progress."""
     return "complete" if record.complete else "in_progress"
 
 
-def _saved_after(record: FormRecord, values: dict[str, dict[str, str]]) -> dict[str, object]:
+def _saved_after(record: FileFormRecord, values: dict[str, dict[str, str]]) -> dict[str, object]:
     """The ``after`` of an imported form's ``form.save`` event, as interactive entry writes
     it: state, version 1 and the values (identifiers apart)."""
     return {"status": _status(record), "version": 1, **values}
@@ -534,9 +534,9 @@ def _write(
     form_ids = bulk.reserve_ids(connection, form_instance, len(forms))
     updated_at = bulk.bound(connection, form_instance.c.updated_at, now)
     form_rows: list[tuple[Any, ...]] = []
-    value_rows: list[ValueRow] = []
+    value_rows: list[ValueToWrite] = []
     audit_entries = []
-    warned: list[tuple[int, FormRecord, tuple[Problem, ...]]] = []
+    warned: list[tuple[int, FileFormRecord, tuple[Problem, ...]]] = []
     derived: dict[str, list[DerivedRow]] = {}
     problems = prepared.problems
     values_count = done = 0

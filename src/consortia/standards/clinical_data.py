@@ -1,4 +1,4 @@
-"""Reading clinical data files for bulk import: a stream of one :class:`FormRecord` per form.
+"""Reading clinical data files for bulk import: a stream of one :class:`FileFormRecord` per form.
 
 ``csv`` (:func:`read_wide_csv`): a REDCap record export (raw values) of a study set up from
 our dictionary (:func:`~consortia.standards.redcap.redcap_names`): the record id first
@@ -22,7 +22,7 @@ memory (:mod:`consortia.standards.odm_clinical`). :func:`sniff_format` tells the
 ``values`` are raw text shaped as :func:`~consortia.domain.validation.validate_form` takes
 them (multichoice codes joined by ``|``); ``item_lines`` maps its paths (and group instances,
 ``forms.<form>.<group>[n]``) to lines, for ``file:line: path: message`` later
-(:meth:`FormRecord.line_of`). Values are not checked here. Structural problems (unknown
+(:meth:`FileFormRecord.line_of`). Values are not checked here. Structural problems (unknown
 column, event, form, item, OID, code or site; a form not collected at its event; a bad
 instance; no subject; one item given two values) are collected over the whole file and
 raised as one :class:`~consortia.exceptions.InterchangeError` (at most
@@ -46,7 +46,7 @@ from consortia.domain.study import ItemType, Study
 from consortia.exceptions import InterchangeError, Problem
 from consortia.standards.clinical_records import (
     MAX_PROBLEMS,
-    FormRecord,
+    FileFormRecord,
     FormValues,
     ProblemLog,
     RecordAssembler,
@@ -61,7 +61,7 @@ __all__ = [
     "COMPLETE_ITEM",
     "LONG_COLUMNS",
     "MAX_PROBLEMS",
-    "FormRecord",
+    "FileFormRecord",
     "read_long_csv",
     "read_odm_clinical",
     "read_wide_csv",
@@ -101,7 +101,7 @@ class _CsvReader:
         self.line, self.row = 0, list[str]()
         self.found: list[tuple[str, str, int]] = []  # the row's problems: path, message, column
 
-    def read(self, stream: TextIO) -> Iterator[FormRecord]:
+    def read(self, stream: TextIO) -> Iterator[FileFormRecord]:
         rows = self.rows(stream)
         first = next(rows, None)
         if first is None:
@@ -147,7 +147,7 @@ class _CsvReader:
     def header(self) -> None:
         raise NotImplementedError
 
-    def read_row(self) -> list[FormRecord]:
+    def read_row(self) -> list[FileFormRecord]:
         """Put the row's values into the assembler, its problems into ``found``; return the
         records it completed."""
         raise NotImplementedError
@@ -254,7 +254,7 @@ class _WideReader(_CsvReader):
             return f"{base} is a {slot.kind.value} item, not a checkbox (multichoice) item"
         return "not an item, checkbox (<item>___<code>) or <form>_complete column of this study"
 
-    def read_row(self) -> list[FormRecord]:
+    def read_row(self) -> list[FileFormRecord]:
         layout, row, line = self.layout, self.row, self.line
         subject = row[0].strip()
         if not subject:
@@ -323,7 +323,7 @@ def _instrument_problem(slot: Slot, instrument: str | None) -> str:
     return ""
 
 
-def read_wide_csv(study: Study, stream: TextIO, *, file: str) -> Iterator[FormRecord]:
+def read_wide_csv(study: Study, stream: TextIO, *, file: str) -> Iterator[FileFormRecord]:
     """Read a REDCap record export (raw values) as form records; see the module docstring.
 
     Open the file with ``encoding="utf-8-sig", newline=""``.
@@ -367,8 +367,8 @@ class _LongReader(_CsvReader):
         self.form: str | None = None
         self.entry = FormValues("", 0, None)
 
-    def read_row(self) -> list[FormRecord]:
-        records: list[FormRecord] = []
+    def read_row(self) -> list[FileFormRecord]:
+        records: list[FileFormRecord] = []
         context = self.context_of(self.row)
         if context != self.context:
             self.context, self.form, mark = context, None, len(self.found)
@@ -429,7 +429,7 @@ class _LongReader(_CsvReader):
         return subject, event, instance, form, site
 
 
-def read_long_csv(study: Study, stream: TextIO, *, file: str) -> Iterator[FormRecord]:
+def read_long_csv(study: Study, stream: TextIO, *, file: str) -> Iterator[FileFormRecord]:
     """Read our long format (one value a row; see the module docstring) as form records.
 
     >>> import io
@@ -448,7 +448,7 @@ def read_long_csv(study: Study, stream: TextIO, *, file: str) -> Iterator[FormRe
 # ------------------------------------------------------------------------ ODM, sniffing
 
 
-def read_odm_clinical(study: Study, source: BinaryIO, *, file: str) -> Iterator[FormRecord]:
+def read_odm_clinical(study: Study, source: BinaryIO, *, file: str) -> Iterator[FileFormRecord]:
     """Read ODM 1.3.2 ClinicalData as form records, incrementally and in constant memory.
 
     DOCTYPEs (so entity expansion and external entities) are refused. See

@@ -1,6 +1,6 @@
 """What the clinical data readers share: the record a reader yields, and how it is built.
 
-:class:`FormRecord` is one form instance of one subject as read from a file;
+:class:`FileFormRecord` is one form instance of one subject as read from a file;
 :class:`StudyLayout` maps a study's items, events and forms for fast lookups;
 :class:`RecordAssembler` gathers one subject's values into records as rows or elements
 arrive; :class:`ProblemLog` collects the structural problems of a file. The readers are in
@@ -18,7 +18,7 @@ from consortia.standards.redcap import redcap_names
 
 __all__ = [
     "MAX_PROBLEMS",
-    "FormRecord",
+    "FileFormRecord",
     "FormValues",
     "ProblemLog",
     "RecordAssembler",
@@ -32,7 +32,7 @@ MAX_PROBLEMS: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
-class FormRecord:
+class FileFormRecord:
     """One form instance of one subject as read from a file, with where each value was.
 
     ``line`` is the first line of the record (CSV) or of its FormData element (ODM);
@@ -54,7 +54,7 @@ class FormRecord:
         """The line of a problem path from validate_form: the item's own line, else that of
         its group instance, else the record's first line.
 
-        >>> record = FormRecord("S1", None, "ae_log", 1, "ae", {}, False, 7,
+        >>> record = FileFormRecord("S1", None, "ae_log", 1, "ae", {}, False, 7,
         ...                     {"forms.ae.events[2]": 9}, "ae.csv")
         >>> record.line_of("forms.ae.events[2].ae_term"), record.line_of("forms.ae")
         (9, 7)
@@ -197,7 +197,7 @@ class RecordAssembler:
         self.key: tuple[str, str, int] = ("", "", 0)
         self.forms: dict[str, FormValues] = {}
 
-    def start(self, subject: str, event: str, instance: int) -> list[FormRecord]:
+    def start(self, subject: str, event: str, instance: int) -> list[FileFormRecord]:
         """Move on to this event instance; return the records of the previous one, if it
         was another."""
         key = (subject, event, instance)
@@ -238,13 +238,13 @@ class RecordAssembler:
         first = f"{earlier!r} (line {lines[slot.item]})"
         return f"{shown}{slot.item} is given twice: {first} and {value!r}"
 
-    def finish(self) -> list[FormRecord]:
+    def finish(self) -> list[FileFormRecord]:
         subject, event, instance = self.key
         records = [self._record(subject, event, instance, entry) for entry in self.forms.values()]
         self.forms = {}
         return records
 
-    def _record(self, subject: str, event: str, instance: int, entry: FormValues) -> FormRecord:
+    def _record(self, subject: str, event: str, instance: int, entry: FormValues) -> FileFormRecord:
         base = f"forms.{entry.form}"
         values = dict(entry.flat)
         item_lines = {f"{base}.{item}": line for item, line in entry.lines.items()}
@@ -255,7 +255,7 @@ class RecordAssembler:
                 prefix = f"{base}.{group}[{number}]"
                 item_lines[prefix] = first
                 item_lines |= {f"{prefix}.{item}": line for item, line in lines.items()}
-        return FormRecord(
+        return FileFormRecord(
             subject, entry.site, event, instance, entry.form, values, entry.complete is True,
             entry.line, item_lines, self.file,
         )  # fmt: skip

@@ -34,7 +34,7 @@ from xml.parsers import expat
 
 from consortia.domain.study import Study
 from consortia.standards.clinical_records import (
-    FormRecord,
+    FileFormRecord,
     FormValues,
     ProblemLog,
     RecordAssembler,
@@ -78,7 +78,7 @@ class _Reader:
         self.layout = StudyLayout(study)
         self.problems = ProblemLog(file)
         self.assembler = RecordAssembler(file)
-        self.ready: list[FormRecord] = []
+        self.ready: list[FileFormRecord] = []
         parser = expat.ParserCreate(namespace_separator=_SEPARATOR)
         parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.StartDoctypeDeclHandler = self.doctype
@@ -290,7 +290,7 @@ class _Reader:
             self.problem("ItemData/@Value", conflict)
 
 
-def read_clinical_data(study: Study, source: BinaryIO, *, file: str) -> Iterator[FormRecord]:
+def read_clinical_data(study: Study, source: BinaryIO, *, file: str) -> Iterator[FileFormRecord]:
     """Form records from the ClinicalData of an ODM file; see the module docstring.
 
     Problems are collected as :func:`~consortia.standards.clinical_data.read_wide_csv`

@@ -172,7 +172,7 @@ def _payload_json(fields: Mapping[str, Any], before: str, after: str) -> str:
     )
 
 
-def utc_now() -> str:
+def audit_timestamp() -> str:
     """The current time as an unambiguous UTC ISO 8601 string (microseconds, 'Z')."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -216,7 +216,7 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
     if not entries:
         return _lock_head(connection, chain)[0]
     seq, prev = _lock_head(connection, chain)
-    now = utc_now()  # one time for the events of one call (they commit together)
+    now = audit_timestamp()  # one time for the events of one call (they commit together)
     rows = []
     for entry in entries:
         seq += 1

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from consortia.domain.file_check import ValueRow
+from consortia.domain.file_check import ValueToWrite
 
 __all__ = ["BATCH", "bound", "insert_rows", "insert_values", "reserve_ids"]
 
@@ -41,7 +41,7 @@ _VALUE_COLUMNS = ("form_pk", "item", "group_instance", "value_text", "value_num"
 
 def insert_values(
     connection: Connection,
-    rows: list[ValueRow],
+    rows: list[ValueToWrite],
     form_ids: list[int],
 ) -> None:
     """Insert item_value rows (by form index) in the caller's transaction, the fastest way
