@@ -10,7 +10,8 @@ from types import MappingProxyType
 
 import pytest
 
-from consortia.domain.expressions import FUNCTIONS, Expression, check_names, parse
+from consortia.domain.expression_functions import FUNCTIONS
+from consortia.domain.expressions import Expression, check_names, parse
 from consortia.exceptions import ExpressionError
 
 TODAY = dt.date(2024, 5, 1)

@@ -16,7 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consortia.domain.expressions import FUNCTIONS, Expression, check_names, parse
+from consortia.domain.expression_functions import FUNCTIONS
+from consortia.domain.expressions import Expression, check_names, parse
 from consortia.exceptions import ExpressionError
 
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
