@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consortia.domain.study import load_study
+from consortia.domain.study_yaml import load_study
 from consortia.domain.templates import load_template
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade

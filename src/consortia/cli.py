@@ -124,7 +124,7 @@ def study_validate(
     path: Annotated[Path, typer.Argument(help="The study YAML file.")],
 ) -> None:
     """Check a study file; print a summary, or every problem as PATH:LINE:COL: path: message."""
-    from consortia.domain.study import load_study
+    from consortia.domain.study_yaml import load_study
 
     try:
         study = load_study(path)
@@ -139,7 +139,8 @@ def study_show(
     lang: Annotated[str, typer.Option(help="Label language: en or zh.")] = "en",
 ) -> None:
     """Print the schedule of a study: events x forms."""
-    from consortia.domain.study import load_study, schedule_table
+    from consortia.domain.study import schedule_table
+    from consortia.domain.study_yaml import load_study
 
     try:
         study = load_study(path)
@@ -159,7 +160,7 @@ def _print_warnings(warnings: tuple[object, ...]) -> None:
 
 def _write_imported(out: Path, study: Any, warnings: tuple[object, ...]) -> None:
     """Write an imported study as YAML after listing what did not carry over."""
-    from consortia.domain.study import study_to_yaml
+    from consortia.domain.study_yaml import study_to_yaml
 
     _print_warnings(warnings)
     _write_atomically(out, study_to_yaml(study).encode("utf-8"))
@@ -172,7 +173,7 @@ def study_export_odm(
     out: Annotated[Path, typer.Option("--out", help="The ODM 1.3.2 XML file to write.")],
 ) -> None:
     """Write a study's metadata as CDISC ODM 1.3.2 XML."""
-    from consortia.domain.study import load_study
+    from consortia.domain.study_yaml import load_study
     from consortia.standards.odm import export_odm
 
     try:
@@ -222,7 +223,7 @@ def study_export_redcap(
 ) -> None:
     """Write a study as a REDCap data dictionary; what REDCap cannot hold is listed, each
     with its file and line."""
-    from consortia.domain.study import study_from_document
+    from consortia.domain.study_yaml import study_from_document
     from consortia.domain.yamlsource import load_yaml_file
     from consortia.standards.redcap import export_redcap
 

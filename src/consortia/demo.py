@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from consortia.auth.principal import Role
-from consortia.domain.study import study_to_yaml
+from consortia.domain.study_yaml import study_to_yaml
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError

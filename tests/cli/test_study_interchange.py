@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from consortia.cli import app
-from consortia.domain.study import load_study
+from consortia.domain.study_yaml import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "cart-tour.yaml"

@@ -24,7 +24,8 @@ from consortia.domain.randomization import (
     randomiser_for,
     weighted_imbalance,
 )
-from consortia.domain.study import Study, load_study_text
+from consortia.domain.study import Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import load_template
 from consortia.exceptions import ValidationError
 

@@ -9,7 +9,8 @@ import pytest
 
 from consortia.domain import schedule
 from consortia.domain.schedule import SavedForm, SubjectStatus, unmet_gates
-from consortia.domain.study import StatusGate, load_study_text, study_to_yaml
+from consortia.domain.study import StatusGate
+from consortia.domain.study_yaml import load_study_text, study_to_yaml
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import TEMPLATE_NAMES, load_template
 from consortia.exceptions import StudyDefinitionError

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from consortia.domain.study import (
-    ItemType,
-    Study,
-    load_study,
-    load_study_text,
-    schedule_table,
-    study_to_yaml,
-)
+from consortia.domain.study import ItemType, Study, schedule_table
+from consortia.domain.study_yaml import load_study, load_study_text, study_to_yaml
 from consortia.exceptions import StudyDefinitionError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consortia.domain import grading
-from consortia.domain.study import ItemType, Study, load_study_text
+from consortia.domain.study import ItemType, Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import (
     TEMPLATE_NAMES,
     TemplateInfo,

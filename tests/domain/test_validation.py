@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from consortia.domain import grading
-from consortia.domain.study import Study, load_study_text
+from consortia.domain.study import Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import load_template
 from consortia.domain.validation import FormCheck, compute_derived, parse_value, validate_form
 from consortia.exceptions import NotFoundError, StudyDefinitionError, ValidationError

@@ -23,7 +23,7 @@ import yaml
 
 import consortia.federation.edc_tables as edc_tables_module
 from consortia.auth.principal import Grant, Principal, Role
-from consortia.domain.study import load_study_text
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConfigurationError
 from consortia.federation.coordinator import AnalysisRefused, Coordinator

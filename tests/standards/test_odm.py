@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from lxml import etree  # type: ignore[import-untyped]
 
-from consortia.domain.study import Range, Study, load_study, load_study_text
+from consortia.domain.study import Range, Study
+from consortia.domain.study_yaml import load_study, load_study_text
 from consortia.exceptions import InterchangeError
 from consortia.standards import odm
 from consortia.standards.odm import (

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from consortia.domain import expressions
-from consortia.domain.study import (
-    ItemType,
-    Study,
-    load_study,
-    load_study_text,
-    study_from_document,
-)
+from consortia.domain.study import ItemType, Study
+from consortia.domain.study_yaml import load_study, load_study_text, study_from_document
 from consortia.domain.yamlsource import load_yaml_text
 from consortia.exceptions import ExpressionError, InterchangeError, Problem
 from consortia.standards.redcap import (

@@ -60,7 +60,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine
 
-from consortia.domain.study import DerivedType, ItemType, Study, load_study_text
+from consortia.domain.study import DerivedType, ItemType, Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import ConfigurationError
 from consortia.federation.tables import ColumnType, Table, empty_column
 from consortia.storage.audit import audit_head

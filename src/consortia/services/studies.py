@@ -16,7 +16,8 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, site_scope
 from consortia.auth.principal import Principal
-from consortia.domain.study import Study, load_study_text
+from consortia.domain.study import Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.values import StudyIndex
 from consortia.exceptions import (
     NotFoundError,

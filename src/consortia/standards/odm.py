@@ -1,6 +1,6 @@
 """CDISC ODM 1.3.2 study metadata: export a study, import one written by us or another system.
 
->>> from consortia.domain.study import load_study
+>>> from consortia.domain.study_yaml import load_study
 >>> study = load_study("examples/cart-tour.yaml")  # doctest: +SKIP
 >>> xml = export_odm(study)  # doctest: +SKIP
 >>> import_odm_bytes(xml).study == study.model_copy(update={"sites": {}, "arms": {},

@@ -103,7 +103,7 @@ _INTEGER_CODE = re.compile(r"-?(0|[1-9][0-9]*)")
 def export_odm(study: Study, *, creation_datetime: datetime | None = None) -> bytes:
     """The study's metadata as an ODM 1.3.2 Snapshot (UTF-8 bytes, valid against the XSD).
 
-    >>> from consortia.domain.study import load_study
+    >>> from consortia.domain.study_yaml import load_study
     >>> xml = export_odm(load_study("examples/cart-tour.yaml"))  # doctest: +SKIP
     >>> xml[:38]  # doctest: +SKIP
     b"<?xml version='1.0' encoding='UTF-8'?>"

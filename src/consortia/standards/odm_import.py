@@ -35,7 +35,8 @@ from typing import Any
 
 import yaml
 
-from consortia.domain.study import ItemType, Study, load_study_text
+from consortia.domain.study import ItemType, Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import InterchangeError, Problem, StudyDefinitionError
 from consortia.standards import odm_vendors as vendors
 from consortia.standards.odm_items import (

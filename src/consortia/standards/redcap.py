@@ -43,14 +43,8 @@ from typing import Any, Final
 
 import yaml
 
-from consortia.domain.study import (
-    NUMERIC_TYPES,
-    DerivedType,
-    Item,
-    ItemType,
-    Study,
-    load_study_text,
-)
+from consortia.domain.study import NUMERIC_TYPES, DerivedType, Item, ItemType, Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.domain.yamlsource import YamlDocument
 from consortia.exceptions import ExpressionError, InterchangeError, Problem, StudyDefinitionError
 from consortia.standards.redcap_logic import expression_to_logic, logic_to_expression
@@ -866,7 +860,7 @@ def export_redcap(study: Study, source: YamlDocument | None = None) -> RedcapExp
     Chinese text, a soft range next to a hard one, expressions with no REDCap equivalent.
     Given the ``source`` the study was read from, each names its file and line.
 
-    >>> from consortia.domain.study import load_study
+    >>> from consortia.domain.study_yaml import load_study
     >>> result = export_redcap(load_study("examples/cart-tour.yaml"))  # doctest: +SKIP
     >>> result.text.splitlines()[1]  # doctest: +SKIP
     'record_id,consent,,text,Record ID,,,,,,,,,,,,,'

@@ -26,7 +26,8 @@ from functools import cache
 from importlib import resources
 from typing import Final
 
-from consortia.domain.study import Study, load_study_text
+from consortia.domain.study import Study
+from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import Problem, StudyDefinitionError
 
 __all__ = ["TEMPLATE_NAMES", "TemplateInfo", "list_templates", "load_template", "template_text"]
