@@ -207,7 +207,7 @@ def study_import_redcap(
     ] = None,
 ) -> None:
     """Read a REDCap data dictionary into a study YAML file; untranslatable logic warns."""
-    from consortia.standards.redcap import import_redcap
+    from consortia.standards.redcap_import import import_redcap
 
     try:
         result = import_redcap(path, study_id=study_id)
@@ -225,7 +225,7 @@ def study_export_redcap(
     with its file and line."""
     from consortia.domain.study_yaml import study_from_document
     from consortia.domain.yamlsource import load_yaml_file
-    from consortia.standards.redcap import export_redcap
+    from consortia.standards.redcap_export import export_redcap
 
     try:
         source = load_yaml_file(path)

@@ -28,7 +28,7 @@ from consortia.services.exports import ExportFormat, ExportRequest, export_study
 from consortia.services.imports import import_file
 from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
-from consortia.standards.redcap import export_redcap_file
+from consortia.standards.redcap_export import export_redcap_file
 from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
 from consortia.storage.audit import append_event, metadata, verify_chain
 from consortia.storage.db import make_engine

@@ -19,7 +19,7 @@ from consortia.domain.synthetic import FormEntry, SyntheticData, synthesize
 from consortia.domain.templates import load_template
 from consortia.domain.validation import validate_form
 from consortia.exceptions import InterchangeError, Problem
-from consortia.standards import clinical_data, clinical_records, redcap
+from consortia.standards import clinical_data, clinical_records, redcap_import, redcap_naming
 from consortia.standards.clinical_data import (
     LONG_COLUMNS,
     MAX_PROBLEMS,
@@ -32,7 +32,7 @@ from consortia.standards.clinical_data import (
 from consortia.standards.exports import ClinicalValue, write_odm_clinical
 from consortia.standards.odm_clinical import CHUNK, CONSORTIA_NS
 from consortia.standards.odm_xml import ODM_NS
-from consortia.standards.redcap import checkbox_column, redcap_names
+from consortia.standards.redcap_naming import checkbox_column, redcap_names
 
 Reader = Callable[[Study, Path], list[FileFormRecord]]
 
@@ -971,7 +971,9 @@ def test_an_event_name_over_18_characters_is_shortened_as_redcap_does() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [clinical_data, clinical_records, redcap], ids=lambda m: m.__name__
+    "module",
+    [clinical_data, clinical_records, redcap_import, redcap_naming],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples_hold(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

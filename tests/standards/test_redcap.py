@@ -13,13 +13,9 @@ from consortia.domain.study import ItemType, Study
 from consortia.domain.study_yaml import load_study, load_study_text, study_from_document
 from consortia.domain.yamlsource import load_yaml_text
 from consortia.exceptions import ExpressionError, InterchangeError, Problem
-from consortia.standards.redcap import (
-    COLUMNS,
-    export_redcap,
-    export_redcap_file,
-    import_redcap,
-    import_redcap_text,
-)
+from consortia.standards.redcap_dictionary import COLUMNS
+from consortia.standards.redcap_export import export_redcap, export_redcap_file
+from consortia.standards.redcap_import import import_redcap, import_redcap_text
 from consortia.standards.redcap_logic import expression_to_logic, logic_to_expression
 
 DATA = Path(__file__).parent / "data"
@@ -780,7 +776,7 @@ def test_a_calc_that_cannot_be_translated_is_left_out_with_everything_that_uses_
 
 
 def test_deeply_nested_branching_logic_warns_instead_of_crashing() -> None:
-    from consortia.standards.redcap import import_redcap_text
+    from consortia.standards.redcap_import import import_redcap_text
 
     header = (
         "Variable / Field Name,Form Name,Section Header,Field Type,Field Label,"

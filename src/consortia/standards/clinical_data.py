@@ -1,7 +1,7 @@
 """Reading clinical data files for bulk import: a stream of one :class:`FileFormRecord` per form.
 
 ``csv`` (:func:`read_wide_csv`): a REDCap record export (raw values) of a study set up from
-our dictionary (:func:`~consortia.standards.redcap.redcap_names`): the record id first
+our dictionary (:func:`~consortia.standards.redcap_naming.redcap_names`): the record id first
 (``record_id`` or ``subject_id``); ``redcap_event_name`` (unique or plain event names; not
 needed for a one-event study), ``redcap_repeat_instrument``, ``redcap_repeat_instance``,
 ``redcap_data_access_group`` or ``site``; items, checkboxes ``<item>___<code>`` (1 ticked)
@@ -55,7 +55,7 @@ from consortia.standards.clinical_records import (
     whole,
 )
 from consortia.standards.odm_clinical import read_clinical_data
-from consortia.standards.redcap import checkbox_column
+from consortia.standards.redcap_naming import checkbox_column
 
 __all__ = [
     "COMPLETE_ITEM",

@@ -14,7 +14,7 @@ from typing import Final, NoReturn
 
 from consortia.domain.study import ItemType, Study
 from consortia.exceptions import InterchangeError, Problem
-from consortia.standards.redcap import redcap_names
+from consortia.standards.redcap_naming import redcap_names
 
 __all__ = [
     "MAX_PROBLEMS",
