@@ -29,8 +29,8 @@ from consortia.standards.clinical_data import (
     read_wide_csv,
     sniff_format,
 )
-from consortia.standards.exports import ClinicalValue, write_odm_clinical
 from consortia.standards.odm_clinical import CHUNK, CONSORTIA_NS
+from consortia.standards.odm_clinical_writer import ClinicalValue, write_odm_clinical
 from consortia.standards.odm_xml import ODM_NS
 from consortia.standards.redcap_naming import checkbox_column, redcap_names
 

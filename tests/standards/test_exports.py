@@ -29,17 +29,9 @@ from consortia.domain.study import ItemType, Study
 from consortia.domain.templates import load_template
 from consortia.exceptions import ConfigurationError, InterchangeError
 from consortia.standards import xpt
-from consortia.standards.exports import (
-    AuditStamp,
-    ClinicalValue,
-    Column,
-    ColumnType,
-    write_csv,
-    write_odm_clinical,
-    write_parquet,
-    write_xpt,
-)
+from consortia.standards.exports import Column, ColumnType, write_csv, write_parquet, write_xpt
 from consortia.standards.odm import EXTENDED_SCHEMA, ODM_NS, SCHEMA, export_odm
+from consortia.standards.odm_clinical_writer import AuditStamp, ClinicalValue, write_odm_clinical
 from consortia.standards.odm_xml import CONSORTIA_NS
 
 NS = {"odm": ODM_NS}

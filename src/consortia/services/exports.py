@@ -53,7 +53,8 @@ from consortia.services.common import audit, require_in_study, utc_now, visible_
 from consortia.services.studies import Definition, current_definition
 from consortia.standards import exports as writers
 from consortia.standards.clinical_data import COMPLETE_ITEM
-from consortia.standards.exports import ClinicalValue, Column, ColumnType
+from consortia.standards.exports import Column, ColumnType
+from consortia.standards.odm_clinical_writer import ClinicalValue, write_odm_clinical
 from consortia.storage.audit import audit_event, row_event
 from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import mask_event
@@ -575,7 +576,7 @@ class PlannedExport:
             if request.format is ExportFormat.ODM:
                 now = utc_now()
                 with closing(export.clinical_values()) as values:
-                    return writers.write_odm_clinical(
+                    return write_odm_clinical(
                         values,
                         out,
                         study_oid=f"S.{study}",
