@@ -16,7 +16,8 @@ from consortia.exceptions import ExpressionError, InterchangeError, Problem
 from consortia.standards.redcap_dictionary import COLUMNS
 from consortia.standards.redcap_export import export_redcap, export_redcap_file
 from consortia.standards.redcap_import import import_redcap, import_redcap_text
-from consortia.standards.redcap_logic import expression_to_logic, logic_to_expression
+from consortia.standards.redcap_logic import logic_to_expression
+from consortia.standards.redcap_logic_writer import expression_to_logic
 
 DATA = Path(__file__).parent / "data"
 DICTIONARY = DATA / "redcap_dictionary.csv"

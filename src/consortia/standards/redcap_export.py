@@ -19,7 +19,7 @@ from consortia.domain.study import DerivedType, Item, ItemType, Study
 from consortia.domain.yamlsource import YamlDocument
 from consortia.exceptions import ExpressionError, Problem
 from consortia.standards.redcap_dictionary import COLUMNS, FORCE_TAG
-from consortia.standards.redcap_logic import expression_to_logic
+from consortia.standards.redcap_logic_writer import expression_to_logic
 from consortia.standards.redcap_naming import redcap_names
 
 __all__ = ["RedcapExport", "export_redcap", "export_redcap_file"]
