@@ -14,25 +14,19 @@ from typing import Any
 
 import pytest
 
+from consortia.domain.cart_toxicity import crs_grade, icans_grade, ice_score
+from consortia.domain.ctcae import CTCAE_V5_TERMS, AdverseEvent, ctcae_term
 from consortia.domain.grading import (
-    CTCAE_V5_TERMS,
     LABELS,
-    AdverseEvent,
     Consciousness,
     CtcaeGrade,
     HendersonType,
-    MstsScore,
     Oedema,
     OxygenSupport,
     Seizure,
     SeriousnessCriterion,
-    crs_grade,
-    ctcae_term,
-    henderson_type,
-    icans_grade,
-    ice_score,
-    msts_score,
 )
+from consortia.domain.orthopaedic_scores import MstsScore, henderson_type, msts_score
 from consortia.exceptions import ValidationError
 
 O2 = OxygenSupport

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consortia.domain import grading
+from consortia.domain import grading, orthopaedic_scores
 from consortia.domain.study import ItemType, Study
 from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import (
@@ -134,7 +134,7 @@ def test_ortho_scores_the_six_lower_limb_msts_domains_0_to_5() -> None:
 
     items = study.forms["msts"].groups["main"].items
     domains = [name for name in items if name != "msts_date"]
-    assert len(domains) == len(grading.MSTS_DOMAINS["lower"]) == 6
+    assert len(domains) == len(orthopaedic_scores.MSTS_DOMAINS["lower"]) == 6
     for name in domains:
         bounds = items[name].range
         assert bounds is not None

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from consortia.domain import grading
+from consortia.domain import cart_toxicity, grading
 from consortia.domain.study import Study
 from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import load_template
@@ -455,7 +455,7 @@ def test_the_cart_crs_form_derives_the_same_grades_as_the_grading_functions() ->
     derived = compute_derived(study, check.values)
     assert (
         derived["crs_grade_astct"]
-        == grading.crs_grade(
+        == cart_toxicity.crs_grade(
             max_temperature_c=39.1,
             hypotension=True,
             vasopressors=1,
@@ -469,7 +469,7 @@ def test_the_cart_crs_form_derives_the_same_grades_as_the_grading_functions() ->
     assert derived["ice_total"] == 8
     assert (
         derived["icans_grade_astct"]
-        == grading.icans_grade(
+        == cart_toxicity.icans_grade(
             ice=8,
             consciousness=grading.Consciousness.AWAKE,
             seizure=grading.Seizure.NONE,

@@ -2,7 +2,7 @@
 
 :data:`FUNCTIONS` holds every function an expression can call: its name, arity, the doc
 users see and its implementation (dates, missing values, numbers, selections, and the
-ASTCT CRS/ICANS grades of :mod:`consortia.domain.grading`). Nothing outside it is called.
+ASTCT CRS/ICANS grades of :mod:`consortia.domain.cart_toxicity`). Nothing outside it is called.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, NoReturn, cast
 
-from consortia.domain import grading
+from consortia.domain import cart_toxicity, grading
 from consortia.domain.expression_values import (
     ROUNDING,
     EvaluationProblem,
@@ -311,7 +311,7 @@ def _crs_grade(args: _Arguments, today: date | None) -> object:
     if flow is not None and not is_number(flow):
         raise EvaluationProblem(f"crs_grade(): oxygen_flow must be a number, got {kind_of(flow)}")
     return _graded(
-        lambda: grading.crs_grade(
+        lambda: cart_toxicity.crs_grade(
             max_temperature_c=None if temp is None else float(temp),
             hypotension=_flag(hypotension),
             vasopressors=int(vasopressors),
@@ -347,7 +347,7 @@ def _ice_score(args: _Arguments, today: date | None) -> object:
         _whole(arg, "ice_score() part") for arg in args
     )
     return _graded(
-        lambda: grading.ice_score(
+        lambda: cart_toxicity.ice_score(
             orientation=orientation,
             naming=naming,
             commands=commands,
@@ -373,7 +373,7 @@ def _icans_grade(args: _Arguments, today: date | None) -> object:
     if consciousness is None or seizure is None or motor is None or oedema is None:
         return None
     return _graded(
-        lambda: grading.icans_grade(
+        lambda: cart_toxicity.icans_grade(
             ice=None if ice is None else _whole(ice, "icans_grade() ice"),
             consciousness=_member_of(grading.Consciousness, consciousness, "consciousness"),
             seizure=_member_of(grading.Seizure, seizure, "seizure"),
