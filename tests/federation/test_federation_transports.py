@@ -23,10 +23,12 @@ from consortia.federation.pull import run_pull_worker
 from consortia.federation.tables import Table
 from consortia.federation.transport import InProcessTransport, PushTransport, Transport
 from consortia.stats.agreement import iso15197
+from consortia.stats.contingency import crosstab
 from consortia.stats.cox import fit_cox
-from consortia.stats.descriptive import crosstab, describe, proportion
+from consortia.stats.descriptive import describe
 from consortia.stats.diagnostic import diagnostic_accuracy
 from consortia.stats.glm import fit_glm
+from consortia.stats.proportions import proportion
 from consortia.stats.survival import kaplan_meier, logrank_test
 
 RTOL = 1e-8

@@ -18,21 +18,25 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
 from consortia.exceptions import StatisticsError
-from consortia.stats.descriptive import (
+from consortia.stats.contingency import (
     CrosstabAggregates,
-    DescribeAggregates,
-    ProportionAggregates,
-    clopper_pearson_interval,
     combine_crosstab,
-    combine_describe,
-    combine_proportion,
     crosstab,
     crosstab_node,
+)
+from consortia.stats.descriptive import (
+    DescribeAggregates,
+    combine_describe,
     describe,
     describe_node,
+    regular_bins,
+)
+from consortia.stats.proportions import (
+    ProportionAggregates,
+    clopper_pearson_interval,
+    combine_proportion,
     proportion,
     proportion_node,
-    regular_bins,
     wilson_interval,
 )
 

@@ -21,6 +21,7 @@ from consortia.stats.agreement import (
     iso15197_node,
     parkes_zones,
 )
+from consortia.stats.contingency import CrosstabResult, combine_crosstab, crosstab, crosstab_node
 from consortia.stats.cox import CoxNodeData, CoxResult, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import (
     CoxAggregates,
@@ -29,20 +30,7 @@ from consortia.stats.cox_aggregates import (
     Ties,
     combine_cox_time_sums,
 )
-from consortia.stats.descriptive import (
-    CrosstabResult,
-    DescribeResult,
-    ProportionResult,
-    combine_crosstab,
-    combine_describe,
-    combine_proportion,
-    crosstab,
-    crosstab_node,
-    describe,
-    describe_node,
-    proportion,
-    proportion_node,
-)
+from consortia.stats.descriptive import DescribeResult, combine_describe, describe, describe_node
 from consortia.stats.design import (
     Design,
     LevelCounts,
@@ -66,6 +54,12 @@ from consortia.stats.glm import (
 )
 from consortia.stats.meta import MetaInput, MetaResult, combine_meta, meta_analysis
 from consortia.stats.plots import kaplan_meier_plot
+from consortia.stats.proportions import (
+    ProportionResult,
+    combine_proportion,
+    proportion,
+    proportion_node,
+)
 from consortia.stats.results import ConvergenceWarning, StatResult, format_table, to_jsonable
 from consortia.stats.survival import (
     KaplanMeierCurve,

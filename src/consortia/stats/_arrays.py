@@ -7,14 +7,22 @@ first offending row, so a node can tell its data steward what to fix.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from consortia.exceptions import StatisticsError
 
-__all__ = ["as_event_vector", "as_float_vector", "as_labels", "bin_times", "sort_labels"]
+__all__ = [
+    "as_event_vector",
+    "as_float_array",
+    "as_float_vector",
+    "as_labels",
+    "bin_times",
+    "sort_labels",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -47,6 +55,22 @@ def as_labels(values: npt.ArrayLike, what: str) -> list[str]:
     if missing:
         raise StatisticsError(f"{what}: {missing} missing values; drop or impute them first")
     return out
+
+
+def as_float_array(values: Iterable[Any] | npt.ArrayLike, name: str) -> FloatArray:
+    """Return a 1-D float array; missing values (NaN) stay, infinite ones are refused."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StatisticsError(f"{name}: values must be numbers or missing") from None
+    if array.ndim != 1:
+        raise StatisticsError(f"{name}: expected a one-dimensional array, got shape {array.shape}")
+    if np.isinf(array).any():
+        raise StatisticsError(f"{name}: infinite values cannot be summarised")
+    return array
+
+
+# --------------------------------------------------------------------------- describe
 
 
 def as_float_vector(values: npt.ArrayLike, what: str) -> FloatArray:

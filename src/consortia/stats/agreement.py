@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consortia.exceptions import StatisticsError
-from consortia.stats.descriptive import NodeAggregates, _reading
+from consortia.stats.aggregates import NodeAggregates, reading_aggregates
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -294,7 +294,7 @@ class GlucoseAccuracyAggregates(NodeAggregates):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GlucoseAccuracyAggregates:
         """Read aggregates produced by :meth:`to_dict` (raises StatisticsError if malformed)."""
-        with _reading("iso15197"):
+        with reading_aggregates("iso15197"):
             aggregates = cls(
                 n=int(data["n"]),
                 missing=int(data["missing"]),

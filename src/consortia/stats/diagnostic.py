@@ -59,14 +59,8 @@ import numpy.typing as npt
 from scipy import stats as sps
 
 from consortia.exceptions import PolicyRefusal, StatisticsError
-from consortia.stats.descriptive import (
-    NodeAggregates,
-    ProportionAggregates,
-    ProportionResult,
-    _check_confidence,
-    _reading,
-    combine_proportion,
-)
+from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
+from consortia.stats.proportions import ProportionAggregates, ProportionResult, combine_proportion
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -118,7 +112,7 @@ class DiagnosticAggregates(NodeAggregates):
         def counts(key: str) -> tuple[int, ...]:
             return tuple(int(c) for c in data[key])
 
-        with _reading("diagnostic"):
+        with reading_aggregates("diagnostic"):
             aggregates = cls(
                 threshold=float(data["threshold"]),
                 tp=int(data["tp"]),
@@ -430,7 +424,7 @@ def combine_diagnostic(
     """
     if not aggregates:
         raise StatisticsError("diagnostic: no node aggregates to combine")
-    _check_confidence(confidence)
+    check_confidence(confidence)
     first = aggregates[0]
     grids = {agg.thresholds for agg in aggregates}
     same_grid = len(grids) == 1

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as sps
 
 from consortia.exceptions import StatisticsError
-from consortia.stats.descriptive import NodeAggregates, _check_confidence, _reading
+from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -63,7 +63,7 @@ class MetaInput(NodeAggregates):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetaInput:
         """Read an input produced by :meth:`to_dict` (raises StatisticsError if malformed)."""
-        with _reading("meta"):
+        with reading_aggregates("meta"):
             n = data.get("n")
             return cls(
                 label=str(data["label"]),
@@ -150,7 +150,7 @@ def combine_meta(inputs: Sequence[MetaInput], *, confidence: float = 0.95) -> Me
     """
     if not inputs:
         raise StatisticsError("meta: no node estimates to combine")
-    _check_confidence(confidence)
+    check_confidence(confidence)
     y = np.array([item.estimate for item in inputs], dtype=np.float64)
     v = np.array([item.standard_error**2 for item in inputs], dtype=np.float64)
     z = float(sps.norm.isf((1.0 - confidence) / 2))

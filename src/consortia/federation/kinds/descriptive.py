@@ -34,18 +34,14 @@ from consortia.federation.kinds.base import (
 )
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
+from consortia.stats.contingency import CrosstabAggregates, combine_crosstab, crosstab_node
 from consortia.stats.descriptive import (
-    CrosstabAggregates,
     DescribeAggregates,
-    ProportionAggregates,
-    combine_crosstab,
     combine_describe,
-    combine_proportion,
-    crosstab_node,
     describe_node,
-    proportion_node,
     regular_bins,
 )
+from consortia.stats.proportions import ProportionAggregates, combine_proportion, proportion_node
 
 __all__ = ["CrosstabKind", "DescribeKind", "ProportionKind"]
 
