@@ -18,7 +18,7 @@ from consortia.stats.cox_aggregates import (
     combine_cox_time_sums,
     partial_likelihood,
 )
-from consortia.stats.glm import GlmAggregates, GlmNodeData
+from consortia.stats.glm_node import GlmAggregates, GlmNodeData
 
 FloatArray = npt.NDArray[np.float64]
 

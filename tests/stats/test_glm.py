@@ -26,7 +26,8 @@ import statsmodels.formula.api as smf
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.design import design_matrix, level_counts, union_levels
-from consortia.stats.glm import GlmAggregates, GlmNodeData, GlmResult, fit_glm, fit_glm_federated
+from consortia.stats.glm import GlmResult, fit_glm, fit_glm_federated
+from consortia.stats.glm_node import GlmAggregates, GlmNodeData
 from consortia.stats.results import ConvergenceWarning
 
 RTOL = 1e-8

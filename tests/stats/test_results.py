@@ -21,6 +21,10 @@ MODULES = [
     "consortia.stats.cox_aggregates",
     "consortia.stats.cox",
     "consortia.stats.glm",
+    "consortia.stats.glm_node",
+    "consortia.stats.descriptive",
+    "consortia.stats.contingency",
+    "consortia.stats.proportions",
     "consortia.stats.plots",
 ]
 

@@ -44,14 +44,8 @@ from consortia.stats.diagnostic import (
     diagnostic_accuracy,
     diagnostic_node,
 )
-from consortia.stats.glm import (
-    Family,
-    GlmAggregates,
-    GlmNodeData,
-    GlmResult,
-    fit_glm,
-    fit_glm_federated,
-)
+from consortia.stats.glm import GlmResult, fit_glm, fit_glm_federated
+from consortia.stats.glm_node import Family, GlmAggregates, GlmNodeData
 from consortia.stats.meta import MetaInput, MetaResult, combine_meta, meta_analysis
 from consortia.stats.plots import kaplan_meier_plot
 from consortia.stats.proportions import (

@@ -54,7 +54,8 @@ from consortia.stats._arrays import bin_times, sort_labels
 from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
-from consortia.stats.glm import GlmAggregates, GlmNodeData, fit_glm, fit_glm_federated
+from consortia.stats.glm import fit_glm, fit_glm_federated
+from consortia.stats.glm_node import GlmAggregates, GlmNodeData
 from consortia.stats.meta import MetaInput, combine_meta
 
 __all__ = ["CoxKind", "CoxRequest", "GlmKind", "GlmRequest", "MetaKind", "MetaRequest"]
