@@ -39,15 +39,8 @@ from consortia.domain.study import ItemType, Study
 from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import InterchangeError, Problem, StudyDefinitionError
 from consortia.standards import odm_vendors as vendors
-from consortia.standards.odm_items import (
-    DEFS,
-    NAME,
-    TYPES,
-    ItemReader,
-    Namer,
-    Slot,
-    oid_stem,
-)
+from consortia.standards.odm_items import DEFS, TYPES, ItemReader, Slot
+from consortia.standards.odm_names import NAME, Namer, oid_stem
 from consortia.standards.odm_xml import (
     ALIAS_CHECKS,
     ALIAS_DAY,

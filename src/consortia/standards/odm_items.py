@@ -17,6 +17,7 @@ from consortia.domain import expressions
 from consortia.domain.study import ItemType
 from consortia.exceptions import ExpressionError, Problem
 from consortia.standards import odm_vendors as vendors
+from consortia.standards.odm_names import NAME, Namer, oid_stem, shorten
 from consortia.standards.odm_xml import (
     ALIAS_CHECKS,
     ALIAS_IDENTIFIER,
@@ -70,43 +71,6 @@ _DERIVED_TYPES = {
     "boolean": "boolean",
     "date": "date",
 }
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_OC_PREFIX = re.compile(r"^(SE|F|IG|I|CL|MU)_(?=.)", re.IGNORECASE)
-
-
-def shorten(text: str, limit: int = 80) -> str:
-    """``text`` for a message: at most ``limit`` characters."""
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
-
-
-class Namer:
-    """Hands out valid, unique study names."""
-
-    def __init__(self, keep_case: bool) -> None:
-        self.keep_case = keep_case
-        self.used: set[str] = set()
-
-    def claim(self, raw: str, fallback: str) -> str:
-        if self.keep_case and NAME.match(raw):
-            base = raw
-        else:
-            base = re.sub(r"[^0-9a-z]+", "_", raw.lower()).strip("_") or fallback
-            if not base[0].isalpha():
-                base = f"{fallback}_{base}"
-            base = base[:64].rstrip("_")
-        name, counter = base, 1
-        while name in self.used:
-            counter += 1
-            suffix = f"_{counter}"
-            name = base[: 64 - len(suffix)] + suffix
-        self.used.add(name)
-        return name
-
-
-def oid_stem(oid: str, ours: bool) -> str:
-    """``SE.screening`` → screening, ``IG.demo.main`` → main, ``F_DEMOG_V10`` → DEMOG_V10."""
-    stem = oid.rsplit(".", 1)[-1] or oid
-    return stem if ours else _OC_PREFIX.sub("", stem)
 
 
 @dataclass
