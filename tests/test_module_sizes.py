@@ -1,0 +1,77 @@
+"""One concept per module: no module of the checked packages is over 600 lines, and a name
+that once meant two things is defined once across src/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PACKAGE = SRC / "consortia"
+
+MAX_LINES = 600
+"""A module over ~600 lines usually holds two concepts (STYLE.md)."""
+
+SIZED_PACKAGES = ("domain", "standards", "stats")
+"""The packages under src/consortia whose modules are held to MAX_LINES; add a package here
+once it has been split."""
+
+SINGLE_MEANING_NAMES = ("FormRecord", "ValueRow", "utc_now")
+"""Names that meant two things and now have one definition each across src/."""
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((PACKAGE / package).rglob("*.py"))
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+@pytest.mark.parametrize("package", SIZED_PACKAGES)
+def test_no_module_of_the_package_is_over_600_lines(package: str) -> None:
+    modules = _modules(package)
+    assert modules, f"src/consortia/{package} has no modules"
+    too_long = {
+        str(path.relative_to(SRC)): lines for path in modules if (lines := _lines(path)) > MAX_LINES
+    }
+    assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def _definitions(tree: ast.Module) -> list[tuple[str, int]]:
+    """Names a module defines at its top level or in a class: classes, functions, and
+    assignments (type aliases included), each with its line."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append((node.name, node.lineno))
+        elif isinstance(node, ast.Assign):
+            found.extend(
+                (target.id, node.lineno) for target in node.targets if isinstance(target, ast.Name)
+            )
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found.append((node.target.id, node.lineno))
+    return found
+
+
+def _where_defined(name: str) -> list[str]:
+    places = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        places.extend(
+            f"{path.relative_to(SRC)}:{line}" for found, line in _definitions(tree) if found == name
+        )
+    return places
+
+
+@pytest.mark.parametrize("name", SINGLE_MEANING_NAMES)
+def test_the_name_is_defined_once_in_src(name: str) -> None:
+    places = _where_defined(name)
+    assert len(places) == 1, f"{name} is defined {len(places)} times: {places}"
+
+
+def test_the_definition_finder_sees_classes_functions_and_aliases() -> None:
+    tree = ast.parse("class A: ...\ndef b(): ...\nC = int\nD: type = int\nx.y = 1\n")
+    assert [name for name, _ in _definitions(tree)] == ["A", "b", "C", "D"]
