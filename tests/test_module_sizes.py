@@ -40,6 +40,16 @@ def test_no_module_of_the_package_is_over_600_lines(package: str) -> None:
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
 
 
+@pytest.mark.parametrize("package", SIZED_PACKAGES)
+def test_every_module_of_the_package_says_what_it_holds(package: str) -> None:
+    silent = [
+        str(path.relative_to(SRC))
+        for path in _modules(package)
+        if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not silent, f"modules without a docstring: {silent}"
+
+
 def _definitions(tree: ast.Module) -> list[tuple[str, int]]:
     """Names a module defines at its top level or in a class: classes, functions, and
     assignments (type aliases included), each with its line."""
