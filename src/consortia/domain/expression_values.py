@@ -35,6 +35,7 @@ class EvaluationProblem(Exception):
 
 
 def kind_of(value: object) -> str:
+    """The language's name for the kind of a value, for messages: 'number', 'date', ..."""
     if value is None:
         return "missing value"
     if isinstance(value, bool):
@@ -49,6 +50,7 @@ def kind_of(value: object) -> str:
 
 
 def is_number(value: object) -> TypeGuard[int | float | Decimal]:
+    """Whether ``value`` is a number (a bool counts, as in Python)."""
     return isinstance(value, int | float | Decimal)
 
 
@@ -142,6 +144,7 @@ def _temporal_pair(a: object, b: object) -> tuple[date, date] | None:
 
 
 def to_date(value: object, function: str) -> date:
+    """An argument of a date ``function`` as a date (an ISO string is read); refused otherwise."""
     if isinstance(value, date):
         return value
     if not isinstance(value, str):
@@ -156,6 +159,7 @@ def to_date(value: object, function: str) -> date:
 
 
 def truthy(value: object) -> bool:
+    """The truth of a condition: a missing value is False."""
     return value is not None and bool(value)
 
 
@@ -186,6 +190,7 @@ _OPERATORS: Final[dict[str, Callable[[Any, Any], Any]]] = {
 
 
 def ordered(op: str, a: object, b: object) -> bool:
+    """``a op b`` for an ordering ``op`` (``<``, ``<=``, ``>``, ``>=``); related types only."""
     compare = cast(Callable[[Any, Any], bool], _OPERATORS[op])
     if is_number(a) and is_number(b):
         if (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
@@ -224,6 +229,7 @@ def _member(a: object, b: object) -> bool:
 
 
 def compare_values(op: str, a: object, b: object) -> bool:
+    """``a op b`` for any comparison; False when either operand is missing."""
     if a is None or b is None:
         return False
     if op in ("in", "not in"):
@@ -247,6 +253,7 @@ def numeric(compute: Callable[[], object]) -> object:
 
 
 def arithmetic(op: str, left: object, right: object) -> object:
+    """``left op right`` for a binary arithmetic ``op``; None when an operand is missing."""
     if left is None or right is None:
         return None
     if op == "+" and isinstance(left, str) and isinstance(right, str):
@@ -275,6 +282,7 @@ def arithmetic(op: str, left: object, right: object) -> object:
 
 
 def unary(negate: bool, value: object) -> object:
+    """``-value`` (or ``+value``) of a number; None when it is missing."""
     if value is None:
         return None
     if not is_number(value):
@@ -283,6 +291,7 @@ def unary(negate: bool, value: object) -> object:
 
 
 def raise_to_power(base: object, exponent: int | float) -> object:
+    """``base ** exponent`` for a constant exponent; None when ``base`` is missing."""
     if base is None:
         return None
     if not is_number(base):

@@ -76,6 +76,7 @@ def _check_subscripts(source: str, multichoice: set[str]) -> list[ExpressionErro
 
 
 def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
+    """Every problem of a validated study that its models cannot see, each at its position."""
     problems: list[Problem] = []
 
     def add(path: PathKey, message: str, *, key: bool = False) -> None:

@@ -44,6 +44,7 @@ def reading_aggregates(kind: str) -> Iterator[None]:
 
 
 def check_confidence(confidence: float) -> float:
+    """The confidence level as a float; refused unless strictly between 0 and 1."""
     if not 0.0 < confidence < 1.0:
         raise StatisticsError(f"confidence: {confidence} is outside (0, 1)")
     return float(confidence)
