@@ -11,7 +11,8 @@ One policy for every path: the node's federation config (the ``[node]`` section 
 consortia.toml) gives the policy, the identifier columns and the EDC table declarations,
 so the REST endpoint refuses what the federation node refuses. Each release is written
 to the node's release ledger and the study's audit chain in one transaction, like a
-federated release, and is checked against every earlier release of the study's rows, whichever path made it (``differencing``).
+federated release, and is checked against every earlier release of the study's rows,
+whichever path made it (``differencing``).
 """
 
 from __future__ import annotations
