@@ -48,8 +48,6 @@ and decisions are kept there, shared by every process of the node.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,8 +85,6 @@ __all__ = [
     "open_node_database",
     "verify_node_audit",
 ]
-
-_ENV_REFERENCE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 
 
 def _table_source(value: Any) -> str | None:
@@ -143,20 +139,12 @@ class NodeConfig(BaseModel):
     def database(self) -> str | None:
         """The node database's URL, or None for a node without a database.
 
-        ``$NAME`` (or ``${NAME}``) reads the environment variable NAME; a relative SQLite
-        path resolves against ``base_dir``.
+        A relative SQLite path resolves against ``base_dir`` (consortia.toml's settings
+        arrive with it resolved against ``node_dir`` already).
         """
         if self.database_url is None:
             return None
         url = self.database_url.strip()
-        reference = _ENV_REFERENCE.match(url)
-        if reference is not None:
-            url = os.environ.get(reference.group(1), "").strip()
-            if not url:
-                raise ConfigurationError(
-                    f"database_url: the environment variable {reference.group(1)} is not set; "
-                    "set it to the node's database URL or write the URL in the config"
-                )
         try:
             parsed = make_url(url)
         except Exception:  # make_engine reports a bad URL with its reason
