@@ -1,5 +1,6 @@
 """Test support: a node's federation config as a node has it, the [node] section of its
-consortia.toml, or as a :class:`NodeConfig` built in Python when a test needs only the object.
+consortia.toml, or as a :class:`NodeConfig` built in Python when a test needs only the object;
+and the command that serves such a node (``consortia serve``) as a real process.
 
 ``fields`` are a node config's fields as one mapping (``name``, ``url``, ``database_url``,
 ``key_file``, ``peers``, ``tables``, ``policy`` ...). :func:`write_node_toml` puts the node's
@@ -21,6 +22,8 @@ policy = {min_cell_count = 7}
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,14 @@ from typing import Any
 from consortia.config import CONFIG_FILE_NAME, load_settings
 from consortia.federation.nodeconfig import NodeConfig, node_config_from_settings
 
-__all__ = ["node_config", "toml_text", "toml_value", "write_node_toml"]
+__all__ = [
+    "free_port",
+    "node_config",
+    "serve_args",
+    "toml_text",
+    "toml_value",
+    "write_node_toml",
+]
 
 #: Fields of a node config that are the node's settings, and the setting each is.
 SETTINGS = {
@@ -92,3 +102,27 @@ def node_config(folder: Path, fields: Mapping[str, Any]) -> NodeConfig:
     config = node_config_from_settings(load_settings(write_node_toml(folder, fields)))
     assert config is not None
     return config
+
+
+def free_port() -> int:
+    """A loopback port that is free now: ``consortia serve --port`` binds it a moment later
+    (another process could take it in between; the server then exits, saying so)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_args(config: Path, port: int) -> list[str]:
+    """The command that serves the node of ``config`` (pages, API, federation) on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "consortia",
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]

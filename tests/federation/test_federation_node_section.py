@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -119,3 +120,8 @@ def test_a_federation_config_in_the_environment_is_refused_naming_the_variable(
 
 def test_a_node_without_a_section_takes_no_part_in_federation(tmp_path: Path) -> None:
     assert node_config_from_settings(load_settings(_write(tmp_path, 'node_name = "x"\n'))) is None
+
+
+def test_a_node_is_served_by_consortia_serve_alone() -> None:
+    """`python -m consortia.federation.serve node.yaml` is gone with the YAML config."""
+    assert importlib.util.find_spec("consortia.federation.serve") is None
