@@ -50,7 +50,10 @@ def read_node_yaml(path: Path) -> NodeConfig:
     try:
         document = load_yaml_file(path)
     except StudyDefinitionError as error:
-        raise ConfigurationError("\n".join(str(problem) for problem in error.problems)) from None
+        lines = (
+            str(problem).replace("a study file", "a node config") for problem in error.problems
+        )
+        raise ConfigurationError("\n".join(lines)) from None
     data: Any = document.value
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}:1:1: a node config is a mapping of fields")
