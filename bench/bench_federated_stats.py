@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_federated_stats.py [--repeats 5] [--quick]
         [--node-blas-threads 1]
 
-Starts three real node processes (``python -m consortia.federation.serve``, see
-``cluster.py``) on loopback, each holding a third of the rows, and times, in one run and
+Starts three real node processes (``consortia serve`` on a consortia.toml with a [node]
+section and a SQLite database, see ``cluster.py``) on loopback, each holding a third of the rows, and times, in one run and
 alternating federated and pooled:
 
 - Cox PH, 30,000 subjects, 5 covariates, Efron ties, unstratified (per-time sums cross the

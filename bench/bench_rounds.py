@@ -4,7 +4,7 @@
 
 One iterative analysis round is: the lead signs one task per node, sends them at once, each
 node verifies the task, checks its policy, computes its aggregates from the session it keeps
-in memory, appends the release to its (fsynced, hash-chained) audit log, signs its reply, and
+in memory, appends the release to its hash-chained audit trail, signs its reply, and
 the lead verifies every reply and decodes the aggregates. The model is a small logistic GLM
 (300 rows, 3 covariates per node), so the arithmetic is negligible and what is measured is
 the federation's overhead. Timed, side by side in one run (alternating, ``--repeats`` times):
@@ -13,10 +13,14 @@ the federation's overhead. Timed, side by side in one run (alternating, ``--repe
   (``GlmKind.node_round`` on a prepared session: the arithmetic and the aggregates dict);
 - ``in-process``: the whole signed protocol through ``InProcessTransport`` (nodes in this
   process, same code path as the network but no HTTP);
-- ``push``: three real node processes (``python -m consortia.federation.serve``), the lead
-  POSTs each task (httpx, keep-alive);
-- ``pull``: the same processes started with ``--pull``: they long-poll the lead's app
-  (uvicorn, served on loopback from this process's event loop) and post their results.
+- ``push``: three real node processes (``consortia serve`` on a consortia.toml with a
+  [node] section; each node's audit trail, nonces and sessions are in its SQLite database),
+  the lead POSTs each task (httpx, keep-alive);
+- ``pull``: the same processes, whose [node] section names the lead (``lead_url``): they
+  long-poll the lead's app (uvicorn, served on loopback from this process's event loop) and
+  post their results.
+
+The in-process nodes audit to fsynced JSON-lines files.
 
 Each run is one analysis session of ``--warmup`` + ``--rounds`` rounds with the same
 ``beta`` (the lead side of ``glm`` is replaced, in this process only, by one that times each

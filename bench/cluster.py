@@ -1,9 +1,10 @@
 """Shared by the benchmarks: the machine's description and three real node processes.
 
-:class:`NodeCluster` writes one folder per node (key, config, its share of every table),
-binds a loopback socket per node and starts ``python -m consortia.federation.serve
-node.yaml --fd N`` on it (optionally ``--pull LEAD_URL``), waits until every node answers
-``/federation/v1/identity``, and terminates the processes on :meth:`NodeCluster.close`.
+:class:`NodeCluster` writes one folder per node (key, its share of every table, a migrated
+SQLite database, and a consortia.toml whose [node] section declares the tables, trusts the
+lead and, for the pull transport, names the lead's URL), starts ``consortia serve`` on a
+free loopback port for each, waits until every node answers ``/api/v1/health``, and
+terminates the processes on :meth:`NodeCluster.close`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-import yaml
 
+from consortia.commands.config import node_section_text
+from consortia.federation.nodeconfig import NodeConfig
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
+from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
 
 NODE_NAMES = ("sgh", "ruijin", "nuh")
 # Exact times (time_bin 1) and cells down to 1, so that results equal the pooled ones.
@@ -82,6 +86,27 @@ def url_of(sock: socket.socket) -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+def free_port() -> int:
+    """A loopback port that is free now (the node process binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(home: Path, name: str, url: str, node: NodeConfig) -> Path:
+    """The node's consortia.toml: its settings, then the [node] section of ``node``."""
+    settings = [
+        f'node_name = "{name}"',
+        f'node_url = "{url}"',
+        'database_url = "sqlite:///node.db"',
+        'log_level = "WARNING"',  # no access log line per request
+    ]
+    path = home / "consortia.toml"
+    path.write_text("\n".join(settings) + "\n\n" + node_section_text(node), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 class NodeCluster:
     """Three node processes on loopback, each holding a third of every table."""
 
@@ -113,37 +138,31 @@ class NodeCluster:
                     path = home / f"{table}.csv"
                     frame.iloc[parts[table][index]].to_csv(path, index=False)
                     specs[table] = {"file": str(path)}
-                sock = listening_socket()
-                self.urls[node] = url_of(sock)
-                config = {
-                    "name": node,
-                    "url": self.urls[node],
-                    "key_file": "node.pem",
-                    "peers": [{"name": "lead", "public_key": lead_public}],
-                    "tables": specs,
-                    "policy": policy if policy is not None else OPEN_POLICY,
-                    "audit_log": "audit.jsonl",
-                }
-                (home / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-                command = [
-                    sys.executable,
-                    "-m",
-                    "consortia.federation.serve",
-                    str(home / "node.yaml"),
-                    "--fd",
-                    str(sock.fileno()),
-                ]
-                if pull_from:
-                    command += ["--pull", pull_from]
+                port = free_port()
+                self.urls[node] = f"http://127.0.0.1:{port}"
+                engine = make_engine(f"sqlite:///{home / 'node.db'}")
+                upgrade(engine)  # what `consortia db upgrade` does
+                engine.dispose()
+                section = NodeConfig(
+                    name=node,
+                    key_file=Path("node.pem"),
+                    peers=[Peer(name="lead", public_key=lead_public)],
+                    lead_url=pull_from,
+                    tables=specs,
+                    policy=policy if policy is not None else OPEN_POLICY,
+                    witness_interval_seconds=0,
+                    base_dir=home,
+                )
+                config = write_config(home, node, self.urls[node], section)
+                command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
+                command += ["--host", "127.0.0.1", "--port", str(port)]
                 with (home / "server.log").open("wb") as log:
                     self.processes[node] = subprocess.Popen(
                         command,
-                        pass_fds=(sock.fileno(),),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env={**os.environ, **(env or {})},
                     )
-                sock.close()  # the child holds its own copy
                 self.folders[node] = home
             self._wait_until_ready()
         except BaseException:
@@ -160,7 +179,7 @@ class NodeCluster:
                         log = (self.folders[name] / "server.log").read_text(errors="replace")
                         raise RuntimeError(f"node {name} exited:\n{log}")
                     try:
-                        if client.get(url + "/federation/v1/identity").status_code == 200:
+                        if client.get(url + "/api/v1/health").status_code == 200:
                             del pending[name]
                     except httpx.HTTPError:
                         pass

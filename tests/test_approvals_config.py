@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from consortia.config import load_settings
 from consortia.exceptions import ConfigurationError, ConsortiaError
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import TrustStore, generate_key, save_key
 
@@ -28,21 +27,20 @@ def test_a_settings_file_naming_an_approvals_file_is_refused(tmp_path: Path) -> 
 
 
 def test_a_node_config_naming_an_approvals_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump({"name": "sgh", "approvals_file": "approvals.json"}))
-    with pytest.raises(ConsortiaError, match="approvals_file"):
-        load_node_config(path)
+    path = tmp_path / "consortia.toml"
+    path.write_text('node_name = "sgh"\n[node]\napprovals_file = "approvals.json"\n')
+    with pytest.raises(ConsortiaError, match=f"{path}:3: node.approvals_file: "):
+        node_config_from_settings(load_settings(path))
 
 
 def test_a_node_asking_for_manual_approval_without_a_database_refuses_to_start(
     tmp_path: Path,
 ) -> None:
     save_key(generate_key(), tmp_path / "node_key.pem")
-    path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump({"name": "sgh", "policy": {"manual_approval": True}}))
+    config = NodeConfig(name="sgh", policy={"manual_approval": True}, base_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="database_url"):
-        build_node(load_node_config(path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.yaml", "node_key.pem"]
+        build_node(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node_key.pem"]
 
 
 def test_a_runner_with_manual_approval_needs_the_database_queue() -> None:

@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     node_config = node_config_from_settings(settings)
     engine = make_engine(settings.database_url)
     try:
-        node, witness = _federation(settings, node_config, engine)
+        node, witness = _federation(node_config, engine)
     except BaseException:
         engine.dispose()
         raise
@@ -128,11 +128,10 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _federation(
-    settings: Settings, config: NodeConfig | None, engine: Engine
+    config: NodeConfig | None, engine: Engine
 ) -> tuple[NodeRunner | None, HeadWitness | None]:
-    """The node's federation runner on the app's database, for a ``[node]`` section; a
-    ``federation_config`` YAML file alone lends its policy only (served by itself)."""
-    if config is None or settings.node is None:
+    """The node's federation runner on the app's database, for a ``[node]`` section."""
+    if config is None:
         return None, None
     node = build_node(config, engine=engine)
     return node, node_witness(node)

@@ -75,9 +75,7 @@ _register_node_commands()
 
 ConfigOption = Annotated[
     Path,
-    typer.Option(
-        "--config", help="The node's consortia.toml (its [node] section), or a node.yaml."
-    ),
+    typer.Option("--config", help="The node's consortia.toml (its [node] section)."),
 ]
 
 
@@ -305,7 +303,7 @@ NodeConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--node-config",
-        help="The node's consortia.toml ([node] section) or node.yaml: name, key, peers.",
+        help="The node's consortia.toml ([node] section): name, key, peers.",
     ),
 ]
 
@@ -392,7 +390,7 @@ def _verify_state(engine: Any) -> int:
 def audit_witness(
     node_config: Annotated[
         Path,
-        typer.Option("--node-config", help="The node's consortia.toml or node.yaml."),
+        typer.Option("--node-config", help="The node's consortia.toml ([node] section)."),
     ],
 ) -> None:
     """Sign this node's chain heads and hand them to its peers, which keep them (exit 3 if
@@ -611,15 +609,18 @@ def analyze(
 
 
 def _node_config(config: Path) -> Any:
-    """The federation config of a node: the [node] section of its consortia.toml, or (until
-    it is imported with `consortia config import-node-yaml`) a node.yaml."""
-    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
-
-    if config.suffix != ".toml":
-        return load_node_config(config)
-    from consortia.config import load_settings
+    """The federation config of a node: the [node] section of its consortia.toml (a YAML
+    node config is refused with the command that moves it there)."""
+    from consortia.config import CONFIG_FILE_NAME, load_settings
     from consortia.exceptions import ConfigurationError
+    from consortia.federation.nodeconfig import node_config_from_settings
 
+    if config.suffix.lower() in (".yaml", ".yml"):
+        raise ConfigurationError(
+            f"{config}: a node's federation configuration is the [node] section of its "
+            f"{CONFIG_FILE_NAME}, no longer a YAML file; run `consortia config "
+            f"import-node-yaml {config}` to move it there, then pass the {CONFIG_FILE_NAME}"
+        )
     node = node_config_from_settings(load_settings(config))
     if node is None:
         raise ConfigurationError(f"{config}: has no [node] section (docs/settings.md)")
@@ -668,7 +669,9 @@ def node_trust(
     try:
         node = _node_config(config)
         if node.trust_file is None:
-            raise typer.BadParameter(f"{config} has no trust_file; add `trust_file: trust.yaml`")
+            raise typer.BadParameter(
+                f'{config} has no trust_file; add `trust_file = "trust.yaml"` to [node]'
+            )
         path = node.resolve(node.trust_file)
         store = TrustStore.load(path) if path.exists() else TrustStore()
         store.add(Peer(name=name, url=url, public_key=public_key))

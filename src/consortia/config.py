@@ -27,6 +27,8 @@ from consortia.tomllines import KeyPath, key_lines, line_of
 
 DEFAULT_SECRET = "change-me-development-only"
 CONFIG_FILE_NAME = "consortia.toml"
+#: The setting that named a node's YAML federation config before the ``[node]`` section.
+FEDERATION_CONFIG = "federation_config"
 log = logging.getLogger(__name__)
 
 
@@ -116,10 +118,6 @@ class Settings(BaseSettings):
         32, ge=4, le=512, description="the deepest nesting of a JSON request body (deeper: 400)"
     )
 
-    federation_config: Path | None = Field(
-        None,
-        description="the node's federation config (YAML); its policy applies to every release",
-    )
     node: dict[str, Any] | None = Field(
         None,
         description="the node's federation section ([node] in consortia.toml): key, trust, "
@@ -164,17 +162,22 @@ class Settings(BaseSettings):
             )
 
 
-def load_settings(config_file: Path | None = None) -> Settings:
+def load_settings(config_file: Path | None = None, *, migrating: bool = False) -> Settings:
     """Settings from a node's ``consortia.toml``, with ``CONSORTIA_*`` variables winning.
 
     A relative ``node_dir`` in the file is relative to the file's directory, and a
-    relative SQLite path or ``federation_config`` relative to ``node_dir``, so a node
-    directory can be moved.
+    relative SQLite path relative to ``node_dir``, so a node directory can be moved.
+    A file that still names a YAML federation config (``federation_config``, or
+    ``CONSORTIA_FEDERATION_CONFIG``) is refused with the command that moves it into the
+    ``[node]`` section (:func:`refuse_federation_config`), unless ``migrating``: the one
+    command that does so reads the file while it still names one.
     Without a file, settings come from the environment alone. A file holding
     ``secret_key`` that its group or others may read is refused outside development
     (``chmod 600`` it) and logged as a warning in development.
     """
     if config_file is None:
+        if not migrating:
+            refuse_federation_config(None, None)
         return Settings()
     try:
         text = config_file.read_text(encoding="utf-8")
@@ -202,10 +205,10 @@ def load_settings(config_file: Path | None = None) -> Settings:
         node_dir = values["node_dir"]
     if isinstance(values.get("database_url"), str):
         values["database_url"] = _anchor_sqlite(values["database_url"], node_dir)
-    if isinstance(values.get("federation_config"), str):
-        federation_config = Path(values["federation_config"])
-        values["federation_config"] = (
-            federation_config if federation_config.is_absolute() else node_dir / federation_config
+    legacy = values.pop(FEDERATION_CONFIG, None)
+    if not migrating:
+        refuse_federation_config(
+            (source, legacy, node_dir) if legacy is not None else None, config_file
         )
     try:
         settings = Settings(**values)
@@ -225,6 +228,37 @@ def load_settings(config_file: Path | None = None) -> Settings:
     if holds_secret:
         _check_private(config_file, settings.environment)
     return settings
+
+
+def refuse_federation_config(
+    written: tuple[ConfigSource, Any, Path] | None, config_file: Path | None
+) -> None:
+    """Refuse a node that still names a YAML federation config, naming where and the fix.
+
+    The node's federation configuration is the ``[node]`` section of consortia.toml; a
+    ``federation_config`` key (its ``FILE:LINE``) or ``CONSORTIA_FEDERATION_CONFIG`` is
+    refused with the ``consortia config import-node-yaml`` command that moves the YAML
+    file into the section (``written``: the file's source, the key's value, ``node_dir``).
+    """
+    variable = next(
+        (name for name in os.environ if name.upper() == env_name(FEDERATION_CONFIG)), None
+    )
+    if written is None and variable is None:
+        return
+    option = f" --config {config_file}" if config_file is not None else ""
+    if written is not None:
+        source, value, node_dir = written
+        where = source.locate([FEDERATION_CONFIG]) or str(source.file)
+        yaml_file = Path(str(value))
+        yaml_file = yaml_file if yaml_file.is_absolute() else node_dir / yaml_file
+    else:
+        where, yaml_file = env_name(FEDERATION_CONFIG), Path(os.environ[str(variable)])
+    raise ConfigurationError(
+        f"{where}: {FEDERATION_CONFIG}: a node's federation configuration is the [node] "
+        f"section of {CONFIG_FILE_NAME}, no longer a YAML file; run `consortia config "
+        f"import-node-yaml {yaml_file}{option}` to move it there"
+        + (f" (then unset {env_name(FEDERATION_CONFIG)})" if written is None else "")
+    )
 
 
 def _check_private(config_file: Path, environment: Environment) -> None:

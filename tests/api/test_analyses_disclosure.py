@@ -3,7 +3,8 @@
 The release ledger refuses a release whose rows (or a released group's rows) differ from
 rows already released from the same study by 1 to 4 subjects (``differencing``), whoever
 asked and by whichever path: the REST endpoint and a federated request alike. The node's
-federation config gives the policy the REST endpoint applies.
+federation config (the [node] section of its settings) gives the policy the REST endpoint
+applies.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from node_client import Node, SyncClient, running_node
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.nodeconfig import build_node, node_config_from_settings
 from consortia.federation.signing import (
     Peer,
     TrustStore,
@@ -33,6 +33,8 @@ from consortia.federation.signing import (
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.services import data_entry, studies, subjects
 from consortia.storage.audit import iter_events
+from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
 
 STUDY = "CART-LBCL"
 URL = f"/api/v1/studies/{STUDY}/analyses"
@@ -61,8 +63,8 @@ def patients() -> list[Patient]:
     return rows
 
 
-def seed(node: Node, rows: Sequence[Patient], *, start: int = 0) -> None:
-    if start == 0:
+def seed(node: Node, rows: Sequence[Patient], *, start: int = 0, define: bool = True) -> None:
+    if start == 0 and define:
         studies.load_definition(node.engine, SEEDER, template_text("cart-lbcl"))
     for number, (site, age, sex, weight, ethnicity) in enumerate(rows, start=start):
         subject_id = f"{site}-{number:03d}"
@@ -185,20 +187,27 @@ def test_subjects_captured_later_are_released_only_once_there_are_enough_of_them
 # --------------------------------------------------------------------------- one policy
 
 
-def _node_config(folder: Path, database_url: str, lead_key: Any, policy: dict[str, Any]) -> Path:
+def _node_settings(folder: Path, lead_key: Any, policy: dict[str, Any]) -> dict[str, Any]:
+    """The settings of node sgh with a [node] section declaring the study's table; the study
+    is defined first (a node checks its EDC tables when it starts)."""
     save_key(generate_key(), folder / "node.pem")
-    config = {
-        "name": "sgh",
-        "url": "http://sgh.test",
+    section = {
         "key_file": "node.pem",
         "peers": [{"name": "lead", "public_key": public_key_b64(lead_key)}],
-        "database_url": database_url,
         "tables": {"edc": {"edc": STUDY}},
         "policy": policy,
+        "witness_interval_seconds": 0,
     }
-    path = folder / "node.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    return {"node_name": "sgh", "node_url": "http://sgh.test", "node_dir": folder, "node": section}
+
+
+def _define_study(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        studies.load_definition(engine, SEEDER, template_text("cart-lbcl"))
+    finally:
+        engine.dispose()
 
 
 def _federated(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -216,10 +225,13 @@ def configured_node(
     database_url: str, folder: Path, policy: dict[str, Any]
 ) -> Iterator[tuple[Node, NodeRunner, Any]]:
     lead_key = generate_key()
-    path = _node_config(folder, database_url, lead_key, policy)
-    with running_node(database_url, federation_config=path) as node:
-        seed(node, patients())
-        federation = build_node(load_node_config(path))
+    settings = _node_settings(folder, lead_key, policy)
+    _define_study(database_url)
+    with running_node(database_url, **settings) as node:
+        seed(node, patients(), define=False)
+        config = node_config_from_settings(node.settings)
+        assert config is not None
+        federation = build_node(config)  # another process of the node
         try:
             yield node, federation, lead_key
         finally:
@@ -268,14 +280,14 @@ def test_rest_and_federated_releases_share_one_ledger(database_url: str, tmp_pat
 def test_manual_approval_in_the_node_policy_holds_rest_analyses_for_the_steward(
     database_url: str, tmp_path: Path
 ) -> None:
-    lead_key = generate_key()
-    path = _node_config(tmp_path, database_url, lead_key, {"manual_approval": True})
+    settings = _node_settings(tmp_path, generate_key(), {"manual_approval": True})
+    _define_study(database_url)
     # two processes of the node on one database: the person asks one, the steward another
     with (
-        running_node(database_url, federation_config=path) as node,
-        running_node(database_url, federation_config=path) as other_process,
+        running_node(database_url, **settings) as node,
+        running_node(database_url, **settings) as other_process,
     ):
-        seed(node, patients())
+        seed(node, patients(), define=False)
         client = statistician(node)
         waiting = client.post(URL, json=describe("age"))
         assert waiting.status_code != 200

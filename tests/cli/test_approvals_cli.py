@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from typer.testing import CliRunner
 
 from consortia.cli import app
@@ -23,6 +22,7 @@ from consortia.services.common import cli_operator
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from nodetoml import write_node_toml
 
 runner = CliRunner()
 STEWARD = "steward@node.example"
@@ -43,17 +43,10 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def config(tmp_path: Path, database_url: str) -> Path:
-    path = tmp_path / "node.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "name": "sgh",
-                "database_url": database_url,
-                "policy": {"manual_approval": True},
-            }
-        )
+    return write_node_toml(
+        tmp_path,
+        {"name": "sgh", "database_url": database_url, "policy": {"manual_approval": True}},
     )
-    return path
 
 
 def _decisions(engine: sa.Engine) -> list[Any]:
@@ -149,10 +142,19 @@ def test_a_deactivated_node_administrator_cannot_decide_from_the_shell(
     assert _decisions(engine) == []
 
 
-def test_a_node_without_a_database_cannot_list_or_decide(tmp_path: Path) -> None:
-    config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({"name": "sgh"}))
+def test_a_node_whose_database_is_not_set_up_cannot_list_or_decide(tmp_path: Path) -> None:
+    config = write_node_toml(tmp_path, {"name": "sgh"})
     for args in (["list"], ["approve", "0123456789abcdef", "--as", STEWARD]):
         result = _shell(*args, "--config", str(config))
         assert result.exit_code == 1
         assert "database_url" in result.output
+        assert "consortia db upgrade" in result.output
+
+
+def test_the_shell_refuses_a_node_yaml_with_the_command_that_moves_it(tmp_path: Path) -> None:
+    config = tmp_path / "node.yaml"
+    config.write_text("name: sgh\n")
+    result = _shell("list", "--config", str(config))
+    assert result.exit_code == 1
+    assert f"run `consortia config import-node-yaml {config}`" in result.output
+    assert "Traceback" not in result.output

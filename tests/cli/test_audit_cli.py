@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 from typer.testing import CliRunner
 
 from consortia.auth.principal import Role
@@ -26,6 +23,8 @@ from consortia.storage.audit import append_events, audit_event, audit_head, meta
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from consortia.storage.witness import audit_witness
+from nodetoml import free_port, serve_args, write_node_toml
+from processes import START_SECONDS
 
 runner = CliRunner()
 
@@ -95,46 +94,34 @@ def test_audit_verify_state_reports_a_value_edited_in_the_table(tmp_path: Path) 
     assert "state differs from the audit trail: 1 differences" in edited.output
 
 
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    return sock
-
-
 def _node_folder(
     folder: Path, name: str, url: str, peer: tuple[str, str, str], interval: float
 ) -> Path:
+    """A node's folder: its key and a consortia.toml with a [node] section; the config's path."""
     folder.mkdir()
     key = generate_key()
     save_key(key, folder / "node.pem")
-    config = {
+    fields = {
         "name": name,
         "url": url,
+        "database_url": "sqlite:///node.db",
         "key_file": "node.pem",
         "peers": [{"name": peer[0], "url": peer[1], "public_key": peer[2]}],
-        "database_url": "sqlite:///node.db",
         "witness_interval_seconds": interval,
     }
-    (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return folder
+    return write_node_toml(folder, fields)
 
 
-def _serve(folder: Path, sock: socket.socket) -> subprocess.Popen[bytes]:
-    log = (folder / "server.log").open("wb")
+def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (config.parent / "server.log").open("wb")
     try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "consortia.federation.serve", str(folder / "node.yaml"),
-             "--fd", str(sock.fileno())],
-            pass_fds=(sock.fileno(),), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        return subprocess.Popen(serve_args(config, port), stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
 
 
 def _wait_for(check: Callable[[], bool], processes: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + START_SECONDS  # a busy machine starts a process slowly
     while not check():
         for process in processes:
             assert process.poll() is None, f"a node exited with {process.returncode}"
@@ -144,7 +131,7 @@ def _wait_for(check: Callable[[], bool], processes: list[subprocess.Popen[bytes]
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url + "/federation/v1/identity", timeout=2).status_code == 200
+        return httpx.get(url + "/api/v1/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -161,14 +148,18 @@ def test_running_nodes_witness_each_other_and_audit_verify_finds_a_cut_trail(
 ) -> None:
     """Two real node processes: sgh hands its heads to ruijin at its interval; the CLI
     pushes and verifies over HTTP; a trail cut short in sgh's file is reported."""
-    sgh_socket, ruijin_socket = _listening_socket(), _listening_socket()
-    sgh_url = f"http://127.0.0.1:{sgh_socket.getsockname()[1]}"
-    ruijin_url = f"http://127.0.0.1:{ruijin_socket.getsockname()[1]}"
+    sgh_port, ruijin_port = free_port(), free_port()
+    sgh_url = f"http://127.0.0.1:{sgh_port}"
+    ruijin_url = f"http://127.0.0.1:{ruijin_port}"
     sgh_key, ruijin_key = generate_key(), generate_key()
     sgh = tmp_path / "sgh"
     ruijin = tmp_path / "ruijin"
-    _node_folder(sgh, "sgh", sgh_url, ("ruijin", ruijin_url, public_key_b64(ruijin_key)), 0.1)
-    _node_folder(ruijin, "ruijin", ruijin_url, ("sgh", sgh_url, public_key_b64(sgh_key)), 0)
+    sgh_config = _node_folder(
+        sgh, "sgh", sgh_url, ("ruijin", ruijin_url, public_key_b64(ruijin_key)), 0.1
+    )
+    ruijin_config = _node_folder(
+        ruijin, "ruijin", ruijin_url, ("sgh", sgh_url, public_key_b64(sgh_key)), 0
+    )
     for folder, key in ((sgh, sgh_key), (ruijin, ruijin_key)):
         (folder / "node.pem").unlink()
         save_key(key, folder / "node.pem")
@@ -177,17 +168,15 @@ def test_running_nodes_witness_each_other_and_audit_verify_finds_a_cut_trail(
     upgrade(ruijin_engine)
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(_serve(ruijin, ruijin_socket))
-        processes.append(_serve(sgh, sgh_socket))
-        ruijin_socket.close()
-        sgh_socket.close()
+        processes.append(_serve(ruijin_config, ruijin_port))
+        processes.append(_serve(sgh_config, sgh_port))
         _wait_for(lambda: _answers(ruijin_url) and _answers(sgh_url), processes)
         # the running sgh hands its heads over by itself
         _wait_for(lambda: _witnessed(ruijin_engine) >= 1, processes)
         stopped = processes[-1]  # sgh stops; ruijin keeps what it witnessed
         stopped.terminate()
         stopped.wait(timeout=10)
-        config = str(sgh / "node.yaml")
+        config = str(sgh_config)
         pushed = runner.invoke(app, ["audit", "witness", "--node-config", config])
         assert pushed.exit_code == 0, pushed.output
         assert "peer ruijin: already had them" in pushed.output

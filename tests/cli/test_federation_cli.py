@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from consortia.cli import app
 from consortia.stats import fit_cox, kaplan_meier
+from nodetoml import write_node_toml
 
 runner = CliRunner()
 
@@ -154,16 +155,14 @@ def test_node_keygen_identity_and_trust(tmp_path: Path) -> None:
     assert runner.invoke(app, ["node", "keygen", str(key)]).exit_code == 0
     again = runner.invoke(app, ["node", "keygen", str(key)])
     assert again.exit_code == 1
-    config = tmp_path / "node.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "name": "sgh",
-                "url": "https://sgh.example",
-                "key_file": "node.pem",
-                "trust_file": "trust.yaml",
-            }
-        )
+    config = write_node_toml(
+        tmp_path,
+        {
+            "name": "sgh",
+            "url": "https://sgh.example",
+            "key_file": "node.pem",
+            "trust_file": "trust.yaml",
+        },
     )
     identity = runner.invoke(app, ["node", "identity", "--config", str(config)])
     assert identity.exit_code == 0, identity.output

@@ -122,11 +122,12 @@ def test_check_reports_toml_that_does_not_parse_with_its_line(tmp_path: Path) ->
     assert "Traceback" not in result.output
 
 
-def test_import_node_yaml_moves_the_federation_config_into_the_node_section(
+def test_a_node_naming_a_yaml_config_is_refused_until_import_node_yaml_moves_it_into_node(
     tmp_path: Path,
 ) -> None:
     from consortia.config import load_settings
-    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
+    from consortia.federation.node_yaml import read_node_yaml
+    from consortia.federation.nodeconfig import node_config_from_settings
     from consortia.federation.signing import public_key_b64
 
     federation = tmp_path / "federation"
@@ -147,16 +148,25 @@ def test_import_node_yaml_moves_the_federation_config_into_the_node_section(
     config = _write(
         tmp_path, f'# my node\nenvironment = "development"\nfederation_config = "{node_yaml}"\n'
     )
+    refused = CliRunner().invoke(app, ["config", "check", "--config", str(config)])
+    assert refused.exit_code == 1
+    fix = f"run `consortia config import-node-yaml {node_yaml} --config {config}`"
+    assert f"error: {config}:3: federation_config: " in refused.output
+    assert fix in refused.output
+    served = CliRunner().invoke(app, ["serve", "--config", str(config)])
+    assert served.exit_code == 1
+    assert fix in served.output
+    assert "Traceback" not in refused.output + served.output
     result = CliRunner().invoke(
         app, ["config", "import-node-yaml", str(node_yaml), "--config", str(config)]
     )
     assert result.exit_code == 0, result.output
     settings = load_settings(config)
-    assert settings.federation_config is None
+    assert "# federation_config: moved into [node] below" in config.read_text()
     assert settings.node_name == "sgh"
     assert settings.node_url == "https://sgh.example"
     imported = node_config_from_settings(settings)
-    original = load_node_config(node_yaml)
+    original = read_node_yaml(node_yaml)
     assert imported is not None
     fields = ["name", "url", "lead_url", "peers", "policy", "witness_interval_seconds"]
     for field in fields:
@@ -184,3 +194,35 @@ def test_import_node_yaml_refuses_a_yaml_naming_another_node_and_changes_nothing
     assert f"{config}:1: node_name: 'sgh', but {node_yaml} names the node 'nuh'" in result.output
     assert config.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["consortia.toml", "node.pem", "node.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "complaint"),
+    [
+        (
+            "name: sgh\npeers: &p [{name: a}]\nmore: *p\n",
+            2,
+            "aliases (*name) are not allowed in a node",
+        ),
+        ("name: sgh\nkey_file: !!python/object:os.system node.pem\n", 2, "YAML tag"),
+        ("name: sgh\nname: nuh\n", 2, "duplicate key 'name'"),
+        ("name: sgh\npolicy:\n  min_cell_count: -3\n", 3, "policy.min_cell_count"),
+        ("name: sgh\n" + "x: " + "[" * 200 + "]" * 200 + "\n", 2, "nesting"),
+    ],
+)
+def test_import_node_yaml_refuses_a_hostile_or_bad_yaml_with_its_line_and_changes_nothing(
+    tmp_path: Path, text: str, line: int, complaint: str
+) -> None:
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text(text, encoding="utf-8")
+    config = _write(tmp_path, 'node_name = "sgh"\n')
+    before = config.read_bytes()
+    result = CliRunner().invoke(
+        app, ["config", "import-node-yaml", str(node_yaml), "--config", str(config)]
+    )
+    assert result.exit_code == 1
+    assert f"{node_yaml}:{line}:" in result.output
+    assert complaint in result.output
+    assert "Traceback" not in result.output
+    assert config.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["consortia.toml", "node.yaml"]

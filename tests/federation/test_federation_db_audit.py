@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 import consortia.federation.database_audit as database_audit_module
 from consortia.federation.audit import AuditChainError, JsonlAuditSink
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import build_node, load_node_config, verify_node_audit
+from consortia.federation.nodeconfig import NodeConfig, build_node, verify_node_audit
 from consortia.federation.protocol import AnalysisTask, new_id
 from consortia.federation.signing import (
     Peer,
@@ -32,11 +31,12 @@ from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.storage.audit import audit_event, iter_events, verify_chain
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from nodetoml import node_config
 
 DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 
 
-def _write_node(folder: Path, lead_key: Any, database_url: str | None) -> Path:
+def _node_config(folder: Path, lead_key: Any, database_url: str | None) -> NodeConfig:
     rows = [{"age": 40 + index, "arm": "A" if index % 2 else "B"} for index in range(12)]
     with (folder / "trial.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["age", "arm"])
@@ -56,9 +56,7 @@ def _write_node(folder: Path, lead_key: Any, database_url: str | None) -> Path:
     }
     if database_url is not None:
         config["database_url"] = database_url
-    path = folder / "node.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    return node_config(folder, config)
 
 
 def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +87,7 @@ def test_refused_and_released_requests_land_in_the_database_trail_and_verify(
     engine: sa.Engine, database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, database_url))
+    config = _node_config(tmp_path, lead_key, database_url)
     node = build_node(config)
     try:
         assert isinstance(node.audit, DatabaseAuditSink)
@@ -132,7 +130,7 @@ def test_an_edited_federation_audit_row_is_caught(
     engine: sa.Engine, database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, database_url))
+    config = _node_config(tmp_path, lead_key, database_url)
     node = build_node(config)
     try:
         _analyze(node, lead_key, DESCRIBE)
@@ -163,7 +161,7 @@ def test_an_edited_federation_audit_row_is_caught(
 
 def test_a_node_without_a_database_keeps_its_json_lines_audit(tmp_path: Path) -> None:
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, None))
+    config = _node_config(tmp_path, lead_key, None)
     assert verify_node_audit(config).startswith("federation audit log intact: 0 events")
     node = build_node(config)
     assert isinstance(node.audit, JsonlAuditSink)
@@ -182,7 +180,7 @@ def test_one_sink_per_event_is_one_transaction_and_a_failed_append_refuses_the_a
     assert sink.events[1]["values"] == [1, 2]  # stored as plain JSON, hashed as stored
     assert sink.verify().ok
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, None))
+    config = _node_config(tmp_path, lead_key, None)
     node = build_node(config, engine=engine)
     assert isinstance(node.audit, DatabaseAuditSink)
     with engine.begin() as connection:  # the audit table is gone: nothing may be released

@@ -13,6 +13,8 @@ MODULES = [
     "consortia.federation.audit",
     "consortia.federation.apps",
     "consortia.federation.witness",
+    "consortia.federation.nodeconfig",
+    "consortia.federation.node_yaml",
 ]
 
 

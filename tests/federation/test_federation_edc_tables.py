@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
-import yaml
 
 import consortia.federation.edc_tables as edc_tables_module
 from consortia.auth.principal import Grant, Principal, Role
+from consortia.config import load_settings
 from consortia.domain.study_yaml import load_study_text
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConfigurationError
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.edc_tables import EdcTableSpec, edc_columns, read_edc_table
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
 from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport, NodeHandle
@@ -41,6 +41,7 @@ from consortia.stats.descriptive import describe
 from consortia.stats.survival import kaplan_meier
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from nodetoml import node_config
 
 STUDY = "CART-LBCL"
 TODAY = date(2026, 1, 15)
@@ -195,9 +196,9 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _write_config(folder: Path, database_url: str, lead_key: Any, **extra: Any) -> Path:
+def _config(folder: Path, database_url: str | None, lead_key: Any, **extra: Any) -> NodeConfig:
     save_key(generate_key(), folder / "node.pem")
-    config = {
+    fields = {
         "name": "sgh",
         "url": "http://sgh.test",
         "key_file": "node.pem",
@@ -209,9 +210,7 @@ def _write_config(folder: Path, database_url: str, lead_key: Any, **extra: Any) 
         "policy": {"min_cell_count": 1},
         **extra,
     }
-    path = folder / "node.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    return node_config(folder, fields)
 
 
 def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +336,7 @@ def test_a_federated_analysis_on_the_edc_table_equals_the_statistic_on_its_array
     engine: sa.Engine, database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    node = build_node(load_node_config(_write_config(tmp_path, database_url, lead_key)))
+    node = build_node(_config(tmp_path, database_url, lead_key))
     try:
         table = node.tables["cart"]
         assert table.n_rows == len(PATIENTS)
@@ -389,7 +388,7 @@ def test_data_captured_after_the_node_started_is_in_the_next_analysis(
     engine: sa.Engine, database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    node = build_node(load_node_config(_write_config(tmp_path, database_url, lead_key)))
+    node = build_node(_config(tmp_path, database_url, lead_key))
     try:
         first = node.tables["cart"]
         assert node.tables["cart"] is first  # nothing changed: the table in memory is reused
@@ -409,50 +408,47 @@ def test_data_captured_after_the_node_started_is_in_the_next_analysis(
 
 
 def test_an_edc_table_needs_the_node_database(tmp_path: Path) -> None:
-    path = _write_config(tmp_path, "sqlite:///unused.db", generate_key())
-    config = yaml.safe_load(path.read_text())
-    del config["database_url"]
-    path.write_text(yaml.safe_dump(config))
+    config = _config(tmp_path, None, generate_key())
     with pytest.raises(ConfigurationError, match=r"tables\.cart: .*needs the node database"):
-        build_node(load_node_config(path))
+        build_node(config)
 
 
 def test_a_table_is_either_a_file_or_an_edc_study(tmp_path: Path) -> None:
-    path = tmp_path / "node.yaml"
-    path.write_text("name: sgh\ntables:\n  t: {file: t.csv, edc: CART-LBCL}\n  u: {columns: {}}\n")
+    path = tmp_path / "consortia.toml"
+    path.write_text(
+        'node_name = "sgh"\n[node.tables.t]\nfile = "t.csv"\nedc = "CART-LBCL"\n'
+        "[node.tables.u]\ncolumns = {}\n"
+    )
     with pytest.raises(ConfigurationError) as error:
-        load_node_config(path)
+        node_config_from_settings(load_settings(path))
     message = str(error.value)
-    assert f"{path}: tables.t: a table needs either 'file'" in message
-    assert f"{path}: tables.u: a table needs either 'file'" in message
+    assert f"{path}:2: node.tables.t: a table needs either 'file'" in message
+    assert f"{path}:5: node.tables.u: a table needs either 'file'" in message
 
 
 def test_an_unmigrated_database_or_an_unknown_study_stops_the_node_at_start(
     database_url: str, tmp_path: Path
 ) -> None:
-    path = _write_config(tmp_path, database_url, generate_key())
+    config = _config(tmp_path, database_url, generate_key())
     with pytest.raises(ConfigurationError, match="run `consortia db upgrade` first"):
-        build_node(load_node_config(path))
+        build_node(config)
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
     with pytest.raises(ConfigurationError, match=f"study {STUDY} has no definition on this node"):
-        build_node(load_node_config(path))
+        build_node(config)
 
 
-def test_a_relative_sqlite_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
-    path = _write_config(tmp_path, "sqlite:///data/node.db", generate_key())
-    assert load_node_config(path).database() == f"sqlite:///{tmp_path.resolve()}/data/node.db"
+def test_a_relative_sqlite_path_resolves_against_the_node_folder(tmp_path: Path) -> None:
+    config = _config(tmp_path, "sqlite:///data/node.db", generate_key())
+    assert config.database() == f"sqlite:///{tmp_path.resolve()}/data/node.db"
 
 
 def test_the_database_url_can_come_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _write_config(tmp_path, "$NODE_DB_URL", generate_key())
-    config = load_node_config(path)
-    with pytest.raises(ConfigurationError, match="NODE_DB_URL is not set"):
-        config.database()
-    monkeypatch.setenv("NODE_DB_URL", "postgresql://node:secret@db.example/consortia")
+    monkeypatch.setenv("CONSORTIA_DATABASE_URL", "postgresql://node:secret@db.example/consortia")
+    config = _config(tmp_path, "sqlite:///in-the-file.db", generate_key())
     assert config.database() == "postgresql://node:secret@db.example/consortia"
 
 

@@ -22,12 +22,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from consortia.federation.apps import create_node_app
 from consortia.federation.database_audit import FEDERATION_CHAIN
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import NodeConfig, build_node, load_node_config
+from consortia.federation.nodeconfig import NodeConfig, build_node
 from consortia.federation.protocol import AnalysisTask, new_id
 from consortia.federation.signing import (
     Peer,
@@ -43,6 +42,7 @@ from consortia.storage.db import make_engine
 from consortia.storage.federation_guards import admit_refusal, remember_nonce
 from consortia.storage.migrations import upgrade
 from consortia.storage.tables import federation_nonce
+from nodetoml import node_config
 
 DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 ANALYZE = "/federation/v1/analyze"
@@ -78,9 +78,7 @@ def config(tmp_path: Path, database_url: str, engine: sa.Engine, lead_key: Any) 
         "policy": {"analyses": ["describe"]},
         "database_url": database_url,
     }
-    path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return load_node_config(path)
+    return node_config(tmp_path, document)
 
 
 def _task(lead_key: Any) -> dict[str, Any]:

@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from consortia.federation.audit import MemoryAuditSink
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.nodeconfig import build_node
 from consortia.federation.signing import (
     Peer,
     TrustStore,
@@ -28,6 +27,7 @@ from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from nodetoml import node_config
 
 LEAD_KEY = generate_key()
 
@@ -64,8 +64,7 @@ def _node(folder: Path, database_url: str | None) -> NodeRunner:
         upgrade(engine)
         engine.dispose()
         config["database_url"] = database_url
-    (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return build_node(load_node_config(folder / "node.yaml"))
+    return build_node(node_config(folder, config))
 
 
 def _run(node: NodeRunner, request: dict[str, Any]) -> dict[str, Any]:

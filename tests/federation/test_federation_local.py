@@ -1,25 +1,25 @@
-"""``analyze_local`` (what ``consortia analyze SPEC --local NAME=FILE.csv`` calls) and the
-node config file."""
+"""``analyze_local`` (what ``consortia analyze SPEC --local NAME=FILE.csv`` calls) and a
+node built from the [node] section of its consortia.toml."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
+from consortia.config import load_settings
 from consortia.exceptions import ConfigurationError, FederationError, InterchangeError
 from consortia.federation.audit import verify_audit_log
 from consortia.federation.coordinator import AnalysisRefused
 from consortia.federation.local import analyze_local
-from consortia.federation.nodeconfig import build_node, load_node_config
+from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import generate_key, public_key_b64, save_key
 from consortia.federation.tables import Table
 from consortia.stats.survival import kaplan_meier
+from nodetoml import write_node_toml
 
 KM = {
     "kind": "kaplan_meier",
@@ -71,37 +71,28 @@ def test_the_synchronous_entry_point_refuses_to_run_inside_an_event_loop(
     asyncio.run(main())
 
 
-def write_node_config(folder: Path, trial_file: Path, **extra: Any) -> Path:
+def node_config(folder: Path, trial_file: Path, *, mrn_column: bool) -> NodeConfig:
+    """The node config read from a consortia.toml, its file tables alone (no database)."""
     save_key(generate_key(), folder / "keys" / "node.pem")
-    config = {
+    columns = {"age": "integer", "arm": "text", **({"mrn": "text"} if mrn_column else {})}
+    fields = {
         "name": "sgh",
         "url": "http://127.0.0.1:9",
         "key_file": "keys/node.pem",
         "peers": [{"name": "lead", "public_key": public_key_b64(generate_key())}],
-        "tables": {
-            "trial": {
-                "file": str(trial_file),
-                "columns": {"age": "integer", "arm": "text", "mrn": "text"},
-                "identifiers": ["mrn"],
-            }
-        },
+        "tables": {"trial": {"file": str(trial_file), "columns": columns, "identifiers": ["mrn"]}},
         "policy": {"min_cell_count": 10, "identifier_columns": ["name"]},
-        "audit_log": "audit/federation.jsonl",
-        **extra,
     }
-    path = folder / "node.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    config = node_config_from_settings(load_settings(write_node_toml(folder, fields)))
+    assert config is not None
+    return config.model_copy(update={"database_url": None})
 
 
 def test_a_node_is_built_from_its_config_file(tmp_path: Path, trial_files: dict[str, Path]) -> None:
-    path = write_node_config(tmp_path, trial_files["sgh"])
+    config = node_config(tmp_path, trial_files["sgh"], mrn_column=True)
     with pytest.raises(InterchangeError, match=r"trial\.mrn: is declared as an identifier"):
-        build_node(load_node_config(path))  # mrn is declared both as a column and identifier
-    config = yaml.safe_load(path.read_text())
-    del config["tables"]["trial"]["columns"]["mrn"]
-    path.write_text(yaml.safe_dump(config))
-    node = build_node(load_node_config(path))
+        build_node(config)  # mrn is declared both as a column and identifier
+    node = build_node(node_config(tmp_path / "again", trial_files["sgh"], mrn_column=False))
     assert node.name == "sgh"
     assert node.policy.min_cell_count == 10
     assert list(node.tables["trial"].columns) == ["age", "arm"]
@@ -110,9 +101,9 @@ def test_a_node_is_built_from_its_config_file(tmp_path: Path, trial_files: dict[
 
 
 def test_a_bad_node_config_names_every_wrong_field(tmp_path: Path) -> None:
-    path = tmp_path / "node.yaml"
-    path.write_text("name: sgh\npolicy: {min_cell_count: 0, colour: red}\n")
+    path = tmp_path / "consortia.toml"
+    path.write_text('node_name = "sgh"\n[node.policy]\nmin_cell_count = 0\ncolour = "red"\n')
     with pytest.raises(ConfigurationError) as error:
-        load_node_config(path)
-    assert f"{path}: policy.min_cell_count:" in str(error.value)
-    assert f"{path}: policy.colour: Extra inputs are not permitted" in str(error.value)
+        node_config_from_settings(load_settings(path))
+    assert f"{path}:3: node.policy.min_cell_count:" in str(error.value)
+    assert f"{path}:4: node.policy.colour: Extra inputs are not permitted" in str(error.value)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from consortia.config import load_settings
 from consortia.exceptions import ConfigurationError
-from consortia.federation.nodeconfig import (
-    build_node,
-    load_node_config,
-    node_config_from_settings,
-)
+from consortia.federation.node_yaml import read_node_yaml
+from consortia.federation.nodeconfig import build_node, node_config_from_settings
 from consortia.federation.signing import generate_key, public_key_b64, save_key
 
 
@@ -32,7 +29,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_node_section_is_the_same_node_config_as_a_yaml_file(
+def test_the_node_section_is_the_same_node_config_as_the_yaml_file_it_replaces(
     tmp_path: Path, trial_files: dict[str, Path]
 ) -> None:
     lead = public_key_b64(generate_key())
@@ -50,24 +47,16 @@ def test_the_node_section_is_the_same_node_config_as_a_yaml_file(
     )
     node = node_config_from_settings(load_settings(config))
     assert node is not None
-    yaml_file = tmp_path / "node.yaml"
+    yaml_file = tmp_path / "node.yaml"  # the same node as a YAML file of earlier releases
     yaml_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "sgh",
-                "url": "http://127.0.0.1:8101",
-                "database_url": f"sqlite:///{tmp_path / 'node.db'}",
-                "key_file": "keys/node.pem",
-                "lead_url": "http://lead.example",
-                "witness_interval_seconds": 0,
-                "policy": {"min_cell_count": 7, "analyses": ["describe", "kaplan_meier"]},
-                "peers": [{"name": "lead", "url": "http://lead.example", "public_key": lead}],
-                "tables": {"trial": {"file": str(trial), "identifiers": ["mrn"]}},
-            }
-        ),
+        f"name: sgh\nurl: http://127.0.0.1:8101\ndatabase_url: sqlite:///{tmp_path / 'node.db'}\n"
+        "key_file: keys/node.pem\nlead_url: http://lead.example\nwitness_interval_seconds: 0\n"
+        "policy: {min_cell_count: 7, analyses: [describe, kaplan_meier]}\n"
+        f"peers: [{{name: lead, url: 'http://lead.example', public_key: '{lead}'}}]\n"
+        f"tables: {{trial: {{file: '{trial}', identifiers: [mrn]}}}}\n",
         encoding="utf-8",
     )
-    assert node == load_node_config(yaml_file)
+    assert node == read_node_yaml(yaml_file)
     assert node.resolve(node.key_file) == tmp_path / "keys" / "node.pem"
     runner = build_node(node.model_copy(update={"database_url": None}))
     try:
@@ -98,19 +87,41 @@ def test_a_node_section_repeating_a_setting_or_with_a_bad_field_names_each_line(
     assert any(line.startswith(f"{config}:7: node.policy.min_cell_count: ") for line in lines)
 
 
-def test_federation_config_is_still_read_without_a_node_section_and_refused_with_one(
+def test_a_config_naming_a_yaml_federation_config_is_refused_with_its_line_and_the_fix(
     tmp_path: Path,
 ) -> None:
-    save_key(generate_key(), tmp_path / "node.pem")
     (tmp_path / "node.yaml").write_text("name: sgh\nkey_file: node.pem\n", encoding="utf-8")
-    config = _write(tmp_path, 'federation_config = "node.yaml"\n')
-    node = node_config_from_settings(load_settings(config))
-    assert node is not None
-    assert node.name == "sgh"
-    config = _write(tmp_path, 'federation_config = "node.yaml"\n[node]\nkey_file = "node.pem"\n')
-    with pytest.raises(ConfigurationError, match=f"{config}:1: federation_config: "):
-        node_config_from_settings(load_settings(config))
+    fix = f"run `consortia config import-node-yaml {tmp_path / 'node.yaml'} --config"
+    for text, line in (
+        ('node_name = "sgh"\nfederation_config = "node.yaml"\n', 2),
+        ('federation_config = "node.yaml"\n[node]\nkey_file = "node.pem"\n', 1),
+    ):
+        config = _write(tmp_path, text)
+        with pytest.raises(ConfigurationError) as refused:
+            load_settings(config)
+        message = str(refused.value)
+        assert message.startswith(f"{config}:{line}: federation_config: ")
+        assert f"{fix} {config}` to move it there" in message
+        assert "[node] section" in message
+
+
+def test_a_federation_config_in_the_environment_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONSORTIA_FEDERATION_CONFIG", str(tmp_path / "node.yaml"))
+    for config in (_write(tmp_path, 'node_name = "sgh"\n'), None):
+        with pytest.raises(ConfigurationError) as refused:
+            load_settings(config)
+        message = str(refused.value)
+        assert message.startswith("CONSORTIA_FEDERATION_CONFIG: federation_config: ")
+        assert f"import-node-yaml {tmp_path / 'node.yaml'}" in message
+        assert "unset CONSORTIA_FEDERATION_CONFIG" in message
 
 
 def test_a_node_without_a_section_takes_no_part_in_federation(tmp_path: Path) -> None:
     assert node_config_from_settings(load_settings(_write(tmp_path, 'node_name = "x"\n'))) is None
+
+
+def test_a_node_is_served_by_consortia_serve_alone() -> None:
+    """`python -m consortia.federation.serve node.yaml` is gone with the YAML config."""
+    assert importlib.util.find_spec("consortia.federation.serve") is None

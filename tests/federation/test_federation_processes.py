@@ -1,9 +1,12 @@
 """Three real node processes on loopback, reached by push and by pull.
 
-Each node runs ``python -m consortia.federation.serve node.yaml --fd N`` on a socket this
-test bound to port 0 (so the port is free and known before the process starts); the lead's
-pull endpoints are served from this process on another port-0 socket. The fixture
-always ends the processes (terminate, wait, kill), however the test ends.
+Each node is what a hospital runs: a folder with its key and a consortia.toml whose [node]
+section names its table, trusts the lead and names the lead's URL (``lead_url``: the pull
+transport), served by ``consortia serve`` on a free port; the test waits until each answers
+``/api/v1/health``. The first node's database is the ``database_url`` fixture's (SQLite,
+then PostgreSQL), the others' SQLite files. The lead's pull endpoints are served from this
+process on a port-0 socket. Every process is ended (terminate, wait, kill), however the
+test ends.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import asyncio
 import contextlib
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,17 +24,20 @@ from typing import Any
 import numpy as np
 import pytest
 import uvicorn
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consortia.federation.apps import create_lead_app
-from consortia.federation.audit import read_audit_log, verify_audit_log
 from consortia.federation.coordinator import Coordinator
+from consortia.federation.database_audit import FEDERATION_CHAIN
 from consortia.federation.local import analyze_remote_async
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
 from consortia.federation.tables import Table
 from consortia.federation.transport import NodeHandle
 from consortia.stats.survival import kaplan_meier
+from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
+from nodetoml import free_port, serve_args, write_node_toml
 from processes import START_SECONDS, started, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -70,62 +75,51 @@ class Cluster:
     lead_socket: socket.socket
     nodes: dict[str, str]  # name -> url
     trust: TrustStore
-    folders: dict[str, Path]
-
-
-def wait_until_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Poll each node's identity until it answers (a node that exits fails at once)."""
-    for name, url in urls.items():
-        wait_for_http(url + "/federation/v1/identity", process=processes[name])
+    databases: dict[str, str]  # name -> database URL
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, trial_files: dict[str, Path]) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, trial_files: dict[str, Path], database_url: str) -> Iterator[Cluster]:
     lead_key = generate_key()
     lead_socket = listening_socket()
     lead_peer = {"name": "lead", "url": url_of(lead_socket), "public_key": public_key_b64(lead_key)}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
     peers: list[Peer] = []
-    folders: dict[str, Path] = {}
+    databases: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(lead_socket.close)
         for name, trial_file in trial_files.items():
             folder = tmp_path / f"node-{name}"
             key = generate_key()
             save_key(key, folder / "node.pem")
-            sock = listening_socket()
-            urls[name] = url_of(sock)
+            port = free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
             peers.append(Peer(name=name, url=urls[name], public_key=public_key_b64(key)))
-            config = {
-                "name": name,
-                "url": urls[name],
-                "key_file": "node.pem",
-                "peers": [lead_peer],
-                "lead_url": url_of(lead_socket),
-                "tables": {"trial": {"file": str(trial_file), "identifiers": ["mrn"]}},
-                "audit_log": "audit.jsonl",
-            }
-            (folder / "node.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-            with sock, (folder / "server.log").open("wb") as log:  # the child has its copies
+            databases[name] = database_url if not databases else f"sqlite:///{folder / 'node.db'}"
+            engine = make_engine(databases[name])
+            upgrade(engine)  # what `consortia db upgrade` does
+            engine.dispose()
+            config = write_node_toml(
+                folder,
+                {
+                    "name": name,
+                    "url": urls[name],
+                    "database_url": databases[name],
+                    "key_file": "node.pem",
+                    "peers": [lead_peer],
+                    "lead_url": url_of(lead_socket),
+                    "tables": {"trial": {"file": str(trial_file), "identifiers": ["mrn"]}},
+                    "witness_interval_seconds": 0,
+                },
+            )
+            with (folder / "server.log").open("wb") as log:  # the child has its copy
                 processes[name] = stack.enter_context(
-                    started(
-                        [
-                            sys.executable,
-                            "-m",
-                            "consortia.federation.serve",
-                            str(folder / "node.yaml"),
-                            "--fd",
-                            str(sock.fileno()),
-                        ],
-                        pass_fds=(sock.fileno(),),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+                    started(serve_args(config, port), stdout=log, stderr=subprocess.STDOUT)
                 )
-            folders[name] = folder
-        wait_until_ready(urls, processes)
-        yield Cluster(lead_key, lead_socket, urls, TrustStore(peers), folders)
+        for name, url in urls.items():  # all start at once; each is waited for
+            wait_for_http(url + "/api/v1/health", process=processes[name])
+        yield Cluster(lead_key, lead_socket, urls, TrustStore(peers), databases)
 
 
 async def pull_analysis(cluster: Cluster, request: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +169,12 @@ def test_three_node_processes_answer_over_push_and_over_pull(
                 result["estimates"]["groups"][group]["survival"], curve.survival, rtol=1e-8
             )
     assert pushed["estimates"] == pulled["estimates"]
-    for folder in cluster.folders.values():
-        assert verify_audit_log(folder / "audit.jsonl") == 2
-        events = [record["event"] for record in read_audit_log(folder / "audit.jsonl")]
-        assert [event["decision"] for event in events] == ["released", "released"]
+    for name, url in cluster.databases.items():  # each node audited both releases
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                assert verify_chain(connection, chain=FEDERATION_CHAIN).ok
+                events = list(iter_events(connection, chain=FEDERATION_CHAIN))
+        finally:
+            engine.dispose()
+        assert [event.action for event in events] == ["federation.released"] * 2, name

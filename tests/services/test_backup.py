@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.config import load_settings
 from consortia.domain.templates import template_text
-from consortia.federation.signing import generate_key, save_key
+from consortia.federation.signing import TrustStore, generate_key, save_key
 from consortia.services import data_entry, studies, subjects
 from consortia.services.backup import BackupError, backup_node, restore_node
 from consortia.services.data_entry import FormSave
@@ -399,3 +399,36 @@ def test_a_node_that_is_not_empty_is_refused(
         ]
     else:  # the folder the restore made is gone again
         assert not (tmp_path / "used").exists()
+
+
+def test_a_backup_carries_the_key_and_trust_files_its_node_section_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The federation config is in consortia.toml; the files it names travel with it, and a
+    restore puts them where the section says."""
+    database_url = f"sqlite:///{tmp_path / 'unused.db'}"
+    config = _make_node(tmp_path / "source", database_url, monkeypatch)
+    save_key(generate_key(), tmp_path / "source" / "keys" / "federation.pem")
+    TrustStore().save(tmp_path / "source" / "trust.yaml")
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write('[node]\nkey_file = "keys/federation.pem"\ntrust_file = "trust.yaml"\n')
+    engine = make_engine(load_settings(config).database_url)
+    upgrade(engine)
+    engine.dispose()
+    manifest = backup_node(load_settings(config), config, tmp_path / "backup", say=print)
+    assert {"keys/federation.pem", "trust.yaml", "node_key.pem"} <= set(manifest.data["files"])
+    restore_node(tmp_path / "backup", tmp_path / "restored", say=print)
+    for name in ("keys/federation.pem", "trust.yaml"):
+        restored = tmp_path / "restored" / name
+        assert restored.read_bytes() == (tmp_path / "source" / name).read_bytes()
+        assert _mode(restored) == 0o600
+
+    outside = tmp_path / "elsewhere.pem"
+    save_key(generate_key(), outside)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('"keys/federation.pem"', f'"{outside}"'),
+        encoding="utf-8",
+    )
+    with pytest.raises(BackupError, match=f"{outside}: node.key_file is outside the node's"):
+        backup_node(load_settings(config), config, tmp_path / "again", say=print)
+    assert not (tmp_path / "again").exists()

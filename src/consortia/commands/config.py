@@ -18,7 +18,14 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from consortia.commands.common import ConfigOption, node_settings, reporting
-from consortia.config import CONFIG_FILE_NAME, Settings, load_settings
+from consortia.config import (
+    CONFIG_FILE_NAME,
+    FEDERATION_CONFIG,
+    Settings,
+    env_name,
+    from_environment,
+    load_settings,
+)
 from consortia.exceptions import ConfigurationError, ConsortiaError
 
 __all__ = ["config_app", "config_problems", "effective_config", "node_section_text"]
@@ -234,23 +241,28 @@ def config_import_node_yaml(
 ) -> None:
     """Write a node.yaml's federation config into consortia.toml as its [node] section.
 
+    The one-off move of a node set up before the section existed (a YAML file, named by
+    ``federation_config``): a consortia.toml still naming one is read here only.
     Refuses (and changes nothing) when the YAML's name, URL or database differ from the
     node's settings, or consortia.toml already has a [node] section.
     """
-    from consortia.federation.nodeconfig import load_node_config, node_config_from_settings
+    from consortia.federation.node_yaml import read_node_yaml
+    from consortia.federation.nodeconfig import node_config_from_settings
 
     with reporting():
-        settings = node_settings(config)
+        if config is None and Path(CONFIG_FILE_NAME).is_file():
+            config = Path(CONFIG_FILE_NAME)
+        settings = load_settings(config, migrating=True)
         if settings.source is None:
             raise ConfigurationError(f"no {CONFIG_FILE_NAME} found: pass --config FILE")
         path = settings.source.file
-        node = load_node_config(node_yaml)
+        node = read_node_yaml(node_yaml)
         problems = _import_conflicts(settings, node, node_yaml)
         if problems:
             raise ConfigurationError("\n".join(problems))
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
-        federation_line = settings.source.lines.get(("federation_config",))
+        federation_line = settings.source.lines.get((FEDERATION_CONFIG,))
         if federation_line is not None:  # the section replaces the YAML file
             lines[federation_line - 1] = "# federation_config: moved into [node] below"
         top = (
@@ -263,7 +275,7 @@ def config_import_node_yaml(
         staged.write_text(new_text, encoding="utf-8")
         staged.chmod(path.stat().st_mode & 0o777)
         try:
-            node_config_from_settings(load_settings(staged))
+            node_config_from_settings(load_settings(staged, migrating=True))
         except BaseException:
             staged.unlink()
             raise
@@ -272,6 +284,8 @@ def config_import_node_yaml(
         f"wrote the [node] section of {path} from {node_yaml}; run `consortia config check`, "
         "then serve the node with `consortia serve` alone"
     )
+    if from_environment(FEDERATION_CONFIG):
+        typer.echo(f"unset {env_name(FEDERATION_CONFIG)}: the node no longer reads it")
 
 
 def _in_file(settings: Settings, name: str) -> bool:

@@ -11,7 +11,9 @@ verification), ``tables`` (CSV/Parquet → numpy), ``edc_tables`` (tables from t
 captured data), ``policy``, ``audit``, ``database_audit`` (the audit in the node
 database), ``approval``,
 ``kinds`` (one plug-in per analysis kind), ``node``, ``transport``, ``pull``,
-``coordinator``, ``apps`` (FastAPI), ``nodeconfig``, ``local``, ``serve``.
+``coordinator``, ``apps`` (FastAPI; ``consortia serve`` mounts a node's endpoints),
+``nodeconfig`` (the ``[node]`` section of consortia.toml), ``node_yaml`` (the YAML config
+of earlier releases, read only to migrate it), ``local``.
 """
 
 from consortia.federation.approval import (
@@ -42,7 +44,7 @@ from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import (
     NodeConfig,
     build_node,
-    load_node_config,
+    node_config_from_settings,
     verify_node_audit,
 )
 from consortia.federation.policy import NodePolicy, Release, TableAccess
@@ -114,7 +116,7 @@ __all__ = [
     "create_node_app",
     "generate_key",
     "load_key",
-    "load_node_config",
+    "node_config_from_settings",
     "node_identity",
     "public_key_b64",
     "read_edc_table",

@@ -1,48 +1,57 @@
-"""A member node's federation config file, and building its :class:`NodeRunner` from it.
+"""A node's federation config: the ``[node]`` section of consortia.toml, and building
+its :class:`NodeRunner` from it.
 
 ::
 
-    name: sgh
-    url: https://consortia.sgh.example/
-    key_file: keys/node.pem             # Ed25519 PEM, mode 0600
-    trust_file: trust.yaml              # {peers: [{name, url, public_key}]}, and/or:
-    peers:
-      - {name: lead, url: https://lead.example/, public_key: "base64…"}
-    lead_url: https://lead.example/     # set to long-poll the lead (pull transport)
-    database_url: sqlite:///consortia.db   # optional: the node's database ($NAME: from env)
-    tables:
-      cart_efficacy:                    # a file the hospital brings
-        file: data/cart.csv
-        columns: {pfs_days: integer, pfs_event: boolean, arm: text}
-        identifiers: [mrn]
-      cart:                             # built from this node's captured data
-        edc: CART-LBCL
-    policy: {min_cell_count: 5, time_bin: 7, manual_approval: false}
-    witness_interval_seconds: 60        # hand the signed chain heads to the peers (0: never)
-    audit_log: audit/federation.jsonl   # used only by a node without a database
-    max_message_bytes: 4194304          # a larger task is refused (413) before it is read
+    node_name = "sgh"                       # settings: the node's name, URL and database
+    node_url = "https://consortia.sgh.example/"
+    database_url = "sqlite:///consortia.db"
 
-Relative paths resolve against the config file's directory, and so does a relative SQLite
-path in ``database_url``; ``database_url: $CONSORTIA_DATABASE_URL`` reads the URL from the
-environment so a PostgreSQL password stays out of the file.
+    [node]
+    key_file = "keys/node.pem"              # Ed25519 PEM, mode 0600
+    trust_file = "trust.yaml"               # {peers: [{name, url, public_key}]}, and/or:
+    lead_url = "https://lead.example/"      # set to long-poll the lead (pull transport)
+    witness_interval_seconds = 60           # hand the signed chain heads to the peers (0: never)
+    max_message_bytes = 4194304             # a larger task is refused (413) before it is read
 
-A node with a database writes its federation audit to the database's audit trail (chain
+    [[node.peers]]
+    name = "lead"
+    url = "https://lead.example/"
+    public_key = "base64…"
+
+    [node.tables.cart_efficacy]             # a file the hospital brings
+    file = "data/cart.csv"
+    columns = {pfs_days = "integer", pfs_event = "boolean", arm = "text"}
+    identifiers = ["mrn"]
+
+    [node.tables.cart]                      # built from this node's captured data
+    edc = "CART-LBCL"
+
+    [node.policy]
+    min_cell_count = 5
+    time_bin = 7
+    manual_approval = false
+
+Relative paths resolve against ``node_dir``. ``CONSORTIA_*`` variables override the
+settings (``CONSORTIA_DATABASE_URL`` keeps a PostgreSQL password out of the file). The
+YAML file a node kept before this section existed is read only by ``consortia config
+import-node-yaml`` (:mod:`consortia.federation.node_yaml`), which moves it here.
+
+A served node writes its federation audit to its database's audit trail (chain
 ``federation``, :class:`~consortia.federation.database_audit.DatabaseAuditSink`) and may
-declare EDC tables (:mod:`consortia.federation.edc_tables`); a node without one writes the
-JSON-lines ``audit_log`` and serves file tables only. Manual approval
-(``policy.manual_approval``) needs the database: the data steward's queue and decisions
-are kept there, shared by every process of the node; without one the node refuses to start.
+declare EDC tables (:mod:`consortia.federation.edc_tables`). A :class:`NodeConfig` built in
+Python without a database (``database_url=None``: tests, a node living in another
+process's memory) writes the JSON-lines ``audit_log`` and serves file tables only.
+Manual approval (``policy.manual_approval``) needs the database: the data steward's queue
+and decisions are kept there, shared by every process of the node.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Engine
@@ -71,14 +80,11 @@ __all__ = [
     "NodeConfig",
     "TableDeclaration",
     "build_node",
-    "load_node_config",
     "node_config_from_settings",
     "node_trust",
     "open_node_database",
     "verify_node_audit",
 ]
-
-_ENV_REFERENCE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 
 
 def _table_source(value: Any) -> str | None:
@@ -127,26 +133,18 @@ class NodeConfig(BaseModel):
     base_dir: Path = Field(Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:
-        """A config path made absolute against the config file's directory."""
+        """A config path made absolute against the node's directory (``node_dir``)."""
         return path if path.is_absolute() else self.base_dir / path
 
     def database(self) -> str | None:
         """The node database's URL, or None for a node without a database.
 
-        ``$NAME`` (or ``${NAME}``) reads the environment variable NAME; a relative SQLite
-        path resolves against the config file's directory.
+        A relative SQLite path resolves against ``base_dir`` (consortia.toml's settings
+        arrive with it resolved against ``node_dir`` already).
         """
         if self.database_url is None:
             return None
         url = self.database_url.strip()
-        reference = _ENV_REFERENCE.match(url)
-        if reference is not None:
-            url = os.environ.get(reference.group(1), "").strip()
-            if not url:
-                raise ConfigurationError(
-                    f"database_url: the environment variable {reference.group(1)} is not set; "
-                    "set it to the node's database URL or write the URL in the config"
-                )
         try:
             parsed = make_url(url)
         except Exception:  # make_engine reports a bad URL with its reason
@@ -161,26 +159,6 @@ class NodeConfig(BaseModel):
         )
 
 
-def load_node_config(path: Path) -> NodeConfig:
-    """Read and validate a node config; every problem is reported as ``file: field: message``."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read the node config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{path}: the node config must be a mapping")
-    try:
-        return NodeConfig.model_validate({**data, "base_dir": path.resolve().parent})
-    except PydanticValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        ]
-        raise ConfigurationError("\n".join(lines)) from None
-
-
 #: What the ``[node]`` section of consortia.toml takes from the node's other settings, and
 #: which setting that is: written once, at the top of the file.
 NODE_SECTION_FROM_SETTINGS = {
@@ -193,8 +171,7 @@ NODE_SECTION_FROM_SETTINGS = {
 
 def node_config_from_settings(settings: Settings) -> NodeConfig | None:
     """The node's federation config from its settings: the ``[node]`` section of
-    consortia.toml, or (until it is moved there) the YAML file ``federation_config`` names;
-    None for a node that takes no part in federated analyses.
+    consortia.toml; None for a node that takes no part in federated analyses.
 
     The section holds what only federation needs (``key_file``, ``trust_file``, ``peers``,
     ``lead_url``, ``tables``, ``policy``, ``witness_interval_seconds``,
@@ -210,15 +187,7 @@ def node_config_from_settings(settings: Settings) -> NodeConfig | None:
     """
     section = settings.node
     if section is None:
-        if settings.federation_config is None:
-            return None
-        return load_node_config(settings.federation_config)
-    if settings.federation_config is not None:
-        raise ConfigurationError(
-            f"{settings.locate(['federation_config'])}: federation_config: the node's "
-            "federation settings are in the [node] section; remove federation_config "
-            f"(and its file), or the [node] section ({settings.locate(['node'])})"
-        )
+        return None
     problems = [
         f"{settings.locate(['node', key])}: node.{key}: this is the setting {setting} "
         f"(write `{setting} = ...` at the top of the file, before any section)"

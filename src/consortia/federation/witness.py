@@ -14,7 +14,7 @@ without the node's key is change what the node's peers already hold. So:
    clock, nonce), refuses a statement about another node than its signer, and keeps it in
    ``audit_witness`` (append-only) with an audit event on its ``witness`` chain; the same
    heads twice are kept once.
-3. ``consortia audit verify --node-config node.yaml`` asks each peer for the newest
+3. ``consortia audit verify --node-config consortia.toml`` asks each peer for the newest
    statement it holds about this node (``POST /federation/v1/witness/held``, a signed
    request), checks the node's own signature on it, and compares: a chain shorter than
    witnessed (``truncated``), an event at the witnessed length with another hash

@@ -8,11 +8,11 @@ the only member: a statistician gets exactly what a lead node would, never a rec
 identifier. Each run is audited with the request and what was released.
 
 One policy for every path: the node's federation config (the ``[node]`` section of
-consortia.toml, or the YAML file ``federation_config`` names) gives the policy, the identifier
-columns and the EDC table declarations, so the REST endpoint refuses what the
-federation node refuses. Each release is written to the node's release ledger and the
-study's audit chain in one transaction, like a federated release, and is checked against
-every earlier release of the study's rows, whichever path made it (``differencing``).
+consortia.toml) gives the policy, the identifier columns and the EDC table declarations,
+so the REST endpoint refuses what the federation node refuses. Each release is written
+to the node's release ledger and the study's audit chain in one transaction, like a
+federated release, and is checked against every earlier release of the study's rows,
+whichever path made it (``differencing``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -33,7 +32,7 @@ from consortia.federation.coordinator import Coordinator
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
-from consortia.federation.nodeconfig import NodeConfig, load_node_config
+from consortia.federation.nodeconfig import NodeConfig
 from consortia.federation.policy import NodePolicy
 from consortia.federation.protocol import sha256_hex
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
@@ -45,7 +44,6 @@ __all__ = [
     "THIS_NODE",
     "NodeAnalysisConfig",
     "analysis_config",
-    "load_analysis_config",
     "run_analysis",
 ]
 
@@ -71,16 +69,10 @@ class NodeAnalysisConfig:
     identifiers: frozenset[str] = frozenset()
 
 
-def load_analysis_config(path: Path | None) -> NodeAnalysisConfig:
-    """The policy, EDC tables and identifier columns of the node's federation config
-    (DESIGN.md's default policy when the node has none)."""
-    return analysis_config(None if path is None else load_node_config(path))
-
-
 def analysis_config(config: NodeConfig | None) -> NodeAnalysisConfig:
     """The policy, EDC tables and identifier columns of a node's federation config (the
-    ``[node]`` section of consortia.toml, or the YAML file); DESIGN.md's default policy
-    for a node without one."""
+    ``[node]`` section of consortia.toml); DESIGN.md's default policy for a node without
+    one."""
     if config is None:
         return NodeAnalysisConfig()
     edc = {name: spec for name, spec in config.tables.items() if isinstance(spec, EdcTableSpec)}
@@ -130,7 +122,7 @@ def run_analysis(
 
     The request's ``table`` names a table the node's config declares for the study, or
     any other name for the study's whole table (at the caller's sites). ``config`` is what
-    the node's federation config says (:func:`load_analysis_config`); ``policy``, when
+    the node's federation config says (:func:`analysis_config`); ``policy``, when
     given, replaces its policy. A refusal names its rule. When the policy asks for manual
     approval, the request waits in the node database's approval queue (shared with its
     federation node and every process of the node) like a federated one: it is answered

@@ -4,8 +4,9 @@ A backup folder (mode 0700, every file 0600) holds:
 
 * ``database.sqlite3`` (SQLite's online backup API) or ``database.pgdump``
   (``pg_dump --format=custom``): one consistent snapshot, taken while the node runs;
-* the node's configuration file and its signing key (``node_key.pem``) and federation
-  config, when they exist: the folder holds the node's secrets;
+* the node's configuration file, its signing key (``node_key.pem``, or the ``[node]``
+  section's ``key_file``) and trust file, when they exist: the folder holds the node's
+  secrets;
 * ``manifest.json``: every file's size and sha256, the database kind, the schema
   revision, and each audit chain's head (length, last hash) read inside the snapshot.
 
@@ -100,17 +101,19 @@ def _node_files(settings: Settings, config_file: Path | None) -> list[tuple[str,
     key = settings.node_dir / KEY_FILE
     if key.is_file():
         files.append((KEY_FILE, key))
-    federation = settings.federation_config
-    if federation is not None and federation.is_file():
-        if not _inside(federation, settings.node_dir):
+    for field in ("key_file", "trust_file"):  # what the [node] section names
+        named = (settings.node or {}).get(field)
+        if not isinstance(named, str):
+            continue
+        path = Path(named) if Path(named).is_absolute() else settings.node_dir / named
+        if not path.is_file() or any(path.resolve() == known.resolve() for _, known in files):
+            continue
+        if not _inside(path, settings.node_dir):
             raise BackupError(
-                f"{federation}: the federation config is outside the node's folder "
-                f"{settings.node_dir}; move it inside (a relative federation_config) so a "
-                "backup can carry it"
+                f"{path}: node.{field} is outside the node's folder {settings.node_dir}; "
+                "move it inside (a relative path) so a backup can carry it"
             )
-        files.append(
-            (federation.resolve().relative_to(settings.node_dir.resolve()).as_posix(), federation)
-        )
+        files.append((path.resolve().relative_to(settings.node_dir.resolve()).as_posix(), path))
     return files
 
 
