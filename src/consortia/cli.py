@@ -13,16 +13,58 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError as PydanticValidationError
 
-from consortia import __version__
-from consortia.commands.outputs import (
-    CommandGroup,
-    check_output_file,
-    write_atomically,
-    writing,
-)
+from consortia.commands.deferred import Deferred, deferring
+from consortia.commands.outputs import check_output_file, write_atomically, writing
 from consortia.exceptions import ConsortiaError, _ProblemsError
+
+# The node commands' modules import the services, SQLAlchemy, Alembic and the federation
+# code: they are imported when they run, so --version and --help start at once
+# (commands/deferred.py; a test checks each summary against the command's own help).
+NODE_COMMANDS = {
+    "init": Deferred(
+        "consortia.commands.init:init_node",
+        "Create a node in DIRECTORY: config, database, signing key and first administrator.",
+    ),
+    "serve": Deferred(
+        "consortia.commands.serve:serve_node_app",
+        "Serve the node: the pages, the REST API under /api/v1 (docs at /api/v1/docs) and, "
+        "with a [node] section, the federation endpoints under /federation/v1.",
+    ),
+    "backup": Deferred(
+        "consortia.commands.backup:backup_command",
+        "Back up the running node: database snapshot, configuration, keys and a manifest.",
+    ),
+    "restore": Deferred(
+        "consortia.commands.backup:restore_command",
+        "Restore a backup into an empty node after checking its manifest and audit chains.",
+    ),
+    "db": Deferred("consortia.commands.db:db_app", "Migrate the node's database.", group=True),
+    "config": Deferred(
+        "consortia.commands.config:config_app",
+        "Show and check the node's configuration (consortia.toml and CONSORTIA_*).",
+        group=True,
+    ),
+    "data": Deferred(
+        "consortia.commands.data:data_app", "Import and export a study's captured data.", group=True
+    ),
+    "user": Deferred(
+        "consortia.commands.user:user_app",
+        "Create, deactivate and activate accounts; grant and revoke roles.",
+        group=True,
+    ),
+    "token": Deferred(
+        "consortia.commands.token:token_app",
+        "Create, list and revoke personal API tokens.",
+        group=True,
+    ),
+}
+STUDY_COMMANDS = {
+    "load": Deferred(
+        "consortia.commands.data:load_study_command",
+        "Load a study definition into the node (a new version when the text changed).",
+    ),
+}
 
 app = typer.Typer(
     name="consortia",
@@ -30,9 +72,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=CommandGroup,  # a path that will not do: one line and exit 1 (commands/outputs.py)
+    # a path that will not do: one line and exit 1 (commands/outputs.py)
+    cls=deferring(NODE_COMMANDS),
 )
-study_app = typer.Typer(help="Check, show and convert study definitions.", no_args_is_help=True)
+study_app = typer.Typer(
+    help="Check, show and convert study definitions.",
+    no_args_is_help=True,
+    cls=deferring(STUDY_COMMANDS),
+)
 app.add_typer(study_app, name="study")
 audit_app = typer.Typer(help="Inspect and verify the audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -47,32 +94,6 @@ approvals_app = typer.Typer(
 )
 node_app.add_typer(approvals_app, name="approvals")
 
-
-def _register_node_commands() -> None:
-    """Node set-up, users, tokens and the database live in consortia.commands."""
-    from consortia.commands.backup import backup_command, restore_command
-    from consortia.commands.config import config_app
-    from consortia.commands.data import data_app, load_study_command
-    from consortia.commands.db import db_app
-    from consortia.commands.init import init_node
-    from consortia.commands.serve import serve_node_app
-    from consortia.commands.token import token_app
-    from consortia.commands.user import user_app
-
-    app.command("init")(init_node)
-    app.command("serve")(serve_node_app)
-    app.add_typer(db_app, name="db")
-    app.add_typer(config_app, name="config")
-    app.add_typer(data_app, name="data")
-    study_app.command("load")(load_study_command)
-    app.add_typer(user_app, name="user")
-    app.add_typer(token_app, name="token")
-    app.command("backup")(backup_command)
-    app.command("restore")(restore_command)
-
-
-_register_node_commands()
-
 ConfigOption = Annotated[
     Path,
     typer.Option(
@@ -83,6 +104,8 @@ ConfigOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
+        from consortia import __version__
+
         typer.echo(f"consortia {__version__}")
         raise typer.Exit()
 
@@ -557,6 +580,7 @@ def analyze(
     import json
 
     import yaml
+    from pydantic import ValidationError as PydanticValidationError
 
     from consortia.federation.local import analyze_local, analyze_remote
     from consortia.federation.policy import NodePolicy
@@ -801,6 +825,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 2026,
 ) -> None:
     """A CAR-T study run by two hospitals: synthetic data, federated analyses, audit trail."""
+    from consortia import __version__
     from consortia.demo import run_demo
 
     typer.echo(f"Consortia {__version__} demo")
