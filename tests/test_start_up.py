@@ -7,6 +7,7 @@ bench/bench_startup.py.
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import json
 import subprocess
@@ -173,3 +174,6 @@ def test_the_version_is_read_from_the_package_metadata() -> None:
     import consortia
 
     assert consortia.__version__ == version("consortia")
+    outcome = doctest.testmod(consortia)
+    assert outcome.failed == 0
+    assert outcome.attempted > 0

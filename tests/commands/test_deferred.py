@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 import typer
 from typer.core import TyperGroup
 from typer.main import get_command
 from typer.testing import CliRunner
 
+import consortia.commands.deferred as deferred_module
 from consortia.cli import NODE_COMMANDS, STUDY_COMMANDS, app
 from consortia.commands.deferred import Deferred, deferring, summary_of
 
@@ -68,3 +71,9 @@ def test_a_deferred_command_that_fails_to_import_is_not_hidden() -> None:
     assert "Gone." in help_result.output
     run_result = runner.invoke(broken, ["gone"])
     assert isinstance(run_result.exception, ModuleNotFoundError)
+
+
+def test_docstring_examples_run() -> None:
+    outcome = doctest.testmod(deferred_module, optionflags=doctest.ELLIPSIS)
+    assert outcome.failed == 0
+    assert outcome.attempted > 0
