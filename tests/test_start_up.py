@@ -48,6 +48,7 @@ COMMAND_LINE = {
     "consortia.commands",
     "consortia.commands.deferred",
     "consortia.commands.outputs",
+    "consortia.commands.registry",
     "consortia.exceptions",
 }
 

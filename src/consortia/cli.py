@@ -14,57 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from consortia.commands.deferred import Deferred, deferring
+from consortia.commands.deferred import deferring
 from consortia.commands.outputs import check_output_file, write_atomically, writing
+from consortia.commands.registry import NODE_COMMANDS, STUDY_COMMANDS
 from consortia.exceptions import ConsortiaError, _ProblemsError
-
-# The node commands' modules import the services, SQLAlchemy, Alembic and the federation
-# code: they are imported when they run, so --version and --help start at once
-# (commands/deferred.py; a test checks each summary against the command's own help).
-NODE_COMMANDS = {
-    "init": Deferred(
-        "consortia.commands.init:init_node",
-        "Create a node in DIRECTORY: config, database, signing key and first administrator.",
-    ),
-    "serve": Deferred(
-        "consortia.commands.serve:serve_node_app",
-        "Serve the node: the pages, the REST API under /api/v1 (docs at /api/v1/docs) and, "
-        "with a [node] section, the federation endpoints under /federation/v1.",
-    ),
-    "backup": Deferred(
-        "consortia.commands.backup:backup_command",
-        "Back up the running node: database snapshot, configuration, keys and a manifest.",
-    ),
-    "restore": Deferred(
-        "consortia.commands.backup:restore_command",
-        "Restore a backup into an empty node after checking its manifest and audit chains.",
-    ),
-    "db": Deferred("consortia.commands.db:db_app", "Migrate the node's database.", group=True),
-    "config": Deferred(
-        "consortia.commands.config:config_app",
-        "Show and check the node's configuration (consortia.toml and CONSORTIA_*).",
-        group=True,
-    ),
-    "data": Deferred(
-        "consortia.commands.data:data_app", "Import and export a study's captured data.", group=True
-    ),
-    "user": Deferred(
-        "consortia.commands.user:user_app",
-        "Create, deactivate and activate accounts; grant and revoke roles.",
-        group=True,
-    ),
-    "token": Deferred(
-        "consortia.commands.token:token_app",
-        "Create, list and revoke personal API tokens.",
-        group=True,
-    ),
-}
-STUDY_COMMANDS = {
-    "load": Deferred(
-        "consortia.commands.data:load_study_command",
-        "Load a study definition into the node (a new version when the text changed).",
-    ),
-}
 
 app = typer.Typer(
     name="consortia",
@@ -72,7 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # a path that will not do: one line and exit 1 (commands/outputs.py)
+    # the node commands, imported when they run (commands/registry.py); a path that will not
+    # do: one line and exit 1 (commands/outputs.py)
     cls=deferring(NODE_COMMANDS),
 )
 study_app = typer.Typer(

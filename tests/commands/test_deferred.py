@@ -11,8 +11,9 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import consortia.commands.deferred as deferred_module
-from consortia.cli import NODE_COMMANDS, STUDY_COMMANDS, app
+from consortia.cli import app
 from consortia.commands.deferred import Deferred, deferring, summary_of
+from consortia.commands.registry import NODE_COMMANDS, STUDY_COMMANDS
 
 runner = CliRunner()
 DEFERRED = [
