@@ -179,10 +179,9 @@ def main() -> None:
     header = (
         f"# Start-up: `consortia --version` / `--help` against a bare Typer app\n\n"
         f"Machine: {machine()}. Run of {started:%Y-%m-%d %H:%M} UTC; load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores shared). Medians "
-        f"of {args.runs} rounds, the variants alternated in each round.\n\n"
-        f"    PYTHONPATH=src nice .venv/bin/python bench/bench_startup.py --runs {args.runs}"
-        + (f" --before {args.before}" if args.before else "")
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; niceness {os.nice(0)}. "
+        f"Medians of {args.runs} rounds, the variants alternated in each round.\n\n"
+        f"    PYTHONPATH=src .venv/bin/python bench/bench_startup.py {' '.join(sys.argv[1:])}"
     )
     text = report(groups, runs=args.runs, header=header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
