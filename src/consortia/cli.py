@@ -13,15 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError as PydanticValidationError
 
-from consortia import __version__
-from consortia.commands.outputs import (
-    CommandGroup,
-    check_output_file,
-    write_atomically,
-    writing,
-)
+from consortia.commands.deferred import deferring
+from consortia.commands.outputs import check_output_file, write_atomically, writing
+from consortia.commands.registry import NODE_COMMANDS, STUDY_COMMANDS
 from consortia.exceptions import ConsortiaError, _ProblemsError
 
 app = typer.Typer(
@@ -30,9 +25,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=CommandGroup,  # a path that will not do: one line and exit 1 (commands/outputs.py)
+    # the node commands, imported when they run (commands/registry.py); a path that will not
+    # do: one line and exit 1 (commands/outputs.py)
+    cls=deferring(NODE_COMMANDS),
 )
-study_app = typer.Typer(help="Check, show and convert study definitions.", no_args_is_help=True)
+study_app = typer.Typer(
+    help="Check, show and convert study definitions.",
+    no_args_is_help=True,
+    cls=deferring(STUDY_COMMANDS),
+)
 app.add_typer(study_app, name="study")
 audit_app = typer.Typer(help="Inspect and verify the audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -47,32 +48,6 @@ approvals_app = typer.Typer(
 )
 node_app.add_typer(approvals_app, name="approvals")
 
-
-def _register_node_commands() -> None:
-    """Node set-up, users, tokens and the database live in consortia.commands."""
-    from consortia.commands.backup import backup_command, restore_command
-    from consortia.commands.config import config_app
-    from consortia.commands.data import data_app, load_study_command
-    from consortia.commands.db import db_app
-    from consortia.commands.init import init_node
-    from consortia.commands.serve import serve_node_app
-    from consortia.commands.token import token_app
-    from consortia.commands.user import user_app
-
-    app.command("init")(init_node)
-    app.command("serve")(serve_node_app)
-    app.add_typer(db_app, name="db")
-    app.add_typer(config_app, name="config")
-    app.add_typer(data_app, name="data")
-    study_app.command("load")(load_study_command)
-    app.add_typer(user_app, name="user")
-    app.add_typer(token_app, name="token")
-    app.command("backup")(backup_command)
-    app.command("restore")(restore_command)
-
-
-_register_node_commands()
-
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", help="The node's consortia.toml (its [node] section)."),
@@ -81,6 +56,8 @@ ConfigOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
+        from consortia import __version__
+
         typer.echo(f"consortia {__version__}")
         raise typer.Exit()
 
@@ -556,6 +533,7 @@ def analyze(
     import json
 
     import yaml
+    from pydantic import ValidationError as PydanticValidationError
 
     from consortia.federation.local import analyze_local, analyze_remote
     from consortia.federation.policy import NodePolicy
@@ -805,6 +783,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 2026,
 ) -> None:
     """A CAR-T study run by two hospitals: synthetic data, federated analyses, audit trail."""
+    from consortia import __version__
     from consortia.demo import run_demo
 
     typer.echo(f"Consortia {__version__} demo")

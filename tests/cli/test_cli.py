@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+from typer.core import TyperGroup
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -21,9 +23,13 @@ def _all_command_paths() -> list[list[str]]:
     paths: list[list[str]] = [[]]
 
     def walk(command: object, prefix: list[str]) -> None:
-        for name, sub in getattr(command, "commands", {}).items():
+        if not isinstance(command, TyperGroup):
+            return
+        context = typer.Context(command)
+        # looked up, not read from .commands: the node commands are imported when looked up
+        for name in command.list_commands(context):
             paths.append([*prefix, name])
-            walk(sub, [*prefix, name])
+            walk(command.get_command(context, name), [*prefix, name])
 
     walk(root, [])
     return paths

@@ -1,0 +1,61 @@
+"""The node commands (``consortia init|serve|backup|restore|db|config|data|user|token`` and
+``consortia study load``): where each lives and its one-line summary.
+
+Their modules import the services, SQLAlchemy, Alembic and the federation code, so cli.py
+registers them deferred (:mod:`consortia.commands.deferred`): ``consortia --version`` and
+``--help`` import none of them. A new command module gets an entry here; its summary is the
+first paragraph of its help (``tests/commands/test_deferred.py`` checks that they agree).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from consortia.commands.deferred import Deferred
+
+__all__ = ["NODE_COMMANDS", "STUDY_COMMANDS"]
+
+NODE_COMMANDS: Final = {
+    "init": Deferred(
+        "consortia.commands.init:init_node",
+        "Create a node in DIRECTORY: config, database, signing key and first administrator.",
+    ),
+    "serve": Deferred(
+        "consortia.commands.serve:serve_node_app",
+        "Serve the node: the pages, the REST API under /api/v1 (docs at /api/v1/docs) and, "
+        "with a [node] section, the federation endpoints under /federation/v1.",
+    ),
+    "backup": Deferred(
+        "consortia.commands.backup:backup_command",
+        "Back up the running node: database snapshot, configuration, keys and a manifest.",
+    ),
+    "restore": Deferred(
+        "consortia.commands.backup:restore_command",
+        "Restore a backup into an empty node after checking its manifest and audit chains.",
+    ),
+    "db": Deferred("consortia.commands.db:db_app", "Migrate the node's database.", group=True),
+    "config": Deferred(
+        "consortia.commands.config:config_app",
+        "Show and check the node's configuration (consortia.toml and CONSORTIA_*).",
+        group=True,
+    ),
+    "data": Deferred(
+        "consortia.commands.data:data_app", "Import and export a study's captured data.", group=True
+    ),
+    "user": Deferred(
+        "consortia.commands.user:user_app",
+        "Create, deactivate and activate accounts; grant and revoke roles.",
+        group=True,
+    ),
+    "token": Deferred(
+        "consortia.commands.token:token_app",
+        "Create, list and revoke personal API tokens.",
+        group=True,
+    ),
+}
+STUDY_COMMANDS: Final = {
+    "load": Deferred(
+        "consortia.commands.data:load_study_command",
+        "Load a study definition into the node (a new version when the text changed).",
+    ),
+}
