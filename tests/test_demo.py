@@ -5,7 +5,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from consortia.demo import run_demo
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 
 
@@ -23,7 +23,7 @@ def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_pa
     assert "birth_date" not in header
     engine = make_engine(f"sqlite:///{tmp_path / 'consortia.db'}")
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         runs = [event.entity_id for event in iter_events(connection)]
         assert connection.execute(sa.text("select count(*) from audit_event")).scalar() == 5
     engine.dispose()
@@ -42,7 +42,7 @@ def test_each_demo_node_holds_its_imported_records_and_exports_them_without_iden
     for node in ("sg_node", "sh_node"):
         engine = make_engine(f"sqlite:///{tmp_path / node / 'node.db'}")
         with engine.connect() as connection:
-            assert verify_chain(connection).ok
+            assert verify_trail(connection).ok
             subjects = connection.execute(sa.select(sa.func.count()).select_from(subject))
             assert subjects.scalar() == 20
             numbers = {

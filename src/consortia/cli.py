@@ -331,7 +331,7 @@ def audit_verify(
     replay the trail and report every difference with the tables (exit 1).
     """
     from consortia.config import Settings
-    from consortia.storage.audit import verify_chain
+    from consortia.storage.audit import verify_trail
     from consortia.storage.db import make_engine
 
     exit_code = 0
@@ -341,7 +341,7 @@ def audit_verify(
         engine = make_engine(url or Settings().database_url)
         try:
             with engine.connect() as connection:
-                report = verify_chain(connection, chain=chain)
+                report = verify_trail(connection, chain=chain)
             typer.echo(str(report))
             if not report.ok:
                 exit_code = 1

@@ -30,7 +30,7 @@ from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
 from consortia.standards.redcap import export_redcap_file
 from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
-from consortia.storage.audit import append_event, metadata, verify_chain
+from consortia.storage.audit import append_event, metadata, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 
@@ -104,7 +104,7 @@ def run_demo(
                     after={"request": request, **outcome},
                 )
         with engine.connect() as connection:
-            echo(f"\n{verify_chain(connection)} ({folder / 'consortia.db'})")
+            echo(f"\n{verify_trail(connection)} ({folder / 'consortia.db'})")
     finally:
         engine.dispose()
     return results
@@ -127,7 +127,7 @@ def _capture(
             engine, operator, study, ExportRequest(ExportFormat.PARQUET), node_dir / "export"
         )
         with engine.connect() as connection:
-            chain = verify_chain(connection)
+            chain = verify_trail(connection)
     finally:
         engine.dispose()
     echo(

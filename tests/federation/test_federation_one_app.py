@@ -23,7 +23,7 @@ from consortia.federation.local import analyze_remote_async
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
 from consortia.federation.tables import Table
 from consortia.stats.survival import kaplan_meier
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 
@@ -101,7 +101,7 @@ def test_the_nodes_one_app_answers_a_signed_analysis_beside_its_pages_and_api(
         assert app.state.analysis_config.policy.min_cell_count == 4
         assert app.state.node.policy.min_cell_count == 4
         with app.state.engine.connect() as connection:
-            report = verify_chain(connection, chain=FEDERATION_CHAIN)
+            report = verify_trail(connection, chain=FEDERATION_CHAIN)
         assert report.ok
         assert report.events >= 1
     finally:
