@@ -12,10 +12,10 @@ from consortia.storage.db import make_engine
 def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_path: Path) -> None:
     lines: list[str] = []
     results = run_demo(tmp_path, subjects_per_site=60, seed=5, echo=lines.append)
-    kinds = [result["kind"] for result in results]
+    kinds = [result.kind for result in results]
     assert kinds == ["kaplan_meier", "kaplan_meier", "cox", "proportion", "glm"]
-    assert all(result["exact"] and result["complete"] for result in results)
-    assert all([node["n"] for node in result["nodes"]] == [60, 60] for result in results)
+    assert all(result.exact and result.complete for result in results)
+    assert all(list(result.n_by_node.values()) == [60, 60] for result in results)
     for name in ("study.yaml", "study-odm.xml", "redcap-dictionary.csv", "pfs_km.png"):
         assert (tmp_path / name).stat().st_size > 0
     header = (tmp_path / "sg_node" / "cart_efficacy.csv").read_text().splitlines()[0]

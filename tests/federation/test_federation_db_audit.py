@@ -66,7 +66,7 @@ def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[s
     coordinator = Coordinator("lead", lead_key, trust, round_timeout=10.0)
     transport = InProcessTransport({node.name: node})
     handles = [NodeHandle(node.name, node.url)]
-    return asyncio.run(coordinator.run_analysis(request, handles, transport))
+    return asyncio.run(coordinator.run_analysis(request, handles, transport)).to_dict()
 
 
 @pytest.fixture

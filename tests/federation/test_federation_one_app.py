@@ -74,9 +74,11 @@ def test_the_nodes_one_app_answers_a_signed_analysis_beside_its_pages_and_api(
     async def main() -> tuple[dict[str, Any], httpx.Response, httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sgh.test") as client:
-            result = await analyze_remote_async(
-                KM, {"sgh": "http://sgh.test"}, key=lead_key, trust=trust, client=client
-            )
+            result = (
+                await analyze_remote_async(
+                    KM, {"sgh": "http://sgh.test"}, key=lead_key, trust=trust, client=client
+                )
+            ).to_dict()
             identity = await client.get("/federation/v1/identity")
             health = await client.get("/api/v1/health")
             page = await client.get("/login")
@@ -187,9 +189,11 @@ def test_the_nodes_one_app_long_polls_its_lead_for_its_lifespan(
                     await asyncio.sleep(0.01)
                 async with app.router.lifespan_context(app):
                     try:
-                        return await coordinator.run_analysis(
-                            KM, [NodeHandle("sgh")], coordinator.broker
-                        )
+                        return (
+                            await coordinator.run_analysis(
+                                KM, [NodeHandle("sgh")], coordinator.broker
+                            )
+                        ).to_dict()
                     finally:
                         coordinator.broker.close()  # ends the node's long poll
             finally:

@@ -18,6 +18,7 @@ subject to the node's minimum cell count.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -36,8 +37,11 @@ from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
 from consortia.stats.descriptive import (
     CrosstabAggregates,
+    CrosstabResult,
     DescribeAggregates,
+    DescribeResult,
     ProportionAggregates,
+    ProportionResult,
     combine_crosstab,
     combine_describe,
     combine_proportion,
@@ -89,6 +93,7 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
 
     name = "describe"
     request_model = DescribeRequest
+    result_type = DescribeResult
 
     def columns(self, request: DescribeRequest) -> list[str]:
         return [request.variable]
@@ -111,15 +116,24 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
             groups=_bin_groups(values, edges),
         )
 
-    async def lead(self, request: DescribeRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: DescribeRequest, exchange: Exchange) -> DescribeResult:
         replies = await exchange.round({})
         result = combine_describe(
             [DescribeAggregates.from_dict(replies[name]) for name in exchange.nodes],
             probabilities=request.probabilities,
-        ).to_dict()
+        )
         if request.bins is None and request.bin_edges is None:
-            for key in ("probabilities", "quantiles", "bin_edges", "bin_counts", "below", "above"):
-                result.pop(key, None)
+            # one whole-line bin was released: a count, not a histogram to report
+            empty: tuple[Any, ...] = ()
+            result = replace(
+                result,
+                probabilities=empty,
+                quantiles=empty,
+                bin_edges=empty,
+                bin_counts=empty,
+                below=0,
+                above=0,
+            )
         return result
 
 
@@ -153,6 +167,7 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
 
     name = "crosstab"
     request_model = CrosstabRequest
+    result_type = CrosstabResult
 
     def columns(self, request: CrosstabRequest) -> list[str]:
         return [request.rows, request.columns]
@@ -191,10 +206,10 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
             },
         )
 
-    async def lead(self, request: CrosstabRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: CrosstabRequest, exchange: Exchange) -> CrosstabResult:
         replies = await exchange.round({})
         parts = [CrosstabAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_crosstab(parts, yates=request.yates).to_dict()
+        return combine_crosstab(parts, yates=request.yates)
 
 
 class ProportionRequest(AnalysisRequest):
@@ -210,6 +225,7 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
 
     name = "proportion"
     request_model = ProportionRequest
+    result_type = ProportionResult
 
     def columns(self, request: ProportionRequest) -> list[str]:
         return [request.outcome]
@@ -235,7 +251,7 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
             groups={"successes": outcome == 1, "failures": outcome == 0},
         )
 
-    async def lead(self, request: ProportionRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: ProportionRequest, exchange: Exchange) -> ProportionResult:
         replies = await exchange.round({})
         parts = [ProportionAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_proportion(parts, confidence=request.confidence).to_dict()
+        return combine_proportion(parts, confidence=request.confidence)

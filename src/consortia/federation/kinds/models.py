@@ -51,13 +51,24 @@ from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
 from consortia.stats._arrays import bin_times, sort_labels
-from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
+from consortia.stats.cox import CoxNodeData, CoxResult, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
-from consortia.stats.glm import GlmAggregates, GlmNodeData, fit_glm, fit_glm_federated
-from consortia.stats.meta import MetaInput, combine_meta
+from consortia.stats.glm import GlmAggregates, GlmNodeData, GlmResult, fit_glm, fit_glm_federated
+from consortia.stats.meta import MetaInput, MetaResult, combine_meta
+from consortia.stats.results import from_jsonable
 
-__all__ = ["CoxKind", "CoxRequest", "GlmKind", "GlmRequest", "MetaKind", "MetaRequest"]
+__all__ = [
+    "CoxEstimates",
+    "CoxKind",
+    "CoxRequest",
+    "GlmEstimates",
+    "GlmKind",
+    "GlmRequest",
+    "MetaEstimates",
+    "MetaKind",
+    "MetaRequest",
+]
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_TIME_BIN = 7.0
@@ -107,6 +118,106 @@ class CoxRequest(AnalysisRequest):
         if self.stratified:
             return self.time_bin
         return self.time_bin if self.time_bin is not None else DEFAULT_TIME_BIN
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _read_levels(data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    levels = data.get("levels")
+    if not isinstance(levels, Mapping):
+        raise StatisticsError("levels: expected an object of level lists")
+    return {
+        str(name): from_jsonable(tuple[str, ...], values, f"levels.{name}")
+        for name, values in levels.items()
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class GlmEstimates:
+    """A federated GLM fit and the levels the nodes agreed (the first is the reference).
+
+    On the wire: the fit's JSON with ``"levels"`` beside it.
+    """
+
+    fit: GlmResult
+    levels: Mapping[str, tuple[str, ...]]
+
+    @property
+    def exact(self) -> bool:
+        """IRLS on summed aggregates: the pooled fit."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.fit.to_dict(), "levels": {k: list(v) for k, v in self.levels.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GlmEstimates:
+        return cls(GlmResult.from_dict(data), _read_levels(data))
+
+    def summary(self) -> str:
+        return self.fit.summary()
+
+
+@dataclass(frozen=True, eq=False)
+class CoxEstimates:
+    """A federated Cox fit, the agreed levels and the bin of released event times.
+
+    On the wire: the fit's JSON with ``"levels"`` and ``"time_bin"`` beside it.
+    """
+
+    fit: CoxResult
+    levels: Mapping[str, tuple[str, ...]]
+    time_bin: float | None
+
+    @property
+    def exact(self) -> bool:
+        """Newton rounds on summed per-time (or per-stratum) sums: the pooled fit."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.fit.to_dict(),
+            "levels": {k: list(v) for k, v in self.levels.items()},
+            "time_bin": self.time_bin,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoxEstimates:
+        return cls(
+            CoxResult.from_dict(data),
+            _read_levels(data),
+            from_jsonable(float | None, data.get("time_bin"), "time_bin"),
+        )
+
+    def summary(self) -> str:
+        return self.fit.summary()
+
+
+@dataclass(frozen=True, eq=False)
+class MetaEstimates:
+    """The meta-analysis of one model term over the nodes' own fits (not exact).
+
+    On the wire: the meta-analysis's JSON with ``"term"`` beside it.
+    """
+
+    meta: MetaResult
+    term: str
+
+    @property
+    def exact(self) -> bool:
+        """Pooled estimates of local fits are not the pooled fit."""
+        return self.meta.exact
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.meta.to_dict(), "term": self.term}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetaEstimates:
+        return cls(MetaResult.from_dict(data), from_jsonable(str, data.get("term"), "term"))
+
+    def summary(self) -> str:
+        return f"term {self.term}\n{self.meta.summary()}"
 
 
 # --------------------------------------------------------------------------- node side
@@ -434,6 +545,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
 
     name = "glm"
     request_model = GlmRequest
+    result_type = GlmEstimates
 
     def columns(self, request: GlmRequest) -> list[str]:
         extra = [name for name in (request.trials, request.offset) if name]
@@ -480,12 +592,12 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             groups=model.groups(request.covariates),
         )
 
-    async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: GlmRequest, exchange: Exchange) -> GlmEstimates:
         replies = await exchange.round({"step": "levels"})
         levels = _agree_levels(replies, request.covariates)
         names = _term_names(request.covariates, levels, request.intercept)
 
-        def driver(nodes: list[Any]) -> Any:
+        def driver(nodes: list[Any]) -> GlmResult:
             return fit_glm_federated(nodes, names, alpha=request.alpha)
 
         result = await drive_iterative(
@@ -494,7 +606,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
             GlmAggregates.from_dict,
         )
-        return {**result.to_dict(), "levels": levels}
+        return GlmEstimates(result, {name: tuple(values) for name, values in levels.items()})
 
 
 def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
@@ -508,6 +620,7 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
 
     name = "cox"
     request_model = CoxRequest
+    result_type = CoxEstimates
 
     def columns(self, request: CoxRequest) -> list[str]:
         return [request.time, request.event, *request.covariates, *request.local_strata]
@@ -580,12 +693,12 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             groups=model.groups(request.covariates),
         )
 
-    async def lead(self, request: CoxRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: CoxRequest, exchange: Exchange) -> CoxEstimates:
         replies = await exchange.round({"step": "levels"})
         levels = _agree_levels(replies, request.covariates)
         names = _term_names(request.covariates, levels, intercept=False)
 
-        def driver(nodes: list[Any]) -> Any:
+        def driver(nodes: list[Any]) -> CoxResult:
             return fit_cox_federated(nodes, names, alpha=request.alpha)
 
         result = await drive_iterative(
@@ -594,7 +707,11 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
             _cox_aggregates,
         )
-        return {**result.to_dict(), "levels": levels, "time_bin": request.effective_time_bin}
+        return CoxEstimates(
+            result,
+            {name: tuple(values) for name, values in levels.items()},
+            request.effective_time_bin,
+        )
 
 
 class MetaRequest(AnalysisRequest):
@@ -612,6 +729,7 @@ class MetaKind(AnalysisKind[MetaRequest]):
     name = "meta"
     exact = False
     request_model = MetaRequest
+    result_type = MetaEstimates
 
     def _model(self, request: MetaRequest) -> GlmRequest | CoxRequest:
         spec = {**request.model, "table": request.table}
@@ -697,13 +815,10 @@ class MetaKind(AnalysisKind[MetaRequest]):
             parameters=len(names),
         )
 
-    async def lead(self, request: MetaRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: MetaRequest, exchange: Exchange) -> MetaEstimates:
         replies = await exchange.round({})
         inputs = [
             MetaInput(name, float(r["estimate"]), float(r["standard_error"]), n=int(r["n"]))
             for name, r in ((name, replies[name]) for name in exchange.nodes)
         ]
-        return {
-            **combine_meta(inputs, confidence=request.confidence).to_dict(),
-            "term": request.term,
-        }
+        return MetaEstimates(combine_meta(inputs, confidence=request.confidence), request.term)
