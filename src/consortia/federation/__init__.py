@@ -48,6 +48,7 @@ from consortia.federation.nodeconfig import (
 from consortia.federation.policy import NodePolicy, Release, TableAccess
 from consortia.federation.protocol import PROTOCOL_VERSION, canonical_json
 from consortia.federation.pull import PullBroker, run_pull_worker
+from consortia.federation.results import AnalysisResult, NodeCount, Refusal
 from consortia.federation.signing import (
     MessageRejected,
     Peer,
@@ -74,6 +75,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AnalysisKind",
     "AnalysisRefused",
+    "AnalysisResult",
     "ApprovalEntry",
     "ApprovalStatus",
     "Approvals",
@@ -90,6 +92,7 @@ __all__ = [
     "MemoryAuditSink",
     "MessageRejected",
     "NodeConfig",
+    "NodeCount",
     "NodeHandle",
     "NodePolicy",
     "NodeRunner",
@@ -97,6 +100,7 @@ __all__ = [
     "Peer",
     "PullBroker",
     "PushTransport",
+    "Refusal",
     "Release",
     "Table",
     "TableAccess",
