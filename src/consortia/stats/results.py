@@ -129,6 +129,8 @@ def from_jsonable(hint: Any, value: Any, where: str = "") -> Any:
         if type(value) is not hint:
             raise StatisticsError(f"{where}: {value!r} is not a {hint.__name__}")
         return hint(value)
+    if hint is np.ndarray:  # an array of no declared dtype: floats
+        return _float_array(value, where) if isinstance(value, list) else _not_a_list(where)
     if origin is np.ndarray:
         (dtype,) = typing.get_args(args[1])
         if not isinstance(value, list):
@@ -154,6 +156,10 @@ def from_jsonable(hint: Any, value: Any, where: str = "") -> Any:
             raise StatisticsError(f"{where}: expected an object")
         return {str(k): from_jsonable(args[1], item, f"{where}.{k}") for k, item in value.items()}
     raise TypeError(f"{where}: cannot read a {hint!r} from JSON")
+
+
+def _not_a_list(where: str) -> Any:
+    raise StatisticsError(f"{where}: expected a list")
 
 
 def _float_array(value: list[Any], where: str) -> Any:
