@@ -18,7 +18,7 @@ import pytest
 
 from consortia.exceptions import StatisticsError
 from consortia.federation.kinds import get_kind
-from consortia.federation.kinds.models import CoxEstimates, GlmEstimates
+from consortia.federation.kinds.model_estimates import CoxEstimates, GlmEstimates
 from consortia.federation.kinds.survival import KaplanMeierEstimates
 from consortia.federation.local import analyze_local
 from consortia.federation.policy import NodePolicy

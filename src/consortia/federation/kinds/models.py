@@ -47,6 +47,7 @@ from consortia.federation.kinds.base import (
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.model_estimates import CoxEstimates, GlmEstimates, MetaEstimates
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
@@ -55,20 +56,9 @@ from consortia.stats.cox import CoxNodeData, CoxResult, fit_cox, fit_cox_federat
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
 from consortia.stats.glm import GlmAggregates, GlmNodeData, GlmResult, fit_glm, fit_glm_federated
-from consortia.stats.meta import MetaInput, MetaResult, combine_meta
-from consortia.stats.results import from_jsonable
+from consortia.stats.meta import MetaInput, combine_meta
 
-__all__ = [
-    "CoxEstimates",
-    "CoxKind",
-    "CoxRequest",
-    "GlmEstimates",
-    "GlmKind",
-    "GlmRequest",
-    "MetaEstimates",
-    "MetaKind",
-    "MetaRequest",
-]
+__all__ = ["CoxKind", "CoxRequest", "GlmKind", "GlmRequest", "MetaKind", "MetaRequest"]
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_TIME_BIN = 7.0
@@ -118,106 +108,6 @@ class CoxRequest(AnalysisRequest):
         if self.stratified:
             return self.time_bin
         return self.time_bin if self.time_bin is not None else DEFAULT_TIME_BIN
-
-
-# --------------------------------------------------------------------------- results
-
-
-def _read_levels(data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    levels = data.get("levels")
-    if not isinstance(levels, Mapping):
-        raise StatisticsError("levels: expected an object of level lists")
-    return {
-        str(name): from_jsonable(tuple[str, ...], values, f"levels.{name}")
-        for name, values in levels.items()
-    }
-
-
-@dataclass(frozen=True, eq=False)
-class GlmEstimates:
-    """A federated GLM fit and the levels the nodes agreed (the first is the reference).
-
-    On the wire: the fit's JSON with ``"levels"`` beside it.
-    """
-
-    fit: GlmResult
-    levels: Mapping[str, tuple[str, ...]]
-
-    @property
-    def exact(self) -> bool:
-        """IRLS on summed aggregates: the pooled fit."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.fit.to_dict(), "levels": {k: list(v) for k, v in self.levels.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GlmEstimates:
-        return cls(GlmResult.from_dict(data), _read_levels(data))
-
-    def summary(self) -> str:
-        return self.fit.summary()
-
-
-@dataclass(frozen=True, eq=False)
-class CoxEstimates:
-    """A federated Cox fit, the agreed levels and the bin of released event times.
-
-    On the wire: the fit's JSON with ``"levels"`` and ``"time_bin"`` beside it.
-    """
-
-    fit: CoxResult
-    levels: Mapping[str, tuple[str, ...]]
-    time_bin: float | None
-
-    @property
-    def exact(self) -> bool:
-        """Newton rounds on summed per-time (or per-stratum) sums: the pooled fit."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.fit.to_dict(),
-            "levels": {k: list(v) for k, v in self.levels.items()},
-            "time_bin": self.time_bin,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CoxEstimates:
-        return cls(
-            CoxResult.from_dict(data),
-            _read_levels(data),
-            from_jsonable(float | None, data.get("time_bin"), "time_bin"),
-        )
-
-    def summary(self) -> str:
-        return self.fit.summary()
-
-
-@dataclass(frozen=True, eq=False)
-class MetaEstimates:
-    """The meta-analysis of one model term over the nodes' own fits (not exact).
-
-    On the wire: the meta-analysis's JSON with ``"term"`` beside it.
-    """
-
-    meta: MetaResult
-    term: str
-
-    @property
-    def exact(self) -> bool:
-        """Pooled estimates of local fits are not the pooled fit."""
-        return self.meta.exact
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.meta.to_dict(), "term": self.term}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MetaEstimates:
-        return cls(MetaResult.from_dict(data), from_jsonable(str, data.get("term"), "term"))
-
-    def summary(self) -> str:
-        return f"term {self.term}\n{self.meta.summary()}"
 
 
 # --------------------------------------------------------------------------- node side
