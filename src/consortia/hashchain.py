@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -51,34 +51,27 @@ __all__ = [
 #: The ``prev_hash`` of a chain's first link (and the head of a chain with no link yet).
 GENESIS = "0" * 64
 
-_OPTIONS: dict[str, Any] = {
-    "sort_keys": True,
-    "separators": (",", ":"),
-    "ensure_ascii": False,
-    "allow_nan": False,
-}
-_ENCODER = json.JSONEncoder(**_OPTIONS)
-_TEXT_ENCODER = json.JSONEncoder(**_OPTIONS, default=str)
+_OPTIONS: dict[str, Any] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+_STRICT = json.JSONEncoder(**_OPTIONS, allow_nan=False)
+_LENIENT = json.JSONEncoder(**_OPTIONS, allow_nan=True, default=str)
 
 
-def canonical_json(value: Any, *, default: Callable[[Any], str] | None = None) -> bytes:
+def canonical_json(value: Any, *, lenient: bool = False) -> bytes:
     """``value`` as canonical JSON: UTF-8, keys sorted, no insignificant whitespace.
 
-    ``nan``/``inf`` raise :class:`ValueError` (JSON has no spelling for them). Anything that
-    is not a dict, list, tuple, str, int, float, bool or ``None`` raises :class:`TypeError`,
-    unless ``default=str`` asks for its text instead (the audit trail records a ``date`` as
-    ``"2025-01-06"``); what is hashed or signed is then exactly what a reader parses back.
-    Python floats round-trip exactly through it, so a value re-serialised by whoever
-    receives it hashes the same.
+    Strict by default: ``nan``/``inf`` raise :class:`ValueError` (JSON has no spelling for
+    them) and anything that is not a dict, list, tuple, str, int, float, bool or ``None``
+    raises :class:`TypeError`, so what is signed is exactly what a reader parses back.
+    ``lenient=True`` is how the audit trail records whatever it is given rather than lose
+    the event: a value that is not JSON as its text (a ``date`` as ``"2025-01-06"``), a
+    non-finite float as ``NaN``/``Infinity``. The same value always gives the same bytes,
+    and Python floats round-trip exactly, so a re-serialised value hashes the same.
 
     >>> from datetime import date
-    >>> canonical_json({"d": date(2025, 1, 6)}, default=str)
+    >>> canonical_json({"d": date(2025, 1, 6)}, lenient=True)
     b'{"d":"2025-01-06"}'
     """
-    if default is None:
-        return _ENCODER.encode(value).encode("utf-8")
-    encoder = _TEXT_ENCODER if default is str else json.JSONEncoder(**_OPTIONS, default=default)
-    return encoder.encode(value).encode("utf-8")
+    return (_LENIENT if lenient else _STRICT).encode(value).encode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:

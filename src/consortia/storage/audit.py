@@ -89,9 +89,9 @@ _ENCODE_STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def stored_json(value: Any) -> str:
-    """The text an event's ``before``/``after`` is stored as: its canonical JSON, a value
-    that is not JSON (a ``date``) as its text."""
-    return canonical_json(value, default=str).decode("utf-8")
+    """The text an event's ``before``/``after`` is stored as: its lenient canonical JSON (a
+    value that is not JSON, a ``date``, as its text): an event is never refused for it."""
+    return canonical_json(value, lenient=True).decode("utf-8")
 
 
 def _json_field(value: Any) -> str:
@@ -142,7 +142,7 @@ class AuditEvent:
 
 def event_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
     """``sha256(prev_hash ‖ canonical_json(payload))`` as hex."""
-    return link_hash(prev_hash, canonical_json(dict(payload)))
+    return link_hash(prev_hash, canonical_json(dict(payload), lenient=True))
 
 
 def _stored_body(fields: Mapping[str, Any]) -> bytes:
