@@ -18,7 +18,7 @@
     PUTs with the version the previous save returned, as a data-entry page does. Saves/s,
     p50/p99 of each loop and of GET and PUT alone, server and client CPU per save, errors,
     lost updates.
-(d) ``verify_chain`` over ``--events`` audit events created with ``append_events``.
+(d) ``verify_trail`` over ``--events`` audit events created with ``append_events``.
 
 Results go to ``bench/results/capture.md`` (``--out``).
 """
@@ -58,7 +58,7 @@ from consortia.domain.synthetic import synthesize  # noqa: E402
 from consortia.domain.templates import template_text  # noqa: E402
 from consortia.services import exports, imports, studies, tokens, users  # noqa: E402
 from consortia.services.exports import ExportFormat, ExportRequest  # noqa: E402
-from consortia.storage.audit import append_events, audit_event, verify_chain  # noqa: E402
+from consortia.storage.audit import append_events, audit_event, verify_trail  # noqa: E402
 from consortia.storage.db import make_engine  # noqa: E402
 from consortia.storage.migrations import upgrade  # noqa: E402
 from consortia.storage.tables import item_value  # noqa: E402
@@ -475,7 +475,7 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 .group_by(audit_event.c.entity_id)
             ).all()
         )
-        chain_ok = verify_chain(connection).ok
+        chain_ok = verify_trail(connection).ok
     audit_mismatch = sum(
         1
         for n in range(args.clients)
@@ -562,13 +562,13 @@ def part_d(args: argparse.Namespace, dbs: Databases) -> dict[str, Any]:
         for _ in range(args.verify_repeats):
             with engine.connect() as connection:
                 start = time.perf_counter()
-                report = verify_chain(connection)
+                report = verify_trail(connection)
                 runs.append(time.perf_counter() - start)
             assert report.ok
         engine.dispose()
         results[kind] = {"append_s": created, "verify": runs}
         say(
-            f"(d) {kind}: appended {args.events:,} events in {created:.1f} s; verify_chain "
+            f"(d) {kind}: appended {args.events:,} events in {created:.1f} s; verify_trail "
             + ", ".join(f"{r:.1f}" for r in runs)
             + " s"
         )
@@ -658,11 +658,11 @@ def write_report(args: argparse.Namespace, results: dict[str, Any], started: str
         ]
     d = results.get("d")
     if d:
-        lines += ["## (d) verify_chain", ""]
+        lines += ["## (d) verify_trail", ""]
         for kind, r in d.items():
             lines.append(
                 f"- {kind}: {args.events:,} events appended in {r['append_s']:.1f} s; "
-                "verify_chain s: " + ", ".join(f"{x:.2f}" for x in r["verify"])
+                "verify_trail s: " + ", ".join(f"{x:.2f}" for x in r["verify"])
             )
         lines.append("")
     lines += ["## log", "", "```", *LOG, "```", ""]

@@ -85,7 +85,8 @@ class Federation(NodeCluster):
     """Three node processes on loopback; the lead pushes each request (one client per run)."""
 
     def analyze(self, request: dict[str, Any]) -> dict[str, Any]:
-        return analyze_remote(request, self.urls, key=self.lead_key, trust=self.trust)
+        """The result's wire form, as the API or ``consortia analyze --json`` gives it."""
+        return analyze_remote(request, self.urls, key=self.lead_key, trust=self.trust).to_dict()
 
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:

@@ -37,6 +37,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,24 @@ def small_glm(n: int, rng: np.random.Generator) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per timed round: this bench's estimates."""
+
+    seconds: tuple[float, ...]
+    exact: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"timings": list(self.seconds)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Timings:
+        return cls(tuple(float(value) for value in data["timings"]))
+
+    def summary(self) -> str:
+        return f"{len(self.seconds)} rounds"
+
+
 class TimedRounds(GlmKind):
     """The lead side of ``glm`` replaced by: agree the design, then time identical rounds."""
 
@@ -93,7 +112,9 @@ class TimedRounds(GlmKind):
         self.rounds = rounds
         self.warmup = warmup
 
-    async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
+    result_type = Timings
+
+    async def lead(self, request: GlmRequest, exchange: Exchange) -> Timings:
         await exchange.round({"step": "levels"})
         timings: list[float] = []
         for index in range(self.warmup + self.rounds):
@@ -104,7 +125,7 @@ class TimedRounds(GlmKind):
                 raise RuntimeError(f"a round got {len(answers)} answers")
             if index >= self.warmup:
                 timings.append(elapsed)
-        return {"timings": timings}
+        return Timings(tuple(timings))
 
 
 def direct_rounds(folders: Mapping[str, Path], rounds: int, warmup: int) -> list[float]:
@@ -212,8 +233,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                     else:
                         coordinator, transport = transports[path]
                         result = await coordinator.run_analysis(REQUEST, handles[path], transport)
-                        found = result["estimates"]["timings"]
-                        nbytes[path].append(result["bytes"] / result["rounds"])
+                        assert isinstance(result.estimates, Timings)
+                        found = list(result.estimates.seconds)
+                        nbytes[path].append(result.bytes / result.rounds)
                     timings[path].extend(found)
                     per_run[path].append(statistics.median(found) * 1000)
                     print(

@@ -5,17 +5,17 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from consortia.demo import run_demo
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 
 
 def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_path: Path) -> None:
     lines: list[str] = []
     results = run_demo(tmp_path, subjects_per_site=60, seed=5, echo=lines.append)
-    kinds = [result["kind"] for result in results]
+    kinds = [result.kind for result in results]
     assert kinds == ["kaplan_meier", "kaplan_meier", "cox", "proportion", "glm"]
-    assert all(result["exact"] and result["complete"] for result in results)
-    assert all([node["n"] for node in result["nodes"]] == [60, 60] for result in results)
+    assert all(result.exact and result.complete for result in results)
+    assert all(list(result.n_by_node.values()) == [60, 60] for result in results)
     for name in ("study.yaml", "study-odm.xml", "redcap-dictionary.csv", "pfs_km.png"):
         assert (tmp_path / name).stat().st_size > 0
     header = (tmp_path / "sg_node" / "cart_efficacy.csv").read_text().splitlines()[0]
@@ -23,7 +23,7 @@ def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_pa
     assert "birth_date" not in header
     engine = make_engine(f"sqlite:///{tmp_path / 'consortia.db'}")
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         runs = [event.entity_id for event in iter_events(connection)]
         assert connection.execute(sa.text("select count(*) from audit_event")).scalar() == 5
     engine.dispose()
@@ -42,7 +42,7 @@ def test_each_demo_node_holds_its_imported_records_and_exports_them_without_iden
     for node in ("sg_node", "sh_node"):
         engine = make_engine(f"sqlite:///{tmp_path / node / 'node.db'}")
         with engine.connect() as connection:
-            assert verify_chain(connection).ok
+            assert verify_trail(connection).ok
             subjects = connection.execute(sa.select(sa.func.count()).select_from(subject))
             assert subjects.scalar() == 20
             numbers = {

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from consortia.commands.deferred import deferring
 from consortia.commands.outputs import check_output_file, write_atomically, writing
 from consortia.commands.registry import NODE_COMMANDS, STUDY_COMMANDS
 from consortia.exceptions import ConsortiaError, _ProblemsError
+
+if TYPE_CHECKING:
+    from consortia.federation.results import AnalysisResult
 
 app = typer.Typer(
     name="consortia",
@@ -307,7 +310,7 @@ def audit_verify(
     replay the trail and report every difference with the tables (exit 1).
     """
     from consortia.config import Settings
-    from consortia.storage.audit import verify_chain
+    from consortia.storage.audit import verify_trail
     from consortia.storage.db import make_engine
 
     exit_code = 0
@@ -317,7 +320,7 @@ def audit_verify(
         engine = make_engine(url or Settings().database_url)
         try:
             with engine.connect() as connection:
-                report = verify_chain(connection, chain=chain)
+                report = verify_trail(connection, chain=chain)
             typer.echo(str(report))
             if not report.ok:
                 exit_code = 1
@@ -422,77 +425,20 @@ def _local_table(spec: Path, request: object, table: str | None) -> str | None:
     return requested
 
 
-def _number(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def render_result(result: dict[str, Any]) -> str:
-    """A federated result as text a person reads: who took part, then the estimates."""
-    lines = [
-        f"{result.get('kind')}: {'exact (equals pooling)' if result.get('exact') else 'not exact'}"
-        f"{'' if result.get('complete', True) else ' - INCOMPLETE'}",
-        "nodes: "
-        + ", ".join(f"{node['name']} (n={node['n']})" for node in result.get("nodes", [])),
-        f"rounds: {result.get('rounds')}, bytes exchanged: {result.get('bytes')}",
-    ]
-    if result.get("missing_nodes"):
-        lines.append(f"missing nodes: {', '.join(result['missing_nodes'])}")
-    for refusal in result.get("refusals", []):
-        lines.append(
-            f"refused by {refusal.get('node')}: {refusal.get('rule')}: {refusal.get('message')}"
-        )
-    estimates = result.get("estimates") or {}
-    terms = estimates.get("covariates") or estimates.get("terms") or []
-    per_term = {
-        key: value
-        for key, value in estimates.items()
-        if isinstance(value, dict) and terms and list(value) == list(terms)
-    }
-    if per_term:
-        rows = [["term", *per_term]]
-        rows += [[term, *(_number(per_term[c][term]) for c in per_term)] for term in terms]
-        lines += ["", _render_table(rows)]
-    for key, value in estimates.items():
-        if isinstance(value, dict) and key not in per_term and key != "groups":
-            flat = ", ".join(
-                f"{k} {_number(v)}" for k, v in value.items() if isinstance(v, int | float | str)
-            )
-            if flat:
-                lines.append(f"{key}: {flat}")
-    groups = estimates.get("groups")
-    if isinstance(groups, dict):
-        rows = [["group", "n at start", "median", "median 95% CI"]]
-        for name, curve in groups.items():
-            at_risk = curve.get("at_risk") or [0]
-            ci = (
-                f"{_number(curve.get('median_ci_lower'))} - {_number(curve.get('median_ci_upper'))}"
-            )
-            rows.append([str(name), str(at_risk[0]), _number(curve.get("median")), ci])
-        lines += ["", _render_table(rows)]
-    scalars = {
-        k: v
-        for k, v in estimates.items()
-        if isinstance(v, int | float | str | bool) and k != "kind"
-    }
-    if scalars:
-        lines += ["", *(f"{key}: {_number(value)}" for key, value in scalars.items())]
-    return "\n".join(lines)
-
-
-def _write_plot(result: dict[str, Any], path: Path) -> None:
-    from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
+def _write_plot(result: AnalysisResult, path: Path) -> None:
+    from consortia.federation.kinds.survival import KaplanMeierEstimates
+    from consortia.stats.plots import kaplan_meier_plot
 
     image_format = path.suffix.lower().lstrip(".")
     if image_format not in ("png", "svg"):
         raise typer.BadParameter(f"{path}: the plot's name must end in .png or .svg")
-    if result.get("kind") != "kaplan_meier":
-        raise typer.BadParameter(f"--plot draws kaplan_meier results, not {result.get('kind')}")
+    if not isinstance(result.estimates, KaplanMeierEstimates):
+        raise typer.BadParameter(f"--plot draws kaplan_meier results, not {result.kind}")
     try:
-        curves = kaplan_meier_result_from_dict(result["estimates"])
         image = kaplan_meier_plot(
-            curves, image_format="svg" if image_format == "svg" else "png", time_label="Days"
+            result.estimates.curves,
+            image_format="svg" if image_format == "svg" else "png",
+            time_label="Days",
         )
     except ConsortiaError as error:
         raise fail(error) from None
@@ -579,10 +525,10 @@ def analyze(
     if plot is not None:
         _write_plot(result, plot)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        typer.echo(render_result(result))
-    if not result.get("complete", True):
+        typer.echo(result.summary())
+    if not result.complete:
         raise typer.Exit(3)
 
 
@@ -788,9 +734,7 @@ def demo(
 
     typer.echo(f"Consortia {__version__} demo")
     try:
-        run_demo(
-            folder, subjects_per_site=subjects, seed=seed, echo=typer.echo, render=render_result
-        )
+        run_demo(folder, subjects_per_site=subjects, seed=seed, echo=typer.echo)
     except ConsortiaError as error:
         raise fail(error) from None
 

@@ -22,15 +22,17 @@ from consortia.domain.study_yaml import study_to_yaml
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError
+from consortia.federation.kinds.survival import KaplanMeierEstimates
 from consortia.federation.local import analyze_local
+from consortia.federation.results import AnalysisResult
 from consortia.services.common import cli_operator
 from consortia.services.exports import ExportFormat, ExportRequest, export_study
 from consortia.services.imports import import_file
 from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
 from consortia.standards.redcap_export import export_redcap_file
-from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
-from consortia.storage.audit import append_event, metadata, verify_chain
+from consortia.stats.plots import kaplan_meier_plot
+from consortia.storage.audit import append_event, metadata, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 
@@ -43,8 +45,7 @@ def run_demo(
     subjects_per_site: int = 120,
     seed: int = 2026,
     echo: Callable[[str], None] = print,
-    render: Callable[[dict[str, Any]], str] = str,
-) -> list[dict[str, Any]]:
+) -> list[AnalysisResult]:
     """Run the demonstration in ``folder``; return the federated results."""
     folder.mkdir(parents=True, exist_ok=True)
     study = load_template(TEMPLATE)
@@ -80,18 +81,15 @@ def run_demo(
                 echo(f"refused: {error}")
                 outcome: dict[str, Any] = {"refused": str(error)}
             else:
-                echo(render(result))
+                echo(result.summary())
                 results.append(result)
-                outcome = {
-                    "exact": result["exact"],
-                    "nodes": result["nodes"],
-                    "rounds": result["rounds"],
-                    "bytes": result["bytes"],
-                }
-                if result["kind"] == "kaplan_meier":
-                    curves = kaplan_meier_result_from_dict(result["estimates"])
+                record = result.record()
+                outcome = {key: record[key] for key in ("exact", "nodes", "rounds", "bytes")}
+                if isinstance(result.estimates, KaplanMeierEstimates):
                     image = folder / f"{name}.png"
-                    image.write_bytes(kaplan_meier_plot(curves, time_label="Days", title=name))
+                    image.write_bytes(
+                        kaplan_meier_plot(result.estimates.curves, time_label="Days", title=name)
+                    )
                     echo(f"curves drawn in {image}")
             with engine.begin() as connection:
                 append_event(
@@ -104,7 +102,7 @@ def run_demo(
                     after={"request": request, **outcome},
                 )
         with engine.connect() as connection:
-            echo(f"\n{verify_chain(connection)} ({folder / 'consortia.db'})")
+            echo(f"\n{verify_trail(connection)} ({folder / 'consortia.db'})")
     finally:
         engine.dispose()
     return results
@@ -127,7 +125,7 @@ def _capture(
             engine, operator, study, ExportRequest(ExportFormat.PARQUET), node_dir / "export"
         )
         with engine.connect() as connection:
-            chain = verify_chain(connection)
+            chain = verify_trail(connection)
     finally:
         engine.dispose()
     echo(

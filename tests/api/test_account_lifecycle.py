@@ -11,7 +11,7 @@ from node_client import Node, SyncClient
 
 from consortia.auth.principal import Role
 from consortia.services import users
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 
 PASSWORD = "a long passphrase"
 NEW_PASSWORD = "another long passphrase"
@@ -45,7 +45,7 @@ def _sign_in(node: Node, password: str) -> httpx.Response:
 
 def _events(node: Node) -> list[Any]:
     with node.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return list(iter_events(connection, chain="node"))
 
 

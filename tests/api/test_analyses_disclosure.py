@@ -217,7 +217,7 @@ def _federated(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict
         lead.run_analysis(
             request, [NodeHandle(node.name, node.url)], InProcessTransport({node.name: node})
         )
-    )
+    ).to_dict()
 
 
 @contextmanager

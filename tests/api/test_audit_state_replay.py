@@ -17,7 +17,7 @@ from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import template_text
 from consortia.services import imports, tokens, users
 from consortia.services.common import cli_operator
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 from consortia.storage.replay import compare_state
 from consortia.storage.tables import (
     app_user,
@@ -160,7 +160,7 @@ def _value_row(engine: sa.Engine, subject_id: str, form: str, item: str) -> Any:
 
 def _differences(engine: sa.Engine) -> list[str]:
     with engine.connect() as connection:
-        assert verify_chain(connection).ok  # the hash chain alone sees nothing wrong
+        assert verify_trail(connection).ok  # the hash chain alone sees nothing wrong
     return [str(difference) for difference in compare_state(engine)]
 
 

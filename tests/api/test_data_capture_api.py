@@ -14,7 +14,7 @@ from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
 from consortia.services.data_entry import derived_values
 from consortia.services.studies import current_definition
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.queries import QueryRepository
 from consortia.storage.tables import subject
@@ -73,7 +73,7 @@ def _save(client: SyncClient, url: str, version: int, values: dict[str, Any], **
 
 def _chain_ok(node: Node) -> list[Any]:
     with node.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return list(iter_events(connection, chain=STUDY))
 
 

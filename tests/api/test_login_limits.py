@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from node_client import Node, running_node
 
 from consortia.services.common import utc_now
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 
 PASSWORD = "a long passphrase"
 SESSION = "/api/v1/session"
@@ -63,7 +63,7 @@ def _sign_in(node: Node, email: str, password: str, address: str = "192.0.2.1") 
 
 def _node_actions(node: Node) -> list[str]:
     with node.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return [event.action for event in iter_events(connection, chain="node")]
 
 

@@ -11,7 +11,7 @@ from node_client import Node, SyncClient
 
 from consortia.auth.principal import Role
 from consortia.services.common import utc_now
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.tables import api_token
 
 PASSWORD = "a long passphrase"
@@ -39,7 +39,7 @@ def _log_in(node: Node, password: str = PASSWORD) -> tuple[SyncClient, httpx.Res
 
 def _node_actions(node: Node) -> list[str]:
     with node.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return [event.action for event in iter_events(connection, chain="node")]
 
 

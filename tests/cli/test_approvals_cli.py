@@ -19,7 +19,7 @@ from consortia.cli import app
 from consortia.federation.approval import ApprovalStatus, DatabaseApprovals
 from consortia.services import approvals, users
 from consortia.services.common import cli_operator
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from nodetoml import write_node_toml
@@ -90,7 +90,7 @@ def test_the_shell_decides_as_a_named_node_administrator_and_is_audited(
     ]
     assert events[1].reason == "no DSA"
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
     twice = _shell("approve", first.id, "--config", str(config), "--as", STEWARD)
     assert twice.exit_code == 1

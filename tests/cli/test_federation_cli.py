@@ -79,7 +79,7 @@ def test_analyze_local_prints_a_table_and_json_equal_to_pooling(
     assert text.exit_code == 0, text.output
     assert "cox: exact (equals pooling)" in text.output
     assert "sgh (n=60), ruijin (n=60), nuh (n=60)" in text.output
-    assert "hazard_ratio" in text.output
+    assert "HR 95% lower" in text.output  # the Cox table: a row per covariate
     result = runner.invoke(app, ["analyze", str(spec), "--json", *local])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
 from consortia.cli import app
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 
 runner = CliRunner()
@@ -51,7 +51,7 @@ def test_backup_and_restore_a_node_from_the_shell(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'copy' / 'consortia.db'}")
     try:
         with engine.connect() as connection:
-            assert verify_chain(connection).ok
+            assert verify_trail(connection).ok
             actions = [event.action for event in iter_events(connection, chain="node")]
         assert actions[-1] == "restore"
         assert "user.create" in actions

@@ -33,7 +33,7 @@ from consortia.commands.user import user_app
 from consortia.config import load_settings
 from consortia.exceptions import AuthenticationError
 from consortia.services import authentication
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import current_revision, head_revision
 from processes import READ_SECONDS, STOP_SECONDS, started, wait_for_http, wait_until
@@ -111,7 +111,7 @@ def test_init_creates_a_private_config_key_database_and_administrator(
         login = authentication.login(engine, settings, "admin@sg.example", PASSWORD)
         assert login.principal.grants == {Grant("*", "*", Role.NODE_ADMIN)}
         with engine.connect() as connection:
-            assert verify_chain(connection).ok
+            assert verify_trail(connection).ok
             actions = [e.action for e in iter_events(connection, chain="node")]
         assert actions == ["user.create", "grant.add", "login"]
     finally:

@@ -112,7 +112,7 @@ def test_a_fresh_node_answers_a_federated_analysis_on_the_port_of_its_pages(
         node_key = load_key(node_dir / "node_key.pem")
         trust = TrustStore([Peer(name="sgh", url=url, public_key=public_key_b64(node_key))])
         request = {"kind": "describe", "table": "trial", "variable": "pfs_days"}
-        result = analyze_remote(request, {"sgh": url}, key=lead_key, trust=trust)
+        result = analyze_remote(request, {"sgh": url}, key=lead_key, trust=trust).to_dict()
         assert result["complete"] is True, result
         assert [node["name"] for node in result["nodes"]] == ["sgh"]
         page = httpx.get(f"{url}/login", timeout=5)

@@ -243,7 +243,7 @@ def test_every_planned_analysis_runs_federated_on_the_synthetic_tables(
     policy = NodePolicy(min_cell_count=1)
 
     for name, request in data.study.analysis_plan.items():
-        result = analyze_local(request.model_dump(), files, policy)
+        result = analyze_local(request.model_dump(), files, policy).to_dict()
         assert result["complete"], (name, result)
         assert sum(node["n"] for node in result["nodes"]) >= 60
 
@@ -259,7 +259,7 @@ def test_survival_plans_pass_the_default_disclosure_policy(template: str, tmp_pa
         )
 
     for request in data.study.analysis_plan.values():
-        assert analyze_local(request.model_dump(), files)["complete"]
+        assert analyze_local(request.model_dump(), files).to_dict()["complete"]
 
 
 def test_a_site_the_template_does_not_list_and_bad_counts_are_refused() -> None:

@@ -29,7 +29,7 @@ def test_every_request_and_exactly_what_was_released_is_in_a_verifiable_chain(
         federation.coordinator.run_analysis(
             request, federation.handles, InProcessTransport(federation.runners)
         )
-    )
+    ).to_dict()
     (record,) = read_audit_log(path)
     event = record["event"]
     assert event["sender"] == "lead"

@@ -28,7 +28,7 @@ from consortia.federation.signing import (
     sign_message,
 )
 from consortia.federation.transport import InProcessTransport, NodeHandle
-from consortia.storage.audit import audit_event, iter_events, verify_chain
+from consortia.storage.audit import audit_event, iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from nodetoml import node_config
@@ -64,7 +64,7 @@ def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[s
     coordinator = Coordinator("lead", lead_key, trust, round_timeout=10.0)
     transport = InProcessTransport({node.name: node})
     handles = [NodeHandle(node.name, node.url)]
-    return asyncio.run(coordinator.run_analysis(request, handles, transport))
+    return asyncio.run(coordinator.run_analysis(request, handles, transport)).to_dict()
 
 
 @pytest.fixture
@@ -103,8 +103,8 @@ def test_refused_and_released_requests_land_in_the_database_trail_and_verify(
 
     with engine.connect() as connection:
         events = list(iter_events(connection, chain=FEDERATION_CHAIN))
-        assert verify_chain(connection, chain=FEDERATION_CHAIN).ok
-        assert verify_chain(connection).ok
+        assert verify_trail(connection, chain=FEDERATION_CHAIN).ok
+        assert verify_trail(connection).ok
     assert [event.seq for event in events] == [1, 2, 3]
     released, refusal, forgery = events
     assert (released.actor, released.action) == ("node:lead", "federation.released")
@@ -152,7 +152,7 @@ def test_an_edited_federation_audit_row_is_caught(
             .values(after=row.replace('"n":12', '"n":10'))
         )
     with engine.connect() as connection:
-        report = verify_chain(connection, chain=FEDERATION_CHAIN)
+        report = verify_trail(connection, chain=FEDERATION_CHAIN)
     assert not report.ok
     assert (report.broken_chain, report.broken_seq) == (FEDERATION_CHAIN, 1)
     with pytest.raises(AuditChainError, match="chain 'federation' event 1"):

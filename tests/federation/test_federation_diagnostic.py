@@ -59,9 +59,11 @@ def _federate(make_federation: Any, tmp_path: Path, scores: Any, truth: Any) -> 
 
     async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(transport=HostRouter(apps)) as client:
-            return await federation.coordinator.run_analysis(
-                REQUEST, federation.handles, PushTransport(client)
-            )
+            return (
+                await federation.coordinator.run_analysis(
+                    REQUEST, federation.handles, PushTransport(client)
+                )
+            ).to_dict()
 
     result: dict[str, Any] = asyncio.run(main())
     assert result["complete"] is True
@@ -176,9 +178,11 @@ def _run(
 
     async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(transport=router) as client:
-            return await federation.coordinator.run_analysis(
-                REQUEST, federation.handles, PushTransport(client)
-            )
+            return (
+                await federation.coordinator.run_analysis(
+                    REQUEST, federation.handles, PushTransport(client)
+                )
+            ).to_dict()
 
     result: dict[str, Any] = asyncio.run(main())
     return result, _releases(router.bodies)

@@ -218,7 +218,7 @@ def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[s
     coordinator = Coordinator("lead", lead_key, trust, round_timeout=10.0)
     handles = [NodeHandle(node.name, node.url)]
     transport = InProcessTransport({node.name: node})
-    return asyncio.run(coordinator.run_analysis(request, handles, transport))
+    return asyncio.run(coordinator.run_analysis(request, handles, transport)).to_dict()
 
 
 def _rows_by_age(table: Table) -> dict[int, int]:

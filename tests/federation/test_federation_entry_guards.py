@@ -37,7 +37,7 @@ from consortia.federation.signing import (
     save_key,
     sign_message,
 )
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.federation_guards import admit_refusal, remember_nonce
 from consortia.storage.migrations import upgrade
@@ -107,7 +107,7 @@ def _reply(node: NodeRunner, response: httpx.Response) -> dict[str, Any]:
 
 def _federation_events(engine: sa.Engine) -> list[Any]:
     with engine.connect() as connection:
-        assert verify_chain(connection, chain=FEDERATION_CHAIN).ok
+        assert verify_trail(connection, chain=FEDERATION_CHAIN).ok
         return list(iter_events(connection, chain=FEDERATION_CHAIN))
 
 

@@ -72,7 +72,7 @@ def _run(node: NodeRunner, request: dict[str, Any]) -> dict[str, Any]:
     lead = Coordinator("lead", LEAD_KEY, trust, round_timeout=10.0)
     return asyncio.run(
         lead.run_analysis(request, [NodeHandle("sgh")], InProcessTransport({"sgh": node}))
-    )
+    ).to_dict()
 
 
 def _refused(node: NodeRunner, request: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ KM = {
 def test_a_local_analysis_over_csv_files_equals_the_pooled_computation(
     trial_files: dict[str, Path], pooled: Table, tmp_path: Path
 ) -> None:
-    result = analyze_local(KM, trial_files, audit_dir=tmp_path / "audit")
+    result = analyze_local(KM, trial_files, audit_dir=tmp_path / "audit").to_dict()
     assert result["complete"] is True
     assert result["exact"] is True
     assert [node["name"] for node in result["nodes"]] == list(trial_files)

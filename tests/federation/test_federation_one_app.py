@@ -23,7 +23,7 @@ from consortia.federation.local import analyze_remote_async
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
 from consortia.federation.tables import Table
 from consortia.stats.survival import kaplan_meier
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 
@@ -74,9 +74,11 @@ def test_the_nodes_one_app_answers_a_signed_analysis_beside_its_pages_and_api(
     async def main() -> tuple[dict[str, Any], httpx.Response, httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sgh.test") as client:
-            result = await analyze_remote_async(
-                KM, {"sgh": "http://sgh.test"}, key=lead_key, trust=trust, client=client
-            )
+            result = (
+                await analyze_remote_async(
+                    KM, {"sgh": "http://sgh.test"}, key=lead_key, trust=trust, client=client
+                )
+            ).to_dict()
             identity = await client.get("/federation/v1/identity")
             health = await client.get("/api/v1/health")
             page = await client.get("/login")
@@ -101,7 +103,7 @@ def test_the_nodes_one_app_answers_a_signed_analysis_beside_its_pages_and_api(
         assert app.state.analysis_config.policy.min_cell_count == 4
         assert app.state.node.policy.min_cell_count == 4
         with app.state.engine.connect() as connection:
-            report = verify_chain(connection, chain=FEDERATION_CHAIN)
+            report = verify_trail(connection, chain=FEDERATION_CHAIN)
         assert report.ok
         assert report.events >= 1
     finally:
@@ -187,9 +189,11 @@ def test_the_nodes_one_app_long_polls_its_lead_for_its_lifespan(
                     await asyncio.sleep(0.01)
                 async with app.router.lifespan_context(app):
                     try:
-                        return await coordinator.run_analysis(
-                            KM, [NodeHandle("sgh")], coordinator.broker
-                        )
+                        return (
+                            await coordinator.run_analysis(
+                                KM, [NodeHandle("sgh")], coordinator.broker
+                            )
+                        ).to_dict()
                     finally:
                         coordinator.broker.close()  # ends the node's long poll
             finally:

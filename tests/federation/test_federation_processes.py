@@ -140,7 +140,7 @@ async def pull_analysis(cluster: Cluster, request: dict[str, Any]) -> dict[str, 
                 pytest.fail(f"the lead's server did not start within {START_SECONDS:g} s")
             await asyncio.sleep(0.01)
         handles = [NodeHandle(name) for name in cluster.nodes]
-        return await coordinator.run_analysis(request, handles, coordinator.broker)
+        return (await coordinator.run_analysis(request, handles, coordinator.broker)).to_dict()
     finally:
         coordinator.broker.close()  # ends the nodes' long polls before the server stops
         server.should_exit = True
@@ -151,9 +151,11 @@ def test_three_node_processes_answer_over_push_and_over_pull(
     cluster: Cluster, pooled: Table
 ) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
-        pushed = await analyze_remote_async(
-            KM, cluster.nodes, key=cluster.lead_key, trust=cluster.trust, round_timeout=ROUND
-        )
+        pushed = (
+            await analyze_remote_async(
+                KM, cluster.nodes, key=cluster.lead_key, trust=cluster.trust, round_timeout=ROUND
+            )
+        ).to_dict()
         pulled = await pull_analysis(cluster, KM)
         return pushed, pulled
 

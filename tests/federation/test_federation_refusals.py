@@ -43,7 +43,9 @@ DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 
 def analyze(federation: Any, request: dict[str, Any]) -> dict[str, Any]:
     transport = InProcessTransport(federation.runners)
-    return asyncio.run(federation.coordinator.run_analysis(request, federation.handles, transport))
+    return asyncio.run(
+        federation.coordinator.run_analysis(request, federation.handles, transport)
+    ).to_dict()
 
 
 def last_event(federation: Any, node: str) -> dict[str, Any]:
@@ -377,7 +379,7 @@ def test_manual_approval_holds_the_request_until_the_steward_approves(
         assert entry.kind == "describe"
         assert not running.done()
         await asyncio.to_thread(approvals.decide, steward_engine, STEWARD, entry.id, True, "")
-        return await running
+        return (await running).to_dict()
 
     result = asyncio.run(main())
     assert result["complete"] is True

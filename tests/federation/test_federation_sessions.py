@@ -288,7 +288,7 @@ def test_an_honest_glm_still_runs_and_its_rounds_all_pass(make_node: NodeFactory
             [NodeHandle("sgh", node.url)],
             InProcessTransport({"sgh": node}),
         )
-    )
+    ).to_dict()
     assert result["complete"] is True
     assert result["rounds"] > 2
 

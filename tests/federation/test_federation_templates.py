@@ -45,7 +45,7 @@ def test_kaplan_meier_of_the_cart_template_equals_lifelines_on_pooled_rows(
         "group": "arm",
         "time_bin": 7,
     }
-    result = analyze_local(request, cart_nodes)
+    result = analyze_local(request, cart_nodes).to_dict()
     pooled = _pooled(cart_nodes)
     for arm, rows in pooled.groupby("arm"):
         binned = np.floor(rows["pfs_days"] / 7) * 7
@@ -69,7 +69,7 @@ def test_stratified_cox_of_the_cart_template_equals_lifelines_on_pooled_rows(
         "strata": ["node"],
         "time_bin": 7,
     }
-    result = analyze_local(request, cart_nodes)
+    result = analyze_local(request, cart_nodes).to_dict()
     pooled = _pooled(cart_nodes)
     frame = pooled[["pfs_days", "pfs_event", "age", "ecog", "node"]].copy()
     frame["pfs_days"] = np.floor(frame["pfs_days"] / 7) * 7
@@ -97,7 +97,7 @@ def test_logistic_glm_of_the_cart_template_equals_statsmodels_on_pooled_rows(
         "outcome": "cr_day28",
         "covariates": ["arm", "age"],
     }
-    result = analyze_local(request, cart_nodes)
+    result = analyze_local(request, cart_nodes).to_dict()
     pooled = _pooled(cart_nodes)
     design = pd.DataFrame(
         {

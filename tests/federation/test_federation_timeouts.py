@@ -43,7 +43,9 @@ class SilentAfter(InProcessTransport):
 
 
 def analyze(federation: Any, request: dict[str, Any], transport: Any) -> dict[str, Any]:
-    return asyncio.run(federation.coordinator.run_analysis(request, federation.handles, transport))
+    return asyncio.run(
+        federation.coordinator.run_analysis(request, federation.handles, transport)
+    ).to_dict()
 
 
 def test_a_node_that_does_not_answer_in_time_fails_the_analysis_naming_it(
@@ -116,9 +118,11 @@ def test_an_unreachable_push_node_is_unavailable_not_a_crash(make_federation: An
 
     async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-            return await federation.coordinator.run_analysis(
-                DESCRIBE, federation.handles, PushTransport(client)
-            )
+            return (
+                await federation.coordinator.run_analysis(
+                    DESCRIBE, federation.handles, PushTransport(client)
+                )
+            ).to_dict()
 
     with pytest.raises(NodeUnavailableError) as unavailable:
         asyncio.run(main())

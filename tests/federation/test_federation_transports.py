@@ -77,7 +77,9 @@ def run(federation: Any, transport: str, request: dict[str, Any]) -> dict[str, A
 
     async def main() -> dict[str, Any]:
         async with connected(federation, transport) as channel:
-            return await federation.coordinator.run_analysis(request, federation.handles, channel)
+            return (
+                await federation.coordinator.run_analysis(request, federation.handles, channel)
+            ).to_dict()
 
     return asyncio.run(main())
 

@@ -15,7 +15,7 @@ import pytest
 
 from consortia.exceptions import FederationError
 from consortia.federation.apps import create_node_app
-from consortia.federation.audit import JsonlAuditSink, read_audit_log, verify_chain
+from consortia.federation.audit import JsonlAuditSink, read_audit_log, verify_records
 from consortia.federation.kinds.base import _label, label_column
 from consortia.federation.protocol import (
     AnalysisTask,
@@ -198,7 +198,7 @@ def test_audit_lines_are_the_canonical_json_of_their_records_and_chain(tmp_path:
     lines = path.read_bytes().splitlines()
     records = read_audit_log(path)
     assert [canonical_json(record) for record in records] == lines
-    assert verify_chain(records) == 2
+    assert verify_records(records) == 2
     assert [record["event"] for record in records] == [
         json.loads(canonical_json(e)) for e in events
     ]

@@ -41,7 +41,7 @@ from consortia.storage.audit import (
     audit_head,
     event_hash,
     iter_events,
-    verify_chain,
+    verify_trail,
 )
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
@@ -128,7 +128,7 @@ def _drop_triggers(connection: sa.Connection) -> None:
 
 def _trail_intact(engine: sa.Engine) -> bool:
     with engine.connect() as connection:
-        return verify_chain(connection).ok
+        return verify_trail(connection).ok
 
 
 def _witness_now(pair: Pair) -> None:
@@ -156,7 +156,7 @@ def test_an_honest_chain_that_went_on_after_it_was_witnessed_is_clean(pair: Pair
     with pair.ruijin.engine.connect() as connection:
         kept = connection.execute(sa.select(sa.func.count()).select_from(audit_witness)).scalar()
         receipts = [e.action for e in iter_events(connection, chain=WITNESS_CHAIN)]
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
     assert kept == 2
     # each push first reads what the peer holds; the same heads again are not kept twice
     assert receipts == [

@@ -20,7 +20,7 @@ from consortia.exceptions import (
 )
 from consortia.federation.approval import ApprovalStatus, DatabaseApprovals, request_digest
 from consortia.services import approvals
-from consortia.storage.audit import AuditEvent, iter_events, verify_chain
+from consortia.storage.audit import AuditEvent, iter_events, verify_trail
 
 STEWARD = Principal(
     1, "steward@node.example", "Steward", frozenset({Grant("*", "*", Role.NODE_ADMIN)})
@@ -65,7 +65,7 @@ def test_approving_decides_the_queue_and_audits_the_request(engine: sa.Engine) -
         "request": REQUEST,
     }
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
 
 def test_denying_needs_a_reason_and_is_audited_with_it(engine: sa.Engine) -> None:
@@ -214,7 +214,7 @@ def test_two_processes_deciding_the_same_request_at_once_decide_it_once(
     (event,) = _node_events(engine)
     assert (event.actor, event.entity_id) == (winner, entry.id)
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
 
 def test_a_request_asked_again_is_queued_once_and_keeps_its_decision(engine: sa.Engine) -> None:

@@ -12,7 +12,7 @@ from consortia.config import Settings
 from consortia.exceptions import AuthenticationError, PermissionDeniedError
 from consortia.services import authentication, tokens, users
 from consortia.services.common import utc_now
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 
 OPERATOR = users.cli_operator()
 PASSWORD = "a long passphrase"
@@ -35,7 +35,7 @@ def ana(engine: sa.Engine) -> int:
 
 def _actions(engine: sa.Engine) -> list[str]:
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return [e.action for e in iter_events(connection, chain="node")][3:]
 
 

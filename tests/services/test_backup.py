@@ -24,7 +24,7 @@ from consortia.federation.signing import TrustStore, generate_key, save_key
 from consortia.services import data_entry, studies, subjects
 from consortia.services.backup import BackupError, backup_node, restore_node
 from consortia.services.data_entry import FormSave
-from consortia.storage.audit import audit_event, verify_chain
+from consortia.storage.audit import audit_event, verify_trail
 from consortia.storage.backup import digest
 from consortia.storage.db import is_sqlite, make_engine
 from consortia.storage.migrations import upgrade
@@ -199,7 +199,7 @@ def test_backup_under_saves_restores_the_snapshot_exactly(
     restored = make_engine(load_settings(tmp_path / "restored" / "consortia.toml").database_url)
     try:
         with restored.connect() as connection:
-            assert verify_chain(connection).ok
+            assert verify_trail(connection).ok
         assert compare_state(restored) == []  # the tables are what the trail says
         restored_events = _events(restored)
         # every chain equals the source's first N events, N the backup's recorded length;

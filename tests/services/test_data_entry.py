@@ -16,7 +16,7 @@ from consortia.exceptions import ConflictError
 from consortia.services import data_entry, studies, subjects
 from consortia.services.data_entry import FormSave, derived_values
 from consortia.services.studies import current_definition
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import READ_ONLY
 
@@ -86,7 +86,7 @@ def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
         capture = CaptureRepository(connection)
         stored = capture.derived(subject.id)
         recomputed = derived_values(definition, capture.subject_values(subject.id))
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
     assert stored == {name: text for name, (text, _) in recomputed.items()}
     return stored
 

@@ -24,7 +24,7 @@ from consortia.exceptions import InterchangeError, PermissionDeniedError, Valida
 from consortia.services import exports, imports, studies
 from consortia.services.exports import ExportFormat, ExportRequest
 from consortia.standards.odm import EXTENDED_SCHEMA
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.tables import form_instance, item_value, subject
 from processes import STOP_SECONDS, started
 
@@ -64,7 +64,7 @@ def test_an_import_writes_every_value_with_the_audit_events_of_interactive_entry
     assert report.values == _count(loaded, item_value)
     assert report.forms == _count(loaded, form_instance)
     with loaded.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         actions = [e.action for e in iter_events(connection, chain=STUDY)]
     assert actions.count("subject.create") == 8
     assert actions.count("form.save") == report.forms
@@ -214,7 +214,7 @@ def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
     assert _count(engine, subject) == 0
     assert _count(engine, item_value) == 0
     with engine.connect() as connection:
-        report = verify_chain(connection)
+        report = verify_trail(connection)
     assert report.ok
     assert report.events == 1  # the study.load of the set-up
     engine.dispose()
@@ -260,7 +260,7 @@ def test_a_long_csv_or_odm_export_imports_back_into_a_fresh_node_unchanged(
     assert report.format == ("odm" if fmt is ExportFormat.ODM else "csv-long")
     assert _values(fresh) == _values(loaded)
     with fresh.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
     fresh.dispose()
 
 
@@ -461,6 +461,6 @@ def test_a_problem_found_after_forms_were_written_rolls_all_of_them_back(
     for table in (subject, form_instance, item_value):
         assert _count(loaded, table) == 0
     with loaded.connect() as connection:
-        report = verify_chain(connection)
+        report = verify_trail(connection)
     assert report.ok
     assert report.events == 1  # the study.load of the set-up

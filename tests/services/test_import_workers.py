@@ -25,7 +25,7 @@ from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import template_text
 from consortia.services import imports, studies
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from consortia.storage.tables import app_user, form_instance, item_value, subject
@@ -167,7 +167,7 @@ def test_killing_an_import_kills_its_workers_and_blocks_no_later_command(
         assert _count(engine, item_value) == 0
         assert _count(engine, app_user) == 1
         with engine.connect() as connection:
-            report = verify_chain(connection)
+            report = verify_trail(connection)
         assert report.ok
         assert report.events == 2  # the study.load of the set-up and the user.create
     finally:

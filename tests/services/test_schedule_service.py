@@ -17,7 +17,7 @@ from consortia.exceptions import ValidationError
 from consortia.services import data_entry, form_states, imports, studies, subjects
 from consortia.services.data_entry import FormSave
 from consortia.services.schedule import change_status
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.capture import CaptureRepository
 
 STUDY = "CART-LBCL"
@@ -75,7 +75,7 @@ def _refusal(engine: sa.Engine, status: str, subject: str = SUBJECT) -> list[tup
 def _status_trail(engine: sa.Engine, subject: str = SUBJECT) -> tuple[str, list[str]]:
     """The subject's status, and the statuses of the audit trail's status changes."""
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         changes = [
             e.after["status"]
             for e in iter_events(connection, chain=STUDY)

@@ -16,7 +16,7 @@ from consortia.exceptions import (
 )
 from consortia.services import subjects
 from consortia.services.subjects import SubjectInput
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 
 
 def _person(*grants: Grant) -> Principal:
@@ -28,7 +28,7 @@ COORDINATOR = _person(Grant("CART01", "SG01", Role.COORDINATOR))
 
 def _study_events(engine: sa.Engine, study: str = "CART01") -> list[tuple[str, str | None]]:
     with engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
         return [(e.action, e.site) for e in iter_events(connection, chain=study)]
 
 

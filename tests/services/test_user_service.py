@@ -13,7 +13,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.services import users
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 
 OPERATOR = users.cli_operator()
 
@@ -33,7 +33,7 @@ def test_creating_a_user_is_audited_and_the_email_is_normalised(engine: sa.Engin
         event = next(iter_events(connection, chain="node"))
         assert event.actor.startswith("cli:")
         assert "passphrase" not in str(event.after)
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
 
 def test_a_second_account_with_the_same_email_is_refused(engine: sa.Engine) -> None:

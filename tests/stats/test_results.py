@@ -75,3 +75,59 @@ def test_docstring_examples_run(module: str) -> None:
     outcome = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert outcome.failed == 0
     assert outcome.attempted > 0
+
+
+def test_local_results_read_back_from_their_json_as_the_same_result() -> None:
+    """Every result class reads its own ``to_dict`` back (``from_dict``), so a stored or
+    received result is typed again: arrays, nested results, never-reached medians."""
+    from consortia.stats import (
+        crosstab,
+        describe,
+        diagnostic_accuracy,
+        fit_cox,
+        fit_glm,
+        iso15197,
+        kaplan_meier,
+        logrank_test,
+        meta_analysis,
+        proportion,
+    )
+
+    rng = np.random.default_rng(7)
+    n = 60
+    age = rng.normal(55, 10, n)
+    time = rng.integers(1, 400, n).astype(float)
+    event = (rng.random(n) < 0.6).astype(float)
+    arm = np.where(rng.random(n) < 0.5, "a", "b")
+    reference = rng.uniform(60, 300, n)
+    results = [
+        describe(age, bin_edges=[20, 40, 60, 80, 100]),
+        crosstab(arm, (age > 55).astype(int).astype(str)),
+        proportion(event),
+        kaplan_meier([1, 2, 3], [1, 0, 0]),  # never falls to 0.5: the median is infinite
+        kaplan_meier(time, event, arm),
+        logrank_test(time, event, arm),
+        fit_cox(time, event, {"age": age}),
+        fit_glm(event, {"age": age, "arm": arm}, ["age", "arm"], family="binomial"),
+        meta_analysis([0.3, 0.1], [0.1, 0.2], ["a", "b"]),
+        iso15197(reference, reference * rng.normal(1, 0.05, n)),
+        diagnostic_accuracy(rng.random(n), (rng.random(n) < 0.4).astype(float)),
+    ]
+    for result in results:
+        wire = json.loads(json.dumps(result.to_dict()))
+        back = type(result).from_dict(wire)
+        assert json.dumps(back.to_dict()) == json.dumps(wire), type(result).__name__
+        assert back.summary() == result.summary(), type(result).__name__
+    assert math.isinf(type(results[3]).from_dict(results[3].to_dict()).curves[0].median)
+
+
+def test_from_dict_names_the_missing_or_mistyped_field() -> None:
+    from consortia.exceptions import StatisticsError
+
+    with pytest.raises(StatisticsError, match=r"_Estimate\.bound: missing"):
+        _Estimate.from_dict({"label": "x", "values": [1.0]})
+    with pytest.raises(StatisticsError, match=r"_Estimate\.label: 3 is not a str"):
+        _Estimate.from_dict({"label": 3, "bound": 1.0, "values": [1.0]})
+    back = _Estimate.from_dict({"label": "x", "bound": None, "values": [1.0, None]})
+    assert math.isnan(back.bound)
+    assert np.isnan(back.values[1])

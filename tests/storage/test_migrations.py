@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from consortia.storage import tables
-from consortia.storage.audit import append_event, audit_event, verify_chain
+from consortia.storage.audit import append_event, audit_event, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import current_revision, head_revision, upgrade
 
@@ -50,7 +50,7 @@ def test_upgrading_from_the_previous_revision_keeps_the_audit_trail_intact(
     assert current_revision(engine) == head_revision()
     assert _schema_differences(engine) == []
     with engine.connect() as connection:
-        report = verify_chain(connection)
+        report = verify_trail(connection)
     assert report.ok
     assert report.events == 1
 

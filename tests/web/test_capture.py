@@ -18,7 +18,7 @@ from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
 from consortia.services import data_entry, schedule, studies, subjects, users
 from consortia.services.subjects import SubjectInput
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 
 STUDY = "CART-LBCL"
 SUBJECT = "SG01-0001"
@@ -184,7 +184,7 @@ def test_saving_a_form_stores_it_and_redirects_to_the_saved_form(study_site: Sit
     assert browser.get(answer.headers["location"]).status_code == 200
     assert _stored(study_site).version == 1
     with study_site.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
 
 def test_a_hard_problem_saves_nothing_and_is_shown_beside_its_item(study_site: Site) -> None:
@@ -407,7 +407,7 @@ def test_verify_sign_lock_and_unlock_from_the_form_page(study_site: Site) -> Non
     assert 'id="step-error"' in stale.text
     assert _stored(study_site).state == "signed"
     with study_site.engine.connect() as connection:
-        assert verify_chain(connection).ok
+        assert verify_trail(connection).ok
 
 
 def test_a_file_item_is_shown_and_kept_when_the_form_is_saved(site: Site) -> None:

@@ -35,4 +35,4 @@ def run_analysis(
 ) -> dict[str, Any]:
     """Run an analysis on the study's data at the caller's sites; aggregates only."""
     config = getattr(request.app.state, "analysis_config", None)
-    return analyses.run_analysis(engine, principal, study, body, config=config)
+    return analyses.run_analysis(engine, principal, study, body, config=config).to_dict()

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from consortia.federation.policy import NodePolicy, Release, TableAccess
     from consortia.federation.protocol import PROTOCOL_VERSION, canonical_json
     from consortia.federation.pull import PullBroker, run_pull_worker
+    from consortia.federation.results import AnalysisResult, NodeCount, Refusal
     from consortia.federation.signing import (
         MessageRejected,
         Peer,
@@ -86,6 +87,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AnalysisKind",
     "AnalysisRefused",
+    "AnalysisResult",
     "ApprovalEntry",
     "ApprovalStatus",
     "Approvals",
@@ -102,6 +104,7 @@ __all__ = [
     "MemoryAuditSink",
     "MessageRejected",
     "NodeConfig",
+    "NodeCount",
     "NodeHandle",
     "NodePolicy",
     "NodeRunner",
@@ -109,6 +112,7 @@ __all__ = [
     "Peer",
     "PullBroker",
     "PushTransport",
+    "Refusal",
     "Release",
     "Table",
     "TableAccess",
@@ -179,6 +183,9 @@ _MODULES: dict[str, str] = {
     "canonical_json": "consortia.federation.protocol",
     "PullBroker": "consortia.federation.pull",
     "run_pull_worker": "consortia.federation.pull",
+    "AnalysisResult": "consortia.federation.results",
+    "NodeCount": "consortia.federation.results",
+    "Refusal": "consortia.federation.results",
     "MessageRejected": "consortia.federation.signing",
     "Peer": "consortia.federation.signing",
     "TrustStore": "consortia.federation.signing",

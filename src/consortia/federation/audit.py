@@ -2,12 +2,14 @@
 
 Every request a node receives is appended with the decision (and the rule that refused
 it) and exactly what was released. For now the trail is an append-only JSON-lines file per
-node with a SHA-256 hash chain, ``hash = sha256(prev_hash ‖ canonical_json(event))``, the
-same chain the database audit trail uses, so the database can replace it later.
+node with a SHA-256 hash chain, ``hash = sha256(prev_hash ‖ canonical_json(record))`` over
+the record's ``{"event", "seq", "time"}``: the chaining of :mod:`consortia.hashchain`, which
+the database audit trail uses too (a node with a database writes there instead, see
+:mod:`consortia.federation.database_audit`).
 
 >>> sink = MemoryAuditSink()
 >>> sink.append({"action": "federation.request", "decision": "ok"})
->>> verify_chain(sink.records)
+>>> verify_records(sink.records)
 1
 """
 
@@ -16,16 +18,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from consortia.exceptions import FederationError
-from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.signing import utc_timestamp
+from consortia.hashchain import GENESIS, Link, LinkProblem, canonical_json, link_hash, verify_chain
 
 __all__ = [
-    "GENESIS_HASH",
     "AuditChainError",
     "AuditSink",
     "JsonlAuditSink",
@@ -33,10 +34,8 @@ __all__ = [
     "chain_record",
     "read_audit_log",
     "verify_audit_log",
-    "verify_chain",
+    "verify_records",
 ]
-
-GENESIS_HASH = "0" * 64
 
 
 class AuditChainError(FederationError):
@@ -66,7 +65,7 @@ def _chain(prev_hash: str, seq: int, event: Mapping[str, Any]) -> tuple[dict[str
     stamp = utc_timestamp()
     event_json = canonical_json(dict(event))
     tail = b',"seq":' + canonical_json(seq) + b',"time":' + canonical_json(stamp) + b"}"
-    digest = sha256_hex(prev_hash.encode("ascii") + b'{"event":' + event_json + tail)
+    digest = link_hash(prev_hash, b'{"event":' + event_json + tail)
     line = (
         b'{"event":'
         + event_json
@@ -81,20 +80,31 @@ def _chain(prev_hash: str, seq: int, event: Mapping[str, Any]) -> tuple[dict[str
     return record, line
 
 
-def verify_chain(records: Iterable[Mapping[str, Any]]) -> int:
-    """Recompute the chain; return the number of records or raise :class:`AuditChainError`."""
-    prev_hash = GENESIS_HASH
-    count = 0
-    for count, record in enumerate(records, start=1):
+def _links(records: Iterable[Mapping[str, Any]]) -> Iterator[Link]:
+    for record in records:
         body = {"seq": record.get("seq"), "time": record.get("time"), "event": record.get("event")}
-        if record.get("seq") != count:
-            raise AuditChainError(f"audit record {count}: sequence number {record.get('seq')}")
-        if record.get("prev_hash") != prev_hash:
-            raise AuditChainError(f"audit record {count}: does not link to record {count - 1}")
-        if sha256_hex(prev_hash.encode("ascii") + canonical_json(body)) != record.get("hash"):
-            raise AuditChainError(f"audit record {count}: content does not match its hash")
-        prev_hash = str(record["hash"])
-    return count
+        seq, prev, digest = record.get("seq"), record.get("prev_hash"), record.get("hash")
+        yield Link(
+            seq if isinstance(seq, int) else -1,
+            prev if isinstance(prev, str) else "",
+            digest if isinstance(digest, str) else "",
+            canonical_json(body),
+        )
+
+
+def verify_records(records: Iterable[Mapping[str, Any]]) -> int:
+    """Recompute the chain; return the number of records or raise :class:`AuditChainError`."""
+    records = list(records)
+    check = verify_chain(_links(records))
+    if check.ok:
+        return check.length
+    number = check.length + 1
+    if check.kind is LinkProblem.SEQUENCE:
+        found = records[check.length].get("seq")
+        raise AuditChainError(f"audit record {number}: sequence number {found}")
+    if check.kind is LinkProblem.LINK:
+        raise AuditChainError(f"audit record {number}: does not link to record {number - 1}")
+    raise AuditChainError(f"audit record {number}: content does not match its hash")
 
 
 class MemoryAuditSink:
@@ -112,7 +122,7 @@ class MemoryAuditSink:
     def append(self, event: dict[str, Any]) -> None:
         """Append one event to the in-memory chain."""
         with self._lock:
-            prev = self.records[-1]["hash"] if self.records else GENESIS_HASH
+            prev = self.records[-1]["hash"] if self.records else GENESIS
             self.records.append(chain_record(prev, len(self.records) + 1, event))
 
 
@@ -133,7 +143,7 @@ class JsonlAuditSink:
             path.chmod(0o600)  # a file left readable by an older version is closed now
         records = read_audit_log(path) if path.exists() else []
         self._seq = len(records)
-        self._prev = str(records[-1]["hash"]) if records else GENESIS_HASH
+        self._prev = str(records[-1]["hash"]) if records else GENESIS
 
     def append(self, event: dict[str, Any]) -> None:
         """Append one event as one line, chained to the previous one."""
@@ -175,6 +185,6 @@ def read_audit_log(path: Path) -> list[dict[str, Any]]:
 def verify_audit_log(path: Path) -> int:
     """Verify an audit file's hash chain; return its number of records."""
     try:
-        return verify_chain(read_audit_log(path))
+        return verify_records(read_audit_log(path))
     except AuditChainError as exc:
         raise AuditChainError(f"{path}: {exc}") from None

@@ -2,11 +2,9 @@
 
 :meth:`Coordinator.run_analysis` validates the request, lets the analysis kind drive its
 rounds (each round is signed per node, sent through a transport, and every reply's
-signature verified), and returns the result JSON::
-
-    {"kind": "kaplan_meier", "exact": true, "complete": true,
-     "nodes": [{"name": "sgh", "n": 120}, ...], "missing_nodes": [], "refusals": [],
-     "rounds": 1, "bytes": 10412, "seconds": 0.02, "estimates": {...}}
+signature verified), and returns an :class:`~consortia.federation.results.AnalysisResult`:
+the nodes with their n, the refusals, rounds and bytes, and the kind's typed estimates
+(JSON only at the wire, ``AnalysisResult.to_dict``).
 
 Timeouts: a node has ``timeout`` seconds per round (the request's ``"timeout"`` or the
 coordinator's default). A node that does not answer fails the analysis with
@@ -49,6 +47,7 @@ from consortia.federation.protocol import (
     wire_size,
 )
 from consortia.federation.pull import PullBroker
+from consortia.federation.results import AnalysisResult, NodeCount, Refusal
 from consortia.federation.signing import (
     MessageRejected,
     TrustStore,
@@ -138,8 +137,8 @@ class _RoundExchange:
         refusals = [
             {
                 "node": answer.node,
-                "rule": answer.reply.rule if answer.reply else "unknown",
-                "message": answer.reply.message if answer.reply else "",
+                "rule": (answer.reply.rule if answer.reply else None) or "unknown",
+                "message": (answer.reply.message if answer.reply else None) or "",
             }
             for answer in refused
         ]
@@ -284,8 +283,8 @@ class Coordinator:
         request: Mapping[str, Any],
         nodes: Sequence[NodeHandle],
         transport: Transport,
-    ) -> dict[str, Any]:
-        """Run ``request`` over ``nodes`` through ``transport``; return the result JSON."""
+    ) -> AnalysisResult:
+        """Run ``request`` over ``nodes`` through ``transport``; return the typed result."""
         started = time.perf_counter()
         try:
             plain = json.loads(canonical_json(dict(request)))
@@ -316,31 +315,28 @@ class Coordinator:
                 break
             except _NodesDropped:
                 handles = exchange.handles
-        complete = not outcome.missing and not outcome.refusals
-        result = {
-            "kind": kind.name,
+        result = AnalysisResult(
+            kind=kind.name,
             # A kind exact in general may say a given result is not (diagnostic's AUC).
-            "exact": kind.exact and estimates.get("exact") is not False,
-            "complete": complete,
-            "nodes": [
-                {"name": name, "n": exchange.n_by_node.get(name, 0)} for name in exchange.nodes
-            ],
-            "missing_nodes": sorted(set(outcome.missing)),
-            "refusals": outcome.refusals,
-            "rounds": outcome.rounds,
-            "bytes": outcome.bytes,
-            "seconds": round(time.perf_counter() - started, 6),
-            "protocol": PROTOCOL_VERSION,
-            "session": exchange.session,
-            "request": plain,
-            "estimates": estimates,
-        }
+            exact=kind.exact and estimates.exact,
+            complete=not outcome.missing and not outcome.refusals,
+            nodes=tuple(
+                NodeCount(name, exchange.n_by_node.get(name, 0)) for name in exchange.nodes
+            ),
+            missing_nodes=tuple(sorted(set(outcome.missing))),
+            refusals=tuple(
+                Refusal(str(r["node"]), str(r["rule"]), str(r["message"])) for r in outcome.refusals
+            ),
+            rounds=outcome.rounds,
+            bytes=outcome.bytes,
+            seconds=round(time.perf_counter() - started, 6),
+            protocol=PROTOCOL_VERSION,
+            session=exchange.session,
+            request=plain,
+            estimates=estimates,
+        )
         if self.audit is not None:
             self.audit.append(
-                {
-                    "action": "federation.analysis",
-                    "lead": self.name,
-                    **{key: value for key, value in result.items() if key != "estimates"},
-                }
+                {"action": "federation.analysis", "lead": self.name, **result.record()}
             )
         return result

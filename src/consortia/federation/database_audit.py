@@ -31,13 +31,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from consortia.storage.audit import (
-    ChainReport,
-    append_event,
-    canonical_json,
-    iter_events,
-    verify_chain,
-)
+from consortia.hashchain import canonical_json
+from consortia.storage.audit import ChainReport, append_event, iter_events, verify_trail
 
 __all__ = ["FEDERATION_CHAIN", "DatabaseAuditSink", "federation_actor"]
 
@@ -109,4 +104,4 @@ class DatabaseAuditSink:
     def verify(self) -> ChainReport:
         """Recompute the chain's hashes (``consortia audit verify --chain federation``)."""
         with self.engine.connect() as connection:
-            return verify_chain(connection, chain=self.chain)
+            return verify_trail(connection, chain=self.chain)

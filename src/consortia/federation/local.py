@@ -24,6 +24,7 @@ from consortia.federation.audit import AuditSink, JsonlAuditSink, MemoryAuditSin
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
+from consortia.federation.results import AnalysisResult
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.tables import read_table
 from consortia.federation.transport import InProcessTransport, NodeHandle, PushTransport
@@ -110,7 +111,7 @@ async def analyze_local_async(
     audit_dir: Path | None = None,
     round_timeout: float = 60.0,
     table_name: str | None = None,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """The coroutine behind :func:`analyze_local`."""
     if not tables:
         raise FederationError("a local analysis needs at least one NAME=FILE table")
@@ -131,7 +132,7 @@ def analyze_local(
     audit_dir: Path | None = None,
     round_timeout: float = 60.0,
     table_name: str | None = None,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """Run ``request`` federated over in-process nodes, one per local CSV/Parquet file.
 
     ``tables`` maps node names to files; each node serves its file as the table
@@ -146,8 +147,8 @@ def analyze_local(
     ...     _ = (folder / name / "t.csv").write_text("age\\n" + "\\n".join(map(str, ages)))
     >>> result = analyze_local({"kind": "describe", "table": "t", "variable": "age"},
     ...                        {"a": folder / "a" / "t.csv", "b": folder / "b" / "t.csv"})
-    >>> result["complete"], result["nodes"], result["estimates"]["mean"]
-    (True, [{'name': 'a', 'n': 20}, {'name': 'b', 'n': 20}], 34.5)
+    >>> result.complete, result.n_by_node, result.estimates.mean
+    (True, {'a': 20, 'b': 20}, 34.5)
     """
     return _run(
         analyze_local_async(
@@ -172,7 +173,7 @@ async def analyze_remote_async(
     round_timeout: float = 30.0,
     clock_skew_seconds: float = 300.0,
     client: httpx.AsyncClient | None = None,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """The coroutine behind :func:`analyze_remote`."""
     coordinator = Coordinator(
         lead_name,
@@ -195,7 +196,7 @@ def analyze_remote(
     lead_name: str = LEAD,
     round_timeout: float = 30.0,
     clock_skew_seconds: float = 300.0,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """Push ``request`` to member nodes (``{name: url}``) over HTTP(S) as the lead.
 
     ``key`` is the lead's key (its public key must be in each node's trust store, under

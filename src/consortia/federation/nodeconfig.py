@@ -73,7 +73,7 @@ from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import Peer, TrustStore, load_key
 from consortia.federation.tables import Table, TableSpec, load_table
-from consortia.storage.audit import verify_chain
+from consortia.storage.audit import verify_trail
 
 __all__ = [
     "NODE_SECTION_FROM_SETTINGS",
@@ -356,7 +356,7 @@ def verify_node_audit(config: NodeConfig, *, engine: Engine | None = None) -> st
     assert database is not None
     try:
         with database.connect() as connection:
-            report = verify_chain(connection, chain=FEDERATION_CHAIN)
+            report = verify_trail(connection, chain=FEDERATION_CHAIN)
     finally:
         if owned is not None:
             owned.dispose()

@@ -11,6 +11,7 @@ canonical JSON of the other four envelope fields (see :mod:`consortia.federation
 
 Canonical JSON is UTF-8, keys sorted, no insignificant whitespace, no NaN/Infinity; Python
 floats round-trip exactly through it, so a body re-serialised by the receiver hashes the same.
+It is the one :func:`consortia.hashchain.canonical_json` the audit chains hash too.
 
 >>> canonical_json({"b": 1, "a": [1.5, None, "é"]})
 b'{"a":[1.5,null,"\xc3\xa9"],"b":1}'
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import math
 import secrets
@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from consortia.exceptions import FederationError
+from consortia.hashchain import canonical_json, sha256_hex
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -66,22 +67,6 @@ _WIRE_DTYPES = {"<f8": np.dtype("<f8"), "<i8": np.dtype("<i8")}
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 ReplyStatus = Literal["ok", "refused", "pending"]
-
-
-def canonical_json(value: Any) -> bytes:
-    """Serialise ``value`` as canonical JSON bytes (sorted keys, compact, UTF-8, finite)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def sha256_hex(data: bytes) -> str:
-    """Return the hex SHA-256 digest of ``data``.
-
-    >>> sha256_hex(b"")[:16]
-    'e3b0c44298fc1c14'
-    """
-    return hashlib.sha256(data).hexdigest()
 
 
 def _encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:

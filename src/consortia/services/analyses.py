@@ -34,9 +34,10 @@ from consortia.federation.edc_tables import EdcTableSpec, read_edc_table
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig
 from consortia.federation.policy import NodePolicy
-from consortia.federation.protocol import sha256_hex
+from consortia.federation.results import AnalysisResult
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
+from consortia.hashchain import sha256_hex
 from consortia.services.common import audit, require_in_study, visible_study
 from consortia.storage.db import READ_ONLY
 
@@ -53,7 +54,7 @@ THIS_NODE = "this-node"
 APPROVAL_WAIT = 1.0
 
 
-async def _run(request: Mapping[str, Any], runner: NodeRunner, lead: Coordinator) -> Any:
+async def _run(request: Mapping[str, Any], runner: NodeRunner, lead: Coordinator) -> AnalysisResult:
     return await lead.run_analysis(
         request, [NodeHandle(runner.name)], InProcessTransport({runner.name: runner})
     )
@@ -117,7 +118,7 @@ def run_analysis(
     *,
     policy: NodePolicy | None = None,
     config: NodeAnalysisConfig | None = None,
-) -> dict[str, Any]:
+) -> AnalysisResult:
     """Run an analysis request (the JSON of DESIGN.md) on the study's data at this node.
 
     The request's ``table`` names a table the node's config declares for the study, or
@@ -164,12 +165,13 @@ def run_analysis(
     lead.trust.add(Peer(name=THIS_NODE, public_key=public_key_b64(key)))
     outcome: dict[str, Any]
     try:
-        result = dict(asyncio.run(_run(request, runner, lead)))
+        result = asyncio.run(_run(request, runner, lead))
     except Exception as error:  # audited as refused, then reported as it is
         outcome = {"refused": str(error)}
         raise
     else:
-        outcome = {key: result.get(key) for key in ("kind", "exact", "nodes", "estimates")}
+        stored = result.to_dict()  # the audit event stores the result's wire form
+        outcome = {key: stored[key] for key in ("kind", "exact", "nodes", "estimates")}
         return result
     finally:
         with engine.begin() as connection:

@@ -63,7 +63,7 @@ from consortia.standards.clinical_data import (
     sniff_format,
 )
 from consortia.storage import bulk
-from consortia.storage.audit import append_events, canonical_json
+from consortia.storage.audit import append_events, stored_json
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
@@ -321,7 +321,7 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
         (
             position,
             count,
-            canonical_json(
+            stored_json(
                 _saved_after(records[position], after)
                 | ({"derived_all": derived} if index == last else {})
             ),

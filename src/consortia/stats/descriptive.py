@@ -117,6 +117,9 @@ class DescribeAggregates(NodeAggregates):
         return aggregates
 
 
+_HISTOGRAM = ("probabilities", "quantiles", "bin_edges", "bin_counts", "below", "above")
+
+
 @dataclass(frozen=True)
 class DescribeResult(StatResult):
     """Pooled summary of a numeric variable; quantiles are histogram estimates.
@@ -129,6 +132,8 @@ class DescribeResult(StatResult):
     second. It is infinite (``null`` in JSON) when one of them lies outside the grid.
     ``exact`` is false as soon as a quantile is reported.
     ``minimum``/``maximum`` are present only when every contributing node allowed them.
+    Without a grid (no ``bin_edges``) there is no histogram: its fields are empty and left
+    out of the JSON.
     """
 
     n: int
@@ -147,6 +152,19 @@ class DescribeResult(StatResult):
     quantile_max_error: tuple[float | None, ...] = ()
     exact: bool = True
 
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.bin_edges:
+            for key in _HISTOGRAM:
+                del data[key]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DescribeResult:
+        if isinstance(data, Mapping) and "bin_edges" not in data:
+            data = {**data, **{key: [] for key in _HISTOGRAM[:4]}, "below": 0, "above": 0}
+        return super().from_dict(data)
+
     def summary(self) -> str:
         """Return n, missing, mean, SD, quantiles and (if released) min/max as a table."""
         rows: list[list[Any]] = [
@@ -155,9 +173,9 @@ class DescribeResult(StatResult):
             ["mean", self.mean],
             ["sd", self.sd],
         ]
-        errors = self.quantile_max_error or (None,) * len(self.quantiles)
+        errors = (*self.quantile_max_error, *(None,) * len(self.quantiles))
         for probability, value, error in zip(
-            self.probabilities, self.quantiles, errors, strict=True
+            self.probabilities, self.quantiles, errors, strict=False
         ):
             if value is None:
                 rows.append([f"q{probability:g}", "outside grid"])

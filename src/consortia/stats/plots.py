@@ -8,7 +8,7 @@ worker or a node behind a firewall).
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -17,9 +17,9 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from consortia.exceptions import StatisticsError
-from consortia.stats.survival import KaplanMeierCurve, KaplanMeierResult
+from consortia.stats.survival import KaplanMeierResult
 
-__all__ = ["ImageFormat", "kaplan_meier_plot", "kaplan_meier_result_from_dict"]
+__all__ = ["ImageFormat", "kaplan_meier_plot"]
 
 ImageFormat = Literal["png", "svg"]
 
@@ -113,54 +113,3 @@ def kaplan_meier_plot(
     metadata: dict[str, str | None] = {"Date": None} if image_format == "svg" else {}
     figure.savefig(buffer, format=image_format, dpi=dpi, bbox_inches="tight", metadata=metadata)
     return buffer.getvalue()
-
-
-def _nan(value: object) -> float:
-    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _reached(value: object) -> float:
-    """A median is ``null`` in JSON when the curve never falls to 0.5: infinity."""
-    return float("inf") if value is None else float(value)  # type: ignore[arg-type]
-
-
-def kaplan_meier_result_from_dict(data: Mapping[str, object]) -> KaplanMeierResult:
-    """Rebuild a :class:`KaplanMeierResult` from its ``to_dict()`` form (a federated result's
-    ``estimates``), so the lead can draw what the nodes' aggregates gave.
-
-    JSON carries a median that is never reached as ``null``; it comes back as infinity,
-    as :func:`~consortia.stats.survival.kaplan_meier` gives it.
-    """
-    groups = data.get("groups")
-    if not isinstance(groups, Mapping) or not groups:
-        raise StatisticsError("a Kaplan-Meier result needs 'groups' with at least one curve")
-    curves = []
-    for name, raw in groups.items():
-        if not isinstance(raw, Mapping):
-            raise StatisticsError(f"groups.{name}: expected an object")
-        try:
-            curves.append(
-                KaplanMeierCurve(
-                    group=str(name),
-                    time=np.asarray(raw["time"], dtype=np.float64),
-                    at_risk=np.asarray(raw["at_risk"], dtype=np.int64),
-                    events=np.asarray(raw["events"], dtype=np.int64),
-                    censored=np.asarray(raw["censored"], dtype=np.int64),
-                    survival=np.asarray([_nan(v) for v in raw["survival"]]),
-                    se=np.asarray([_nan(v) for v in raw["se"]]),
-                    ci_lower=np.asarray([_nan(v) for v in raw["ci_lower"]]),
-                    ci_upper=np.asarray([_nan(v) for v in raw["ci_upper"]]),
-                    median=_reached(raw.get("median")),
-                    median_ci_lower=_reached(raw.get("median_ci_lower")),
-                    median_ci_upper=_reached(raw.get("median_ci_upper")),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StatisticsError(f"groups.{name}: not a Kaplan-Meier curve ({exc})") from None
-    alpha = data.get("alpha", 0.05)
-    time_bin = data.get("time_bin")
-    return KaplanMeierResult(
-        curves=tuple(curves),
-        alpha=float(alpha),  # type: ignore[arg-type]
-        time_bin=None if time_bin is None else float(time_bin),  # type: ignore[arg-type]
-    )

@@ -2,8 +2,10 @@
 
 Every estimator in :mod:`consortia.stats` returns a frozen dataclass that derives from
 :class:`StatResult`. It gets a JSON-ready :meth:`StatResult.to_dict` for free (numpy arrays
-become lists, non-finite floats become ``None``) and must say how it reads as a table in
-:meth:`StatResult.summary`.
+become lists, non-finite floats become ``None``) and the typed way back,
+:meth:`StatResult.from_dict` (read from its field types; ``None`` in a float comes back as
+``nan``), and must say how it reads as a table in :meth:`StatResult.summary`. A result whose
+JSON shape differs from its fields overrides both.
 
 Doubts about a result (an iterative fit that did not converge) are *warnings*, not errors:
 they are issued as :class:`ConvergenceWarning`. Data that cannot be analysed at all raise
@@ -18,6 +20,8 @@ they are issued as :class:`ConvergenceWarning`. Data that cannot be analysed at 
 ...         return format_table(["n", "mean"], [[self.n, self.mean]])
 >>> Mean(3, 2.0).to_dict()
 {'n': 3, 'mean': 2.0}
+>>> Mean.from_dict({'n': 3, 'mean': 2.0})
+Mean(n=3, mean=2.0)
 >>> print(Mean(3, 2.0).summary())
 n    mean
 -  ------
@@ -28,16 +32,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, Self, Union
 
 import numpy as np
+
+from consortia.exceptions import StatisticsError
 
 __all__ = [
     "ConvergenceWarning",
     "StatResult",
     "format_number",
     "format_table",
+    "from_jsonable",
     "to_jsonable",
 ]
 
@@ -81,6 +90,92 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Sequence):
         return [to_jsonable(item) for item in value]
     raise TypeError(f"cannot turn a {type(value).__name__} into JSON")
+
+
+def from_jsonable(hint: Any, value: Any, where: str = "") -> Any:
+    """Read a JSON value back as the type ``hint`` names: the inverse of :func:`to_jsonable`.
+
+    Lists become tuples or numpy arrays, ``None`` in a float becomes ``nan`` (JSON wrote
+    every non-finite float as ``None``), nested results are read by their own
+    :meth:`StatResult.from_dict`. ``where`` names the field in an error.
+
+    >>> from_jsonable(tuple[float, ...], [1, None])
+    (1.0, nan)
+    """
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return from_jsonable(inner, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise StatisticsError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if isinstance(hint, type) and issubclass(hint, StatResult):
+        if not isinstance(value, Mapping):
+            raise StatisticsError(f"{where}: expected an object")
+        return hint.from_dict(value)
+    if hint is float:
+        if value is None:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise StatisticsError(f"{where}: {value!r} is not a number")
+        return float(value)
+    if hint is int or hint is bool or hint is str:
+        if type(value) is not hint:
+            raise StatisticsError(f"{where}: {value!r} is not a {hint.__name__}")
+        return hint(value)
+    if hint is np.ndarray:  # an array of no declared dtype: floats
+        return _float_array(value, where) if isinstance(value, list) else _not_a_list(where)
+    if origin is np.ndarray:
+        (dtype,) = typing.get_args(args[1])
+        if not isinstance(value, list):
+            raise StatisticsError(f"{where}: expected a list")
+        if np.dtype(dtype).kind == "f":
+            return _float_array(value, where)
+        return np.asarray(value, dtype=dtype)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise StatisticsError(f"{where}: expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(
+                from_jsonable(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)
+            )
+        if len(value) != len(args):
+            raise StatisticsError(f"{where}: expected {len(args)} items")
+        return tuple(
+            from_jsonable(arg, item, f"{where}[{i}]")
+            for i, (arg, item) in enumerate(zip(args, value, strict=True))
+        )
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise StatisticsError(f"{where}: expected an object")
+        return {str(k): from_jsonable(args[1], item, f"{where}.{k}") for k, item in value.items()}
+    raise TypeError(f"{where}: cannot read a {hint!r} from JSON")
+
+
+def _not_a_list(where: str) -> Any:
+    raise StatisticsError(f"{where}: expected a list")
+
+
+def _float_array(value: list[Any], where: str) -> Any:
+    """A (nested) list of numbers with ``None`` for non-finite ones, as a float array."""
+    try:
+        return np.array(_nan_for_none(value), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StatisticsError(f"{where}: expected a list of numbers") from None
+
+
+def _nan_for_none(value: Any) -> Any:
+    if value is None:
+        return math.nan
+    if isinstance(value, list):
+        return [_nan_for_none(item) for item in value]
+    return value
 
 
 def format_number(value: Any, digits: int = 4) -> str:
@@ -147,6 +242,24 @@ class StatResult:
         return {
             field.name: to_jsonable(getattr(self, field.name)) for field in dataclasses.fields(self)
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read the result back from its :meth:`to_dict` form (raise StatisticsError naming
+        the field that is missing or of the wrong type)."""
+        if not isinstance(data, Mapping):
+            raise StatisticsError(f"{cls.__name__}: expected an object")
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if field.name not in data:
+                if field.default is not dataclasses.MISSING:
+                    continue
+                raise StatisticsError(f"{cls.__name__}.{field.name}: missing")
+            values[field.name] = from_jsonable(
+                hints[field.name], data[field.name], f"{cls.__name__}.{field.name}"
+            )
+        return cls(**values)
 
     def summary(self) -> str:
         """Return a readable plain-text table of the result."""

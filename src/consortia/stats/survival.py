@@ -37,7 +37,13 @@ from consortia.stats._arrays import (
     bin_times,
     sort_labels,
 )
-from consortia.stats.results import StatResult, format_number, format_table, to_jsonable
+from consortia.stats.results import (
+    StatResult,
+    format_number,
+    format_table,
+    from_jsonable,
+    to_jsonable,
+)
 
 __all__ = [
     "KaplanMeierCurve",
@@ -249,6 +255,22 @@ class KaplanMeierCurve(StatResult):
             for value in (getattr(self, field.name),)
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KaplanMeierCurve:
+        """Read a curve back from :meth:`to_dict`; a median JSON gives as ``null`` (the
+        curve never falls to 0.5) comes back as infinity, as :func:`kaplan_meier` gives it."""
+        curve = super().from_dict(data)
+
+        def reached(name: str) -> float:
+            return math.inf if data.get(name) is None else float(getattr(curve, name))
+
+        return dataclasses.replace(
+            curve,
+            median=reached("median"),
+            median_ci_lower=reached("median_ci_lower"),
+            median_ci_upper=reached("median_ci_upper"),
+        )
+
     def at_risk_at(self, when: float) -> int:
         """Subjects still under observation at ``when`` (those with time ≥ ``when``)."""
         later = np.flatnonzero(self.time >= when)
@@ -306,6 +328,24 @@ class KaplanMeierResult(StatResult):
             "n": self.n,
             "groups": {curve.group: curve.to_dict() for curve in self.curves},
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KaplanMeierResult:
+        """Read the curves back from :meth:`to_dict` (a federated result's estimates), so
+        whoever holds the JSON can draw or print them as the lead computed them."""
+        groups = data.get("groups") if isinstance(data, Mapping) else None
+        if not isinstance(groups, Mapping) or not groups:
+            raise StatisticsError("a Kaplan-Meier result needs 'groups' with at least one curve")
+        curves = []
+        for name, raw in groups.items():
+            if not isinstance(raw, Mapping):
+                raise StatisticsError(f"groups.{name}: expected an object")
+            curves.append(KaplanMeierCurve.from_dict({**raw, "group": str(name)}))
+        return cls(
+            curves=tuple(curves),
+            alpha=from_jsonable(float, data.get("alpha", 0.05), "alpha"),
+            time_bin=from_jsonable(float | None, data.get("time_bin"), "time_bin"),
+        )
 
     def summary(self) -> str:
         rows = [
@@ -436,6 +476,30 @@ class LogRankResult(StatResult):
             },
             "variance": to_jsonable(self.variance),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogRankResult:
+        """Read the test back from :meth:`to_dict`."""
+        groups = data.get("groups") if isinstance(data, Mapping) else None
+        if not isinstance(groups, Mapping) or not all(
+            isinstance(group, Mapping) for group in groups.values()
+        ):
+            raise StatisticsError("a log-rank result needs 'groups' with n, observed, expected")
+        try:
+            return cls(
+                groups=tuple(str(label) for label in groups),
+                n=np.asarray([group["n"] for group in groups.values()], dtype=np.int64),
+                observed=np.asarray([group["observed"] for group in groups.values()], dtype=float),
+                expected=np.asarray([group["expected"] for group in groups.values()], dtype=float),
+                variance=from_jsonable(FloatArray, data["variance"], "variance"),
+                statistic=from_jsonable(float, data["statistic"], "statistic"),
+                df=from_jsonable(int, data["df"], "df"),
+                p_value=from_jsonable(float, data["p_value"], "p_value"),
+                n_strata=from_jsonable(int, data["n_strata"], "n_strata"),
+                stratified=from_jsonable(bool, data["stratified"], "stratified"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatisticsError(f"not a log-rank result ({exc})") from None
 
     def summary(self) -> str:
         rows = [

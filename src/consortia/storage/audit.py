@@ -1,20 +1,21 @@
 """The audit trail: append-only, hash-chained, verifiable (21 CFR Part 11 §11.10(e)).
 
 Each event stores who did what to which record, when (UTC), the values before and after
-and the reason, and ``hash = sha256(prev_hash ‖ canonical_json(event))``. Events form one
+and the reason, and ``hash = sha256(prev_hash ‖ canonical_json(event))`` (the chaining of
+:mod:`consortia.hashchain`). Events form one
 chain per *chain key* (a study, or ``node`` for node-level events), so appends to
 different studies never wait for each other; within a chain the head row is locked for
 the length of the writing transaction (the write already holds a lock on SQLite).
 
 Database triggers refuse every UPDATE and DELETE of an audit row, on SQLite and on
-PostgreSQL; :func:`verify_chain` recomputes every hash and reports the first broken link.
+PostgreSQL; :func:`verify_trail` recomputes every hash and reports the first broken link.
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import json
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,9 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, event
 
+from consortia.hashchain import GENESIS, Link, canonical_json, link_hash, verify_chain
 from consortia.storage.prepared import Prepared
-
-GENESIS = "0" * 64
 
 metadata = sa.MetaData()
 
@@ -85,13 +85,13 @@ def _create_triggers(_table: sa.Table, connection: Connection, **_: Any) -> None
         connection.execute(sa.text(statement))
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 _ENCODE_STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: the same event always hashes the same."""
-    return _ENCODER.encode(value)
+def stored_json(value: Any) -> str:
+    """The text an event's ``before``/``after`` is stored as: its lenient canonical JSON (a
+    value that is not JSON, a ``date``, as its text): an event is never refused for it."""
+    return canonical_json(value, lenient=True).decode("utf-8")
 
 
 def _json_field(value: Any) -> str:
@@ -102,7 +102,7 @@ def _json_field(value: Any) -> str:
         return "null"
     if type(value) is int:
         return int.__repr__(value)
-    return _ENCODER.encode(value)
+    return stored_json(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,20 +142,19 @@ class AuditEvent:
 
 def event_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
     """``sha256(prev_hash ‖ canonical_json(payload))`` as hex."""
-    digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(canonical_json(payload).encode("utf-8"))
-    return digest.hexdigest()
+    return link_hash(prev_hash, canonical_json(dict(payload), lenient=True))
 
 
-def _stored_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """The hash of an audit_event row as stored (``before`` and ``after`` as their canonical
-    JSON text, or ``None``): what :func:`append_events` writes and :func:`verify_chain`
-    checks. It equals :func:`event_hash` of the decoded payload (tests compare the two)."""
+def _stored_body(fields: Mapping[str, Any]) -> bytes:
+    """What the hash of an audit_event row covers, as stored (``before`` and ``after`` as
+    their canonical JSON text, or ``None``): what :func:`append_events` writes and
+    :func:`verify_trail` checks. It is the canonical JSON of the decoded payload (tests
+    compare :func:`event_hash` with the stored hashes)."""
     before, after = fields["before"], fields["after"]
     text = _payload_json(
         fields, "null" if before is None else before, "null" if after is None else after
     )
-    return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
+    return text.encode("utf-8")
 
 
 def _payload_json(fields: Mapping[str, Any], before: str, after: str) -> str:
@@ -209,7 +208,7 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
     """Append events to ``chain`` inside the caller's transaction; return the last seq.
 
     Each entry has ``actor, action, entity_type, entity_id`` and optionally ``site,
-    before, after, reason, at``; ``after_json``, the text :func:`canonical_json` made of
+    before, after, reason, at``; ``after_json``, the text :func:`stored_json` made of
     ``after``, may stand for ``after`` (a bulk import encodes in its worker processes). The
     caller's transaction commits them together with the change they describe, or neither.
     """
@@ -230,12 +229,12 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
             "entity_type": entry["entity_type"],
             "entity_id": str(entry["entity_id"]),
             "site": entry.get("site"),
-            "before": None if before is None else canonical_json(before),
-            "after": entry.get("after_json") if after is None else canonical_json(after),
+            "before": None if before is None else stored_json(before),
+            "after": entry.get("after_json") if after is None else stored_json(after),
             "reason": entry.get("reason"),
             "prev_hash": prev,
         }
-        prev = row["hash"] = _stored_hash(prev, row)
+        prev = row["hash"] = link_hash(prev, _stored_body(row))
         rows.append(row)
     _INSERT_EVENT.run(connection, rows)
     _MOVE_HEAD.run(connection, {"where_chain": chain, "seq": seq, "hash": prev})
@@ -292,7 +291,7 @@ def iter_events(
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The outcome of :func:`verify_chain`: how many events checked, and the first break."""
+    """The outcome of :func:`verify_trail`: how many events checked, and the first break."""
 
     events: int
     chains: int
@@ -313,8 +312,9 @@ class ChainReport:
         )
 
 
-def verify_chain(connection: Connection, *, chain: str | None = None) -> ChainReport:
-    """Recompute every hash in order; stop at the first broken link.
+def verify_trail(connection: Connection, *, chain: str | None = None) -> ChainReport:
+    """Recompute every hash of the trail (or of one ``chain``) in order; stop at the first
+    broken link, and check that each chain ends where its head record says.
 
     Each hash is recomputed over the event as stored: ``before`` and ``after`` are hashed
     as the text :func:`append_events` stored and hashed (canonical JSON), not decoded and
@@ -331,34 +331,21 @@ def verify_chain(connection: Connection, *, chain: str | None = None) -> ChainRe
         return _verify_events(result, heads)
 
 
+def _links(rows: Iterable[Any]) -> Iterator[Link]:
+    for row in rows:
+        yield Link(row.seq, row.prev_hash, row.hash, _stored_body(row._mapping))
+
+
 def _verify_events(events: Iterable[Any], heads: Mapping[str, tuple[int, str]]) -> ChainReport:
     checked = 0
     chains = 0
-    current: str | None = None
-    expected_seq = 0
-    prev = GENESIS
-    for audit in events:
-        if audit.chain != current:
-            if current is not None:
-                broken = _check_head(heads, current, expected_seq - 1, prev, checked, chains)
-                if broken:
-                    return broken
-            current, expected_seq, prev = audit.chain, 1, GENESIS
-            chains += 1
-        problem = None
-        if audit.seq != expected_seq:
-            problem = f"expected event {expected_seq}, found {audit.seq} (an event is missing)"
-        elif audit.prev_hash != prev:
-            problem = "its prev_hash does not match the hash of the event before it"
-        elif _stored_hash(prev, audit._mapping) != audit.hash:
-            problem = "its content does not match its hash (the event was changed)"
-        if problem:
-            return ChainReport(checked, chains, audit.chain, audit.seq, problem)
-        prev = audit.hash
-        expected_seq += 1
-        checked += 1
-    if current is not None:
-        broken = _check_head(heads, current, expected_seq - 1, prev, checked, chains)
+    for name, rows in itertools.groupby(events, key=lambda row: row.chain):
+        chains += 1
+        check = verify_chain(_links(rows))
+        checked += check.length
+        if not check.ok:
+            return ChainReport(checked, chains, name, check.broken_seq, check.problem)
+        broken = _check_head(heads, name, check.length, check.head, checked, chains)
         if broken:
             return broken
     return ChainReport(checked, chains)

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
 
 from consortia.exceptions import ConsortiaError
-from consortia.storage.audit import ChainReport, verify_chain
+from consortia.storage.audit import ChainReport, verify_trail
 from consortia.storage.replay import compare_state
 from consortia.storage.witness import ChainHead, trail_heads
 
@@ -79,7 +79,7 @@ def read_state(connection: Connection) -> DatabaseState:
     transaction (so in its snapshot)."""
     revision = MigrationContext.configure(connection).get_current_revision()
     heads = tuple(trail_heads(connection))
-    return DatabaseState(revision, heads, verify_chain(connection))
+    return DatabaseState(revision, heads, verify_trail(connection))
 
 
 def digest(path: Path) -> tuple[int, str]:

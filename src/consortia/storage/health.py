@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
-from consortia.storage.audit import GENESIS, audit_event, audit_head
+from consortia.hashchain import GENESIS
+from consortia.storage.audit import audit_event, audit_head
 
 __all__ = ["chain_count", "database_revision", "head_problems"]
 

@@ -14,6 +14,7 @@ from consortia.federation.kinds.agreement import DiagnosticKind, Iso15197Kind
 from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
+    Estimates,
     Exchange,
     InvalidRequest,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "KINDS",
     "AnalysisKind",
     "AnalysisRequest",
+    "Estimates",
     "Exchange",
     "InvalidRequest",
     "get_kind",

@@ -37,6 +37,7 @@ from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
 from consortia.stats.agreement import (
     GlucoseAccuracyAggregates,
+    Iso15197Result,
     combine_iso15197,
     iso15197_node,
     mmol_to_mgdl,
@@ -44,6 +45,7 @@ from consortia.stats.agreement import (
 from consortia.stats.diagnostic import (
     DEFAULT_THRESHOLDS,
     DiagnosticAggregates,
+    DiagnosticResult,
     combine_diagnostic,
     diagnostic_node,
     releasable_thresholds,
@@ -66,6 +68,7 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
 
     name = "iso15197"
     request_model = Iso15197Request
+    result_type = Iso15197Result
 
     def columns(self, request: Iso15197Request) -> list[str]:
         return [request.reference, request.device]
@@ -92,10 +95,10 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
             },
         )
 
-    async def lead(self, request: Iso15197Request, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: Iso15197Request, exchange: Exchange) -> Iso15197Result:
         replies = await exchange.round({})
         parts = [GlucoseAccuracyAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_iso15197(parts).to_dict()
+        return combine_iso15197(parts)
 
 
 class DiagnosticRequest(AnalysisRequest):
@@ -114,6 +117,7 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
 
     name = "diagnostic"
     request_model = DiagnosticRequest
+    result_type = DiagnosticResult
 
     def columns(self, request: DiagnosticRequest) -> list[str]:
         return [request.score, request.truth]
@@ -159,10 +163,10 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
             },
         )
 
-    async def lead(self, request: DiagnosticRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: DiagnosticRequest, exchange: Exchange) -> DiagnosticResult:
         replies = await exchange.round({})
         parts = [DiagnosticAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_diagnostic(parts, confidence=request.confidence).to_dict()
+        return combine_diagnostic(parts, confidence=request.confidence)
 
 
 def _bins(aggregates: DiagnosticAggregates) -> list[int]:

@@ -8,7 +8,9 @@ A kind (``describe``, ``kaplan_meier``, ``glm`` …) says
   round with a :class:`~consortia.federation.policy.Release` — the aggregates plus the counts
   the disclosure policy checks (:meth:`AnalysisKind.node_round`);
 * how the lead drives rounds through an :class:`Exchange` and combines the aggregates into
-  the estimates (:meth:`AnalysisKind.lead`).
+  the estimates (:meth:`AnalysisKind.lead`): a typed result (:class:`Estimates`, the class
+  the kind names as ``result_type``) that becomes JSON only at the wire (``to_dict``) and is
+  read back by its own ``from_dict``.
 
 Transports, signing, policy, audit and timeouts are the federation layer's business; a
 kind sees only arrays and JSON.
@@ -22,7 +24,7 @@ import math
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +38,7 @@ from consortia.federation.tables import ColumnType, Table
 __all__ = [
     "AnalysisKind",
     "AnalysisRequest",
+    "Estimates",
     "Exchange",
     "InvalidRequest",
     "complete_rows",
@@ -83,12 +86,38 @@ class Exchange(Protocol):
         ...
 
 
+class Estimates(Protocol):
+    """What a kind's lead returns: a frozen result object (``DescribeResult``,
+    ``KaplanMeierEstimates`` …) that reads as a table, turns into JSON at the wire, and is
+    read back from that JSON by its class."""
+
+    @property
+    def exact(self) -> bool:
+        """Whether these estimates equal the pooled computation."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The estimates as plain JSON values (their wire form)."""
+        ...
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read the estimates back from :meth:`to_dict`."""
+        ...
+
+    def summary(self) -> str:
+        """The estimates as plain-text tables."""
+        ...
+
+
 class AnalysisKind(Generic[RequestT]):
-    """Base of analysis kinds; subclasses set ``name``, ``request_model`` and the three steps."""
+    """Base of analysis kinds; subclasses set ``name``, ``request_model``, ``result_type``
+    and the three steps."""
 
     name: ClassVar[str]
     exact: ClassVar[bool] = True
     request_model: type[RequestT]
+    result_type: ClassVar[type[Estimates]]
 
     def parse(self, request: Mapping[str, Any]) -> RequestT:
         """Validate a request dict; raise :class:`InvalidRequest` naming each bad field."""
@@ -137,8 +166,8 @@ class AnalysisKind(Generic[RequestT]):
         later round of the session to them)."""
         return None
 
-    async def lead(self, request: RequestT, exchange: Exchange) -> dict[str, Any]:
-        """Drive the rounds and return the estimates as JSON values."""
+    async def lead(self, request: RequestT, exchange: Exchange) -> Estimates:
+        """Drive the rounds and return the estimates (of type ``result_type``)."""
         raise NotImplementedError
 
 

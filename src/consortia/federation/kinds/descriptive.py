@@ -18,6 +18,7 @@ subject to the node's minimum cell count.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -34,14 +35,25 @@ from consortia.federation.kinds.base import (
 )
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
-from consortia.stats.contingency import CrosstabAggregates, combine_crosstab, crosstab_node
+from consortia.stats.contingency import (
+    CrosstabAggregates,
+    CrosstabResult,
+    combine_crosstab,
+    crosstab_node,
+)
 from consortia.stats.descriptive import (
     DescribeAggregates,
+    DescribeResult,
     combine_describe,
     describe_node,
     regular_bins,
 )
-from consortia.stats.proportions import ProportionAggregates, combine_proportion, proportion_node
+from consortia.stats.proportions import (
+    ProportionAggregates,
+    ProportionResult,
+    combine_proportion,
+    proportion_node,
+)
 
 __all__ = ["CrosstabKind", "DescribeKind", "ProportionKind"]
 
@@ -85,6 +97,7 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
 
     name = "describe"
     request_model = DescribeRequest
+    result_type = DescribeResult
 
     def columns(self, request: DescribeRequest) -> list[str]:
         return [request.variable]
@@ -107,15 +120,24 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
             groups=_bin_groups(values, edges),
         )
 
-    async def lead(self, request: DescribeRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: DescribeRequest, exchange: Exchange) -> DescribeResult:
         replies = await exchange.round({})
         result = combine_describe(
             [DescribeAggregates.from_dict(replies[name]) for name in exchange.nodes],
             probabilities=request.probabilities,
-        ).to_dict()
+        )
         if request.bins is None and request.bin_edges is None:
-            for key in ("probabilities", "quantiles", "bin_edges", "bin_counts", "below", "above"):
-                result.pop(key, None)
+            # one whole-line bin was released: a count, not a histogram to report
+            empty: tuple[Any, ...] = ()
+            result = replace(
+                result,
+                probabilities=empty,
+                quantiles=empty,
+                bin_edges=empty,
+                bin_counts=empty,
+                below=0,
+                above=0,
+            )
         return result
 
 
@@ -149,6 +171,7 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
 
     name = "crosstab"
     request_model = CrosstabRequest
+    result_type = CrosstabResult
 
     def columns(self, request: CrosstabRequest) -> list[str]:
         return [request.rows, request.columns]
@@ -187,10 +210,10 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
             },
         )
 
-    async def lead(self, request: CrosstabRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: CrosstabRequest, exchange: Exchange) -> CrosstabResult:
         replies = await exchange.round({})
         parts = [CrosstabAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_crosstab(parts, yates=request.yates).to_dict()
+        return combine_crosstab(parts, yates=request.yates)
 
 
 class ProportionRequest(AnalysisRequest):
@@ -206,6 +229,7 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
 
     name = "proportion"
     request_model = ProportionRequest
+    result_type = ProportionResult
 
     def columns(self, request: ProportionRequest) -> list[str]:
         return [request.outcome]
@@ -231,7 +255,7 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
             groups={"successes": outcome == 1, "failures": outcome == 0},
         )
 
-    async def lead(self, request: ProportionRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: ProportionRequest, exchange: Exchange) -> ProportionResult:
         replies = await exchange.round({})
         parts = [ProportionAggregates.from_dict(replies[name]) for name in exchange.nodes]
-        return combine_proportion(parts, confidence=request.confidence).to_dict()
+        return combine_proportion(parts, confidence=request.confidence)

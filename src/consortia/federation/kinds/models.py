@@ -47,14 +47,15 @@ from consortia.federation.kinds.base import (
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.model_estimates import CoxEstimates, GlmEstimates, MetaEstimates
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.tables import ColumnType, Table
 from consortia.stats._arrays import bin_times, sort_labels
-from consortia.stats.cox import CoxNodeData, fit_cox, fit_cox_federated
+from consortia.stats.cox import CoxNodeData, CoxResult, fit_cox, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 from consortia.stats.design import design_matrix, union_levels
-from consortia.stats.glm import fit_glm, fit_glm_federated
+from consortia.stats.glm import GlmResult, fit_glm, fit_glm_federated
 from consortia.stats.glm_node import GlmAggregates, GlmNodeData
 from consortia.stats.meta import MetaInput, combine_meta
 
@@ -435,6 +436,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
 
     name = "glm"
     request_model = GlmRequest
+    result_type = GlmEstimates
 
     def columns(self, request: GlmRequest) -> list[str]:
         extra = [name for name in (request.trials, request.offset) if name]
@@ -481,12 +483,12 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             groups=model.groups(request.covariates),
         )
 
-    async def lead(self, request: GlmRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: GlmRequest, exchange: Exchange) -> GlmEstimates:
         replies = await exchange.round({"step": "levels"})
         levels = _agree_levels(replies, request.covariates)
         names = _term_names(request.covariates, levels, request.intercept)
 
-        def driver(nodes: list[Any]) -> Any:
+        def driver(nodes: list[Any]) -> GlmResult:
             return fit_glm_federated(nodes, names, alpha=request.alpha)
 
         result = await drive_iterative(
@@ -495,7 +497,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
             GlmAggregates.from_dict,
         )
-        return {**result.to_dict(), "levels": levels}
+        return GlmEstimates(result, {name: tuple(values) for name, values in levels.items()})
 
 
 def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
@@ -509,6 +511,7 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
 
     name = "cox"
     request_model = CoxRequest
+    result_type = CoxEstimates
 
     def columns(self, request: CoxRequest) -> list[str]:
         return [request.time, request.event, *request.covariates, *request.local_strata]
@@ -581,12 +584,12 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             groups=model.groups(request.covariates),
         )
 
-    async def lead(self, request: CoxRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: CoxRequest, exchange: Exchange) -> CoxEstimates:
         replies = await exchange.round({"step": "levels"})
         levels = _agree_levels(replies, request.covariates)
         names = _term_names(request.covariates, levels, intercept=False)
 
-        def driver(nodes: list[Any]) -> Any:
+        def driver(nodes: list[Any]) -> CoxResult:
             return fit_cox_federated(nodes, names, alpha=request.alpha)
 
         result = await drive_iterative(
@@ -595,7 +598,11 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             lambda beta: {"step": "round", "levels": levels, "beta": beta.tolist()},
             _cox_aggregates,
         )
-        return {**result.to_dict(), "levels": levels, "time_bin": request.effective_time_bin}
+        return CoxEstimates(
+            result,
+            {name: tuple(values) for name, values in levels.items()},
+            request.effective_time_bin,
+        )
 
 
 class MetaRequest(AnalysisRequest):
@@ -613,6 +620,7 @@ class MetaKind(AnalysisKind[MetaRequest]):
     name = "meta"
     exact = False
     request_model = MetaRequest
+    result_type = MetaEstimates
 
     def _model(self, request: MetaRequest) -> GlmRequest | CoxRequest:
         spec = {**request.model, "table": request.table}
@@ -698,13 +706,10 @@ class MetaKind(AnalysisKind[MetaRequest]):
             parameters=len(names),
         )
 
-    async def lead(self, request: MetaRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: MetaRequest, exchange: Exchange) -> MetaEstimates:
         replies = await exchange.round({})
         inputs = [
             MetaInput(name, float(r["estimate"]), float(r["standard_error"]), n=int(r["n"]))
             for name, r in ((name, replies[name]) for name in exchange.nodes)
         ]
-        return {
-            **combine_meta(inputs, confidence=request.confidence).to_dict(),
-            "term": request.term,
-        }
+        return MetaEstimates(combine_meta(inputs, confidence=request.confidence), request.term)

@@ -16,10 +16,12 @@ missing values are subject to the minimum cell count.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
+from consortia.exceptions import StatisticsError
 from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
@@ -32,13 +34,15 @@ from consortia.federation.kinds.base import (
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
 from consortia.stats.survival import (
+    KaplanMeierResult,
+    LogRankResult,
     SurvivalCounts,
     kaplan_meier_from_counts,
     logrank_from_counts,
     survival_counts,
 )
 
-__all__ = ["KaplanMeierKind", "KaplanMeierRequest"]
+__all__ = ["KaplanMeierEstimates", "KaplanMeierKind", "KaplanMeierRequest"]
 
 DEFAULT_TIME_BIN = 7.0
 
@@ -56,11 +60,50 @@ class KaplanMeierRequest(AnalysisRequest):
     stratify_by_node: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class KaplanMeierEstimates:
+    """The curves, and the log-rank test when there are groups to compare.
+
+    On the wire: the curves' JSON with ``"logrank"`` beside it (``null`` without a test).
+    """
+
+    curves: KaplanMeierResult
+    logrank: LogRankResult | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Counts add up exactly: the curves are the pooled records' curves."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.curves.to_dict(),
+            "logrank": None if self.logrank is None else self.logrank.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KaplanMeierEstimates:
+        if not isinstance(data, Mapping):
+            raise StatisticsError("kaplan_meier estimates: expected an object")
+        logrank = data.get("logrank")
+        return cls(
+            KaplanMeierResult.from_dict(data),
+            None if logrank is None else LogRankResult.from_dict(logrank),
+        )
+
+    def summary(self) -> str:
+        parts = [self.curves.summary()]
+        if self.logrank is not None:
+            parts.append(self.logrank.summary())
+        return "\n\n".join(parts)
+
+
 class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
     """Pooled-equivalent Kaplan–Meier and log-rank from additive per-time counts."""
 
     name = "kaplan_meier"
     request_model = KaplanMeierRequest
+    result_type = KaplanMeierEstimates
 
     def columns(self, request: KaplanMeierRequest) -> list[str]:
         return [request.time, request.event, *([request.group] if request.group else [])]
@@ -100,14 +143,13 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             groups=by_group,
         )
 
-    async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> dict[str, Any]:
+    async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> KaplanMeierEstimates:
         replies = await exchange.round({})
         parts = [SurvivalCounts.from_dict(replies[name]) for name in exchange.nodes]
-        result = kaplan_meier_from_counts(parts, alpha=request.alpha).to_dict()
         groups = {group for part in parts for group in part.groups}
-        result["logrank"] = (
-            logrank_from_counts(parts, stratified=request.stratify_by_node).to_dict()
+        return KaplanMeierEstimates(
+            kaplan_meier_from_counts(parts, alpha=request.alpha),
+            logrank_from_counts(parts, stratified=request.stratify_by_node)
             if request.group and request.logrank and len(groups) > 1
-            else None
+            else None,
         )
-        return result
