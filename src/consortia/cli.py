@@ -54,6 +54,7 @@ def _register_node_commands() -> None:
     from consortia.commands.config import config_app
     from consortia.commands.data import data_app, load_study_command
     from consortia.commands.db import db_app
+    from consortia.commands.hub import hub_app, studies_app
     from consortia.commands.init import init_node
     from consortia.commands.serve import serve_node_app
     from consortia.commands.token import token_app
@@ -69,6 +70,8 @@ def _register_node_commands() -> None:
     app.add_typer(token_app, name="token")
     app.command("backup")(backup_command)
     app.command("restore")(restore_command)
+    app.add_typer(hub_app, name="hub")
+    node_app.add_typer(studies_app, name="studies")
 
 
 _register_node_commands()
@@ -525,7 +528,9 @@ def _write_plot(result: dict[str, Any], path: Path) -> None:
 
 @app.command("analyze")
 def analyze(
-    spec: Annotated[Path, typer.Argument(help="The analysis request (JSON).")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="The analysis request (JSON), with --local or --node.")
+    ] = None,
     local: Annotated[
         list[str] | None,
         typer.Option("--local", help="NAME=FILE.csv: an in-process node over a local file."),
@@ -552,9 +557,32 @@ def analyze(
         Path | None,
         typer.Option(help="Kaplan-Meier: also draw the curves with numbers at risk (.png/.svg)."),
     ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="At a hub: the published study whose members take part.")
+    ] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="At a hub: the analysis of the study's plan to run.")
+    ] = None,
+    request_file: Annotated[
+        Path | None, typer.Option("--request", help="At a hub: an ad-hoc request (JSON).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="At a hub: its consortia.toml.")
+    ] = None,
 ) -> None:
-    """Run a federated analysis: over local files (--local) or member nodes (--node)."""
+    """Run a federated analysis: over local files (--local), member nodes (--node), or at
+    a hub across a study's members (--study with --plan, or --request)."""
     import json
+
+    if study is not None or plan is not None or request_file is not None:
+        from consortia.commands.hub import hub_analyze
+
+        if spec is not None or local or node:
+            raise typer.BadParameter("at a hub, give --study/--plan or --request, not a SPEC")
+        hub_analyze(config, study, plan, request_file, as_json=as_json)
+        return
+    if spec is None:
+        raise typer.BadParameter("give the request SPEC.json (or, at a hub, --study --plan)")
 
     import yaml
 
