@@ -281,7 +281,18 @@ async def join_hub(
     message = sign_message(body, key, str(member["name"]))
     own = client is None
     http = client or httpx.AsyncClient(timeout=60.0)
+    base = invitation.url.rstrip("/")
     try:
+        # the hub's key is checked before the secret is sent: a server at the invitation's
+        # URL that does not show the invitation's key is not told the secret
+        identity = await http.get(base + "/federation/v1/identity")
+        shown = str(identity.json().get("public_key", ""))
+        if fingerprint(shown) != invitation.fingerprint:
+            raise FederationError(
+                f"the server at {invitation.url} shows a key with fingerprint "
+                f"{fingerprint(shown)}, not the invitation's {invitation.fingerprint}: "
+                "refusing to join it"
+            )
         response = await http.post(
             invitation.url.rstrip("/") + JOIN_PATH,
             content=canonical_json(message),
@@ -289,6 +300,8 @@ async def join_hub(
         )
     except httpx.HTTPError as exc:
         raise FederationError(f"cannot reach the hub at {invitation.url} ({exc!r})") from None
+    except (ValueError, AttributeError, binascii.Error):
+        raise FederationError(f"{invitation.url} does not answer as a Consortia hub") from None
     finally:
         if own:
             await http.aclose()

@@ -83,6 +83,7 @@ __all__ = [
     "publish_study",
     "receive_offer",
     "record_delivery",
+    "refuse_unsigned_study",
     "remove_member",
     "start_analysis",
     "study_members",
@@ -579,6 +580,18 @@ def get_analysis(engine: Engine, principal: Principal, analysis_id: str) -> Anal
 
 
 # --------------------------------------------------------------------------- member side
+
+
+def refuse_unsigned_study(node_section: Mapping[str, Any] | None) -> None:
+    """Refuse to load a study's text on a member of a consortium: its studies are the
+    versions its hub signed (``consortia node studies accept``), nothing else."""
+    hub = (node_section or {}).get("hub")
+    if hub:
+        raise PermissionDeniedError(
+            f"this node takes its studies from its hub {hub!r}: a study version runs here "
+            "only as the hub signed it (`consortia node studies list`, then `accept`)"
+        )
+
 
 
 def _hub_principal(hub: str) -> Principal:
