@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from consortia.app import create_app
+from consortia.auth.principal import Role
 from consortia.config import Settings
 from consortia.domain.templates import template_text
 from consortia.exceptions import (
@@ -37,6 +38,7 @@ from consortia.federation.signing import (
     sign_message,
 )
 from consortia.services import hub as hub_service
+from consortia.services import tokens, users
 from consortia.services.common import cli_operator, utc_now
 from consortia.services.hub import HubIdentity
 from consortia.storage.audit import audit_event, verify_chain
@@ -218,3 +220,37 @@ def test_a_removed_members_key_is_refused_and_it_is_sent_nothing(hub: Hub) -> No
             hub.engine, cli_operator(), hub.identity, template_text("cart-lbcl"), {"SG01": "sgh"}
         )
     assert hub_service.study_members(hub.engine, "CART-LBCL") == []
+
+
+def test_the_hubs_api_is_for_its_administrators(hub: Hub) -> None:
+    join(hub, invite(hub), generate_key())
+    operator = users.cli_operator()
+    secrets = {}
+    for email, role in (("admin@hub.example", Role.NODE_ADMIN), ("stats@hub.example", None)):
+        users.create_user(hub.engine, operator, email=email, name=email, password=None)
+        if role is not None:
+            users.grant_role(hub.engine, operator, email=email, study="*", site="*", role=role)
+        else:
+            users.grant_role(
+                hub.engine, operator, email=email, study="CART", site="*", role=Role.STATISTICIAN
+            )
+        created = tokens.create_token(
+            hub.engine, operator, email=email, name="t", lifetime=timedelta(hours=1), studies=None
+        )
+        secrets[email] = created.secret
+
+    async def get(path: str, secret: str | None) -> httpx.Response:
+        transport = httpx.ASGITransport(app=hub.app)
+        headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+        async with httpx.AsyncClient(transport=transport, base_url=HUB_URL) as client:
+            return await client.get(path, headers=headers)
+
+    for path in ("/api/v1/hub/members", "/api/v1/hub/analyses", "/api/v1/hub/studies"):
+        assert asyncio.run(get(path, None)).status_code == 401
+        assert asyncio.run(get(path, secrets["stats@hub.example"])).status_code == 403
+        assert asyncio.run(get(path, secrets["admin@hub.example"])).status_code == 200
+    [listed] = asyncio.run(get("/api/v1/hub/members", secrets["admin@hub.example"])).json()
+    assert (listed["name"], listed["status"]) == ("sgh", "active")
+    assert "public_key" not in listed
+    missing = asyncio.run(get("/api/v1/hub/analyses/00ff", secrets["admin@hub.example"]))
+    assert missing.status_code == 404
