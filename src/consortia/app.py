@@ -45,6 +45,7 @@ from consortia.services.analyses import analysis_config
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
+from consortia.web.hub import create_hub_pages_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
 
@@ -175,6 +176,7 @@ def _mount_hub(
         )
     )
     app.include_router(hub_api.router, prefix=API_PREFIX)
+    app.include_router(create_hub_pages_router(config.consortium))
     app.add_middleware(
         BodyLimit,
         max_bytes=config.max_message_bytes,
