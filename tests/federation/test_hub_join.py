@@ -150,6 +150,8 @@ def test_a_wrong_secret_or_unknown_invitation_is_refused(hub: Hub) -> None:
     with pytest.raises(FederationError, match=r"not valid \(unknown or wrong secret\)"):
         join(hub, replace(invitation, id="0" * 16), generate_key())
     assert hub_service.list_members(hub.engine, cli_operator()) == []
+    # a wrong secret for an invitation the hub issued is audited; an unknown id is not
+    assert hub_actions(hub) == ["hub.invite", "hub.join_refused"]
     join(hub, invitation, generate_key())  # the real one still works, once
 
 

@@ -184,8 +184,12 @@ _MEMBER_FIELDS = ("name", "url", "institution", "country", "transport", "public_
 
 
 def _refuse_join(engine: Engine, invitation_id: str, name: str, reason: str) -> None:
-    """Audit a refused join, then refuse it."""
+    """Audit a refused join that names an invitation the hub issued, then refuse it (a
+    join naming no such invitation is refused without an event: anyone can send one, and
+    it must not fill the trail)."""
     with engine.begin() as connection:
+        if HubRepository(connection).invitation(invitation_id) is None:
+            raise PermissionDeniedError(reason)
         audit(
             connection,
             _remote(name),
@@ -433,7 +437,11 @@ def record_delivery(
 ) -> None:
     """Keep (and audit) what a member said to a published study version."""
     with engine.begin() as connection:
-        HubRepository(connection).set_delivery(study, sha256, member, status, detail, utc_now())
+        repository = HubRepository(connection)
+        now = utc_now()
+        repository.set_delivery(study, sha256, member, status, detail, now)
+        if status in ("pending", "accepted", "refused"):  # it answered, signed
+            repository.seen(member, now)
         audit(
             connection,
             _remote(member),
@@ -542,9 +550,11 @@ def finish_analysis(
 ) -> None:
     """Keep an analysis's result (or why it failed), with its audit event."""
     with engine.begin() as connection:
-        HubRepository(connection).finish_analysis(
-            analysis_id, result=result, error=error, now=utc_now()
-        )
+        repository = HubRepository(connection)
+        now = utc_now()
+        repository.finish_analysis(analysis_id, result=result, error=error, now=now)
+        for node in (result or {}).get("nodes", []):  # they answered, signed
+            repository.seen(str(node["name"]), now)
         summary: dict[str, Any] = {"error": error}
         if result is not None:
             summary = {
@@ -591,7 +601,6 @@ def refuse_unsigned_study(node_section: Mapping[str, Any] | None) -> None:
             f"this node takes its studies from its hub {hub!r}: a study version runs here "
             "only as the hub signed it (`consortia node studies list`, then `accept`)"
         )
-
 
 
 def _hub_principal(hub: str) -> Principal:
