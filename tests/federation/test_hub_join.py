@@ -43,6 +43,7 @@ from consortia.services.common import cli_operator, utc_now
 from consortia.services.hub import HubIdentity
 from consortia.storage.audit import audit_event, verify_chain
 from consortia.storage.db import make_engine
+from consortia.storage.hub import HubRepository
 from consortia.storage.migrations import upgrade
 from consortia.storage.tables import hub_invitation
 
@@ -206,7 +207,13 @@ def test_a_removed_members_key_is_refused_and_it_is_sent_nothing(hub: Hub) -> No
     status, _, posted, _ = asyncio.run(poll_and_post())
     assert status == 204  # a member: no task waiting
     assert posted == 404  # a member: no task has this id
+    with hub.engine.begin() as connection:  # a task waiting for it is withdrawn
+        HubRepository(connection).queue_task(
+            "t2", "sgh", "{}", utc_now(), utc_now() + timedelta(minutes=5)
+        )
     hub_service.remove_member(hub.engine, cli_operator(), "sgh")
+    with hub.engine.connect() as connection:
+        assert HubRepository(connection).take_task("sgh", utc_now()) is None
     status, text, posted, posted_text = asyncio.run(poll_and_post())
     assert (status, posted) == (401, 401)
     assert "'sgh' is revoked" in text

@@ -101,6 +101,7 @@ def create_hub_federation_router(
         with engine.begin() as connection:
             repository = HubRepository(connection)
             repository.seen(node, now)
+            repository.drop_expired_tasks(now)
             return repository.take_task(node, now)
 
     @router.get(POLL_PATH)

@@ -344,6 +344,7 @@ def remove_member(engine: Engine, principal: Principal, name: str) -> MemberReco
             raise NotFoundError(f"no member named {name!r}")
         if not repository.remove_member(name, utc_now()):
             raise ConflictError(f"member {name!r} was removed already")
+        withdrawn = repository.drop_member_tasks(name)
         audit(
             connection,
             principal,
@@ -352,7 +353,7 @@ def remove_member(engine: Engine, principal: Principal, name: str) -> MemberReco
             name,
             chain=HUB_CHAIN,
             before={"status": member.status, "fingerprint": member.fingerprint},
-            after={"status": "removed"},
+            after={"status": "removed", "tasks_withdrawn": withdrawn},
         )
         removed = repository.member(name)
     assert removed is not None

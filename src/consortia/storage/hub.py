@@ -401,6 +401,12 @@ class HubRepository:
     def drop_expired_tasks(self, now: datetime) -> None:
         self.connection.execute(hub_task.delete().where(hub_task.c.expires_at <= now))
 
+    def drop_member_tasks(self, member: str) -> int:
+        """Withdraw every task queued for ``member`` (it was removed)."""
+        return self.connection.execute(
+            hub_task.delete().where(hub_task.c.member == member)
+        ).rowcount
+
 
 class StudyOfferRepository:
     """A member node's study versions offered by its hub."""
