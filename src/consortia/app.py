@@ -35,7 +35,7 @@ from consortia.asgi import BodyLimit
 from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
-from consortia.federation.hub import JOIN_PATH, STUDY_VERSION
+from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.pull import RESULTS_PATH, TaskHandler
@@ -147,6 +147,12 @@ def create_app(settings: Settings) -> FastAPI:
                     node_config.hub,
                     auto_accept=node_config.accept_studies == "auto",
                 )
+            )
+            app.add_middleware(
+                BodyLimit,
+                max_bytes=node_config.max_message_bytes,
+                max_json_depth=MAX_MESSAGE_DEPTH,
+                paths=(STUDIES_PATH,),
             )
     app.state.hub = hub
     if hub is not None and node_config is not None:

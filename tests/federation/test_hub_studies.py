@@ -224,3 +224,13 @@ def test_a_member_loads_no_study_text_of_its_own(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "takes its studies from its hub 'hub'" in result.output
     assert not (tmp_path / "consortia.db").exists()
+
+
+def test_a_study_message_larger_than_the_nodes_limit_is_refused_unread(node: Member) -> None:
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=node.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sgh.test") as client:
+            return await client.post(STUDIES_PATH, content=b'{"a":"' + b"x" * 5_000_000 + b'"}')
+
+    assert asyncio.run(run()).status_code == 413
+    assert offers(node) == []
