@@ -252,6 +252,32 @@ def test_a_hub_analysis_across_a_pushed_and_a_polling_member(tmp_path: Path) -> 
             assert kept.json()["transport"] == {"sgh": "push", "shh": "pull"}
             assert_same_estimates(kept.json()["result"]["estimates"], reference["estimates"])
 
+            adhoc = tmp_path / "adhoc.json"
+            adhoc.write_text(
+                json.dumps({"kind": "describe", "table": "cart_efficacy", "variable": "mrn"}),
+                encoding="utf-8",
+            )
+            refused = consortia(
+                "analyze",
+                "--study",
+                "CART-LBCL",
+                "--request",
+                str(adhoc),
+                "--config",
+                hub_config,
+                check=False,
+            )
+            assert refused.returncode == 1
+            assert "refused" in refused.stderr
+            listed = httpx.get(
+                f"http://127.0.0.1:{ports['hub']}/api/v1/hub/analyses",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=READ_SECONDS,
+            ).json()
+            assert listed[0]["status"] == "failed"
+            assert {r["node"] for r in listed[0]["result"]["refusals"]} == {"sgh", "shh"}
+            assert all(r["rule"] for r in listed[0]["result"]["refusals"])
+
             consortia("hub", "remove", "shh", "--config", hub_config)
             after = json.loads(
                 consortia(

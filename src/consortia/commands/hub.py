@@ -34,6 +34,7 @@ from consortia.auth.principal import Role
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
 from consortia.config import Settings
 from consortia.exceptions import ConfigurationError, NodeUnavailableError
+from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.hub import (
     STUDIES_PATH,
     DatabaseBroker,
@@ -343,7 +344,18 @@ def hub_analyze(
             result = asyncio.run(_run(hub, request, chosen))
         except BaseException as exc:  # kept as failed, then reported (or raised) as usual
             error = f"{type(exc).__name__}: {exc}"[:2000]
-            hub_service.finish_analysis(hub.engine, operator, analysis_id, result=None, error=error)
+            refused = None
+            if isinstance(exc, AnalysisRefused):  # each member's refusal with its rule
+                refused = {
+                    "kind": request.get("kind"),
+                    "complete": False,
+                    "nodes": [],
+                    "missing_nodes": [],
+                    "refusals": exc.refusals,
+                }
+            hub_service.finish_analysis(
+                hub.engine, operator, analysis_id, result=refused, error=error
+            )
             raise
         hub_service.finish_analysis(hub.engine, operator, analysis_id, result=result, error=None)
     result = {"analysis": analysis_id, **result}
@@ -356,8 +368,6 @@ def hub_analyze(
 
 
 async def _run(hub: _Hub, request: dict[str, Any], chosen: list[MemberRecord]) -> dict[str, Any]:
-    from consortia.federation.coordinator import Coordinator
-
     coordinator = Coordinator(
         hub.identity.name,
         hub.identity.key,
