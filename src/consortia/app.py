@@ -14,25 +14,38 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from consortia import __version__
+from consortia.api import hub as hub_api
 from consortia.api.docs import docs_router
 from consortia.api.errors import install_error_handlers
 from consortia.api.guard import ApiGuard, public_routes
+from consortia.api.hub import (
+    create_hub_federation_router,
+    create_member_studies_router,
+    receive_study,
+)
 from consortia.api.router import API_PREFIX, api_routers
+from consortia.asgi import BodyLimit
 from consortia.auth.hashing import PasswordWork
 from consortia.config import Settings, load_settings
-from consortia.federation.apps import mount_node, running_node
+from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
+from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
+from consortia.federation.pull import RESULTS_PATH, TaskHandler
+from consortia.federation.signing import load_key, sign_message_wire
 from consortia.federation.witness import HeadWitness, node_witness
 from consortia.services.analyses import analysis_config
+from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
+from consortia.web.hub import create_hub_pages_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
 
@@ -62,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     engine = make_engine(settings.database_url)
     try:
         node, witness = _federation(node_config, engine)
+        hub = _hub(settings, node_config)
     except BaseException:
         engine.dispose()
         raise
@@ -81,9 +95,10 @@ def create_app(settings: Settings) -> FastAPI:
             else:
                 async with running_node(
                     node,
-                    pull_from=node_config.lead_url,
+                    pull_from=node_config.pull_url(),
                     witness=witness,
                     witness_interval=node_config.witness_interval_seconds,
+                    handle=_member_tasks(node, node_config, engine),
                 ):
                     yield
         finally:
@@ -124,14 +139,87 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(create_review_router())
     if node is not None and node_config is not None:
         mount_node(app, node, witness=witness, max_message_bytes=node_config.max_message_bytes)
+        if node_config.hub is not None:
+            app.include_router(
+                create_member_studies_router(
+                    engine,
+                    node,
+                    node_config.hub,
+                    auto_accept=node_config.accept_studies == "auto",
+                )
+            )
+            app.add_middleware(
+                BodyLimit,
+                max_bytes=node_config.max_message_bytes,
+                max_json_depth=MAX_MESSAGE_DEPTH,
+                paths=(STUDIES_PATH,),
+            )
+    app.state.hub = hub
+    if hub is not None and node_config is not None:
+        _mount_hub(app, engine, hub, node_config, settings)
     return app
+
+
+def _hub(settings: Settings, config: NodeConfig | None) -> HubIdentity | None:
+    """The hub's identity, for a node whose ``[node]`` section says ``role = "hub"``."""
+    if config is None or config.role != "hub":
+        return None
+    return HubIdentity(
+        settings.node_name, settings.node_url, load_key(config.resolve(config.key_file))
+    )
+
+
+def _mount_hub(
+    app: FastAPI, engine: Engine, hub: HubIdentity, config: NodeConfig, settings: Settings
+) -> None:
+    """The hub's federation endpoints (joining, the pull queue) and its API."""
+    app.include_router(
+        create_hub_federation_router(
+            engine,
+            hub,
+            clock_skew_seconds=settings.clock_skew_seconds,
+            consortium=config.consortium,
+        )
+    )
+    app.include_router(hub_api.router, prefix=API_PREFIX)
+    app.include_router(create_hub_pages_router(config.consortium))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=config.max_message_bytes,
+        max_json_depth=MAX_MESSAGE_DEPTH,
+        paths=(JOIN_PATH, RESULTS_PATH),
+    )
+
+
+def _member_tasks(node: NodeRunner, config: NodeConfig, engine: Engine) -> TaskHandler | None:
+    """What a member that polls its hub does with a task: a study version goes to its
+    offers, anything else to the analysis runner."""
+    if config.hub is None:
+        return None
+
+    async def handle(message: Any, wire: bytes, source: str) -> bytes:
+        body = message.get("body") if isinstance(message, dict) else None
+        if isinstance(body, dict) and body.get("type") == STUDY_VERSION:
+            reply = await receive_study(
+                engine,
+                node,
+                config.hub,
+                message,
+                wire=wire,
+                auto_accept=config.accept_studies == "auto",
+            )
+            return sign_message_wire(reply, node.key, node.name)
+        return await node.handle_wire(message, wire=wire, source=source)
+
+    return handle
 
 
 def _federation(
     config: NodeConfig | None, engine: Engine
 ) -> tuple[NodeRunner | None, HeadWitness | None]:
-    """The node's federation runner on the app's database, for a ``[node]`` section."""
-    if config is None:
+    """The node's federation runner on the app's database, for a ``[node]`` section (none
+    at a hub, which holds no records)."""
+    if config is None or config.role == "hub":
         return None, None
     node = build_node(config, engine=engine)
     return node, node_witness(node)

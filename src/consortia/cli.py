@@ -16,7 +16,7 @@ import typer
 
 from consortia.commands.deferred import deferring
 from consortia.commands.outputs import check_output_file, write_atomically, writing
-from consortia.commands.registry import NODE_COMMANDS, STUDY_COMMANDS
+from consortia.commands.registry import NODE_COMMANDS, NODE_GROUP_COMMANDS, STUDY_COMMANDS
 from consortia.exceptions import ConsortiaError, _ProblemsError
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ app.add_typer(audit_app, name="audit")
 node_app = typer.Typer(
     help="A member node's federation identity, trust, approvals and server.",
     no_args_is_help=True,
+    cls=deferring(NODE_GROUP_COMMANDS),
 )
 app.add_typer(node_app, name="node")
 approvals_app = typer.Typer(
@@ -447,7 +448,9 @@ def _write_plot(result: AnalysisResult, path: Path) -> None:
 
 @app.command("analyze")
 def analyze(
-    spec: Annotated[Path, typer.Argument(help="The analysis request (JSON).")],
+    spec: Annotated[
+        Path | None, typer.Argument(help="The analysis request (JSON), with --local or --node.")
+    ] = None,
     local: Annotated[
         list[str] | None,
         typer.Option("--local", help="NAME=FILE.csv: an in-process node over a local file."),
@@ -474,9 +477,32 @@ def analyze(
         Path | None,
         typer.Option(help="Kaplan-Meier: also draw the curves with numbers at risk (.png/.svg)."),
     ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="At a hub: the published study whose members take part.")
+    ] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="At a hub: the analysis of the study's plan to run.")
+    ] = None,
+    request_file: Annotated[
+        Path | None, typer.Option("--request", help="At a hub: an ad-hoc request (JSON).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="At a hub: its consortia.toml.")
+    ] = None,
 ) -> None:
-    """Run a federated analysis: over local files (--local) or member nodes (--node)."""
+    """Run a federated analysis: over local files (--local), member nodes (--node), or at
+    a hub across a study's members (--study with --plan, or --request)."""
     import json
+
+    if study is not None or plan is not None or request_file is not None:
+        from consortia.commands.hub import hub_analyze
+
+        if spec is not None or local or node:
+            raise typer.BadParameter("at a hub, give --study/--plan or --request, not a SPEC")
+        hub_analyze(config, study, plan, request_file, as_json=as_json)
+        return
+    if spec is None:
+        raise typer.BadParameter("give the request SPEC.json (or, at a hub, --study --plan)")
 
     import yaml
     from pydantic import ValidationError as PydanticValidationError

@@ -164,7 +164,7 @@ GRANT_EXPECTED: dict[Role, tuple[int, ...]] = {
 # fmt: on
 SEES_IDENTIFIERS = {Role.INVESTIGATOR, Role.COORDINATOR, Role.MONITOR, Role.AUDITOR}
 # actions decided by the policy but without an endpoint yet (later features add them)
-NO_ENDPOINT_YET: set[Action] = set()
+NO_ENDPOINT_YET: set[Action] = {Action.HUB_MANAGE}  # a hub's app only: test_hub_join.py
 # what a successful write appends to CART01's audit chain (an unchanged definition: nothing)
 AUDITED = {
     "create_own": "subject.create",

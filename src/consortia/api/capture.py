@@ -47,6 +47,7 @@ from consortia.services import (
     subjects,
 )
 from consortia.services.common import MAX_LIMIT, MAX_OFFSET
+from consortia.services.hub import refuse_unsigned_study
 from consortia.services.queries import QueryFilter
 
 __all__ = ["router"]
@@ -118,9 +119,15 @@ async def save_form(
 
 @router.put("/definition", response_model=StudyVersionPublic)
 def load_definition(
-    study: StudyCode, body: DefinitionLoad, principal: CurrentPrincipal, engine: EngineDep
+    study: StudyCode,
+    body: DefinitionLoad,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> StudyVersionPublic:
-    """Load the study's YAML as its new version (unchanged text: no new version)."""
+    """Load the study's YAML as its new version (unchanged text: no new version); refused
+    at a member of a consortium, whose studies come signed by its hub."""
+    refuse_unsigned_study(settings.node)
     record, changed = studies.load_definition(
         engine, principal, body.source, file=f"{study}.yaml", expected_study=study
     )

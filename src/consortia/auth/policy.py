@@ -53,6 +53,7 @@ class Action(StrEnum):
     GRANT_MANAGE = "grant.manage"
     NODE_AUDIT_READ = "node_audit.read"
     APPROVAL_DECIDE = "approval.decide"
+    HUB_MANAGE = "hub.manage"
     STUDY_MANAGE = "study.manage"
     SUBJECT_READ = "subject.read"
     SUBJECT_CREATE = "subject.create"
@@ -73,7 +74,13 @@ class Action(StrEnum):
 
 #: Actions on the node itself rather than on a study: only ``*``-study grants cover them.
 NODE_ACTIONS = frozenset(
-    {Action.USER_READ, Action.USER_MANAGE, Action.NODE_AUDIT_READ, Action.APPROVAL_DECIDE}
+    {
+        Action.USER_READ,
+        Action.USER_MANAGE,
+        Action.NODE_AUDIT_READ,
+        Action.APPROVAL_DECIDE,
+        Action.HUB_MANAGE,
+    }
 )
 
 #: What a role lets one *see*: records, identifiers (read or exported), free-text queries,
@@ -97,6 +104,7 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.GRANT_MANAGE: "grant and revoke roles (within the grants one holds)",
     Action.NODE_AUDIT_READ: "read the node's audit chain (logins, grants, tokens)",
     Action.APPROVAL_DECIDE: "list and decide analysis requests queued for manual approval",
+    Action.HUB_MANAGE: "at a hub: invite and remove members, publish studies, run analyses",
     Action.STUDY_MANAGE: "load and change the study definition",
     Action.SUBJECT_READ: "list and read subjects and their data",
     Action.SUBJECT_CREATE: "enrol subjects",
@@ -118,7 +126,14 @@ _DESCRIPTIONS: Mapping[Action, str] = {
 _A = Action
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.NODE_ADMIN: frozenset(
-        {_A.USER_READ, _A.USER_MANAGE, _A.GRANT_MANAGE, _A.NODE_AUDIT_READ, _A.APPROVAL_DECIDE}
+        {
+            _A.USER_READ,
+            _A.USER_MANAGE,
+            _A.GRANT_MANAGE,
+            _A.NODE_AUDIT_READ,
+            _A.APPROVAL_DECIDE,
+            _A.HUB_MANAGE,
+        }
     ),
     Role.STUDY_ADMIN: frozenset(
         {

@@ -45,6 +45,11 @@ _NODE_FIELDS = (
     "policy",
     "witness_interval_seconds",
     "max_message_bytes",
+    "role",
+    "consortium",
+    "hub",
+    "transport",
+    "accept_studies",
 )
 
 

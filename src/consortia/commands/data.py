@@ -31,6 +31,10 @@ def load_study_command(
     config: ConfigOption = None,
 ) -> None:
     """Load a study definition into the node (a new version when the text changed)."""
+    from consortia.services.hub import refuse_unsigned_study
+
+    with reporting():
+        refuse_unsigned_study(node_settings(config).node)
     with reporting(), open_engine(node_settings(config)) as engine:
         try:
             text = file.read_text(encoding="utf-8")

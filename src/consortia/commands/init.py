@@ -15,20 +15,25 @@ password before writing anything, and removes what it wrote if a later step fail
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from consortia import __version__
 from consortia.auth.passwords import check_password
 from consortia.auth.principal import WILDCARD, Role
 from consortia.commands.common import open_engine, read_password, reporting
 from consortia.config import CONFIG_FILE_NAME, Environment, load_settings
 from consortia.exceptions import ConfigurationError
+from consortia.federation.hub import Invitation, fingerprint, join_hub
+from consortia.federation.protocol import PROTOCOL_VERSION
 from consortia.federation.signing import generate_key, public_key_b64, save_key
 from consortia.services import users
 from consortia.services.common import normalise_email
@@ -46,9 +51,20 @@ def _toml_string(value: str) -> str:
 
 
 def node_config_text(
-    *, node_name: str, node_url: str, environment: Environment, secret_key: str, sqlite: bool
+    *,
+    node_name: str,
+    node_url: str,
+    environment: Environment,
+    secret_key: str,
+    sqlite: bool,
+    consortium: Mapping[str, str] | None = None,
 ) -> str:
-    """The ``consortia.toml`` of a new node (every key is a setting in docs/settings.md)."""
+    """The ``consortia.toml`` of a new node (every key is a setting in docs/settings.md).
+
+    ``consortium`` makes it a hub (``{"role": "hub", "consortium": NAME}``) or a member
+    that joined one (``{"hub", "hub_url", "hub_key", "transport", "accept_studies"}``).
+    """
+    consortium = consortium or {}
     lines = [
         "# Consortia node configuration. CONSORTIA_<SETTING> environment variables override",
         "# these values; docs/settings.md lists every setting. Keep this file private (0600):",
@@ -70,6 +86,21 @@ def node_config_text(
         "# trust, [node.tables.NAME] for the tables you share, and lead_url to long-poll a lead.",
         "[node]",
         f"key_file = {_toml_string(KEY_FILE_NAME)}",
+    ]
+    if consortium.get("role") == "hub":
+        lines += [
+            "# the coordinating centre of the consortium (docs/network.md)",
+            'role = "hub"',
+            f"consortium = {_toml_string(consortium['consortium'])}",
+        ]
+    elif "hub" in consortium:
+        lines += [
+            "# a member of the consortium whose hub is below (docs/network.md)",
+            f"hub = {_toml_string(consortium['hub'])}",
+            f"transport = {_toml_string(consortium['transport'])}",
+            f"accept_studies = {_toml_string(consortium['accept_studies'])}",
+        ]
+    lines += [
         "",
         "# The one disclosure policy of every release (federated or through the API).",
         "[node.policy]",
@@ -77,7 +108,76 @@ def node_config_text(
         "time_bin = 7",
         "manual_approval = false",
     ]
+    if "hub" in consortium:
+        lines += [
+            "",
+            "# the hub, its key pinned when this node joined (fingerprint checked)",
+            "[[node.peers]]",
+            f"name = {_toml_string(consortium['hub'])}",
+            f"url = {_toml_string(consortium['hub_url'])}",
+            f"public_key = {_toml_string(consortium['hub_key'])}",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _consortium(
+    key: Ed25519PrivateKey,
+    *,
+    hub: bool,
+    name: str | None,
+    join: str | None,
+    node_name: str,
+    node_url: str,
+    institution: str,
+    country: str,
+    transport: str,
+    accept_studies: str,
+) -> dict[str, str] | None:
+    """The consortium part of a new node's config: a hub's, or a member's after it joined
+    its hub over HTTP (the hub's key pinned once its fingerprint matches the invitation's)."""
+    if hub and join is not None:
+        raise ConfigurationError("--hub and --join: a node is a hub or joins one, not both")
+    if hub:
+        if not name or not name.strip():
+            raise ConfigurationError('--hub needs --name "the consortium\'s name"')
+        typer.echo(f"hub key fingerprint {fingerprint(public_key_b64(key))}")
+        return {"role": "hub", "consortium": name.strip()}
+    if name is not None:
+        raise ConfigurationError("--name names a hub's consortium: add --hub")
+    if join is None:
+        return None
+    if transport not in ("push", "pull"):
+        raise ConfigurationError(f"--transport {transport}: use push or pull")
+    if accept_studies not in ("manual", "auto"):
+        raise ConfigurationError(f"--accept-studies {accept_studies}: use manual or auto")
+    if not institution.strip() or not country.strip():
+        raise ConfigurationError("--join needs --institution and --country (the hub lists them)")
+    invitation = Invitation.decode(join)
+    member = {
+        "name": node_name,
+        "url": node_url,
+        "institution": institution.strip(),
+        "country": country.strip(),
+        "transport": transport,
+        "software_version": __version__,
+        "protocol_version": str(PROTOCOL_VERSION),
+    }
+    answer = asyncio.run(join_hub(invitation, key, member))
+    typer.echo(
+        f"joined hub {answer.hub} at {answer.url}: its key fingerprint {answer.fingerprint} "
+        "matches the invitation's and is pinned"
+    )
+    typer.echo(
+        f"this node's key fingerprint {answer.member_fingerprint} (the hub lists it in "
+        "`consortia hub members`)"
+    )
+    return {
+        "hub": answer.hub,
+        "hub_url": answer.url,
+        "hub_key": answer.public_key,
+        "transport": transport,
+        "accept_studies": accept_studies,
+    }
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -113,8 +213,39 @@ def init_node(
     environment: Annotated[
         Environment, typer.Option(help="development, test or production.")
     ] = Environment.PRODUCTION,
+    hub: Annotated[
+        bool, typer.Option("--hub", help="Create a consortium's hub (coordinating centre).")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="With --hub: the consortium's name.")
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join", help="Join a hub with the invitation `consortia hub invite` printed."
+        ),
+    ] = None,
+    institution: Annotated[
+        str, typer.Option(help="With --join: the hospital running this node.")
+    ] = "",
+    country: Annotated[str, typer.Option(help="With --join: its country.")] = "",
+    transport: Annotated[
+        str,
+        typer.Option(
+            help='With --join: "push" (the hub calls this node) or "pull" (this node polls '
+            "the hub: outbound connections only)."
+        ),
+    ] = "push",
+    accept_studies: Annotated[
+        str,
+        typer.Option(
+            help='With --join: "manual" (the administrator accepts each study version the '
+            'hub publishes) or "auto".'
+        ),
+    ] = "manual",
 ) -> None:
-    """Create a node in DIRECTORY: config, database, signing key and first administrator."""
+    """Create a node in DIRECTORY: config, database, signing key and first administrator;
+    a consortium's hub with --hub, or a hospital's node joining one with --join."""
     sqlite = "CONSORTIA_DATABASE_URL" not in os.environ
     created: list[Path] = []
     with reporting():
@@ -127,6 +258,19 @@ def init_node(
         email = normalise_email(admin_email)
         password = read_password(admin_password_file, prompt="Administrator password")
         check_password(password, email=email)
+        key = generate_key()
+        consortium = _consortium(
+            key,
+            hub=hub,
+            name=name,
+            join=join,
+            node_name=node_name,
+            node_url=node_url,
+            institution=institution,
+            country=country,
+            transport=transport,
+            accept_studies=accept_studies,
+        )
         try:
             _create_node(
                 directory,
@@ -140,9 +284,11 @@ def init_node(
                     environment=environment,
                     secret_key=secrets.token_urlsafe(48),
                     sqlite=sqlite,
+                    consortium=consortium,
                 ),
                 sqlite=sqlite,
                 say=typer.echo,
+                key=key,
             )
         except BaseException:
             for path in reversed(created):
@@ -164,13 +310,14 @@ def _create_node(
     text: str,
     sqlite: bool,
     say: Callable[[str], object],
+    key: Ed25519PrivateKey | None = None,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / CONFIG_FILE_NAME
     _write_private(config_path, text)
     created.append(config_path)
     key_path = directory / KEY_FILE_NAME
-    key = generate_key()
+    key = key or generate_key()
     save_key(key, key_path)
     created.append(key_path)
     say(f"wrote {config_path} and {key_path} (public key {public_key_b64(key)})")

@@ -1,5 +1,5 @@
-"""The node commands (``consortia init|serve|backup|restore|db|config|data|user|token`` and
-``consortia study load``): where each lives and its one-line summary.
+"""The node commands (``consortia init|serve|backup|restore|db|config|data|user|token|hub``,
+``consortia study load`` and ``consortia node studies``): where each lives and its one-line summary.
 
 Their modules import the services, SQLAlchemy, Alembic and the federation code, so cli.py
 registers them deferred (:mod:`consortia.commands.deferred`): ``consortia --version`` and
@@ -13,7 +13,7 @@ from typing import Final
 
 from consortia.commands.deferred import Deferred
 
-__all__ = ["NODE_COMMANDS", "STUDY_COMMANDS"]
+__all__ = ["NODE_COMMANDS", "NODE_GROUP_COMMANDS", "STUDY_COMMANDS"]
 
 NODE_COMMANDS: Final = {
     "init": Deferred(
@@ -50,6 +50,19 @@ NODE_COMMANDS: Final = {
     "token": Deferred(
         "consortia.commands.token:token_app",
         "Create, list and revoke personal API tokens.",
+        group=True,
+    ),
+    "hub": Deferred(
+        "consortia.commands.hub:hub_app",
+        "The coordinating centre: invite and remove members, publish studies.",
+        group=True,
+    ),
+}
+#: ``consortia node …`` commands kept in their own modules.
+NODE_GROUP_COMMANDS: Final = {
+    "studies": Deferred(
+        "consortia.commands.hub:studies_app",
+        "The study versions this node's hub published to it.",
         group=True,
     ),
 }

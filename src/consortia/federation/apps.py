@@ -29,6 +29,7 @@ from consortia.federation.pull import (
     POLL_HEADER,
     POLL_PATH,
     RESULTS_PATH,
+    TaskHandler,
     run_pull_worker,
     verify_poll_token,
 )
@@ -211,6 +212,7 @@ async def running_node(
     pull_wait: float = 20.0,
     witness: HeadWitness | None = None,
     witness_interval: float = 0.0,
+    handle: TaskHandler | None = None,
 ) -> AsyncIterator[None]:
     """What a served node runs in the background for an app's lifespan: long-polling the
     lead at ``pull_from`` and handing its chain heads to its peers every
@@ -219,7 +221,9 @@ async def running_node(
     workers = []
     if pull_from is not None:
         workers.append(
-            asyncio.create_task(run_pull_worker(pull_from, node, wait=pull_wait, stop=stop))
+            asyncio.create_task(
+                run_pull_worker(pull_from, node, wait=pull_wait, stop=stop, handle=handle)
+            )
         )
     if witness is not None and witness_interval > 0:
         workers.append(asyncio.create_task(run_witness_pusher(witness, witness_interval, stop)))

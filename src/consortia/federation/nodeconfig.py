@@ -50,9 +50,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -130,7 +130,39 @@ class NodeConfig(BaseModel):
     # how often the running node hands its signed chain heads to its peers (0: never)
     witness_interval_seconds: float = Field(60.0, ge=0)
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # the consortium (docs/network.md): a hub, or a member that joined one
+    role: Literal["member", "hub"] = "member"
+    consortium: str = ""  # a hub: the consortium's name
+    hub: str | None = None  # a member: the name of its hub among its peers
+    transport: Literal["push", "pull"] = "push"  # a member: how its hub reaches it
+    accept_studies: Literal["manual", "auto"] = "manual"  # a member: its hub's studies
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _consortium_roles(self) -> NodeConfig:
+        if self.role == "hub" and self.tables:
+            raise ValueError("a hub holds no patient records: remove its [node.tables]")
+        if self.role == "hub" and self.hub is not None:
+            raise ValueError("a hub has no hub of its own: remove hub")
+        if self.hub is not None and not any(peer.name == self.hub for peer in self.peers):
+            raise ValueError(
+                f"hub {self.hub!r} is not among the [[node.peers]]: `consortia init --join` "
+                "writes both"
+            )
+        if self.transport == "pull" and self.pull_url() is None:
+            raise ValueError('transport = "pull" needs a hub (or lead_url) to poll')
+        return self
+
+    def pull_url(self) -> str | None:
+        """The URL this node long-polls for tasks: ``lead_url``, or its hub's URL when it
+        joined for the pull transport; None: it is pushed to."""
+        if self.lead_url is not None:
+            return self.lead_url
+        if self.transport == "pull" and self.hub is not None:
+            for peer in self.peers:
+                if peer.name == self.hub and peer.url:
+                    return peer.url
+        return None
 
     def resolve(self, path: Path) -> Path:
         """A config path made absolute against the node's directory (``node_dir``)."""

@@ -19,7 +19,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ __all__ = [
     "POLL_PATH",
     "RESULTS_PATH",
     "PullBroker",
+    "TaskHandler",
     "poll_token",
     "run_pull_worker",
     "verify_poll_token",
@@ -44,6 +45,9 @@ POLL_PATH = "/federation/tasks/next"
 RESULTS_PATH = "/federation/results"
 POLL_HEADER = "x-consortia-poll"
 logger = logging.getLogger(__name__)
+#: Answers one task a node took from the lead: (message, its bytes, the lead's URL) -> the
+#: signed reply's bytes. Default: the node's analysis runner.
+TaskHandler = Callable[[Any, bytes, str], Awaitable[bytes]]
 
 
 class PullBroker:
@@ -147,14 +151,21 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _answer(
-    client: httpx.AsyncClient, lead_url: str, node: NodeRunner, task: httpx.Response
+    client: httpx.AsyncClient,
+    lead_url: str,
+    node: NodeRunner,
+    task: httpx.Response,
+    handle: TaskHandler | None = None,
 ) -> None:
     try:
         message = task.json()
     except ValueError:
         logger.warning("the lead sent a task that is not JSON")
         return
-    reply = await node.handle_wire(message, wire=task.content, source=lead_url)
+    if handle is not None:
+        reply = await handle(message, task.content, lead_url)
+    else:
+        reply = await node.handle_wire(message, wire=task.content, source=lead_url)
     try:
         response = await client.post(lead_url + RESULTS_PATH, content=reply, headers=JSON_HEADERS)
         if response.status_code >= 300:
@@ -171,8 +182,12 @@ async def run_pull_worker(
     wait: float = 20.0,
     stop: asyncio.Event | None = None,
     retry_delay: float = 1.0,
+    handle: TaskHandler | None = None,
 ) -> None:
     """Long-poll ``lead_url`` for this node's tasks and answer them until ``stop`` is set.
+
+    ``handle`` answers each task (default: the node's analysis runner; a member of a
+    consortium also takes the study versions its hub publishes this way).
 
     Runs until ``stop`` is set or the task is cancelled; connection failures are logged
     and retried after ``retry_delay`` seconds. Tasks are answered concurrently.
@@ -213,7 +228,7 @@ async def run_pull_worker(
                 )
                 await _sleep_or_stop(stopping, retry_delay)
                 continue
-            task = asyncio.create_task(_answer(http, base, node, response))
+            task = asyncio.create_task(_answer(http, base, node, response, handle))
             answering.add(task)
             task.add_done_callback(answering.discard)
     finally:

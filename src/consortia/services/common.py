@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Audit chains that are not studies: a study may not take their names.
-RESERVED_CHAINS = frozenset({NODE_CHAIN, "federation", "witness"})
+RESERVED_CHAINS = frozenset({NODE_CHAIN, "federation", "witness", "hub"})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 

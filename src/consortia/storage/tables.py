@@ -35,6 +35,13 @@ __all__ = [
     "federation_refusal",
     "federation_session",
     "form_instance",
+    "hub_analysis",
+    "hub_delivery",
+    "hub_invitation",
+    "hub_member",
+    "hub_study",
+    "hub_study_site",
+    "hub_task",
     "item_value",
     "login_throttle",
     "metadata",
@@ -42,6 +49,7 @@ __all__ = [
     "release_ledger",
     "release_set",
     "role_grant",
+    "study_offer",
     "study_version",
     "subject",
     "subject_status",
@@ -396,4 +404,116 @@ approval_request = sa.Table(
         "status IN ('pending', 'approved', 'denied')", name="ck_approval_request_status"
     ),
     sa.UniqueConstraint("digest", name="uq_approval_request_digest"),
+)
+
+# --------------------------------------------------------------------------- the hub
+# A hub (the coordinating centre's node, ``role = "hub"``) keeps the consortium here: its
+# members, the invitations it issued (only the SHA-256 of each secret), the study versions
+# it signed and published and which member hosts which site, the analyses it ran and the
+# tasks waiting for members that poll it (pull transport). No patient record is kept here.
+MEMBER_NAME_LENGTH = 200
+hub_member = sa.Table(
+    "hub_member",
+    metadata,
+    sa.Column("name", sa.String(MEMBER_NAME_LENGTH), primary_key=True),
+    sa.Column("institution", sa.String(400), nullable=False),
+    sa.Column("country", sa.String(64), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("transport", sa.String(8), nullable=False),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("software_version", sa.String(64), nullable=False),
+    sa.Column("protocol_version", sa.String(64), nullable=False),
+    sa.Column("joined_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=True),
+    sa.Column("removed_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("transport IN ('push', 'pull')", name="ck_hub_member_transport"),
+    sa.CheckConstraint("status IN ('active', 'removed')", name="ck_hub_member_status"),
+)
+hub_invitation = sa.Table(
+    "hub_invitation",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(MEMBER_NAME_LENGTH), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=True),
+)
+hub_study = sa.Table(
+    "hub_study",
+    metadata,
+    sa.Column("study", sa.String(CODE_LENGTH), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("published_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False, index=True),
+)
+hub_study_site = sa.Table(
+    "hub_study_site",
+    metadata,
+    sa.Column("study", sa.String(CODE_LENGTH), primary_key=True),
+    sa.Column("site", sa.String(CODE_LENGTH), primary_key=True),
+    sa.Column("member", sa.String(MEMBER_NAME_LENGTH), nullable=False),
+)
+hub_delivery = sa.Table(
+    "hub_delivery",
+    metadata,
+    sa.Column("study", sa.String(CODE_LENGTH), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("member", sa.String(MEMBER_NAME_LENGTH), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+hub_analysis = sa.Table(
+    "hub_analysis",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("study", sa.String(CODE_LENGTH), nullable=True),
+    sa.Column("plan", sa.String(CODE_LENGTH), nullable=True),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("transport", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("requested_by", sa.String(EMAIL_LENGTH), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('running', 'done', 'failed')", name="ck_hub_analysis_status"),
+)
+hub_task = sa.Table(
+    "hub_task",
+    metadata,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("member", sa.String(MEMBER_NAME_LENGTH), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("taken_at", UTCDateTime, nullable=True),
+    sa.Column("reply", sa.Text, nullable=True),
+)
+# A member node: the study versions its hub sent, waiting for (or decided by) the node's
+# administrator; ``message`` is the hub-signed message as received, checked again on
+# acceptance.
+study_offer = sa.Table(
+    "study_offer",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("hub", sa.String(MEMBER_NAME_LENGTH), nullable=False),
+    sa.Column("study", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("label", sa.String(CODE_LENGTH), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(EMAIL_LENGTH), nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('pending', 'accepted', 'refused')", name="ck_study_offer_status"
+    ),
 )

@@ -415,6 +415,8 @@ def create_web_router() -> APIRouter:
             principal=principal,
             grants=_grant_rows(page_language(request), principal),
             may_decide_approvals=can(principal, Action.APPROVAL_DECIDE, Resource()),
+            is_hub=getattr(request.app.state, "hub", None) is not None
+            and can(principal, Action.HUB_MANAGE, Resource()),
             studies=sorted({grant.study for grant in principal.grants if grant.study != "*"}),
             csrf_token=token,
         )
