@@ -18,7 +18,8 @@ __all__ = ["NODE_COMMANDS", "NODE_GROUP_COMMANDS", "STUDY_COMMANDS"]
 NODE_COMMANDS: Final = {
     "init": Deferred(
         "consortia.commands.init:init_node",
-        "Create a node in DIRECTORY: config, database, signing key and first administrator.",
+        "Create a node in DIRECTORY: config, database, signing key and first administrator; "
+        "a consortium's hub with --hub, or a hospital's node joining one with --join.",
     ),
     "serve": Deferred(
         "consortia.commands.serve:serve_node_app",
