@@ -29,6 +29,7 @@ Results go to ``bench/results/capture.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import http.client
 import io
@@ -343,11 +344,82 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
+def accepting_processes(pid: int, port: int) -> int:
+    """How many of ``pid``'s child processes accept on ``port``: their event loop watches
+    (epoll) their copy of the listening socket. uvicorn's workers share one socket, and a
+    worker still starting accepts nothing: clients that connect before every worker serves
+    all land on the first ones (Linux /proc)."""
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                listening.add(f"socket:[{fields[9]}]")
+
+    def link(fd: Path) -> str:
+        try:
+            return os.readlink(fd)
+        except OSError:  # closed meanwhile (a client's connection)
+            return ""
+
+    accepting = 0
+    for child in Path("/proc").iterdir():
+        try:
+            if not child.name.isdigit():
+                continue
+            if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            fds = {fd.name: link(fd) for fd in (child / "fd").iterdir()}
+        except OSError:  # a process that has just ended
+            continue
+        sockets = {name for name, target in fds.items() if target in listening}
+        for name, target in fds.items():
+            if target != "anon_inode:[eventpoll]":
+                continue
+            try:
+                info = (child / "fdinfo" / name).read_text()
+            except OSError:
+                continue
+            watched = {line.split()[1] for line in info.splitlines() if line.startswith("tfd:")}
+            if watched & sockets:
+                accepting += 1
+                break
+    return accepting
+
+
+def connections_per_process(pid: int, port: int) -> list[int]:
+    """The clients' connections each of ``pid``'s processes (itself and its children) holds
+    on ``port``, largest first (Linux /proc)."""
+    established = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                established.add(f"socket:[{fields[9]}]")
+    counts = []
+    for process in Path("/proc").iterdir():
+        try:
+            if not process.name.isdigit():
+                continue
+            parent = int((process / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if pid not in (parent, int(process.name)):
+                continue
+            held = 0
+            for fd in (process / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    held += os.readlink(fd) in established
+        except OSError:
+            continue
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
+
+
 #: (c)'s targets: p99 of the save (ms) per database; 0 errors and 0 lost updates on both.
 C_TARGET_P99_MS = {"postgresql": 250.0, "sqlite": 500.0}
 
 
-def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
+def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> dict[str, Any]:
     import httpx
 
     engine = node(url)
@@ -370,19 +442,25 @@ def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
         CONSORTIA_ENVIRONMENT="test",
         CONSORTIA_SECRET_KEY="bench-secret-that-is-long-enough-for-production-0123456789",
         CONSORTIA_LOG_LEVEL="WARNING",
-        CONSORTIA_SERVER_THREADS=str(args.server_threads),
+        CONSORTIA_SERVER_THREADS=str(threads),
     )
     command = [sys.executable, "-m", "consortia", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(command, env=env)
     base = f"http://127.0.0.1:{port}/api/v1/studies/{STUDY}"
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 300
+        while True:  # polled: the server answers, and then (workers) every worker accepts
+            assert server.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, "the server did not start serving"
             try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
-                break
+                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
             except httpx.TransportError:
                 time.sleep(0.1)
+                continue
+            if workers == 1 or accepting_processes(server.pid, port) == workers:
+                break
+            time.sleep(0.1)
         with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
             for n in range(args.clients):
                 r = c.post(
@@ -460,6 +538,8 @@ def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
         server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
         for t in threads:
             t.start()
+        time.sleep(args.seconds / 2)  # half-way: how the connections lie on the processes
+        spread = connections_per_process(server.pid, port)
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
@@ -496,7 +576,7 @@ def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
         "clients": args.clients,
         "loop": args.client_loop,
         "workers": workers,
-        "server_threads": args.server_threads,
+        "server_threads": threads,
         "seconds": wall,
         "saves": sum(successes),
         "saves_per_s": sum(successes) / wall,
@@ -516,6 +596,7 @@ def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
         ]
         if any(latencies)
         else [],
+        "connections_per_process": spread,
         "server_cpu_ms_per_save": server_cpu * 1000 / max(1, sum(successes)),
         "client_cpu_ms_per_save": client_cpu * 1000 / max(1, sum(successes)),
         "errors": sum(errors),
@@ -529,13 +610,13 @@ def part_c(args: argparse.Namespace, url: str, workers: int) -> dict[str, Any]:
     say(
         f"(c) {engine.dialect.name}, {args.client_loop} loop: {args.clients} clients, "
         f"{workers} server process{'es' if workers > 1 else ''} x "
-        f"{args.server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
+        f"{threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
         f"{res['saves_per_s']:.1f}/s; loop p50 {res['p50_ms']:.1f} ms, p99 "
         f"{res['p99_ms']:.1f} ms (GET p50/p99 {res['get_p50_ms']:.1f}/{res['get_p99_ms']:.1f}, "
         f"PUT {res['put_p50_ms']:.1f}/{res['put_p99_ms']:.1f}); CPU per save: server "
         f"{res['server_cpu_ms_per_save']:.2f} ms, clients {res['client_cpu_ms_per_save']:.2f} ms; errors {res['errors']}, 409s {res['conflicts']}, lost "
         f"{lost}, audit mismatches {audit_mismatch}, chain ok {chain_ok}; per-client p50 "
-        f"min/median/max {res['client_p50_min_med_max_ms']} ms {res['samples']}"
+        f"min/median/max {res['client_p50_min_med_max_ms']} ms; connections per process {spread} {res['samples']}"
     )
     return res
 
@@ -715,7 +796,14 @@ def main() -> int:
     parser.add_argument(
         "--postgresql-workers", type=int, default=4, help="(c): server processes on PostgreSQL"
     )
-    parser.add_argument("--server-threads", type=int, default=1, help="threads per process")
+    parser.add_argument(
+        "--server-threads", type=int, default=1, help="(c): threads of the SQLite process"
+    )
+    # a PostgreSQL save waits on the database server between statements: more threads
+    # overlap those waits (SQLite's saves queue for its one write lock instead)
+    parser.add_argument(
+        "--postgresql-threads", type=int, default=4, help="(c): threads per PostgreSQL process"
+    )
     parser.add_argument(
         "--c-repeats", type=int, default=1, help="(c): rounds, the databases interleaved"
     )
@@ -759,8 +847,10 @@ def main() -> int:
                 results["c"] = {kind: [] for kind in args.databases}
                 for _ in range(args.c_repeats):
                     for kind in args.databases:
-                        workers = args.postgresql_workers if kind == "postgresql" else 1
-                        results["c"][kind].append(part_c(args, dbs.url(kind), workers))
+                        pg = kind == "postgresql"
+                        workers = args.postgresql_workers if pg else 1
+                        threads = args.postgresql_threads if pg else args.server_threads
+                        results["c"][kind].append(part_c(args, dbs.url(kind), workers, threads))
                         write_report(args, results, started)
             if "d" in parts:
                 results["d"] = part_d(args, dbs)

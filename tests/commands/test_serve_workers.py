@@ -208,15 +208,31 @@ def test_a_sqlite_node_refuses_several_processes_and_points_to_postgresql(
 ) -> None:
     config = _init(tmp_path)
     port = _free_port()
-    result = runner.invoke(
-        app, ["serve", "--config", str(config), "--port", str(port), "--workers", "4"]
-    )
-    assert result.exit_code == 1
-    assert "--workers 4: a SQLite node is served by one process" in result.output
-    assert "PostgreSQL" in result.output
-    assert "Traceback" not in result.output
-    with socket.socket() as probe:  # nothing was started: the port is still free
-        probe.bind(("127.0.0.1", port))
+    command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIA_")}
+
+    def serving() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).is_success
+        except httpx.TransportError:
+            return False
+
+    with started(
+        [*command, "--port", str(port), "--workers", "4"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        group=True,
+    ) as server:
+        # it must stop with its refusal, not start serving
+        wait_until(lambda: server.poll() is not None or serving(), what="serve to answer")
+        assert server.poll() is not None, "a SQLite node started several server processes"
+        assert server.stderr is not None
+        written = server.stderr.read().decode()
+    assert server.returncode == 1
+    assert "--workers 4: a SQLite node is served by one process" in written
+    assert "PostgreSQL" in written
+    assert "Traceback" not in written
 
 
 def test_serve_refuses_a_port_already_in_use(tmp_path: Path) -> None:
