@@ -38,6 +38,7 @@ import os
 import pstats
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -419,7 +420,43 @@ def connections_per_process(pid: int, port: int) -> list[int]:
 C_TARGET_P99_MS = {"postgresql": 250.0, "sqlite": 500.0}
 
 
-def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> dict[str, Any]:
+NGINX_FRONT = """
+daemon off;
+master_process off;
+pid {folder}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    upstream node {{
+        {servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_requests 100000;
+        location / {{
+            proxy_pass http://node;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+}}
+"""
+
+
+def part_c(
+    args: argparse.Namespace, url: str, workers: int, server_threads: int, front: str = "uvicorn"
+) -> dict[str, Any]:
+    """One (c) run. ``front``: ``uvicorn`` (``consortia serve --workers W``, one socket
+    shared by the workers) or ``nginx`` (W single-process ``consortia serve`` on W ports
+    behind nginx, which deals the requests round-robin)."""
     import httpx
 
     engine = node(url)
@@ -442,24 +479,46 @@ def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> di
         CONSORTIA_ENVIRONMENT="test",
         CONSORTIA_SECRET_KEY="bench-secret-that-is-long-enough-for-production-0123456789",
         CONSORTIA_LOG_LEVEL="WARNING",
-        CONSORTIA_SERVER_THREADS=str(threads),
+        CONSORTIA_SERVER_THREADS=str(server_threads),
     )
     command = [sys.executable, "-m", "consortia", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(command, env=env)
+    servers: list[subprocess.Popen[bytes]] = []
+    backends: list[int] = []  # the ports of nginx's upstream servers
+    if front == "nginx":
+        backends = [free_port() for _ in range(workers)]
+        servers += [subprocess.Popen([*command, "--port", str(p)], env=env) for p in backends]
+        folder = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        (folder / "nginx.conf").write_text(
+            NGINX_FRONT.format(
+                folder=folder,
+                port=port,
+                servers=" ".join(f"server 127.0.0.1:{p};" for p in backends),
+            ),
+            encoding="utf-8",
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        config = ["-p", str(folder), "-c", str(folder / "nginx.conf")]
+        servers.append(subprocess.Popen([nginx, *config, "-e", str(folder / "error.log")]))
+    else:
+        command += ["--port", str(port), "--workers", str(workers)]
+        servers.append(subprocess.Popen(command, env=env))
+    server = servers[-1]
     base = f"http://127.0.0.1:{port}/api/v1/studies/{STUDY}"
+
+    def ready() -> bool:
+        for check in [*backends, port]:
+            try:
+                httpx.get(f"http://127.0.0.1:{check}/api/v1/health", timeout=5)
+            except httpx.TransportError:
+                return False
+        # uvicorn's workers share one socket: every one must accept before clients come
+        return front == "nginx" or workers == 1 or accepting_processes(server.pid, port) == workers
+
     try:
         deadline = time.monotonic() + 300
-        while True:  # polled: the server answers, and then (workers) every worker accepts
-            assert server.poll() is None, "the server stopped"
+        while not ready():  # polled
+            assert all(s.poll() is None for s in servers), "a server stopped"
             assert time.monotonic() < deadline, "the server did not start serving"
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
-            except httpx.TransportError:
-                time.sleep(0.1)
-                continue
-            if workers == 1 or accepting_processes(server.pid, port) == workers:
-                break
             time.sleep(0.1)
         with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
             for n in range(args.clients):
@@ -535,15 +594,25 @@ def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> di
 
         threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
         t0 = time.perf_counter()
-        server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
+        server_cpu0 = sum(cpu_seconds(s.pid) for s in servers)
+        client_cpu0 = time.process_time()
         for t in threads:
             t.start()
         time.sleep(args.seconds / 2)  # half-way: how the connections lie on the processes
-        spread = connections_per_process(server.pid, port)
+        if front == "nginx":  # nginx's connections to each server process
+            spread = sorted(
+                (
+                    sum(connections_per_process(s.pid, p))
+                    for s, p in zip(servers[:-1], backends, strict=True)
+                ),
+                reverse=True,
+            )
+        else:
+            spread = connections_per_process(server.pid, port)
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        server_cpu = cpu_seconds(server.pid) - server_cpu0
+        server_cpu = sum(cpu_seconds(s.pid) for s in servers) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
         lost = 0
         with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
@@ -552,8 +621,10 @@ def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> di
                 if c.get(form).json()["version"] != successes[n]:
                     lost += 1
     finally:
-        server.terminate()
-        server.wait(30)
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            process.wait(30)
     with engine.connect() as connection:
         saves = dict(
             connection.execute(
@@ -576,7 +647,8 @@ def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> di
         "clients": args.clients,
         "loop": args.client_loop,
         "workers": workers,
-        "server_threads": threads,
+        "front": front,
+        "server_threads": server_threads,
         "seconds": wall,
         "saves": sum(successes),
         "saves_per_s": sum(successes) / wall,
@@ -608,9 +680,9 @@ def part_c(args: argparse.Namespace, url: str, workers: int, threads: int) -> di
         "audit_keys": sorted(saves)[:2],
     }
     say(
-        f"(c) {engine.dialect.name}, {args.client_loop} loop: {args.clients} clients, "
+        f"(c) {engine.dialect.name} ({front}), {args.client_loop} loop: {args.clients} clients, "
         f"{workers} server process{'es' if workers > 1 else ''} x "
-        f"{threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
+        f"{server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
         f"{res['saves_per_s']:.1f}/s; loop p50 {res['p50_ms']:.1f} ms, p99 "
         f"{res['p99_ms']:.1f} ms (GET p50/p99 {res['get_p50_ms']:.1f}/{res['get_p99_ms']:.1f}, "
         f"PUT {res['put_p50_ms']:.1f}/{res['put_p99_ms']:.1f}); CPU per save: server "
@@ -754,7 +826,7 @@ def write_report(args: argparse.Namespace, results: dict[str, Any], started: str
                 + ", ".join(f"{r['put_p50_ms']:.1f}" for r in runs)
                 + " | "
                 + ", ".join(f"{x:.1f}" for x in p99s)
-                + f" (**{statistics.median(p99s):.1f}**) | < {C_TARGET_P99_MS[kind]:.0f} | "
+                + f" (**{statistics.median(p99s):.1f}**) | < {C_TARGET_P99_MS[kind.split()[0]]:.0f} | "
                 + f"{sum(r['errors'] for r in runs)} | {sum(r['conflicts'] for r in runs)} | "
                 + f"{sum(r['lost'] for r in runs)} | {sum(r['audit_mismatch'] for r in runs)} | "
                 + ("ok" if all(r["chain_ok"] for r in runs) else "BROKEN")
@@ -805,6 +877,12 @@ def main() -> int:
         "--postgresql-threads", type=int, default=4, help="(c): threads per PostgreSQL process"
     )
     parser.add_argument(
+        "--postgresql-fronts",
+        default="uvicorn",
+        help="(c): comma-separated: uvicorn (its --workers) and/or nginx (one consortia serve "
+        "per port behind nginx round-robin)",
+    )
+    parser.add_argument(
         "--c-repeats", type=int, default=1, help="(c): rounds, the databases interleaved"
     )
     parser.add_argument(
@@ -844,13 +922,21 @@ def main() -> int:
                 results["b"] = part_b(args, urls, folder)
                 write_report(args, results, started)
             if "c" in parts:
-                results["c"] = {kind: [] for kind in args.databases}
+                fronts = args.postgresql_fronts.split(",")
+                setups = [
+                    (kind, front if kind == "postgresql" else "uvicorn")
+                    for kind in args.databases
+                    for front in (fronts if kind == "postgresql" else ["uvicorn"])
+                ]
+                results["c"] = {f"{kind} ({front})": [] for kind, front in setups}
                 for _ in range(args.c_repeats):
-                    for kind in args.databases:
+                    for kind, front in setups:
                         pg = kind == "postgresql"
                         workers = args.postgresql_workers if pg else 1
                         threads = args.postgresql_threads if pg else args.server_threads
-                        results["c"][kind].append(part_c(args, dbs.url(kind), workers, threads))
+                        results["c"][f"{kind} ({front})"].append(
+                            part_c(args, dbs.url(kind), workers, threads, front)
+                        )
                         write_report(args, results, started)
             if "d" in parts:
                 results["d"] = part_d(args, dbs)
