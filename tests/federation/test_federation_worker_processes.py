@@ -1,6 +1,7 @@
 """A node served by several processes on one PostgreSQL database: the rounds of one
 federated Cox model and of one GLM land on different processes, and the results are
-exactly those of the node served in one process (and equal lifelines and statsmodels).
+exactly those of the node served in one process (and equal lifelines and statsmodels);
+a signed task one process answered is refused as a replay by the other.
 
 Two ``consortia serve`` processes (one ``consortia.toml`` with a ``[node]`` section, one
 database) stand behind a real nginx whose upstream deals requests round-robin, as a load
@@ -40,7 +41,16 @@ from lifelines import CoxPHFitter
 from consortia.app import create_app
 from consortia.config import load_settings
 from consortia.federation.local import analyze_remote_async
-from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64, save_key
+from consortia.federation.protocol import AnalysisTask, new_id
+from consortia.federation.signing import (
+    Peer,
+    TrustStore,
+    Verifier,
+    generate_key,
+    public_key_b64,
+    save_key,
+    sign_message,
+)
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from processes import READ_SECONDS, started, wait_for_http, wait_until
@@ -281,6 +291,29 @@ def test_rounds_served_by_different_processes_give_the_in_process_result_exactly
             return cox, cox_rounds, glm, glm_rounds
 
         cox, cox_rounds, glm, glm_rounds = asyncio.run(served())
+        # a signed task answered by one process is a replay at the other: nonces are shared
+        task = sign_message(
+            AnalysisTask(
+                task_id=new_id(),
+                session=new_id(),
+                round=1,
+                to="sgh",
+                request=GLM,
+                payload={"step": "levels"},
+            ).model_dump(mode="json"),
+            lead_key,
+            "lead",
+        )
+        lead_view = Verifier(trust)
+        replies = []
+        for port in ports:
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}{ANALYZE}", json=task, timeout=READ_SECONDS
+            )
+            assert answer.status_code == 200
+            replies.append(lead_view.verify(answer.json())[1])
+        assert replies[0]["status"] == "ok", replies[0]
+        assert (replies[1]["status"], replies[1]["rule"]) == ("refused", "signature.replay")
         for server in servers.values():
             assert server.poll() is None, "a server process stopped"
 
@@ -297,7 +330,8 @@ def test_rounds_served_by_different_processes_give_the_in_process_result_exactly
         pid = servers[port].pid
         assert f"Started server process [{pid}]" in text, text
         answered = len(re.findall(rf'"POST {ANALYZE} HTTP/1.1" 200', text))
-        assert answered == (cox_rounds + glm_rounds).count(port), text
+        # the rounds nginx dealt it, and the one task sent to it directly
+        assert answered == (cox_rounds + glm_rounds).count(port) + 1, text
         assert "Traceback" not in text
 
     # the same analyses with the node served in this one process, on the same database
