@@ -10,14 +10,17 @@
 (b) ``export_study`` (csv-long, and per-form csv) in a child process doing only the export:
     seconds and the child's peak RSS (its own ``getrusage(RUSAGE_SELF).ru_maxrss``), at a
     tenth of ``--values`` and at ``--values`` (the import databases of (a), SQLite).
-(c) ``--clients`` threads (``http.client``, keep-alive) against ``consortia serve
-    --workers W`` (``--workers``, ``--server-threads``) on a free loopback port, SQLite node
-    database, one API token per client; each saves its own subject's eligibility form over
-    and over for ``--seconds``: ``--client-loop read-save`` GETs the version before each
-    PUT (with that version and a reason); ``--client-loop save`` opens the form once and
-    PUTs with the version the previous save returned, as a data-entry page does. Saves/s,
-    p50/p99 of each loop and of GET and PUT alone, server and client CPU per save, errors,
-    lost updates.
+(c) ``--clients`` threads (``http.client``, keep-alive) against ``consortia serve`` on a
+    free loopback port, one API token per client: a SQLite node served by one process, and
+    a PostgreSQL node served by ``--postgresql-workers`` uvicorn worker processes
+    (``consortia serve --workers W``), ``--server-threads`` threads each, side by side in
+    one run (``--c-repeats`` rounds, the databases interleaved). Each client saves its own
+    subject's eligibility form over and over for ``--seconds``: ``--client-loop read-save``
+    GETs the version before each PUT (with that version and a reason); ``--client-loop
+    save`` opens the form once and PUTs with the version the previous save returned, as a
+    data-entry page does. Saves/s, p50/p99 of each loop and of GET and PUT alone, server
+    and client CPU per save, errors, lost updates, against the targets (p99 of the save
+    under 250 ms on PostgreSQL, under 500 ms on SQLite; 0 errors and 0 lost updates).
 (d) ``verify_trail`` over ``--events`` audit events created with ``append_events``.
 
 Results go to ``bench/results/capture.md`` (``--out``).
@@ -26,6 +29,7 @@ Results go to ``bench/results/capture.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import http.client
 import io
@@ -34,6 +38,7 @@ import os
 import pstats
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -340,7 +345,118 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
+def accepting_processes(pid: int, port: int) -> int:
+    """How many of ``pid``'s child processes accept on ``port``: their event loop watches
+    (epoll) their copy of the listening socket. uvicorn's workers share one socket, and a
+    worker still starting accepts nothing: clients that connect before every worker serves
+    all land on the first ones (Linux /proc)."""
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                listening.add(f"socket:[{fields[9]}]")
+
+    def link(fd: Path) -> str:
+        try:
+            return os.readlink(fd)
+        except OSError:  # closed meanwhile (a client's connection)
+            return ""
+
+    accepting = 0
+    for child in Path("/proc").iterdir():
+        try:
+            if not child.name.isdigit():
+                continue
+            if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            fds = {fd.name: link(fd) for fd in (child / "fd").iterdir()}
+        except OSError:  # a process that has just ended
+            continue
+        sockets = {name for name, target in fds.items() if target in listening}
+        for name, target in fds.items():
+            if target != "anon_inode:[eventpoll]":
+                continue
+            try:
+                info = (child / "fdinfo" / name).read_text()
+            except OSError:
+                continue
+            watched = {line.split()[1] for line in info.splitlines() if line.startswith("tfd:")}
+            if watched & sockets:
+                accepting += 1
+                break
+    return accepting
+
+
+def connections_per_process(pid: int, port: int) -> list[int]:
+    """The clients' connections each of ``pid``'s processes (itself and its children) holds
+    on ``port``, largest first (Linux /proc)."""
+    established = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                established.add(f"socket:[{fields[9]}]")
+    counts = []
+    for process in Path("/proc").iterdir():
+        try:
+            if not process.name.isdigit():
+                continue
+            parent = int((process / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if pid not in (parent, int(process.name)):
+                continue
+            held = 0
+            for fd in (process / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    held += os.readlink(fd) in established
+        except OSError:
+            continue
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
+
+
+#: (c)'s targets: p99 of the save (ms) per database; 0 errors and 0 lost updates on both.
+C_TARGET_P99_MS = {"postgresql": 250.0, "sqlite": 500.0}
+
+
+NGINX_FRONT = """
+daemon off;
+master_process off;
+pid {folder}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    upstream node {{
+        {servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_requests 100000;
+        location / {{
+            proxy_pass http://node;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+}}
+"""
+
+
+def part_c(
+    args: argparse.Namespace, url: str, workers: int, server_threads: int, front: str = "uvicorn"
+) -> dict[str, Any]:
+    """One (c) run. ``front``: ``uvicorn`` (``consortia serve --workers W``, one socket
+    shared by the workers) or ``nginx`` (W single-process ``consortia serve`` on W ports
+    behind nginx, which deals the requests round-robin)."""
     import httpx
 
     engine = node(url)
@@ -363,19 +479,47 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
         CONSORTIA_ENVIRONMENT="test",
         CONSORTIA_SECRET_KEY="bench-secret-that-is-long-enough-for-production-0123456789",
         CONSORTIA_LOG_LEVEL="WARNING",
-        CONSORTIA_SERVER_THREADS=str(args.server_threads),
+        CONSORTIA_SERVER_THREADS=str(server_threads),
     )
     command = [sys.executable, "-m", "consortia", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(args.workers)]
-    server = subprocess.Popen(command, env=env)
+    servers: list[subprocess.Popen[bytes]] = []
+    backends: list[int] = []  # the ports of nginx's upstream servers
+    if front == "nginx":
+        backends = [free_port() for _ in range(workers)]
+        servers += [subprocess.Popen([*command, "--port", str(p)], env=env) for p in backends]
+        folder = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        (folder / "nginx.conf").write_text(
+            NGINX_FRONT.format(
+                folder=folder,
+                port=port,
+                servers=" ".join(f"server 127.0.0.1:{p};" for p in backends),
+            ),
+            encoding="utf-8",
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        config = ["-p", str(folder), "-c", str(folder / "nginx.conf")]
+        servers.append(subprocess.Popen([nginx, *config, "-e", str(folder / "error.log")]))
+    else:
+        command += ["--port", str(port), "--workers", str(workers)]
+        servers.append(subprocess.Popen(command, env=env))
+    server = servers[-1]
     base = f"http://127.0.0.1:{port}/api/v1/studies/{STUDY}"
-    try:
-        for _ in range(200):
+
+    def ready() -> bool:
+        for check in [*backends, port]:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
-                break
+                httpx.get(f"http://127.0.0.1:{check}/api/v1/health", timeout=5)
             except httpx.TransportError:
-                time.sleep(0.1)
+                return False
+        # uvicorn's workers share one socket: every one must accept before clients come
+        return front == "nginx" or workers == 1 or accepting_processes(server.pid, port) == workers
+
+    try:
+        deadline = time.monotonic() + 300
+        while not ready():  # polled
+            assert all(s.poll() is None for s in servers), "a server stopped"
+            assert time.monotonic() < deadline, "the server did not start serving"
+            time.sleep(0.1)
         with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
             for n in range(args.clients):
                 r = c.post(
@@ -450,13 +594,25 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
         threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
         t0 = time.perf_counter()
-        server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
+        server_cpu0 = sum(cpu_seconds(s.pid) for s in servers)
+        client_cpu0 = time.process_time()
         for t in threads:
             t.start()
+        time.sleep(args.seconds / 2)  # half-way: how the connections lie on the processes
+        if front == "nginx":  # nginx's connections to each server process
+            spread = sorted(
+                (
+                    sum(connections_per_process(s.pid, p))
+                    for s, p in zip(servers[:-1], backends, strict=True)
+                ),
+                reverse=True,
+            )
+        else:
+            spread = connections_per_process(server.pid, port)
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        server_cpu = cpu_seconds(server.pid) - server_cpu0
+        server_cpu = sum(cpu_seconds(s.pid) for s in servers) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
         lost = 0
         with httpx.Client(headers={"Authorization": f"Bearer {secrets[0]}"}) as c:
@@ -465,8 +621,10 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 if c.get(form).json()["version"] != successes[n]:
                     lost += 1
     finally:
-        server.terminate()
-        server.wait(30)
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            process.wait(30)
     with engine.connect() as connection:
         saves = dict(
             connection.execute(
@@ -488,8 +646,9 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
     res = {
         "clients": args.clients,
         "loop": args.client_loop,
-        "workers": args.workers,
-        "server_threads": args.server_threads,
+        "workers": workers,
+        "front": front,
+        "server_threads": server_threads,
         "seconds": wall,
         "saves": sum(successes),
         "saves_per_s": sum(successes) / wall,
@@ -509,6 +668,7 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
         ]
         if any(latencies)
         else [],
+        "connections_per_process": spread,
         "server_cpu_ms_per_save": server_cpu * 1000 / max(1, sum(successes)),
         "client_cpu_ms_per_save": client_cpu * 1000 / max(1, sum(successes)),
         "errors": sum(errors),
@@ -520,15 +680,15 @@ def part_c(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "audit_keys": sorted(saves)[:2],
     }
     say(
-        f"(c) {engine.dialect.name}, {args.client_loop} loop: {args.clients} clients, "
-        f"{args.workers} server processes x "
-        f"{args.server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
+        f"(c) {engine.dialect.name} ({front}), {args.client_loop} loop: {args.clients} clients, "
+        f"{workers} server process{'es' if workers > 1 else ''} x "
+        f"{server_threads} threads, {wall:.1f} s: {res['saves']:,} saves = "
         f"{res['saves_per_s']:.1f}/s; loop p50 {res['p50_ms']:.1f} ms, p99 "
         f"{res['p99_ms']:.1f} ms (GET p50/p99 {res['get_p50_ms']:.1f}/{res['get_p99_ms']:.1f}, "
         f"PUT {res['put_p50_ms']:.1f}/{res['put_p99_ms']:.1f}); CPU per save: server "
         f"{res['server_cpu_ms_per_save']:.2f} ms, clients {res['client_cpu_ms_per_save']:.2f} ms; errors {res['errors']}, 409s {res['conflicts']}, lost "
         f"{lost}, audit mismatches {audit_mismatch}, chain ok {chain_ok}; per-client p50 "
-        f"min/median/max {res['client_p50_min_med_max_ms']} ms {res['samples']}"
+        f"min/median/max {res['client_p50_min_med_max_ms']} ms; connections per process {spread} {res['samples']}"
     )
     return res
 
@@ -649,7 +809,30 @@ def write_report(args: argparse.Namespace, results: dict[str, Any], started: str
     c = results.get("c")
     if c:
         lines += [
-            "## (c) concurrent form saves (`consortia serve --workers`, loopback), per database",
+            "## (c) concurrent form saves (`consortia serve [--workers W]`, loopback)",
+            "",
+            "| database | processes x threads | runs | saves/s | p50 of the save ms | p99 of "
+            "the save ms (median) | target | errors | 409s | lost | audit mismatches | chain |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for kind, runs in c.items():
+            if not runs:
+                continue
+            p99s = [r["put_p99_ms"] for r in runs]
+            lines.append(
+                f"| {kind} | {runs[0]['workers']} x {runs[0]['server_threads']} | {len(runs)} | "
+                + ", ".join(f"{r['saves_per_s']:.1f}" for r in runs)
+                + " | "
+                + ", ".join(f"{r['put_p50_ms']:.1f}" for r in runs)
+                + " | "
+                + ", ".join(f"{x:.1f}" for x in p99s)
+                + f" (**{statistics.median(p99s):.1f}**) | < {C_TARGET_P99_MS[kind.split()[0]]:.0f} | "
+                + f"{sum(r['errors'] for r in runs)} | {sum(r['conflicts'] for r in runs)} | "
+                + f"{sum(r['lost'] for r in runs)} | {sum(r['audit_mismatch'] for r in runs)} | "
+                + ("ok" if all(r["chain_ok"] for r in runs) else "BROKEN")
+                + " |"
+            )
+        lines += [
             "",
             "```",
             json.dumps(c, indent=1, default=str),
@@ -681,9 +864,27 @@ def main() -> int:
     parser.add_argument("--export-repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
-    # 4 x 1 did best on 2 cores once connections were dealt evenly (RESULTS.md section 3)
-    parser.add_argument("--workers", type=int, default=4, help="server processes for (c)")
-    parser.add_argument("--server-threads", type=int, default=1, help="threads per process")
+    # a SQLite node is served by one process; a PostgreSQL node by uvicorn's workers
+    parser.add_argument(
+        "--postgresql-workers", type=int, default=4, help="(c): server processes on PostgreSQL"
+    )
+    parser.add_argument(
+        "--server-threads", type=int, default=1, help="(c): threads of the SQLite process"
+    )
+    # a PostgreSQL save waits on the database server between statements: more threads
+    # overlap those waits (SQLite's saves queue for its one write lock instead)
+    parser.add_argument(
+        "--postgresql-threads", type=int, default=4, help="(c): threads per PostgreSQL process"
+    )
+    parser.add_argument(
+        "--postgresql-fronts",
+        default="uvicorn",
+        help="(c): comma-separated: uvicorn (its --workers) and/or nginx (one consortia serve "
+        "per port behind nginx round-robin)",
+    )
+    parser.add_argument(
+        "--c-repeats", type=int, default=1, help="(c): rounds, the databases interleaved"
+    )
     parser.add_argument(
         "--client-loop",
         choices=("read-save", "save"),
@@ -721,8 +922,22 @@ def main() -> int:
                 results["b"] = part_b(args, urls, folder)
                 write_report(args, results, started)
             if "c" in parts:
-                results["c"] = {kind: part_c(args, dbs.url(kind)) for kind in args.databases}
-                write_report(args, results, started)
+                fronts = args.postgresql_fronts.split(",")
+                setups = [
+                    (kind, front if kind == "postgresql" else "uvicorn")
+                    for kind in args.databases
+                    for front in (fronts if kind == "postgresql" else ["uvicorn"])
+                ]
+                results["c"] = {f"{kind} ({front})": [] for kind, front in setups}
+                for _ in range(args.c_repeats):
+                    for kind, front in setups:
+                        pg = kind == "postgresql"
+                        workers = args.postgresql_workers if pg else 1
+                        threads = args.postgresql_threads if pg else args.server_threads
+                        results["c"][f"{kind} ({front})"].append(
+                            part_c(args, dbs.url(kind), workers, threads, front)
+                        )
+                        write_report(args, results, started)
             if "d" in parts:
                 results["d"] = part_d(args, dbs)
                 write_report(args, results, started)

@@ -33,6 +33,7 @@ from consortia.api.hub import (
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.asgi import BodyLimit
 from consortia.auth.hashing import PasswordWork
+from consortia.children import die_with_parent
 from consortia.config import Settings, load_settings
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
@@ -49,11 +50,14 @@ from consortia.web.hub import create_hub_pages_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
 
-__all__ = ["SERVE_CONFIG", "create_app", "freeze_start_up_objects", "served_app"]
+__all__ = ["SERVE_CONFIG", "SERVE_PARENT", "create_app", "freeze_start_up_objects", "served_app"]
 
 #: Environment variable naming the config file that ``served_app`` reads (set by
 #: ``consortia serve --workers N`` for its worker processes; empty: the environment alone).
 SERVE_CONFIG = "CONSORTIA_SERVE_CONFIG"
+#: Set by ``consortia serve --workers N`` to its own process id: a worker process whose
+#: supervisor is gone (killed with ``kill -9``) stops rather than serve on as an orphan.
+SERVE_PARENT = "CONSORTIA_SERVE_PARENT"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -240,8 +244,12 @@ def served_app() -> FastAPI:
     """The app of one server worker process (``uvicorn --factory consortia.app:served_app``).
 
     Settings come from the file named in ``CONSORTIA_SERVE_CONFIG`` (if any) and the
-    ``CONSORTIA_*`` environment, as ``consortia serve`` read them.
+    ``CONSORTIA_*`` environment, as ``consortia serve`` read them. Under ``consortia serve
+    --workers N`` (``CONSORTIA_SERVE_PARENT``) the process ends when the supervisor does.
     """
+    parent = os.environ.get(SERVE_PARENT)
+    if parent:
+        die_with_parent(int(parent))
     config = os.environ.get(SERVE_CONFIG)
     app = create_app(load_settings(Path(config) if config else None))
     freeze_start_up_objects()

@@ -5,20 +5,13 @@ The commands are registered here exactly as cli.py registers them.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import os
-import re
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import typer
 from argon2 import PasswordHasher
@@ -36,7 +29,6 @@ from consortia.services import authentication
 from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import current_revision, head_revision
-from processes import READ_SECONDS, STOP_SECONDS, started, wait_for_http, wait_until
 
 app = typer.Typer(pretty_exceptions_enable=False)
 app.command("init")(init_node)
@@ -346,225 +338,6 @@ def test_a_password_asked_for_says_the_nodes_shortest_length_first(
     assert short.exit_code == 1
     assert short.output.startswith("New password (at least 20 characters): ")
     assert "use at least 20" in short.output
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat_line = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _tcp_sockets(pid: int, port: int, state: str | None) -> dict[int, int]:
-    """The process's TCP sockets with local ``port`` in ``state`` (0A listening, 01
-    established; None: any), from /proc: inode -> the remote end's port."""
-    owned = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                owned.add(int(target[8:-1]))
-    found = {}
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            inode = int(fields[9])
-            if local_port == port and state in (None, fields[3]) and inode in owned:
-                found[inode] = int(fields[2].rsplit(":", 1)[1], 16)
-    return found
-
-
-def _connect(port: int, headers: dict[str, str]) -> tuple[http.client.HTTPConnection, int]:
-    """A keep-alive connection that has had one answer, and its local port."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=READ_SECONDS)
-    connection.request("GET", "/api/v1/health", headers=headers)
-    answer = connection.getresponse()
-    answer.read()
-    assert answer.status == 200
-    assert connection.sock is not None
-    return connection, connection.sock.getsockname()[1]
-
-
-def _served_ports(workers: list[int], port: int) -> dict[int, set[int]]:
-    """worker -> the client ports of the connections it holds open."""
-    return {w: set(_tcp_sockets(w, port, "01").values()) for w in workers}
-
-
-def _all_closed(workers: list[int], port: int) -> bool:
-    """Whether the workers hold no connection on ``port`` in any state. A worker counts a
-    connection closed (``connection_lost``) before its transport closes the descriptor, so
-    then the supervisor's counts are up to date too."""
-    return not any(_tcp_sockets(w, port, None) for w in workers)
-
-
-def _spawned_workers(server: subprocess.Popen[Any]) -> list[int]:
-    return [p for p in _children(server.pid) if "spawn" in _cmdline(p)]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text()
-    except OSError:  # it has just exited
-        return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def test_serve_with_workers_runs_processes_that_read_the_nodes_config(
-    tmp_path: Path, password_file: Path
-) -> None:
-    _init(tmp_path, password_file)
-    config = tmp_path / "consortia.toml"
-    made = runner.invoke(
-        app,
-        [
-            "token",
-            "create",
-            "admin@sg.example",
-            "--name",
-            "t",
-            "--all-studies",
-            "--config",
-            str(config),
-        ],
-    )
-    assert made.exit_code == 0, made.output
-    secret = re.search(r"cst_\S+", made.stdout)
-    assert secret is not None
-    port = _free_port()
-    command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
-    log = tmp_path / "serve.log"  # a file, not a pipe nobody reads while the server runs
-    with (
-        log.open("wb") as err,
-        started(
-            [*command, "--port", str(port), "--workers", "2"], cwd=tmp_path, stderr=err
-        ) as server,
-    ):
-        base = f"http://127.0.0.1:{port}/api/v1"
-        wait_for_http(f"{base}/health", process=server)
-        headers = {"Authorization": f"Bearer {secret.group(0)}"}
-        with httpx.Client(headers=headers, timeout=READ_SECONDS) as client:
-            answers = [client.get(f"{base}/me") for _ in range(10)]
-        assert {a.status_code for a in answers} == {200}
-        assert {a.json()["email"] for a in answers} == {"admin@sg.example"}
-        workers = _spawned_workers(server)
-        assert len(workers) == 2
-        # the supervisor holds the one listening socket and the workers none
-        assert len(_tcp_sockets(server.pid, port, "0A")) == 1
-        assert all(not _tcp_sockets(w, port, "0A") for w in workers)
-
-        def both_serving() -> bool:  # a worker is handed connections once it serves
-            pair = [_connect(port, headers)[0] for _ in range(2)]
-            held = _served_ports(workers, port)
-            for c in pair:
-                c.close()
-            wait_until(
-                lambda: _all_closed(workers, port),
-                what="the workers to close",
-                seconds=READ_SECONDS,
-            )
-            return len(held) == 2 and all(held.values())
-
-        wait_until(both_serving, what="both workers to serve", process=server)
-        # each connection goes to the worker with the fewest open: 20 come out 10 and 10
-        # (a hash of the client's port, as SO_REUSEPORT does, splits them so in 18 % of runs)
-        clients = dict(_connect(port, headers)[::-1] for _ in range(20))
-        try:
-            served = _served_ports(workers, port)
-            assert sorted(len(p) for p in served.values()) == [10, 10], served
-            assert set().union(*served.values()) == set(clients)
-            # the first worker's clients leave; the next 10 all go to it, none to the other
-            first, other = workers
-            for client_port in served[first]:
-                clients.pop(client_port).close()
-            wait_until(
-                lambda: _all_closed([first], port),
-                what="the first worker to close its connections",
-                seconds=READ_SECONDS,
-            )
-            clients |= dict(_connect(port, headers)[::-1] for _ in range(10))
-            now = _served_ports(workers, port)
-            assert now[other] == served[other]
-            assert len(now[first]) == 10
-            assert not now[first] & served[first]
-        finally:
-            for c in clients.values():
-                c.close()
-        # a worker that dies after it served is replaced, and the new one is dealt its share
-        os.kill(workers[0], signal.SIGKILL)
-
-        def replaced() -> bool:
-            workers[:] = [p for p in _spawned_workers(server) if p != first]
-            return len(workers) == 2
-
-        wait_until(replaced, what="a new worker", process=server)
-        wait_until(both_serving, what="both workers to serve again", process=server)
-        assert httpx.get(f"{base}/health", timeout=READ_SECONDS).status_code == 200
-        server.terminate()
-        server.wait(STOP_SECONDS)
-    assert server.returncode == 0
-    written = log.read_text(encoding="utf-8", errors="replace")
-    assert "(2 processes)" in written
-    assert "Traceback" not in written
-
-
-def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, password_file: Path) -> None:
-    # with nobody left to hand them connections, workers must not linger for ever
-    _init(tmp_path, password_file)
-    port = _free_port()
-    command = [sys.executable, "-m", "consortia", "serve", "--config", "consortia.toml"]
-    with started(
-        [*command, "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
-        group=True,  # the workers are ended with it, whatever happens here
-    ) as server:
-        workers: list[int] = []
-
-        def started_both() -> bool:
-            workers[:] = _spawned_workers(server)
-            return len(workers) == 2
-
-        wait_until(started_both, what="two workers", process=server)
-        wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", process=server)  # a worker serves
-        server.kill()
-        server.wait(STOP_SECONDS)
-
-        def gone(pid: int) -> bool:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                return True
-            return state == "Z"  # exited; waiting for init to reap it
-
-        wait_until(lambda: all(gone(w) for w in workers), what="the workers to stop")
-
-
-def test_serve_with_workers_refuses_a_port_already_in_use(
-    tmp_path: Path, password_file: Path
-) -> None:
-    _init(tmp_path, password_file)
-    config = tmp_path / "consortia.toml"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = runner.invoke(
-            app, ["serve", "--config", str(config), "--port", str(port), "--workers", "2"]
-        )
-    assert result.exit_code == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.output
 
 
 def test_a_served_worker_leaves_its_start_up_objects_out_of_garbage_collection(
