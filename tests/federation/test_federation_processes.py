@@ -34,7 +34,7 @@ from consortia.federation.signing import Peer, TrustStore, generate_key, public_
 from consortia.federation.tables import Table
 from consortia.federation.transport import NodeHandle
 from consortia.stats.survival import kaplan_meier
-from consortia.storage.audit import iter_events, verify_chain
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
 from nodetoml import free_port, serve_args, write_node_toml
@@ -175,7 +175,7 @@ def test_three_node_processes_answer_over_push_and_over_pull(
         engine = make_engine(url)
         try:
             with engine.connect() as connection:
-                assert verify_chain(connection, chain=FEDERATION_CHAIN).ok
+                assert verify_trail(connection, chain=FEDERATION_CHAIN).ok
                 events = list(iter_events(connection, chain=FEDERATION_CHAIN))
         finally:
             engine.dispose()
