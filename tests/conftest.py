@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,6 +112,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def migrated_sqlite(sqlite_template: Path) -> Callable[[Path], str]:
+    """Copy the migrated SQLite template to a path and return its URL (a test's other node)."""
+
+    def copy(path: Path) -> str:
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+
+    return copy
+
+
 @pytest.fixture(scope="session")
 def postgres_template(postgres_server_url: str) -> Iterator[str]:
     """The name of a PostgreSQL database migrated to the newest revision, once per session."""
@@ -134,9 +145,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database at the newest revision for one test, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        path = tmp_path / "test.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
+        yield request.getfixturevalue("migrated_sqlite")(tmp_path / "test.db")
         return
     server = request.getfixturevalue("postgres_server_url")
     template = request.getfixturevalue("postgres_template")

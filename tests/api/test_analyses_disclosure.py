@@ -227,9 +227,13 @@ def configured_node(
 
 
 def test_a_stricter_node_policy_refuses_on_rest_and_federation_alike(
-    database_url: str, tmp_path: Path
+    migrated_database_url: str, tmp_path: Path
 ) -> None:
-    with configured_node(database_url, tmp_path, {"min_model_rows": 50}) as (node, fed, key):
+    with configured_node(migrated_database_url, tmp_path, {"min_model_rows": 50}) as (
+        node,
+        fed,
+        key,
+    ):
         response = statistician(node).post(URL, json=glm("sex"))
         assert response.status_code == 400, response.text
         assert "min_model_rows" in response.json()["detail"]
@@ -239,10 +243,10 @@ def test_a_stricter_node_policy_refuses_on_rest_and_federation_alike(
 
 
 def test_the_node_policy_s_columns_and_identifiers_bind_the_rest_endpoint(
-    database_url: str, tmp_path: Path
+    migrated_database_url: str, tmp_path: Path
 ) -> None:
     policy = {"tables": {"edc": {"columns": ["age", "sex"]}}, "identifier_columns": ["sex"]}
-    with configured_node(database_url, tmp_path, policy) as (node, _, _key):
+    with configured_node(migrated_database_url, tmp_path, policy) as (node, _, _key):
         client = statistician(node)
         weight = client.post(URL, json=describe("weight_kg"))
         assert weight.status_code == 400
@@ -256,8 +260,10 @@ def test_the_node_policy_s_columns_and_identifiers_bind_the_rest_endpoint(
         assert client.post(URL, json=describe("age")).status_code == 200
 
 
-def test_rest_and_federated_releases_share_one_ledger(database_url: str, tmp_path: Path) -> None:
-    with configured_node(database_url, tmp_path, {}) as (node, federation, key):
+def test_rest_and_federated_releases_share_one_ledger(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    with configured_node(migrated_database_url, tmp_path, {}) as (node, federation, key):
         assert statistician(node).post(URL, json=describe("age")).status_code == 200
         with pytest.raises(AnalysisRefused) as refused:
             _federated(federation, key, describe("weight_kg"))
@@ -266,14 +272,14 @@ def test_rest_and_federated_releases_share_one_ledger(database_url: str, tmp_pat
 
 
 def test_manual_approval_in_the_node_policy_holds_rest_analyses_for_the_steward(
-    database_url: str, tmp_path: Path
+    migrated_database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    path = _node_config(tmp_path, database_url, lead_key, {"manual_approval": True})
+    path = _node_config(tmp_path, migrated_database_url, lead_key, {"manual_approval": True})
     # two processes of the node on one database: the person asks one, the steward another
     with (
-        running_node(database_url, federation_config=path) as node,
-        running_node(database_url, federation_config=path) as other_process,
+        running_node(migrated_database_url, federation_config=path) as node,
+        running_node(migrated_database_url, federation_config=path) as other_process,
     ):
         seed(node, patients())
         client = statistician(node)
@@ -295,13 +301,17 @@ def test_manual_approval_in_the_node_policy_holds_rest_analyses_for_the_steward(
 
 
 def test_a_federated_request_under_manual_approval_waits_in_the_database_and_no_file_is_written(
-    database_url: str, tmp_path: Path
+    migrated_database_url: str, tmp_path: Path
 ) -> None:
     from consortia.exceptions import NodeUnavailableError
 
     before = set(tmp_path.iterdir())
     request = {**describe("age"), "timeout": 0.5}  # the timeout is part of what is approved
-    with configured_node(database_url, tmp_path, {"manual_approval": True}) as (node, fed, key):
+    with configured_node(migrated_database_url, tmp_path, {"manual_approval": True}) as (
+        node,
+        fed,
+        key,
+    ):
         with pytest.raises(NodeUnavailableError, match="approval"):
             _federated(fed, key, request)
         steward = node.client(node.add_user("steward@x.example", ("*", "*", Role.NODE_ADMIN)))

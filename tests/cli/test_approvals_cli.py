@@ -22,7 +22,6 @@ from consortia.services import approvals, users
 from consortia.services.common import cli_operator
 from consortia.storage.audit import iter_events, verify_chain
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 runner = CliRunner()
 STEWARD = "steward@node.example"
@@ -30,9 +29,8 @@ COORDINATOR = "coordinator@node.example"
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     operator = cli_operator()
     for email, role in ((STEWARD, "node_admin"), (COORDINATOR, "coordinator")):
         users.create_user(engine, operator, email=email, name=email, password=None)
@@ -42,13 +40,13 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def config(tmp_path: Path, database_url: str) -> Path:
+def config(tmp_path: Path, migrated_database_url: str) -> Path:
     path = tmp_path / "node.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "name": "sgh",
-                "database_url": database_url,
+                "database_url": migrated_database_url,
                 "policy": {"manual_approval": True},
             }
         )

@@ -31,7 +31,6 @@ from consortia.federation.signing import (
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.storage.audit import audit_event, iter_events, verify_chain
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 
@@ -70,9 +69,8 @@ def _analyze(node: NodeRunner, lead_key: Any, request: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     yield engine
     engine.dispose()
 
@@ -86,10 +84,10 @@ def _drop_triggers(connection: sa.Connection) -> None:
 
 
 def test_refused_and_released_requests_land_in_the_database_trail_and_verify(
-    engine: sa.Engine, database_url: str, tmp_path: Path
+    engine: sa.Engine, migrated_database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, database_url))
+    config = load_node_config(_write_node(tmp_path, lead_key, migrated_database_url))
     node = build_node(config)
     try:
         assert isinstance(node.audit, DatabaseAuditSink)
@@ -129,10 +127,10 @@ def test_refused_and_released_requests_land_in_the_database_trail_and_verify(
 
 
 def test_an_edited_federation_audit_row_is_caught(
-    engine: sa.Engine, database_url: str, tmp_path: Path
+    engine: sa.Engine, migrated_database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    config = load_node_config(_write_node(tmp_path, lead_key, database_url))
+    config = load_node_config(_write_node(tmp_path, lead_key, migrated_database_url))
     node = build_node(config)
     try:
         _analyze(node, lead_key, DESCRIBE)

@@ -169,10 +169,9 @@ def enter_patient(engine: sa.Engine, patient: Patient) -> None:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
     """A migrated database with cart-lbcl loaded and the patients' data entered."""
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = make_engine(migrated_database_url)
     load_definition(engine, _principal(), template_text("cart-lbcl"))
     for patient in PATIENTS:
         enter_patient(engine, patient)
@@ -334,10 +333,10 @@ def test_sites_statuses_and_named_columns_narrow_the_table(engine: sa.Engine) ->
 
 
 def test_a_federated_analysis_on_the_edc_table_equals_the_statistic_on_its_arrays(
-    engine: sa.Engine, database_url: str, tmp_path: Path
+    engine: sa.Engine, migrated_database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    node = build_node(load_node_config(_write_config(tmp_path, database_url, lead_key)))
+    node = build_node(load_node_config(_write_config(tmp_path, migrated_database_url, lead_key)))
     try:
         table = node.tables["cart"]
         assert table.n_rows == len(PATIENTS)
@@ -386,10 +385,10 @@ def test_a_federated_analysis_on_the_edc_table_equals_the_statistic_on_its_array
 
 
 def test_data_captured_after_the_node_started_is_in_the_next_analysis(
-    engine: sa.Engine, database_url: str, tmp_path: Path
+    engine: sa.Engine, migrated_database_url: str, tmp_path: Path
 ) -> None:
     lead_key = generate_key()
-    node = build_node(load_node_config(_write_config(tmp_path, database_url, lead_key)))
+    node = build_node(load_node_config(_write_config(tmp_path, migrated_database_url, lead_key)))
     try:
         first = node.tables["cart"]
         assert node.tables["cart"] is first  # nothing changed: the table in memory is reused
@@ -498,10 +497,9 @@ forms:
 
 
 def test_multichoice_codes_are_joined_and_a_repeated_unscheduled_event_gives_its_latest(
-    database_url: str,
+    migrated_database_url: str,
 ) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = make_engine(migrated_database_url)
     principal = Principal(
         1, "coord@consortium.example", "Coordinator",
         frozenset({Grant("MINI", "*", Role.STUDY_ADMIN), Grant("MINI", "*", Role.COORDINATOR)}),
