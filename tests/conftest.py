@@ -163,3 +163,18 @@ def module_database_url(
         return
     with postgres_database(request.getfixturevalue("postgres_server_url"), "m") as url:
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that asks for both an empty and a migrated database: the two are
+    parametrized apart, so it would run on every pairing of backends (SQLite with PostgreSQL)."""
+    both = [
+        item.nodeid
+        for item in items
+        if {"database_url", "migrated_database_url"} <= set(getattr(item, "fixturenames", ()))
+    ]
+    if both:
+        raise pytest.UsageError(
+            "these tests ask for both database_url and migrated_database_url (directly or "
+            "through fixtures); take one of them:\n  " + "\n  ".join(both)
+        )
