@@ -11,6 +11,7 @@ started is an error.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import shutil
@@ -61,6 +62,13 @@ def _listening() -> bool:
 
 
 def ensure() -> int:
+    # test processes run side by side (pytest -n 2) each call ensure: one starts the server
+    with open(f"{DATA}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure()
+
+
+def _ensure() -> int:
     if _listening():
         print(f"postgres: already listening on 127.0.0.1:{PORT}")
         return 0

@@ -1,18 +1,32 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL in CI and where available)."""
+"""Shared fixtures: databases (SQLite always, PostgreSQL in CI and where available).
+
+``database_url`` is an empty database, for the tests of migrations and of commands that
+create their own schema. ``migrated_database_url`` is a database already at the newest
+revision: a copy of a template migrated once per session and backend (a file copy on
+SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL), so a test does not pay for the
+migrations it does not test.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from consortia.storage.db import make_engine
+from consortia.storage.migrations import upgrade
+
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def _postgres_url() -> str | None:
@@ -49,22 +63,118 @@ def postgres_server_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def unique_database_name(prefix: str) -> str:
+    """A database name no other test run on the shared server uses at the same time."""
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def postgres_database(server: str, prefix: str, *, template: str | None = None) -> Iterator[str]:
+    """A new database on ``server`` (a copy of ``template`` if given); dropped after."""
+    name = unique_database_name(prefix)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            if template is None:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            else:
+                # FILE_COPY (PostgreSQL 15+) copies a small database about twice as fast
+                # as the default WAL_LOG, which writes every page to the WAL
+                modern = connection.dialect.server_version_info >= (15,)
+                strategy = " STRATEGY FILE_COPY" if modern else ""
+                connection.execute(
+                    sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
+                )
+        try:
+            yield server.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()  # also: no connection may stay open on a PostgreSQL template
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision, once per session (copy it, never open it)."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    _migrate(f"sqlite:///{path}")
+    # the last connection closed has checkpointed the WAL into the file: one file to copy
+    assert not Path(f"{path}-wal").exists()
+    return path
+
+
+@pytest.fixture
+def migrated_sqlite(sqlite_template: Path) -> Callable[[Path], str]:
+    """Copy the migrated SQLite template to a path and return its URL (a test's other node)."""
+
+    def copy(path: Path) -> str:
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server_url: str) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to the newest revision, once per session."""
+    with postgres_database(postgres_server_url, "tpl") as url:
+        _migrate(url)
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    server = request.getfixturevalue("postgres_server_url")
-    name = f"t_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**9}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with postgres_database(request.getfixturevalue("postgres_server_url"), "t") as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database at the newest revision for one test, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("migrated_sqlite")(tmp_path / "test.db")
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    template = request.getfixturevalue("postgres_template")
+    with postgres_database(server, "t", template=template) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``database_url``, but one database for a whole module (seeded once, read often)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'node.db'}"
+        return
+    with postgres_database(request.getfixturevalue("postgres_server_url"), "m") as url:
+        yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that asks for both an empty and a migrated database: the two are
+    parametrized apart, so it would run on every pairing of backends (SQLite with PostgreSQL)."""
+    both = [
+        item.nodeid
+        for item in items
+        if {"database_url", "migrated_database_url"} <= set(getattr(item, "fixturenames", ()))
+    ]
+    if both:
+        raise pytest.UsageError(
+            "these tests ask for both database_url and migrated_database_url (directly or "
+            "through fixtures); take one of them:\n  " + "\n  ".join(both)
+        )

@@ -24,8 +24,8 @@ STEWARD = "steward@node.example"
 
 
 @pytest.fixture
-def node(database_url: str) -> Iterator[Node]:
-    with running_node(database_url) as running:
+def node(migrated_database_url: str) -> Iterator[Node]:
+    with running_node(migrated_database_url) as running:
         yield running
 
 
@@ -161,10 +161,13 @@ def test_without_credentials_it_is_401(node: Node) -> None:
 
 
 def test_a_decision_made_in_one_app_instance_is_seen_by_another_on_the_same_database(
-    database_url: str,
+    migrated_database_url: str,
 ) -> None:
     # two processes of one node (or two hosts behind a load balancer) share the database
-    with running_node(database_url) as first, running_node(database_url) as second:
+    with (
+        running_node(migrated_database_url) as first,
+        running_node(migrated_database_url) as second,
+    ):
         entry = _submit(first)
         steward = _steward(first)
         listed = second.client(steward).get("/api/v1/approvals", params={"status": "pending"})

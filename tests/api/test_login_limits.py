@@ -46,10 +46,10 @@ def hasher(monkeypatch: pytest.MonkeyPatch) -> RecordingHasher:
 
 
 @pytest.fixture
-def limited(database_url: str) -> Iterator[Node]:
+def limited(migrated_database_url: str) -> Iterator[Node]:
     """A node allowing 3 failures per account and 5 per address in a 15-minute window."""
     with running_node(
-        database_url, login_failures_per_account=3, login_failures_per_address=5
+        migrated_database_url, login_failures_per_account=3, login_failures_per_address=5
     ) as node:
         for name in ("ana", "bo", "cy", "di"):
             node.add_user(f"{name}@sg.example", password=PASSWORD, with_token=False)
@@ -122,11 +122,11 @@ def test_a_success_resets_the_accounts_count_but_not_the_addresses(limited: Node
     _assert_limited(_sign_in(limited, "cy@sg.example", PASSWORD))
 
 
-def test_the_limits_are_shared_by_two_apps_on_one_database(database_url: str) -> None:
+def test_the_limits_are_shared_by_two_apps_on_one_database(migrated_database_url: str) -> None:
     settings = {"login_failures_per_account": 4, "login_failures_per_address": 100}
     with (
-        running_node(database_url, **settings) as first,
-        running_node(database_url, **settings) as second,
+        running_node(migrated_database_url, **settings) as first,
+        running_node(migrated_database_url, **settings) as second,
     ):
         first.add_user("ana@sg.example", password=PASSWORD, with_token=False)
         for node in (first, second, first, second):

@@ -53,8 +53,8 @@ class Hostile:
 
 
 @pytest.fixture
-def node(database_url: str) -> Iterator[Node]:
-    with running_node(database_url, max_request_bytes=LIMIT) as running:
+def node(migrated_database_url: str) -> Iterator[Node]:
+    with running_node(migrated_database_url, max_request_bytes=LIMIT) as running:
         yield running
 
 
@@ -182,7 +182,7 @@ def _served(node: Node) -> Iterator[str]:
         sock.close()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
 def test_a_chunked_body_over_real_http_is_cut_off_at_the_limit(node: Node, token: str) -> None:
     body = Hostile(chunks=3840, piece=b" ")  # 60 MB, sent chunked (no Content-Length)
     with _served(node) as url, httpx.Client(base_url=url, timeout=30) as client:

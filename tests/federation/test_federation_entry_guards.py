@@ -40,7 +40,6 @@ from consortia.federation.signing import (
 from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.federation_guards import admit_refusal, remember_nonce
-from consortia.storage.migrations import upgrade
 from consortia.storage.tables import federation_nonce
 from nodetoml import node_config
 
@@ -50,9 +49,8 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     yield engine
     engine.dispose()
 
@@ -63,7 +61,9 @@ def lead_key() -> Any:
 
 
 @pytest.fixture
-def config(tmp_path: Path, database_url: str, engine: sa.Engine, lead_key: Any) -> NodeConfig:
+def config(
+    tmp_path: Path, migrated_database_url: str, engine: sa.Engine, lead_key: Any
+) -> NodeConfig:
     """A member node ``sgh`` of the lead, with a file table and the node database."""
     with (tmp_path / "trial.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -76,7 +76,7 @@ def config(tmp_path: Path, database_url: str, engine: sa.Engine, lead_key: Any) 
         "peers": [{"name": "lead", "public_key": public_key_b64(lead_key)}],
         "tables": {"trial": {"file": "trial.csv"}},
         "policy": {"analyses": ["describe"]},
-        "database_url": database_url,
+        "database_url": migrated_database_url,
     }
     return node_config(tmp_path, document)
 

@@ -36,7 +36,6 @@ from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport
 from consortia.services import approvals
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 DESCRIBE = {"kind": "describe", "table": "trial", "variable": "age"}
 
@@ -329,12 +328,9 @@ STEWARD = Principal(
 
 
 @pytest.fixture
-def node_database(database_url: str) -> str:
-    """The node database the approval queue lives in (upgraded), by its URL."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    engine.dispose()
-    return database_url
+def node_database(migrated_database_url: str) -> str:
+    """The node database the approval queue lives in (migrated), by its URL."""
+    return migrated_database_url
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ from consortia.federation.signing import (
 from consortia.federation.tables import ColumnType, Table
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 VIP_INCOME = 987654.32  # the one VIP patient's income: must never leave the node
 LEAD_KEY = generate_key()
@@ -82,9 +81,8 @@ COX = {
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     yield engine
     engine.dispose()
 

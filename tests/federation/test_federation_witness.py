@@ -44,7 +44,6 @@ from consortia.storage.audit import (
     verify_trail,
 )
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 from consortia.storage.witness import ChainHead, audit_witness, trail_heads
 
 T = TypeVar("T")
@@ -79,11 +78,11 @@ def _node(name: str, engine: sa.Engine, key: Any, peer: str, peer_key: Any) -> H
 
 
 @pytest.fixture
-def pair(database_url: str, tmp_path: Path) -> Iterator[Pair]:
-    sgh_engine = make_engine(database_url)
-    ruijin_engine = make_engine(f"sqlite:///{tmp_path / 'ruijin.db'}")
-    upgrade(sgh_engine)
-    upgrade(ruijin_engine)
+def pair(
+    migrated_database_url: str, migrated_sqlite: Callable[[Path], str], tmp_path: Path
+) -> Iterator[Pair]:
+    sgh_engine = make_engine(migrated_database_url)
+    ruijin_engine = make_engine(migrated_sqlite(tmp_path / "ruijin.db"))
     sgh_key, ruijin_key = generate_key(), generate_key()
     sgh = _node("sgh", sgh_engine, sgh_key, "ruijin", ruijin_key)
     ruijin = _node("ruijin", ruijin_engine, ruijin_key, "sgh", sgh_key)

@@ -9,13 +9,11 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     yield engine
     engine.dispose()
 

@@ -172,13 +172,21 @@ engine.dispose()
 
 
 def test_two_processes_deciding_the_same_request_at_once_decide_it_once(
-    engine: sa.Engine, database_url: str
+    engine: sa.Engine, migrated_database_url: str
 ) -> None:
     entry = _submit(engine)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     deciders = [
         subprocess.Popen(
-            [sys.executable, "-c", _DECIDE_IN_ANOTHER_PROCESS, database_url, entry.id, email, yes],
+            [
+                sys.executable,
+                "-c",
+                _DECIDE_IN_ANOTHER_PROCESS,
+                migrated_database_url,
+                entry.id,
+                email,
+                yes,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

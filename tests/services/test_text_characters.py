@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -212,13 +213,13 @@ def test_an_odm_file_with_such_a_character_is_refused_with_its_line(
 
 
 @pytest.fixture
-def fresh(database_url: str, tmp_path: Path) -> sa.Engine:
+def fresh(
+    migrated_database_url: str, migrated_sqlite: Callable[[Path], str], tmp_path: Path
+) -> sa.Engine:
     """A second node with the study loaded and nothing else (SQLite: imports are rules)."""
     from consortia.storage.db import make_engine
-    from consortia.storage.migrations import upgrade
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    upgrade(engine)
+    engine = make_engine(migrated_sqlite(tmp_path / "fresh.db"))
     studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
     return engine
 

@@ -13,7 +13,6 @@ from consortia.auth.principal import Grant, Principal, Role
 from consortia.services import users
 from consortia.storage.audit import append_event
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 from consortia.storage.repositories import (
     AuditRepository,
     GrantRepository,
@@ -36,9 +35,8 @@ def _person(*grants: Grant) -> Principal:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(migrated_database_url)
     with engine.begin() as connection:
         connection.execute(
             subject.insert(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -28,7 +28,6 @@ from consortia.auth.principal import Role
 from consortia.config import Settings
 from consortia.services import users
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 from processes import stop_thread, wait_until
 
 if TYPE_CHECKING:
@@ -62,11 +61,10 @@ def _settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, environment="test", secret_key=SECRET)
 
 
-def _migrated_with_ana(database_url: str) -> Engine:
+def _with_ana(database_url: str) -> Engine:
     """An engine on the migrated database, with Ana: coordinator of CART01 at SG01 and
     monitor of ORTHO at every site."""
     engine = make_engine(database_url)
-    upgrade(engine)
     operator = users.cli_operator()
     users.create_user(engine, operator, email=EMAIL, name="Ana <Lim>", password=PASSWORD)
     users.grant_role(
@@ -77,10 +75,10 @@ def _migrated_with_ana(database_url: str) -> Engine:
 
 
 @pytest.fixture
-def site(database_url: str) -> Iterator[Site]:
+def site(migrated_database_url: str) -> Iterator[Site]:
     """A running node on a fresh database, with Ana: coordinator of CART01 at SG01."""
-    settings = _settings(database_url)
-    engine = _migrated_with_ana(database_url)
+    settings = _settings(migrated_database_url)
+    engine = _with_ana(migrated_database_url)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
         portal = stack.enter_context(start_blocking_portal())
@@ -93,7 +91,7 @@ def site(database_url: str) -> Iterator[Site]:
 
 
 @pytest.fixture
-def node_url(tmp_path: Path) -> Iterator[str]:
+def node_url(tmp_path: Path, migrated_sqlite: Callable[[Path], str]) -> Iterator[str]:
     """The base URL of a real node: uvicorn on a free loopback port, in a thread, on a fresh
     SQLite database with Ana (as in ``site``).
 
@@ -101,8 +99,8 @@ def node_url(tmp_path: Path) -> Iterator[str]:
     the port in between. Chromium treats ``http://127.0.0.1`` as a secure context, so it
     keeps the node's ``Secure`` session cookie without TLS.
     """
-    database_url = f"sqlite:///{tmp_path / 'node.db'}"
-    _migrated_with_ana(database_url).dispose()
+    database_url = migrated_sqlite(tmp_path / "node.db")
+    _with_ana(database_url).dispose()
     app = create_app(_settings(database_url))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
