@@ -17,6 +17,7 @@ MODULES = [
     "consortia.stats.results",
     "consortia.stats._arrays",
     "consortia.stats.survival",
+    "consortia.stats.logrank",
     "consortia.stats.design",
     "consortia.stats.cox_aggregates",
     "consortia.stats.cox",

@@ -32,14 +32,13 @@ from scipy.stats import chi2
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
 from consortia.exceptions import StatisticsError
+from consortia.stats.logrank import logrank_from_counts, logrank_test
 from consortia.stats.survival import (
     KaplanMeierResult,
     SurvivalCounts,
     combine_survival_counts,
     kaplan_meier,
     kaplan_meier_from_counts,
-    logrank_from_counts,
-    logrank_test,
     survival_counts,
 )
 

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     )
     from consortia.stats.glm import GlmResult, fit_glm, fit_glm_federated
     from consortia.stats.glm_node import Family, GlmAggregates, GlmNodeData
+    from consortia.stats.logrank import LogRankResult, logrank_from_counts, logrank_test
     from consortia.stats.meta import MetaInput, MetaResult, combine_meta, meta_analysis
     from consortia.stats.plots import kaplan_meier_plot
     from consortia.stats.proportions import (
@@ -78,13 +79,10 @@ if TYPE_CHECKING:
     from consortia.stats.survival import (
         KaplanMeierCurve,
         KaplanMeierResult,
-        LogRankResult,
         SurvivalCounts,
         combine_survival_counts,
         kaplan_meier,
         kaplan_meier_from_counts,
-        logrank_from_counts,
-        logrank_test,
         survival_counts,
     )
 
@@ -211,13 +209,13 @@ _MODULES: dict[str, str] = {
     "to_jsonable": "consortia.stats.results",
     "KaplanMeierCurve": "consortia.stats.survival",
     "KaplanMeierResult": "consortia.stats.survival",
-    "LogRankResult": "consortia.stats.survival",
+    "LogRankResult": "consortia.stats.logrank",
     "SurvivalCounts": "consortia.stats.survival",
     "combine_survival_counts": "consortia.stats.survival",
     "kaplan_meier": "consortia.stats.survival",
     "kaplan_meier_from_counts": "consortia.stats.survival",
-    "logrank_from_counts": "consortia.stats.survival",
-    "logrank_test": "consortia.stats.survival",
+    "logrank_from_counts": "consortia.stats.logrank",
+    "logrank_test": "consortia.stats.logrank",
     "survival_counts": "consortia.stats.survival",
 }
 

@@ -33,12 +33,11 @@ from consortia.federation.kinds.base import (
 )
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
+from consortia.stats.logrank import LogRankResult, logrank_from_counts
 from consortia.stats.survival import (
     KaplanMeierResult,
-    LogRankResult,
     SurvivalCounts,
     kaplan_meier_from_counts,
-    logrank_from_counts,
     survival_counts,
 )
 
