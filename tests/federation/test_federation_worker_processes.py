@@ -280,13 +280,17 @@ def test_rounds_served_by_different_processes_give_the_in_process_result_exactly
             limits = httpx.Limits(max_keepalive_connections=0)
             async with httpx.AsyncClient(limits=limits, timeout=READ_SECONDS) as client:
                 before = len(_served_by(folder / "access.log"))
-                cox = await analyze_remote_async(
-                    COX, {"sgh": node_url}, key=lead_key, trust=trust, client=client
-                )
+                cox = (
+                    await analyze_remote_async(
+                        COX, {"sgh": node_url}, key=lead_key, trust=trust, client=client
+                    )
+                ).to_dict()
                 cox_rounds = _served_by(folder / "access.log")[before:]
-                glm = await analyze_remote_async(
-                    GLM, {"sgh": node_url}, key=lead_key, trust=trust, client=client
-                )
+                glm = (
+                    await analyze_remote_async(
+                        GLM, {"sgh": node_url}, key=lead_key, trust=trust, client=client
+                    )
+                ).to_dict()
                 glm_rounds = _served_by(folder / "access.log")[before + len(cox_rounds) :]
             return cox, cox_rounds, glm, glm_rounds
 
@@ -346,7 +350,7 @@ def test_rounds_served_by_different_processes_give_the_in_process_result_exactly
             two = await analyze_remote_async(
                 GLM, {"sgh": node_url}, key=lead_key, trust=trust, client=client
             )
-        return one, two
+        return one.to_dict(), two.to_dict()
 
     try:
         cox_alone, glm_alone = asyncio.run(in_process())

@@ -229,7 +229,7 @@ def test_a_hub_analysis_across_a_pushed_and_a_polling_member(tmp_path: Path) -> 
                 "event": "pfs_event",
                 "group": "arm",
             }
-            reference = analyze_local(plan, files)
+            reference = analyze_local(plan, files).to_dict()
             assert_same_estimates(result["estimates"], reference["estimates"])
 
             token = consortia(
