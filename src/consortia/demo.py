@@ -22,17 +22,16 @@ from consortia.domain.study import study_to_yaml
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError
-from consortia.federation.local import analyze_local
+from consortia.services.audit_trail import verify_trail
 from consortia.services.common import cli_operator
+from consortia.services.database import migrate, opened_database
 from consortia.services.exports import ExportFormat, ExportRequest, export_study
+from consortia.services.federated import analyze_files, audit_analysis_run
 from consortia.services.imports import import_file
 from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
 from consortia.standards.redcap import export_redcap_file
 from consortia.stats.plots import kaplan_meier_plot, kaplan_meier_result_from_dict
-from consortia.storage.audit import append_event, metadata, verify_chain
-from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 TEMPLATE = "cart-lbcl"
 
@@ -67,15 +66,15 @@ def run_demo(
         )
         _capture(node_dir, study.study.id, site_code, records, echo)
 
-    engine = make_engine(f"sqlite:///{folder / 'consortia.db'}")
-    metadata.create_all(engine)
     results = []
-    try:
+    database = folder / "consortia.db"
+    with opened_database(f"sqlite:///{database}") as engine:
+        migrate(engine)
         for name, analysis in study.analysis_plan.items():
             request = analysis.model_dump()
             echo(f"\n== {name} ==")
             try:
-                result = analyze_local(request, tables)
+                result = analyze_files(request, tables)
             except ConsortiaError as error:
                 echo(f"refused: {error}")
                 outcome: dict[str, Any] = {"refused": str(error)}
@@ -93,20 +92,14 @@ def run_demo(
                     image = folder / f"{name}.png"
                     image.write_bytes(kaplan_meier_plot(curves, time_label="Days", title=name))
                     echo(f"curves drawn in {image}")
-            with engine.begin() as connection:
-                append_event(
-                    connection,
-                    study.study.id,
-                    actor="demo",
-                    action="analysis.run",
-                    entity_type="analysis",
-                    entity_id=name,
-                    after={"request": request, **outcome},
-                )
-        with engine.connect() as connection:
-            echo(f"\n{verify_chain(connection)} ({folder / 'consortia.db'})")
-    finally:
-        engine.dispose()
+            audit_analysis_run(
+                engine,
+                study.study.id,
+                actor="demo",
+                name=name,
+                after={"request": request, **outcome},
+            )
+        echo(f"\n{verify_trail(engine)} ({database})")
     return results
 
 
@@ -117,19 +110,15 @@ def _capture(
     database = node_dir / "node.db"
     for leftover in node_dir.glob("node.db*"):  # the demo starts afresh each time
         leftover.unlink()
-    engine = make_engine(f"sqlite:///{database}")
-    try:
-        upgrade(engine)
+    with opened_database(f"sqlite:///{database}") as engine:
+        migrate(engine)
         operator = cli_operator(Role.STUDY_ADMIN, Role.COORDINATOR, Role.DATA_MANAGER)
         load_definition(engine, operator, template_text(TEMPLATE), file=f"{TEMPLATE}.yaml")
         report = import_file(engine, operator, study, records, site=site)
         counts = export_study(
             engine, operator, study, ExportRequest(ExportFormat.PARQUET), node_dir / "export"
         )
-        with engine.connect() as connection:
-            chain = verify_chain(connection)
-    finally:
-        engine.dispose()
+        chain = verify_trail(engine)
     echo(
         f"    imported {report.values} values in {report.forms} forms into {database} "
         f"({report.queries_opened} queries opened for soft problems); exported "

@@ -29,9 +29,9 @@ from consortia.api.schemas import (
     UserCreate,
     UserPublic,
 )
-from consortia.api.signin import password_work, sign_in
 from consortia.auth.sessions import SESSION_COOKIE, csrf_token
 from consortia.auth.tokens import parse_lifetime
+from consortia.entry.signin import password_work, sign_in
 from consortia.exceptions import AuthenticationError
 from consortia.services import audit_trail, authentication, tokens, users
 

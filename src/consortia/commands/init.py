@@ -29,10 +29,10 @@ from consortia.auth.principal import WILDCARD, Role
 from consortia.commands.common import open_engine, read_password, reporting
 from consortia.config import CONFIG_FILE_NAME, Environment, load_settings
 from consortia.exceptions import ConfigurationError
-from consortia.federation.signing import generate_key, public_key_b64, save_key
 from consortia.services import users
 from consortia.services.common import normalise_email
-from consortia.storage.migrations import current_revision, upgrade
+from consortia.services.database import current_revision, migrate
+from consortia.services.node_admin import create_node_key
 
 __all__ = ["KEY_FILE_NAME", "SQLITE_FILE_NAME", "init_node", "node_config_text"]
 
@@ -170,10 +170,9 @@ def _create_node(
     _write_private(config_path, text)
     created.append(config_path)
     key_path = directory / KEY_FILE_NAME
-    key = generate_key()
-    save_key(key, key_path)
+    public_key = create_node_key(key_path)
     created.append(key_path)
-    say(f"wrote {config_path} and {key_path} (public key {public_key_b64(key)})")
+    say(f"wrote {config_path} and {key_path} (public key {public_key})")
     settings = load_settings(config_path)
     if sqlite:
         # patient data: readable by the node's account only (SQLite's -wal/-shm follow)
@@ -181,12 +180,12 @@ def _create_node(
         created.extend(directory / (SQLITE_FILE_NAME + s) for s in ("", "-wal", "-shm"))
     with open_engine(settings) as engine:
         if current_revision(engine) is not None:
-            upgrade(engine)
+            migrate(engine)
             if users.count_users(engine):
                 raise ConfigurationError(
                     "the database already holds a node's users; refusing to reuse it"
                 )
-        upgrade(engine)
+        migrate(engine)
         operator = users.cli_operator()
         users.create_user(
             engine,

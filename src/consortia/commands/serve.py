@@ -11,8 +11,7 @@ import typer
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
 from consortia.commands.workers import handing_available, serve_workers
 from consortia.config import CONFIG_FILE_NAME
-from consortia.exceptions import ConfigurationError
-from consortia.storage.migrations import current_revision, head_revision
+from consortia.services.database import require_current_schema
 
 __all__ = ["serve_node_app"]
 
@@ -40,12 +39,7 @@ def serve_node_app(
     with reporting():
         settings = node_settings(config)
         with open_engine(settings) as engine:
-            current = current_revision(engine)
-        if current != head_revision():
-            raise ConfigurationError(
-                f"the database is at revision {current or 'empty'}, the code needs "
-                f"{head_revision()}: run `consortia db upgrade` first"
-            )
+            require_current_schema(engine)
         app = create_app(settings)
     federation = " and /federation/v1" if app.state.node is not None else ""
     typer.echo(

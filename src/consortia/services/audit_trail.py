@@ -7,11 +7,19 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.services.common import require, require_in_study, visible_study
-from consortia.storage.audit import AuditEvent
+from consortia.storage.audit import AuditEvent, ChainReport, verify_chain
 from consortia.storage.replay import StateDifference, compare_state
 from consortia.storage.repositories import AuditRepository
 
-__all__ = ["StateDifference", "node_audit_trail", "state_differences", "study_audit_trail"]
+__all__ = [
+    "AuditEvent",
+    "ChainReport",
+    "StateDifference",
+    "node_audit_trail",
+    "state_differences",
+    "study_audit_trail",
+    "verify_trail",
+]
 
 
 def study_audit_trail(
@@ -40,3 +48,11 @@ def state_differences(engine: Engine) -> list[StateDifference]:
     (``consortia audit verify --state``; the shell operator's check, which reads the whole
     node and so takes no principal)."""
     return compare_state(engine)
+
+
+def verify_trail(engine: Engine, *, chain: str | None = None) -> ChainReport:
+    """Recompute the hash chain of every audit chain (or ``chain``) and report the first
+    broken link (``consortia audit verify``; the shell operator's check, like
+    :func:`state_differences`)."""
+    with engine.connect() as connection:
+        return verify_chain(connection, chain=chain)

@@ -29,6 +29,7 @@ from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
 __all__ = [
     "Definition",
+    "StudyVersionRecord",
     "current_definition",
     "list_versions",
     "load_definition",

@@ -41,6 +41,7 @@ from consortia.storage.repositories import SubjectRecord, SubjectRepository
 __all__ = [
     "INITIALS_PATTERN",
     "SubjectInput",
+    "SubjectRecord",
     "count_subjects",
     "enrol_subject",
     "get_subject",

@@ -28,7 +28,13 @@ from consortia.exceptions import (
 from consortia.services.common import audit, check_code, normalise_email, utc_now
 from consortia.storage.repositories import TokenRecord, TokenRepository, UserRepository
 
-__all__ = ["CreatedToken", "create_token", "list_tokens", "revoke_token"]
+__all__ = [
+    "CreatedToken",
+    "TokenRecord",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+]
 
 
 @dataclass(frozen=True, slots=True)

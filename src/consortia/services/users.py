@@ -53,6 +53,8 @@ from consortia.storage.repositories import (
 )
 
 __all__ = [
+    "GrantRecord",
+    "UserRecord",
     "activate_user",
     "cli_operator",
     "count_users",

@@ -32,12 +32,12 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from consortia.api.errors import status_for
-from consortia.api.signin import sign_in
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, csrf_token
 from consortia.config import Settings
+from consortia.entry.errors import status_for
+from consortia.entry.signin import sign_in
 from consortia.exceptions import (
     AuthenticationError,
     ConsortiaError,
