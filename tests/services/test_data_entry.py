@@ -14,6 +14,7 @@ from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
 from consortia.exceptions import ConflictError
 from consortia.services import data_entry, studies, subjects
+from consortia.services.common import cli_operator
 from consortia.services.data_entry import FormSave, derived_values
 from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_chain
@@ -83,7 +84,7 @@ def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
     subject = subjects.get_subject(engine, COORDINATOR, STUDY, SUBJECT)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         definition = current_definition(connection, STUDY)
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, cli_operator())
         stored = capture.derived(subject.id)
         recomputed = derived_values(definition, capture.subject_values(subject.id))
         assert verify_chain(connection).ok

@@ -7,9 +7,10 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.services.common import require, require_in_study, visible_study
+from consortia.services.unit_of_work import reading
 from consortia.storage.audit import AuditEvent, ChainReport, verify_chain
+from consortia.storage.db import read_only
 from consortia.storage.replay import StateDifference, compare_state
-from consortia.storage.repositories import AuditRepository
 
 __all__ = [
     "AuditEvent",
@@ -28,10 +29,8 @@ def study_audit_trail(
     """The study's audit events at the sites where the principal may read the trail."""
     visible_study(principal, study)
     require_in_study(principal, Action.AUDIT_READ, study)
-    with engine.connect() as connection:
-        return AuditRepository(connection, principal).study_events(
-            study, after_seq=after_seq, limit=limit
-        )
+    with reading(engine, principal) as work:
+        return work.audit_trail().study_events(study, after_seq=after_seq, limit=limit)
 
 
 def node_audit_trail(
@@ -39,8 +38,8 @@ def node_audit_trail(
 ) -> list[AuditEvent]:
     """The node chain: accounts, logins, grants and tokens."""
     require(principal, Action.NODE_AUDIT_READ, Resource())
-    with engine.connect() as connection:
-        return AuditRepository(connection, principal).node_events(after_seq=after_seq, limit=limit)
+    with reading(engine, principal) as work:
+        return work.audit_trail().node_events(after_seq=after_seq, limit=limit)
 
 
 def state_differences(engine: Engine) -> list[StateDifference]:
@@ -54,5 +53,5 @@ def verify_trail(engine: Engine, *, chain: str | None = None) -> ChainReport:
     """Recompute the hash chain of every audit chain (or ``chain``) and report the first
     broken link (``consortia audit verify``; the shell operator's check, like
     :func:`state_differences`)."""
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         return verify_chain(connection, chain=chain)

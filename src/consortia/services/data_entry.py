@@ -51,8 +51,11 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
+from consortia.services.form_events import form_save_after, form_save_entry
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading, writing
+from consortia.storage.audit import append_event
 from consortia.storage.capture import (
     CaptureRepository,
     EventRecord,
@@ -254,7 +257,8 @@ def read_form(
     """One form instance of a subject (not started: version 0, no values)."""
     visible_study(principal, study)
     # read in a snapshot; only showing identifier values needs a (short) write: its audit
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+    with reading(engine, principal) as work:
+        connection = work.connection
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
@@ -262,7 +266,7 @@ def read_form(
         event_def = definition.study.events.get(name)
         if event_def is None or form not in event_def.forms:
             raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, principal)
         event = capture.event(subject.id, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
@@ -276,10 +280,8 @@ def read_form(
         definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
     )
     if shown_identifiers and not view.identifiers_masked:
-        with engine.begin() as connection:
-            audit(
-                connection,
-                principal,
+        with writing(engine, principal) as work:
+            work.audit(
                 "identifier.read",
                 "form",
                 form_audit_id(study, subject_id, view.event, form),
@@ -346,7 +348,7 @@ def _plan_save(
     definition = current_definition(connection, study)
     subject = find_subject(connection, principal, study, subject_id)
     require_in_study(principal, Action.DATA_ENTER, study, subject.site)
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     if in_snapshot and capture.event(subject.id, *parse_event_ref(ref)) is None:
         return None  # the event has to be created: a write
     event = _event_for_write(capture, definition, subject, ref, form, utc_now())
@@ -414,7 +416,8 @@ def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePl
     subject = SubjectRepository(connection, principal).get(study, plan.subject.subject_id)
     if subject != plan.subject:
         return False
-    return CaptureRepository(connection).form_versions(plan.subject.id) == plan.forms_seen
+    versions = CaptureRepository(connection, principal).form_versions(plan.subject.id)
+    return versions == plan.forms_seen
 
 
 def save_form(
@@ -477,7 +480,7 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     current, new, old, status, reason = plan.current, plan.new, plan.old, plan.status, plan.reason
     changed, removed, added = plan.changed, plan.removed, plan.added
     check, rows = plan.check, plan.rows
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     now = utc_now()
     stamp = {"status": status, "updated_at": now, "updated_by": principal.email}
     cleared = {
@@ -551,31 +554,27 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     } | {name: None for name in derived_before if name not in derived_after}
     before = split_identifiers(definition, {k: old[k] for k in changed | removed})
     after = split_identifiers(definition, {k: new[k][0] for k in changed | added})
-    audit(
-        connection,
-        principal,
-        "form.save",
-        "form",
-        entity,
-        chain=study,
+    after_values = form_save_after(
+        status=status,
+        version=record.version,
+        values=after,
+        removed=[definition.index.key(*k) for k in removed],
+        derived=derived_changes,
+        visit_date=plan.visit_date if plan.visit_changed else None,
+    )
+    save_event = form_save_entry(
+        study,
+        subject_id,
+        ref,
+        form,
         site=subject.site,
         before={"status": current.status, "version": current.version, **before}
         if current
         else None,
-        after={
-            "status": status,
-            "version": record.version,
-            **after,
-            **({"removed": sorted(definition.index.key(*k) for k in removed)} if removed else {}),
-            **({"derived": derived_changes} if derived_changes else {}),
-            **(
-                {"visit_date": plan.visit_date.isoformat()}
-                if plan.visit_date is not None and plan.visit_changed
-                else {}
-            ),
-        },
+        after=after_values,
         reason=reason,
     )
+    append_event(connection, study, actor=principal.email, **save_event)
     query_rows = QueryRepository(connection, principal)
     opened: list[int] = []
     for warning in check.warnings:

@@ -38,6 +38,7 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
+from consortia.services.unit_of_work import reading
 from consortia.storage.capture import (
     CaptureRepository,
     FormRecord,
@@ -91,8 +92,8 @@ def _transition(
     with engine.begin() as connection:
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, action, study, subject.site)
-        canonical, record = saved_form(connection, subject, ref, form)
-        capture = CaptureRepository(connection)
+        canonical, record = saved_form(connection, principal, subject, ref, form)
+        capture = CaptureRepository(connection, principal)
         if record.version != version:
             raise ConflictError(
                 f"form {form} is at version {record.version}, not {version}; reload it"
@@ -250,7 +251,7 @@ def sdv_worklist(
     visible_study(principal, study)
     require_in_study(principal, Action.DATA_VERIFY, study)
     check_page(limit, offset)
-    with engine.connect() as connection:
-        return VerificationRepository(connection, principal).awaiting(
+    with reading(engine, principal) as work:
+        return VerificationRepository(work.connection, principal).awaiting(
             study, site, limit=limit, offset=offset
         )

@@ -53,8 +53,10 @@ from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, s
 from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
 from consortia.services.data_entry import query_target, subject_context
+from consortia.services.form_events import form_save_after, form_save_entry
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading
 from consortia.standards.clinical_data import (
     FormRecord,
     read_long_csv,
@@ -181,7 +183,7 @@ def _prepare(
     for record in records:
         by_subject[record.subject_id].append(record)
     repository = SubjectRepository(connection, principal)
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     existing: dict[str, SubjectRecord | None] = {}
     tasks: list[_SubjectTask] = []
     # one query for the ids the study has at any site: a subject of the file that is not
@@ -322,8 +324,12 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
             position,
             count,
             canonical_json(
-                _saved_after(records[position], after)
-                | ({"derived_all": derived} if index == last else {})
+                form_save_after(
+                    status=_status(records[position]),
+                    version=1,
+                    values=after,
+                    derived_all=derived if index == last else None,
+                )
             ),
             warnings,
         )
@@ -335,12 +341,6 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
 def _status(record: FormRecord) -> str:
     """An imported form's state: complete as the file says, else in progress."""
     return "complete" if record.complete else "in_progress"
-
-
-def _saved_after(record: FormRecord, values: dict[str, dict[str, str]]) -> dict[str, object]:
-    """The ``after`` of an imported form's ``form.save`` event, as interactive entry writes
-    it: state, version 1 and the values (identifiers apart)."""
-    return {"status": _status(record), "version": 1, **values}
 
 
 #: Checking is pure CPU work: an import of at least this many forms is checked in worker
@@ -407,8 +407,8 @@ def import_file(
     """Import a clinical data file into ``study``; see the module docstring."""
     visible_study(principal, study)
     require_in_study(principal, Action.DATA_ENTER, study)
-    with engine.connect() as connection:
-        definition = current_definition(connection, study)
+    with reading(engine, principal) as work:
+        definition = current_definition(work.connection, study)
     try:
         kind, records = read_records(definition, path, progress=progress)
     except OSError as error:
@@ -455,7 +455,7 @@ def _write(
     now = utc_now()
     today = now.date()
     reason = f"bulk import of {Path(file).name}"
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
 
     # subjects
     new_subjects = sorted(
@@ -570,17 +570,16 @@ def _write(
             )  # fmt: skip
             values_count += count
             ref = event_ref(record.event, record.event_instance)
-            audit_entries.append(
-                {
-                    "actor": principal.email,
-                    "action": "form.save",
-                    "entity_type": "form",
-                    "entity_id": f"{study}/{record.subject_id}/{ref}/{record.form}",
-                    "site": site_of[record.subject_id],
-                    "after_json": after,
-                    "reason": reason,
-                }
+            save_event = form_save_entry(
+                study,
+                record.subject_id,
+                ref,
+                record.form,
+                site=site_of[record.subject_id],
+                after=None,  # already canonical JSON, made in the worker
+                reason=reason,
             )
+            audit_entries.append({"actor": principal.email, **save_event, "after_json": after})
             if warnings:
                 warned.append((form_ids[index], record, warnings))
         if len(value_rows) >= CHUNK:

@@ -32,6 +32,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.studies import current_definition
+from consortia.services.unit_of_work import reading
 from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
@@ -149,7 +150,7 @@ def open_query(
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.QUERY_OPEN, study, subject.site)
-        canonical, record = saved_form(connection, subject, ref, form)
+        canonical, record = saved_form(connection, principal, subject, ref, form)
         item, number = _item_target(item_key)
         if item:
             place = definition.index.items.get(item)
@@ -189,8 +190,8 @@ def get_query(engine: Engine, principal: Principal, study: str, query_id: int) -
     """One query with its thread."""
     visible_study(principal, study)
     require_in_study(principal, Action.QUERY_READ, study)
-    with engine.connect() as connection:
-        return _get(connection, principal, study, query_id)
+    with reading(engine, principal) as work:
+        return _get(work.connection, principal, study, query_id)
 
 
 def list_queries(
@@ -207,8 +208,8 @@ def list_queries(
     require_in_study(principal, Action.QUERY_READ, study)
     check_page(limit, offset)
     now = utc_now()
-    with engine.connect() as connection:
-        records = QueryRepository(connection, principal).find(
+    with reading(engine, principal) as work:
+        records = QueryRepository(work.connection, principal).find(
             study, where, limit=limit, offset=offset
         )
     return [QueryView(record, _age(record, now)) for record in records]

@@ -37,6 +37,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading
 from consortia.storage.capture import CaptureRepository, EventRecord
 
 __all__ = [
@@ -102,15 +103,15 @@ def list_events(
 ) -> list[EventView]:
     """The subject's event instances in schedule order, with windows and form states."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with reading(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
-        capture = CaptureRepository(connection)
+        capture = work.capture()
         states: dict[int, dict[str, str]] = {}
         for form in capture.forms(subject.id):
             states.setdefault(form.event_pk, {})[form.form] = form.state
         events = capture.events(subject.id)
-        order = {name: n for n, name in enumerate(_event_order(connection, study))}
+        order = {name: n for n, name in enumerate(_event_order(work.connection, study))}
     events.sort(
         key=lambda e: (
             e.target_date is None,
@@ -154,7 +155,7 @@ def reanchor_schedule(
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
         schedule = plan_schedule(definition.study, anchor)  # before anything changes
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, principal)
         before = capture.subject_row(subject.id).anchor_date
         capture.set_anchor(subject.id, anchor)
         existing = {e.event: e for e in capture.events(subject.id) if e.instance == 1}
@@ -234,7 +235,7 @@ def change_status(
     with engine.begin() as connection:
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_CREATE, study, subject.site)
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, principal)
         current = capture.subject_row(subject.id).status
         target = check_transition(current, status, reason)
         _check_gates(connection, capture, study, subject.id, target)

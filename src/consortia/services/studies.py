@@ -25,6 +25,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.services.common import audit, check_code, require, utc_now, visible_study
+from consortia.services.unit_of_work import reading
 from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
 __all__ = [
@@ -143,12 +144,12 @@ def load_definition(
 def list_versions(engine: Engine, principal: Principal, study: str) -> list[StudyVersionRecord]:
     """Every loaded version of a study, oldest first."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        return StudyVersionRepository(connection).versions(study)
+    with reading(engine, principal) as work:
+        return StudyVersionRepository(work.connection).versions(study)
 
 
 def read_definition(engine: Engine, principal: Principal, study: str) -> Definition:
     """The study's current definition, for a principal who holds a role in the study."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        return current_definition(connection, study)
+    with reading(engine, principal) as work:
+        return current_definition(work.connection, study)

@@ -26,6 +26,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.services.common import audit, check_code, normalise_email, utc_now
+from consortia.services.unit_of_work import reading
 from consortia.storage.repositories import TokenRecord, TokenRepository, UserRepository
 
 __all__ = [
@@ -51,8 +52,8 @@ def _owner_id(engine: Engine, principal: Principal, email: str | None) -> int:
         return principal.user_id
     if not can(principal, Action.USER_MANAGE, Resource()):
         raise PermissionDeniedError("only a node administrator manages other people's tokens")
-    with engine.connect() as connection:
-        user = UserRepository(connection).by_email(normalise_email(email))
+    with reading(engine, principal) as work:
+        user = UserRepository(work.connection).by_email(normalise_email(email))
     if user is None:
         raise NotFoundError(f"user {email} not found")
     return user.id
@@ -128,8 +129,8 @@ def list_tokens(
 ) -> list[TokenRecord]:
     """The tokens of ``email`` (default: the principal), newest last."""
     owner_id = _owner_id(engine, principal, email)
-    with engine.connect() as connection:
-        return TokenRepository(connection).of_user(owner_id)
+    with reading(engine, principal) as work:
+        return TokenRepository(work.connection).of_user(owner_id)
 
 
 def revoke_token(

@@ -42,6 +42,8 @@ from consortia.services.common import (
     require,
     utc_now,
 )
+from consortia.services.unit_of_work import reading
+from consortia.storage.db import read_only
 from consortia.storage.repositories import (
     GrantRecord,
     GrantRepository,
@@ -268,8 +270,8 @@ def activate_user(engine: Engine, principal: Principal, who: str | int) -> UserR
 def list_users(engine: Engine, principal: Principal) -> list[UserRecord]:
     """Every account on the node (node administrators)."""
     require(principal, Action.USER_READ, Resource())
-    with engine.connect() as connection:
-        return UserRepository(connection).list()
+    with reading(engine, principal) as work:
+        return UserRepository(work.connection).list()
 
 
 def _checked_grant(study: str, site: str, role: str | Role) -> Grant:
@@ -393,8 +395,8 @@ def list_grants(
     """The grants the principal manages, optionally for one study or one person."""
     if study is not None:
         check_code(study, "study", wildcard=True)
-    with engine.connect() as connection:
-        return GrantRepository(connection, principal).list(
+    with reading(engine, principal) as work:
+        return work.grants().list(
             study=study, email=None if email is None else normalise_email(email)
         )
 
@@ -402,7 +404,7 @@ def list_grants(
 def user_by_email(engine: Engine, email: str) -> UserRecord:
     """The account with ``email`` (for the CLI, run by the node operator)."""
     email = normalise_email(email)
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         user = UserRepository(connection).by_email(email)
     if user is None:
         raise NotFoundError(f"user {email} not found")
@@ -411,5 +413,5 @@ def user_by_email(engine: Engine, email: str) -> UserRecord:
 
 def count_users(engine: Engine) -> int:
     """How many accounts the node has (``consortia init`` creates the first)."""
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         return UserRepository(connection).count()
