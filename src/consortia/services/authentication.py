@@ -35,7 +35,7 @@ from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
 from consortia.services.users import principal_for, set_password
 from consortia.storage.audit import append_event
-from consortia.storage.db import READ_ONLY
+from consortia.storage.db import READ_ONLY, read_only
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -371,6 +371,15 @@ def principal_from_session(
     now = now or utc_now()
     key = session_key(cookie_value)
     idle_limit = timedelta(minutes=settings.session_minutes)
+    # most requests only read: a live session seen a moment ago needs no touch, so its
+    # check takes no writer lock; ending or touching a session is a (short) write
+    with read_only(engine.connect()) as connection, connection.begin():
+        session = SessionRepository(connection).get(key)
+        if session is not None and now - session.last_seen_at < min(_TOUCH_EVERY, idle_limit):
+            try:
+                return principal_for(connection, session.user_id)
+            except NotFoundError:
+                pass  # the account is gone: the write below ends the session
     with engine.begin() as connection:
         sessions = SessionRepository(connection)
         session = sessions.get(key)

@@ -29,12 +29,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action, may_see_identifiers
+from consortia.auth.policy import Action, Resource, can, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import (
     event_ref,
     parse_event_ref,
 )
+from consortia.domain.study import ItemType
 from consortia.domain.validation import (
     FormCheck,
     compute_derived,
@@ -42,7 +43,13 @@ from consortia.domain.validation import (
     validate_form,
 )
 from consortia.domain.values import flatten, nest, storage_number, storage_text
-from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.exceptions import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    ValidationError,
+)
 from consortia.services.common import (
     audit,
     find_subject,
@@ -52,7 +59,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.form_events import form_save_after, form_save_entry
-from consortia.services.queries import open_query_row
+from consortia.services.queries import QueryView, form_queries, open_query_row
 from consortia.services.studies import Definition, current_definition
 from consortia.services.unit_of_work import reading, writing
 from consortia.storage.audit import append_event
@@ -68,11 +75,13 @@ from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = [
+    "FormPage",
     "FormSave",
     "FormView",
     "derived_values",
     "query_target",
     "read_form",
+    "read_form_page",
     "save_form",
     "split_identifiers",
     "subject_context",
@@ -93,6 +102,9 @@ class FormSave:
     complete: bool = False
     reason: str | None = None
     visit_date: date | None = None
+    #: file items are shown, not edited (the pages): they keep what is stored, whatever
+    #: ``values`` holds for them
+    keep_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -255,8 +267,35 @@ def read_form(
     engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
 ) -> FormView:
     """One form instance of a subject (not started: version 0, no values)."""
+    return read_form_page(engine, principal, study, subject_id, ref, form, queries=False).view
+
+
+@dataclass(frozen=True)
+class FormPage:
+    """Everything a form's page shows, read in one read-only unit of work."""
+
+    view: FormView
+    definition: Definition
+    #: the event's visit date as recorded (None before the event has one)
+    visit_date: date | None
+    #: the queries on this form instance the reader may read, each with its thread
+    queries: tuple[QueryView, ...]
+
+
+def read_form_page(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    *,
+    queries: bool = True,
+) -> FormPage:
+    """A form instance with its study definition, visit date and (with ``queries``) the
+    queries on it: one read-only unit of work, then, only if the page shows identifier
+    values, one short write for their ``identifier.read`` event."""
     visible_study(principal, study)
-    # read in a snapshot; only showing identifier values needs a (short) write: its audit
     with reading(engine, principal) as work:
         connection = work.connection
         definition = current_definition(connection, study)
@@ -266,16 +305,26 @@ def read_form(
         event_def = definition.study.events.get(name)
         if event_def is None or form not in event_def.forms:
             raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
-        capture = CaptureRepository(connection, principal)
+        capture = work.capture()
         event = capture.event(subject.id, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
-        queries = 0
+        open_queries = 0
         if record is not None:
-            queries = len(QueryRepository(connection, principal).open_on_form(record.id))
+            open_queries = len(QueryRepository(connection, principal).open_on_form(record.id))
         view = _view(
-            definition, principal, subject, event_ref(name, instance), form, record, rows, queries
+            definition,
+            principal,
+            subject,
+            event_ref(name, instance),
+            form,
+            record,
+            rows,
+            open_queries,
         )
+        threads: tuple[QueryView, ...] = ()
+        if queries and can(principal, Action.QUERY_READ, Resource(study, subject.site)):
+            threads = tuple(form_queries(connection, principal, study, subject_id, ref, form))
     shown_identifiers = sorted(
         definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
     )
@@ -289,7 +338,7 @@ def read_form(
                 site=subject.site,
                 after={"items": shown_identifiers},
             )
-    return view
+    return FormPage(view, definition, None if event is None else event.visit_date, threads)
 
 
 @dataclass(frozen=True)
@@ -366,6 +415,21 @@ def _plan_save(
             "unlock it (with a reason) before it can change"
         )
     rows = capture.subject_values(subject.id)
+    # the form's stored values are among the subject's: no second query
+    old = {
+        (row.item, row.group_instance): row.text
+        for row in rows
+        if current is not None and row.event_pk == event.id and row.form == form
+    }
+    identifiers = definition.index.identifiers
+    if not may_see_identifiers(principal, study, subject.site) and any(
+        item in identifiers for item, _ in old
+    ):
+        raise PermissionDeniedError(
+            f"form {form} at {ref} of subject {subject_id} holds identifier values your roles "
+            f"at site {subject.site} do not show; saving it would remove them"
+        )
+    values = _keeping_files(definition, form, save.values, old) if save.keep_files else save.values
     context = subject_context(
         definition,
         rows,
@@ -373,17 +437,11 @@ def _plan_save(
         prefer_event=(event.event, event.instance),
     )
     check = validate_form(
-        definition.study, form, save.values, complete=save.complete, context=context, today=today
+        definition.study, form, values, complete=save.complete, context=context, today=today
     )
     if check.errors:
         raise ValidationError(list(check.errors))
     new = {key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()}
-    # the form's stored values are among the subject's: no second query
-    old = {
-        (row.item, row.group_instance): row.text
-        for row in rows
-        if current is not None and row.event_pk == event.id and row.form == form
-    }
     plan = _SavePlan(
         definition=definition,
         subject=subject,
@@ -405,6 +463,46 @@ def _plan_save(
     if (plan.changed or plan.removed) and plan.reason is None:
         raise ValidationError([Problem("reason", REASON_NEEDED)])
     return plan
+
+
+def _keeping_files(
+    definition: Definition,
+    form: str,
+    values: Mapping[str, object],
+    old: Mapping[tuple[str, int], str],
+) -> dict[str, object]:
+    """``values`` with every file item as stored (in each repeat of its group)."""
+    form_def = definition.study.forms.get(form)
+    files = (
+        set()
+        if form_def is None
+        else {
+            name
+            for group in form_def.groups.values()
+            for name, item in group.items.items()
+            if item.type is ItemType.FILE
+        }
+    )
+    merged: dict[str, object] = {name: value for name, value in values.items() if name not in files}
+    stored = nest(
+        {key: text for key, text in old.items() if key[0] in files},
+        definition.index.repeating_group_of,
+    )
+    for name, value in stored.items():
+        if not isinstance(value, list):
+            merged[name] = value
+            continue
+        posted = merged.get(name)
+        repeats = [dict(r) for r in posted] if isinstance(posted, list) else []
+        for number, instance in enumerate(value):
+            while len(repeats) <= number:
+                repeats.append({})
+            repeats[number] = {
+                **{k: v for k, v in repeats[number].items() if k not in files},
+                **instance,
+            }
+        merged[name] = repeats
+    return merged
 
 
 def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePlan) -> bool:

@@ -20,8 +20,10 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
+from consortia.domain.schedule import parse_event_ref
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
+    MAX_LIMIT,
     audit,
     check_page,
     find_subject,
@@ -42,6 +44,7 @@ __all__ = [
     "QueryView",
     "answer_query",
     "close_query",
+    "form_queries",
     "get_query",
     "list_queries",
     "open_query",
@@ -194,6 +197,33 @@ def get_query(engine: Engine, principal: Principal, study: str, query_id: int) -
         return _get(work.connection, principal, study, query_id)
 
 
+def form_queries(
+    connection: Connection,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+) -> list[QueryView]:
+    """The queries on one form instance at the caller's sites, oldest first, each with its
+    thread, in the caller's unit of work."""
+    name, instance = parse_event_ref(ref)
+    repository = QueryRepository(connection, principal)
+    found = repository.find(
+        study, QueryFilter(subject_id=subject_id, form=form), limit=MAX_LIMIT, offset=0
+    )
+    now = utc_now()
+    views = []
+    for record in found:
+        if (record.event, record.event_instance) != (name, instance):
+            continue
+        if not record.messages:  # a listing carries no thread: read the query whole
+            whole = repository.get(study, record.id)
+            record = record if whole is None else whole
+        views.append(QueryView(record, _age(record, now)))
+    return views
+
+
 def list_queries(
     engine: Engine,
     principal: Principal,
@@ -216,7 +246,13 @@ def list_queries(
 
 
 def _step(
-    engine: Engine, principal: Principal, study: str, query_id: int, step: str, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    step: str,
+    text: str,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
     action, allowed, status = STEPS[step]
     visible_study(principal, study)
@@ -226,7 +262,7 @@ def _step(
     with engine.begin() as connection:
         queries = QueryRepository(connection, principal)
         record = queries.get(study, query_id)
-        if record is None:
+        if record is None or (on_form is not None and not _on(record, on_form)):
             raise NotFoundError(f"query {query_id} not found in study {study}")
         require_in_study(principal, action, study, record.site)
         if record.status not in allowed:
@@ -251,22 +287,54 @@ def _step(
         return _get(connection, principal, study, query_id)
 
 
+def _on(record: QueryRecord, on_form: tuple[str, str, str]) -> bool:
+    """Whether the query is on the form instance ``(subject_id, event ref, form)``."""
+    subject_id, ref, form = on_form
+    name, instance = parse_event_ref(ref)
+    return (record.subject_id, record.event, record.event_instance, record.form) == (
+        subject_id,
+        name,
+        instance,
+        form,
+    )
+
+
 def answer_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Answer an open query (coordinator, investigator)."""
-    return _step(engine, principal, study, query_id, "answer", text)
+    """Answer an open query (coordinator, investigator); with ``on_form`` (subject, event,
+    form), a query of another form instance is not found."""
+    return _step(engine, principal, study, query_id, "answer", text, on_form)
 
 
 def close_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Close a query (data manager)."""
-    return _step(engine, principal, study, query_id, "close", text)
+    """Close a query (data manager); ``on_form`` as for :func:`answer_query`."""
+    return _step(engine, principal, study, query_id, "close", text, on_form)
 
 
 def reopen_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Re-open an answered or closed query (monitor, data manager)."""
-    return _step(engine, principal, study, query_id, "reopen", text)
+    """Re-open an answered or closed query (monitor, data manager); ``on_form`` as for
+    :func:`answer_query`."""
+    return _step(engine, principal, study, query_id, "reopen", text, on_form)
