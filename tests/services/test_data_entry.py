@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
-from consortia.exceptions import ConflictError
+from consortia.exceptions import ConflictError, PermissionDeniedError
 from consortia.services import data_entry, studies, subjects
 from consortia.services.common import cli_operator
 from consortia.services.data_entry import FormSave, derived_values
@@ -164,3 +164,21 @@ def test_a_save_that_creates_its_event_is_planned_under_the_write_lock(
     saved = _save(node, "end_of_study", "status", 0, last_contact="2025-07-01")
     assert plans == [True, False]  # the snapshot found no event to save into
     assert (saved.event, saved.version, saved.state) == ("end_of_study", 1, "in_progress")
+
+
+DEMOGRAPHICS = {"initials": "AL", "birth_date": "1961-04-02", "age": 63, "sex": "M"}
+
+
+def test_a_save_by_someone_the_identifiers_are_masked_for_is_refused_and_changes_nothing(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _save(node, "screening", "demographics", 0, **DEMOGRAPHICS)
+    # every role that enters data reads identifiers today: the rule guards the day one does not
+    monkeypatch.setattr(data_entry, "may_see_identifiers", lambda *_: False)
+    with pytest.raises(PermissionDeniedError, match="would remove them"):
+        _save(node, "screening", "demographics", 1, age=64, sex="M", reason="typo")
+    monkeypatch.undo()
+    view = data_entry.read_form(node, COORDINATOR, STUDY, SUBJECT, "screening", "demographics")
+    assert view.version == 1
+    assert view.values["initials"] == "AL"
+    assert view.values["age"] == "63"
