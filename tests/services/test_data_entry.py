@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
-from consortia.exceptions import ConflictError, PermissionDeniedError
-from consortia.services import data_entry, studies, subjects
+from consortia.exceptions import ConflictError, NotFoundError, PermissionDeniedError
+from consortia.services import data_entry, queries, studies, subjects
 from consortia.services.common import cli_operator
 from consortia.services.data_entry import FormSave, derived_values
 from consortia.services.studies import current_definition
@@ -182,3 +182,25 @@ def test_a_save_by_someone_the_identifiers_are_masked_for_is_refused_and_changes
     assert view.version == 1
     assert view.values["initials"] == "AL"
     assert view.values["age"] == "63"
+
+
+def test_a_step_on_a_query_of_another_form_instance_is_not_found_and_changes_nothing(
+    node: sa.Engine,
+) -> None:
+    _save(node, "screening", "demographics", 0, **DEMOGRAPHICS)
+    monitor = Principal(
+        12, "mon@sg.example", "Mon", frozenset({Grant(STUDY, "SG01", Role.MONITOR)})
+    )
+    opened = queries.open_query(
+        node, monitor, STUDY, SUBJECT, "screening", "demographics", "age", "check the age"
+    )
+    query_id = opened.record.id
+    with pytest.raises(NotFoundError):
+        queries.answer_query(
+            node, COORDINATOR, STUDY, query_id, "ok", on_form=(SUBJECT, "screening", "consent")
+        )
+    assert queries.get_query(node, monitor, STUDY, query_id).record.status == "open"
+    answered = queries.answer_query(
+        node, COORDINATOR, STUDY, query_id, "ok", on_form=(SUBJECT, "screening", "demographics")
+    )
+    assert answered.record.status == "answered"
