@@ -196,3 +196,50 @@ def test_the_layer_check_catches_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from sqlalchemy import select\nimport fastapi.routing\n")
     assert _imports(module) & FORBIDDEN == {"sqlalchemy", "fastapi"}
+
+
+_STATEMENTS = {"select", "insert", "update", "delete", "text", "join", "outerjoin"}
+
+
+def sql_outside_storage(root: Path) -> list[str]:
+    """Every place outside storage/ that builds SQL or names the tables: SQL lives only in
+    the repositories (and the migrations) of storage/."""
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        if _layer_of(path, root) == "storage":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        aliases = {"sqlalchemy"}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                aliases |= {a.asname or a.name for a in node.names if a.name == "sqlalchemy"}
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.module == "sqlalchemy":
+                found += [f"{where}: {a.name}" for a in node.names if a.name in _STATEMENTS]
+            elif isinstance(node, ast.ImportFrom) and node.module == "consortia.storage.tables":
+                found.append(f"{where}: the tables")
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr in _STATEMENTS
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                found.append(f"{where}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_sql_lives_only_in_storage() -> None:
+    assert sql_outside_storage(SRC) == []
+
+
+def test_the_sql_check_catches_a_statement_outside_storage(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "planted.py").write_text(
+        "import sqlalchemy as sa\nfrom consortia.storage.tables import subject\n"
+        "def ids(c):\n    return c.execute(sa.select(subject.c.id))\n"
+    )
+    assert sql_outside_storage(tmp_path) == [
+        "services/planted.py:2: the tables",
+        "services/planted.py:4: sa.select",
+    ]
