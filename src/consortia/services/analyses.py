@@ -38,7 +38,8 @@ from consortia.federation.policy import NodePolicy
 from consortia.federation.protocol import sha256_hex
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
-from consortia.services.common import audit, require_in_study, visible_study
+from consortia.services.common import require_in_study, visible_study
+from consortia.services.unit_of_work import writing
 from consortia.storage.db import READ_ONLY
 
 __all__ = [
@@ -180,10 +181,8 @@ def run_analysis(
         outcome = {key: result.get(key) for key in ("kind", "exact", "nodes", "estimates")}
         return result
     finally:
-        with engine.begin() as connection:
-            audit(
-                connection,
-                principal,
+        with writing(engine, principal) as work:
+            work.audit(
                 "analysis.run",
                 "analysis",
                 str(request.get("kind", "?")),

@@ -36,8 +36,8 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.federation.approval import ApprovalEntry, ApprovalStatus, DatabaseApprovals
-from consortia.services.common import audit, normalise_email, require, utc_now
-from consortia.services.unit_of_work import reading
+from consortia.services.common import normalise_email, require, utc_now
+from consortia.services.unit_of_work import reading, writing
 from consortia.services.users import principal_for
 from consortia.storage.approvals import ApprovalRepository
 from consortia.storage.db import read_only
@@ -112,8 +112,8 @@ def decide(
     require(principal, Action.APPROVAL_DECIDE, Resource())
     text = _checked_reason(reason, approve=approve)
     status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-    with engine.begin() as connection:
-        queue = ApprovalRepository(connection)
+    with writing(engine, principal) as work:
+        queue = ApprovalRepository(work.connection)
         entry = queue.get(entry_id)
         if entry is None:
             raise NotFoundError(f"approval {entry_id!r} does not exist")
@@ -123,9 +123,7 @@ def decide(
             raise ConflictError(
                 f"approval {entry_id!r} was already {current.status.value} by {current.decided_by}"
             )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "approval.approve" if approve else "approval.deny",
             "approval",
             entry.id,

@@ -33,6 +33,7 @@ from consortia.exceptions import (
 )
 from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
+from consortia.services.unit_of_work import writing
 from consortia.services.users import principal_for, set_password
 from consortia.storage.audit import append_event
 from consortia.storage.db import READ_ONLY, read_only
@@ -196,8 +197,8 @@ def reauthenticate(
     now = now or utc_now()
     checked = _check_password(engine, principal.email, password, now)
     name: str | None = None
-    with engine.begin() as connection:
-        users = UserRepository(connection)
+    with writing(engine, principal) as work:
+        users = UserRepository(work.connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         user = users.by_email(principal.email, for_update=True)
         reason = checked.refusal or checked.changed_since(users, user, now)
@@ -206,7 +207,7 @@ def reauthenticate(
             name = user.name
         else:
             _record_failure(
-                connection,
+                work.connection,
                 settings,
                 user,
                 principal.email,
@@ -340,10 +341,10 @@ def change_own_password(
     now = now or utc_now()
     reason = _check_password(engine, principal.email, current_password, now).refusal
     if reason is not None:
-        with engine.begin() as connection:
-            current = UserRepository(connection).by_email(principal.email, for_update=True)
+        with writing(engine, principal) as work:
+            current = UserRepository(work.connection).by_email(principal.email, for_update=True)
             _record_failure(
-                connection,
+                work.connection,
                 settings,
                 current,
                 principal.email,
@@ -398,9 +399,9 @@ def principal_from_session(
 
 def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
     """End a web session."""
-    with engine.begin() as connection:
-        SessionRepository(connection).remove(session_key(cookie_value))
-        audit(connection, principal, "logout", "user", principal.email)
+    with writing(engine, principal) as work:
+        SessionRepository(work.connection).remove(session_key(cookie_value))
+        work.audit("logout", "user", principal.email)
 
 
 def _as_token(owner: Principal, studies: tuple[str, ...] | None) -> Principal:

@@ -542,13 +542,13 @@ def save_form(
         plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
         if plan is not None and not plan.changes_anything:
             return _unchanged_view(connection, principal, plan)
-    with engine.begin() as connection:
-        if plan is None or not _unchanged_since(connection, principal, plan):
-            plan = _plan_save(connection, principal, where, save, today, in_snapshot=False)
+    with writing(engine, principal) as work:
+        if plan is None or not _unchanged_since(work.connection, principal, plan):
+            plan = _plan_save(work.connection, principal, where, save, today, in_snapshot=False)
             assert plan is not None
             if not plan.changes_anything:
-                return _unchanged_view(connection, principal, plan)
-        return _write_save(connection, principal, plan)
+                return _unchanged_view(work.connection, principal, plan)
+        return _write_save(work.connection, principal, plan)
 
 
 def _unchanged_view(connection: Connection, principal: Principal, plan: _SavePlan) -> FormView:

@@ -48,9 +48,9 @@ from consortia.domain.parsing import character_problem
 from consortia.domain.schedule import event_ref
 from consortia.domain.study import ItemType
 from consortia.exceptions import NotFoundError, Problem, ValidationError
-from consortia.services.common import audit, require_in_study, utc_now, visible_study
+from consortia.services.common import require_in_study, utc_now, visible_study
 from consortia.services.studies import Definition, current_definition
-from consortia.services.unit_of_work import reading
+from consortia.services.unit_of_work import reading, writing
 from consortia.standards import exports as writers
 from consortia.standards.clinical_data import COMPLETE_ITEM
 from consortia.standards.exports import ClinicalValue, Column, ColumnType
@@ -432,10 +432,8 @@ def _check(engine: Engine, principal: Principal, study: str, request: ExportRequ
 def _audit_export(
     engine: Engine, principal: Principal, study: str, request: ExportRequest, tables: list[str]
 ) -> None:
-    with engine.begin() as connection:
-        audit(
-            connection,
-            principal,
+    with writing(engine, principal) as work:
+        work.audit(
             "data.export",
             "study",
             study,

@@ -34,7 +34,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.studies import current_definition
-from consortia.services.unit_of_work import reading
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
@@ -149,11 +149,11 @@ def open_query(
     """Open a query on an item of a saved form (monitor, data manager)."""
     visible_study(principal, study)
     cleaned = _text(text)
-    with engine.begin() as connection:
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        definition = current_definition(work.connection, study)
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.QUERY_OPEN, study, subject.site)
-        canonical, record = saved_form(connection, principal, subject, ref, form)
+        canonical, record = saved_form(work.connection, principal, subject, ref, form)
         item, number = _item_target(item_key)
         if item:
             place = definition.index.items.get(item)
@@ -163,7 +163,7 @@ def open_query(
                 )
         entity = form_audit_id(study, subject_id, canonical, form)
         query_pk = open_query_row(
-            connection,
+            work.connection,
             principal,
             subject,
             record.id,
@@ -173,7 +173,7 @@ def open_query(
             origin="manual",
             now=utc_now(),
         )
-        view = _get(connection, principal, study, query_pk)
+        view = _get(work.connection, principal, study, query_pk)
     return view
 
 
@@ -259,8 +259,8 @@ def _step(
     # a role without the action anywhere in the study is refused before any lookup (403)
     require_in_study(principal, action, study)
     cleaned = _text(text)
-    with engine.begin() as connection:
-        queries = QueryRepository(connection, principal)
+    with writing(engine, principal) as work:
+        queries = QueryRepository(work.connection, principal)
         record = queries.get(study, query_id)
         if record is None or (on_form is not None and not _on(record, on_form)):
             raise NotFoundError(f"query {query_id} not found in study {study}")
@@ -273,9 +273,7 @@ def _step(
         now = utc_now()
         queries.add_message(query_id, action=step, text=cleaned, at=now, by=principal.email)
         queries.set_status(query_id, status, now)
-        audit(
-            connection,
-            principal,
+        work.audit(
             f"query.{step}",
             "query",
             query_id,
@@ -284,7 +282,7 @@ def _step(
             before={"status": record.status},
             after={"status": status, "text": cleaned},
         )
-        return _get(connection, principal, study, query_id)
+        return _get(work.connection, principal, study, query_id)
 
 
 def _on(record: QueryRecord, on_form: tuple[str, str, str]) -> bool:

@@ -30,14 +30,13 @@ from consortia.domain.schedule import (
 )
 from consortia.exceptions import NotFoundError, Problem, ValidationError
 from consortia.services.common import (
-    audit,
     find_subject,
     require_in_study,
     utc_now,
     visible_study,
 )
 from consortia.services.studies import Definition, current_definition
-from consortia.services.unit_of_work import reading
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import CaptureRepository, EventRecord
 
 __all__ = [
@@ -150,12 +149,12 @@ def reanchor_schedule(
     visible_study(principal, study)
     if not reason.strip():
         raise ValidationError([Problem("reason", "moving a schedule needs a reason")])
-    with engine.begin() as connection:
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        definition = current_definition(work.connection, study)
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
         schedule = plan_schedule(definition.study, anchor)  # before anything changes
-        capture = CaptureRepository(connection, principal)
+        capture = CaptureRepository(work.connection, principal)
         before = capture.subject_row(subject.id).anchor_date
         capture.set_anchor(subject.id, anchor)
         existing = {e.event: e for e in capture.events(subject.id) if e.instance == 1}
@@ -180,9 +179,7 @@ def reanchor_schedule(
                         }
                     ]
                 )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "schedule.reanchor",
             "subject",
             f"{study}/{subject_id}",
@@ -232,13 +229,13 @@ def change_status(
 ) -> str:
     """Move a subject to ``status`` on ``on_date`` (with a reason where one is needed)."""
     visible_study(principal, study)
-    with engine.begin() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_CREATE, study, subject.site)
-        capture = CaptureRepository(connection, principal)
+        capture = CaptureRepository(work.connection, principal)
         current = capture.subject_row(subject.id).status
         target = check_transition(current, status, reason)
-        _check_gates(connection, capture, study, subject.id, target)
+        _check_gates(work.connection, capture, study, subject.id, target)
         capture.add_status(
             subject.id,
             status=target.value,
@@ -247,9 +244,7 @@ def change_status(
             recorded_at=utc_now(),
             recorded_by=principal.email,
         )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "subject.status",
             "subject",
             f"{study}/{subject_id}",

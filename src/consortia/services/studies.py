@@ -24,8 +24,8 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
-from consortia.services.common import audit, check_code, require, utc_now, visible_study
-from consortia.services.unit_of_work import reading
+from consortia.services.common import check_code, require, utc_now, visible_study
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
 __all__ = [
@@ -107,8 +107,8 @@ def load_definition(
             "study-wide (site *) study_admin grant"
         )
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-    with engine.begin() as connection:
-        versions = StudyVersionRepository(connection)
+    with writing(engine, principal) as work:
+        versions = StudyVersionRepository(work.connection)
         current = versions.current(code)
         if current is not None and current.sha256 == digest:
             return current, False
@@ -121,9 +121,7 @@ def load_definition(
             now=now,
             by=principal.email,
         )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "study.load",
             "study",
             code,

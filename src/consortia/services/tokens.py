@@ -25,8 +25,8 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
-from consortia.services.common import audit, check_code, normalise_email, utc_now
-from consortia.services.unit_of_work import reading
+from consortia.services.common import check_code, normalise_email, utc_now
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.repositories import TokenRecord, TokenRepository, UserRepository
 
 __all__ = [
@@ -92,11 +92,11 @@ def create_token(
     owner_id = _owner_id(engine, principal, email)
     now = now or utc_now()
     secret = new_token()
-    with engine.begin() as connection:
-        owner = UserRepository(connection).by_id(owner_id)
+    with writing(engine, principal) as work:
+        owner = UserRepository(work.connection).by_id(owner_id)
         if owner is None:  # pragma: no cover - a CLI operator's id 0 is never an owner
             raise NotFoundError("the token's owner does not exist")
-        tokens = TokenRepository(connection)
+        tokens = TokenRepository(work.connection)
         token_id = tokens.add(
             user_id=owner_id,
             name=name,
@@ -107,9 +107,7 @@ def create_token(
             expires_at=now + lifetime,
         )
         record = tokens.of_user(owner_id, token_id)[0]
-        audit(
-            connection,
-            principal,
+        work.audit(
             "token.create",
             "api_token",
             token_id,
@@ -143,17 +141,15 @@ def revoke_token(
 ) -> TokenRecord:
     """Revoke token ``token_id`` of ``email`` (default: the principal); it stops at once."""
     owner_id = _owner_id(engine, principal, email)
-    with engine.begin() as connection:
-        tokens = TokenRepository(connection)
+    with writing(engine, principal) as work:
+        tokens = TokenRepository(work.connection)
         found = tokens.of_user(owner_id, token_id)
         if not found:
             raise NotFoundError(f"token {token_id} not found")
         if found[0].revoked_at is not None:
             raise ConflictError(f"token {token_id} is already revoked")
         tokens.update(token_id, revoked_at=now or utc_now())
-        audit(
-            connection,
-            principal,
+        work.audit(
             "token.revoke",
             "api_token",
             token_id,
