@@ -20,7 +20,7 @@ from consortia.commands.registry import NODE_COMMANDS, NODE_GROUP_COMMANDS, STUD
 from consortia.exceptions import ConsortiaError, _ProblemsError
 
 if TYPE_CHECKING:
-    from consortia.federation.results import AnalysisResult
+    from consortia.services.federated import AnalysisResult
 
 app = typer.Typer(
     name="consortia",
@@ -311,17 +311,16 @@ def audit_verify(
     replay the trail and report every difference with the tables (exit 1).
     """
     from consortia.config import Settings
-    from consortia.storage.audit import verify_trail
-    from consortia.storage.db import make_engine
+    from consortia.services.audit_trail import verify_trail
+    from consortia.services.database import open_database
 
     exit_code = 0
     try:
         config = _node_config(node_config) if node_config is not None else None
         url = database_url or (config.database() if config is not None else None)
-        engine = make_engine(url or Settings().database_url)
+        engine = open_database(url or Settings().database_url)
         try:
-            with engine.connect() as connection:
-                report = verify_trail(connection, chain=chain)
+            report = verify_trail(engine, chain=chain)
             typer.echo(str(report))
             if not report.ok:
                 exit_code = 1
@@ -339,14 +338,9 @@ def audit_verify(
 
 def _verify_witnessed(config: Any, engine: Any) -> int:
     """Print the comparison with the witnessed heads; 1 for a finding, 3 for no witness."""
-    from consortia.federation.nodeconfig import node_trust
-    from consortia.federation.signing import load_key
-    from consortia.federation.witness import HeadWitness, verify_heads
+    from consortia.services.node_admin import verify_witnessed_heads
 
-    witness = HeadWitness(
-        engine, config.name, load_key(config.resolve(config.key_file)), node_trust(config)
-    )
-    report = verify_heads(witness)
+    report = verify_witnessed_heads(config, engine)
     for line in report.lines():
         typer.echo(line)
     if not report.ok:
@@ -376,20 +370,10 @@ def audit_witness(
 ) -> None:
     """Sign this node's chain heads and hand them to its peers, which keep them (exit 3 if
     a peer did not take them)."""
-    from consortia.federation.nodeconfig import node_trust, open_node_database
-    from consortia.federation.signing import load_key
-    from consortia.federation.witness import HeadWitness, push_heads
+    from consortia.services.node_admin import witness_heads
 
     try:
-        config = _node_config(node_config)
-        engine = open_node_database(config)
-        try:
-            witness = HeadWitness(
-                engine, config.name, load_key(config.resolve(config.key_file)), node_trust(config)
-            )
-            outcomes = push_heads(witness)
-        finally:
-            engine.dispose()
+        outcomes = witness_heads(_node_config(node_config))
     except ConsortiaError as error:
         raise fail(error) from None
     if not outcomes:
@@ -427,7 +411,7 @@ def _local_table(spec: Path, request: object, table: str | None) -> str | None:
 
 
 def _write_plot(result: AnalysisResult, path: Path) -> None:
-    from consortia.federation.kinds.survival import KaplanMeierEstimates
+    from consortia.services.federated import KaplanMeierEstimates
     from consortia.stats.plots import kaplan_meier_plot
 
     image_format = path.suffix.lower().lstrip(".")
@@ -507,9 +491,7 @@ def analyze(
     import yaml
     from pydantic import ValidationError as PydanticValidationError
 
-    from consortia.federation.local import analyze_local, analyze_remote
-    from consortia.federation.policy import NodePolicy
-    from consortia.federation.signing import TrustStore, load_key
+    from consortia.services.federated import analyze_files, analyze_nodes
 
     try:
         try:
@@ -522,14 +504,13 @@ def analyze(
         if bool(local) == bool(node):
             raise typer.BadParameter("give either --local NAME=FILE ... or --node NAME=URL ...")
         if local:
-            node_policy = None
+            document = None
             if policy is not None:
-                data = yaml.safe_load(policy.read_text(encoding="utf-8")) or {}
-                node_policy = NodePolicy.model_validate(data.get("policy", data))
-            result = analyze_local(
+                document = yaml.safe_load(policy.read_text(encoding="utf-8")) or {}
+            result = analyze_files(
                 request,
                 _pairs(local, "--local"),
-                node_policy,
+                document,
                 table_name=_local_table(spec, request, table),
             )
         else:
@@ -537,11 +518,8 @@ def analyze(
                 raise typer.BadParameter("--table names --local files; a --node serves its own")
             if key is None or trust is None:
                 raise typer.BadParameter("--node needs --key (the lead's key) and --trust")
-            result = analyze_remote(
-                request,
-                _pairs(node or [], "--node"),
-                key=load_key(key),
-                trust=TrustStore.load(trust),
+            result = analyze_nodes(
+                request, _pairs(node or [], "--node"), key_file=key, trust_file=trust
             )
     except ConsortiaError as error:
         raise fail(error) from None
@@ -561,20 +539,9 @@ def analyze(
 def _node_config(config: Path) -> Any:
     """The federation config of a node: the [node] section of its consortia.toml (a YAML
     node config is refused with the command that moves it there)."""
-    from consortia.config import CONFIG_FILE_NAME, load_settings
-    from consortia.exceptions import ConfigurationError
-    from consortia.federation.nodeconfig import node_config_from_settings
+    from consortia.services.node_admin import node_config
 
-    if config.suffix.lower() in (".yaml", ".yml"):
-        raise ConfigurationError(
-            f"{config}: a node's federation configuration is the [node] section of its "
-            f"{CONFIG_FILE_NAME}, no longer a YAML file; run `consortia config "
-            f"import-node-yaml {config}` to move it there, then pass the {CONFIG_FILE_NAME}"
-        )
-    node = node_config_from_settings(load_settings(config))
-    if node is None:
-        raise ConfigurationError(f"{config}: has no [node] section (docs/settings.md)")
-    return node
+    return node_config(config)
 
 
 @node_app.command("keygen")
@@ -582,24 +549,22 @@ def node_keygen(
     out: Annotated[Path, typer.Argument(help="Where to write the Ed25519 key (PEM, mode 0600).")],
 ) -> None:
     """Create a node signing key; refuses to overwrite an existing one."""
-    from consortia.federation.signing import generate_key, public_key_b64, save_key
+    from consortia.services.node_admin import create_node_key
 
-    key = generate_key()
     try:
-        save_key(key, out)
+        public_key = create_node_key(out)
     except ConsortiaError as error:
         raise fail(error) from None
-    typer.echo(f"wrote {out}; public key {public_key_b64(key)}")
+    typer.echo(f"wrote {out}; public key {public_key}")
 
 
 @node_app.command("identity")
 def node_identity_command(config: ConfigOption) -> None:
     """Print this node's name, URL and public key, to give to partner nodes."""
-    from consortia.federation.signing import load_key, node_identity
+    from consortia.services.node_admin import node_identity
 
     try:
-        node = _node_config(config)
-        typer.echo(node_identity(node.name, node.url, load_key(node.resolve(node.key_file))))
+        typer.echo(node_identity(_node_config(config)))
     except ConsortiaError as error:
         raise fail(error) from None
 
@@ -614,7 +579,7 @@ def node_trust(
     """Trust a peer: add (or replace) it in the node's trust file."""
     from pydantic import ValidationError as PeerError
 
-    from consortia.federation.signing import Peer, TrustStore
+    from consortia.services.node_admin import trust_peer
 
     try:
         node = _node_config(config)
@@ -622,10 +587,7 @@ def node_trust(
             raise typer.BadParameter(
                 f'{config} has no trust_file; add `trust_file = "trust.yaml"` to [node]'
             )
-        path = node.resolve(node.trust_file)
-        store = TrustStore.load(path) if path.exists() else TrustStore()
-        store.add(Peer(name=name, url=url, public_key=public_key))
-        store.save(path)
+        path = trust_peer(node, name, url, public_key)
     except ConsortiaError as error:
         raise fail(error) from None
     except PeerError as error:
@@ -651,7 +613,7 @@ def node_serve(
 @contextmanager
 def _node_database(config: Path) -> Iterator[Any]:
     """The engine of the node database the federation config names (disposed after)."""
-    from consortia.federation.nodeconfig import open_node_database
+    from consortia.services.node_admin import open_node_database
 
     engine = open_node_database(_node_config(config))
     try:
@@ -737,7 +699,7 @@ def approvals_deny(
 @node_app.command("audit-verify")
 def node_audit_verify(config: ConfigOption) -> None:
     """Verify the hash chain of the node's federation audit (database chain or log file)."""
-    from consortia.federation.nodeconfig import verify_node_audit
+    from consortia.services.node_admin import verify_node_audit
 
     try:
         line = verify_node_audit(_node_config(config))

@@ -22,19 +22,21 @@ from consortia.domain.study_yaml import study_to_yaml
 from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError
-from consortia.federation.kinds.survival import KaplanMeierEstimates
-from consortia.federation.local import analyze_local
-from consortia.federation.results import AnalysisResult
+from consortia.services.audit_trail import verify_trail
 from consortia.services.common import cli_operator
+from consortia.services.database import migrate, opened_database
 from consortia.services.exports import ExportFormat, ExportRequest, export_study
+from consortia.services.federated import (
+    AnalysisResult,
+    KaplanMeierEstimates,
+    analyze_files,
+    audit_analysis_run,
+)
 from consortia.services.imports import import_file
 from consortia.services.studies import load_definition
 from consortia.standards.odm import export_odm_file
 from consortia.standards.redcap_export import export_redcap_file
 from consortia.stats.plots import kaplan_meier_plot
-from consortia.storage.audit import append_event, metadata, verify_trail
-from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 
 TEMPLATE = "cart-lbcl"
 
@@ -68,15 +70,15 @@ def run_demo(
         )
         _capture(node_dir, study.study.id, site_code, records, echo)
 
-    engine = make_engine(f"sqlite:///{folder / 'consortia.db'}")
-    metadata.create_all(engine)
     results = []
-    try:
+    database = folder / "consortia.db"
+    with opened_database(f"sqlite:///{database}") as engine:
+        migrate(engine)
         for name, analysis in study.analysis_plan.items():
             request = analysis.model_dump()
             echo(f"\n== {name} ==")
             try:
-                result = analyze_local(request, tables)
+                result = analyze_files(request, tables)
             except ConsortiaError as error:
                 echo(f"refused: {error}")
                 outcome: dict[str, Any] = {"refused": str(error)}
@@ -91,20 +93,14 @@ def run_demo(
                         kaplan_meier_plot(result.estimates.curves, time_label="Days", title=name)
                     )
                     echo(f"curves drawn in {image}")
-            with engine.begin() as connection:
-                append_event(
-                    connection,
-                    study.study.id,
-                    actor="demo",
-                    action="analysis.run",
-                    entity_type="analysis",
-                    entity_id=name,
-                    after={"request": request, **outcome},
-                )
-        with engine.connect() as connection:
-            echo(f"\n{verify_trail(connection)} ({folder / 'consortia.db'})")
-    finally:
-        engine.dispose()
+            audit_analysis_run(
+                engine,
+                study.study.id,
+                actor="demo",
+                name=name,
+                after={"request": request, **outcome},
+            )
+        echo(f"\n{verify_trail(engine)} ({database})")
     return results
 
 
@@ -115,19 +111,15 @@ def _capture(
     database = node_dir / "node.db"
     for leftover in node_dir.glob("node.db*"):  # the demo starts afresh each time
         leftover.unlink()
-    engine = make_engine(f"sqlite:///{database}")
-    try:
-        upgrade(engine)
+    with opened_database(f"sqlite:///{database}") as engine:
+        migrate(engine)
         operator = cli_operator(Role.STUDY_ADMIN, Role.COORDINATOR, Role.DATA_MANAGER)
         load_definition(engine, operator, template_text(TEMPLATE), file=f"{TEMPLATE}.yaml")
         report = import_file(engine, operator, study, records, site=site)
         counts = export_study(
             engine, operator, study, ExportRequest(ExportFormat.PARQUET), node_dir / "export"
         )
-        with engine.connect() as connection:
-            chain = verify_trail(connection)
-    finally:
-        engine.dispose()
+        chain = verify_trail(engine)
     echo(
         f"    imported {report.values} values in {report.forms} forms into {database} "
         f"({report.queries_opened} queries opened for soft problems); exported "

@@ -12,6 +12,7 @@ from node_client import Node, SyncClient
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
+from consortia.services.common import cli_operator
 from consortia.services.data_entry import derived_values
 from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_trail
@@ -456,9 +457,9 @@ def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
         subject_pk = connection.execute(
             sa.select(subject.c.id).where(subject.c.subject_id == "SG01-001")
         ).scalar_one()
-        stored = CaptureRepository(connection).derived(subject_pk)
+        stored = CaptureRepository(connection, cli_operator()).derived(subject_pk)
         recomputed = derived_values(
-            definition, CaptureRepository(connection).subject_values(subject_pk)
+            definition, CaptureRepository(connection, cli_operator()).subject_values(subject_pk)
         )
     assert stored == {name: text for name, (text, _) in recomputed.items()}
     assert stored["pfs_days"] == "179"

@@ -128,7 +128,7 @@ def test_a_failed_audit_leaves_the_queue_unchanged(
     def broken_audit(*_args: object, **_kwargs: object) -> None:
         raise sa.exc.OperationalError("INSERT INTO audit_event", {}, Exception("disk full"))
 
-    monkeypatch.setattr("consortia.services.approvals.audit", broken_audit)
+    monkeypatch.setattr("consortia.services.unit_of_work.append_event", broken_audit)
     with pytest.raises(sa.exc.OperationalError):
         approvals.decide(engine, STEWARD, entry.id, True, "")
     assert _stored(engine)[0].status is ApprovalStatus.PENDING

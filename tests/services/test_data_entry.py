@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.domain.templates import template_text
-from consortia.exceptions import ConflictError
-from consortia.services import data_entry, studies, subjects
+from consortia.exceptions import ConflictError, NotFoundError, PermissionDeniedError
+from consortia.services import data_entry, queries, studies, subjects
+from consortia.services.common import cli_operator
 from consortia.services.data_entry import FormSave, derived_values
 from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_trail
@@ -83,7 +84,7 @@ def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
     subject = subjects.get_subject(engine, COORDINATOR, STUDY, SUBJECT)
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         definition = current_definition(connection, STUDY)
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, cli_operator())
         stored = capture.derived(subject.id)
         recomputed = derived_values(definition, capture.subject_values(subject.id))
         assert verify_trail(connection).ok
@@ -163,3 +164,43 @@ def test_a_save_that_creates_its_event_is_planned_under_the_write_lock(
     saved = _save(node, "end_of_study", "status", 0, last_contact="2025-07-01")
     assert plans == [True, False]  # the snapshot found no event to save into
     assert (saved.event, saved.version, saved.state) == ("end_of_study", 1, "in_progress")
+
+
+DEMOGRAPHICS = {"initials": "AL", "birth_date": "1961-04-02", "age": 63, "sex": "M"}
+
+
+def test_a_save_by_someone_the_identifiers_are_masked_for_is_refused_and_changes_nothing(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _save(node, "screening", "demographics", 0, **DEMOGRAPHICS)
+    # every role that enters data reads identifiers today: the rule guards the day one does not
+    monkeypatch.setattr(data_entry, "may_see_identifiers", lambda *_: False)
+    with pytest.raises(PermissionDeniedError, match="would remove them"):
+        _save(node, "screening", "demographics", 1, age=64, sex="M", reason="typo")
+    monkeypatch.undo()
+    view = data_entry.read_form(node, COORDINATOR, STUDY, SUBJECT, "screening", "demographics")
+    assert view.version == 1
+    assert view.values["initials"] == "AL"
+    assert view.values["age"] == "63"
+
+
+def test_a_step_on_a_query_of_another_form_instance_is_not_found_and_changes_nothing(
+    node: sa.Engine,
+) -> None:
+    _save(node, "screening", "demographics", 0, **DEMOGRAPHICS)
+    monitor = Principal(
+        12, "mon@sg.example", "Mon", frozenset({Grant(STUDY, "SG01", Role.MONITOR)})
+    )
+    opened = queries.open_query(
+        node, monitor, STUDY, SUBJECT, "screening", "demographics", "age", "check the age"
+    )
+    query_id = opened.record.id
+    with pytest.raises(NotFoundError):
+        queries.answer_query(
+            node, COORDINATOR, STUDY, query_id, "ok", on_form=(SUBJECT, "screening", "consent")
+        )
+    assert queries.get_query(node, monitor, STUDY, query_id).record.status == "open"
+    answered = queries.answer_query(
+        node, COORDINATOR, STUDY, query_id, "ok", on_form=(SUBJECT, "screening", "demographics")
+    )
+    assert answered.record.status == "answered"

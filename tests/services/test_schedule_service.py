@@ -15,6 +15,7 @@ from consortia.domain.synthetic import synthesize
 from consortia.domain.templates import template_text
 from consortia.exceptions import ValidationError
 from consortia.services import data_entry, form_states, imports, studies, subjects
+from consortia.services.common import cli_operator
 from consortia.services.data_entry import FormSave
 from consortia.services.schedule import change_status
 from consortia.storage.audit import iter_events, verify_trail
@@ -92,7 +93,7 @@ def test_becoming_eligible_without_consent_is_refused_and_changes_nothing(
     assert _status_trail(node) == ("screening", [])
     with node.connect() as connection:
         record = subjects.get_subject(node, STAFF, STUDY, SUBJECT)
-        assert len(CaptureRepository(connection).status_history(record.id)) == 1
+        assert len(CaptureRepository(connection, cli_operator()).status_history(record.id)) == 1
 
 
 def test_becoming_eligible_with_consent_not_given_is_refused(node: sa.Engine) -> None:

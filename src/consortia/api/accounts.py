@@ -29,9 +29,10 @@ from consortia.api.schemas import (
     UserCreate,
     UserPublic,
 )
-from consortia.api.signin import password_work, sign_in
 from consortia.auth.sessions import SESSION_COOKIE, csrf_token
 from consortia.auth.tokens import parse_lifetime
+from consortia.entry.sessions import clear_session_cookie, set_session_cookie
+from consortia.entry.signin import password_work, sign_in
 from consortia.exceptions import AuthenticationError
 from consortia.services import audit_trail, authentication, tokens, users
 
@@ -59,14 +60,7 @@ async def log_in(body: LoginRequest, request: Request, response: Response) -> Se
     and too many failures from one address or for one account are refused (429)."""
     result = await sign_in(request, body.email, body.password)
     # no Max-Age: the browser keeps it for its session; the server ends it when idle
-    response.set_cookie(
-        SESSION_COOKIE,
-        result.cookie_value,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
+    set_session_cookie(response, result.cookie_value)
     return SessionPublic(me=MePublic.of(result.principal), csrf_token=result.csrf_token)
 
 
@@ -85,7 +79,7 @@ def log_out(request: Request, principal: CurrentPrincipal, engine: EngineDep) ->
     """End the web session (needs the CSRF token)."""
     authentication.logout(engine, principal, _session_cookie(request))
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    clear_session_cookie(response)
     return response
 
 

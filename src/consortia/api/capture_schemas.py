@@ -12,7 +12,7 @@ from consortia.services.data_entry import FormView
 from consortia.services.history import ItemChange
 from consortia.services.queries import QueryView
 from consortia.services.schedule import EventView
-from consortia.storage.capture import StudyVersionRecord
+from consortia.services.studies import StudyVersionRecord
 
 __all__ = [
     "DefinitionLoad",

@@ -26,10 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from consortia.auth.principal import Principal
-from consortia.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_matches
+from consortia.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from consortia.config import Settings
+from consortia.entry.sessions import csrf_ok, node_engine, node_settings, session_principal
 from consortia.exceptions import AuthenticationError, PermissionDeniedError
-from consortia.services.authentication import principal_from_session, principal_from_token
+from consortia.services.authentication import principal_from_token
 
 __all__ = [
     "NO_CREDENTIALS",
@@ -65,15 +66,11 @@ _cookie = APIKeyCookie(
 # The two lookups are ``async`` so that FastAPI calls them on the event loop: a plain
 # ``def`` dependency costs a trip through the thread pool on every request.
 async def get_engine(request: Request) -> Engine:
-    engine = request.app.state.engine
-    assert isinstance(engine, Engine)
-    return engine
+    return node_engine(request)
 
 
 async def get_settings(request: Request) -> Settings:
-    settings = request.app.state.settings
-    assert isinstance(settings, Settings)
-    return settings
+    return node_settings(request)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -114,19 +111,19 @@ class Caller:
         checked = self.request.scope.get("state", {}).get(PRINCIPAL_STATE)
         if isinstance(checked, Principal):  # checked before the body was read
             return checked
-        request, engine, settings, cookie = self.request, self.engine, self.settings, self.cookie
+        request, engine, cookie = self.request, self.engine, self.cookie
         if request.headers.get("authorization") is not None:
             if self.bearer is None or not self.bearer.credentials:
                 raise AuthenticationError("send the API token as 'Authorization: Bearer <token>'")
             return principal_from_token(engine, self.bearer.credentials)
         if cookie:
-            principal = principal_from_session(engine, settings, cookie)
-            if request.method not in SAFE_METHODS:
-                secret = settings.secret_key.get_secret_value()
-                if not csrf_matches(secret, cookie, request.headers.get(CSRF_HEADER)):
-                    raise PermissionDeniedError(
-                        f"this change needs the session's CSRF token in the {CSRF_HEADER} header"
-                    )
+            principal = session_principal(request, cookie)
+            if request.method not in SAFE_METHODS and not csrf_ok(
+                request, cookie, request.headers.get(CSRF_HEADER)
+            ):
+                raise PermissionDeniedError(
+                    f"this change needs the session's CSRF token in the {CSRF_HEADER} header"
+                )
             return principal
         raise AuthenticationError(NO_CREDENTIALS)
 

@@ -22,7 +22,7 @@ wrong field must not come back in an error page or a log of responses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -31,40 +31,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from consortia.exceptions import (
-    AuthenticationError,
-    ConfigurationError,
-    ConflictError,
-    ConsortiaError,
-    NotFoundError,
-    PermissionDeniedError,
-    TooManyRequestsError,
-    ValidationError,
-    _ProblemsError,
-)
+from consortia.entry.errors import status_for
+from consortia.exceptions import ConsortiaError, TooManyRequestsError, _ProblemsError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "install_error_handlers", "problem_response", "status_for"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger(__name__)
-
-_STATUS: Sequence[tuple[type[ConsortiaError], int]] = (
-    (AuthenticationError, 401),
-    (PermissionDeniedError, 403),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (ValidationError, 422),
-    (TooManyRequestsError, 429),
-    (ConfigurationError, 500),
-)
-
-
-def status_for(error: ConsortiaError) -> int:
-    """The HTTP status an error maps to (400 for errors without a more precise one)."""
-    for kind, status in _STATUS:
-        if isinstance(error, kind):
-            return status
-    return 400
 
 
 def problem_response(

@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from consortia.auth.principal import CODE_PATTERN, Principal, Role
-from consortia.services.subjects import INITIALS_PATTERN
-from consortia.storage.audit import AuditEvent
-from consortia.storage.repositories import GrantRecord, SubjectRecord, TokenRecord, UserRecord
+from consortia.services.audit_trail import AuditEvent
+from consortia.services.subjects import INITIALS_PATTERN, SubjectRecord
+from consortia.services.tokens import TokenRecord
+from consortia.services.users import GrantRecord, UserRecord
 
 __all__ = [
     "AuditEventPublic",

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consortia.auth.passwords import MIN_PASSWORD_LENGTH
 from consortia.config import CONFIG_FILE_NAME, Settings, load_settings
 from consortia.exceptions import ConsortiaError, _ProblemsError
-from consortia.storage.db import make_engine
+from consortia.services.database import open_database
 
 __all__ = [
     "ConfigOption",
@@ -82,7 +82,7 @@ def node_settings(config: Path | None) -> Settings:
 @contextmanager
 def open_engine(settings: Settings) -> Iterator[Engine]:
     """An engine for the node's database, disposed afterwards."""
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings.database_url)
     try:
         yield engine
     finally:

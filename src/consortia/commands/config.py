@@ -73,7 +73,7 @@ def _render(value: Any) -> str:
 def effective_config(settings: Settings) -> list[tuple[str, str, str]]:
     """``(key, value, source)`` for every setting and every field of the ``[node]``
     section, secrets masked: ``source`` is ``FILE:LINE``, ``CONSORTIA_X`` or ``default``."""
-    from consortia.federation.nodeconfig import node_config_from_settings
+    from consortia.services.node_admin import node_config_of
 
     entries: list[tuple[str, str, str]] = []
     for name in Settings.model_fields:
@@ -85,7 +85,7 @@ def effective_config(settings: Settings) -> list[tuple[str, str, str]]:
         elif hasattr(value, "value") and not isinstance(value, SecretStr):
             value = value.value  # an enum
         entries.append((name, _render(value), settings.locate([name], exact=True)))
-    node = node_config_from_settings(settings) if settings.node is not None else None
+    node = node_config_of(settings) if settings.node is not None else None
     if node is not None:
         dumped = node.model_dump(mode="json")
         for field in _NODE_FIELDS:
@@ -101,7 +101,7 @@ def effective_config(settings: Settings) -> list[tuple[str, str, str]]:
 
 def config_problems(config: Path | None) -> list[str]:
     """Every problem of the node's configuration, each ``WHERE: setting: message``."""
-    from consortia.federation.nodeconfig import node_config_from_settings
+    from consortia.services.node_admin import node_config_of
 
     try:
         settings = node_settings(config)
@@ -114,7 +114,7 @@ def config_problems(config: Path | None) -> list[str]:
     except ConsortiaError as error:
         problems.append(f"{where(['secret_key'])}: secret_key: {error}")
     try:
-        node = node_config_from_settings(settings)
+        node = node_config_of(settings)
     except ConsortiaError as error:
         return problems + str(error).splitlines()
     if node is not None and settings.node is not None:
@@ -134,29 +134,9 @@ def _where(settings: Settings) -> Any:
 
 def _node_problems(node: Any, where: Any) -> list[str]:
     """What the [node] section names that cannot be used: a key, trust file or table file."""
-    from consortia.federation.signing import TrustStore, load_key
-    from consortia.federation.tables import TableSpec, load_table
+    from consortia.services.node_admin import node_problems
 
-    problems: list[str] = []
-    try:
-        load_key(node.resolve(node.key_file))
-    except ConsortiaError as error:
-        problems.append(f"{where(['node', 'key_file'])}: node.key_file: {error}")
-    if node.trust_file is not None:
-        try:
-            TrustStore.load(node.resolve(node.trust_file))
-        except ConsortiaError as error:
-            problems.append(f"{where(['node', 'trust_file'])}: node.trust_file: {error}")
-    for name, spec in node.tables.items():
-        if not isinstance(spec, TableSpec):
-            continue  # built from the database when the node starts
-        try:
-            load_table(
-                name, spec, base_dir=node.base_dir, identifiers=node.policy.identifier_columns
-            )
-        except ConsortiaError as error:
-            problems.append(f"{where(['node', 'tables', name])}: node.tables.{name}: {error}")
-    return problems
+    return [f"{where(path)}: {problem}" for path, problem in node_problems(node)]
 
 
 @config_app.command("show")
@@ -251,8 +231,7 @@ def config_import_node_yaml(
     Refuses (and changes nothing) when the YAML's name, URL or database differ from the
     node's settings, or consortia.toml already has a [node] section.
     """
-    from consortia.federation.node_yaml import read_node_yaml
-    from consortia.federation.nodeconfig import node_config_from_settings
+    from consortia.services.node_admin import node_config_of, read_node_yaml
 
     with reporting():
         if config is None and Path(CONFIG_FILE_NAME).is_file():
@@ -280,7 +259,7 @@ def config_import_node_yaml(
         staged.write_text(new_text, encoding="utf-8")
         staged.chmod(path.stat().st_mode & 0o777)
         try:
-            node_config_from_settings(load_settings(staged, migrating=True))
+            node_config_of(load_settings(staged, migrating=True))
         except BaseException:
             staged.unlink()
             raise

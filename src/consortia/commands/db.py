@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
-from consortia.storage.migrations import current_revision, head_revision, upgrade
+from consortia.services.database import current_revision, head_revision, migrate
 
 __all__ = ["db_app"]
 
@@ -16,9 +16,7 @@ db_app = typer.Typer(help="Migrate the node's database.", no_args_is_help=True)
 def db_upgrade(config: ConfigOption = None) -> None:
     """Migrate the database (CONSORTIA_DATABASE_URL or the node's) to the newest schema."""
     with reporting(), open_engine(node_settings(config)) as engine:
-        before = current_revision(engine)
-        upgrade(engine)
-        after = current_revision(engine)
+        before, after = migrate(engine)
     if before == after:
         typer.echo(f"database already at revision {after}")
     else:

@@ -15,7 +15,6 @@ password before writing anything, and removes what it wrote if a later step fail
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -32,12 +31,15 @@ from consortia.auth.principal import WILDCARD, Role
 from consortia.commands.common import open_engine, read_password, reporting
 from consortia.config import CONFIG_FILE_NAME, Environment, load_settings
 from consortia.exceptions import ConfigurationError
-from consortia.federation.hub import Invitation, fingerprint, join_hub
-from consortia.federation.protocol import PROTOCOL_VERSION
-from consortia.federation.signing import generate_key, public_key_b64, save_key
 from consortia.services import users
 from consortia.services.common import normalise_email
-from consortia.storage.migrations import current_revision, upgrade
+from consortia.services.database import current_revision, migrate
+from consortia.services.node_admin import (
+    create_node_key,
+    join_consortium,
+    key_fingerprint,
+    new_node_key,
+)
 
 __all__ = ["KEY_FILE_NAME", "SQLITE_FILE_NAME", "init_node", "node_config_text"]
 
@@ -140,7 +142,7 @@ def _consortium(
     if hub:
         if not name or not name.strip():
             raise ConfigurationError('--hub needs --name "the consortium\'s name"')
-        typer.echo(f"hub key fingerprint {fingerprint(public_key_b64(key))}")
+        typer.echo(f"hub key fingerprint {key_fingerprint(key)}")
         return {"role": "hub", "consortium": name.strip()}
     if name is not None:
         raise ConfigurationError("--name names a hub's consortium: add --hub")
@@ -152,7 +154,6 @@ def _consortium(
         raise ConfigurationError(f"--accept-studies {accept_studies}: use manual or auto")
     if not institution.strip() or not country.strip():
         raise ConfigurationError("--join needs --institution and --country (the hub lists them)")
-    invitation = Invitation.decode(join)
     member = {
         "name": node_name,
         "url": node_url,
@@ -160,9 +161,8 @@ def _consortium(
         "country": country.strip(),
         "transport": transport,
         "software_version": __version__,
-        "protocol_version": str(PROTOCOL_VERSION),
     }
-    answer = asyncio.run(join_hub(invitation, key, member))
+    answer = join_consortium(join, key, member)
     typer.echo(
         f"joined hub {answer.hub} at {answer.url}: its key fingerprint {answer.fingerprint} "
         "matches the invitation's and is pinned"
@@ -258,7 +258,7 @@ def init_node(
         email = normalise_email(admin_email)
         password = read_password(admin_password_file, prompt="Administrator password")
         check_password(password, email=email)
-        key = generate_key()
+        key = new_node_key()
         consortium = _consortium(
             key,
             hub=hub,
@@ -317,10 +317,9 @@ def _create_node(
     _write_private(config_path, text)
     created.append(config_path)
     key_path = directory / KEY_FILE_NAME
-    key = key or generate_key()
-    save_key(key, key_path)
+    public_key = create_node_key(key_path, key)
     created.append(key_path)
-    say(f"wrote {config_path} and {key_path} (public key {public_key_b64(key)})")
+    say(f"wrote {config_path} and {key_path} (public key {public_key})")
     settings = load_settings(config_path)
     if sqlite:
         # patient data: readable by the node's account only (SQLite's -wal/-shm follow)
@@ -328,12 +327,12 @@ def _create_node(
         created.extend(directory / (SQLITE_FILE_NAME + s) for s in ("", "-wal", "-shm"))
     with open_engine(settings) as engine:
         if current_revision(engine) is not None:
-            upgrade(engine)
+            migrate(engine)
             if users.count_users(engine):
                 raise ConfigurationError(
                     "the database already holds a node's users; refusing to reuse it"
                 )
-        upgrade(engine)
+        migrate(engine)
         operator = users.cli_operator()
         users.create_user(
             engine,

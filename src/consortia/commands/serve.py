@@ -20,8 +20,7 @@ import typer
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
 from consortia.config import CONFIG_FILE_NAME
 from consortia.exceptions import ConfigurationError
-from consortia.storage.db import is_sqlite
-from consortia.storage.migrations import current_revision, head_revision
+from consortia.services.database import is_sqlite_url, require_current_schema
 
 __all__ = ["serve_node_app"]
 
@@ -62,19 +61,14 @@ def serve_node_app(
 
     with reporting():
         settings = node_settings(config)
-        if workers > 1 and is_sqlite(settings.database_url):
+        if workers > 1 and is_sqlite_url(settings.database_url):
             raise ConfigurationError(
                 f"--workers {workers}: a SQLite node is served by one process (SQLite "
                 "writes one transaction at a time); for several processes move the node "
                 "to PostgreSQL (docs/production.md, 'Several worker processes')"
             )
         with open_engine(settings) as engine:
-            current = current_revision(engine)
-        if current != head_revision():
-            raise ConfigurationError(
-                f"the database is at revision {current or 'empty'}, the code needs "
-                f"{head_revision()}: run `consortia db upgrade` first"
-            )
+            require_current_schema(engine)
         _check_port_free(host, port)
         app = create_app(settings)
     federation = " and /federation/v1" if app.state.node is not None else ""

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -56,7 +56,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Engine
 
@@ -64,16 +63,9 @@ from consortia.domain.study import DerivedType, ItemType, Study
 from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import ConfigurationError
 from consortia.federation.tables import ColumnType, Table, empty_column
-from consortia.storage.audit import audit_head
 from consortia.storage.capture import StudyVersionRepository
 from consortia.storage.db import READ_ONLY
-from consortia.storage.tables import (
-    derived_value,
-    event_instance,
-    form_instance,
-    item_value,
-    subject,
-)
+from consortia.storage.edc_reads import EdcReads
 
 __all__ = [
     "EdcColumn",
@@ -87,7 +79,6 @@ __all__ = [
 SUBJECT_COLUMNS = ("site", "status")
 # Subject-level identifiers: refused by name, like identifier items.
 SUBJECT_IDENTIFIERS = frozenset({"subject_id", "initials"})
-STREAM_BATCH = 10_000
 
 _ITEM_TYPES: Mapping[ItemType, ColumnType] = {
     ItemType.INTEGER: ColumnType.INTEGER,
@@ -226,25 +217,6 @@ def _set_cell(array: npt.NDArray[Any], row: int, kind: ColumnType, text: str, nu
         array[row] = math.nan if value is None else value
 
 
-def _stream(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:
-    result = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(
-        query
-    )
-    try:
-        yield from result
-    finally:
-        result.close()
-
-
-def _subject_conditions(spec: EdcTableSpec) -> list[sa.ColumnElement[bool]]:
-    conditions = [subject.c.study == spec.edc]
-    if spec.sites is not None:
-        conditions.append(subject.c.site.in_(spec.sites))
-    if spec.statuses is not None:
-        conditions.append(subject.c.status.in_(spec.statuses))
-    return conditions
-
-
 def read_edc_table(
     connection: Connection, name: str, spec: EdcTableSpec, *, identifiers: Iterable[str] = ()
 ) -> Table:
@@ -270,13 +242,8 @@ def _read(
         columns = edc_columns(study, exclude=[*spec.identifiers, *identifiers])
     except ConfigurationError as exc:
         raise ConfigurationError(f"table {name}: {exc}") from None
-    conditions = _subject_conditions(spec)
-
-    subjects = connection.execute(
-        sa.select(subject.c.id, subject.c.site, subject.c.status)
-        .where(*conditions)
-        .order_by(subject.c.site, subject.c.id)
-    ).all()
+    reads = EdcReads(connection, spec.edc, sites=spec.sites, statuses=spec.statuses)
+    subjects = reads.subjects()
     row_of = {int(row.id): index for index, row in enumerate(subjects)}
     size = len(subjects)
     arrays = {column.name: empty_column(column.type, size) for column in columns}
@@ -286,23 +253,13 @@ def _read(
 
     derived = {column.key: column for column in columns if column.source == "derived"}
     if derived and size:
-        query = (
-            sa.select(
-                derived_value.c.subject_pk,
-                derived_value.c.name,
-                derived_value.c.value_text,
-                derived_value.c.value_num,
-            )
-            .select_from(derived_value.join(subject, derived_value.c.subject_pk == subject.c.id))
-            .where(*conditions, derived_value.c.name.in_(sorted(derived)))
-        )
-        for pk, key, text, number in _stream(connection, query):
+        for pk, key, text, number in reads.derived(sorted(derived)):
             column = derived[key]
             _set_cell(arrays[column.name], row_of[pk], column.type, text, number)
 
     cells = {(c.key, c.event): c for c in columns if c.source == "item"}
     if cells and size:
-        _read_items(connection, conditions, cells, row_of, arrays)
+        _read_items(reads, cells, row_of, arrays)
     table = Table(
         name,
         arrays,
@@ -315,8 +272,7 @@ def _read(
 
 
 def _read_items(
-    connection: Connection,
-    conditions: Sequence[sa.ColumnElement[bool]],
+    reads: EdcReads,
     cells: Mapping[tuple[str, str | None], EdcColumn],
     row_of: Mapping[int, int],
     arrays: Mapping[str, npt.NDArray[Any]],
@@ -328,32 +284,11 @@ def _read_items(
     """
     items = sorted({key for key, _ in cells})
     events = sorted({event for _, event in cells if event is not None})
-    query = (
-        sa.select(
-            form_instance.c.subject_pk,
-            event_instance.c.event,
-            event_instance.c.instance,
-            item_value.c.item,
-            item_value.c.value_text,
-            item_value.c.value_num,
-        )
-        .select_from(
-            item_value.join(form_instance, item_value.c.form_pk == form_instance.c.id)
-            .join(event_instance, form_instance.c.event_pk == event_instance.c.id)
-            .join(subject, form_instance.c.subject_pk == subject.c.id)
-        )
-        .where(
-            *conditions,
-            item_value.c.group_instance == 0,
-            item_value.c.item.in_(items),
-            event_instance.c.event.in_(events),
-        )
-    )
     size = len(row_of)
     # Only unscheduled events have instances beyond 1; their columns get an array of the
     # instance each cell holds, made when the first such instance turns up.
     latest: dict[str, npt.NDArray[np.int64]] = {}
-    for pk, event, instance, item, text, number in _stream(connection, query):
+    for pk, event, instance, item, text, number in reads.item_values(items, events):
         column = cells.get((item, event))
         if column is None:
             continue
@@ -366,14 +301,6 @@ def _read_items(
                 continue
             held[row] = instance
         _set_cell(arrays[column.name], row, column.type, text, number)
-
-
-def _data_marker(connection: Connection, study: str) -> int:
-    """The head sequence number of the study's audit chain: it moves on every data change."""
-    seq = connection.execute(
-        sa.select(audit_head.c.seq).where(audit_head.c.chain == study)
-    ).scalar()
-    return int(seq or 0)
 
 
 class EdcTableSource:
@@ -402,7 +329,7 @@ class EdcTableSource:
     def table(self) -> Table:
         """The current table: the one in memory if the study's data has not changed."""
         with self._lock, self._read_connection() as connection:
-            marker = _data_marker(connection, self.spec.edc)
+            marker = EdcReads(connection, self.spec.edc).data_marker()
             if self._table is not None and marker == self._marker:
                 return self._table
             table, study = _read(connection, self.name, self.spec, self.identifiers)

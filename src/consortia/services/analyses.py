@@ -38,7 +38,8 @@ from consortia.federation.results import AnalysisResult
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.hashchain import sha256_hex
-from consortia.services.common import audit, require_in_study, visible_study
+from consortia.services.common import require_in_study, visible_study
+from consortia.services.unit_of_work import writing
 from consortia.storage.db import READ_ONLY
 
 __all__ = [
@@ -174,10 +175,8 @@ def run_analysis(
         outcome = {key: stored[key] for key in ("kind", "exact", "nodes", "estimates")}
         return result
     finally:
-        with engine.begin() as connection:
-            audit(
-                connection,
-                principal,
+        with writing(engine, principal) as work:
+            work.audit(
                 "analysis.run",
                 "analysis",
                 str(request.get("kind", "?")),

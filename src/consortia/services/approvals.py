@@ -36,9 +36,11 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.federation.approval import ApprovalEntry, ApprovalStatus, DatabaseApprovals
-from consortia.services.common import audit, normalise_email, require, utc_now
+from consortia.services.common import normalise_email, require, utc_now
+from consortia.services.unit_of_work import reading, writing
 from consortia.services.users import principal_for
 from consortia.storage.approvals import ApprovalRepository
+from consortia.storage.db import read_only
 from consortia.storage.repositories import UserRepository
 
 __all__ = [
@@ -59,8 +61,8 @@ def list_approvals(
 ) -> list[ApprovalEntry]:
     """The queued requests (only those with ``status``, if given), oldest first."""
     require(principal, Action.APPROVAL_DECIDE, Resource())
-    with engine.connect() as connection:
-        return ApprovalRepository(connection).list(status)
+    with reading(engine, principal) as work:
+        return ApprovalRepository(work.connection).list(status)
 
 
 def decider_named(engine: Engine, email: str) -> Principal:
@@ -70,7 +72,7 @@ def decider_named(engine: Engine, email: str) -> Principal:
     asked by :func:`decide` like for a person signed in to the pages or the API.
     """
     address = normalise_email(email)
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         user = UserRepository(connection).by_email(address)
         if user is None or not user.active:
             raise PermissionDeniedError(
@@ -110,8 +112,8 @@ def decide(
     require(principal, Action.APPROVAL_DECIDE, Resource())
     text = _checked_reason(reason, approve=approve)
     status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-    with engine.begin() as connection:
-        queue = ApprovalRepository(connection)
+    with writing(engine, principal) as work:
+        queue = ApprovalRepository(work.connection)
         entry = queue.get(entry_id)
         if entry is None:
             raise NotFoundError(f"approval {entry_id!r} does not exist")
@@ -121,9 +123,7 @@ def decide(
             raise ConflictError(
                 f"approval {entry_id!r} was already {current.status.value} by {current.decided_by}"
             )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "approval.approve" if approve else "approval.deny",
             "approval",
             entry.id,

@@ -7,11 +7,21 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.services.common import require, require_in_study, visible_study
-from consortia.storage.audit import AuditEvent
+from consortia.services.unit_of_work import reading
+from consortia.storage import audit as audit_storage
+from consortia.storage.audit import AuditEvent, ChainReport
+from consortia.storage.db import read_only
 from consortia.storage.replay import StateDifference, compare_state
-from consortia.storage.repositories import AuditRepository
 
-__all__ = ["StateDifference", "node_audit_trail", "state_differences", "study_audit_trail"]
+__all__ = [
+    "AuditEvent",
+    "ChainReport",
+    "StateDifference",
+    "node_audit_trail",
+    "state_differences",
+    "study_audit_trail",
+    "verify_trail",
+]
 
 
 def study_audit_trail(
@@ -20,10 +30,8 @@ def study_audit_trail(
     """The study's audit events at the sites where the principal may read the trail."""
     visible_study(principal, study)
     require_in_study(principal, Action.AUDIT_READ, study)
-    with engine.connect() as connection:
-        return AuditRepository(connection, principal).study_events(
-            study, after_seq=after_seq, limit=limit
-        )
+    with reading(engine, principal) as work:
+        return work.audit_trail().study_events(study, after_seq=after_seq, limit=limit)
 
 
 def node_audit_trail(
@@ -31,8 +39,8 @@ def node_audit_trail(
 ) -> list[AuditEvent]:
     """The node chain: accounts, logins, grants and tokens."""
     require(principal, Action.NODE_AUDIT_READ, Resource())
-    with engine.connect() as connection:
-        return AuditRepository(connection, principal).node_events(after_seq=after_seq, limit=limit)
+    with reading(engine, principal) as work:
+        return work.audit_trail().node_events(after_seq=after_seq, limit=limit)
 
 
 def state_differences(engine: Engine) -> list[StateDifference]:
@@ -40,3 +48,11 @@ def state_differences(engine: Engine) -> list[StateDifference]:
     (``consortia audit verify --state``; the shell operator's check, which reads the whole
     node and so takes no principal)."""
     return compare_state(engine)
+
+
+def verify_trail(engine: Engine, *, chain: str | None = None) -> ChainReport:
+    """Recompute the hash chain of every audit chain (or ``chain``) and report the first
+    broken link (``consortia audit verify``; the shell operator's check, like
+    :func:`state_differences`)."""
+    with read_only(engine.connect()) as connection:
+        return audit_storage.verify_trail(connection, chain=chain)

@@ -33,9 +33,10 @@ from consortia.exceptions import (
 )
 from consortia.services import login_limits
 from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
+from consortia.services.unit_of_work import writing
 from consortia.services.users import principal_for, set_password
 from consortia.storage.audit import append_event
-from consortia.storage.db import READ_ONLY
+from consortia.storage.db import READ_ONLY, read_only
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -196,8 +197,8 @@ def reauthenticate(
     now = now or utc_now()
     checked = _check_password(engine, principal.email, password, now)
     name: str | None = None
-    with engine.begin() as connection:
-        users = UserRepository(connection)
+    with writing(engine, principal) as work:
+        users = UserRepository(work.connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         user = users.by_email(principal.email, for_update=True)
         reason = checked.refusal or checked.changed_since(users, user, now)
@@ -206,7 +207,7 @@ def reauthenticate(
             name = user.name
         else:
             _record_failure(
-                connection,
+                work.connection,
                 settings,
                 user,
                 principal.email,
@@ -340,10 +341,10 @@ def change_own_password(
     now = now or utc_now()
     reason = _check_password(engine, principal.email, current_password, now).refusal
     if reason is not None:
-        with engine.begin() as connection:
-            current = UserRepository(connection).by_email(principal.email, for_update=True)
+        with writing(engine, principal) as work:
+            current = UserRepository(work.connection).by_email(principal.email, for_update=True)
             _record_failure(
-                connection,
+                work.connection,
                 settings,
                 current,
                 principal.email,
@@ -371,6 +372,15 @@ def principal_from_session(
     now = now or utc_now()
     key = session_key(cookie_value)
     idle_limit = timedelta(minutes=settings.session_minutes)
+    # most requests only read: a live session seen a moment ago needs no touch, so its
+    # check takes no writer lock; ending or touching a session is a (short) write
+    with read_only(engine.connect()) as connection, connection.begin():
+        session = SessionRepository(connection).get(key)
+        if session is not None and now - session.last_seen_at < min(_TOUCH_EVERY, idle_limit):
+            try:
+                return principal_for(connection, session.user_id)
+            except NotFoundError:
+                pass  # the account is gone: the write below ends the session
     with engine.begin() as connection:
         sessions = SessionRepository(connection)
         session = sessions.get(key)
@@ -389,9 +399,9 @@ def principal_from_session(
 
 def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
     """End a web session."""
-    with engine.begin() as connection:
-        SessionRepository(connection).remove(session_key(cookie_value))
-        audit(connection, principal, "logout", "user", principal.email)
+    with writing(engine, principal) as work:
+        SessionRepository(work.connection).remove(session_key(cookie_value))
+        work.audit("logout", "user", principal.email)
 
 
 def _as_token(owner: Principal, studies: tuple[str, ...] | None) -> Principal:

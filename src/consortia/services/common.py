@@ -27,6 +27,7 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
+from consortia.services.form_events import form_audit_id
 from consortia.storage.audit import append_event
 from consortia.storage.capture import CaptureRepository, FormRecord
 from consortia.storage.repositories import NODE_CHAIN, SubjectRecord, SubjectRepository
@@ -186,17 +187,12 @@ def find_subject(
     return record
 
 
-def form_audit_id(study: str, subject_id: str, ref: str, form: str) -> str:
-    """The audit entity id of a form instance: ``study/subject/event/form``."""
-    return f"{study}/{subject_id}/{ref}/{form}"
-
-
 def saved_form(
-    connection: Connection, subject: SubjectRecord, ref: str, form: str
+    connection: Connection, principal: Principal, subject: SubjectRecord, ref: str, form: str
 ) -> tuple[str, FormRecord]:
     """(the event's canonical reference, the form record) of a form that has been saved."""
     name, instance = parse_event_ref(ref)
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     event = capture.event(subject.id, name, instance)
     record = None if event is None else capture.form(event.id, form)
     if record is None:

@@ -29,12 +29,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action, may_see_identifiers
+from consortia.auth.policy import Action, Resource, can, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import (
     event_ref,
     parse_event_ref,
 )
+from consortia.domain.study import ItemType
 from consortia.domain.validation import (
     FormCheck,
     compute_derived,
@@ -42,7 +43,13 @@ from consortia.domain.validation import (
     validate_form,
 )
 from consortia.domain.values import flatten, nest, storage_number, storage_text
-from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
+from consortia.exceptions import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    ValidationError,
+)
 from consortia.services.common import (
     audit,
     find_subject,
@@ -51,8 +58,11 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
-from consortia.services.queries import open_query_row
+from consortia.services.form_events import form_save_after, form_save_entry
+from consortia.services.queries import QueryView, form_queries, open_query_row
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading, writing
+from consortia.storage.audit import append_event
 from consortia.storage.capture import (
     CaptureRepository,
     EventRecord,
@@ -65,11 +75,13 @@ from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = [
+    "FormPage",
     "FormSave",
     "FormView",
     "derived_values",
     "query_target",
     "read_form",
+    "read_form_page",
     "save_form",
     "split_identifiers",
     "subject_context",
@@ -90,6 +102,9 @@ class FormSave:
     complete: bool = False
     reason: str | None = None
     visit_date: date | None = None
+    #: file items are shown, not edited (the pages): they keep what is stored, whatever
+    #: ``values`` holds for them
+    keep_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,9 +267,37 @@ def read_form(
     engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
 ) -> FormView:
     """One form instance of a subject (not started: version 0, no values)."""
+    return read_form_page(engine, principal, study, subject_id, ref, form, queries=False).view
+
+
+@dataclass(frozen=True)
+class FormPage:
+    """Everything a form's page shows, read in one read-only unit of work."""
+
+    view: FormView
+    definition: Definition
+    #: the event's visit date as recorded (None before the event has one)
+    visit_date: date | None
+    #: the queries on this form instance the reader may read, each with its thread
+    queries: tuple[QueryView, ...]
+
+
+def read_form_page(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+    *,
+    queries: bool = True,
+) -> FormPage:
+    """A form instance with its study definition, visit date and (with ``queries``) the
+    queries on it: one read-only unit of work, then, only if the page shows identifier
+    values, one short write for their ``identifier.read`` event."""
     visible_study(principal, study)
-    # read in a snapshot; only showing identifier values needs a (short) write: its audit
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+    with reading(engine, principal) as work:
+        connection = work.connection
         definition = current_definition(connection, study)
         subject = find_subject(connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
@@ -262,24 +305,32 @@ def read_form(
         event_def = definition.study.events.get(name)
         if event_def is None or form not in event_def.forms:
             raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
-        capture = CaptureRepository(connection)
+        capture = work.capture()
         event = capture.event(subject.id, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
-        queries = 0
+        open_queries = 0
         if record is not None:
-            queries = len(QueryRepository(connection, principal).open_on_form(record.id))
+            open_queries = len(QueryRepository(connection, principal).open_on_form(record.id))
         view = _view(
-            definition, principal, subject, event_ref(name, instance), form, record, rows, queries
+            definition,
+            principal,
+            subject,
+            event_ref(name, instance),
+            form,
+            record,
+            rows,
+            open_queries,
         )
+        threads: tuple[QueryView, ...] = ()
+        if queries and can(principal, Action.QUERY_READ, Resource(study, subject.site)):
+            threads = tuple(form_queries(connection, principal, study, subject_id, ref, form))
     shown_identifiers = sorted(
         definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
     )
     if shown_identifiers and not view.identifiers_masked:
-        with engine.begin() as connection:
-            audit(
-                connection,
-                principal,
+        with writing(engine, principal) as work:
+            work.audit(
                 "identifier.read",
                 "form",
                 form_audit_id(study, subject_id, view.event, form),
@@ -287,7 +338,7 @@ def read_form(
                 site=subject.site,
                 after={"items": shown_identifiers},
             )
-    return view
+    return FormPage(view, definition, None if event is None else event.visit_date, threads)
 
 
 @dataclass(frozen=True)
@@ -346,7 +397,7 @@ def _plan_save(
     definition = current_definition(connection, study)
     subject = find_subject(connection, principal, study, subject_id)
     require_in_study(principal, Action.DATA_ENTER, study, subject.site)
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     if in_snapshot and capture.event(subject.id, *parse_event_ref(ref)) is None:
         return None  # the event has to be created: a write
     event = _event_for_write(capture, definition, subject, ref, form, utc_now())
@@ -364,6 +415,21 @@ def _plan_save(
             "unlock it (with a reason) before it can change"
         )
     rows = capture.subject_values(subject.id)
+    # the form's stored values are among the subject's: no second query
+    old = {
+        (row.item, row.group_instance): row.text
+        for row in rows
+        if current is not None and row.event_pk == event.id and row.form == form
+    }
+    identifiers = definition.index.identifiers
+    if not may_see_identifiers(principal, study, subject.site) and any(
+        item in identifiers for item, _ in old
+    ):
+        raise PermissionDeniedError(
+            f"form {form} at {ref} of subject {subject_id} holds identifier values your roles "
+            f"at site {subject.site} do not show; saving it would remove them"
+        )
+    values = _keeping_files(definition, form, save.values, old) if save.keep_files else save.values
     context = subject_context(
         definition,
         rows,
@@ -371,17 +437,11 @@ def _plan_save(
         prefer_event=(event.event, event.instance),
     )
     check = validate_form(
-        definition.study, form, save.values, complete=save.complete, context=context, today=today
+        definition.study, form, values, complete=save.complete, context=context, today=today
     )
     if check.errors:
         raise ValidationError(list(check.errors))
     new = {key: (storage_text(v), storage_number(v)) for key, v in flatten(check.values).items()}
-    # the form's stored values are among the subject's: no second query
-    old = {
-        (row.item, row.group_instance): row.text
-        for row in rows
-        if current is not None and row.event_pk == event.id and row.form == form
-    }
     plan = _SavePlan(
         definition=definition,
         subject=subject,
@@ -405,6 +465,46 @@ def _plan_save(
     return plan
 
 
+def _keeping_files(
+    definition: Definition,
+    form: str,
+    values: Mapping[str, object],
+    old: Mapping[tuple[str, int], str],
+) -> dict[str, object]:
+    """``values`` with every file item as stored (in each repeat of its group)."""
+    form_def = definition.study.forms.get(form)
+    files = (
+        set()
+        if form_def is None
+        else {
+            name
+            for group in form_def.groups.values()
+            for name, item in group.items.items()
+            if item.type is ItemType.FILE
+        }
+    )
+    merged: dict[str, object] = {name: value for name, value in values.items() if name not in files}
+    stored = nest(
+        {key: text for key, text in old.items() if key[0] in files},
+        definition.index.repeating_group_of,
+    )
+    for name, value in stored.items():
+        if not isinstance(value, list):
+            merged[name] = value
+            continue
+        posted = merged.get(name)
+        repeats = [dict(r) for r in posted] if isinstance(posted, list) else []
+        for number, instance in enumerate(value):
+            while len(repeats) <= number:
+                repeats.append({})
+            repeats[number] = {
+                **{k: v for k, v in repeats[number].items() if k not in files},
+                **instance,
+            }
+        merged[name] = repeats
+    return merged
+
+
 def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePlan) -> bool:
     """Whether the subject's data, the study version and the subject are as planned."""
     study = plan.subject.study
@@ -414,7 +514,8 @@ def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePl
     subject = SubjectRepository(connection, principal).get(study, plan.subject.subject_id)
     if subject != plan.subject:
         return False
-    return CaptureRepository(connection).form_versions(plan.subject.id) == plan.forms_seen
+    versions = CaptureRepository(connection, principal).form_versions(plan.subject.id)
+    return versions == plan.forms_seen
 
 
 def save_form(
@@ -441,13 +542,13 @@ def save_form(
         plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
         if plan is not None and not plan.changes_anything:
             return _unchanged_view(connection, principal, plan)
-    with engine.begin() as connection:
-        if plan is None or not _unchanged_since(connection, principal, plan):
-            plan = _plan_save(connection, principal, where, save, today, in_snapshot=False)
+    with writing(engine, principal) as work:
+        if plan is None or not _unchanged_since(work.connection, principal, plan):
+            plan = _plan_save(work.connection, principal, where, save, today, in_snapshot=False)
             assert plan is not None
             if not plan.changes_anything:
-                return _unchanged_view(connection, principal, plan)
-        return _write_save(connection, principal, plan)
+                return _unchanged_view(work.connection, principal, plan)
+        return _write_save(work.connection, principal, plan)
 
 
 def _unchanged_view(connection: Connection, principal: Principal, plan: _SavePlan) -> FormView:
@@ -477,7 +578,7 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     current, new, old, status, reason = plan.current, plan.new, plan.old, plan.status, plan.reason
     changed, removed, added = plan.changed, plan.removed, plan.added
     check, rows = plan.check, plan.rows
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     now = utc_now()
     stamp = {"status": status, "updated_at": now, "updated_by": principal.email}
     cleared = {
@@ -551,31 +652,27 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     } | {name: None for name in derived_before if name not in derived_after}
     before = split_identifiers(definition, {k: old[k] for k in changed | removed})
     after = split_identifiers(definition, {k: new[k][0] for k in changed | added})
-    audit(
-        connection,
-        principal,
-        "form.save",
-        "form",
-        entity,
-        chain=study,
+    after_values = form_save_after(
+        status=status,
+        version=record.version,
+        values=after,
+        removed=[definition.index.key(*k) for k in removed],
+        derived=derived_changes,
+        visit_date=plan.visit_date if plan.visit_changed else None,
+    )
+    save_event = form_save_entry(
+        study,
+        subject_id,
+        ref,
+        form,
         site=subject.site,
         before={"status": current.status, "version": current.version, **before}
         if current
         else None,
-        after={
-            "status": status,
-            "version": record.version,
-            **after,
-            **({"removed": sorted(definition.index.key(*k) for k in removed)} if removed else {}),
-            **({"derived": derived_changes} if derived_changes else {}),
-            **(
-                {"visit_date": plan.visit_date.isoformat()}
-                if plan.visit_date is not None and plan.visit_changed
-                else {}
-            ),
-        },
+        after=after_values,
         reason=reason,
     )
+    append_event(connection, study, actor=principal.email, **save_event)
     query_rows = QueryRepository(connection, principal)
     opened: list[int] = []
     for warning in check.warnings:

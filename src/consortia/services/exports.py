@@ -38,9 +38,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, site_scope
@@ -49,22 +48,15 @@ from consortia.domain.parsing import character_problem
 from consortia.domain.schedule import event_ref
 from consortia.domain.study import ItemType
 from consortia.exceptions import NotFoundError, Problem, ValidationError
-from consortia.services.common import audit, require_in_study, utc_now, visible_study
+from consortia.services.common import require_in_study, utc_now, visible_study
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading, writing
 from consortia.standards import exports as writers
 from consortia.standards.clinical_data import COMPLETE_ITEM
 from consortia.standards.exports import Column, ColumnType
 from consortia.standards.odm_clinical_writer import ClinicalValue, write_odm_clinical
-from consortia.storage.audit import audit_event, row_event
-from consortia.storage.db import READ_ONLY
+from consortia.storage.export_reads import ExportReads, ValueOrder
 from consortia.storage.repositories import mask_event
-from consortia.storage.tables import (
-    data_query,
-    event_instance,
-    form_instance,
-    item_value,
-    subject,
-)
 
 __all__ = [
     "ExportFormat",
@@ -76,7 +68,6 @@ __all__ = [
     "table_names",
 ]
 
-BATCH = 5000
 XPT_TEXT_LIMIT = 200
 _NOBODY = Principal(0, "", "", frozenset())  # may see no identifier anywhere
 
@@ -181,22 +172,7 @@ class _Export:
         self.principal = principal
         self.definition = definition
         self.identifiers = identifiers
-        self.scope = site_scope(principal, definition.code, Action.SUBJECT_READ)
-
-    def _where(self, query: sa.Select[Any]) -> sa.Select[Any]:
-        query = query.where(subject.c.study == self.definition.code)
-        if not self.scope.every_site:
-            query = query.where(subject.c.site.in_(sorted(self.scope.sites)))
-        return query
-
-    def _stream(self, query: sa.Select[Any]) -> Generator[Any, None, None]:
-        result = self.connection.execution_options(stream_results=True, yield_per=BATCH).execute(
-            query
-        )
-        try:
-            yield from result
-        finally:
-            result.close()
+        self.reads = ExportReads(connection, principal, definition.code)
 
     def items(self, form: str) -> list[tuple[str, ColumnType]]:
         items = []
@@ -210,42 +186,13 @@ class _Export:
     def form_columns(self, form: str) -> list[Column]:
         return [*_KEY_COLUMNS, *(Column(name, kind, name) for name, kind in self.items(form))]
 
-    def _value_query(self) -> sa.Select[Any]:
-        return self._where(
-            sa.select(
-                subject.c.subject_id,
-                subject.c.site,
-                event_instance.c.event,
-                event_instance.c.instance,
-                form_instance.c.id.label("form_pk"),
-                form_instance.c.form,
-                form_instance.c.status,
-                form_instance.c.version,
-                form_instance.c.verified_at,
-                form_instance.c.signed_at,
-                form_instance.c.locked_at,
-                item_value.c.group_instance,
-                item_value.c.item,
-                item_value.c.value_text,
-            )
-            .select_from(item_value)
-            .join(form_instance, form_instance.c.id == item_value.c.form_pk)
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .join(subject, subject.c.id == form_instance.c.subject_pk)
-        )
-
     def form_rows(self, form: str) -> Generator[list[object], None, None]:
         items = self.items(form)
         position = {name: n for n, (name, _) in enumerate(items, len(_KEY_COLUMNS))}
         kinds = dict(items)
-        query = (
-            self._value_query()
-            .where(form_instance.c.form == form)
-            .order_by(subject.c.subject_id, form_instance.c.id, item_value.c.group_instance)
-        )
         row: list[object] | None = None
         key: tuple[int, int] | None = None
-        for value in self._stream(query):
+        for value in self.reads.values(ValueOrder.FORM_ROWS, form=form):
             if (value.form_pk, value.group_instance) != key:
                 if row is not None:
                     yield row
@@ -279,12 +226,9 @@ class _Export:
         return self.identifiers or item not in self.definition.index.identifiers
 
     def long_rows(self) -> Generator[list[object], None, None]:
-        query = self._value_query().order_by(
-            subject.c.subject_id, form_instance.c.id, item_value.c.group_instance, item_value.c.id
-        )
         form_pk: int | None = None
         status_row: list[object] = []  # the `_complete` row of the form instance being written
-        for value in self._stream(query):
+        for value in self.reads.values(ValueOrder.LONG):
             if value.form_pk != form_pk:
                 if status_row:
                     yield status_row
@@ -314,13 +258,6 @@ class _Export:
         interleave in any order of saves; so one form instance's values at a time (bounded
         by the form's definition, not by the study's size) are put in the order of the
         form's groups and items."""
-        query = self._value_query().order_by(
-            subject.c.subject_id,
-            event_instance.c.event,
-            event_instance.c.instance,
-            form_instance.c.form,
-            form_instance.c.id,
-        )
         places = _item_places(self.definition, self.identifiers)
         form_pk: int | None = None
         subject_id: str | None = None
@@ -330,7 +267,7 @@ class _Export:
         event_oid = form_oid = ""
         event_key: str | None = None
         complete = False
-        for value in self._stream(query):
+        for value in self.reads.values(ValueOrder.CLINICAL):
             if value.form_pk != form_pk:
                 yield from _in_order(held, ordered)
                 form_pk, held, last, ordered = value.form_pk, [], (-1, -1, -1), True
@@ -374,41 +311,11 @@ class _Export:
         yield from _in_order(held, ordered)
 
     def query_rows(self) -> Generator[list[object], None, None]:
-        query = self._where(
-            sa.select(
-                data_query.c.id,
-                subject.c.subject_id,
-                subject.c.site,
-                event_instance.c.event,
-                event_instance.c.instance,
-                form_instance.c.form,
-                data_query.c.item,
-                data_query.c.group_instance,
-                data_query.c.status,
-                data_query.c.origin,
-                data_query.c.opened_at,
-                data_query.c.opened_by,
-                data_query.c.updated_at,
-            )
-            .join(subject, subject.c.id == data_query.c.subject_pk)
-            .join(form_instance, form_instance.c.id == data_query.c.form_pk)
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .order_by(data_query.c.id)
-        )
-        for row in self._stream(query):
+        for row in self.reads.queries():
             yield list(row)
 
     def audit_rows(self) -> Generator[list[object], None, None]:
-        query = (
-            sa.select(audit_event)
-            .where(audit_event.c.chain == self.definition.code)
-            .order_by(audit_event.c.seq)
-        )
-        audit_scope = site_scope(self.principal, self.definition.code, Action.AUDIT_READ)
-        for row in self._stream(query):
-            event = row_event(row)
-            if not audit_scope.every_site and event.site not in audit_scope.sites:
-                continue
+        for event in self.reads.audit_events():
             if not self.identifiers:  # masked for everyone, whatever the caller's roles
                 event = mask_event(event, _NOBODY, self.definition.code)
             yield [
@@ -526,10 +433,8 @@ def _check(engine: Engine, principal: Principal, study: str, request: ExportRequ
 def _audit_export(
     engine: Engine, principal: Principal, study: str, request: ExportRequest, tables: list[str]
 ) -> None:
-    with engine.begin() as connection:
-        audit(
-            connection,
-            principal,
+    with writing(engine, principal) as work:
+        work.audit(
             "data.export",
             "study",
             study,
@@ -567,9 +472,9 @@ class PlannedExport:
     def write(self, out: BinaryIO) -> int:
         """Write the table to ``out``; rows (values for ODM) written."""
         study, table, request = self.definition.code, self.table, self.request
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        with reading(self.engine, self.principal) as work:
             export = _Export(
-                connection, self.principal, self.definition, request.include_identifiers
+                work.connection, self.principal, self.definition, request.include_identifiers
             )
             # each reading generator is closed while its connection is still open, also
             # when writing fails half way
@@ -603,8 +508,8 @@ def plan_export(
     ``odm`` ignores ``table`` and writes every value as ClinicalData) before any byte is
     written, so a refusal is an error, not a truncated file."""
     _check(engine, principal, study, request)
-    with engine.connect() as connection:
-        definition = current_definition(connection, study)
+    with reading(engine, principal) as work:
+        definition = current_definition(work.connection, study)
     names = _tables_for(request.format, table_names(definition, principal))
     if request.format is not ExportFormat.ODM and table not in names:
         raise NotFoundError(f"table {table!r} not found; tables: {', '.join(names)}")
@@ -651,8 +556,8 @@ def export_study(
     every table is written; an export that fails removes them, so it leaves no file that
     could be taken for a whole one."""
     _check(engine, principal, study, request)
-    with engine.connect() as connection:
-        definition = current_definition(connection, study)
+    with reading(engine, principal) as work:
+        definition = current_definition(work.connection, study)
     if request.format in (ExportFormat.ODM, ExportFormat.CSV_LONG):
         targets = {"values": out}
     else:

@@ -29,7 +29,6 @@ from consortia.config import Settings
 from consortia.exceptions import ConflictError, Problem, ValidationError
 from consortia.services.authentication import reauthenticate
 from consortia.services.common import (
-    audit,
     check_page,
     find_subject,
     form_audit_id,
@@ -38,6 +37,7 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import (
     CaptureRepository,
     FormRecord,
@@ -88,11 +88,11 @@ def _transition(
 ) -> FormRecord:
     study, subject_id, ref, form = where
     visible_study(principal, study)
-    with engine.begin() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, action, study, subject.site)
-        canonical, record = saved_form(connection, subject, ref, form)
-        capture = CaptureRepository(connection)
+        canonical, record = saved_form(work.connection, principal, subject, ref, form)
+        capture = CaptureRepository(work.connection, principal)
         if record.version != version:
             raise ConflictError(
                 f"form {form} is at version {record.version}, not {version}; reload it"
@@ -106,9 +106,7 @@ def _transition(
         if not moved:
             raise ConflictError(f"form {form} changed meanwhile; reload it")
         entity = form_audit_id(study, subject_id, canonical, form)
-        audit(
-            connection,
-            principal,
+        work.audit(
             audit_action,
             "form",
             entity,
@@ -250,7 +248,7 @@ def sdv_worklist(
     visible_study(principal, study)
     require_in_study(principal, Action.DATA_VERIFY, study)
     check_page(limit, offset)
-    with engine.connect() as connection:
-        return VerificationRepository(connection, principal).awaiting(
+    with reading(engine, principal) as work:
+        return VerificationRepository(work.connection, principal).awaiting(
             study, site, limit=limit, offset=offset
         )

@@ -23,8 +23,10 @@ from consortia.services.common import (
     require_in_study,
     visible_study,
 )
+from consortia.services.form_events import FORM_SAVE
+from consortia.services.unit_of_work import reading
 from consortia.storage.audit import AuditEvent
-from consortia.storage.repositories import IDENTIFIERS_KEY, AuditRepository
+from consortia.storage.repositories import IDENTIFIERS_KEY
 
 __all__ = ["AuditEvent", "ItemChange", "form_history", "item_history", "subject_history"]
 
@@ -54,10 +56,10 @@ def _events(
     visible_study(principal, study)
     limit, offset = page
     check_page(limit, offset)
-    with engine.connect() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with reading(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
-        audits = AuditRepository(connection, principal)
+        audits = work.audit_trail()
         if form_at is None:
             return audits.history(
                 study, f"{study}/{subject_id}", descendants=True, limit=limit, offset=offset
@@ -125,7 +127,7 @@ def item_history(
     """Each save that set, changed or removed one item (``ecog``, ``events[2].ae_grade``)."""
     changes = []
     for event in form_history(engine, principal, study, subject_id, ref, form):
-        if event.action != "form.save":
+        if event.action != FORM_SAVE:
             continue
         had, before = _value(event.before, item_key)
         has, after = _value(event.after, item_key)

@@ -42,7 +42,6 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, can
@@ -53,8 +52,10 @@ from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, s
 from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
 from consortia.services.data_entry import query_target, subject_context
+from consortia.services.form_events import form_save_after, form_save_entry
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading
 from consortia.standards.clinical_data import (
     FileFormRecord,
     read_long_csv,
@@ -62,18 +63,11 @@ from consortia.standards.clinical_data import (
     read_wide_csv,
     sniff_format,
 )
-from consortia.storage import bulk
 from consortia.storage.audit import append_events, stored_json
+from consortia.storage.bulk_capture import BulkCapture
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
-from consortia.storage.tables import (
-    derived_value,
-    event_instance,
-    form_instance,
-    subject,
-    subject_status,
-)
 
 __all__ = ["MAX_PROBLEMS", "ImportReport", "Progress", "import_file", "read_records"]
 
@@ -181,16 +175,12 @@ def _prepare(
     for record in records:
         by_subject[record.subject_id].append(record)
     repository = SubjectRepository(connection, principal)
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
     existing: dict[str, SubjectRecord | None] = {}
     tasks: list[_SubjectTask] = []
     # one query for the ids the study has at any site: a subject of the file that is not
     # among them is new, and needs no query of its own
-    known_ids = set(
-        connection.execute(sa.select(subject.c.subject_id).where(subject.c.study == study))
-        .scalars()
-        .all()
-    )
+    known_ids = BulkCapture(connection, principal, study).subject_ids()
     first = 0
 
     @cache
@@ -322,8 +312,12 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
             position,
             count,
             stored_json(
-                _saved_after(records[position], after)
-                | ({"derived_all": derived} if index == last else {})
+                form_save_after(
+                    status=_status(records[position]),
+                    version=1,
+                    values=after,
+                    derived_all=derived if index == last else None,
+                )
             ),
             warnings,
         )
@@ -335,12 +329,6 @@ def _check_subject(definition: Definition, task: _SubjectTask) -> _Checked:
 def _status(record: FileFormRecord) -> str:
     """An imported form's state: complete as the file says, else in progress."""
     return "complete" if record.complete else "in_progress"
-
-
-def _saved_after(record: FileFormRecord, values: dict[str, dict[str, str]]) -> dict[str, object]:
-    """The ``after`` of an imported form's ``form.save`` event, as interactive entry writes
-    it: state, version 1 and the values (identifiers apart)."""
-    return {"status": _status(record), "version": 1, **values}
 
 
 #: Checking is pure CPU work: an import of at least this many forms is checked in worker
@@ -407,8 +395,8 @@ def import_file(
     """Import a clinical data file into ``study``; see the module docstring."""
     visible_study(principal, study)
     require_in_study(principal, Action.DATA_ENTER, study)
-    with engine.connect() as connection:
-        definition = current_definition(connection, study)
+    with reading(engine, principal) as work:
+        definition = current_definition(work.connection, study)
     try:
         kind, records = read_records(definition, path, progress=progress)
     except OSError as error:
@@ -455,7 +443,8 @@ def _write(
     now = utc_now()
     today = now.date()
     reason = f"bulk import of {Path(file).name}"
-    capture = CaptureRepository(connection)
+    capture = CaptureRepository(connection, principal)
+    writes = BulkCapture(connection, principal, study)
 
     # subjects
     new_subjects = sorted(
@@ -463,14 +452,13 @@ def _write(
             record.subject_id: site for record, site in forms if existing[record.subject_id] is None
         }.items()
     )
-    subject_ids = bulk.reserve_ids(connection, subject, len(new_subjects))
+    subject_ids = writes.reserve_subject_ids(len(new_subjects))
     subject_pk: dict[str, int] = {sid: rec.id for sid, rec in existing.items() if rec is not None}
     site_of: dict[str, str] = {sid: rec.site for sid, rec in existing.items() if rec is not None}
     anchor = screening_anchor(definition.study, today)
     schedule = plan_schedule(definition.study, anchor)
     screening = SubjectStatus.SCREENING.value
-    created_at = bulk.bound(connection, subject.c.created_at, now)
-    recorded_at = bulk.bound(connection, subject_status.c.recorded_at, now)
+    created_at = recorded_at = writes.time(now)
     subject_rows: list[tuple[Any, ...]] = []
     status_rows: list[tuple[Any, ...]] = []
     audit_entries: list[dict[str, Any]] = []
@@ -496,8 +484,8 @@ def _write(
                 "reason": reason,
             }
         )
-    bulk.insert_rows(connection, subject, _SUBJECT_COLUMNS, subject_rows)
-    bulk.insert_rows(connection, subject_status, _STATUS_COLUMNS, status_rows)
+    writes.add_subjects(subject_rows)
+    writes.add_statuses(status_rows)
 
     # events: the planned schedule of new subjects, and those the file needs that do not
     # exist yet (unscheduled, repeating, or a study loaded late)
@@ -517,22 +505,19 @@ def _write(
         if key not in event_pk and key not in planned_keys:
             planned_keys.add(key)
             event_rows.append((*key, None, None, None))
-    event_ids = bulk.reserve_ids(connection, event_instance, len(event_rows))
+    event_ids = writes.reserve_event_ids(len(event_rows))
     for row, pk in zip(event_rows, event_ids, strict=True):
         event_pk[row[0], row[1], row[2]] = pk
-    event_created = bulk.bound(connection, event_instance.c.created_at, now)
-    bulk.insert_rows(
-        connection,
-        event_instance,
-        _EVENT_COLUMNS,
-        [(pk, *row, None, event_created) for row, pk in zip(event_rows, event_ids, strict=True)],
+    event_created = writes.time(now)
+    writes.add_events(
+        [(pk, *row, None, event_created) for row, pk in zip(event_rows, event_ids, strict=True)]
     )
     if audit_entries:
         append_events(connection, study, audit_entries)
 
     # forms, values and their audit events, as their checks come back
-    form_ids = bulk.reserve_ids(connection, form_instance, len(forms))
-    updated_at = bulk.bound(connection, form_instance.c.updated_at, now)
+    form_ids = writes.reserve_form_ids(len(forms))
+    updated_at = writes.time(now)
     form_rows: list[tuple[Any, ...]] = []
     value_rows: list[ValueToWrite] = []
     audit_entries = []
@@ -542,8 +527,8 @@ def _write(
     values_count = done = 0
 
     def flush() -> None:
-        bulk.insert_rows(connection, form_instance, _FORM_COLUMNS, form_rows)
-        bulk.insert_values(connection, value_rows, form_ids)
+        writes.add_forms(form_rows)
+        writes.add_values(value_rows, form_ids)
         if audit_entries:
             append_events(connection, study, audit_entries)
         form_rows.clear()
@@ -570,17 +555,16 @@ def _write(
             )  # fmt: skip
             values_count += count
             ref = event_ref(record.event, record.event_instance)
-            audit_entries.append(
-                {
-                    "actor": principal.email,
-                    "action": "form.save",
-                    "entity_type": "form",
-                    "entity_id": f"{study}/{record.subject_id}/{ref}/{record.form}",
-                    "site": site_of[record.subject_id],
-                    "after_json": after,
-                    "reason": reason,
-                }
+            save_event = form_save_entry(
+                study,
+                record.subject_id,
+                ref,
+                record.form,
+                site=site_of[record.subject_id],
+                after=None,  # already canonical JSON, made in the worker
+                reason=reason,
             )
+            audit_entries.append({"actor": principal.email, **save_event, "after_json": after})
             if warnings:
                 warned.append((form_ids[index], record, warnings))
         if len(value_rows) >= CHUNK:
@@ -594,14 +578,11 @@ def _write(
     # derived variables of every subject the file touched
     touched = sorted({record.subject_id for record, _ in forms})
     derived_rows = [
-        (subject_pk[subject_id], name, text, bulk.bound(connection, derived_value.c.value_num, num))
+        (subject_pk[subject_id], name, text, writes.number(num))
         for subject_id in touched
         for name, text, num in derived[subject_id]
     ]
-    if touched:
-        pks = sorted(subject_pk[subject_id] for subject_id in touched)
-        connection.execute(derived_value.delete().where(derived_value.c.subject_pk.in_(pks)))
-    bulk.insert_rows(connection, derived_value, _DERIVED_COLUMNS, derived_rows)
+    writes.replace_derived(sorted(subject_pk[subject_id] for subject_id in touched), derived_rows)
 
     # queries for soft problems, as interactive entry opens them
     opened = 0
@@ -628,13 +609,3 @@ def _write(
     if progress:
         progress("write", 1, 1)
     return ImportReport(file, kind, len(new_subjects), len(forms), values_count, opened)
-
-
-_SUBJECT_COLUMNS = ("id", "study", "site", "subject_id", "initials", "created_at", "created_by",
-                    "status", "anchor_date")  # fmt: skip
-_STATUS_COLUMNS = ("subject_pk", "status", "on_date", "reason", "recorded_at", "recorded_by")
-_EVENT_COLUMNS = ("id", "subject_pk", "event", "instance", "target_date", "window_start",
-                  "window_end", "visit_date", "created_at")  # fmt: skip
-_FORM_COLUMNS = ("id", "event_pk", "subject_pk", "form", "status", "version", "study_version",
-                 "updated_at", "updated_by")  # fmt: skip
-_DERIVED_COLUMNS = ("subject_pk", "name", "value_text", "value_num")

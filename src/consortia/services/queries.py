@@ -20,8 +20,10 @@ from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
+from consortia.domain.schedule import parse_event_ref
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.services.common import (
+    MAX_LIMIT,
     audit,
     check_page,
     find_subject,
@@ -32,6 +34,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.studies import current_definition
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
 from consortia.storage.repositories import SubjectRecord
 
@@ -41,6 +44,7 @@ __all__ = [
     "QueryView",
     "answer_query",
     "close_query",
+    "form_queries",
     "get_query",
     "list_queries",
     "open_query",
@@ -145,11 +149,11 @@ def open_query(
     """Open a query on an item of a saved form (monitor, data manager)."""
     visible_study(principal, study)
     cleaned = _text(text)
-    with engine.begin() as connection:
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        definition = current_definition(work.connection, study)
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.QUERY_OPEN, study, subject.site)
-        canonical, record = saved_form(connection, subject, ref, form)
+        canonical, record = saved_form(work.connection, principal, subject, ref, form)
         item, number = _item_target(item_key)
         if item:
             place = definition.index.items.get(item)
@@ -159,7 +163,7 @@ def open_query(
                 )
         entity = form_audit_id(study, subject_id, canonical, form)
         query_pk = open_query_row(
-            connection,
+            work.connection,
             principal,
             subject,
             record.id,
@@ -169,7 +173,7 @@ def open_query(
             origin="manual",
             now=utc_now(),
         )
-        view = _get(connection, principal, study, query_pk)
+        view = _get(work.connection, principal, study, query_pk)
     return view
 
 
@@ -189,8 +193,35 @@ def get_query(engine: Engine, principal: Principal, study: str, query_id: int) -
     """One query with its thread."""
     visible_study(principal, study)
     require_in_study(principal, Action.QUERY_READ, study)
-    with engine.connect() as connection:
-        return _get(connection, principal, study, query_id)
+    with reading(engine, principal) as work:
+        return _get(work.connection, principal, study, query_id)
+
+
+def form_queries(
+    connection: Connection,
+    principal: Principal,
+    study: str,
+    subject_id: str,
+    ref: str,
+    form: str,
+) -> list[QueryView]:
+    """The queries on one form instance at the caller's sites, oldest first, each with its
+    thread, in the caller's unit of work."""
+    name, instance = parse_event_ref(ref)
+    repository = QueryRepository(connection, principal)
+    found = repository.find(
+        study, QueryFilter(subject_id=subject_id, form=form), limit=MAX_LIMIT, offset=0
+    )
+    now = utc_now()
+    views = []
+    for record in found:
+        if (record.event, record.event_instance) != (name, instance):
+            continue
+        if not record.messages:  # a listing carries no thread: read the query whole
+            whole = repository.get(study, record.id)
+            record = record if whole is None else whole
+        views.append(QueryView(record, _age(record, now)))
+    return views
 
 
 def list_queries(
@@ -207,25 +238,31 @@ def list_queries(
     require_in_study(principal, Action.QUERY_READ, study)
     check_page(limit, offset)
     now = utc_now()
-    with engine.connect() as connection:
-        records = QueryRepository(connection, principal).find(
+    with reading(engine, principal) as work:
+        records = QueryRepository(work.connection, principal).find(
             study, where, limit=limit, offset=offset
         )
     return [QueryView(record, _age(record, now)) for record in records]
 
 
 def _step(
-    engine: Engine, principal: Principal, study: str, query_id: int, step: str, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    step: str,
+    text: str,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
     action, allowed, status = STEPS[step]
     visible_study(principal, study)
     # a role without the action anywhere in the study is refused before any lookup (403)
     require_in_study(principal, action, study)
     cleaned = _text(text)
-    with engine.begin() as connection:
-        queries = QueryRepository(connection, principal)
+    with writing(engine, principal) as work:
+        queries = QueryRepository(work.connection, principal)
         record = queries.get(study, query_id)
-        if record is None:
+        if record is None or (on_form is not None and not _on(record, on_form)):
             raise NotFoundError(f"query {query_id} not found in study {study}")
         require_in_study(principal, action, study, record.site)
         if record.status not in allowed:
@@ -236,9 +273,7 @@ def _step(
         now = utc_now()
         queries.add_message(query_id, action=step, text=cleaned, at=now, by=principal.email)
         queries.set_status(query_id, status, now)
-        audit(
-            connection,
-            principal,
+        work.audit(
             f"query.{step}",
             "query",
             query_id,
@@ -247,25 +282,57 @@ def _step(
             before={"status": record.status},
             after={"status": status, "text": cleaned},
         )
-        return _get(connection, principal, study, query_id)
+        return _get(work.connection, principal, study, query_id)
+
+
+def _on(record: QueryRecord, on_form: tuple[str, str, str]) -> bool:
+    """Whether the query is on the form instance ``(subject_id, event ref, form)``."""
+    subject_id, ref, form = on_form
+    name, instance = parse_event_ref(ref)
+    return (record.subject_id, record.event, record.event_instance, record.form) == (
+        subject_id,
+        name,
+        instance,
+        form,
+    )
 
 
 def answer_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Answer an open query (coordinator, investigator)."""
-    return _step(engine, principal, study, query_id, "answer", text)
+    """Answer an open query (coordinator, investigator); with ``on_form`` (subject, event,
+    form), a query of another form instance is not found."""
+    return _step(engine, principal, study, query_id, "answer", text, on_form)
 
 
 def close_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Close a query (data manager)."""
-    return _step(engine, principal, study, query_id, "close", text)
+    """Close a query (data manager); ``on_form`` as for :func:`answer_query`."""
+    return _step(engine, principal, study, query_id, "close", text, on_form)
 
 
 def reopen_query(
-    engine: Engine, principal: Principal, study: str, query_id: int, text: str
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    text: str,
+    *,
+    on_form: tuple[str, str, str] | None = None,
 ) -> QueryView:
-    """Re-open an answered or closed query (monitor, data manager)."""
-    return _step(engine, principal, study, query_id, "reopen", text)
+    """Re-open an answered or closed query (monitor, data manager); ``on_form`` as for
+    :func:`answer_query`."""
+    return _step(engine, principal, study, query_id, "reopen", text, on_form)

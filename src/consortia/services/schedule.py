@@ -30,13 +30,13 @@ from consortia.domain.schedule import (
 )
 from consortia.exceptions import NotFoundError, Problem, ValidationError
 from consortia.services.common import (
-    audit,
     find_subject,
     require_in_study,
     utc_now,
     visible_study,
 )
 from consortia.services.studies import Definition, current_definition
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import CaptureRepository, EventRecord
 
 __all__ = [
@@ -102,15 +102,15 @@ def list_events(
 ) -> list[EventView]:
     """The subject's event instances in schedule order, with windows and form states."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with reading(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
-        capture = CaptureRepository(connection)
+        capture = work.capture()
         states: dict[int, dict[str, str]] = {}
         for form in capture.forms(subject.id):
             states.setdefault(form.event_pk, {})[form.form] = form.state
         events = capture.events(subject.id)
-        order = {name: n for n, name in enumerate(_event_order(connection, study))}
+        order = {name: n for n, name in enumerate(_event_order(work.connection, study))}
     events.sort(
         key=lambda e: (
             e.target_date is None,
@@ -149,12 +149,12 @@ def reanchor_schedule(
     visible_study(principal, study)
     if not reason.strip():
         raise ValidationError([Problem("reason", "moving a schedule needs a reason")])
-    with engine.begin() as connection:
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        definition = current_definition(work.connection, study)
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
         schedule = plan_schedule(definition.study, anchor)  # before anything changes
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(work.connection, principal)
         before = capture.subject_row(subject.id).anchor_date
         capture.set_anchor(subject.id, anchor)
         existing = {e.event: e for e in capture.events(subject.id) if e.instance == 1}
@@ -179,9 +179,7 @@ def reanchor_schedule(
                         }
                     ]
                 )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "schedule.reanchor",
             "subject",
             f"{study}/{subject_id}",
@@ -231,13 +229,13 @@ def change_status(
 ) -> str:
     """Move a subject to ``status`` on ``on_date`` (with a reason where one is needed)."""
     visible_study(principal, study)
-    with engine.begin() as connection:
-        subject = find_subject(connection, principal, study, subject_id)
+    with writing(engine, principal) as work:
+        subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_CREATE, study, subject.site)
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(work.connection, principal)
         current = capture.subject_row(subject.id).status
         target = check_transition(current, status, reason)
-        _check_gates(connection, capture, study, subject.id, target)
+        _check_gates(work.connection, capture, study, subject.id, target)
         capture.add_status(
             subject.id,
             status=target.value,
@@ -246,9 +244,7 @@ def change_status(
             recorded_at=utc_now(),
             recorded_by=principal.email,
         )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "subject.status",
             "subject",
             f"{study}/{subject_id}",

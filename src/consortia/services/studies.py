@@ -25,11 +25,13 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
-from consortia.services.common import audit, check_code, require, utc_now, visible_study
+from consortia.services.common import check_code, require, utc_now, visible_study
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import StudyVersionRecord, StudyVersionRepository
 
 __all__ = [
     "Definition",
+    "StudyVersionRecord",
     "current_definition",
     "list_versions",
     "load_definition",
@@ -106,8 +108,8 @@ def load_definition(
             "study-wide (site *) study_admin grant"
         )
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-    with engine.begin() as connection:
-        versions = StudyVersionRepository(connection)
+    with writing(engine, principal) as work:
+        versions = StudyVersionRepository(work.connection)
         current = versions.current(code)
         if current is not None and current.sha256 == digest:
             return current, False
@@ -120,9 +122,7 @@ def load_definition(
             now=now,
             by=principal.email,
         )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "study.load",
             "study",
             code,
@@ -143,12 +143,12 @@ def load_definition(
 def list_versions(engine: Engine, principal: Principal, study: str) -> list[StudyVersionRecord]:
     """Every loaded version of a study, oldest first."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        return StudyVersionRepository(connection).versions(study)
+    with reading(engine, principal) as work:
+        return StudyVersionRepository(work.connection).versions(study)
 
 
 def read_definition(engine: Engine, principal: Principal, study: str) -> Definition:
     """The study's current definition, for a principal who holds a role in the study."""
     visible_study(principal, study)
-    with engine.connect() as connection:
-        return current_definition(connection, study)
+    with reading(engine, principal) as work:
+        return current_definition(work.connection, study)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Principal
@@ -35,12 +35,14 @@ from consortia.services.common import (
 )
 from consortia.services.schedule import plan_subject_events
 from consortia.services.studies import current_definition
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import CaptureRepository, StudyVersionRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = [
     "INITIALS_PATTERN",
     "SubjectInput",
+    "SubjectRecord",
     "count_subjects",
     "enrol_subject",
     "get_subject",
@@ -68,46 +70,51 @@ def list_subjects(
     visible_study(principal, study)
     require_in_study(principal, Action.SUBJECT_READ, study)
     check_page(limit, offset)
-    with engine.begin() as connection:
-        records = SubjectRepository(connection, principal).list(study, limit=limit, offset=offset)
-        _audit_identifier_reads(connection, principal, study, records, f"{study}/*")
+    with reading(engine, principal) as work:
+        records = work.subjects().list(study, limit=limit, offset=offset)
+    _audit_identifier_reads(engine, principal, study, records, f"{study}/*")
     return records
 
 
 def _audit_identifier_reads(
-    connection: Connection,
+    engine: Engine,
     principal: Principal,
     study: str,
     records: list[SubjectRecord],
     entity: str,
 ) -> None:
-    """Showing identifier values is an access event: one per site, naming the subjects."""
+    """Showing identifier values is an access event: one per site, naming the subjects.
+
+    The records are read in a read-only unit of work; only when identifier values are
+    about to be shown does a (short) write record it, before they are returned.
+    """
     shown: dict[str, list[str]] = {}
     for record in records:
         if record.initials is not None:
             shown.setdefault(record.site, []).append(record.subject_id)
-    for site, subject_ids in sorted(shown.items()):
-        audit(
-            connection,
-            principal,
-            "identifier.read",
-            "subject",
-            entity,
-            chain=study,
-            site=site,
-            after={"subjects": subject_ids, "items": ["initials"]},
-        )
+    if not shown:
+        return
+    with writing(engine, principal) as work:
+        for site, subject_ids in sorted(shown.items()):
+            work.audit(
+                "identifier.read",
+                "subject",
+                entity,
+                chain=study,
+                site=site,
+                after={"subjects": subject_ids, "items": ["initials"]},
+            )
 
 
 def get_subject(engine: Engine, principal: Principal, study: str, subject_id: str) -> SubjectRecord:
     """One subject; at a site the principal cannot see, it is not found."""
     visible_study(principal, study)
-    with engine.begin() as connection:
-        record = SubjectRepository(connection, principal).get(study, subject_id)
-        if record is None:
-            raise NotFoundError(f"subject {subject_id} not found in study {study}")
-        require_in_study(principal, Action.SUBJECT_READ, study, record.site)
-        _audit_identifier_reads(connection, principal, study, [record], f"{study}/{subject_id}")
+    with reading(engine, principal) as work:
+        record = work.subjects().get(study, subject_id)
+    if record is None:
+        raise NotFoundError(f"subject {subject_id} not found in study {study}")
+    require_in_study(principal, Action.SUBJECT_READ, study, record.site)
+    _audit_identifier_reads(engine, principal, study, [record], f"{study}/{subject_id}")
     return record
 
 
@@ -138,7 +145,7 @@ def enrol_subject(
             now=now,
         )
         screened = subject.screening_date or now.date()
-        capture = CaptureRepository(connection)
+        capture = CaptureRepository(connection, principal)
         capture.add_status(
             record.id,
             status=SubjectStatus.SCREENING.value,
@@ -173,7 +180,5 @@ def count_subjects(engine: Engine, principal: Principal, study: str) -> dict[str
     """Enrolment per site, for the sites where the principal may read aggregates."""
     visible_study(principal, study)
     require_in_study(principal, Action.AGGREGATE_READ, study)
-    with engine.connect() as connection:
-        return SubjectRepository(connection, principal).count_by_site(
-            study, action=Action.AGGREGATE_READ
-        )
+    with reading(engine, principal) as work:
+        return work.subjects().count_by_site(study, action=Action.AGGREGATE_READ)

@@ -25,10 +25,17 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
-from consortia.services.common import audit, check_code, normalise_email, utc_now
+from consortia.services.common import check_code, normalise_email, utc_now
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.repositories import TokenRecord, TokenRepository, UserRepository
 
-__all__ = ["CreatedToken", "create_token", "list_tokens", "revoke_token"]
+__all__ = [
+    "CreatedToken",
+    "TokenRecord",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +52,8 @@ def _owner_id(engine: Engine, principal: Principal, email: str | None) -> int:
         return principal.user_id
     if not can(principal, Action.USER_MANAGE, Resource()):
         raise PermissionDeniedError("only a node administrator manages other people's tokens")
-    with engine.connect() as connection:
-        user = UserRepository(connection).by_email(normalise_email(email))
+    with reading(engine, principal) as work:
+        user = UserRepository(work.connection).by_email(normalise_email(email))
     if user is None:
         raise NotFoundError(f"user {email} not found")
     return user.id
@@ -85,11 +92,11 @@ def create_token(
     owner_id = _owner_id(engine, principal, email)
     now = now or utc_now()
     secret = new_token()
-    with engine.begin() as connection:
-        owner = UserRepository(connection).by_id(owner_id)
+    with writing(engine, principal) as work:
+        owner = UserRepository(work.connection).by_id(owner_id)
         if owner is None:  # pragma: no cover - a CLI operator's id 0 is never an owner
             raise NotFoundError("the token's owner does not exist")
-        tokens = TokenRepository(connection)
+        tokens = TokenRepository(work.connection)
         token_id = tokens.add(
             user_id=owner_id,
             name=name,
@@ -100,9 +107,7 @@ def create_token(
             expires_at=now + lifetime,
         )
         record = tokens.of_user(owner_id, token_id)[0]
-        audit(
-            connection,
-            principal,
+        work.audit(
             "token.create",
             "api_token",
             token_id,
@@ -122,8 +127,8 @@ def list_tokens(
 ) -> list[TokenRecord]:
     """The tokens of ``email`` (default: the principal), newest last."""
     owner_id = _owner_id(engine, principal, email)
-    with engine.connect() as connection:
-        return TokenRepository(connection).of_user(owner_id)
+    with reading(engine, principal) as work:
+        return TokenRepository(work.connection).of_user(owner_id)
 
 
 def revoke_token(
@@ -136,17 +141,15 @@ def revoke_token(
 ) -> TokenRecord:
     """Revoke token ``token_id`` of ``email`` (default: the principal); it stops at once."""
     owner_id = _owner_id(engine, principal, email)
-    with engine.begin() as connection:
-        tokens = TokenRepository(connection)
+    with writing(engine, principal) as work:
+        tokens = TokenRepository(work.connection)
         found = tokens.of_user(owner_id, token_id)
         if not found:
             raise NotFoundError(f"token {token_id} not found")
         if found[0].revoked_at is not None:
             raise ConflictError(f"token {token_id} is already revoked")
         tokens.update(token_id, revoked_at=now or utc_now())
-        audit(
-            connection,
-            principal,
+        work.audit(
             "token.revoke",
             "api_token",
             token_id,

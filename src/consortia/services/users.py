@@ -42,6 +42,8 @@ from consortia.services.common import (
     require,
     utc_now,
 )
+from consortia.services.unit_of_work import reading, writing
+from consortia.storage.db import read_only
 from consortia.storage.repositories import (
     GrantRecord,
     GrantRepository,
@@ -53,6 +55,8 @@ from consortia.storage.repositories import (
 )
 
 __all__ = [
+    "GrantRecord",
+    "UserRecord",
     "activate_user",
     "cli_operator",
     "count_users",
@@ -193,15 +197,15 @@ def set_password(
         require(principal, Action.USER_MANAGE, Resource())
     check_password(password, email=email, min_length=min_password_length)
     password_hash = hash_password(password)
-    with engine.begin() as connection:
-        users = UserRepository(connection)
+    with writing(engine, principal) as work:
+        users = UserRepository(work.connection)
         user = users.by_email(email)
         if user is None:
             raise NotFoundError(f"user {email} not found")
         users.update(user.id, password_hash=password_hash, failed_logins=0, locked_until=None)
-        audit(connection, principal, "user.password_set", "user", email)
+        work.audit("user.password_set", "user", email)
         _end_access(
-            connection, principal, user, reason="password changed", keep_session=keep_session
+            work.connection, principal, user, reason="password changed", keep_session=keep_session
         )
 
 
@@ -218,24 +222,22 @@ def deactivate_user(engine: Engine, principal: Principal, who: str | int) -> Use
     token, and in the same transaction all its sessions end and all its tokens are revoked
     (node administrators; nobody deactivates their own account)."""
     require(principal, Action.USER_MANAGE, Resource())
-    with engine.begin() as connection:
-        user = _account(connection, who)
+    with writing(engine, principal) as work:
+        user = _account(work.connection, who)
         if user.email == principal.email or user.id == principal.user_id:
             raise PermissionDeniedError("nobody may deactivate their own account")
         if not user.active:
             raise ConflictError(f"user {user.email} is already inactive")
-        UserRepository(connection).update(user.id, active=False)
-        audit(
-            connection,
-            principal,
+        UserRepository(work.connection).update(user.id, active=False)
+        work.audit(
             "user.deactivate",
             "user",
             user.email,
             before={"active": True},
             after={"active": False},
         )
-        _end_access(connection, principal, user, reason="account deactivated")
-        record = UserRepository(connection).by_id(user.id)
+        _end_access(work.connection, principal, user, reason="account deactivated")
+        record = UserRepository(work.connection).by_id(user.id)
     assert record is not None
     return record
 
@@ -244,21 +246,21 @@ def activate_user(engine: Engine, principal: Principal, who: str | int) -> UserR
     """Activate again the deactivated account ``who``: it may sign in (a fresh start, no
     lockout); its old sessions and tokens stay ended (node administrators)."""
     require(principal, Action.USER_MANAGE, Resource())
-    with engine.begin() as connection:
-        user = _account(connection, who)
+    with writing(engine, principal) as work:
+        user = _account(work.connection, who)
         if user.active:
             raise ConflictError(f"user {user.email} is already active")
-        UserRepository(connection).update(user.id, active=True, failed_logins=0, locked_until=None)
-        audit(
-            connection,
-            principal,
+        UserRepository(work.connection).update(
+            user.id, active=True, failed_logins=0, locked_until=None
+        )
+        work.audit(
             "user.activate",
             "user",
             user.email,
             before={"active": False},
             after={"active": True},
         )
-        record = UserRepository(connection).by_id(user.id)
+        record = UserRepository(work.connection).by_id(user.id)
     assert record is not None
     return record
 
@@ -266,8 +268,8 @@ def activate_user(engine: Engine, principal: Principal, who: str | int) -> UserR
 def list_users(engine: Engine, principal: Principal) -> list[UserRecord]:
     """Every account on the node (node administrators)."""
     require(principal, Action.USER_READ, Resource())
-    with engine.connect() as connection:
-        return UserRepository(connection).list()
+    with reading(engine, principal) as work:
+        return UserRepository(work.connection).list()
 
 
 def _checked_grant(study: str, site: str, role: str | Role) -> Grant:
@@ -364,24 +366,24 @@ def revoke_role(
     """Take a role away; it must be held exactly as named (study, site, role)."""
     grant = _checked_grant(study, site, role)
     email = normalise_email(email)
-    with engine.begin() as connection:
-        user = UserRepository(connection).by_email(email)
+    with writing(engine, principal) as work:
+        user = UserRepository(work.connection).by_email(email)
         record = None
         if user is not None:
-            record = GrantRepository(connection, principal).find(user.id, grant)
+            record = GrantRepository(work.connection, principal).find(user.id, grant)
         if record is None:
             raise NotFoundError(f"{email} holds no {grant} that you manage")
-        _revoke(connection, principal, record)
+        _revoke(work.connection, principal, record)
     return record
 
 
 def revoke_grant(engine: Engine, principal: Principal, grant_id: int) -> GrantRecord:
     """Take away the grant ``grant_id`` (one the principal manages; others are not found)."""
-    with engine.begin() as connection:
-        record = GrantRepository(connection, principal).get(grant_id)
+    with writing(engine, principal) as work:
+        record = GrantRepository(work.connection, principal).get(grant_id)
         if record is None:
             raise NotFoundError(f"grant {grant_id} not found")
-        _revoke(connection, principal, record)
+        _revoke(work.connection, principal, record)
     return record
 
 
@@ -391,8 +393,8 @@ def list_grants(
     """The grants the principal manages, optionally for one study or one person."""
     if study is not None:
         check_code(study, "study", wildcard=True)
-    with engine.connect() as connection:
-        return GrantRepository(connection, principal).list(
+    with reading(engine, principal) as work:
+        return work.grants().list(
             study=study, email=None if email is None else normalise_email(email)
         )
 
@@ -400,7 +402,7 @@ def list_grants(
 def user_by_email(engine: Engine, email: str) -> UserRecord:
     """The account with ``email`` (for the CLI, run by the node operator)."""
     email = normalise_email(email)
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         user = UserRepository(connection).by_email(email)
     if user is None:
         raise NotFoundError(f"user {email} not found")
@@ -409,5 +411,5 @@ def user_by_email(engine: Engine, email: str) -> UserRecord:
 
 def count_users(engine: Engine) -> int:
     """How many accounts the node has (``consortia init`` creates the first)."""
-    with engine.connect() as connection:
+    with read_only(engine.connect()) as connection:
         return UserRepository(connection).count()

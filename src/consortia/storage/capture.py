@@ -301,10 +301,16 @@ _DELETE_DERIVED = Prepared(derived_value.delete().where(*_DERIVED_KEY))
 
 
 class CaptureRepository:
-    """Events, forms, values and derived values of subjects the caller has already found."""
+    """Events, forms, values and derived values of subjects the caller has already found.
 
-    def __init__(self, connection: Connection) -> None:
+    Like every repository it is opened for a principal (no repository without one); the
+    subjects it is given are those the principal's site-scoped
+    :class:`~consortia.storage.repositories.SubjectRepository` found.
+    """
+
+    def __init__(self, connection: Connection, principal: Principal) -> None:
         self.connection = connection
+        self.principal = principal
 
     # events
     def events(self, subject_pk: int) -> list[EventRecord]:

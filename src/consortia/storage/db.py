@@ -18,7 +18,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Any, Final
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
@@ -34,6 +34,19 @@ except ImportError:  # pragma: no cover - Windows
 #: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
 READ_ONLY: Final = "consortia_read_only"
 _HOLDS_WRITER: Final = "consortia_holds_writer"
+_READS_ONLY: Final = "consortia_reads_only"
+
+
+def read_only(connection: Connection) -> Connection:
+    """``connection`` set to read only: its transactions never wait for, nor block, a writer.
+
+    On SQLite a deferred ``BEGIN`` (a WAL snapshot) instead of ``BEGIN IMMEDIATE`` and the
+    writer lock; on PostgreSQL ``BEGIN READ ONLY``, so a write in it fails at once.
+    """
+    options: dict[str, Any] = {READ_ONLY: True}
+    if connection.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return connection.execution_options(**options)
 
 
 def is_sqlite(url: str) -> bool:
@@ -178,7 +191,11 @@ def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
-            # a WAL reader sees a snapshot and never blocks writers: exports stream this way
+            # a WAL reader sees a snapshot and never blocks writers: exports stream this way.
+            # query_only makes a write in it fail at once, as BEGIN READ ONLY does on
+            # PostgreSQL, instead of waiting for the lock the reader never took.
+            connection.info[_READS_ONLY] = True
+            _driver_sql(connection, "PRAGMA query_only=ON")
             _driver_sql(connection, "BEGIN")
             return
         writer.acquire()
@@ -197,12 +214,16 @@ def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -
     # then lets the lock go; the driver's own commit() or rollback() that follows finds no
     # transaction open and does nothing.
     def _commit(connection: Any) -> None:
+        if connection.info.pop(_READS_ONLY, False):
+            _driver_sql(connection, "PRAGMA query_only=OFF")
         if connection.info.get(_HOLDS_WRITER):
             _end(connection, "COMMIT")  # on failure the lock stays held until the rollback
             connection.info.pop(_HOLDS_WRITER, None)
             writer.release()
 
     def _rollback(connection: Any) -> None:
+        if connection.info.pop(_READS_ONLY, False):
+            _driver_sql(connection, "PRAGMA query_only=OFF")
         if connection.info.get(_HOLDS_WRITER):
             try:
                 _end(connection, "ROLLBACK")
@@ -214,7 +235,9 @@ def _configure_sqlite(engine: Engine, *, memory: bool, lock_path: Path | None) -
     event.listen(engine, "rollback", _rollback)
 
     @event.listens_for(engine.pool, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_READS_ONLY, False) and dbapi_connection:
+            dbapi_connection.execute("PRAGMA query_only=OFF")  # the next user may write
         # a connection dropped without commit or rollback (garbage collected) frees the lock
         if record is not None and record.info.pop(_HOLDS_WRITER, False):
             writer.release()

@@ -29,15 +29,21 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from consortia.api.errors import status_for
-from consortia.api.signin import sign_in
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
-from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, csrf_token
-from consortia.config import Settings
+from consortia.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_token
+from consortia.entry.errors import status_for
+from consortia.entry.sessions import (
+    clear_session_cookie,
+    csrf_ok,
+    node_engine,
+    node_settings,
+    set_session_cookie,
+)
+from consortia.entry.sessions import session_principal as session_principal_of
+from consortia.entry.signin import sign_in
 from consortia.exceptions import (
     AuthenticationError,
     ConsortiaError,
@@ -119,18 +125,6 @@ class _ApprovalRow:
     reason: str
 
 
-def node_engine(request: Request) -> Engine:
-    engine = request.app.state.engine
-    assert isinstance(engine, Engine)
-    return engine
-
-
-def node_settings(request: Request) -> Settings:
-    settings = request.app.state.settings
-    assert isinstance(settings, Settings)
-    return settings
-
-
 def page_language(request: Request) -> str:
     return pick_language(
         query=request.query_params.get("lang"),
@@ -179,17 +173,6 @@ def redirect(request: Request, url: str) -> Response:
     return _finish(request, RedirectResponse(url, status_code=303))
 
 
-def _set_session_cookie(response: Response, value: str) -> None:
-    # exactly as POST /api/v1/session sets it: no Max-Age, the server ends idle sessions
-    response.set_cookie(
-        SESSION_COOKIE, value, path="/", secure=True, httponly=True, samesite="strict"
-    )
-
-
-def _delete_session_cookie(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-
-
 def _check_same_origin(request: Request) -> None:
     """Refuse (403) a form posted by a page of another site."""
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
@@ -235,12 +218,7 @@ async def session_principal(request: Request) -> tuple[Principal, str] | None:
     if not cookie:
         return None
     try:
-        principal = await run_in_threadpool(
-            authentication.principal_from_session,
-            node_engine(request),
-            node_settings(request),
-            cookie,
-        )
+        principal = await run_in_threadpool(session_principal_of, request, cookie)
     except AuthenticationError:
         return None
     return principal, cookie
@@ -328,9 +306,8 @@ def _approval_row(language: str, entry: ApprovalEntry) -> _ApprovalRow:
 
 def _check_csrf(request: Request, form: Mapping[str, str], cookie: str) -> None:
     """Refuse (403) a form post without the session's CSRF token."""
-    secret = node_settings(request).secret_key.get_secret_value()
     presented = form.get("csrf_token") or request.headers.get(CSRF_HEADER)
-    if not csrf_matches(secret, cookie, presented):
+    if not csrf_ok(request, cookie, presented):
         raise PageError(403, "error.403_csrf")
 
 
@@ -405,7 +382,7 @@ def create_web_router() -> APIRouter:
         if signed_in is None:
             response = redirect(request, "/login")
             if request.cookies.get(SESSION_COOKIE):
-                _delete_session_cookie(response)
+                clear_session_cookie(response)
             return response
         principal, cookie = signed_in
         token = csrf_token(node_settings(request).secret_key.get_secret_value(), cookie)
@@ -473,7 +450,7 @@ def create_web_router() -> APIRouter:
                 missing=(),
             )
         response = redirect(request, "/")
-        _set_session_cookie(response, result.cookie_value)
+        set_session_cookie(response, result.cookie_value)
         return response
 
     @router.post("/logout", response_class=HTMLResponse)
@@ -487,7 +464,7 @@ def create_web_router() -> APIRouter:
             principal, _ = signed_in
             await run_in_threadpool(authentication.logout, node_engine(request), principal, cookie)
         response = redirect(request, "/login")
-        _delete_session_cookie(response)
+        clear_session_cookie(response)
         return response
 
     @router.get("/approvals", response_class=HTMLResponse)

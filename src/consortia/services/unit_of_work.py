@@ -1,0 +1,126 @@
+"""The unit of work: the one door every use case goes through to the database.
+
+A unit of work carries the principal, hands out the repositories (each site-scoped by that
+principal) and appends audit events in its own transaction, so a change and its audit
+event are committed together or not at all. It reads read-only unless asked to write:
+
+>>> from consortia.services.common import cli_operator
+>>> from consortia.storage.db import make_engine
+>>> from consortia.storage.migrations import upgrade
+>>> engine = make_engine("sqlite://")
+>>> upgrade(engine)
+>>> with reading(engine, cli_operator()) as work:
+...     work.subjects().list("CART", limit=10, offset=0)
+[]
+>>> with reading(engine, cli_operator()) as work:
+...     work.audit("node.note", "node", "x")
+Traceback (most recent call last):
+    ...
+consortia.services.unit_of_work.ReadOnlyWorkError: read-only: cannot append node.note
+>>> engine.dispose()
+
+``reading`` begins a transaction that neither waits for nor blocks the writer (a WAL
+snapshot on SQLite, ``BEGIN READ ONLY`` on PostgreSQL); ``writing`` queues for the writer
+(``BEGIN IMMEDIATE`` and the node's writer lock on SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from consortia.auth.principal import Principal
+from consortia.exceptions import ConflictError
+from consortia.storage.audit import append_event
+from consortia.storage.capture import CaptureRepository
+from consortia.storage.db import read_only
+from consortia.storage.repositories import (
+    NODE_CHAIN,
+    AuditRepository,
+    GrantRepository,
+    SubjectRepository,
+)
+
+__all__ = ["ReadOnlyWorkError", "UnitOfWork", "reading", "writing"]
+
+
+class ReadOnlyWorkError(RuntimeError):
+    """A change was attempted in a read-only unit of work: a programming error."""
+
+
+class UnitOfWork:
+    """One transaction of one principal: its repositories and its audit events."""
+
+    __slots__ = ("connection", "principal", "writes")
+
+    def __init__(self, connection: Connection, principal: Principal, *, writes: bool) -> None:
+        self.connection = connection
+        self.principal = principal
+        self.writes = writes
+
+    def subjects(self) -> SubjectRepository:
+        """Subjects at the sites the principal may see, identifiers masked where it may not."""
+        return SubjectRepository(self.connection, self.principal)
+
+    def capture(self) -> CaptureRepository:
+        """Events, forms and values of subjects found through :meth:`subjects`."""
+        return CaptureRepository(self.connection, self.principal)
+
+    def audit_trail(self) -> AuditRepository:
+        """The audit trail at the sites where the principal may read it."""
+        return AuditRepository(self.connection, self.principal)
+
+    def grants(self) -> GrantRepository:
+        """The role grants the principal may manage."""
+        return GrantRepository(self.connection, self.principal)
+
+    def audit(
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: object,
+        *,
+        chain: str = NODE_CHAIN,
+        **entry: Any,
+    ) -> None:
+        """Append one audit event by the principal, committed with the change or not at all."""
+        if not self.writes:
+            raise ReadOnlyWorkError(f"read-only: cannot append {action}")
+        append_event(
+            self.connection,
+            chain,
+            actor=self.principal.email,
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id),
+            **entry,
+        )
+
+
+@contextmanager
+def reading(engine: Engine, principal: Principal) -> Iterator[UnitOfWork]:
+    """A read-only unit of work: it never takes the writer lock and cannot audit a change."""
+    with read_only(engine.connect()) as connection, connection.begin():
+        yield UnitOfWork(connection, principal, writes=False)
+
+
+@contextmanager
+def writing(
+    engine: Engine, principal: Principal, *, conflict: str | None = None
+) -> Iterator[UnitOfWork]:
+    """A write unit of work: committed at the end of the block, rolled back on an error.
+
+    With ``conflict``, a unique-constraint race (a concurrent request won between the
+    service's own check and its insert) becomes a :class:`ConflictError` saying so.
+    """
+    try:
+        with engine.begin() as connection:
+            yield UnitOfWork(connection, principal, writes=True)
+    except IntegrityError:
+        if conflict is None:
+            raise
+        raise ConflictError(conflict) from None

@@ -1,0 +1,106 @@
+"""The queries on a form, from its page: open one, answer, close or re-open it."""
+
+from __future__ import annotations
+
+import functools
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from consortia.exceptions import ConflictError, ValidationError
+from consortia.services import data_entry, queries
+from consortia.web.capture_common import (
+    FORM_PATH,
+    MAX_DATA_FORM_BYTES,
+    refusal_of,
+)
+from consortia.web.form_pages import form_page
+from consortia.web.pages import (
+    PageError,
+    PageRoute,
+    node_engine,
+    redirect,
+    signed_in_post,
+)
+
+__all__ = [
+    "create_query_router",
+]
+
+
+def create_query_router() -> APIRouter:
+    """Opening a query on a form, and the steps on a query."""
+    router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+    @router.post(FORM_PATH + "/queries", response_class=HTMLResponse)
+    async def open_query(
+        request: Request, study: str, subject_id: str, event: str, form: str
+    ) -> Response:
+        """Open a query on an item of the form (or the whole form), with its text."""
+        posted = await signed_in_post(request, max_bytes=MAX_DATA_FORM_BYTES)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        try:
+            await run_in_threadpool(
+                queries.open_query,
+                engine,
+                principal,
+                study,
+                subject_id,
+                event,
+                form,
+                fields.get("item", ""),
+                fields.get("text", ""),
+            )
+        except (ConflictError, ValidationError) as error:
+            view = await run_in_threadpool(
+                data_entry.read_form_page, engine, principal, study, subject_id, event, form
+            )
+            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        path = request.url.path.removesuffix("/queries")
+        return redirect(request, f"{path}?done=open")
+
+    @router.post(FORM_PATH + "/queries/{query_id}", response_class=HTMLResponse)
+    async def query_step(
+        request: Request, study: str, subject_id: str, event: str, form: str, query_id: int
+    ) -> Response:
+        """Answer, close or re-open a query on the form, with a message."""
+        posted = await signed_in_post(request, max_bytes=MAX_DATA_FORM_BYTES)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        step = fields.get("step", "")
+        if step not in queries.STEPS:
+            raise PageError(400)
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        take = {
+            "answer": queries.answer_query,
+            "close": queries.close_query,
+            "reopen": queries.reopen_query,
+        }[step]
+        try:  # a query of another form instance is not found (the service checks)
+            await run_in_threadpool(
+                functools.partial(
+                    take,
+                    engine,
+                    principal,
+                    study,
+                    query_id,
+                    fields.get("text", ""),
+                    on_form=(subject_id, event, form),
+                )
+            )
+        except (ConflictError, ValidationError) as error:
+            view = await run_in_threadpool(
+                data_entry.read_form_page, engine, principal, study, subject_id, event, form
+            )
+            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        path = request.url.path.rsplit("/queries/", 1)[0]
+        return redirect(request, f"{path}?done={step}")
+
+    return router
