@@ -28,8 +28,9 @@ from consortia.stats.cox import fit_cox
 from consortia.stats.descriptive import describe
 from consortia.stats.diagnostic import diagnostic_accuracy
 from consortia.stats.glm import fit_glm
+from consortia.stats.logrank import logrank_test
 from consortia.stats.proportions import proportion
-from consortia.stats.survival import kaplan_meier, logrank_test
+from consortia.stats.survival import kaplan_meier
 
 RTOL = 1e-8
 TRANSPORTS = ["in_process", "push", "pull"]
