@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from consortia import __version__
@@ -25,11 +26,6 @@ from consortia.api import hub as hub_api
 from consortia.api.docs import docs_router
 from consortia.api.errors import install_error_handlers
 from consortia.api.guard import ApiGuard, public_routes
-from consortia.api.hub import (
-    create_hub_federation_router,
-    create_member_studies_router,
-    receive_study,
-)
 from consortia.api.router import API_PREFIX, api_routers
 from consortia.asgi import BodyLimit
 from consortia.auth.hashing import PasswordWork
@@ -37,11 +33,18 @@ from consortia.children import die_with_parent
 from consortia.config import Settings, load_settings
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
+from consortia.federation.hub_routes import (
+    StudyReceiver,
+    create_hub_federation_router,
+    create_member_studies_router,
+)
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.pull import RESULTS_PATH, TaskHandler
-from consortia.federation.signing import load_key, sign_message_wire
+from consortia.federation.signing import sign_message_wire
 from consortia.federation.witness import HeadWitness, node_witness
+from consortia.services import hub as hub_service
+from consortia.services import hub_studies
 from consortia.services.analyses import analysis_config
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
@@ -145,12 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
         mount_node(app, node, witness=witness, max_message_bytes=node_config.max_message_bytes)
         if node_config.hub is not None:
             app.include_router(
-                create_member_studies_router(
-                    engine,
-                    node,
-                    node_config.hub,
-                    auto_accept=node_config.accept_studies == "auto",
-                )
+                create_member_studies_router(node, _study_receiver(node, node_config, engine))
             )
             app.add_middleware(
                 BodyLimit,
@@ -168,9 +166,7 @@ def _hub(settings: Settings, config: NodeConfig | None) -> HubIdentity | None:
     """The hub's identity, for a node whose ``[node]`` section says ``role = "hub"``."""
     if config is None or config.role != "hub":
         return None
-    return HubIdentity(
-        settings.node_name, settings.node_url, load_key(config.resolve(config.key_file))
-    )
+    return hub_service.hub_identity(settings, config)
 
 
 def _mount_hub(
@@ -181,6 +177,7 @@ def _mount_hub(
         create_hub_federation_router(
             engine,
             hub,
+            lambda message, wire: hub_service.admit_member(engine, hub, message, wire=wire),
             clock_skew_seconds=settings.clock_skew_seconds,
             consortium=config.consortium,
         )
@@ -195,23 +192,34 @@ def _mount_hub(
     )
 
 
+def _study_receiver(node: NodeRunner, config: NodeConfig, engine: Engine) -> StudyReceiver:
+    """A member's answer to a study version from its hub, kept as an offer (or accepted
+    at once, by its policy): :func:`consortia.services.hub_studies.answer_study`."""
+
+    def receive(message: Any, wire: bytes) -> dict[str, Any]:
+        return hub_studies.answer_study(
+            engine,
+            node,
+            config.hub,
+            message,
+            wire=wire,
+            auto_accept=config.accept_studies == "auto",
+        )
+
+    return receive
+
+
 def _member_tasks(node: NodeRunner, config: NodeConfig, engine: Engine) -> TaskHandler | None:
     """What a member that polls its hub does with a task: a study version goes to its
     offers, anything else to the analysis runner."""
     if config.hub is None:
         return None
+    receive = _study_receiver(node, config, engine)
 
     async def handle(message: Any, wire: bytes, source: str) -> bytes:
         body = message.get("body") if isinstance(message, dict) else None
         if isinstance(body, dict) and body.get("type") == STUDY_VERSION:
-            reply = await receive_study(
-                engine,
-                node,
-                config.hub,
-                message,
-                wire=wire,
-                auto_accept=config.accept_studies == "auto",
-            )
+            reply = await run_in_threadpool(receive, message, wire)
             return sign_message_wire(reply, node.key, node.name)
         return await node.handle_wire(message, wire=wire, source=source)
 

@@ -38,7 +38,7 @@ from consortia.federation.signing import (
     sign_message,
 )
 from consortia.services import hub as hub_service
-from consortia.services import tokens, users
+from consortia.services import hub_analyses, hub_studies, tokens, users
 from consortia.services.common import cli_operator, utc_now
 from consortia.services.hub import HubIdentity
 from consortia.storage.audit import audit_event, verify_trail
@@ -225,10 +225,10 @@ def test_a_removed_members_key_is_refused_and_it_is_sent_nothing(hub: Hub) -> No
     with pytest.raises(ConflictError, match="removed already"):
         hub_service.remove_member(hub.engine, cli_operator(), "sgh")
     with pytest.raises(ValidationError, match="'sgh' is not an active member"):
-        hub_service.publish_study(
+        hub_studies.publish_study(
             hub.engine, cli_operator(), hub.identity, template_text("cart-lbcl"), {"SG01": "sgh"}
         )
-    assert hub_service.study_members(hub.engine, "CART-LBCL") == []
+    assert hub_analyses.study_members(hub.engine, "CART-LBCL") == []
 
 
 def test_the_hubs_api_is_for_its_administrators(hub: Hub) -> None:

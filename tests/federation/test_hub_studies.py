@@ -29,7 +29,7 @@ from consortia.exceptions import NotFoundError, PermissionDeniedError
 from consortia.federation.hub import STUDIES_PATH, study_message
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.signing import generate_key, public_key_b64, save_key, sign_message
-from consortia.services import hub as hub_service
+from consortia.services import hub_studies
 from consortia.services.common import cli_operator
 from consortia.services.studies import current_definition
 from consortia.storage.db import make_engine
@@ -100,7 +100,7 @@ def signed(member: Member, source: str = SOURCE) -> dict[str, Any]:
 
 
 def offers(member: Member) -> list[Any]:
-    return hub_service.list_offers(member.engine, cli_operator())
+    return hub_studies.list_offers(member.engine, cli_operator())
 
 
 def test_a_version_the_hub_signed_waits_for_the_administrator_then_runs(node: Member) -> None:
@@ -115,7 +115,7 @@ def test_a_version_the_hub_signed_waits_for_the_administrator_then_runs(node: Me
     )
     with node.engine.connect() as connection, pytest.raises(NotFoundError):
         current_definition(connection, "CART-LBCL")  # not run before it is accepted
-    accepted = hub_service.accept_offer(
+    accepted = hub_studies.accept_offer(
         node.engine,
         cli_operator(Role.STUDY_ADMIN),
         offer.id,
@@ -135,7 +135,7 @@ def test_a_new_version_follows_the_same_path(node: Member) -> None:
     [first] = offers(node)
     operator = cli_operator(Role.STUDY_ADMIN)
     trust = node.app.state.node.trust
-    hub_service.accept_offer(node.engine, operator, first.id, trust, "hub")
+    hub_studies.accept_offer(node.engine, operator, first.id, trust, "hub")
     newer = SOURCE.replace('version: "1.0"', 'version: "1.1"', 1)
     assert newer != SOURCE
     status, reply = post(node, signed(node, newer))
@@ -143,7 +143,7 @@ def test_a_new_version_follows_the_same_path(node: Member) -> None:
     second = next(o for o in offers(node) if o.status == "pending")
     with node.engine.connect() as connection:
         assert current_definition(connection, "CART-LBCL").sha256 == first.sha256
-    hub_service.accept_offer(node.engine, operator, second.id, trust, "hub")
+    hub_studies.accept_offer(node.engine, operator, second.id, trust, "hub")
     with node.engine.connect() as connection:
         assert current_definition(connection, "CART-LBCL").sha256 == second.sha256
 
@@ -188,7 +188,7 @@ def test_an_offer_changed_in_the_database_is_refused_on_acceptance(node: Member)
     with node.engine.begin() as connection:
         connection.execute(study_offer.update().values(message=json.dumps(stored)))
     with pytest.raises(PermissionDeniedError, match="not a version signed by this node's hub"):
-        hub_service.accept_offer(
+        hub_studies.accept_offer(
             node.engine,
             cli_operator(Role.STUDY_ADMIN),
             offer.id,

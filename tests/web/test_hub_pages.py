@@ -16,7 +16,7 @@ from consortia.auth.principal import Role
 from consortia.config import Settings
 from consortia.federation.signing import generate_key, save_key
 from consortia.services import hub as hub_service
-from consortia.services import users
+from consortia.services import hub_analyses, users
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
@@ -54,7 +54,7 @@ def hub_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
         node={"key_file": "hub.pem", "role": "hub", "consortium": "CAR-T consortium"},
     )
     hub_service.create_invitation(engine, operator, HubIdentity("hub", "http://h", key), "sgh")
-    analysis = hub_service.start_analysis(
+    analysis = hub_analyses.start_analysis(
         engine,
         operator,
         study="CART-LBCL",
@@ -62,7 +62,7 @@ def hub_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
         request={"kind": "kaplan_meier", "table": "cart_efficacy"},
         transport={"sgh": "push", "shh": "pull"},
     )
-    hub_service.finish_analysis(engine, operator, analysis, result=RESULT, error=None)
+    hub_analyses.finish_analysis(engine, operator, analysis, result=RESULT, error=None)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
         portal = stack.enter_context(start_blocking_portal())

@@ -47,7 +47,7 @@ from consortia.services import (
     subjects,
 )
 from consortia.services.common import MAX_LIMIT, MAX_OFFSET
-from consortia.services.hub import refuse_unsigned_study
+from consortia.services.hub_studies import refuse_unsigned_study
 from consortia.services.queries import QueryFilter
 
 __all__ = ["router"]

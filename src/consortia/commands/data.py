@@ -31,7 +31,7 @@ def load_study_command(
     config: ConfigOption = None,
 ) -> None:
     """Load a study definition into the node (a new version when the text changed)."""
-    from consortia.services.hub import refuse_unsigned_study
+    from consortia.services.hub_studies import refuse_unsigned_study
 
     with reporting():
         refuse_unsigned_study(node_settings(config).node)

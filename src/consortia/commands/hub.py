@@ -18,7 +18,6 @@ action is audited in the node's trail.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,35 +25,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from sqlalchemy import Engine
 
 from consortia.auth.principal import Role
 from consortia.commands.common import ConfigOption, node_settings, open_engine, reporting
 from consortia.config import Settings
-from consortia.exceptions import ConfigurationError, NodeUnavailableError
-from consortia.federation.coordinator import AnalysisRefused, Coordinator
-from consortia.federation.hub import (
-    STUDIES_PATH,
-    DatabaseBroker,
-    HubTransport,
-    MemberTrust,
-    study_message,
-)
-from consortia.federation.nodeconfig import NodeConfig, node_config_from_settings, node_trust
-from consortia.federation.protocol import WireMessage, canonical_json, new_id
-from consortia.federation.signing import MessageRejected, Verifier, load_key
-from consortia.federation.transport import (
-    JSON_HEADERS,
-    NodeHandle,
-    PushTransport,
-    default_ssl_context,
-)
+from consortia.exceptions import ConfigurationError
 from consortia.services import hub as hub_service
+from consortia.services import hub_analyses, hub_studies, node_admin
 from consortia.services.common import cli_operator
-from consortia.services.hub import DEFAULT_INVITATION_HOURS, HubIdentity
-from consortia.storage.hub import MemberRecord, PublishedStudy
+from consortia.services.hub import DEFAULT_INVITATION_HOURS, HubIdentity, MemberRecord
+from consortia.services.node_admin import NodeConfig
 
 __all__ = ["hub_analyze", "hub_app", "studies_app"]
 
@@ -78,15 +60,13 @@ class _Hub:
 @contextmanager
 def _hub(config: Path | None) -> Iterator[_Hub]:
     settings = node_settings(config)
-    node = node_config_from_settings(settings)
+    node = node_admin.node_config_of(settings)
     if node is None or node.role != "hub":
         raise ConfigurationError(
             'this node is not a hub: a hub\'s consortia.toml says role = "hub" in its [node] '
             'section (create one with `consortia init DIR --hub --name "..."`)'
         )
-    identity = HubIdentity(
-        settings.node_name, settings.node_url, load_key(node.resolve(node.key_file))
-    )
+    identity = hub_service.hub_identity(settings, node)
     with open_engine(settings) as engine:
         yield _Hub(settings, node, identity, engine)
 
@@ -167,75 +147,8 @@ def remove(
 def studies(config: ConfigOption = None) -> None:
     """The published studies: version, the member hosting each site, what members said."""
     with reporting(), _hub(config) as hub:
-        published = hub_service.list_studies(hub.engine, cli_operator())
+        published = hub_studies.list_studies(hub.engine, cli_operator())
     typer.echo(json.dumps(published, indent=2))
-
-
-async def _push_study(
-    client: httpx.AsyncClient, member: MemberRecord, message: Mapping[str, Any]
-) -> dict[str, Any]:
-    try:
-        response = await client.post(
-            member.url.rstrip("/") + STUDIES_PATH,
-            content=canonical_json(dict(message)),
-            headers=JSON_HEADERS,
-        )
-    except httpx.HTTPError as exc:
-        raise NodeUnavailableError(member.name, f"cannot reach {member.url} ({exc!r})") from None
-    try:
-        return WireMessage.parse(response.content)
-    except (ValueError, UnicodeDecodeError):
-        raise NodeUnavailableError(
-            member.name, f"{member.name} answered HTTP {response.status_code} without a reply"
-        ) from None
-
-
-async def _deliver(
-    hub: _Hub,
-    record: PublishedStudy,
-    sites: Mapping[str, str],
-    members: list[MemberRecord],
-    wait: float,
-) -> list[tuple[str, str, str]]:
-    """Send the version to each member; (member, status, detail) for each."""
-    verifier = Verifier(MemberTrust(hub.engine), clock_skew_seconds=hub.settings.clock_skew_seconds)
-    broker = DatabaseBroker(hub.engine)
-    async with httpx.AsyncClient(timeout=wait, verify=default_ssl_context()) as client:
-
-        async def one(member: MemberRecord) -> tuple[str, str, str]:
-            message = study_message(
-                hub.identity.key,
-                hub.identity.name,
-                study=record.study,
-                label=record.label,
-                source=record.source,
-                sites=sites,
-                to=member.name,
-                task_id=new_id(),
-            )
-            try:
-                if member.transport == "pull":
-                    raw = await asyncio.wait_for(
-                        broker.send(NodeHandle(member.name), message), wait
-                    )
-                else:
-                    raw = await _push_study(client, member, message)
-                sender, body = verifier.verify(raw, wire=getattr(raw, "wire", None))
-            except TimeoutError:
-                return member.name, "unanswered", f"no answer within {wait:g} s (publish again)"
-            except NodeUnavailableError as exc:
-                return member.name, "unreachable", str(exc)
-            except MessageRejected as exc:
-                return member.name, "refused", f"its answer was refused: {exc}"
-            if sender != member.name:
-                return member.name, "refused", f"the answer was signed by {sender!r}"
-            status = str(body.get("status", "refused"))
-            detail = str(body.get("message", ""))
-            if body.get("rule"):
-                detail = f"{body['rule']}: {detail}"
-            return member.name, status, detail
-
-        return list(await asyncio.gather(*(one(member) for member in members)))
 
 
 @hub_app.command("publish")
@@ -260,16 +173,24 @@ def publish(
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {study_file}: {exc.strerror}") from None
     with reporting(), _hub(config) as hub:
-        record, _, targets = hub_service.publish_study(
+        record, _, targets = hub_studies.publish_study(
             hub.engine, cli_operator(), hub.identity, source, sites, file=str(study_file)
         )
         typer.echo(
             f"published {record.study} v{record.label} (sha256 {record.sha256[:16]}...) to "
             f"{', '.join(m.name for m in targets)}"
         )
-        answers = asyncio.run(_deliver(hub, record, sites, targets, wait))
+        answers = hub_studies.deliver_study(
+            hub.engine,
+            hub.identity,
+            record,
+            sites,
+            targets,
+            wait=wait,
+            clock_skew_seconds=hub.settings.clock_skew_seconds,
+        )
         for member, status, detail in answers:
-            hub_service.record_delivery(
+            hub_studies.record_delivery(
                 hub.engine, record.study, record.sha256, member, status, detail
             )
             typer.echo(f"  {member}: {status}" + (f" ({detail})" if detail else ""))
@@ -309,7 +230,7 @@ def hub_analyze(
         raise typer.BadParameter("give either --plan NAME (with --study) or --request FILE.json")
     if plan is not None and study is None:
         raise typer.BadParameter("--plan names an analysis of a study's plan: add --study")
-    request: dict[str, Any]
+    request: dict[str, Any] | None = None
     if request_file is not None:
         try:
             request = json.loads(request_file.read_text(encoding="utf-8"))
@@ -322,42 +243,15 @@ def hub_analyze(
             raise typer.Exit(1) from None
     operator = cli_operator()
     with reporting(), _hub(config) as hub:
-        if plan is not None:
-            assert study is not None
-            request = hub_service.plan_request(hub.engine, operator, study, plan)
-        if study is not None:
-            chosen = hub_service.study_members(hub.engine, study)
-            if not chosen:
-                raise ConfigurationError(
-                    f"study {study} has no active member hosting its sites: publish it with "
-                    "`consortia hub publish STUDY.yaml --site SITE=MEMBER`"
-                )
-        else:
-            chosen = [
-                m for m in hub_service.list_members(hub.engine, operator) if m.status == "active"
-            ]
-        transport = {m.name: m.transport for m in chosen}
-        analysis_id = hub_service.start_analysis(
-            hub.engine, operator, study=study, plan=plan, request=request, transport=transport
+        analysis_id, result = hub_analyses.run_analysis(
+            hub.engine,
+            operator,
+            hub.identity,
+            study=study,
+            plan=plan,
+            request=request,
+            clock_skew_seconds=hub.settings.clock_skew_seconds,
         )
-        try:
-            result = asyncio.run(_run(hub, request, chosen))
-        except BaseException as exc:  # kept as failed, then reported (or raised) as usual
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            refused = None
-            if isinstance(exc, AnalysisRefused):  # each member's refusal with its rule
-                refused = {
-                    "kind": request.get("kind"),
-                    "complete": False,
-                    "nodes": [],
-                    "missing_nodes": [],
-                    "refusals": exc.refusals,
-                }
-            hub_service.finish_analysis(
-                hub.engine, operator, analysis_id, result=refused, error=error
-            )
-            raise
-        hub_service.finish_analysis(hub.engine, operator, analysis_id, result=result, error=None)
     result = {"analysis": analysis_id, **result}
     typer.echo(
         json.dumps(result, indent=2, default=str) if as_json else _summary(analysis_id, result)
@@ -367,30 +261,13 @@ def hub_analyze(
     return result
 
 
-async def _run(hub: _Hub, request: dict[str, Any], chosen: list[MemberRecord]) -> dict[str, Any]:
-    coordinator = Coordinator(
-        hub.identity.name,
-        hub.identity.key,
-        MemberTrust(hub.engine),
-        clock_skew_seconds=hub.settings.clock_skew_seconds,
-    )
-    async with PushTransport() as push:
-        transport = HubTransport(
-            [(m.name, m.transport) for m in chosen], push, DatabaseBroker(hub.engine)
-        )
-        result = await coordinator.run_analysis(
-            request, [NodeHandle(m.name, m.url) for m in chosen], transport
-        )
-    return result.to_dict()  # stored at the hub and printed as JSON
-
-
 # --------------------------------------------------------------------------- member side
 
 
 @contextmanager
 def _member(config: Path | None) -> Iterator[tuple[NodeConfig, Engine]]:
     settings = node_settings(config)
-    node = node_config_from_settings(settings)
+    node = node_admin.node_config_of(settings)
     if node is None or node.hub is None:
         raise ConfigurationError(
             "this node has no hub: a member's [node] section names it (hub = ...), as "
@@ -404,7 +281,7 @@ def _member(config: Path | None) -> Iterator[tuple[NodeConfig, Engine]]:
 def offers_list(config: ConfigOption = None) -> None:
     """The study versions the hub sent, and whether each was accepted."""
     with reporting(), _member(config) as (_, engine):
-        offers = hub_service.list_offers(engine, cli_operator())
+        offers = hub_studies.list_offers(engine, cli_operator())
     if not offers:
         typer.echo("no study versions from the hub yet")
         return
@@ -432,7 +309,7 @@ def offers_accept(
 ) -> None:
     """Make a study version the hub signed this node's current version of the study."""
     with reporting(), _member(config) as (node, engine):
-        offer = hub_service.accept_offer(
-            engine, cli_operator(Role.STUDY_ADMIN), offer_id, node_trust(node), node.hub
+        offer = hub_studies.accept_offer(
+            engine, cli_operator(Role.STUDY_ADMIN), offer_id, node_admin.node_trust(node), node.hub
         )
     typer.echo(f"accepted {offer.study} v{offer.label} (sha256 {offer.sha256[:16]}...)")

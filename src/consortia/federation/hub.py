@@ -16,6 +16,9 @@ hub-signed study versions, joining, and the pull transport kept in the hub's dat
   SHA-256 (:func:`study_message`); a node accepts it only from its hub
   (:func:`verify_study_message`), and checks the stored message again when its
   administrator accepts it.
+* :func:`deliver_study` sends a published version to each member hosting its sites, the
+  way the member joined (pushed to its ``/federation/v1/studies``, or queued for it to
+  pull), and checks each member's signed answer.
 * :class:`DatabaseBroker` is the pull transport with its queue in the hub's database: the
   process that runs an analysis (``consortia analyze`` at the hub's shell) queues signed
   tasks, and whichever process of ``consortia serve`` a member polls hands them out.
@@ -38,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
 from consortia.exceptions import ConfigurationError, FederationError, NodeUnavailableError
-from consortia.federation.protocol import WireMessage, canonical_json, sha256_hex
+from consortia.federation.protocol import WireMessage, canonical_json, new_id, sha256_hex
 from consortia.federation.signing import (
     MessageRejected,
     Peer,
@@ -48,8 +51,13 @@ from consortia.federation.signing import (
     public_key_b64,
     sign_message,
 )
-from consortia.federation.transport import JSON_HEADERS, NodeHandle, Transport
-from consortia.storage.hub import HubRepository
+from consortia.federation.transport import (
+    JSON_HEADERS,
+    NodeHandle,
+    Transport,
+    default_ssl_context,
+)
+from consortia.storage.hub import HubRepository, MemberRecord, PublishedStudy
 
 __all__ = [
     "INVITATION_PREFIX",
@@ -57,10 +65,12 @@ __all__ = [
     "STUDIES_PATH",
     "STUDY_VERSION",
     "DatabaseBroker",
+    "HubIdentity",
     "HubTransport",
     "Invitation",
     "JoinAnswer",
     "MemberTrust",
+    "deliver_study",
     "fingerprint",
     "join_hub",
     "stored_message_verifier",
@@ -88,6 +98,23 @@ def fingerprint(public_key: str) -> str:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class HubIdentity:
+    """The hub as its endpoints and services need it: name, URL, signing key."""
+
+    name: str
+    url: str
+    key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> str:
+        return public_key_b64(self.key)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
 
 
 # --------------------------------------------------------------------------- invitations
@@ -245,6 +272,79 @@ def stored_message_verifier(trust: TrustStore) -> Verifier:
     """A verifier for a message kept since it was received (its clock and nonce were
     checked then): signature, signer and body hash only."""
     return Verifier(trust, clock_skew_seconds=10.0 * 365 * 24 * 3600)
+
+
+async def _push_study(
+    client: httpx.AsyncClient, member: MemberRecord, message: Mapping[str, Any]
+) -> dict[str, Any]:
+    try:
+        response = await client.post(
+            member.url.rstrip("/") + STUDIES_PATH,
+            content=canonical_json(dict(message)),
+            headers=JSON_HEADERS,
+        )
+    except httpx.HTTPError as exc:
+        raise NodeUnavailableError(member.name, f"cannot reach {member.url} ({exc!r})") from None
+    try:
+        return WireMessage.parse(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise NodeUnavailableError(
+            member.name, f"{member.name} answered HTTP {response.status_code} without a reply"
+        ) from None
+
+
+async def deliver_study(
+    engine: Engine,
+    hub: HubIdentity,
+    version: PublishedStudy,
+    sites: Mapping[str, str],
+    members: list[MemberRecord],
+    *,
+    wait: float,
+    clock_skew_seconds: float,
+) -> list[tuple[str, str, str]]:
+    """Send the published ``version`` to each member (signed for it, with a task id for
+    its signed answer); ``(member, status, detail)`` for each: the status it answered
+    (``pending``, ``accepted``, ``refused``), or ``unanswered`` within ``wait`` seconds,
+    ``unreachable``, or ``refused`` when its answer is not signed by it."""
+    verifier = Verifier(MemberTrust(engine), clock_skew_seconds=clock_skew_seconds)
+    broker = DatabaseBroker(engine)
+    async with httpx.AsyncClient(timeout=wait, verify=default_ssl_context()) as client:
+
+        async def one(member: MemberRecord) -> tuple[str, str, str]:
+            message = study_message(
+                hub.key,
+                hub.name,
+                study=version.study,
+                label=version.label,
+                source=version.source,
+                sites=sites,
+                to=member.name,
+                task_id=new_id(),
+            )
+            try:
+                if member.transport == "pull":
+                    raw = await asyncio.wait_for(
+                        broker.send(NodeHandle(member.name), message), wait
+                    )
+                else:
+                    raw = await _push_study(client, member, message)
+                sender, body = verifier.verify(raw, wire=getattr(raw, "wire", None))
+            except TimeoutError:
+                return member.name, "unanswered", f"no answer within {wait:g} s (publish again)"
+            except NodeUnavailableError as exc:
+                return member.name, "unreachable", str(exc)
+            except MessageRejected as exc:
+                return member.name, "refused", f"its answer was refused: {exc}"
+            if sender != member.name:
+                return member.name, "refused", f"the answer was signed by {sender!r}"
+            status = str(body.get("status", "refused"))
+            detail = str(body.get("message", ""))
+            if body.get("rule"):
+                detail = f"{body['rule']}: {detail}"
+            return member.name, status, detail
+
+        return list(await asyncio.gather(*(one(member) for member in members)))
 
 
 # --------------------------------------------------------------------------- joining

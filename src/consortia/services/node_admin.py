@@ -40,6 +40,7 @@ __all__ = [
     "node_config_of",
     "node_identity",
     "node_problems",
+    "node_trust",
     "open_node_database",
     "read_node_yaml",
     "trust_peer",
@@ -67,6 +68,11 @@ def node_config(path: Path) -> NodeConfig:
 def node_config_of(settings: Settings) -> NodeConfig | None:
     """The node's federation config from its settings; None for a node without one."""
     return nodeconfig.node_config_from_settings(settings)
+
+
+def node_trust(config: NodeConfig) -> signing.TrustStore:
+    """The peers the node trusts (its trust file and ``[[node.peers]]``), its hub among them."""
+    return nodeconfig.node_trust(config)
 
 
 def read_node_yaml(path: Path) -> NodeConfig:

@@ -1,7 +1,8 @@
 """The hub's pages: the consortium (members, published studies, analyses) and each
 analysis's result (the members that took part with their rows, refusals with their rules,
 members that did not answer, the estimates). Served only by a hub; node administrators
-(``hub.manage``) only, through :mod:`consortia.services.hub` like the API."""
+(``hub.manage``) only, through the hub's services (:mod:`consortia.services.hub`,
+``hub_studies``, ``hub_analyses``) like the API."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consortia.exceptions import NotFoundError, PermissionDeniedError
 from consortia.services import hub as hub_service
+from consortia.services import hub_analyses, hub_studies
 from consortia.web.pages import (
     PageError,
     PageRoute,
@@ -40,8 +42,8 @@ def create_hub_pages_router(consortium: str = "") -> APIRouter:
         def read() -> tuple[list[object], list[object], list[object]]:
             return (
                 list(hub_service.list_members(engine, principal)),
-                list(hub_service.list_studies(engine, principal)),
-                list(hub_service.list_analyses(engine, principal)),
+                list(hub_studies.list_studies(engine, principal)),
+                list(hub_analyses.list_analyses(engine, principal)),
             )
 
         try:
@@ -66,7 +68,7 @@ def create_hub_pages_router(consortium: str = "") -> APIRouter:
         principal, _ = signed_in
         try:
             analysis = await run_in_threadpool(
-                hub_service.get_analysis, node_engine(request), principal, analysis_id[:32]
+                hub_analyses.get_analysis, node_engine(request), principal, analysis_id[:32]
             )
         except PermissionDeniedError:
             raise PageError(403) from None
