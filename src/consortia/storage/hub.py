@@ -1,7 +1,8 @@
 """The hub's consortium in its database, and a member node's study offers.
 
 Repositories run inside the caller's transaction and never commit; the services
-(:mod:`consortia.services.hub`) pair each change with its audit event. A one-time
+(:mod:`consortia.services.hub`, ``hub_studies``, ``hub_analyses``) pair each change with
+its audit event. A one-time
 invitation is used by a conditional update (``WHERE used_at IS NULL``), so of two joins
 with the same invitation exactly one succeeds, whatever the database; a pull task is taken
 the same way, so two processes of the hub never hand one task out twice.
