@@ -41,7 +41,15 @@ except ImportError:  # pragma: no cover - Windows
 #: Execution option for a long read (``connection.execution_options(**{READ_ONLY: True})``):
 #: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
 READ_ONLY: Final = "consortia_read_only"
+#: Execution option for a short read of a few statements, beside :data:`READ_ONLY`: on
+#: PostgreSQL they run each on its own, without BEGIN and ROLLBACK (two round trips). Under
+#: PostgreSQL's READ COMMITTED every statement of a transaction sees a snapshot of its own
+#: anyway, so they see what they would have seen; SQLite keeps one snapshot for them all.
+#: Not for a connection that writes, streams (a server-side cursor needs a transaction) or
+#: asks for another isolation level.
+STATEMENT_READS: Final = "consortia_statement_reads"
 _HOLDS_WRITER: Final = "consortia_holds_writer"
+_AUTOCOMMIT: Final = "consortia_autocommit"
 #: A PostgreSQL connection returned to the pool longer ago than this is pinged before use
 #: (a server restarted meanwhile is found then, and the pool connects again).
 PING_AFTER_IDLE_SECONDS: Final = 5.0
@@ -89,10 +97,42 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -
             parsed, echo=echo, pool_size=pool_size or DEFAULT_POOL_SIZE, max_overflow=10
         )
         _ping_when_idle(engine)
+        _statement_reads(engine)
         return engine
     raise ConfigurationError(
         f"database {backend!r} is not supported; use sqlite:///PATH or postgresql://..."
     )
+
+
+def _statement_reads(engine: Engine) -> None:
+    """:data:`STATEMENT_READS` on PostgreSQL: the driver in autocommit for the transaction."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        options = connection.get_execution_options()
+        if options.get(STATEMENT_READS) and "isolation_level" not in options:
+            driver = connection.connection.driver_connection
+            if not driver.autocommit and driver.info.transaction_status.name == "IDLE":
+                driver.autocommit = True  # psycopg sends nothing for this, nor BEGIN after
+                connection.info[_AUTOCOMMIT] = True
+
+    def _on_end(connection: Any) -> None:
+        # before the driver's commit or rollback, which then find nothing to end
+        if connection.info.pop(_AUTOCOMMIT, False):
+            connection.connection.driver_connection.autocommit = False
+
+    event.listen(engine, "commit", _on_end)
+    event.listen(engine, "rollback", _on_end)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        # a connection dropped without its rollback (garbage collected) reads no more so
+        if (
+            dbapi_connection is not None
+            and record is not None
+            and record.info.pop(_AUTOCOMMIT, False)
+        ):
+            dbapi_connection.autocommit = False
 
 
 def _ping_when_idle(engine: Engine) -> None:
