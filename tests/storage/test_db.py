@@ -289,8 +289,9 @@ def test_a_writer_in_another_process_waits_for_the_lock_and_then_writes(tmp_path
     engine.dispose()
 
 
-def _hold_connections_at_once(engine: sa.Engine, threads: int, rounds: int) -> None:
-    """``threads`` threads each hold a connection at the same moment, ``rounds`` times."""
+def hold_connections_at_once(engine: sa.Engine, threads: int, rounds: int) -> None:
+    """``threads`` threads each hold a connection at the same moment, and all return it
+    before the next of ``rounds`` (requests come in waves)."""
     together = threading.Barrier(threads)
     failures: list[BaseException] = []
 
@@ -300,6 +301,7 @@ def _hold_connections_at_once(engine: sa.Engine, threads: int, rounds: int) -> N
                 with engine.connect() as connection:
                     connection.execute(sa.text("select 1"))
                     together.wait(timeout=30)
+                together.wait(timeout=30)
         except BaseException as error:
             failures.append(error)
             together.abort()
@@ -317,12 +319,12 @@ def test_a_postgresql_pool_sized_to_the_threads_never_connects_again(
     postgres_server_url: str,
 ) -> None:
     # SQLAlchemy's default pool keeps 5: the connections beyond are closed when returned,
-    # so 12 busy threads would open 7 connections again on every round
+    # so 12 busy threads would open 7 connections again on every wave (33 here)
     engine = make_engine(postgres_server_url, pool_size=12)
     connects: list[object] = []
     sa.event.listen(engine.pool, "connect", lambda *_: connects.append(1))
     try:
-        _hold_connections_at_once(engine, threads=12, rounds=4)
+        hold_connections_at_once(engine, threads=12, rounds=4)
     finally:
         engine.dispose()
     assert len(connects) == 12
