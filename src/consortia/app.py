@@ -79,7 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
     """
     settings.check_safe()
     node_config = node_config_from_settings(settings)
-    engine = make_engine(settings.database_url)
+    # a PostgreSQL connection for each request thread, and two for the node's own work
+    # (witnessing, pulling tasks) beside them: none is closed and opened again under load
+    engine = make_engine(settings.database_url, pool_size=settings.server_threads + 2)
     try:
         node, witness = _federation(node_config, engine)
         hub = _hub(settings, node_config)

@@ -287,3 +287,96 @@ def test_a_writer_in_another_process_waits_for_the_lock_and_then_writes(tmp_path
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT x FROM t ORDER BY x").scalars().all() == [1, 2]
     engine.dispose()
+
+
+def hold_connections_at_once(engine: sa.Engine, threads: int, rounds: int) -> None:
+    """``threads`` threads each hold a connection at the same moment, and all return it
+    before the next of ``rounds`` (requests come in waves)."""
+    together = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(rounds):
+                with engine.connect() as connection:
+                    connection.execute(sa.text("select 1"))
+                    together.wait(timeout=30)
+                together.wait(timeout=30)
+        except BaseException as error:
+            failures.append(error)
+            together.abort()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not failures, failures
+
+
+@pytest.mark.postgres
+def test_a_postgresql_pool_sized_to_the_threads_never_connects_again(
+    postgres_server_url: str,
+) -> None:
+    # SQLAlchemy's default pool keeps 5: the connections beyond are closed when returned,
+    # so 12 busy threads would open 7 connections again on every wave (33 here)
+    engine = make_engine(postgres_server_url, pool_size=12)
+    connects: list[object] = []
+    sa.event.listen(engine.pool, "connect", lambda *_: connects.append(1))
+    try:
+        hold_connections_at_once(engine, threads=12, rounds=4)
+    finally:
+        engine.dispose()
+    assert len(connects) == 12
+
+
+@pytest.mark.postgres
+def test_an_idle_postgresql_connection_the_server_dropped_is_replaced_unseen(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(postgres_server_url)
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            pid = connection.execute(sa.text("select pg_backend_pid()")).scalar()
+        with admin.connect() as connection:
+            connection.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": pid})
+        # the connection has now been idle "long enough" (no test waits 5 s)
+        monkeypatch.setattr("consortia.storage.db.PING_AFTER_IDLE_SECONDS", 0.0, raising=False)
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("select pg_backend_pid()")).scalar() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_statement_reads_on_postgresql_send_no_begin_and_leave_the_connection_transactional(
+    postgres_server_url: str,
+) -> None:
+    from consortia.storage.db import STATEMENT_READS
+
+    engine = make_engine(postgres_server_url, pool_size=1)
+    options = {READ_ONLY: True, STATEMENT_READS: True}
+    try:
+        with engine.connect().execution_options(**options) as connection:
+            assert connection.execute(sa.text("select 1")).scalar() == 1
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.info.transaction_status.name == "IDLE"
+        with engine.connect() as connection:  # the same pooled connection, as usual again
+            connection.execute(sa.text("create temporary table t (id int)"))
+            connection.execute(sa.text("insert into t values (1)"))
+            connection.rollback()
+            assert connection.execute(sa.text("select to_regclass('pg_temp.t')")).scalar() is None
+        # another isolation level asked for: a real transaction, as asked
+        repeatable = engine.connect().execution_options(
+            **options, isolation_level="REPEATABLE READ"
+        )
+        with repeatable as connection:
+            connection.execute(sa.text("select 1"))
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.info.transaction_status.name == "INTRANS"
+    finally:
+        engine.dispose()

@@ -70,7 +70,7 @@ from consortia.storage.capture import (
     StudyVersionRepository,
     ValueRow,
 )
-from consortia.storage.db import READ_ONLY
+from consortia.storage.db import READ_ONLY, STATEMENT_READS
 from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
@@ -187,6 +187,9 @@ def derived_values(
     }
 
 
+# a form's read, and a save's checks before its write: a snapshot on SQLite; on PostgreSQL
+# (each statement sees its own anyway) no BEGIN and ROLLBACK round trips around them
+_READ = {READ_ONLY: True, STATEMENT_READS: True}
 _WARNING_PATH = re.compile(r"^forms\.(\w+)(?:\.(\w+)\[(\d+)\])?(?:\.(\w+))?$")
 
 
@@ -538,7 +541,7 @@ def save_form(
     """
     visible_study(principal, study)
     where = (study, subject_id, ref, form)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+    with engine.connect().execution_options(**_READ) as connection:
         plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
         if plan is not None and not plan.changes_anything:
             return _unchanged_view(connection, principal, plan)

@@ -5,8 +5,15 @@ SQLite runs in WAL mode with foreign keys on, and write transactions start with
 lock before they begin: a thread lock within the process and, for a database file, an
 advisory lock on ``PATH-writer.lock`` across processes (server workers, a CLI import), so
 a waiting writer is woken as soon as the last one finishes instead of polling in SQLite's
-busy handler with growing sleeps. PostgreSQL is used as it comes. The same code and the
-same tests run on both.
+busy handler with growing sleeps. The same code and the same tests run on both.
+
+On PostgreSQL every statement is a round trip to the server, and under load each round
+trip waits for the server's process and then for this one to be scheduled again, so the
+engine spends none it does not need: the pool keeps as many connections as the process
+has threads that use them (``pool_size``; connections beyond it are closed when returned,
+so a busy process would connect again and again), and a connection is pinged before use
+only when it has lain unused for :data:`PING_AFTER_IDLE_SECONDS` (a ping on every checkout
+is three round trips of an API save's ~27).
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import IO, Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from consortia.exceptions import ConfigurationError
@@ -33,8 +41,22 @@ except ImportError:  # pragma: no cover - Windows
 #: Execution option for a long read (``connection.execution_options(**{READ_ONLY: True})``):
 #: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
 READ_ONLY: Final = "consortia_read_only"
+#: Execution option for a short read of a few statements, beside :data:`READ_ONLY`: on
+#: PostgreSQL they run each on its own, without BEGIN and ROLLBACK (two round trips). Under
+#: PostgreSQL's READ COMMITTED every statement of a transaction sees a snapshot of its own
+#: anyway, so they see what they would have seen; SQLite keeps one snapshot for them all.
+#: Not for a connection that writes, streams (a server-side cursor needs a transaction) or
+#: asks for another isolation level.
+STATEMENT_READS: Final = "consortia_statement_reads"
 _HOLDS_WRITER: Final = "consortia_holds_writer"
 _READS_ONLY: Final = "consortia_reads_only"
+_AUTOCOMMIT: Final = "consortia_autocommit"
+#: A PostgreSQL connection returned to the pool longer ago than this is pinged before use
+#: (a server restarted meanwhile is found then, and the pool connects again).
+PING_AFTER_IDLE_SECONDS: Final = 5.0
+#: PostgreSQL connections the pool keeps when no size is asked for (SQLAlchemy's default).
+DEFAULT_POOL_SIZE: Final = 5
+_RETURNED_AT: Final = "consortia_returned_at"
 
 
 def read_only(connection: Connection) -> Connection:
@@ -53,8 +75,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -> Engine:
     """Create an engine for ``url`` with the settings Consortia relies on.
+
+    ``pool_size`` is how many PostgreSQL connections the pool keeps open: at least as many
+    as the threads that use the engine at once (a server's ``server_threads``); up to 10
+    more are opened in a burst and closed when returned.
 
     >>> engine = make_engine("sqlite://")
     >>> engine.dialect.name
@@ -80,10 +106,81 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+        engine = create_engine(
+            parsed, echo=echo, pool_size=pool_size or DEFAULT_POOL_SIZE, max_overflow=10
+        )
+        _ping_when_idle(engine)
+        _statement_reads(engine)
+        return engine
     raise ConfigurationError(
         f"database {backend!r} is not supported; use sqlite:///PATH or postgresql://..."
     )
+
+
+def _statement_reads(engine: Engine) -> None:
+    """:data:`STATEMENT_READS` on PostgreSQL: the driver in autocommit for the transaction."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        options = connection.get_execution_options()
+        if options.get(STATEMENT_READS) and "isolation_level" not in options:
+            driver = connection.connection.driver_connection
+            if not driver.autocommit and driver.info.transaction_status.name == "IDLE":
+                driver.autocommit = True  # psycopg sends nothing for this, nor BEGIN after
+                connection.info[_AUTOCOMMIT] = True
+
+    def _on_end(connection: Any) -> None:
+        # before the driver's commit or rollback, which then find nothing to end
+        if connection.info.pop(_AUTOCOMMIT, False):
+            connection.connection.driver_connection.autocommit = False
+
+    event.listen(engine, "commit", _on_end)
+    event.listen(engine, "rollback", _on_end)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        # a connection dropped without its rollback (garbage collected) reads no more so
+        if (
+            dbapi_connection is not None
+            and record is not None
+            and record.info.pop(_AUTOCOMMIT, False)
+        ):
+            dbapi_connection.autocommit = False
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection on checkout only if it has been idle (SQLAlchemy's ``pool_pre_ping``
+    pings on every checkout: a round trip, and a transaction's BEGIN, each time).
+
+    A connection that fails its ping is discarded and the pool tries another (raising
+    :class:`~sqlalchemy.exc.DisconnectionError` is how a checkout says so). A server that
+    went away less than :data:`PING_AFTER_IDLE_SECONDS` after a connection's last use is
+    found by the statement that meets it: that request fails, and SQLAlchemy then replaces
+    every connection of the pool older than the failure.
+    """
+
+    @event.listens_for(engine.pool, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+            return
+        dialect = engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()  # the ping's transaction; the caller begins its own
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise DisconnectionError(f"the database connection was lost: {error}") from error
+            raise
 
 
 class _WriterLock:

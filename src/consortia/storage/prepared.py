@@ -184,7 +184,17 @@ class Prepared:
         every API request; it saves a connection's begin and commit (~0.1 ms)."""
         raw = engine.raw_connection()
         try:
-            return self._select(raw.cursor(), engine.dialect, params)
+            if engine.dialect.name != "postgresql":  # SQLite's driver begins nothing itself
+                return self._select(raw.cursor(), engine.dialect, params)
+            # psycopg would send BEGIN first and the pool ROLLBACK after: two round trips
+            # more than the SELECT, which under READ COMMITTED sees the same data alone
+            driver = raw.driver_connection
+            assert driver is not None
+            driver.autocommit = True
+            try:
+                return self._select(raw.cursor(), engine.dialect, params)
+            finally:
+                driver.autocommit = False
         finally:
             raw.close()  # back to the pool, which rolls back whatever the driver began
 
