@@ -14,6 +14,9 @@ what would be right, and exit status 1, never an "internal error":
 Folders are not created for an output *file*: a mistyped folder would otherwise be made
 silently. Commands that write several files check each path with :func:`check_output_file`
 before writing anything, and :func:`write_atomically` writes a whole file or none.
+
+:func:`fail` prints a library error from a command of the shell (``consortia study``,
+``audit``, ``node``, ``analyze``) as ``file:line:col: path: message`` lines.
 """
 
 from __future__ import annotations
@@ -28,14 +31,29 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from consortia.exceptions import ConsortiaError, _ProblemsError
+
 __all__ = [
     "CommandGroup",
     "check_output_file",
     "check_output_folder",
     "explain",
+    "fail",
     "write_atomically",
     "writing",
 ]
+
+
+def fail(error: ConsortiaError) -> typer.Exit:
+    """Print a library error for a person and return the exit to raise."""
+    if isinstance(error, _ProblemsError):
+        for problem in error.problems:
+            typer.echo(str(problem), err=True)
+        count = len(error.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+    else:
+        typer.echo(f"error: {error}", err=True)
+    return typer.Exit(1)
 
 
 def _raise(code: int, path: Path) -> None:

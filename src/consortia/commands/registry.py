@@ -1,5 +1,6 @@
-"""The node commands (``consortia init|serve|backup|restore|db|config|data|user|token|hub``,
-``consortia study load`` and ``consortia node studies``): where each lives and its one-line summary.
+"""The node commands (``consortia init|serve|backup|restore|analyze|audit|node|db|config|``
+``data|user|token|hub``, ``consortia study load`` and ``consortia node studies``): where each
+lives and its one-line summary.
 
 Their modules import the services, SQLAlchemy, Alembic and the federation code, so cli.py
 registers them deferred (:mod:`consortia.commands.deferred`): ``consortia --version`` and
@@ -33,6 +34,19 @@ NODE_COMMANDS: Final = {
     "restore": Deferred(
         "consortia.commands.backup:restore_command",
         "Restore a backup into an empty node after checking its manifest and audit chains.",
+    ),
+    "analyze": Deferred(
+        "consortia.commands.analyze:analyze",
+        "Run a federated analysis: over local files (--local), member nodes (--node), or at "
+        "a hub across a study's members (--study with --plan, or --request).",
+    ),
+    "audit": Deferred(
+        "consortia.commands.audit:audit_app", "Inspect and verify the audit trail.", group=True
+    ),
+    "node": Deferred(
+        "consortia.commands.node:node_app",
+        "A member node's federation identity, trust, approvals and server.",
+        group=True,
     ),
     "db": Deferred("consortia.commands.db:db_app", "Migrate the node's database.", group=True),
     "config": Deferred(
