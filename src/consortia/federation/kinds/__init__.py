@@ -18,8 +18,10 @@ from consortia.federation.kinds.base import (
     Exchange,
     InvalidRequest,
 )
+from consortia.federation.kinds.cox import CoxKind
 from consortia.federation.kinds.descriptive import CrosstabKind, DescribeKind, ProportionKind
-from consortia.federation.kinds.models import CoxKind, GlmKind, MetaKind
+from consortia.federation.kinds.glm import GlmKind
+from consortia.federation.kinds.meta import MetaKind
 from consortia.federation.kinds.survival import KaplanMeierKind
 
 __all__ = [
