@@ -16,7 +16,8 @@ Saving a form (:func:`save_form`) is one transaction that
 
 Identifier (PHI) values travel in the audit event under ``identifiers`` so they are masked
 for readers without identifier access; reading a form that shows identifier values to the
-caller is itself audited (``identifier.read``).
+caller is itself audited (``identifier.read``): reading is in
+:mod:`consortia.services.form_reads`, whose names this module re-exports.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action, Resource, can, may_see_identifiers
+from consortia.auth.policy import Action, may_see_identifiers
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import (
     event_ref,
@@ -59,9 +60,16 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.form_events import form_save_after, form_save_entry
-from consortia.services.queries import QueryView, form_queries, open_query_row
+from consortia.services.form_reads import (
+    FormPage,
+    FormView,
+    form_view,
+    read_form,
+    read_form_page,
+)
+from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
-from consortia.services.unit_of_work import reading, writing
+from consortia.services.unit_of_work import writing
 from consortia.storage.audit import append_event
 from consortia.storage.capture import (
     CaptureRepository,
@@ -105,25 +113,6 @@ class FormSave:
     #: file items are shown, not edited (the pages): they keep what is stored, whatever
     #: ``values`` holds for them
     keep_files: bool = False
-
-
-@dataclass(frozen=True)
-class FormView:
-    """A form instance as the caller may see it (identifiers masked where they must be)."""
-
-    study: str
-    subject_id: str
-    site: str
-    event: str
-    form: str
-    state: str
-    version: int
-    values: Mapping[str, object]
-    identifiers_masked: bool
-    record: FormRecord | None
-    open_queries: int = 0
-    warnings: tuple[Problem, ...] = ()
-    queries_opened: tuple[int, ...] = ()
 
 
 def split_identifiers(
@@ -231,117 +220,6 @@ def _event_for_write(
                 f"event {ref} not found: the next instance of {name} is {name}.{last + 1}"
             )
     return capture.add_event(subject_pk=subject.id, event=name, instance=instance, created_at=now)
-
-
-def _view(
-    definition: Definition,
-    principal: Principal,
-    subject: SubjectRecord,
-    ref: str,
-    form: str,
-    record: FormRecord | None,
-    rows: Mapping[tuple[str, int], str],
-    open_queries: int,
-    **extra: object,
-) -> FormView:
-    visible = may_see_identifiers(principal, subject.study, subject.site)
-    shown = {
-        key: (text if visible or key[0] not in definition.index.identifiers else None)
-        for key, text in rows.items()
-    }
-    masked = not visible and any(key[0] in definition.index.identifiers for key in rows)
-    return FormView(
-        study=subject.study,
-        subject_id=subject.subject_id,
-        site=subject.site,
-        event=ref,
-        form=form,
-        state=record.state if record else "not_started",
-        version=record.version if record else 0,
-        values=nest(shown, definition.index.repeating_group_of),
-        identifiers_masked=masked,
-        record=record,
-        open_queries=open_queries,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-def read_form(
-    engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
-) -> FormView:
-    """One form instance of a subject (not started: version 0, no values)."""
-    return read_form_page(engine, principal, study, subject_id, ref, form, queries=False).view
-
-
-@dataclass(frozen=True)
-class FormPage:
-    """Everything a form's page shows, read in one read-only unit of work."""
-
-    view: FormView
-    definition: Definition
-    #: the event's visit date as recorded (None before the event has one)
-    visit_date: date | None
-    #: the queries on this form instance the reader may read, each with its thread
-    queries: tuple[QueryView, ...]
-
-
-def read_form_page(
-    engine: Engine,
-    principal: Principal,
-    study: str,
-    subject_id: str,
-    ref: str,
-    form: str,
-    *,
-    queries: bool = True,
-) -> FormPage:
-    """A form instance with its study definition, visit date and (with ``queries``) the
-    queries on it: one read-only unit of work, then, only if the page shows identifier
-    values, one short write for their ``identifier.read`` event."""
-    visible_study(principal, study)
-    with reading(engine, principal) as work:
-        connection = work.connection
-        definition = current_definition(connection, study)
-        subject = find_subject(connection, principal, study, subject_id)
-        require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
-        name, instance = parse_event_ref(ref)
-        event_def = definition.study.events.get(name)
-        if event_def is None or form not in event_def.forms:
-            raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
-        capture = work.capture()
-        event = capture.event(subject.id, name, instance)
-        record = None if event is None else capture.form(event.id, form)
-        rows = {} if record is None else capture.values(record.id)
-        open_queries = 0
-        if record is not None:
-            open_queries = len(QueryRepository(connection, principal).open_on_form(record.id))
-        view = _view(
-            definition,
-            principal,
-            subject,
-            event_ref(name, instance),
-            form,
-            record,
-            rows,
-            open_queries,
-        )
-        threads: tuple[QueryView, ...] = ()
-        if queries and can(principal, Action.QUERY_READ, Resource(study, subject.site)):
-            threads = tuple(form_queries(connection, principal, study, subject_id, ref, form))
-    shown_identifiers = sorted(
-        definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
-    )
-    if shown_identifiers and not view.identifiers_masked:
-        with writing(engine, principal) as work:
-            work.audit(
-                "identifier.read",
-                "form",
-                form_audit_id(study, subject_id, view.event, form),
-                chain=study,
-                site=subject.site,
-                after={"items": shown_identifiers},
-            )
-    return FormPage(view, definition, None if event is None else event.visit_date, threads)
 
 
 @dataclass(frozen=True)
@@ -557,7 +435,7 @@ def save_form(
 def _unchanged_view(connection: Connection, principal: Principal, plan: _SavePlan) -> FormView:
     current = plan.current
     queries = QueryRepository(connection, principal).open_on_form(current.id) if current else []
-    return _view(
+    return form_view(
         plan.definition,
         principal,
         plan.subject,
@@ -696,7 +574,7 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
             )
         )
     open_count = len(query_rows.open_on_form(record.id))
-    return _view(
+    return form_view(
         definition,
         principal,
         subject,
