@@ -31,16 +31,15 @@ values go in without a round trip per form.
 
 from __future__ import annotations
 
-import io
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -53,15 +52,12 @@ from consortia.exceptions import InterchangeError, Problem, ValidationError
 from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
 from consortia.services.data_entry import query_target, subject_context
 from consortia.services.form_events import form_save_after, form_save_entry
+from consortia.services.import_reading import Progress, read_records
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
 from consortia.services.unit_of_work import reading
 from consortia.standards.clinical_data import (
     FileFormRecord,
-    read_long_csv,
-    read_odm_clinical,
-    read_wide_csv,
-    sniff_format,
 )
 from consortia.storage.audit import append_events, stored_json
 from consortia.storage.bulk_capture import BulkCapture
@@ -73,8 +69,6 @@ __all__ = ["MAX_PROBLEMS", "ImportReport", "Progress", "import_file", "read_reco
 
 MAX_PROBLEMS = 200
 CHUNK = 20_000
-#: progress(phase, done, total): phases "read" (bytes), "check" and "write" (forms)
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,49 +81,6 @@ class ImportReport:
     forms: int
     values: int
     queries_opened: int
-
-
-class _CountingReader(io.RawIOBase):
-    """A binary stream that reports how far it has been read."""
-
-    def __init__(self, stream: BinaryIO, total: int, progress: Progress | None) -> None:
-        super().__init__()
-        self.stream = stream
-        self.total = total
-        self.progress = progress
-        self.done = 0
-        self.last = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.stream.read(len(buffer))
-        buffer[: len(data)] = data
-        self.done += len(data)
-        if self.progress and self.done - self.last >= 1 << 20:
-            self.last = self.done
-            self.progress("read", self.done, self.total)
-        return len(data)
-
-
-def read_records(
-    definition: Definition, path: Path, *, progress: Progress | None = None
-) -> tuple[str, list[FileFormRecord]]:
-    """Every form record of the file (structural problems: InterchangeError)."""
-    kind = sniff_format(path)
-    total = path.stat().st_size
-    with path.open("rb") as raw:
-        counting = io.BufferedReader(_CountingReader(raw, total, progress), 1 << 16)
-        if kind == "odm":
-            records = list(read_odm_clinical(definition.study, counting, file=str(path)))
-        else:
-            text = io.TextIOWrapper(counting, encoding="utf-8-sig", newline="")
-            reader = read_long_csv if kind == "csv-long" else read_wide_csv
-            records = list(reader(definition.study, text, file=str(path)))
-    if progress:
-        progress("read", total, total)
-    return kind, records
 
 
 @dataclass
