@@ -1,4 +1,4 @@
-"""One concept per module: no module of the checked packages is over 600 lines, and a name
+"""One concept per module: no module of src/consortia is over 600 lines, and a name
 that once meant two things is defined once across src/."""
 
 from __future__ import annotations
@@ -14,16 +14,32 @@ PACKAGE = SRC / "consortia"
 MAX_LINES = 600
 """A module over ~600 lines usually holds two concepts (STYLE.md)."""
 
-SIZED_PACKAGES = ("domain", "standards", "stats")
-"""The packages under src/consortia whose modules are held to MAX_LINES; add a package here
-once it has been split."""
+SIZED_PACKAGES = (
+    *("api", "auth", "commands", "domain", "entry", "federation", "services", "standards"),
+    *("stats", "storage", "web"),
+    *("__init__.py", "__main__.py", "app.py", "asgi.py", "children.py", "cli.py", "config.py"),
+    *("demo.py", "exceptions.py", "hashchain.py", "tomllines.py"),
+)
+"""Every package and top-level module under src/consortia: each module is held to
+MAX_LINES and says what it holds (a new package or module is added here; a test checks
+that the list covers the whole tree)."""
 
 SINGLE_MEANING_NAMES = ("FormRecord", "ValueRow", "utc_now")
 """Names that meant two things and now have one definition each across src/."""
 
 
 def _modules(package: str) -> list[Path]:
-    return sorted((PACKAGE / package).rglob("*.py"))
+    path = PACKAGE / package
+    return [path] if path.is_file() else sorted(path.rglob("*.py"))
+
+
+def test_the_checked_packages_and_modules_cover_the_whole_tree() -> None:
+    entries = {
+        path.name
+        for path in PACKAGE.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
+    assert entries == set(SIZED_PACKAGES)
 
 
 def _lines(path: Path) -> int:
