@@ -15,9 +15,7 @@ any transport can sit in between. :func:`fit_cox` runs the same code on local re
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +42,7 @@ from consortia.stats.results import (
     ConvergenceWarning,
     StatResult,
     format_table,
-    from_jsonable,
+    read_fit_fields,
     to_jsonable,
 )
 
@@ -212,24 +210,11 @@ class CoxResult(StatResult):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CoxResult:
         """Read the fit back from :meth:`to_dict` (per-term values keyed by covariate)."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("covariates"), list):
-            raise StatisticsError("CoxResult: 'covariates' must be a list")
-        covariates = tuple(str(name) for name in data["covariates"])
-        hints = typing.get_type_hints(cls)
-        values: dict[str, Any] = {"covariates": covariates}
-        for field in dataclasses.fields(cls):
-            if field.name == "covariates":
-                continue
-            where = f"CoxResult.{field.name}"
-            if field.name not in data:
-                raise StatisticsError(f"{where}: missing")
-            raw = data[field.name]
-            if field.name in ("coef", "se", "z", "p_value", "hazard_ratio", "ci_lower", "ci_upper"):
-                if not isinstance(raw, Mapping) or list(raw) != list(covariates):
-                    raise StatisticsError(f"{where}: expected a value per covariate")
-                raw = list(raw.values())
-            values[field.name] = from_jsonable(hints[field.name], raw, where)
-        return cls(**values)
+        return cls(
+            **read_fit_fields(
+                cls, data, ("coef", "se", "z", "p_value", "hazard_ratio", "ci_lower", "ci_upper")
+            )
+        )
 
     def summary(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"

@@ -47,6 +47,7 @@ __all__ = [
     "format_number",
     "format_table",
     "from_jsonable",
+    "read_fit_fields",
     "to_jsonable",
 ]
 
@@ -267,3 +268,29 @@ class StatResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def read_fit_fields(
+    cls: type[Any], data: Mapping[str, Any], per_term: Sequence[str]
+) -> dict[str, Any]:
+    """The field values of a model fit ``cls`` read back from its ``to_dict``: the fields
+    named in ``per_term`` are written keyed by covariate, in the order of ``covariates``."""
+    name = cls.__name__
+    if not isinstance(data, Mapping) or not isinstance(data.get("covariates"), list):
+        raise StatisticsError(f"{name}: 'covariates' must be a list")
+    covariates = tuple(str(term) for term in data["covariates"])
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {"covariates": covariates}
+    for field in dataclasses.fields(cls):
+        if field.name == "covariates":
+            continue
+        where = f"{name}.{field.name}"
+        if field.name not in data:
+            raise StatisticsError(f"{where}: missing")
+        raw = data[field.name]
+        if field.name in per_term:
+            if not isinstance(raw, Mapping) or list(raw) != list(covariates):
+                raise StatisticsError(f"{where}: expected a value per covariate")
+            raw = list(raw.values())
+        values[field.name] = from_jsonable(hints[field.name], raw, where)
+    return values
