@@ -25,7 +25,7 @@ PURE_LAYERS = ["domain", "stats"]
 
 #: The root package (``__version__`` and the public library API), imported by name.
 ROOT = "consortia"
-_CORE = {"exceptions", "hashchain"}
+_CORE = {"exceptions", "hashchain", "lazy_names"}
 _BASE = _CORE | {"config", "tomllines"}
 #: What an entry point may use besides the services: the pure layers and the shared parts.
 _ENTRY = _BASE | {"services", "auth", "domain", "stats", "standards", ROOT}
@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     # the pure core
     "exceptions": set(),
     "hashchain": set(),  # hash chains: canonical JSON, link hashes, checking a sequence
+    "lazy_names": set(),  # a package's public names imported on first use
     "tomllines": set(),
     "domain": _CORE,
     "stats": _CORE,

@@ -60,8 +60,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_MESSAGE_DEPTH = 64
 
 
-def _problem(status: int, title: str, detail: str) -> JSONResponse:
-    """An RFC 9457 problem response."""
+def problem_response(status: int, title: str, detail: str) -> JSONResponse:
+    """An RFC 9457 problem response (the federation endpoints' refusals)."""
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail},
         status_code=status,
@@ -92,7 +92,7 @@ def create_node_router(node: NodeRunner) -> APIRouter:
         try:
             message = _parse_json(wire)
         except ValueError as exc:
-            return _problem(400, "Bad Request", str(exc))
+            return problem_response(400, "Bad Request", str(exc))
         source = request.client.host if request.client is not None else None
         reply = await node.handle_wire(message, wire=wire, source=source)
         return Response(reply, media_type="application/json")
@@ -116,11 +116,11 @@ def create_witness_router(witness: HeadWitness) -> APIRouter:
             message = _parse_json(wire)
             stored = await witness.receive(message, wire=wire)
         except ValueError as exc:
-            return _problem(400, "Bad Request", str(exc))
+            return problem_response(400, "Bad Request", str(exc))
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         except WitnessRefused as exc:
-            return _problem(exc.status, "Refused", str(exc))
+            return problem_response(exc.status, "Refused", str(exc))
         answer = canonical_json({"stored": stored, "node": witness.name})
         # 201: kept now; 200: the same heads were already kept
         return Response(answer, status_code=201 if stored else 200, media_type="application/json")
@@ -132,11 +132,11 @@ def create_witness_router(witness: HeadWitness) -> APIRouter:
             message = _parse_json(wire)
             held = await witness.held_for(message, wire=wire)
         except ValueError as exc:
-            return _problem(400, "Bad Request", str(exc))
+            return problem_response(400, "Bad Request", str(exc))
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         except WitnessRefused as exc:
-            return _problem(exc.status, "Refused", str(exc))
+            return problem_response(exc.status, "Refused", str(exc))
         return _json({"statement": held})
 
     return router
@@ -245,9 +245,9 @@ def create_lead_router(coordinator: Coordinator) -> APIRouter:
         try:
             verify_poll_token(verifier, request.headers.get(POLL_HEADER), node)
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         if coordinator.broker.closed:
-            return _problem(503, "Service Unavailable", "the lead is shutting down")
+            return problem_response(503, "Service Unavailable", "the lead is shutting down")
         message = await coordinator.broker.next_task(node, max(0.0, min(wait, MAX_POLL_WAIT)))
         if message is None:
             return Response(status_code=204)
@@ -259,13 +259,13 @@ def create_lead_router(coordinator: Coordinator) -> APIRouter:
         try:
             message = WireMessage.parse(wire)
         except (ValueError, UnicodeDecodeError) as exc:
-            return _problem(400, "Bad Request", f"the body is not a JSON object ({exc})")
+            return problem_response(400, "Bad Request", f"the body is not a JSON object ({exc})")
         try:
             sender, _ = verifier.verify(message, wire=message.wire)
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         if not coordinator.broker.deliver(sender, message):
-            return _problem(404, "Not Found", "no analysis is waiting for this result")
+            return problem_response(404, "Not Found", "no analysis is waiting for this result")
         return Response(status_code=202)
 
     return router

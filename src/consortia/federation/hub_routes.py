@@ -26,9 +26,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from consortia.federation.apps import problem_response
 from consortia.federation.database_guards import DatabaseNonces
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, HubIdentity, MemberTrust
 from consortia.federation.node import NodeRunner
@@ -55,14 +55,6 @@ JoinAdmitter = Callable[[Any, bytes], Mapping[str, Any]]
 #: A member's answer to a study version (the message and its wire bytes): the reply body,
 #: ``status`` ``pending``, ``accepted`` or ``refused``; the router signs it.
 StudyReceiver = Callable[[Any, bytes], Mapping[str, Any]]
-
-
-def _problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
-    )
 
 
 def _take_task(engine: Engine, node: str) -> str | None:
@@ -122,7 +114,7 @@ def create_hub_federation_router(
         try:
             message = json.loads(wire)
         except (ValueError, UnicodeDecodeError):
-            return _problem(400, "Bad Request", "the body is not JSON")
+            return problem_response(400, "Bad Request", "the body is not JSON")
         answer = await run_in_threadpool(admit, message, wire)
         return Response(canonical_json(answer), media_type="application/json")
 
@@ -133,7 +125,7 @@ def create_hub_federation_router(
                 verify_poll_token, verifier, request.headers.get(POLL_HEADER), node
             )
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait, MAX_POLL_WAIT))
         while True:
@@ -150,13 +142,13 @@ def create_hub_federation_router(
         try:
             message = WireMessage.parse(wire)
         except (ValueError, UnicodeDecodeError) as exc:
-            return _problem(400, "Bad Request", f"the body is not a JSON object ({exc})")
+            return problem_response(400, "Bad Request", f"the body is not a JSON object ({exc})")
         try:
             sender, _ = await run_in_threadpool(verifier.verify, message, wire=message.wire)
         except MessageRejected as exc:
-            return _problem(401, "Unauthorized", str(exc))
+            return problem_response(401, "Unauthorized", str(exc))
         if not await run_in_threadpool(_deliver_reply, engine, sender, message):
-            return _problem(404, "Not Found", "no task is waiting for this result")
+            return problem_response(404, "Not Found", "no task is waiting for this result")
         return Response(status_code=202)
 
     return router
@@ -173,7 +165,7 @@ def create_member_studies_router(node: NodeRunner, receive: StudyReceiver) -> AP
         try:
             message = json.loads(wire)
         except (ValueError, UnicodeDecodeError):
-            return _problem(400, "Bad Request", "the body is not JSON")
+            return problem_response(400, "Bad Request", "the body is not JSON")
         reply = dict(await run_in_threadpool(receive, message, wire))
         status = 200 if reply["status"] in ("pending", "accepted") else 401
         return Response(
