@@ -50,6 +50,7 @@ from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.hub import create_hub_pages_router
+from consortia.web.navigation import stylesheet_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
 
@@ -144,6 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
         public=public_routes(routers, API_PREFIX),
     )
     app.include_router(create_web_router())
+    app.include_router(stylesheet_router())
     app.include_router(create_capture_router())
     app.include_router(create_review_router())
     if node is not None and node_config is not None:

@@ -118,6 +118,8 @@ def test_switching_to_chinese_shows_chinese_labels_and_is_remembered(
         ["CART01", "SG01", ZH["role.coordinator"]],
         ["ORTHO", ZH["home.everywhere"], ZH["role.monitor"]],
     ]
+    # signing out is in the user's menu, under the user's name
+    page.locator("#user-menu summary", has_text="Ana <Lim>").click()
     assert page.get_by_role("button", name=ZH["logout.submit"]).is_visible()
     assert EN["logout.submit"] not in page.locator("body").inner_text()
 
@@ -133,6 +135,7 @@ def test_signing_out_returns_to_sign_in_and_home_is_no_longer_reachable(
     # the form posts the CSRF token from its hidden field
     token = page.locator('form[action="/logout"] input[name="csrf_token"]')
     assert len(token.input_value()) == 64
+    page.locator("#user-menu summary").click()
     page.get_by_role("button", name=EN["logout.submit"]).click()
     page.wait_for_url(f"{node_url}/login")
     assert page.locator("h1").inner_text() == EN["login.title"]

@@ -22,7 +22,7 @@ from consortia.storage.queries import QueryFilter
 from consortia.web.i18n import CATALOGUES
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 EN = CATALOGUES["en"]
 
@@ -79,11 +79,16 @@ def _sign_in(page: Page, node_url: str, email: str) -> None:
     page.get_by_role("link", name=STUDY).click()
 
 
+def _nav(page: Page, key: str) -> Locator:
+    """A link of the navigation bar, found by its label as a person reads it."""
+    return page.get_by_role("navigation", name=EN["nav.label"]).get_by_role("link", name=EN[key])
+
+
 def test_a_monitor_verifies_a_form_from_the_sdv_worklist(
     page: Page, node_url: str, study_engine: Engine
 ) -> None:
     _sign_in(page, node_url, _person(study_engine, "mo@sg.example", "monitor"))
-    page.get_by_role("link", name=EN["review.sdv_title"]).click()
+    _nav(page, "nav.sdv").click()
     worklist = page.locator("#sdv")
     assert SUBJECT in worklist.inner_text()
     worklist.get_by_role("link", name="Eligibility").click()
@@ -92,7 +97,7 @@ def test_a_monitor_verifies_a_form_from_the_sdv_worklist(
     assert page.locator("#form-state").inner_text() == EN["state.verified"]
     page.get_by_role("link", name=EN["form.back"]).click()
     page.get_by_role("link", name=EN["subject.back"]).click()
-    page.get_by_role("link", name=EN["review.sdv_title"]).click()
+    _nav(page, "nav.sdv").click()
     page.locator("#no-forms").wait_for()
     assert page.locator("#sdv").count() == 0
 
@@ -108,7 +113,7 @@ def test_a_data_manager_filters_the_queries_and_closes_one_after_correction(
     # the coordinator corrected ECOG (the fixture's second save) and answers
     queries.answer_query(study_engine, ADMIN, STUDY, ecog.record.id, "Corrected to 2")
     _sign_in(page, node_url, _person(study_engine, "dee@sg.example", "data_manager"))
-    page.get_by_role("link", name=EN["review.queries_title"]).click()
+    _nav(page, "nav.queries").click()
     everything = page.locator("#queries tbody tr")
     everything.first.wait_for()
     assert everything.count() >= 2  # with any the system opened on saving

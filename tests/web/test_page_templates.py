@@ -113,6 +113,12 @@ def test_every_page_has_a_title_of_plain_text(study_site: Site) -> None:
         assert "<form" not in response.text.split("</head>", 1)[0], path
         if path != "/studies/NOPE/subjects":
             assert response.status_code == 200, path
-            assert "<main>" in body, path
+            assert re.search(r"<main[\s>]", body), path
+        # every page has the node's own stylesheet and no inline style (the CSP forbids it)
+        head = response.text.split("</head>", 1)[0]
+        sheet = r'<link rel="stylesheet" href="/static/consortia\.css\?v=[0-9a-f]{16}">'
+        assert re.search(sheet, head), path
+        assert "<style" not in response.text, path
+        assert " style=" not in response.text, path
     listing = shown[f"/studies/{STUDY}/subjects"].text.split("</head>", 1)[1]
     assert 'id="enrol"' in listing  # in the page, not in its title

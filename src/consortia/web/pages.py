@@ -53,6 +53,7 @@ from consortia.exceptions import (
 from consortia.services import approvals, authentication
 from consortia.services.approvals import ApprovalEntry, ApprovalStatus
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
+from consortia.web.navigation import navigation_for, remember_principal, stylesheet_url
 
 __all__ = [
     "LANG_COOKIE",
@@ -76,7 +77,7 @@ MAX_FORM_BYTES = 16 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -157,7 +158,14 @@ def render_page(request: Request, template: str, status: int = 200, **context: A
         return translate(language, key)
 
     context.setdefault("page_path", "/")
-    html = _templates.get_template(template).render(t=t, html_lang=HTML_LANG[language], **context)
+    is_hub = getattr(request.app.state, "hub", None) is not None
+    html = _templates.get_template(template).render(
+        t=t,
+        html_lang=HTML_LANG[language],
+        stylesheet=stylesheet_url(),
+        nav=navigation_for(request, is_hub=is_hub),
+        **context,
+    )
     response = HTMLResponse(html, status_code=status)
     _finish(request, response)
     return response
@@ -221,6 +229,8 @@ async def session_principal(request: Request) -> tuple[Principal, str] | None:
         principal = await run_in_threadpool(session_principal_of, request, cookie)
     except AuthenticationError:
         return None
+    secret = node_settings(request).secret_key.get_secret_value()
+    remember_principal(request, principal, csrf_token(secret, cookie))
     return principal, cookie
 
 
