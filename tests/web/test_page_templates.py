@@ -45,6 +45,14 @@ def test_the_base_template_has_a_title_and_a_main_block() -> None:
     assert CHILDREN  # the glob found the templates
 
 
+@pytest.mark.parametrize("name", [*CHILDREN, "base.html"])
+def test_no_template_styles_inline_or_runs_inline_script(name: str) -> None:
+    """The pages' CSP allows styles from the node's stylesheet only and no script: an
+    inline ``<style>``, ``style=`` or ``<script>`` would be dropped by every browser."""
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    assert not re.search(r"<style|\sstyle=|<script|\son[a-z]+=", text, re.IGNORECASE), name
+
+
 @pytest.mark.parametrize("name", CHILDREN)
 def test_a_page_template_puts_its_content_in_blocks_of_the_base_and_no_markup_in_its_title(
     name: str,
