@@ -50,9 +50,9 @@ from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
 from consortia.web.hub import create_hub_pages_router
-from consortia.web.navigation import stylesheet_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
+from consortia.web.static_files import static_router
 
 __all__ = ["SERVE_CONFIG", "SERVE_PARENT", "create_app", "freeze_start_up_objects", "served_app"]
 
@@ -145,7 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
         public=public_routes(routers, API_PREFIX),
     )
     app.include_router(create_web_router())
-    app.include_router(stylesheet_router())
+    app.include_router(static_router())
     app.include_router(create_capture_router())
     app.include_router(create_review_router())
     if node is not None and node_config is not None:

@@ -25,10 +25,9 @@ missing. An edit check that reads an item of a repeating group runs once per ins
 :func:`compute_derived` evaluates the study's derived variables in dependency order.
 
 A form's checks are compiled once per study and form into a :class:`FormPlan`
-(:func:`form_plan`): item readers that remember the text they have parsed, show_if and
-edit-check expressions with their targets, and the derived variables the form needs, in
-evaluation order. A plan belongs to one :class:`~consortia.domain.study.Study` object, so
-a new version of a study never meets an old plan.
+(:func:`form_plan`): item readers, show_if and edit-check expressions with their targets,
+and the derived variables it needs, in evaluation order. A plan belongs to one
+:class:`~consortia.domain.study.Study` object: a new study version never meets an old plan.
 """
 
 from __future__ import annotations
@@ -67,8 +66,7 @@ __all__ = [
     "validate_form",
 ]
 
-#: Entered text up to this long is parsed once per item and remembered (at most
-#: _MEMO_SIZE texts an item): files repeat the same codes, numbers and dates.
+#: Texts up to _MEMO_TEXT long are parsed once per item, _MEMO_SIZE at most: files repeat.
 _MEMO_TEXT: Final = 64
 _MEMO_SIZE: Final = 8192
 #: Plans are kept for this many studies (a node holds a few; each version is a new study).
@@ -81,13 +79,15 @@ class FormCheck:
 
     ``values`` maps item names of non-repeating groups to parsed values, and each repeating
     group's name to a list of instances (each a dict of parsed values). Missing values, values
-    that failed to parse and values of hidden items are left out.
+    that failed to parse and values of hidden items are left out. ``hidden`` holds the paths
+    of the items whose ``show_if`` is false for these values (the page hides them).
     """
 
     form: str
     errors: tuple[Problem, ...]
     warnings: tuple[Problem, ...]
     values: Mapping[str, object] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -292,7 +292,7 @@ class FormPlan:
 class _Run:
     """The state of one check: the plan, the context and the problems found."""
 
-    __slots__ = ("context", "errors", "plan", "present", "today", "warnings")
+    __slots__ = ("context", "errors", "hidden", "plan", "present", "today", "warnings")
     present: Mapping[str, object]
 
     def __init__(
@@ -310,6 +310,7 @@ class _Run:
         )
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.hidden: set[str] = set()
 
     def check(self, values: Mapping[str, object], complete: bool) -> FormCheck:
         plan = self.plan
@@ -350,9 +351,9 @@ class _Run:
             for group, instances in groups
             if group.name in values
         }
-        return FormCheck(
-            plan.form_name, tuple(dict.fromkeys(self.errors)), tuple(self.warnings), parsed_values
-        )
+        errors = tuple(dict.fromkeys(self.errors))
+        hidden = frozenset(self.hidden)
+        return FormCheck(plan.form_name, errors, tuple(self.warnings), parsed_values, hidden)
 
     def unknown(
         self,
@@ -448,6 +449,8 @@ class _Run:
         for item in items:
             shown = self.shown(item, scope[0], path)
             name = item.name
+            if shown is False:
+                self.hidden.add(f"{path}.{name}")
             if shown is False and name in given:
                 message = f"has a value but is hidden: its show_if ({item.show_source}) is false"
                 self.errors.append(Problem(f"{path}.{name}", message))
@@ -514,9 +517,8 @@ _PLANS: dict[int, _StudyPlans] = {}
 
 
 def _plans(study: Study) -> _StudyPlans:
-    """Plans are kept per study *object*: a study is frozen, and a new version of a
-    protocol is parsed into a new object, so a plan never meets a study it was not built
-    from (the entry holds the study, so its id is not reused while the entry lives)."""
+    """Plans are kept per study *object* (frozen; a new protocol version is a new object;
+    the entry holds the study, so its id is not reused while the entry lives)."""
     entry = _PLANS.get(id(study))
     if entry is None or entry.study is not study:
         while len(_PLANS) >= _PLAN_STUDIES:

@@ -39,8 +39,6 @@ from consortia.domain.schedule import (
 from consortia.domain.study import ItemType
 from consortia.domain.validation import (
     FormCheck,
-    compute_derived,
-    parse_item_value,
     validate_form,
 )
 from consortia.domain.values import flatten, nest, storage_number, storage_text
@@ -69,6 +67,7 @@ from consortia.services.form_reads import (
 )
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
+from consortia.services.subject_values import derived_values, subject_context
 from consortia.services.unit_of_work import writing
 from consortia.storage.audit import append_event
 from consortia.storage.capture import (
@@ -128,52 +127,6 @@ def split_identifiers(
 
 
 # --------------------------------------------------------------------------- values
-
-
-def _typed(definition: Definition, item: str, text: str) -> object:
-    place = definition.index.items.get(item)
-    if place is None:
-        return None
-    try:
-        return parse_item_value(definition.study, place.item, text)
-    except ValidationError:  # a value the current version no longer accepts
-        return None
-
-
-def subject_context(
-    definition: Definition,
-    rows: list[ValueRow],
-    *,
-    exclude: tuple[str, int, str] | None = None,
-    prefer_event: tuple[str, int] | None = None,
-) -> dict[str, object]:
-    """Typed values of non-repeating items, one per item: the last in schedule order, or
-    the one of ``prefer_event`` when it has one. ``exclude`` is (event, instance, form)."""
-    latest: dict[str, object] = {}
-    preferred: dict[str, object] = {}
-    for row in rows:
-        if row.group_instance != 0 or (row.event, row.instance, row.form) == exclude:
-            continue
-        value = _typed(definition, row.item, row.text)
-        if value is None:
-            continue
-        latest[row.item] = value
-        if prefer_event == (row.event, row.instance):
-            preferred[row.item] = value
-    return latest | preferred
-
-
-def derived_values(
-    definition: Definition, rows: list[ValueRow]
-) -> dict[str, tuple[str, float | None]]:
-    """The subject's derived variables from all its values (those that can be computed)."""
-    values = subject_context(definition, rows)
-    derived = compute_derived(definition.study, values, strict=False)
-    return {
-        name: (storage_text(value), storage_number(value))
-        for name, value in derived.items()
-        if value is not None
-    }
 
 
 # a form's read, and a save's checks before its write: a snapshot on SQLite; on PostgreSQL

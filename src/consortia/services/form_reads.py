@@ -19,6 +19,7 @@ from consortia.domain.schedule import (
     event_ref,
     parse_event_ref,
 )
+from consortia.domain.validation import validate_form
 from consortia.domain.values import nest
 from consortia.exceptions import (
     NotFoundError,
@@ -32,6 +33,7 @@ from consortia.services.common import (
 )
 from consortia.services.queries import QueryView, form_queries
 from consortia.services.studies import Definition, current_definition
+from consortia.services.subject_values import subject_context
 from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import (
     FormRecord,
@@ -111,6 +113,8 @@ class FormPage:
     visit_date: date | None
     #: the queries on this form instance the reader may read, each with its thread
     queries: tuple[QueryView, ...]
+    #: paths of the items the study's show_if hides for the stored values
+    hidden: frozenset[str] = frozenset()
 
 
 def read_form_page(
@@ -153,6 +157,19 @@ def read_form_page(
             rows,
             open_queries,
         )
+        hidden: frozenset[str] = frozenset()
+        form_def = definition.study.forms[form]
+        if any(item.show_if for group in form_def.groups.values() for item in group.items.values()):
+            context = subject_context(
+                definition,
+                capture.subject_values(subject.id),
+                exclude=(name, instance, form),
+                prefer_event=(name, instance),
+            )
+            study_def = definition.study
+            hidden = validate_form(
+                study_def, form, view.values, complete=False, context=context
+            ).hidden
         threads: tuple[QueryView, ...] = ()
         if queries and can(principal, Action.QUERY_READ, Resource(study, subject.site)):
             threads = tuple(form_queries(connection, principal, study, subject_id, ref, form))
@@ -169,4 +186,5 @@ def read_form_page(
                 site=subject.site,
                 after={"items": shown_identifiers},
             )
-    return FormPage(view, definition, None if event is None else event.visit_date, threads)
+    visit_date = None if event is None else event.visit_date
+    return FormPage(view, definition, visit_date, threads, hidden)

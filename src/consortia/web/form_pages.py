@@ -15,7 +15,7 @@ from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 from consortia.auth.sessions import csrf_token
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
-from consortia.services import data_entry, form_states, queries, studies
+from consortia.services import data_entry, form_checks, form_states, queries, studies
 from consortia.services.data_entry import FormPage, FormSave
 from consortia.web.capture_common import (
     FORM_PATH,
@@ -32,6 +32,7 @@ from consortia.web.capture_common import (
     state_label,
 )
 from consortia.web.form_fields import REPEATED, flat_texts, groups, posted_values, text_of
+from consortia.web.form_live import input_names
 from consortia.web.i18n import translate
 from consortia.web.pages import (
     PageError,
@@ -98,10 +99,24 @@ async def form_page(
                     if (match := REPEATED.fullmatch(key)) is not None
                     and (match[1], match[3]) == (group_name, name)
                 ]
+    hidden = page.hidden  # for the stored values; for values posted back, checked again
+    if posted is not None and editable:
+        shown = {key: str(value) for key, value in values.items() if value is not None}
+        live = await run_in_threadpool(
+            lambda: form_checks.check_entry(
+                node_engine(request),
+                principal,
+                where,
+                posted_values(form_def, shown),
+                complete=False,
+            )
+        )
+        hidden = live.check.hidden
     return render_page(
         request,
         "form.html",
         status,
+        hidden=frozenset(input_names(hidden, form)),
         page_path=request.url.path,
         study=study,
         subject_id=subject_id,

@@ -1,38 +1,22 @@
-"""The navigation bar every signed-in page shows, and the pages' one stylesheet.
+"""The navigation bar every signed-in page shows.
 
 The bar is built from the request alone: :func:`consortia.web.pages.session_principal`
 remembers the signed-in principal on ``request.state``, and the study in the page's path
 (``/studies/{study}/...``) is the current one. Links a principal may not follow are not
 shown (the pages still check on their own: the bar is a convenience, not a guard).
-
-The stylesheet is a file of the package, served at :data:`STYLESHEET_PATH` with a content
-hash in its query so a browser may keep it for a year; the pages' Content-Security-Policy
-allows styles from the node itself only (no inline style, no CDN).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request
 
 from consortia.auth.policy import Action, Resource, can
 from consortia.auth.principal import Principal
 
-__all__ = [
-    "STYLESHEET_PATH",
-    "NavLink",
-    "Navigation",
-    "navigation_for",
-    "remember_principal",
-    "stylesheet_router",
-    "stylesheet_url",
-]
+__all__ = ["NavLink", "Navigation", "navigation_for", "remember_principal"]
 
-STYLESHEET_PATH = "/static/consortia.css"
 _STATE_KEY = "page_principal"
 
 
@@ -105,34 +89,3 @@ def navigation_for(request: Request, *, is_hub: bool) -> Navigation | None:
         links=tuple(links),
         csrf_token=token,
     )
-
-
-@cache
-def _stylesheet() -> tuple[bytes, str]:
-    body = resources.files("consortia.web").joinpath("static/consortia.css").read_bytes()
-    return body, hashlib.sha256(body).hexdigest()[:16]
-
-
-def stylesheet_url() -> str:
-    """The stylesheet's address, with its content hash so a change is fetched at once."""
-    return f"{STYLESHEET_PATH}?v={_stylesheet()[1]}"
-
-
-def stylesheet_router() -> APIRouter:
-    """Serves the stylesheet (cacheable, revalidated by its hash)."""
-    router = APIRouter(include_in_schema=False)
-
-    @router.get(STYLESHEET_PATH)
-    def stylesheet(request: Request) -> Response:
-        body, digest = _stylesheet()
-        etag = f'"{digest}"'
-        headers = {
-            "ETag": etag,
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "X-Content-Type-Options": "nosniff",
-        }
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type="text/css; charset=utf-8", headers=headers)
-
-    return router

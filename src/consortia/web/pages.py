@@ -53,7 +53,8 @@ from consortia.exceptions import (
 from consortia.services import approvals, authentication
 from consortia.services.approvals import ApprovalEntry, ApprovalStatus
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
-from consortia.web.navigation import navigation_for, remember_principal, stylesheet_url
+from consortia.web.navigation import navigation_for, remember_principal
+from consortia.web.static_files import static_url
 
 __all__ = [
     "LANG_COOKIE",
@@ -77,8 +78,8 @@ MAX_FORM_BYTES = 16 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -162,7 +163,8 @@ def render_page(request: Request, template: str, status: int = 200, **context: A
     html = _templates.get_template(template).render(
         t=t,
         html_lang=HTML_LANG[language],
-        stylesheet=stylesheet_url(),
+        stylesheet=static_url("consortia.css"),
+        static_url=static_url,
         nav=navigation_for(request, is_hub=is_hub),
         **context,
     )

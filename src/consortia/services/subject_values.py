@@ -1,0 +1,58 @@
+"""A subject's stored values as expressions see them: typed, one per item, and the derived
+variables computed from them (the context of a form's checks, its show_if and its page)."""
+
+from __future__ import annotations
+
+from consortia.domain.validation import compute_derived, parse_item_value
+from consortia.domain.values import storage_number, storage_text
+from consortia.exceptions import ValidationError
+from consortia.services.studies import Definition
+from consortia.storage.capture import ValueRow
+
+__all__ = ["derived_values", "subject_context"]
+
+
+def _typed(definition: Definition, item: str, text: str) -> object:
+    place = definition.index.items.get(item)
+    if place is None:
+        return None
+    try:
+        return parse_item_value(definition.study, place.item, text)
+    except ValidationError:  # a value the current version no longer accepts
+        return None
+
+
+def subject_context(
+    definition: Definition,
+    rows: list[ValueRow],
+    *,
+    exclude: tuple[str, int, str] | None = None,
+    prefer_event: tuple[str, int] | None = None,
+) -> dict[str, object]:
+    """Typed values of non-repeating items, one per item: the last in schedule order, or
+    the one of ``prefer_event`` when it has one. ``exclude`` is (event, instance, form)."""
+    latest: dict[str, object] = {}
+    preferred: dict[str, object] = {}
+    for row in rows:
+        if row.group_instance != 0 or (row.event, row.instance, row.form) == exclude:
+            continue
+        value = _typed(definition, row.item, row.text)
+        if value is None:
+            continue
+        latest[row.item] = value
+        if prefer_event == (row.event, row.instance):
+            preferred[row.item] = value
+    return latest | preferred
+
+
+def derived_values(
+    definition: Definition, rows: list[ValueRow]
+) -> dict[str, tuple[str, float | None]]:
+    """The subject's derived variables from all its values (those that can be computed)."""
+    values = subject_context(definition, rows)
+    derived = compute_derived(definition.study, values, strict=False)
+    return {
+        name: (storage_text(value), storage_number(value))
+        for name, value in derived.items()
+        if value is not None
+    }
