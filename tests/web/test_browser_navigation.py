@@ -88,7 +88,12 @@ def test_the_bar_leads_a_coordinator_into_a_study_and_through_it(page: Page, nod
     switcher.get_by_role("link", name=STUDY).click()
     page.wait_for_url(f"{node_url}/studies/{STUDY}/subjects")
     # a coordinator reads subjects and queries; verification is the monitor's
-    assert _labels(_bar(page)) == [EN["nav.home"], EN["nav.subjects"], EN["nav.queries"]]
+    assert _labels(_bar(page)) == [
+        EN["nav.home"],
+        EN["nav.subjects"],
+        EN["nav.dashboard"],
+        EN["nav.queries"],
+    ]
     subjects_link = _bar(page).get_by_role("link", name=EN["nav.subjects"])
     assert subjects_link.get_attribute("aria-current") == "page"
     assert page.locator("#study-switcher summary").inner_text().endswith(STUDY)
@@ -150,9 +155,14 @@ def test_the_keyboard_skips_the_bar_to_the_content(page: Page, node_url: str) ->
 def test_the_bar_speaks_chinese(page: Page, node_url: str) -> None:
     _sign_in(page, node_url, lang="zh")
     page.goto(f"/studies/{STUDY}/subjects")
-    assert _labels(_bar(page, "zh")) == [ZH["nav.home"], ZH["nav.subjects"], ZH["nav.queries"]]
+    assert _labels(_bar(page, "zh")) == [
+        ZH["nav.home"],
+        ZH["nav.subjects"],
+        ZH["nav.dashboard"],
+        ZH["nav.queries"],
+    ]
     header = page.locator("header.top").inner_text()
-    for word in ("Home", "Subjects", "Queries", "Study"):
+    for word in ("Home", "Subjects", "Dashboard", "Queries", "Study"):
         assert word not in header
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from consortia.web.capture_common import FORM_PATH
+from consortia.web.dashboard import create_dashboard_router
 from consortia.web.form_live import create_live_router
 from consortia.web.form_pages import create_form_router
 from consortia.web.pages import PageRoute
@@ -46,4 +47,5 @@ def create_capture_router() -> APIRouter:
     for pages in (create_subject_router(), create_form_router(), create_query_router()):
         router.include_router(pages)
     router.include_router(create_live_router())
+    router.include_router(create_dashboard_router())
     return router

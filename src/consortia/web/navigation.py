@@ -70,6 +70,7 @@ def navigation_for(request: Request, *, is_hub: bool) -> Navigation | None:
         scope = Resource(study)
         study_links = [
             ("nav.subjects", f"{base}/subjects", Action.SUBJECT_READ),
+            ("nav.dashboard", f"{base}/dashboard", Action.SUBJECT_READ),
             ("nav.queries", f"{base}/queries", Action.QUERY_READ),
             ("nav.sdv", f"{base}/sdv", Action.DATA_VERIFY),
         ]
