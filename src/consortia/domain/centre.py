@@ -56,7 +56,7 @@ PARTNER_KINDS = ("hospital", "university", "company", "government")
 AGREEMENT_KINDS = ("mou", "collaboration", "data_sharing", "data_transfer", "clinical_trial")
 #: ``active`` agreements are in force between their dates; ``draft`` ones are not yet signed,
 #: ``terminated`` ones were ended before their date.
-AGREEMENT_STATUSES = ("draft", "active", "terminated")
+AGREEMENT_STATUSES = ("active", "draft", "terminated")
 #: The stage gates, in order: a project moves to the next one only, by a ``go`` decision.
 STAGES = (
     "idea",
