@@ -209,6 +209,13 @@ def test_a_study_role_needs_a_valid_gcp_certificate_and_the_protocol_training(
     with pytest.raises(PermissionDeniedError, match="needs a valid GCP certificate: "):
         users.grant_role(engine, operator, **grant)  # type: ignore[arg-type]
     assert _count(engine, role_grant) == grants
+    # a role at every study covers this one; the node's administration does not
+    everywhere = {**grant, "study": "*", "site": "*"}
+    with pytest.raises(PermissionDeniedError, match=f"a role at study {STUDY} needs a valid GCP"):
+        users.grant_role(engine, operator, **everywhere)  # type: ignore[arg-type]
+    assert _count(engine, role_grant) == grants
+    users.grant_role(engine, operator, **{**everywhere, "role": Role.NODE_ADMIN})  # type: ignore[arg-type]
+    users.revoke_role(engine, operator, **{**everywhere, "role": Role.NODE_ADMIN})  # type: ignore[arg-type]
     centre_people.add_training(
         engine, operator, email=email, kind="gcp", title="ICH GCP E6(R3) renewal",
         completed_on=TODAY, expires_on=TODAY + timedelta(days=20),

@@ -20,7 +20,7 @@ from datetime import date
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.principal import WILDCARD
+from consortia.auth.principal import WILDCARD, Grant, Role
 from consortia.domain import centre as rules
 from consortia.exceptions import PermissionDeniedError, Problem, ValidationError
 from consortia.services.common import utc_now
@@ -107,30 +107,36 @@ def check_analysis_agreements(
 
 
 def check_role_training(
-    connection: Connection, *, email: str, study: str, on: date | None = None
+    connection: Connection, *, email: str, grant: Grant, on: date | None = None
 ) -> None:
-    """Refuse (:class:`PermissionDeniedError`) a role at ``study`` for ``email`` when the
-    study's training rule asks for a GCP certificate or its protocol training that the
-    person does not hold, valid today. Inside the grant's own transaction."""
-    if study == WILDCARD:
+    """Refuse (:class:`PermissionDeniedError`) ``grant`` to ``email`` when a study it covers
+    has a training rule asking for a GCP certificate or its protocol training that the
+    person does not hold, valid today. A grant at every study (``*``) is checked against
+    every study with a rule; ``node_admin`` (the node's administration, no study data) is
+    not checked. Runs inside the grant's own transaction."""
+    if grant.role is Role.NODE_ADMIN:
         return
     day = on or utc_now().date()
     people = PeopleRepository(connection)
-    rule = people.study_training(study)
-    if rule is None or not (rule.requires_gcp or rule.requires_protocol):
-        return
+    if grant.study == WILDCARD:
+        rules_ = people.study_trainings()
+    else:
+        found = people.study_training(grant.study)
+        rules_ = [] if found is None else [found]
     person = people.person(email)
-    missing = []
-    if rule.requires_gcp and (
-        person is None or people.valid_training(person.id, "gcp", None, day) is None
-    ):
-        missing.append("a valid GCP certificate")
-    if rule.requires_protocol and (
-        person is None or people.valid_training(person.id, "protocol", study, day) is None
-    ):
-        missing.append(f"the protocol training for study {study}")
-    if missing:
-        raise PermissionDeniedError(
-            f"a role at study {study} needs {' and '.join(missing)}: {email} has no such "
-            "record valid today at the centre (record it with `consortia centre training add`)"
-        )
+    for rule in rules_:
+        missing = []
+        if rule.requires_gcp and (
+            person is None or people.valid_training(person.id, "gcp", None, day) is None
+        ):
+            missing.append("a valid GCP certificate")
+        if rule.requires_protocol and (
+            person is None or people.valid_training(person.id, "protocol", rule.study, day) is None
+        ):
+            missing.append(f"the protocol training for study {rule.study}")
+        if missing:
+            raise PermissionDeniedError(
+                f"a role at study {rule.study} needs {' and '.join(missing)}: {email} has no "
+                "such record valid today at the centre (record it with `consortia centre "
+                "training add`)"
+            )
