@@ -113,6 +113,15 @@ def test_partners_agreements_and_documents_through_the_api(hub: Hub) -> None:
     assert "the content is not a .pdf file" in refused.text
     served = call(hub, "GET", f"/centre/documents/{uploaded.json()['id']}", admin)
     assert served.content == PDF
+    assert served.headers["content-disposition"] == "attachment; filename*=UTF-8''signed.pdf"
+    minutes = "会议纪要.txt".encode()
+    named = call(hub, "PUT", "/centre/agreements/CTA-1/documents/%E4%BC%9A%E8%AE%AE%E7%BA%AA%E8%A6%81.txt",
+                 admin, content=minutes)  # fmt: skip
+    assert named.status_code == 201, named.text
+    by_name = call(hub, "GET", f"/centre/documents/{named.json()['id']}", admin)
+    assert by_name.headers["content-disposition"].endswith(
+        "%E4%BC%9A%E8%AE%AE%E7%BA%AA%E8%A6%81.txt"
+    )
     assert served.headers["x-content-sha256"] == hashlib.sha256(PDF).hexdigest()
     renewed = call(hub, "PATCH", "/centre/agreements/CTA-1", admin,
                    json={"ends_on": str(TODAY + timedelta(days=400))})  # fmt: skip

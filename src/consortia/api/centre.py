@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -304,7 +305,8 @@ def read_document(
         content,
         media_type=record.media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{record.filename}"',
+            # the name may hold any letter: RFC 6266 / 5987 say it in UTF-8
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.filename)}",
             "X-Content-SHA256": record.sha256,
         },
     )
