@@ -54,7 +54,8 @@ __all__ = [
     "today",
 ]
 
-DOCUMENT_OWNERS = ("agreement", "gate_decision", "ip")
+#: What a document may be kept with (a gate decision lists the documents it reviewed by name).
+DOCUMENT_OWNERS = ("agreement",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,14 +387,11 @@ def attach_document(
 
 
 def _owner_id(repository: CentreRepository, owner_type: str, owner: str) -> int:
-    if owner_type == "agreement":
-        record = repository.agreement(owner)
-        if record is None:
-            raise NotFoundError(f"agreement {owner!r} does not exist")
-        return record.id
-    if not owner.isdigit():
-        raise NotFoundError(f"{owner_type} {owner!r} does not exist")
-    return int(owner)
+    assert owner_type == "agreement"
+    record = repository.agreement(owner)
+    if record is None:
+        raise NotFoundError(f"agreement {owner!r} does not exist")
+    return record.id
 
 
 def read_document(
