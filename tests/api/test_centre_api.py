@@ -183,3 +183,29 @@ def test_the_centre_api_is_for_the_hubs_administrators(hub: Hub) -> None:
         assert call(hub, "GET", path, hub.admin).status_code == 200
     body = {"code": "X", "name": "X", "kind": "hospital", "country": "SG"}
     assert call(hub, "POST", "/centre/partners", hub.statistician, json=body).status_code == 403
+
+
+def test_a_grant_through_the_api_needs_the_training_the_study_asks_for(hub: Hub) -> None:
+    admin = hub.admin
+    operator = users.cli_operator()
+    users.grant_role(hub.engine, operator, email="admin@hub.example", study="CART", site="*",
+                     role=Role.STUDY_ADMIN)  # fmt: skip
+    users.create_user(hub.engine, operator, email="dr.lee@hub.example", name="Lee", password=None)
+    rule = {"requires_gcp": True, "requires_protocol": True}
+    assert call(hub, "PUT", "/centre/studies/CART/training", admin, json=rule).status_code == 200
+    grant = {"email": "dr.lee@hub.example", "study": "CART", "site": "SG01", "role": "statistician"}
+    refused = call(hub, "POST", "/grants", admin, json=grant)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == (
+        "a role at study CART needs a valid GCP certificate and the protocol training for "
+        "study CART: dr.lee@hub.example has no such record valid today at the centre (record "
+        "it with `consortia centre training add`)"
+    )
+    assert call(hub, "POST", "/centre/people", admin,
+                json={"email": "dr.lee@hub.example", "name": "Lee"}).status_code == 201  # fmt: skip
+    for kind, study in (("gcp", None), ("protocol", "CART")):
+        record = {"email": "dr.lee@hub.example", "kind": kind, "title": kind, "study": study,
+                  "completed_on": str(TODAY - timedelta(days=1))}  # fmt: skip
+        assert call(hub, "POST", "/centre/training", admin, json=record).status_code == 201
+    granted = call(hub, "POST", "/grants", admin, json=grant)
+    assert granted.status_code == 201, granted.text
