@@ -123,6 +123,7 @@ def test_an_agreement_keeps_its_documents_with_their_sha256_and_expiring_ones_ar
         )  # fmt: skip
     assert _hub_actions(engine).count("centre.agreement.add") == 2
     assert "centre.document.add" in _hub_actions(engine)
+    assert "centre.document.read" in _hub_actions(engine)
 
 
 def test_a_project_passes_its_gates_in_order_with_a_quorum_and_cannot_skip_one(

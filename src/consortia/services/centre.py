@@ -397,7 +397,8 @@ def _owner_id(repository: CentreRepository, owner_type: str, owner: str) -> int:
 def read_document(
     engine: Engine, principal: Principal, document_id: int
 ) -> tuple[DocumentRecord, bytes]:
-    """A kept document and its bytes, checked against the SHA-256 kept with it."""
+    """A kept document and its bytes, checked against the SHA-256 kept with it; the read
+    is audited (``centre.document.read``)."""
     require(principal, Action.HUB_MANAGE, Resource())
     with reading(engine, principal) as work:
         found = CentreRepository(work.connection).document(document_id)
@@ -408,5 +409,13 @@ def read_document(
         raise ConflictError(
             f"document {document_id} ({record.filename}) does not match its SHA-256: it was "
             "changed in the database"
+        )
+    with writing(engine, principal) as work:  # who read a contract is on the trail
+        work.audit(
+            "centre.document.read",
+            "document",
+            document_id,
+            chain=HUB_CHAIN,
+            after={"filename": record.filename, "sha256": record.sha256},
         )
     return record, content
