@@ -479,8 +479,7 @@ def study_training(
     ] = True,
     config: ConfigOption = None,
 ) -> None:
-    """Say what granting a role at STUDY needs: a valid GCP certificate, its protocol
-    training."""
+    """Say what granting a role at STUDY needs (a valid GCP certificate, its protocol training)."""
     with _centre(config) as engine:
         rule = centre_people.set_study_training(
             engine, cli_operator(), study=study, requires_gcp=gcp, requires_protocol=protocol
