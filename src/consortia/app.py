@@ -22,6 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from consortia import __version__
+from consortia.api import centre as centre_api
+from consortia.api import centre_portfolio as centre_portfolio_api
 from consortia.api import hub as hub_api
 from consortia.api.docs import docs_router
 from consortia.api.errors import install_error_handlers
@@ -49,6 +51,7 @@ from consortia.services.analyses import analysis_config
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
 from consortia.web.capture import create_capture_router
+from consortia.web.centre import create_centre_pages_router
 from consortia.web.hub import create_hub_pages_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
@@ -188,6 +191,10 @@ def _mount_hub(
     )
     app.include_router(hub_api.router, prefix=API_PREFIX)
     app.include_router(create_hub_pages_router(config.consortium))
+    # the innovation centre lives at the hub: its API and pages
+    app.include_router(centre_api.router, prefix=API_PREFIX)
+    app.include_router(centre_portfolio_api.router, prefix=API_PREFIX)
+    app.include_router(create_centre_pages_router())
     app.add_middleware(
         BodyLimit,
         max_bytes=config.max_message_bytes,

@@ -72,6 +72,11 @@ NODE_COMMANDS: Final = {
         "The coordinating centre: invite and remove members, publish studies.",
         group=True,
     ),
+    "centre": Deferred(
+        "consortia.commands.centre:centre_app",
+        "The innovation centre: partners, agreements, projects, ideas, IP, people.",
+        group=True,
+    ),
 }
 #: ``consortia node …`` commands kept in their own modules.
 NODE_GROUP_COMMANDS: Final = {

@@ -24,6 +24,7 @@ from consortia.exceptions import ConfigurationError, NotFoundError, Problem, Val
 from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.hub import DatabaseBroker, HubIdentity, HubTransport, MemberTrust
 from consortia.federation.transport import NodeHandle, PushTransport
+from consortia.services import centre_enforcement
 from consortia.services.common import audit, require, utc_now
 from consortia.services.hub import HUB_CHAIN, list_members
 from consortia.storage.hub import AnalysisRecord, HubRepository, MemberRecord
@@ -178,6 +179,7 @@ def run_analysis(
                 f"study {study} has no active member hosting its sites: publish it with "
                 "`consortia hub publish STUDY.yaml --site SITE=MEMBER`"
             )
+        centre_enforcement.check_analysis_agreements(engine, study, [m.name for m in chosen])
     else:
         chosen = [m for m in list_members(engine, principal) if m.status == "active"]
     transport = {m.name: m.transport for m in chosen}

@@ -41,6 +41,7 @@ from consortia.federation.hub import (
 from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.signing import MessageRejected, TrustStore, Verifier
+from consortia.services import centre_enforcement
 from consortia.services.common import audit, check_code, require, utc_now
 from consortia.services.hub import HUB_CHAIN, remote_principal
 from consortia.services.studies import load_definition
@@ -106,6 +107,7 @@ def publish_study(
             )
     if problems:
         raise ValidationError(problems)
+    centre_enforcement.check_site_agreements(engine, code, sites)
     message = study_message(
         hub.key, hub.name, study=code, label=str(study.study.version), source=source, sites=sites
     )

@@ -33,6 +33,7 @@ from consortia.exceptions import (
     Problem,
     ValidationError,
 )
+from consortia.services import centre_enforcement
 from consortia.services.common import (
     audit,
     check_code,
@@ -321,6 +322,7 @@ def grant_role(
         grants = GrantRepository(connection, principal)
         if grants.find(user.id, grant) is not None:
             raise ConflictError(f"{email} already holds {grant}")
+        centre_enforcement.check_role_training(connection, email=email, grant=grant)
         grant_id = grants.add(user.id, grant, now=utc_now())
         audit(
             connection,

@@ -517,3 +517,7 @@ study_offer = sa.Table(
         "status IN ('pending', 'accepted', 'refused')", name="ck_study_offer_status"
     ),
 )
+
+# The innovation centre's tables (partners, agreements, projects, ideas, IP, people) are in
+# their own module, on the same metadata.
+import consortia.storage.centre_tables  # noqa: E402, F401

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from consortia.services.authentication import LOGIN_REFUSED
+from consortia.web import centre_words
 
 __all__ = [
     "CATALOGUES",
@@ -31,6 +32,7 @@ DEFAULT_LANGUAGE = "en"
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = {
     "en": {
+        **centre_words.EN,  # the innovation centre's pages
         "app.name": "Consortia",
         "lang.switch": "中文",
         "lang.switch_to": "zh",
@@ -285,6 +287,7 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
         "(status: open, answered or closed; age: a whole number of days).",
     },
     "zh": {
+        **centre_words.ZH,
         "app.name": "Consortia",
         "lang.switch": "English",
         "lang.switch_to": "en",
