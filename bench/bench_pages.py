@@ -179,7 +179,9 @@ def run(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
                     spent[name] += timed(client, path, 1)
             for name, values in spent.items():
                 rounds[name].append((statistics.median(values), p95(values)))
-            ratios.append(p95(spent["dashboard, first page (50)"]) / p95(spent["subject list (200)"]))
+            ratios.append(
+                p95(spent["dashboard, first page (50)"]) / p95(spent["subject list (200)"])
+            )
     engine.dispose()
     result = {
         name: {
