@@ -517,3 +517,6 @@ study_offer = sa.Table(
         "status IN ('pending', 'accepted', 'refused')", name="ck_study_offer_status"
     ),
 )
+
+# central randomisation's tables live in their own module, on the same metadata
+from consortia.storage import randomisation as _randomisation  # noqa: E402, F401
