@@ -33,6 +33,7 @@ from consortia.children import die_with_parent
 from consortia.config import Settings, load_settings
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
+from consortia.federation.randomisation import RANDOMISE_PATH, create_randomisation_router
 from consortia.federation.hub_routes import (
     StudyReceiver,
     create_hub_federation_router,
@@ -44,7 +45,7 @@ from consortia.federation.pull import RESULTS_PATH, TaskHandler
 from consortia.federation.signing import sign_message_wire
 from consortia.federation.witness import HeadWitness, node_witness
 from consortia.services import hub as hub_service
-from consortia.services import hub_studies
+from consortia.services import hub_studies, randomisation_hub
 from consortia.services.analyses import analysis_config
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
@@ -184,13 +185,21 @@ def _mount_hub(
             consortium=config.consortium,
         )
     )
+    app.include_router(
+        create_randomisation_router(
+            engine,
+            hub,
+            lambda member, request: randomisation_hub.allocate(engine, member, request),
+            clock_skew_seconds=settings.clock_skew_seconds,
+        )
+    )
     app.include_router(hub_api.router, prefix=API_PREFIX)
     app.include_router(create_hub_pages_router(config.consortium))
     app.add_middleware(
         BodyLimit,
         max_bytes=config.max_message_bytes,
         max_json_depth=MAX_MESSAGE_DEPTH,
-        paths=(JOIN_PATH, RESULTS_PATH),
+        paths=(JOIN_PATH, RESULTS_PATH, RANDOMISE_PATH),
     )
 
 

@@ -4,9 +4,9 @@ member node's record of each subject's allocation.
 At the hub (``hub_randomisation*``, ``hub_allocation``): one row per study holds the scheme's
 secret seed and the allocation counter; a block scheme's lists are kept entry by entry per
 stratum; every allocation made is one row, unique per subject and per list entry. The counter
-row is what serialises a study's allocations: :meth:`HubRandomisationRepository.claim_number`
-increments it first in the allocating transaction, so on PostgreSQL a second transaction for
-the same study waits on that row lock until the first commits (and then sees its allocation),
+row is what serialises a study's allocations: :meth:`HubRandomisationRepository.lock` updates
+it first in the allocating transaction, so on PostgreSQL a second transaction for the same
+study waits on that row lock until the first commits (and then sees its allocation),
 and on SQLite every writer already queues (``BEGIN IMMEDIATE``).
 
 At a member (``subject_randomisation``): the allocation its hub signed, with the signed
@@ -223,17 +223,24 @@ class HubRandomisationRepository:
         ).first()
         return None if row is None else ListEntry(*row)
 
-    def claim_number(self, study: str) -> int | None:
-        """The study's next allocation number, counted in its scheme row: the row lock that
-        serialises a study's allocations (None: no scheme)."""
+    def lock(self, study: str) -> SchemeRecord | None:
+        """The study's scheme, its row locked for this transaction (None: no scheme).
+
+        A no-op update takes the row lock on PostgreSQL (a second allocating transaction
+        for the study waits here until the first commits, then reads its count); SQLite's
+        writers queue already (``BEGIN IMMEDIATE``).
+        """
         table = hub_randomisation
-        result = self.connection.execute(
-            sa.update(table)
-            .where(table.c.study == study)
-            .values(allocations=table.c.allocations + 1)
-            .returning(table.c.allocations)
-        ).first()
-        return None if result is None else int(result[0])
+        self.connection.execute(
+            sa.update(table).where(table.c.study == study).values(allocations=table.c.allocations)
+        )
+        return self.scheme(study)
+
+    def set_count(self, study: str, allocations: int) -> None:
+        table = hub_randomisation
+        self.connection.execute(
+            sa.update(table).where(table.c.study == study).values(allocations=allocations)
+        )
 
     def allocation_of(self, study: str, subject: str) -> AllocationRecord | None:
         row = self.connection.execute(
