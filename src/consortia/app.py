@@ -33,7 +33,6 @@ from consortia.children import die_with_parent
 from consortia.config import Settings, load_settings
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
-from consortia.federation.randomisation import RANDOMISE_PATH, create_randomisation_router
 from consortia.federation.hub_routes import (
     StudyReceiver,
     create_hub_federation_router,
@@ -42,6 +41,7 @@ from consortia.federation.hub_routes import (
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.pull import RESULTS_PATH, TaskHandler
+from consortia.federation.randomisation import RANDOMISE_PATH, create_randomisation_router
 from consortia.federation.signing import sign_message_wire
 from consortia.federation.witness import HeadWitness, node_witness
 from consortia.services import hub as hub_service
