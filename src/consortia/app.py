@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.password_work = password_work
     app.state.node = node
+    app.state.hub_name = None if node_config is None else node_config.hub
     # One disclosure policy for every release: the node's federation config's (read once).
     app.state.analysis_config = analysis_config(node_config)
     install_error_handlers(app)
