@@ -68,9 +68,15 @@ def member_rows(net: Network, member: str) -> list[Any]:
         return list(connection.execute(sa.select(subject_randomisation)))
 
 
-def test_a_subject_is_randomised_through_the_hub_and_both_sides_record_and_audit_it(
+def test_a_subject_is_randomised_once_its_gates_hold_never_twice_and_both_sides_audit_it(
     net: Network,
 ) -> None:
+    _gates_must_hold(net)
+    _first_allocation(net)
+    _never_twice(net)
+
+
+def _first_allocation(net: Network) -> None:
     sgh = net.members["sgh"]
     ready_subject(sgh, "SG01-001", "SG01", status="early_relapse")
     view = randomisation.randomise_subject(
@@ -121,9 +127,7 @@ def test_the_request_carries_only_study_site_subject_and_levels() -> None:
     assert set(body) == {"type", "study", "site", "subject", "levels"}
 
 
-def test_a_subject_whose_gates_do_not_hold_is_refused_and_nothing_reaches_the_hub(
-    net: Network,
-) -> None:
+def _gates_must_hold(net: Network) -> None:
     sgh = net.members["sgh"]
     ready_subject(sgh, "SG01-002", "SG01", consent=False, eligible=None)
     with pytest.raises(ValidationError) as refused:
@@ -138,23 +142,26 @@ def test_a_subject_whose_gates_do_not_hold_is_refused_and_nothing_reaches_the_hu
     assert member_rows(net, "sgh") == []
 
 
-def test_a_subject_is_never_randomised_twice(net: Network) -> None:
+def _never_twice(net: Network) -> None:
     sgh = net.members["sgh"]
     ready_subject(sgh, "SG01-003", "SG01")
-    randomisation.randomise_subject(sgh.engine, COORDINATOR_SG, STUDY, "SG01-003", net.link("sgh"))
+    view = randomisation.randomise_subject(
+        sgh.engine, COORDINATOR_SG, STUDY, "SG01-003", net.link("sgh")
+    )
     with pytest.raises(ConflictError, match="randomised already"):
         randomisation.randomise_subject(
             sgh.engine, COORDINATOR_SG, STUDY, "SG01-003", net.link("sgh")
         )
     # a retry straight to the hub (an answer lost on the way) gets the same allocation
-    first = hub_rows(net)
+    before = hub_rows(net)
+    [first] = [row for row in before if row.subject == "SG01-003"]
     answer = signed_request(net, "sgh", randomise_body(STUDY, "SG01", "SG01-003", LEVELS_SG))
     assert answer.status_code == 200
     body = answer.json()["body"]
     assert body["repeat"] is True
-    assert body["number"] == 1
-    assert body["arm"] == first[0].arm
-    assert len(hub_rows(net)) == 1
+    assert body["number"] == view.number == first.number
+    assert body["arm"] == first.arm
+    assert len(hub_rows(net)) == len(before)
 
 
 LEVELS_SG = {"site": "SG01", "eligibility.disease_status": "primary_refractory"}
@@ -174,7 +181,12 @@ def signed_request(
     return asyncio.run(run())
 
 
-def test_the_hub_refuses_an_unsigned_foreign_or_misdirected_request(net: Network) -> None:
+def test_nothing_is_half_done_when_the_hub_refuses_or_cannot_be_reached(net: Network) -> None:
+    _the_hub_refuses_an_unsigned_foreign_or_misdirected_request(net)
+    _an_unreachable_hub_gives_a_clear_error_and_nothing_is_recorded(net)
+
+
+def _the_hub_refuses_an_unsigned_foreign_or_misdirected_request(net: Network) -> None:
     body = randomise_body(STUDY, "SG01", "SG01-009", LEVELS_SG)
     forged = signed_request(net, "sgh", body, key=generate_key())
     assert forged.status_code == 401
@@ -192,7 +204,7 @@ class Unreachable(httpx.AsyncBaseTransport):
         raise httpx.ConnectError("connection refused", request=request)
 
 
-def test_an_unreachable_hub_gives_a_clear_error_and_nothing_is_recorded(net: Network) -> None:
+def _an_unreachable_hub_gives_a_clear_error_and_nothing_is_recorded(net: Network) -> None:
     sgh = net.members["sgh"]
     ready_subject(sgh, "SG01-004", "SG01")
     before = audit_actions(sgh.engine, STUDY)
@@ -313,9 +325,10 @@ def test_parallel_minimisation_reads_every_earlier_allocation_across_sites(
     assert Counter(row.arm for row in rows).keys() <= {"car_t", "soc"}
 
 
-def test_only_the_unblinded_statistician_reads_or_exports_the_sealed_list(
+def test_only_the_unblinded_statistician_reads_or_exports_the_list_generated_once(
     net: Network,
 ) -> None:
+    _generated_once_and_reproducible(net)
     for role in (Role.COORDINATOR, Role.STATISTICIAN, Role.INVESTIGATOR, Role.STUDY_ADMIN):
         with pytest.raises(PermissionDeniedError):
             randomisation_hub.read_list(net.hub.engine, staff("*", role), STUDY)
@@ -339,7 +352,7 @@ def test_only_the_unblinded_statistician_reads_or_exports_the_sealed_list(
     assert str(SEED) not in trail
 
 
-def test_a_list_is_generated_once_and_reproduces_from_its_seed(net: Network) -> None:
+def _generated_once_and_reproducible(net: Network) -> None:
     with pytest.raises(ConflictError, match="never generated again"):
         randomisation_hub.generate(net.hub.engine, UNBLINDED, STUDY, SEED + 1)
     sealed = randomisation_hub.read_list(net.hub.engine, UNBLINDED, STUDY)
