@@ -37,8 +37,8 @@ from consortia.auth.principal import Principal
 from consortia.domain.randomization import unmet_gates
 from consortia.domain.study import SITE_FACTOR
 from consortia.exceptions import (
-    ConfigurationError,
     ConflictError,
+    FederationError,
     NotFoundError,
     Problem,
     ValidationError,
@@ -171,7 +171,7 @@ def randomise_subject(
     if problems:
         raise ValidationError(problems)
     if link is None:
-        raise ConfigurationError(
+        raise FederationError(
             "this node has no hub: subjects are randomised centrally by the consortium's hub"
         )
     body = randomise_body(study, subject.site, subject_id, levels)
