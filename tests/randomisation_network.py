@@ -80,7 +80,9 @@ def _settings(url: str, name: str, directory: Path, node: dict[str, Any]) -> Set
 
 
 @contextmanager
-def network(hub_url: str, member_url: Any, tmp_path: Path) -> Iterator[Network]:
+def network(
+    hub_url: str, member_url: Any, tmp_path: Path, *, seal: bool = True
+) -> Iterator[Network]:
     """A hub on ``hub_url`` and the members ``sgh`` and ``shh`` on ``member_url(path)``
     (migrated databases), joined, the study published and loaded, its lists sealed."""
     with ExitStack() as stack:
@@ -146,9 +148,10 @@ def network(hub_url: str, member_url: Any, tmp_path: Path) -> Iterator[Network]:
         )
         for member in net.members.values():
             studies.load_definition(member.engine, cli_operator(Role.STUDY_ADMIN), SOURCE)
-        randomisation_hub.generate(
-            hub_engine, cli_operator(Role.UNBLINDED_STATISTICIAN), STUDY, SEED
-        )
+        if seal:
+            randomisation_hub.generate(
+                hub_engine, cli_operator(Role.UNBLINDED_STATISTICIAN), STUDY, SEED
+            )
         yield net
 
 
