@@ -5,6 +5,7 @@ randomisation sealed at the hub."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ def network(
                         client=client,
                     )
 
-            answer = asyncio.run(join())
+            # on a thread of its own: the caller may be running an event loop (Playwright)
+            with ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(asyncio.run, join()).result()
             url = member_url(directory / f"{name}.db")
             app = create_app(
                 _settings(
