@@ -187,7 +187,9 @@ def allocate(engine: Engine, member: str, request: Mapping[str, Any]) -> dict[st
         host = HubRepository(connection).sites(study).get(site)
         if host != member:
             raise NotFoundError(f"site {site} of study {study} is not hosted by {member}")
-        definition = _study(_version(connection, study, scheme.study_sha256))
+        definition = _PARSED.get(scheme.study_sha256) or _study(
+            _version(connection, study, scheme.study_sha256)
+        )
         previous = repository.allocation_of(study, subject)
         if previous is not None:
             if previous.site != site:
