@@ -82,7 +82,12 @@ def _settings(url: str, name: str, directory: Path, node: dict[str, Any]) -> Set
 
 @contextmanager
 def network(
-    hub_url: str, member_url: Any, tmp_path: Path, *, seal: bool = True
+    hub_url: str,
+    member_url: Any,
+    tmp_path: Path,
+    *,
+    seal: bool = True,
+    members: tuple[str, ...] = tuple(SITES),
 ) -> Iterator[Network]:
     """A hub on ``hub_url`` and the members ``sgh`` and ``shh`` on ``member_url(path)``
     (migrated databases), joined, the study published and loaded, its lists sealed."""
@@ -99,7 +104,7 @@ def network(
         stack.callback(hub_engine.dispose)
         identity = HubIdentity("hub", HUB_URL, key)
         net = Network(App("hub", hub_app, hub_engine), identity)
-        for name in SITES:
+        for name in members:
             directory = tmp_path / name
             directory.mkdir()
             member_key = generate_key()
@@ -147,7 +152,7 @@ def network(
             stack.callback(app.state.engine.dispose)
             net.members[name] = App(name, app, app.state.engine)
         hub_studies.publish_study(
-            hub_engine, cli_operator(), identity, SOURCE, {v: k for k, v in SITES.items()}
+            hub_engine, cli_operator(), identity, SOURCE, {SITES[name]: name for name in members}
         )
         for member in net.members.values():
             studies.load_definition(member.engine, cli_operator(Role.STUDY_ADMIN), SOURCE)

@@ -100,6 +100,7 @@ def net(
         migrated_sqlite(tmp_path / "hub.db"),
         lambda path: migrated_database_url if path.name == "sgh.db" else migrated_sqlite(path),
         tmp_path,
+        members=("sgh",),
     ) as built:
         sgh = built.members["sgh"]
         coordinator = staff("SG01", Role.COORDINATOR)

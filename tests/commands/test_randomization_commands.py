@@ -30,7 +30,7 @@ def test_generate_show_and_export_at_the_hub(
     migrated_sqlite: Callable[[Path], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hub_url = migrated_sqlite(tmp_path / "hub.sqlite")
-    with network(hub_url, migrated_sqlite, tmp_path, seal=False) as net:
+    with network(hub_url, migrated_sqlite, tmp_path, seal=False, members=("sgh",)) as net:
         config = str(_hub_toml(tmp_path / "hub", hub_url))
         made = runner.invoke(
             cli, ["randomization", "generate", STUDY, "--seed", str(SEED), "--config", config]

@@ -29,7 +29,8 @@ ZH = CATALOGUES["zh"]
 
 @pytest.fixture
 def served(migrated_sqlite: Callable[[Path], str], tmp_path: Path) -> Iterator[tuple[Network, str]]:
-    with network(migrated_sqlite(tmp_path / "hub.sqlite"), migrated_sqlite, tmp_path) as net:
+    hub_url = migrated_sqlite(tmp_path / "hub.sqlite")
+    with network(hub_url, migrated_sqlite, tmp_path, members=("sgh",)) as net:
         sgh = net.members["sgh"]
         operator = users.cli_operator()
         users.create_user(sgh.engine, operator, email=EMAIL, name="Ana", password=PASSWORD)
