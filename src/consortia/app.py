@@ -43,10 +43,11 @@ from consortia.federation.hub_routes import (
 from consortia.federation.node import NodeRunner
 from consortia.federation.nodeconfig import NodeConfig, build_node, node_config_from_settings
 from consortia.federation.pull import RESULTS_PATH, TaskHandler
+from consortia.federation.randomisation import RANDOMISE_PATH, create_randomisation_router
 from consortia.federation.signing import sign_message_wire
 from consortia.federation.witness import HeadWitness, node_witness
 from consortia.services import hub as hub_service
-from consortia.services import hub_studies
+from consortia.services import hub_studies, randomisation_hub
 from consortia.services.analyses import analysis_config
 from consortia.services.hub import HubIdentity
 from consortia.storage.db import make_engine
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.password_work = password_work
     app.state.node = node
+    app.state.hub_name = None if node_config is None else node_config.hub
     # One disclosure policy for every release: the node's federation config's (read once).
     app.state.analysis_config = analysis_config(node_config)
     install_error_handlers(app)
@@ -189,6 +191,14 @@ def _mount_hub(
             consortium=config.consortium,
         )
     )
+    app.include_router(
+        create_randomisation_router(
+            engine,
+            hub,
+            lambda member, request: randomisation_hub.allocate(engine, member, request),
+            clock_skew_seconds=settings.clock_skew_seconds,
+        )
+    )
     app.include_router(hub_api.router, prefix=API_PREFIX)
     app.include_router(create_hub_pages_router(config.consortium))
     # the innovation centre lives at the hub: its API and pages
@@ -199,7 +209,7 @@ def _mount_hub(
         BodyLimit,
         max_bytes=config.max_message_bytes,
         max_json_depth=MAX_MESSAGE_DEPTH,
-        paths=(JOIN_PATH, RESULTS_PATH),
+        paths=(JOIN_PATH, RESULTS_PATH, RANDOMISE_PATH),
     )
 
 

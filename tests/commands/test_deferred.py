@@ -40,6 +40,7 @@ def test_the_root_help_lists_every_command_in_the_order_typer_gives_them() -> No
     assert root.list_commands(typer.Context(root)) == [
         *("init", "serve", "backup", "restore", "analyze", "demo"),
         *("study", "audit", "node", "db", "config", "data", "user", "token", "hub", "centre"),
+        "randomization",
     ]
 
 

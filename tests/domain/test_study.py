@@ -531,5 +531,36 @@ def test_a_scheme_of_the_wrong_shape_is_reported_at_each_value_with_what_would_b
         "s.yaml:50:17: randomisation.block_sizes[0]: input should be a valid integer, unable to "
         "parse string as an integer (got 'four')",
         "s.yaml:51:3: randomisation.colour: unknown key 'colour'; expected one of: method, "
-        "block_sizes, strata, blocks_per_stratum, factors, imbalance, probability",
+        "block_sizes, strata, blocks_per_stratum, factors, imbalance, probability, gates",
     ]
+
+
+def test_randomisation_gates_name_boolean_items_and_each_misfit_is_reported_at_its_line() -> None:
+    text = (
+        RANDOMISED.replace(
+            "          smoker:\n",
+            "          consented:\n"
+            "            type: boolean\n"
+            "            label: {en: Consent, zh: 同意}\n"
+            "          smoker:\n",
+        )
+        + """\
+randomisation:
+  method: permuted_blocks
+  block_sizes: [3]
+  gates: [demo.consented, demo.smoker, demo.nothing, consent, demo.consented]
+"""
+    )
+    assert problems(text) == [
+        "s.yaml:53:27: randomisation.gates[1]: demo.smoker is a choice item; a gate must be a "
+        "boolean item (yes/no)",
+        "s.yaml:53:40: randomisation.gates[2]: item 'nothing' is not in form 'demo'; its "
+        "boolean items: consented",
+        "s.yaml:53:54: randomisation.gates[3]: 'consent' is not form.item "
+        "(e.g. consent.consent_given)",
+        "s.yaml:53:63: randomisation.gates[4]: duplicate gate 'demo.consented'",
+    ]
+    fixed = text.replace(", demo.smoker, demo.nothing, consent, demo.consented", "")
+    study = load_study_text(fixed, "s.yaml")
+    assert study.randomisation is not None
+    assert study.randomisation.gates == ("demo.consented",)

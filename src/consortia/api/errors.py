@@ -11,6 +11,7 @@ ValidationError           422     ``errors``: ``[{path, message}]``, one per pro
 TooManyRequestsError      429     with ``Retry-After`` (seconds)
 request validation        422     the same shape; the rejected *values* are not echoed
 ConfigurationError        500     the node is misconfigured
+NodeUnavailableError      503     another node (the hub) cannot be reached
 other ConsortiaError      400
 anything else             500     logged on the server; the body says only "internal error"
 ========================  ======  ===============================================
@@ -67,7 +68,7 @@ def _consortia_error(_request: Request, error: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="consortia"'} if status == 401 else None
     if isinstance(error, TooManyRequestsError):
         headers = {"Retry-After": str(error.retry_after)}
-    if status >= 500:
+    if status == 500:
         log.error("configuration error while serving a request: %s", error)
         return problem_response(status, "the node is misconfigured; see its log")
     if isinstance(error, _ProblemsError):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from consortia.api import accounts, analyses, approvals, capture, exports, subjects
+from consortia.api import (
+    accounts,
+    analyses,
+    approvals,
+    capture,
+    exports,
+    randomisation,
+    subjects,
+)
 from consortia.api.deps import EngineDep
 from consortia.services.health import node_health
 
@@ -40,5 +48,6 @@ def api_routers() -> tuple[APIRouter, ...]:
         exports.router,
         analyses.router,
         approvals.router,
+        randomisation.router,
         _node,
     )

@@ -70,6 +70,10 @@ class Action(StrEnum):
     FORM_LOCK = "form.lock"
     ANALYSIS_RUN = "analysis.run"
     AUDIT_READ = "audit.read"
+    SUBJECT_RANDOMISE = "subject.randomise"
+    SUBJECT_UNBLIND = "subject.unblind"
+    ARM_READ = "arm.read"
+    RANDOMISATION_LIST = "randomisation_list.manage"
 
 
 #: Actions on the node itself rather than on a study: only ``*``-study grants cover them.
@@ -95,6 +99,8 @@ SEEING_ACTIONS = frozenset(
         Action.AGGREGATE_READ,
         Action.QUERY_READ,
         Action.AUDIT_READ,
+        Action.ARM_READ,
+        Action.RANDOMISATION_LIST,
     }
 )
 
@@ -121,6 +127,11 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.FORM_LOCK: "lock and unlock forms",
     Action.ANALYSIS_RUN: "run analyses (on tables without identifiers)",
     Action.AUDIT_READ: "read the study's audit trail",
+    Action.SUBJECT_RANDOMISE: "randomise a subject through the hub (once its gates hold)",
+    Action.SUBJECT_UNBLIND: "emergency unblinding of one subject, stating a reason (audited)",
+    Action.ARM_READ: "see allocated arms; everyone else sees the allocation code",
+    Action.RANDOMISATION_LIST: "at the hub: generate, read and export (with a reason) the "
+    "sealed allocation lists",
 }
 
 _A = Action
@@ -154,6 +165,8 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.DATA_SIGN,
             _A.QUERY_READ,
             _A.QUERY_ANSWER,
+            _A.SUBJECT_RANDOMISE,
+            _A.SUBJECT_UNBLIND,
         }
     ),
     Role.COORDINATOR: frozenset(
@@ -165,6 +178,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.DATA_ENTER,
             _A.QUERY_READ,
             _A.QUERY_ANSWER,
+            _A.SUBJECT_RANDOMISE,
         }
     ),
     Role.MONITOR: frozenset(
@@ -188,6 +202,17 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
         }
     ),
     Role.STATISTICIAN: frozenset({_A.SUBJECT_READ, _A.AGGREGATE_READ, _A.ANALYSIS_RUN}),
+    # the one role that sees arms and the sealed lists (ICH E9 §2.3: kept apart from the
+    # blinded trial team); grantable only by someone who holds it, or the node's operator
+    Role.UNBLINDED_STATISTICIAN: frozenset(
+        {
+            _A.SUBJECT_READ,
+            _A.AGGREGATE_READ,
+            _A.ANALYSIS_RUN,
+            _A.ARM_READ,
+            _A.RANDOMISATION_LIST,
+        }
+    ),
     Role.SPONSOR_VIEWER: frozenset({_A.AGGREGATE_READ}),
     Role.AUDITOR: frozenset(
         {

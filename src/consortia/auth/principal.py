@@ -44,6 +44,7 @@ class Role(StrEnum):
     MONITOR = "monitor"
     DATA_MANAGER = "data_manager"
     STATISTICIAN = "statistician"
+    UNBLINDED_STATISTICIAN = "unblinded_statistician"
     SPONSOR_VIEWER = "sponsor_viewer"
     AUDITOR = "auditor"
 

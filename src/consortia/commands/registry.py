@@ -1,6 +1,6 @@
 """The node commands (``consortia init|serve|backup|restore|analyze|audit|node|db|config|``
-``data|user|token|hub``, ``consortia study load`` and ``consortia node studies``): where each
-lives and its one-line summary.
+``data|user|token|hub|randomization``, ``consortia study load`` and ``consortia node
+studies``): where each lives and its one-line summary.
 
 Their modules import the services, SQLAlchemy, Alembic and the federation code, so cli.py
 registers them deferred (:mod:`consortia.commands.deferred`): ``consortia --version`` and
@@ -75,6 +75,11 @@ NODE_COMMANDS: Final = {
     "centre": Deferred(
         "consortia.commands.centre:centre_app",
         "The innovation centre: partners, agreements, projects, ideas, IP, people.",
+        group=True,
+    ),
+    "randomization": Deferred(
+        "consortia.commands.randomization:randomization_app",
+        "Central randomisation at the hub: generate, show and export a study's sealed lists.",
         group=True,
     ),
 }

@@ -76,6 +76,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from abc import ABC, abstractmethod
@@ -97,9 +98,12 @@ __all__ = [
     "PriorAllocation",
     "Randomiser",
     "Stratum",
+    "all_strata",
     "block_list",
     "randomiser_for",
     "stratum_key",
+    "stratum_text",
+    "unmet_gates",
     "weighted_imbalance",
 ]
 
@@ -239,6 +243,42 @@ def stratum_key(scheme: Randomisation, levels: Mapping[str, str]) -> Stratum:
 
 def _stratum_of(scheme: Randomisation, levels: Mapping[str, str]) -> Stratum:
     return tuple((factor, levels.get(factor, "")) for factor in scheme.factor_names)
+
+
+def stratum_text(stratum: Stratum) -> str:
+    """A stratum as compact JSON, as the hub stores it.
+
+    >>> stratum_text((("site", "SG01"), ("eligibility.disease_status", "early_relapse")))
+    '[["site","SG01"],["eligibility.disease_status","early_relapse"]]'
+    """
+    return json.dumps([list(pair) for pair in stratum], ensure_ascii=False, separators=(",", ":"))
+
+
+def all_strata(study: Study) -> list[Stratum]:
+    """Every stratum of a block scheme: each combination of its factors' levels, in order.
+
+    >>> from consortia.domain.templates import load_template
+    >>> len(all_strata(load_template("cart-lbcl")))
+    4
+    """
+    scheme = study.randomisation
+    if scheme is None or scheme.method != "permuted_blocks":
+        return []
+    levels = [factor_levels(study, factor)[0] for factor in scheme.strata]
+    return [
+        tuple(zip(scheme.strata, combination, strict=True))
+        for combination in itertools.product(*levels)
+    ]
+
+
+def unmet_gates(scheme: Randomisation, recorded: Mapping[str, str | None]) -> list[str]:
+    """The scheme's gates (``form.item``) not recorded as yes (``"1"``) in ``recorded``.
+
+    >>> scheme = Randomisation(method="minimisation", gates=("consent.given", "elig.ok"))
+    >>> unmet_gates(scheme, {"consent.given": "1", "elig.ok": "0"})
+    ['elig.ok']
+    """
+    return [gate for gate in scheme.gates if recorded.get(gate) != "1"]
 
 
 class Randomiser(ABC):

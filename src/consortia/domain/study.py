@@ -273,6 +273,10 @@ class Randomisation(_Model):
 
     ``minimisation`` (Pocock & Simon 1975): ``factors`` with weights, ``imbalance``
     ``range`` or ``variance``, and the probability of the arm that minimises the imbalance.
+
+    ``gates`` (either method): ``form.item`` boolean items that must be recorded as yes
+    before a subject may be randomised (e.g. ``consent.consent_given``,
+    ``eligibility.eligible``).
     """
 
     method: Literal["permuted_blocks", "minimisation"]
@@ -282,6 +286,7 @@ class Randomisation(_Model):
     factors: tuple[MinimisationFactor, ...] = ()
     imbalance: Literal["range", "variance"] = "range"
     probability: float = 0.8
+    gates: tuple[NonEmpty, ...] = ()
 
     @property
     def factor_names(self) -> tuple[str, ...]:
@@ -386,6 +391,36 @@ def factor_levels(study: Study, factor: str) -> tuple[tuple[str, ...], str | Non
     return (), (
         f"item {item_name!r} is not in form {form_name!r}; its choice items: "
         f"{', '.join(choices) or 'none'}"
+    )
+
+
+def gate_problem(study: Study, gate: str) -> str | None:
+    """Why ``gate`` cannot be a randomisation gate (a ``form.item`` boolean item outside any
+    repeating group, recorded as yes before randomising), or ``None`` if it can."""
+    form_name, dot, item_name = gate.partition(".")
+    if not dot or not form_name or not item_name or "." in item_name:
+        return f"{gate!r} is not form.item (e.g. consent.consent_given)"
+    form = study.forms.get(form_name)
+    if form is None:
+        return f"form {form_name!r} is not defined; defined forms: {', '.join(study.forms)}"
+    for group_name, group in form.groups.items():
+        item = group.items.get(item_name)
+        if item is None:
+            continue
+        if item.type is not ItemType.BOOLEAN:
+            return f"{gate} is a {item.type.value} item; a gate must be a boolean item (yes/no)"
+        if group.repeating:
+            return f"{gate} is in the repeating group {group_name!r}; a gate needs one value"
+        return None
+    booleans = [
+        name
+        for group in form.groups.values()
+        for name, item in group.items.items()
+        if item.type is ItemType.BOOLEAN
+    ]
+    return (
+        f"item {item_name!r} is not in form {form_name!r}; its boolean items: "
+        f"{', '.join(booleans) or 'none'}"
     )
 
 

@@ -22,6 +22,7 @@ from consortia.domain.study import (
     Study,
     SubjectStatus,
     factor_levels,
+    gate_problem,
 )
 from consortia.domain.yamlsource import (
     PathKey,
@@ -399,6 +400,14 @@ def _randomisation_problems(study: Study, doc: YamlDocument) -> list[Problem]:
         if message is not None:
             add(path, message)
 
+    for index, gate in enumerate(scheme.gates):
+        path = (*base, "gates", index)
+        if gate in scheme.gates[:index]:
+            add(path, f"duplicate gate {gate!r}")
+            continue
+        message = gate_problem(study, gate)
+        if message is not None:
+            add(path, message)
     if scheme.method == "permuted_blocks":
         total = sum(ratios)
         if not scheme.block_sizes:

@@ -23,6 +23,7 @@ from consortia.exceptions import (
     ConfigurationError,
     ConflictError,
     ConsortiaError,
+    NodeUnavailableError,
     NotFoundError,
     PermissionDeniedError,
     TooManyRequestsError,
@@ -39,6 +40,7 @@ _STATUS: Sequence[tuple[type[ConsortiaError], int]] = (
     (ValidationError, 422),
     (TooManyRequestsError, 429),
     (ConfigurationError, 500),
+    (NodeUnavailableError, 503),
 )
 
 

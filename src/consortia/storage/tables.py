@@ -521,3 +521,6 @@ study_offer = sa.Table(
 # The innovation centre's tables (partners, agreements, projects, ideas, IP, people) are in
 # their own module, on the same metadata.
 import consortia.storage.centre_tables  # noqa: E402, F401
+
+# central randomisation's tables live in their own module, on the same metadata
+from consortia.storage import randomisation as _randomisation  # noqa: E402, F401

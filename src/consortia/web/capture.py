@@ -35,6 +35,7 @@ from consortia.web.form_live import create_live_router
 from consortia.web.form_pages import create_form_router
 from consortia.web.pages import PageRoute
 from consortia.web.query_pages import create_query_router
+from consortia.web.randomisation_pages import create_randomisation_router
 from consortia.web.subject_pages import create_subject_router
 
 __all__ = ["FORM_PATH", "create_capture_router"]
@@ -44,7 +45,12 @@ def create_capture_router() -> APIRouter:
     """The data-entry pages, at the root of the node's site (not in the OpenAPI document):
     one module per resource (subjects, forms, queries)."""
     router = APIRouter(route_class=PageRoute, include_in_schema=False)
-    for pages in (create_subject_router(), create_form_router(), create_query_router()):
+    for pages in (
+        create_subject_router(),
+        create_form_router(),
+        create_query_router(),
+        create_randomisation_router(),
+    ):
         router.include_router(pages)
     router.include_router(create_live_router())
     router.include_router(create_dashboard_router())
