@@ -75,6 +75,7 @@ from consortia.federation.signing import (
     sign_message_wire,
     utc_timestamp,
 )
+from consortia.federation.suppression import disclose_excluded
 from consortia.federation.tables import Table
 
 __all__ = ["NodeRunner"]
@@ -333,8 +334,10 @@ class NodeRunner:
             kind = session.kind.name
             self._check_request(session)
             change = self._check_session(sender, task, session)
-            release = session.kind.node_round(
-                session.state, session.request, task.payload, self.policy
+            release = disclose_excluded(
+                session.kind.node_round(session.state, session.request, task.payload, self.policy),
+                self.policy,
+                session.table.n_rows,
             )
             self.policy.check_release(release)
             rows = self._release_rows(session, release)

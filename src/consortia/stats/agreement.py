@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -282,7 +283,7 @@ class GlucoseAccuracyAggregates(NodeAggregates):
     """One node's additive accuracy aggregates (counts per zone in order A–E)."""
 
     n: int
-    missing: int
+    missing: Count
     within_iso: int
     parkes_type1: tuple[int, ...]
     parkes_type2: tuple[int, ...]
@@ -297,7 +298,7 @@ class GlucoseAccuracyAggregates(NodeAggregates):
         with reading_aggregates("iso15197"):
             aggregates = cls(
                 n=int(data["n"]),
-                missing=int(data["missing"]),
+                missing=read_count(data["missing"], "iso15197.missing"),
                 within_iso=int(data["within_iso"]),
                 parkes_type1=tuple(int(c) for c in data["parkes_type1"]),
                 parkes_type2=tuple(int(c) for c in data["parkes_type2"]),
@@ -387,7 +388,7 @@ class Iso15197Result(StatResult):
     """
 
     n: int
-    missing: int
+    missing: Count
     within_iso: int
     within_iso_pct: float
     meets_accuracy_criterion: bool
@@ -451,7 +452,7 @@ def combine_iso15197(aggregates: Sequence[GlucoseAccuracyAggregates]) -> Iso1519
     meets_parkes = 100 * in_ab >= 99 * n
     return Iso15197Result(
         n=n,
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         within_iso=within,
         within_iso_pct=100.0 * within / n,
         meets_accuracy_criterion=meets_accuracy,

@@ -20,6 +20,7 @@ from scipy import stats as sps
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = ["CrosstabAggregates", "CrosstabResult", "combine_crosstab", "crosstab", "crosstab_node"]
@@ -59,7 +60,7 @@ class CrosstabAggregates(NodeAggregates):
     row_levels: tuple[str, ...]
     col_levels: tuple[str, ...]
     counts: tuple[tuple[int, ...], ...]
-    missing: int
+    missing: Count
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CrosstabAggregates:
@@ -69,7 +70,7 @@ class CrosstabAggregates(NodeAggregates):
                 row_levels=tuple(str(level) for level in data["row_levels"]),
                 col_levels=tuple(str(level) for level in data["col_levels"]),
                 counts=tuple(tuple(int(c) for c in row) for row in data["counts"]),
-                missing=int(data["missing"]),
+                missing=read_count(data["missing"], "crosstab.missing"),
             )
         shape_ok = len(aggregates.counts) == len(aggregates.row_levels) and all(
             len(row) == len(aggregates.col_levels) for row in aggregates.counts
@@ -93,7 +94,7 @@ class CrosstabResult(StatResult):
     col_levels: tuple[str, ...]
     table: tuple[tuple[int, ...], ...]
     n: int
-    missing: int
+    missing: Count
     chi2: float | None
     dof: int | None
     p_value: float | None
@@ -215,7 +216,7 @@ def combine_crosstab(
         col_levels=c_levels,
         table=tuple(tuple(int(c) for c in row) for row in table),
         n=int(table.sum()),
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         chi2=chi2,
         dof=dof,
         p_value=p_value,

@@ -87,12 +87,12 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
             aggregates.n,
             cells={
                 "pairs": [aggregates.n],
-                "missing": [aggregates.missing],
                 "within ISO limits": [aggregates.within_iso, aggregates.n - aggregates.within_iso],
                 "Parkes type 1 zones": list(aggregates.parkes_type1),
                 "Parkes type 2 zones": list(aggregates.parkes_type2),
                 "Clarke zones": list(aggregates.clarke),
             },
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: Iso15197Request, exchange: Exchange) -> Iso15197Result:
@@ -137,7 +137,6 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         )
         cells = {
             "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
-            "missing": [aggregates.missing],
         }
         policy.check_release(Release({}, 0, cells=cells))  # before the grid is coarsened
         kept = releasable_thresholds(
@@ -161,6 +160,7 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
                 "ROC counts": per_threshold,
                 "ROC bins": _bins(aggregates),
             },
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: DiagnosticRequest, exchange: Exchange) -> DiagnosticResult:

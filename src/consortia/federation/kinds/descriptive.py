@@ -11,8 +11,9 @@
 ``bin_edges``), each with a bound on its distance from the sample quantile, and says
 ``exact: false`` when it reports any; without a grid it releases one bin (the count) and
 reports no quantiles.
-Every released count (n, missing, histogram bins, table cells, successes and failures) is
-subject to the node's minimum cell count.
+Every released count (n, histogram bins, table cells, successes and failures) is subject to
+the node's minimum cell count; rows left out for a missing value are counted and released,
+as ``"<5"`` when 0 < n < the minimum (:mod:`consortia.federation.suppression`).
 """
 
 from __future__ import annotations
@@ -114,10 +115,10 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
             aggregates.n,
             cells={
                 "n": [aggregates.n],
-                "missing": [aggregates.missing],
                 "histogram": [*aggregates.bin_counts, aggregates.below, aggregates.above],
             },
             groups=_bin_groups(values, edges),
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: DescribeRequest, exchange: Exchange) -> DescribeResult:
@@ -201,7 +202,8 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
         return Release(
             aggregates.to_dict(),
             sum(counts),
-            cells={"table": counts, "missing": [aggregates.missing]},
+            cells={"table": counts},
+            excluded=int(aggregates.missing),
             rows=present,
             groups={
                 **{name: mask & present for name, mask in by_row.items()},
@@ -250,9 +252,9 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
             cells={
                 "successes": [aggregates.successes],
                 "failures": [aggregates.n - aggregates.successes],
-                "missing": [aggregates.missing],
             },
             groups={"successes": outcome == 1, "failures": outcome == 0},
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: ProportionRequest, exchange: Exchange) -> ProportionResult:

@@ -9,8 +9,9 @@ Each node releases per-group, per-time-bin counts of events and censorings; the 
 them and computes the curves (and, with a ``group``, the log-rank test, optionally
 stratified by node) exactly as on the pooled records with the same binning. Event times
 leave a node only in bins of ``time_bin`` days (default 7; the node's policy sets the
-finest bin it allows). The per-group subject and event totals and the rows left out for
-missing values are subject to the minimum cell count.
+finest bin it allows). The per-group subject and event totals are subject to the minimum
+cell count; the rows left out for a missing value are counted and released (as ``"<5"``
+when 0 < n < the minimum).
 """
 
 from __future__ import annotations
@@ -136,10 +137,10 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             cells={
                 "subjects per group": [int(n) for n in counts.n_at_start],
                 "events per group": [int(e) for e in counts.events.sum(axis=1)],
-                "rows with missing values": [missing],
             },
             rows=rows,
             groups=by_group,
+            excluded=missing,
         )
 
     async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> KaplanMeierEstimates:
