@@ -1,5 +1,10 @@
 """Releasing counts as suppressed instead of refusing the analysis.
 
+**Cells.** A table's small cells (a crosstab's, an error grid's zones) are released as
+``"<5"``, with complementary cells (``">=5"``) so that none can be recovered from the
+table's margins (the rule and its audit: :mod:`consortia.stats.suppression`); the rest of
+the table is released (:func:`suppress_table`).
+
 **Complete cases, counted.** A kind analyses the rows with a value in every variable the
 request reads and says how many it left out (``Release.excluded``). That count is
 released in the aggregates (``"excluded"``, and ``"missing"`` for the kinds whose
@@ -27,11 +32,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import numpy.typing as npt
 
+from consortia.exceptions import PolicyRefusal
 from consortia.federation.policy import NodePolicy, Release
 from consortia.stats.counts import Count, suppressed
+from consortia.stats.suppression import Suppression, suppress_cells
 
-__all__ = ["TABLE_ROWS", "disclose_excluded", "released_count"]
+__all__ = ["TABLE_ROWS", "disclose_excluded", "released_count", "suppress_table"]
 
 TABLE_ROWS = "rows of the table"
 
@@ -57,3 +65,18 @@ def disclose_excluded(release: Release, policy: NodePolicy, table_rows: int) -> 
     if isinstance(value, int) and value > 0:
         groups[TABLE_ROWS] = np.ones(table_rows, dtype=np.bool_)
     return dataclasses.replace(release, aggregates=aggregates, groups=groups)
+
+
+def suppress_table(table: npt.NDArray[np.int64], policy: NodePolicy, name: str) -> Suppression:
+    """The cells of a released table (a crosstab, an error grid's zones) to suppress under
+    the policy's minimum cell count, with complementary cells so that none can be recovered
+    from the table's margins; refused (``small_cells``) only when no choice of cells
+    protects them (a table whose total is itself small)."""
+    suppression = suppress_cells(table, policy.min_cell_count)
+    if not suppression.protected:
+        raise PolicyRefusal(
+            "small_cells",
+            f"the {name} holds small cells that no complementary suppression protects "
+            f"(minimum cell count {policy.min_cell_count})",
+        )
+    return suppression

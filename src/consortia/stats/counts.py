@@ -7,6 +7,8 @@
 '4-7'
 >>> pool_counts([0, "<5"])
 '<5'
+>>> pool_counts([">=5", "<5", 10])
+'>=16'
 >>> read_count("<5", "missing"), read_count(2, "missing")
 ('<5', 2)
 """
@@ -18,13 +20,24 @@ from collections.abc import Iterable
 
 from consortia.exceptions import StatisticsError
 
-__all__ = ["Count", "count_bounds", "is_suppressed", "pool_counts", "read_count", "suppressed"]
+__all__ = [
+    "Count",
+    "complementary",
+    "count_bounds",
+    "is_suppressed",
+    "pool_counts",
+    "read_count",
+    "suppressed",
+]
 
 Count = int | str
-"""A count as released: the number, or ``"<k"`` (between 1 and k − 1), or, for a pool of
-counts some of which were suppressed, the range ``"a-b"`` it lies in."""
+"""A count as released: the number; ``"<k"`` (a small count, 1 to k − 1, suppressed);
+``">=k"`` (a count suppressed so that a small one cannot be recovered from the margins:
+complementary suppression); or, for a pool of counts some of which were suppressed, the
+range it lies in, ``"a-b"`` or ``">=a"``."""
 
 _SUPPRESSED = re.compile(r"^<([1-9][0-9]{0,8})$")
+_AT_LEAST = re.compile(r"^>=([0-9]{1,12})$")
 _RANGE = re.compile(r"^([0-9]{1,12})-([0-9]{1,12})$")
 
 
@@ -33,18 +46,27 @@ def suppressed(minimum: int) -> str:
     return f"<{minimum}"
 
 
+def complementary(minimum: int) -> str:
+    """The released form of a count suppressed to protect a small one: ``">=5"``."""
+    return f">={minimum}"
+
+
 def is_suppressed(count: Count) -> bool:
     """Whether ``count`` was released as suppressed (not as a number)."""
     return isinstance(count, str)
 
 
-def count_bounds(count: Count) -> tuple[int, int]:
-    """The smallest and largest value a released count can stand for."""
+def count_bounds(count: Count) -> tuple[int, int | None]:
+    """The smallest and largest value a released count can stand for (``None``: no
+    largest)."""
     if isinstance(count, int):
         return count, count
     match = _SUPPRESSED.match(count)
     if match is not None:
         return 1, int(match.group(1)) - 1
+    match = _AT_LEAST.match(count)
+    if match is not None:
+        return int(match.group(1)), None
     match = _RANGE.match(count)
     if match is None:
         raise StatisticsError(f"{count!r} is not a count")
@@ -59,8 +81,8 @@ def read_count(value: object, where: str) -> Count:
         if value < 0:
             raise StatisticsError(f"{where}: a count cannot be negative")
         return value
-    if _SUPPRESSED.match(value) is None and _RANGE.match(value) is None:
-        raise StatisticsError(f"{where}: {value!r} is not a count (a number, '<5' or '3-9')")
+    if not any(pattern.match(value) for pattern in (_SUPPRESSED, _AT_LEAST, _RANGE)):
+        raise StatisticsError(f"{where}: {value!r} is not a count (a number, '<5', '>=5' or '3-9')")
     return value
 
 
@@ -70,10 +92,17 @@ def pool_counts(counts: Iterable[Count]) -> Count:
     parts = list(counts)
     if all(isinstance(count, int) for count in parts):
         return sum(int(count) for count in parts)
-    low = high = 0
+    low, high = 0, 0
+    bounded = True
     for count in parts:
         lower, upper = count_bounds(count)
-        low, high = low + lower, high + upper
+        low += lower
+        if upper is None:
+            bounded = False
+        else:
+            high += upper
+    if not bounded:
+        return f">={low}"
     if low == 1 and sum(1 for count in parts if count != 0) == 1:
         return suppressed(high + 1)
     return f"{low}-{high}"
