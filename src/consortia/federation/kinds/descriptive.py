@@ -36,6 +36,7 @@ from consortia.federation.kinds.base import (
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.secure import secure_crosstab_lead, secure_crosstab_round
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.suppression import suppress_table
 from consortia.federation.tables import Table
@@ -169,6 +170,9 @@ class CrosstabRequest(AnalysisRequest):
     rows: str
     columns: str
     yates: bool = False
+    secure: bool = False
+    row_levels: list[str] | None = None
+    column_levels: list[str] | None = None
 
 
 class CrosstabKind(AnalysisKind[CrosstabRequest]):
@@ -187,6 +191,8 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
         table: Table = state
         row_labels = label_column(table, request.rows)
         column_labels = label_column(table, request.columns)
+        if request.secure:
+            return secure_crosstab_round(request, payload, row_labels, column_labels)
         aggregates = crosstab_node(row_labels, column_labels)
         counts = np.asarray(aggregates.counts, dtype=np.int64).reshape(
             len(aggregates.row_levels), len(aggregates.col_levels)
@@ -231,6 +237,8 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
         )
 
     async def lead(self, request: CrosstabRequest, exchange: Exchange) -> CrosstabResult:
+        if request.secure:
+            return await secure_crosstab_lead(request, exchange)
         replies = await exchange.round({})
         parts = [CrosstabAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_crosstab(parts, yates=request.yates)
