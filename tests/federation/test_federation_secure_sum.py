@@ -192,3 +192,36 @@ def test_float_and_integer_totals_are_exact() -> None:
     np.testing.assert_allclose(total_floats, plain, rtol=1e-12, atol=0)
     for name in names:  # no share is its plain values
         assert not np.array_equal(shares[name]["masked_integers"], integers[name])
+
+
+def test_secure_kaplan_meier_equals_the_plain_curves_and_logrank(make_federation: Any) -> None:
+    plain_request = {
+        "kind": "kaplan_meier",
+        "table": "trial",
+        "time": "pfs_days",
+        "event": "pfs_event",
+        "group": "arm",
+    }
+    secure_request = {**plain_request, "secure": True, "groups": ["car_t", "soc"], "horizon": 910}
+    secure = run_http(make_federation(), secure_request)
+    plain = run_http(make_federation(), plain_request)
+    assert secure["complete"] is True
+    assert secure["estimates"] == plain["estimates"]  # the same counts: the same curves
+    assert secure["estimates"]["logrank"] is not None
+
+
+def test_a_secure_kaplan_meier_node_share_is_masked(make_federation: Any) -> None:
+    federation = make_federation()
+    request = {
+        "kind": "kaplan_meier",
+        "table": "trial",
+        "time": "pfs_days",
+        "event": "pfs_event",
+        "secure": True,
+        "horizon": 910,
+    }
+    run_http(federation, request)
+    released = federation.audits["sgh"].events[-1]["released"]
+    assert set(released) == {"step", "masked_integers", "masked_floats"}
+    words = np.asarray(decode_arrays(released["masked_integers"]), dtype=np.int64)
+    assert np.abs(words.astype(np.float64)).min() > 2.0**32  # not counts

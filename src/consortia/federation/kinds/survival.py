@@ -27,11 +27,13 @@ from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
     Exchange,
+    InvalidRequest,
     complete_rows,
     label_column,
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.secure import secure_kaplan_meier_lead, secure_kaplan_meier_round
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
 from consortia.stats.logrank import LogRankResult, logrank_from_counts
@@ -58,6 +60,9 @@ class KaplanMeierRequest(AnalysisRequest):
     alpha: float = Field(0.05, gt=0, lt=1)
     logrank: bool = True
     stratify_by_node: bool = False
+    secure: bool = False
+    groups: list[str] | None = None
+    horizon: float | None = Field(None, ge=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +133,8 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             groups,
             time_bin=request.time_bin,
         )
+        if request.secure:
+            return secure_kaplan_meier_round(request, payload, counts, missing, rows)
         # Per-bin event and censoring counts are the curve itself (small by nature); the
         # ledger holds each group's subjects.
         by_group = label_groups(groups, "group", rows) if groups is not None else {}
@@ -144,8 +151,13 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
         )
 
     async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> KaplanMeierEstimates:
-        replies = await exchange.round({})
-        parts = [SurvivalCounts.from_dict(replies[name]) for name in exchange.nodes]
+        if request.secure:
+            if request.stratify_by_node:
+                raise InvalidRequest("kaplan_meier: a secure analysis is not stratified by node")
+            parts = [(await secure_kaplan_meier_lead(request, exchange))[0]]
+        else:
+            replies = await exchange.round({})
+            parts = [SurvivalCounts.from_dict(replies[name]) for name in exchange.nodes]
         groups = {group for part in parts for group in part.groups}
         return KaplanMeierEstimates(
             kaplan_meier_from_counts(parts, alpha=request.alpha),
