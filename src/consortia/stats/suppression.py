@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linprog
 
 from consortia.stats.counts import Count, complementary, suppressed
 
@@ -82,6 +81,8 @@ def attacker_ranges(
     that is 0 or at least ``minimum``), knowing primary cells lie in 1 … minimum − 1 and
     complementary ones at least at ``minimum``. Released cells get their own value.
     """
+    from scipy.optimize import linprog  # only when a table has small cells: keep imports light
+
     counts = np.asarray(table, dtype=np.int64)
     mask = np.asarray(hidden, dtype=np.bool_)
     small = (
