@@ -72,7 +72,7 @@ CASES: list[tuple[dict[str, Any], list[str]]] = [
     (
         {"kind": "crosstab", "table": "trial", "rows": "arm", "columns": "response"},
         ["row_levels", "col_levels", "table", "n", "missing", "chi2", "dof", "p_value", "yates",
-         "fisher_odds_ratio", "fisher_p_value", "nodes", "exact"],
+         "fisher_odds_ratio", "fisher_p_value", "nodes", "exact", "suppressed"],
     ),
     (
         {"kind": "proportion", "table": "trial", "outcome": "response"},

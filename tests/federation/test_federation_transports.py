@@ -113,7 +113,9 @@ def test_describe_over_each_transport_equals_the_pooled_summary(
     result = run(make_federation(), transport, request)
     expected = describe(pooled.numeric("biomarker"), bin_edges=edges)
     assert_complete(result, trial_tables)
-    assert result["nodes"] == [{"name": n, "n": t.n_rows} for n, t in trial_tables.items()]
+    assert result["nodes"] == [
+        {"name": n, "n": t.n_rows, "excluded": 0} for n, t in trial_tables.items()
+    ]
     assert result["exact"] is False  # histogram quantiles, each with its bound
     assert result["rounds"] == 1
     estimates = result["estimates"]

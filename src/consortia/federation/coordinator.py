@@ -33,6 +33,7 @@ from consortia.exceptions import (
     NodeUnavailableError,
     PolicyRefusal,
     SignatureError,
+    StatisticsError,
 )
 from consortia.federation.audit import AuditSink
 from consortia.federation.kinds import InvalidRequest, get_kind
@@ -56,6 +57,7 @@ from consortia.federation.signing import (
     sign_message,
 )
 from consortia.federation.transport import NodeHandle, Transport
+from consortia.stats.counts import Count, read_count
 
 __all__ = ["AnalysisRefused", "Coordinator"]
 
@@ -115,6 +117,7 @@ class _RoundExchange:
         self.outcome = outcome
         self.round_number = 0
         self.n_by_node: dict[str, int] = {}
+        self.excluded_by_node: dict[str, Any] = {}
 
     @property
     def nodes(self) -> Sequence[str]:
@@ -173,6 +176,8 @@ class _RoundExchange:
                         f"node {answer.node!r} sent a malformed reply ({exc})"
                     ) from None
                 self.n_by_node[answer.node] = answer.reply.n
+                if "excluded" in results[answer.node]:  # rows left out (complete cases)
+                    self.excluded_by_node[answer.node] = results[answer.node]["excluded"]
         return results
 
     async def _ask(self, handle: NodeHandle, payload: Mapping[str, Any]) -> _Answer:
@@ -321,7 +326,12 @@ class Coordinator:
             exact=kind.exact and estimates.exact,
             complete=not outcome.missing and not outcome.refusals,
             nodes=tuple(
-                NodeCount(name, exchange.n_by_node.get(name, 0)) for name in exchange.nodes
+                NodeCount(
+                    name,
+                    exchange.n_by_node.get(name, 0),
+                    _excluded(exchange.excluded_by_node.get(name), name),
+                )
+                for name in exchange.nodes
             ),
             missing_nodes=tuple(sorted(set(outcome.missing))),
             refusals=tuple(
@@ -340,3 +350,12 @@ class Coordinator:
                 {"action": "federation.analysis", "lead": self.name, **result.record()}
             )
         return result
+
+
+def _excluded(value: Any, node: str) -> Count | None:
+    if value is None:
+        return None
+    try:
+        return read_count(value, f"node {node!r}: excluded")
+    except StatisticsError as exc:
+        raise FederationError(f"node {node!r} sent a malformed reply ({exc})") from None

@@ -64,6 +64,7 @@ from consortia.federation.protocol import (
     canonical_json,
     encode_arrays,
 )
+from consortia.federation.secure_sum import secure_release
 from consortia.federation.signing import (
     Clock,
     MessageRejected,
@@ -75,6 +76,7 @@ from consortia.federation.signing import (
     sign_message_wire,
     utc_timestamp,
 )
+from consortia.federation.suppression import disclose_excluded
 from consortia.federation.tables import Table
 
 __all__ = ["NodeRunner"]
@@ -333,8 +335,20 @@ class NodeRunner:
             kind = session.kind.name
             self._check_request(session)
             change = self._check_session(sender, task, session)
-            release = session.kind.node_round(
-                session.state, session.request, task.payload, self.policy
+            release = secure_release(
+                disclose_excluded(
+                    session.kind.node_round(
+                        session.state, session.request, task.payload, self.policy
+                    ),
+                    self.policy,
+                    session.table.n_rows,
+                ),
+                node=self.name,
+                node_key=self.key,
+                requester=sender,
+                session=task.session,
+                payload=task.payload,
+                policy=self.policy,
             )
             self.policy.check_release(release)
             rows = self._release_rows(session, release)

@@ -7,11 +7,13 @@ The policy is the ``policy`` section of the node config. Defaults follow DESIGN.
       tables:                                     # "*" (default) allows every table and column
         cart_efficacy: {columns: [pfs_days, pfs_event, arm], studies: [cart-lbcl]}
       identifier_columns: [mrn, name]             # never enter a table, never asked for
-      min_cell_count: 5        # a released count 0 < n < 5 refuses the whole request
+      min_cell_count: 5        # a released count 0 < n < 5 refuses the request (rows
+                               # left out for missing values: released as "<5")
       min_model_rows: 10       # fewer complete rows refuses a model
       max_parameter_ratio: 0.33  # parameters ≤ 0.33 × n
       time_bin: 7              # the finest time bin (days) released
       manual_approval: false   # a data steward approves each new request
+      secure_min_nodes: 3      # a secure sum needs at least 3 nodes (2: allowed here)
 
 Every refusal is a :class:`~consortia.exceptions.PolicyRefusal` whose ``rule`` names the
 rule; a refusal's message never contains the small count that caused it.
@@ -54,6 +56,14 @@ class Release:
     every column the request reads) and ``groups`` the rows behind each released group (a
     level, a stratum, a cell), labelled without a value: the node's release ledger keeps
     their keys to refuse differencing (see :mod:`consortia.federation.disclosure`).
+
+    ``excluded`` counts the rows left out for a missing value in the request's variables
+    (complete cases; ``None``: the kind does not say). It is released, as suppressed when
+    0 < n < ``min_cell_count`` (:mod:`consortia.federation.suppression`), never refused.
+
+    ``secure`` marks a secure-sum round (:mod:`consortia.federation.secure_sum`):
+    ``{"announce": True}`` to announce the node's session key, or ``{"integers": [...],
+    "floats": [...]}``, the share the node masks before it leaves.
     """
 
     aggregates: dict[str, Any]
@@ -62,6 +72,8 @@ class Release:
     parameters: int | None = None
     rows: npt.NDArray[np.bool_] | None = None
     groups: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    excluded: int | None = None
+    secure: Mapping[str, Any] | None = None
 
 
 class NodePolicy(BaseModel):
@@ -78,6 +90,7 @@ class NodePolicy(BaseModel):
     time_bin: float = Field(7.0, gt=0)
     allow_min_max: bool = False
     manual_approval: bool = False
+    secure_min_nodes: int = Field(3, ge=2)
 
     def check_request(
         self,

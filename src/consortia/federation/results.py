@@ -11,7 +11,8 @@ is how a person reads it.
 The JSON::
 
     {"kind": "kaplan_meier", "exact": true, "complete": true,
-     "nodes": [{"name": "sgh", "n": 120}, ...], "missing_nodes": [], "refusals": [],
+     "nodes": [{"name": "sgh", "n": 120, "excluded": "<5"}, ...],
+     "missing_nodes": [], "refusals": [],
      "rounds": 1, "bytes": 10412, "seconds": 0.02, "protocol": 1, "session": "…",
      "request": {...}, "estimates": {...}}
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from consortia.exceptions import StatisticsError
 from consortia.federation.kinds import Estimates, get_kind
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import from_jsonable
 
 __all__ = ["AnalysisResult", "NodeCount", "Refusal"]
@@ -31,10 +33,20 @@ __all__ = ["AnalysisResult", "NodeCount", "Refusal"]
 
 @dataclass(frozen=True, slots=True)
 class NodeCount:
-    """A node whose aggregates the estimates include, and its rows."""
+    """A node whose aggregates the estimates include, its rows, and the rows it left out
+    for a missing value in the request's variables (``"<5"`` when it released that count
+    as suppressed; ``None`` when it did not say)."""
 
     name: str
     n: int
+    excluded: Count | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "n"}`` and ``"excluded"`` when the node said."""
+        data: dict[str, Any] = {"name": self.name, "n": self.n}
+        if self.excluded is not None:
+            data["excluded"] = self.excluded
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,13 @@ class AnalysisResult:
     estimates: Estimates
 
     @property
+    def excluded(self) -> Count | None:
+        """Rows left out for missing values at all nodes (a range when a node released its
+        count as suppressed); ``None`` when no node said."""
+        counts = [node.excluded for node in self.nodes if node.excluded is not None]
+        return pool_counts(counts) if counts else None
+
+    @property
     def n_by_node(self) -> dict[str, int]:
         """Rows per node taking part."""
         return {node.name: node.n for node in self.nodes}
@@ -83,7 +102,7 @@ class AnalysisResult:
             "kind": self.kind,
             "exact": self.exact,
             "complete": self.complete,
-            "nodes": [{"name": node.name, "n": node.n} for node in self.nodes],
+            "nodes": [node.to_dict() for node in self.nodes],
             "missing_nodes": list(self.missing_nodes),
             "refusals": [refusal.to_dict() for refusal in self.refusals],
             "rounds": self.rounds,
@@ -111,6 +130,9 @@ class AnalysisResult:
                 NodeCount(
                     from_jsonable(str, node["name"], f"nodes[{i}].name"),
                     from_jsonable(int, node["n"], f"nodes[{i}].n"),
+                    None
+                    if node.get("excluded") is None
+                    else read_count(node["excluded"], f"nodes[{i}].excluded"),
                 )
                 for i, node in enumerate(_list(data, "nodes"))
             )
@@ -152,7 +174,7 @@ class AnalysisResult:
         lines = [
             f"{self.kind}: {'exact (equals pooling)' if self.exact else 'not exact'}"
             f"{'' if self.complete else ' - INCOMPLETE'}",
-            "nodes: " + ", ".join(f"{node.name} (n={node.n})" for node in self.nodes),
+            "nodes: " + ", ".join(_node_line(node) for node in self.nodes),
             f"rounds: {self.rounds}, bytes exchanged: {self.bytes}",
         ]
         if self.missing_nodes:
@@ -165,6 +187,12 @@ class AnalysisResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _node_line(node: NodeCount) -> str:
+    if node.excluded is None or node.excluded == 0:
+        return f"{node.name} (n={node.n})"
+    return f"{node.name} (n={node.n}, excluded for missing values: {node.excluded})"
 
 
 def _list(data: Mapping[str, Any], key: str) -> list[Any]:

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
+from consortia.stats.counts import Count, count_bounds, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -282,11 +283,11 @@ class GlucoseAccuracyAggregates(NodeAggregates):
     """One node's additive accuracy aggregates (counts per zone in order A–E)."""
 
     n: int
-    missing: int
-    within_iso: int
-    parkes_type1: tuple[int, ...]
-    parkes_type2: tuple[int, ...]
-    clarke: tuple[int, ...]
+    missing: Count
+    within_iso: Count
+    parkes_type1: tuple[Count, ...]
+    parkes_type2: tuple[Count, ...]
+    clarke: tuple[Count, ...]
     sum_abs_relative_difference: float
     sum_difference: float
     sum_difference_squared: float
@@ -297,17 +298,18 @@ class GlucoseAccuracyAggregates(NodeAggregates):
         with reading_aggregates("iso15197"):
             aggregates = cls(
                 n=int(data["n"]),
-                missing=int(data["missing"]),
-                within_iso=int(data["within_iso"]),
-                parkes_type1=tuple(int(c) for c in data["parkes_type1"]),
-                parkes_type2=tuple(int(c) for c in data["parkes_type2"]),
-                clarke=tuple(int(c) for c in data["clarke"]),
+                missing=read_count(data["missing"], "iso15197.missing"),
+                within_iso=read_count(data["within_iso"], "iso15197.within_iso"),
+                parkes_type1=tuple(read_count(c, "parkes_type1") for c in data["parkes_type1"]),
+                parkes_type2=tuple(read_count(c, "parkes_type2") for c in data["parkes_type2"]),
+                clarke=tuple(read_count(c, "clarke") for c in data["clarke"]),
                 sum_abs_relative_difference=float(data["sum_abs_relative_difference"]),
                 sum_difference=float(data["sum_difference"]),
                 sum_difference_squared=float(data["sum_difference_squared"]),
             )
         for grid in (aggregates.parkes_type1, aggregates.parkes_type2, aggregates.clarke):
-            if len(grid) != len(ZONES) or sum(grid) != aggregates.n:
+            low, high = count_bounds(pool_counts(grid))
+            if len(grid) != len(ZONES) or not low <= aggregates.n <= (high or aggregates.n):
                 raise StatisticsError("iso15197: zone counts must be five counts adding up to n")
         return aggregates
 
@@ -382,21 +384,23 @@ class Iso15197Result(StatResult):
     ``meets_accuracy_criterion``: >= 95 % within the ISO limits. ``meets_parkes_criterion``:
     >= 99 % in Parkes type 1 zones A+B. ``meets_iso15197``: both. (The standard also
     prescribes the study design — subjects, lots, concentration ranges — not checked here.)
-    Zone counts are mappings zone → count. ``mard_pct`` is the mean absolute relative
-    difference in percent.
+    Zone counts are mappings zone → count; a zone a node released as suppressed (``"<5"``,
+    ``">=5"``) pools to the range it lies in, and then ``parkes_ab_pct`` is NaN and the
+    Parkes criterion ``None`` unless the range decides it. ``mard_pct`` is the mean absolute
+    relative difference in percent.
     """
 
     n: int
-    missing: int
-    within_iso: int
+    missing: Count
+    within_iso: Count
     within_iso_pct: float
-    meets_accuracy_criterion: bool
-    parkes_type1: Mapping[str, int]
-    parkes_type2: Mapping[str, int]
+    meets_accuracy_criterion: bool | None
+    parkes_type1: Mapping[str, Count]
+    parkes_type2: Mapping[str, Count]
     parkes_ab_pct: float
-    meets_parkes_criterion: bool
-    meets_iso15197: bool
-    clarke: Mapping[str, int]
+    meets_parkes_criterion: bool | None
+    meets_iso15197: bool | None
+    clarke: Mapping[str, Count]
     mard_pct: float
     bland_altman: BlandAltmanResult
     nodes: int
@@ -410,7 +414,10 @@ class Iso15197Result(StatResult):
             [
                 ["n", self.n],
                 ["missing", self.missing],
-                ["within ISO limits", f"{self.within_iso} ({self.within_iso_pct:.1f} %)"],
+                [
+                    "within ISO limits",
+                    f"{self.within_iso} ({self.within_iso_pct:.1f} %)",
+                ],  # nan: a range
                 ["meets >= 95 % within limits", self.meets_accuracy_criterion],
                 ["Parkes type 1 A+B %", self.parkes_ab_pct],
                 ["meets >= 99 % in A+B", self.meets_parkes_criterion],
@@ -427,6 +434,16 @@ class Iso15197Result(StatResult):
         return criteria + "\n\n" + zones
 
 
+def _decided(low: int, high: int | None, percent: int, n: int) -> bool | None:
+    """Whether a count known to lie in ``low … high`` is at least ``percent`` % of ``n``:
+    ``None`` when the range does not decide it (a suppressed count)."""
+    if 100 * low >= percent * n:
+        return True
+    if high is not None and 100 * high < percent * n:
+        return False
+    return None
+
+
 def combine_iso15197(aggregates: Sequence[GlucoseAccuracyAggregates]) -> Iso15197Result:
     """Add the nodes' aggregates and derive the ISO 15197 summary.
 
@@ -440,26 +457,35 @@ def combine_iso15197(aggregates: Sequence[GlucoseAccuracyAggregates]) -> Iso1519
     if n == 0:
         raise StatisticsError("iso15197: no complete (reference, device) pairs at any node")
 
-    def zones(counts: Iterable[tuple[int, ...]]) -> dict[str, int]:
-        totals = [sum(column) for column in zip(*counts, strict=True)]
+    def zones(counts: Iterable[tuple[Count, ...]]) -> dict[str, Count]:
+        totals = [pool_counts(column) for column in zip(*counts, strict=True)]
         return dict(zip(ZONES, totals, strict=True))
 
-    within = sum(agg.within_iso for agg in aggregates)
+    within = pool_counts(agg.within_iso for agg in aggregates)
+    within_low, within_high = count_bounds(within)
     parkes1 = zones(agg.parkes_type1 for agg in aggregates)
-    in_ab = parkes1["A"] + parkes1["B"]
-    meets_accuracy = 100 * within >= 95 * n
-    meets_parkes = 100 * in_ab >= 99 * n
+    # A+B needs both zones; with a zone suppressed it is known only within bounds
+    low, high = count_bounds(pool_counts([parkes1["A"], parkes1["B"]]))
+    in_ab = float(low) if low == high else math.nan
+    meets_accuracy = _decided(within_low, within_high, 95, n)
+    meets_parkes = _decided(low, high, 99, n)
     return Iso15197Result(
         n=n,
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         within_iso=within,
-        within_iso_pct=100.0 * within / n,
+        within_iso_pct=100.0 * within_low / n if within_low == within_high else math.nan,
         meets_accuracy_criterion=meets_accuracy,
         parkes_type1=parkes1,
         parkes_type2=zones(agg.parkes_type2 for agg in aggregates),
         parkes_ab_pct=100.0 * in_ab / n,
         meets_parkes_criterion=meets_parkes,
-        meets_iso15197=meets_accuracy and meets_parkes,
+        meets_iso15197=(
+            False
+            if meets_accuracy is False or meets_parkes is False
+            else None
+            if meets_accuracy is None or meets_parkes is None
+            else True
+        ),
         clarke=zones(agg.clarke for agg in aggregates),
         mard_pct=100.0 * sum(agg.sum_abs_relative_difference for agg in aggregates) / n,
         bland_altman=_bland_altman(

@@ -5,7 +5,9 @@ chi-square test (and Fisher's exact test for 2x2 tables).
 :func:`combine_crosstab` sums every node's counts over the union of levels, and
 :func:`crosstab` runs both on one array, which is how the tests obtain the pooled reference.
 Counts are sums, so the pooled table is exact. Disclosure control (minimum cell counts) is
-the policy layer's business.
+the policy layer's business: a node may release a cell as suppressed (``"<5"``, ``">=5"``,
+see :mod:`consortia.stats.suppression`); the pooled cell is then the range it lies in, and
+the tests, which need every cell, are not computed (``suppressed`` counts such cells).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from scipy import stats as sps
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = ["CrosstabAggregates", "CrosstabResult", "combine_crosstab", "crosstab", "crosstab_node"]
@@ -58,19 +61,30 @@ class CrosstabAggregates(NodeAggregates):
 
     row_levels: tuple[str, ...]
     col_levels: tuple[str, ...]
-    counts: tuple[tuple[int, ...], ...]
-    missing: int
+    counts: tuple[tuple[Count, ...], ...]
+    missing: Count
+    n: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CrosstabAggregates:
-        """Read aggregates produced by :meth:`to_dict` (raises StatisticsError if malformed)."""
+        """Read aggregates produced by :meth:`to_dict` (raises StatisticsError if malformed).
+
+        Cells may be released as suppressed (``"<5"``, ``">=5"``); ``n`` is then needed."""
         with reading_aggregates("crosstab"):
+            n = data.get("n")
             aggregates = cls(
                 row_levels=tuple(str(level) for level in data["row_levels"]),
                 col_levels=tuple(str(level) for level in data["col_levels"]),
-                counts=tuple(tuple(int(c) for c in row) for row in data["counts"]),
-                missing=int(data["missing"]),
+                counts=tuple(
+                    tuple(read_count(c, "crosstab.counts") for c in row) for row in data["counts"]
+                ),
+                missing=read_count(data["missing"], "crosstab.missing"),
+                n=None if n is None else int(n),
             )
+        if aggregates.n is None and not all(
+            isinstance(c, int) for row in aggregates.counts for c in row
+        ):
+            raise StatisticsError("crosstab: a table with suppressed cells needs its n")
         shape_ok = len(aggregates.counts) == len(aggregates.row_levels) and all(
             len(row) == len(aggregates.col_levels) for row in aggregates.counts
         )
@@ -91,9 +105,9 @@ class CrosstabResult(StatResult):
 
     row_levels: tuple[str, ...]
     col_levels: tuple[str, ...]
-    table: tuple[tuple[int, ...], ...]
+    table: tuple[tuple[Count, ...], ...]
     n: int
-    missing: int
+    missing: Count
     chi2: float | None
     dof: int | None
     p_value: float | None
@@ -102,6 +116,7 @@ class CrosstabResult(StatResult):
     fisher_p_value: float | None
     nodes: int
     exact: bool = True
+    suppressed: int = 0
 
     def summary(self) -> str:
         """Return the table followed by the test statistics."""
@@ -118,6 +133,10 @@ class CrosstabResult(StatResult):
                 ["Fisher odds ratio", self.fisher_odds_ratio],
                 ["Fisher p", self.fisher_p_value],
             ]
+        if self.suppressed:
+            tests.append(
+                ["tests", f"not computed: they need the {self.suppressed} suppressed cells"]
+            )
         return text + "\n\n" + format_table(["test", "value"], tests)
 
 
@@ -191,13 +210,34 @@ def combine_crosstab(
     c_levels = tuple(sorted({lv for a in aggregates for lv in a.col_levels}, key=_natural_key))
     r_index = {level: i for i, level in enumerate(r_levels)}
     c_index = {level: j for j, level in enumerate(c_levels)}
-    table = np.zeros((len(r_levels), len(c_levels)), dtype=np.int64)
+    parts: list[list[list[Count]]] = [[[] for _ in c_levels] for _ in r_levels]
     for agg in aggregates:
-        rows = [r_index[level] for level in agg.row_levels]
-        cols = [c_index[level] for level in agg.col_levels]
-        table[np.ix_(rows, cols)] += np.asarray(agg.counts, dtype=np.int64).reshape(
-            len(rows), len(cols)
+        for level, counts in zip(agg.row_levels, agg.counts, strict=True):
+            for column, count in zip(agg.col_levels, counts, strict=True):
+                parts[r_index[level]][c_index[column]].append(count)
+    pooled = [[pool_counts(cell) for cell in row] for row in parts]
+    suppressed = sum(1 for row in pooled for cell in row if not isinstance(cell, int))
+    n = sum(
+        agg.n if agg.n is not None else sum(int(c) for row in agg.counts for c in row)
+        for agg in aggregates
+    )
+    if suppressed:  # the tests need every cell: released without them
+        return CrosstabResult(
+            row_levels=r_levels,
+            col_levels=c_levels,
+            table=tuple(tuple(row) for row in pooled),
+            n=n,
+            missing=pool_counts(agg.missing for agg in aggregates),
+            chi2=None,
+            dof=None,
+            p_value=None,
+            yates=False,
+            fisher_odds_ratio=None,
+            fisher_p_value=None,
+            nodes=len(aggregates),
+            suppressed=suppressed,
         )
+    table = np.asarray(pooled, dtype=np.int64).reshape(len(r_levels), len(c_levels))
     chi2: float | None = None
     dof: int | None = None
     p_value: float | None = None
@@ -215,7 +255,7 @@ def combine_crosstab(
         col_levels=c_levels,
         table=tuple(tuple(int(c) for c in row) for row in table),
         n=int(table.sum()),
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         chi2=chi2,
         dof=dof,
         p_value=p_value,

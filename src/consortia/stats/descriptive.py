@@ -33,6 +33,7 @@ import numpy.typing as npt
 from consortia.exceptions import StatisticsError
 from consortia.stats._arrays import as_float_array
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -83,7 +84,7 @@ class DescribeAggregates(NodeAggregates):
     """
 
     n: int
-    missing: int
+    missing: Count
     mean: float
     m2: float
     bin_edges: tuple[float, ...]
@@ -100,7 +101,7 @@ class DescribeAggregates(NodeAggregates):
             minimum, maximum = data.get("minimum"), data.get("maximum")
             aggregates = cls(
                 n=int(data["n"]),
-                missing=int(data["missing"]),
+                missing=read_count(data["missing"], "describe.missing"),
                 mean=float(data["mean"]),
                 m2=float(data["m2"]),
                 bin_edges=_check_edges(data["bin_edges"]),
@@ -137,7 +138,7 @@ class DescribeResult(StatResult):
     """
 
     n: int
-    missing: int
+    missing: Count
     mean: float
     sd: float
     probabilities: tuple[float, ...]
@@ -317,7 +318,7 @@ def combine_describe(
     )
     return DescribeResult(
         n=n,
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         mean=mean if n else math.nan,
         sd=math.sqrt(m2 / (n - 1)) if n > 1 else math.nan,
         probabilities=probs,

@@ -60,6 +60,7 @@ from scipy import stats as sps
 
 from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.proportions import ProportionAggregates, ProportionResult, combine_proportion
 from consortia.stats.results import StatResult, format_table
 
@@ -102,7 +103,7 @@ class DiagnosticAggregates(NodeAggregates):
     fp_at: tuple[int, ...]
     fn_at: tuple[int, ...]
     tn_at: tuple[int, ...]
-    missing: int = 0
+    missing: Count = 0
     on_grid: bool = False
 
     @classmethod
@@ -124,7 +125,7 @@ class DiagnosticAggregates(NodeAggregates):
                 fp_at=counts("fp_at"),
                 fn_at=counts("fn_at"),
                 tn_at=counts("tn_at"),
-                missing=int(data.get("missing", 0)),
+                missing=read_count(data.get("missing", 0), "diagnostic.missing"),
                 on_grid=data.get("on_grid", False) is True,
             )
         size = len(aggregates.thresholds)
@@ -304,7 +305,7 @@ class DiagnosticResult(StatResult):
     fp: int
     fn: int
     tn: int
-    missing: int
+    missing: Count
     sensitivity: ProportionResult
     specificity: ProportionResult
     ppv: ProportionResult | None
@@ -464,7 +465,7 @@ def combine_diagnostic(
         fp=fp,
         fn=fn,
         tn=tn,
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         sensitivity=combine_proportion([ProportionAggregates(tp, n_pos)], confidence=confidence),
         specificity=combine_proportion([ProportionAggregates(tn, n_neg)], confidence=confidence),
         ppv=_rate(tp, tp + fp, confidence),

@@ -20,6 +20,7 @@ from scipy import stats as sps
 from consortia.exceptions import StatisticsError
 from consortia.stats._arrays import as_float_array
 from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
+from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
 
 __all__ = [
@@ -78,13 +79,17 @@ class ProportionAggregates(NodeAggregates):
 
     successes: int
     n: int
-    missing: int = 0
+    missing: Count = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProportionAggregates:
         """Read aggregates produced by :meth:`to_dict` (raises StatisticsError if malformed)."""
         with reading_aggregates("proportion"):
-            aggregates = cls(int(data["successes"]), int(data["n"]), int(data.get("missing", 0)))
+            aggregates = cls(
+                int(data["successes"]),
+                int(data["n"]),
+                read_count(data.get("missing", 0), "proportion.missing"),
+            )
         if not 0 <= aggregates.successes <= aggregates.n:
             raise StatisticsError("proportion: successes must lie between 0 and n")
         return aggregates
@@ -96,7 +101,7 @@ class ProportionResult(StatResult):
 
     successes: int
     n: int
-    missing: int
+    missing: Count
     estimate: float
     confidence: float
     wilson: tuple[float, float]
@@ -150,7 +155,7 @@ def combine_proportion(
     return ProportionResult(
         successes=successes,
         n=n,
-        missing=sum(agg.missing for agg in aggregates),
+        missing=pool_counts(agg.missing for agg in aggregates),
         estimate=successes / n,
         confidence=confidence,
         wilson=wilson_interval(successes, n, confidence),

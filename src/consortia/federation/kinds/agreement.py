@@ -7,7 +7,9 @@
      "threshold": 0.5, "thresholds": [0, 0.25, 0.5, 0.75, 1]}
 
 Both are one round of additive counts and sums. Zone counts, the 2×2 table and the
-per-threshold ROC counts are released counts, so the minimum cell count applies to each.
+per-threshold ROC counts are released counts, so the minimum cell count applies to each: a
+small zone is released as ``"<5"`` with complementary zones (``">=5"``) so that it cannot be
+recovered from the pairs' total (:mod:`consortia.stats.suppression`).
 The ROC counts are cumulative, so the difference of two adjacent ones is a count too: a
 node releases only the grid thresholds between which each class has 0 or at least the
 minimum (:func:`~consortia.stats.diagnostic.releasable_thresholds`), and the lead
@@ -25,6 +27,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from consortia.federation.kinds.base import (
@@ -34,6 +37,7 @@ from consortia.federation.kinds.base import (
     numeric_column,
 )
 from consortia.federation.policy import NodePolicy, Release
+from consortia.federation.suppression import suppress_table
 from consortia.federation.tables import Table
 from consortia.stats.agreement import (
     GlucoseAccuracyAggregates,
@@ -42,6 +46,7 @@ from consortia.stats.agreement import (
     iso15197_node,
     mmol_to_mgdl,
 )
+from consortia.stats.counts import Count, suppressed
 from consortia.stats.diagnostic import (
     DEFAULT_THRESHOLDS,
     DiagnosticAggregates,
@@ -50,6 +55,7 @@ from consortia.stats.diagnostic import (
     diagnostic_node,
     releasable_thresholds,
 )
+from consortia.stats.suppression import released_cells
 
 __all__ = ["DiagnosticKind", "Iso15197Kind"]
 
@@ -82,23 +88,39 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
         if request.units == "mmol/L":
             reference, device = mmol_to_mgdl(reference), mmol_to_mgdl(device)
         aggregates = iso15197_node(reference, device)
+        released = aggregates.to_dict()
+        for grid, name in (
+            ("parkes_type1", "Parkes type 1 zones"),
+            ("parkes_type2", "Parkes type 2 zones"),
+            ("clarke", "Clarke zones"),
+        ):
+            # a small zone is suppressed, with complementary zones, not the analysis
+            zones = np.asarray(released[grid], dtype=np.int64)
+            suppression = suppress_table(zones, policy, name)
+            released[grid] = released_cells(zones, suppression, policy.min_cell_count)
+        released["within_iso"] = _within(int(aggregates.within_iso), aggregates.n, policy)
         return Release(
-            aggregates.to_dict(),
+            released,
             aggregates.n,
-            cells={
-                "pairs": [aggregates.n],
-                "missing": [aggregates.missing],
-                "within ISO limits": [aggregates.within_iso, aggregates.n - aggregates.within_iso],
-                "Parkes type 1 zones": list(aggregates.parkes_type1),
-                "Parkes type 2 zones": list(aggregates.parkes_type2),
-                "Clarke zones": list(aggregates.clarke),
-            },
+            cells={"pairs": [aggregates.n]},
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: Iso15197Request, exchange: Exchange) -> Iso15197Result:
         replies = await exchange.round({})
         parts = [GlucoseAccuracyAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_iso15197(parts)
+
+
+def _within(within: int, n: int, policy: NodePolicy) -> Count:
+    """Pairs within the ISO limits as released: with the pairs outside them (n − within)
+    small, the range the count lies in (a small count of either follows from the other)."""
+    minimum = policy.min_cell_count
+    if 0 < n - within < minimum:
+        return f"{max(n - minimum + 1, 0)}-{n - 1}"
+    if 0 < within < minimum:
+        return suppressed(minimum)
+    return within
 
 
 class DiagnosticRequest(AnalysisRequest):
@@ -137,7 +159,6 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
         )
         cells = {
             "2×2 table": [aggregates.tp, aggregates.fp, aggregates.fn, aggregates.tn],
-            "missing": [aggregates.missing],
         }
         policy.check_release(Release({}, 0, cells=cells))  # before the grid is coarsened
         kept = releasable_thresholds(
@@ -161,6 +182,7 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
                 "ROC counts": per_threshold,
                 "ROC bins": _bins(aggregates),
             },
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: DiagnosticRequest, exchange: Exchange) -> DiagnosticResult:

@@ -11,8 +11,11 @@
 ``bin_edges``), each with a bound on its distance from the sample quantile, and says
 ``exact: false`` when it reports any; without a grid it releases one bin (the count) and
 reports no quantiles.
-Every released count (n, missing, histogram bins, table cells, successes and failures) is
-subject to the node's minimum cell count.
+Every released count (n, histogram bins, successes and failures) is subject to the node's
+minimum cell count; a crosstab's small cells are released as suppressed, with complementary
+cells (:mod:`consortia.stats.suppression`), and the rest of the table released; rows
+left out for a missing value are counted and released, as ``"<5"`` when 0 < n < the
+minimum (:mod:`consortia.federation.suppression`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from consortia.federation.kinds.base import (
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.secure import secure_crosstab_lead, secure_crosstab_round
 from consortia.federation.policy import NodePolicy, Release
+from consortia.federation.suppression import suppress_table
 from consortia.federation.tables import Table
 from consortia.stats.contingency import (
     CrosstabAggregates,
@@ -54,6 +59,7 @@ from consortia.stats.proportions import (
     combine_proportion,
     proportion_node,
 )
+from consortia.stats.suppression import released_cells
 
 __all__ = ["CrosstabKind", "DescribeKind", "ProportionKind"]
 
@@ -114,10 +120,10 @@ class DescribeKind(AnalysisKind[DescribeRequest]):
             aggregates.n,
             cells={
                 "n": [aggregates.n],
-                "missing": [aggregates.missing],
                 "histogram": [*aggregates.bin_counts, aggregates.below, aggregates.above],
             },
             groups=_bin_groups(values, edges),
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: DescribeRequest, exchange: Exchange) -> DescribeResult:
@@ -164,6 +170,9 @@ class CrosstabRequest(AnalysisRequest):
     rows: str
     columns: str
     yates: bool = False
+    secure: bool = False
+    row_levels: list[str] | None = None
+    column_levels: list[str] | None = None
 
 
 class CrosstabKind(AnalysisKind[CrosstabRequest]):
@@ -182,15 +191,18 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
         table: Table = state
         row_labels = label_column(table, request.rows)
         column_labels = label_column(table, request.columns)
+        if request.secure:
+            return secure_crosstab_round(request, payload, row_labels, column_labels)
         aggregates = crosstab_node(row_labels, column_labels)
-        counts = [count for row in aggregates.counts for count in row]
+        counts = np.asarray(aggregates.counts, dtype=np.int64).reshape(
+            len(aggregates.row_levels), len(aggregates.col_levels)
+        )
+        n = int(counts.sum())
+        # small cells are suppressed, with complementary cells, rather than the table
+        suppression = suppress_table(counts, policy, "crosstab")
+        hidden = suppression.hidden
         by_row = label_groups(row_labels, "row level")
         by_column = label_groups(column_labels, "column level")
-        cells = {
-            f"cell {row_name[10:]},{column_name[13:]}": row_mask & column_mask
-            for row_name, row_mask in by_row.items()
-            for column_name, column_mask in by_column.items()
-        }
         present: BoolArray = np.array(
             [
                 row is not None and column is not None
@@ -198,19 +210,35 @@ class CrosstabKind(AnalysisKind[CrosstabRequest]):
             ],
             dtype=np.bool_,
         )
+        # the ledger holds what is released: each released cell, and the rows of a level
+        # whose total follows from released cells alone
+        groups = {
+            f"cell {row_name[10:]},{column_name[13:]}": row_mask & column_mask
+            for i, (row_name, row_mask) in enumerate(by_row.items())
+            for j, (column_name, column_mask) in enumerate(by_column.items())
+            if not hidden[i, j]
+        }
+        for index, (name, mask) in enumerate(by_row.items()):
+            if not hidden[index].any():
+                groups[name] = mask & present
+        for index, (name, mask) in enumerate(by_column.items()):
+            if not hidden[:, index].any():
+                groups[name] = mask & present
+        released = aggregates.to_dict()
+        released["counts"] = released_cells(counts, suppression, policy.min_cell_count)
+        released["n"] = n
         return Release(
-            aggregates.to_dict(),
-            sum(counts),
-            cells={"table": counts, "missing": [aggregates.missing]},
+            released,
+            n,
+            cells={"n": [n]},
             rows=present,
-            groups={
-                **{name: mask & present for name, mask in by_row.items()},
-                **{name: mask & present for name, mask in by_column.items()},
-                **cells,
-            },
+            groups=groups,
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: CrosstabRequest, exchange: Exchange) -> CrosstabResult:
+        if request.secure:
+            return await secure_crosstab_lead(request, exchange)
         replies = await exchange.round({})
         parts = [CrosstabAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_crosstab(parts, yates=request.yates)
@@ -250,9 +278,9 @@ class ProportionKind(AnalysisKind[ProportionRequest]):
             cells={
                 "successes": [aggregates.successes],
                 "failures": [aggregates.n - aggregates.successes],
-                "missing": [aggregates.missing],
             },
             groups={"successes": outcome == 1, "failures": outcome == 0},
+            excluded=int(aggregates.missing),
         )
 
     async def lead(self, request: ProportionRequest, exchange: Exchange) -> ProportionResult:

@@ -116,7 +116,7 @@ class MetaKind(AnalysisKind[MetaRequest]):
             raise StatisticsError(f"meta: {request.term!r} cannot be estimated at this node")
         # A local fit's coefficient of a level is that level's rows' contrast: levels are
         # released groups, as in a federated model.
-        cells: dict[str, list[int]] = {"rows with missing values": [missing]}
+        cells: dict[str, list[int]] = {}
         groups: dict[str, npt.NDArray[np.bool_]] = {}
         for name, values in columns.items():
             if values.dtype == object:
@@ -133,6 +133,7 @@ class MetaKind(AnalysisKind[MetaRequest]):
             rows=rows,
             groups=groups,
             parameters=len(names),
+            excluded=missing,
         )
 
     async def lead(self, request: MetaRequest, exchange: Exchange) -> MetaEstimates:

@@ -22,7 +22,9 @@ per-time sums, so times leave the node only in bins of ``time_bin`` days (defaul
 
 Disclosure: the model rule (at least ``min_model_rows`` rows and parameters ≤ ratio × n)
 applies at every round; level counts, outcome counts (binomial/Poisson sums) and event
-counts are subject to the minimum cell count.
+counts are subject to the minimum cell count. Rows with a missing value in the request's
+variables are left out (complete cases) and their count released by the levels round, as
+``"<5"`` when 0 < n < the minimum.
 """
 
 from __future__ import annotations
@@ -219,8 +221,9 @@ class ModelRows:
         return agreed
 
     def round_cells(self, covariates: Sequence[str]) -> dict[str, list[int]]:
-        """The counts every round re-checks: rows left out, rows per level and per stratum."""
-        cells: dict[str, list[int]] = {"rows with missing values": [self.missing]}
+        """The counts every round re-checks: rows per level and per stratum (the rows left
+        out for missing values are released, suppressed when small, by the levels round)."""
+        cells: dict[str, list[int]] = {}
         for name, counts in self.agreed_design(covariates)["categorical"].items():
             cells[f"rows per level of {name}"] = list(counts.values())
         strata = self.agreed_design(covariates)["strata"]
@@ -263,6 +266,7 @@ def _levels_release(model: ModelRows, covariates: Sequence[str], intercept: bool
         parameters=_parameters(report, intercept),
         rows=model.rows,
         groups=model.groups(covariates),
+        excluded=model.missing,
     )
 
 

@@ -9,8 +9,9 @@ Each node releases per-group, per-time-bin counts of events and censorings; the 
 them and computes the curves (and, with a ``group``, the log-rank test, optionally
 stratified by node) exactly as on the pooled records with the same binning. Event times
 leave a node only in bins of ``time_bin`` days (default 7; the node's policy sets the
-finest bin it allows). The per-group subject and event totals and the rows left out for
-missing values are subject to the minimum cell count.
+finest bin it allows). The per-group subject and event totals are subject to the minimum
+cell count; the rows left out for a missing value are counted and released (as ``"<5"``
+when 0 < n < the minimum).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from consortia.federation.kinds.base import (
     AnalysisKind,
     AnalysisRequest,
     Exchange,
+    InvalidRequest,
     complete_rows,
     label_column,
     label_groups,
     numeric_column,
 )
+from consortia.federation.kinds.secure import secure_kaplan_meier_lead, secure_kaplan_meier_round
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
 from consortia.stats.logrank import LogRankResult, logrank_from_counts
@@ -57,6 +60,9 @@ class KaplanMeierRequest(AnalysisRequest):
     alpha: float = Field(0.05, gt=0, lt=1)
     logrank: bool = True
     stratify_by_node: bool = False
+    secure: bool = False
+    groups: list[str] | None = None
+    horizon: float | None = Field(None, ge=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +133,8 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             groups,
             time_bin=request.time_bin,
         )
+        if request.secure:
+            return secure_kaplan_meier_round(request, payload, counts, missing, rows)
         # Per-bin event and censoring counts are the curve itself (small by nature); the
         # ledger holds each group's subjects.
         by_group = label_groups(groups, "group", rows) if groups is not None else {}
@@ -136,15 +144,20 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             cells={
                 "subjects per group": [int(n) for n in counts.n_at_start],
                 "events per group": [int(e) for e in counts.events.sum(axis=1)],
-                "rows with missing values": [missing],
             },
             rows=rows,
             groups=by_group,
+            excluded=missing,
         )
 
     async def lead(self, request: KaplanMeierRequest, exchange: Exchange) -> KaplanMeierEstimates:
-        replies = await exchange.round({})
-        parts = [SurvivalCounts.from_dict(replies[name]) for name in exchange.nodes]
+        if request.secure:
+            if request.stratify_by_node:
+                raise InvalidRequest("kaplan_meier: a secure analysis is not stratified by node")
+            parts = [(await secure_kaplan_meier_lead(request, exchange))[0]]
+        else:
+            replies = await exchange.round({})
+            parts = [SurvivalCounts.from_dict(replies[name]) for name in exchange.nodes]
         groups = {group for part in parts for group in part.groups}
         return KaplanMeierEstimates(
             kaplan_meier_from_counts(parts, alpha=request.alpha),
