@@ -69,7 +69,7 @@ from consortia.services.form_reads import (
 )
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
-from consortia.services.unit_of_work import writing
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.audit import append_event
 from consortia.storage.capture import (
     CaptureRepository,
@@ -78,7 +78,6 @@ from consortia.storage.capture import (
     StudyVersionRepository,
     ValueRow,
 )
-from consortia.storage.db import READ_ONLY, STATEMENT_READS
 from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
@@ -176,9 +175,6 @@ def derived_values(
     }
 
 
-# a form's read, and a save's checks before its write: a snapshot on SQLite; on PostgreSQL
-# (each statement sees its own anyway) no BEGIN and ROLLBACK round trips around them
-_READ = {READ_ONLY: True, STATEMENT_READS: True}
 _WARNING_PATH = re.compile(r"^forms\.(\w+)(?:\.(\w+)\[(\d+)\])?(?:\.(\w+))?$")
 
 
@@ -419,7 +415,10 @@ def save_form(
     """
     visible_study(principal, study)
     where = (study, subject_id, ref, form)
-    with engine.connect().execution_options(**_READ) as connection:
+    # a save's checks before its write: a snapshot on SQLite; on PostgreSQL (each statement
+    # sees its own anyway) no BEGIN and ROLLBACK round trips around them
+    with reading(engine, principal, statements=True) as work:
+        connection = work.connection
         plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
         if plan is not None and not plan.changes_anything:
             return _unchanged_view(connection, principal, plan)

@@ -28,7 +28,6 @@ from consortia.services.common import (
     audit,
     check_code,
     check_page,
-    guarded_write,
     require_in_study,
     utc_now,
     visible_study,
@@ -131,7 +130,8 @@ def enrol_subject(
             [Problem("initials", "use 1-8 letters or '-', starting with a letter")]
         )
     taken = f"subject id {subject_id} is already taken in study {study}"
-    with guarded_write(engine, taken) as connection:
+    with writing(engine, principal, conflict=taken) as work:
+        connection = work.connection
         subjects = SubjectRepository(connection, principal)
         now = utc_now()
         if subjects.exists_anywhere(study, subject_id):
