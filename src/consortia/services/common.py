@@ -175,7 +175,7 @@ def saved_form(
     """(the event's canonical reference, the form record) of a form that has been saved."""
     name, instance = parse_event_ref(ref)
     capture = CaptureRepository(connection, principal)
-    event = capture.event(subject.id, name, instance)
+    event = capture.event(subject, name, instance)
     record = None if event is None else capture.form(event.id, form)
     if record is None:
         raise NotFoundError(

@@ -204,18 +204,18 @@ def _event_for_write(
         raise NotFoundError(f"event {name} is not in study {definition.code}")
     if form not in event_def.forms:
         raise NotFoundError(f"form {form} is not collected at event {name}")
-    event = capture.event(subject.id, name, instance)
+    event = capture.event(subject, name, instance)
     if event is not None:
         return event
     if instance > 1:
         if not (event_def.repeating or event_def.unscheduled):
             raise NotFoundError(f"event {name} does not repeat: only {name} exists")
-        last = capture.last_instance(subject.id, name)
+        last = capture.last_instance(subject, name)
         if instance != last + 1:
             raise NotFoundError(
                 f"event {ref} not found: the next instance of {name} is {name}.{last + 1}"
             )
-    return capture.add_event(subject_pk=subject.id, event=name, instance=instance, created_at=now)
+    return capture.add_event(subject, event=name, instance=instance, created_at=now)
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ def _plan_save(
     subject = find_subject(connection, principal, study, subject_id)
     require_in_study(principal, Action.DATA_ENTER, study, subject.site)
     capture = CaptureRepository(connection, principal)
-    if in_snapshot and capture.event(subject.id, *parse_event_ref(ref)) is None:
+    if in_snapshot and capture.event(subject, *parse_event_ref(ref)) is None:
         return None  # the event has to be created: a write
     event = _event_for_write(capture, definition, subject, ref, form, utc_now())
     ref = event_ref(event.event, event.instance)
@@ -291,7 +291,7 @@ def _plan_save(
             f"form {form} at {ref} of subject {subject_id} is locked; a data manager must "
             "unlock it (with a reason) before it can change"
         )
-    rows = capture.subject_values(subject.id)
+    rows = capture.subject_values(subject)
     # the form's stored values are among the subject's: no second query
     old = {
         (row.item, row.group_instance): row.text
@@ -334,8 +334,8 @@ def _plan_save(
         status="complete" if save.complete else "in_progress",
         visit_date=save.visit_date,
         visit_changed=save.visit_date is not None and save.visit_date != event.visit_date,
-        derived_before=capture.derived(subject.id),
-        forms_seen=capture.form_versions(subject.id),
+        derived_before=capture.derived(subject),
+        forms_seen=capture.form_versions(subject),
     )
     if (plan.changed or plan.removed) and plan.reason is None:
         raise ValidationError([Problem("reason", REASON_NEEDED)])
@@ -391,7 +391,7 @@ def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePl
     subject = SubjectRepository(connection, principal).get(study, plan.subject.subject_id)
     if subject != plan.subject:
         return False
-    versions = CaptureRepository(connection, principal).form_versions(plan.subject.id)
+    versions = CaptureRepository(connection, principal).form_versions(plan.subject)
     return versions == plan.forms_seen
 
 
@@ -467,8 +467,8 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     }
     if current is None:
         record = capture.add_form(
+            subject,
             event_pk=event.id,
-            subject_pk=subject.id,
             form=form,
             version=1,
             study_version=definition.version,
@@ -526,7 +526,7 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     ]
     after_rows.sort(key=ValueRow.schedule_key)
     derived_after = derived_values(definition, after_rows)
-    capture.update_derived(subject.id, derived_before, derived_after)
+    capture.update_derived(subject, derived_before, derived_after)
     derived_changes = {
         name: text for name, (text, _) in derived_after.items() if derived_before.get(name) != text
     } | {name: None for name in derived_before if name not in derived_after}

@@ -137,7 +137,7 @@ def read_form_page(
         if event_def is None or form not in event_def.forms:
             raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
         capture = work.capture()
-        event = capture.event(subject.id, name, instance)
+        event = capture.event(subject, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
         open_queries = 0

@@ -144,7 +144,7 @@ def _prepare(
         found = repository.get(study, subject_id) if subject_id in known_ids else None
         taken = found is None and subject_id in known_ids
         existing[subject_id] = found
-        stored_rows = capture.subject_values(found.id) if found else []
+        stored_rows = capture.subject_values(found) if found else []
         filled = {(r.event, r.instance, r.form) for r in stored_rows}
         first_pass = []
         seen: set[tuple[str, int, str]] = set()
@@ -446,9 +446,9 @@ def _write(
             event_rows.append(
                 (pk, planned.event, 1, planned.target, planned.window_start, planned.window_end)
             )
-    for pk in {subject_pk[sid] for sid, rec in existing.items() if rec is not None}:
-        for event in capture.events(pk):
-            event_pk[pk, event.event, event.instance] = event.id
+    for known in {rec.id: rec for rec in existing.values() if rec is not None}.values():
+        for event in capture.events(known):
+            event_pk[known.id, event.event, event.instance] = event.id
     planned_keys = {(row[0], row[1], row[2]) for row in event_rows}
     for record, _ in forms:
         key = (subject_pk[record.subject_id], record.event, record.event_instance)

@@ -147,7 +147,7 @@ def enrol_subject(
         screened = subject.screening_date or now.date()
         capture = CaptureRepository(connection, principal)
         capture.add_status(
-            record.id,
+            record,
             status=SubjectStatus.SCREENING.value,
             on_date=screened,
             reason=None,
@@ -157,7 +157,7 @@ def enrol_subject(
         definition = StudyVersionRepository(connection).current(study)
         if definition is not None:
             parsed = current_definition(connection, study)
-            plan_subject_events(capture, parsed, record.id, screened, now)
+            plan_subject_events(capture, parsed, record, screened, now)
         audit(
             connection,
             principal,
