@@ -128,8 +128,12 @@ def reading(
         connection = engine.connect().execution_options(**{READ_ONLY: True, STATEMENT_READS: True})
     else:
         connection = read_only(engine.connect())
-    with connection, connection.begin():
-        yield UnitOfWork(connection, principal, writes=False)
+    with connection:
+        transaction = connection.begin()
+        try:
+            yield UnitOfWork(connection, principal, writes=False)
+        finally:
+            transaction.rollback()  # a read changed nothing: there is nothing to commit
 
 
 @contextmanager
