@@ -7,7 +7,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from node_client import Node, SyncClient
 
 from consortia.auth.principal import Grant, Principal, Role
@@ -18,7 +17,7 @@ from consortia.services.studies import current_definition
 from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.capture import CaptureRepository
 from consortia.storage.queries import QueryRepository
-from consortia.storage.tables import subject
+from consortia.storage.repositories import SubjectRepository
 
 STUDY = "CART-LBCL"
 BASE = f"/api/v1/studies/{STUDY}"
@@ -454,12 +453,11 @@ def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
     _save(team.coordinator, _form("month6", "follow_up"), 0, {"fu_date": "2025-07-20"})
     with team.node.engine.connect() as connection:
         definition = current_definition(connection, STUDY)
-        subject_pk = connection.execute(
-            sa.select(subject.c.id).where(subject.c.subject_id == "SG01-001")
-        ).scalar_one()
-        stored = CaptureRepository(connection, cli_operator()).derived(subject_pk)
+        found = SubjectRepository(connection, cli_operator()).get(STUDY, "SG01-001")
+        assert found is not None
+        stored = CaptureRepository(connection, cli_operator()).derived(found)
         recomputed = derived_values(
-            definition, CaptureRepository(connection, cli_operator()).subject_values(subject_pk)
+            definition, CaptureRepository(connection, cli_operator()).subject_values(found)
         )
     assert stored == {name: text for name, (text, _) in recomputed.items()}
     assert stored["pfs_days"] == "179"

@@ -432,3 +432,71 @@ def test_a_backup_carries_the_key_and_trust_files_its_node_section_names(
     with pytest.raises(BackupError, match=f"{outside}: node.key_file is outside the node's"):
         backup_node(load_settings(config), config, tmp_path / "again", say=print)
     assert not (tmp_path / "again").exists()
+
+
+def _node_actions(url: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [
+                row.action
+                for row in connection.execute(
+                    sa.select(audit_event.c.action)
+                    .where(audit_event.c.chain == "node")
+                    .order_by(audit_event.c.seq)
+                )
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_whose_event_cannot_be_written_is_removed(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse_event: Any,
+) -> None:
+    _backed_up(database_url, tmp_path, monkeypatch)
+    settings = load_settings(tmp_path / "source" / "consortia.toml")
+    assert _node_actions(settings.database_url) == ["backup"]
+    engine = make_engine(settings.database_url)
+    try:
+        with refuse_event(engine, "backup"), pytest.raises(sa.exc.DBAPIError):
+            backup_node(
+                settings, tmp_path / "source" / "consortia.toml", tmp_path / "again", say=print
+            )
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "again").exists()
+    assert _node_actions(settings.database_url) == ["backup"]
+    backup_node(settings, tmp_path / "source" / "consortia.toml", tmp_path / "again", say=print)
+    assert _node_actions(settings.database_url) == ["backup", "backup"]
+
+
+def test_a_restore_whose_event_cannot_be_written_leaves_the_target_as_it_was(
+    database_url: str,
+    target_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse_event: Any,
+) -> None:
+    _backed_up(database_url, tmp_path, monkeypatch)
+    config = tmp_path / "source" / "consortia.toml"
+    settings = load_settings(config)
+    engine = make_engine(settings.database_url)
+    try:  # the source refuses a restore event, and so does every copy of it
+        with refuse_event(engine, "restore"):
+            backup_node(settings, config, tmp_path / "refusing", say=print)
+    finally:
+        engine.dispose()
+    if not is_sqlite(database_url):
+        monkeypatch.setenv("CONSORTIA_DATABASE_URL", target_url)
+    with pytest.raises(sa.exc.DBAPIError):
+        restore_node(tmp_path / "refusing", tmp_path / "new", say=print)
+    assert not (tmp_path / "new").exists(), sorted((tmp_path / "new").rglob("*"))
+    if not is_sqlite(database_url):
+        probe = make_engine(target_url)
+        try:
+            assert sa.inspect(probe).get_table_names() == [], "the restored database was kept"
+        finally:
+            probe.dispose()

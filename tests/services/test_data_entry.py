@@ -85,8 +85,8 @@ def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         definition = current_definition(connection, STUDY)
         capture = CaptureRepository(connection, cli_operator())
-        stored = capture.derived(subject.id)
-        recomputed = derived_values(definition, capture.subject_values(subject.id))
+        stored = capture.derived(subject)
+        recomputed = derived_values(definition, capture.subject_values(subject))
         assert verify_trail(connection).ok
     assert stored == {name: text for name, (text, _) in recomputed.items()}
     return stored

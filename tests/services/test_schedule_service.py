@@ -93,7 +93,7 @@ def test_becoming_eligible_without_consent_is_refused_and_changes_nothing(
     assert _status_trail(node) == ("screening", [])
     with node.connect() as connection:
         record = subjects.get_subject(node, STAFF, STUDY, SUBJECT)
-        assert len(CaptureRepository(connection, cli_operator()).status_history(record.id)) == 1
+        assert len(CaptureRepository(connection, cli_operator()).status_history(record)) == 1
 
 
 def test_becoming_eligible_with_consent_not_given_is_refused(node: sa.Engine) -> None:

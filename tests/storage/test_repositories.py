@@ -10,8 +10,10 @@ import sqlalchemy as sa
 
 from consortia.auth.policy import Action
 from consortia.auth.principal import Grant, Principal, Role
+from consortia.exceptions import NotFoundError
 from consortia.services import users
 from consortia.storage.audit import append_event
+from consortia.storage.capture import CaptureRepository
 from consortia.storage.db import make_engine
 from consortia.storage.repositories import (
     AuditRepository,
@@ -19,7 +21,7 @@ from consortia.storage.repositories import (
     SubjectRepository,
     mask_event,
 )
-from consortia.storage.tables import subject
+from consortia.storage.tables import event_instance, subject
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 SUBJECTS = [
@@ -143,3 +145,37 @@ def test_grants_are_visible_only_to_those_who_manage_them(engine: sa.Engine) -> 
         assert [g.email for g in GrantRepository(connection, site_admin).list()] == ["a@x.example"]
         assert GrantRepository(connection, coordinator).list() == []
         assert len(GrantRepository(connection, operator).list()) == 2
+
+
+def test_the_capture_repository_checks_each_subject_against_its_own_principal(
+    engine: sa.Engine,
+) -> None:
+    """A subject is named by its record, and the capture repository checks the record's
+    site itself: a record found through someone else's lookup reaches nothing."""
+    monitor = _person(Grant("CART01", "*", Role.MONITOR))
+    shanghai = _person(Grant("CART01", "SH01", Role.COORDINATOR))
+    with engine.begin() as connection:
+        found = SubjectRepository(connection, monitor).get("CART01", "SG01-001")
+        own = SubjectRepository(connection, shanghai).get("CART01", "SH01-001")
+        assert found is not None
+        assert own is not None
+        capture = CaptureRepository(connection, shanghai)
+        for reach in (
+            lambda: capture.events(found),
+            lambda: capture.subject_values(found),
+            lambda: capture.add_event(found, event="day0", instance=1, created_at=NOW),
+            lambda: capture.set_anchor(found, NOW.date()),
+        ):
+            with pytest.raises(NotFoundError, match="subject SG01-001 not found in study CART01"):
+                reach()
+        added = capture.add_event(own, event="day0", instance=1, created_at=NOW)
+        assert [event.id for event in capture.events(own)] == [added.id]
+        assert capture.subject_row(own).anchor_date is None
+        count = sa.select(sa.func.count()).select_from(event_instance)
+        assert connection.execute(count).scalar_one() == 1
+        assert (
+            connection.execute(
+                sa.select(subject.c.anchor_date).where(subject.c.id == found.id)
+            ).scalar_one()
+            is None
+        )

@@ -39,8 +39,7 @@ from consortia.federation.signing import Peer, TrustStore, generate_key, public_
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.hashchain import sha256_hex
 from consortia.services.common import require_in_study, visible_study
-from consortia.services.unit_of_work import writing
-from consortia.storage.db import READ_ONLY
+from consortia.services.unit_of_work import reading, writing
 
 __all__ = [
     "THIS_NODE",
@@ -142,8 +141,8 @@ def run_analysis(
     scope = site_scope(principal, study, Action.ANALYSIS_RUN)
     spec = _table_spec(config, study, table_name, None if scope.every_site else sorted(scope.sites))
     identifiers = config.identifiers | set(spec.identifiers)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        table = read_edc_table(connection, table_name, spec, identifiers=identifiers)
+    with reading(engine, principal) as work:
+        table = read_edc_table(work.connection, table_name, spec, identifiers=identifiers)
     # Each person asks under their own name, so a steward approves a request for them.
     lead = Coordinator(
         _requester(principal),

@@ -37,10 +37,9 @@ from consortia.exceptions import (
 )
 from consortia.federation.approval import ApprovalEntry, ApprovalStatus, DatabaseApprovals
 from consortia.services.common import normalise_email, require, utc_now
-from consortia.services.unit_of_work import reading, writing
+from consortia.services.unit_of_work import SYSTEM, reading, writing
 from consortia.services.users import principal_for
 from consortia.storage.approvals import ApprovalRepository
-from consortia.storage.db import read_only
 from consortia.storage.repositories import UserRepository
 
 __all__ = [
@@ -72,7 +71,8 @@ def decider_named(engine: Engine, email: str) -> Principal:
     asked by :func:`decide` like for a person signed in to the pages or the API.
     """
     address = normalise_email(email)
-    with read_only(engine.connect()) as connection:
+    with reading(engine, SYSTEM) as work:  # who decides is not known yet
+        connection = work.connection
         user = UserRepository(connection).by_email(address)
         if user is None or not user.active:
             raise PermissionDeniedError(

@@ -7,10 +7,9 @@ from sqlalchemy import Engine
 from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.services.common import require, require_in_study, visible_study
-from consortia.services.unit_of_work import reading
+from consortia.services.unit_of_work import SYSTEM, reading
 from consortia.storage import audit as audit_storage
 from consortia.storage.audit import AuditEvent, ChainReport
-from consortia.storage.db import read_only
 from consortia.storage.replay import StateDifference, compare_state
 
 __all__ = [
@@ -54,5 +53,5 @@ def verify_trail(engine: Engine, *, chain: str | None = None) -> ChainReport:
     """Recompute the hash chain of every audit chain (or ``chain``) and report the first
     broken link (``consortia audit verify``; the shell operator's check, like
     :func:`state_differences`)."""
-    with read_only(engine.connect()) as connection:
-        return audit_storage.verify_trail(connection, chain=chain)
+    with reading(engine, SYSTEM) as work:
+        return audit_storage.verify_trail(work.connection, chain=chain)

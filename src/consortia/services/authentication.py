@@ -1,10 +1,15 @@
 """Who is calling: log in (with throttling), resume a web session, accept an API token.
 
 Every login, failed login, lockout and logout is an audit event on the ``node`` chain,
-committed even when the login fails (the failure *is* the event). Every refusal raises
-:class:`~consortia.exceptions.AuthenticationError` with the same message whatever the
-reason — unknown email, wrong password, locked or inactive account — so a caller learns
-nothing about which accounts exist; the audit event records the real reason.
+committed even when the login fails (the failure *is* the event). So is a web session that
+ends because it lay idle, and a refused API token. Each goes through the unit of work
+(:mod:`consortia.services.unit_of_work`, as :data:`~consortia.services.unit_of_work.SYSTEM`
+until someone is signed in): a change and its event commit together or not at all.
+
+Every refusal raises :class:`~consortia.exceptions.AuthenticationError` with the same
+message whatever the reason — unknown email, wrong password, locked or inactive account —
+so a caller learns nothing about which accounts exist; the audit event records the real
+reason.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from consortia.auth.passwords import (
     check_password,
@@ -32,11 +37,9 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.services import login_limits
-from consortia.services.common import NODE_CHAIN, audit, normalise_email, utc_now
-from consortia.services.unit_of_work import writing
+from consortia.services.common import normalise_email, utc_now
+from consortia.services.unit_of_work import SYSTEM, UnitOfWork, reading, writing
 from consortia.services.users import principal_for, set_password
-from consortia.storage.audit import append_event
-from consortia.storage.db import READ_ONLY, read_only
 from consortia.storage.repositories import (
     SessionRepository,
     TokenRepository,
@@ -76,20 +79,18 @@ class LoginResult:
 
 
 def _refuse(
-    connection: Connection,
+    work: UnitOfWork,
     attempted: str,
     reason: str,
     *,
     action: str = "login.failed",
     **extra: object,
 ) -> None:
-    append_event(
-        connection,
-        NODE_CHAIN,
+    work.audit(
+        action,
+        "user",
+        attempted[:256],
         actor=attempted[:320] or "(empty)",
-        action=action,
-        entity_type="user",
-        entity_id=attempted[:256],
         reason=reason,
         after=extra or None,
     )
@@ -134,8 +135,8 @@ def _check_password(engine: Engine, email: str, password: str, now: datetime) ->
     """Check ``password`` for the account ``email`` — the costly part (argon2id) — with no
     transaction open (on SQLite no writer waits behind it); unknown, inactive and locked
     accounts cost the same time (:func:`~consortia.auth.passwords.dummy_verify`)."""
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        users = UserRepository(connection)
+    with reading(engine, SYSTEM) as work:
+        users = UserRepository(work.connection)
         user = users.by_email(email)
         stored = None if user is None else users.password_hash(user.id)
     refusal = _refusal_before_password(user, stored, now)
@@ -147,7 +148,7 @@ def _check_password(engine: Engine, email: str, password: str, now: datetime) ->
 
 
 def _record_failure(
-    connection: Connection,
+    work: UnitOfWork,
     settings: Settings,
     user: UserRecord | None,
     address: str,
@@ -158,23 +159,23 @@ def _record_failure(
 ) -> None:
     """Audit a refused password; count it and lock the account after too many."""
     if user is None or reason not in ("wrong password", "no password set"):
-        _refuse(connection, address, reason, action=action)
+        _refuse(work, address, reason, action=action)
         return
     lock_over = user.locked_until is not None and user.locked_until <= now
     failures = (0 if lock_over else user.failed_logins) + 1
     locked_until = None
     if failures >= settings.login_max_failures:
         locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
-    UserRepository(connection).update(user.id, failed_logins=failures, locked_until=locked_until)
-    _refuse(connection, address, reason, action=action, failures=failures)
+    UserRepository(work.connection).update(
+        user.id, failed_logins=failures, locked_until=locked_until
+    )
+    _refuse(work, address, reason, action=action, failures=failures)
     if locked_until is not None:
-        append_event(
-            connection,
-            NODE_CHAIN,
+        work.audit(
+            "account.locked",
+            "user",
+            address,
             actor="system",
-            action="account.locked",
-            entity_type="user",
-            entity_id=address,
             after={"locked_until": locked_until.isoformat(), "failures": failures},
             reason=f"{failures} failed logins",
         )
@@ -207,7 +208,7 @@ def reauthenticate(
             name = user.name
         else:
             _record_failure(
-                work.connection,
+                work,
                 settings,
                 user,
                 principal.email,
@@ -274,26 +275,27 @@ def finish_login(
     if checked.refusal is None and checked.stored is not None and needs_rehash(checked.stored):
         new_hash = hash_password(password)
     result: LoginResult | None = None
-    with engine.begin() as connection:
-        users = UserRepository(connection)
+    # nobody is signed in yet: the unit of work is the node's, each event names its actor
+    with writing(engine, SYSTEM) as work:
+        users = UserRepository(work.connection)
         # the row lock keeps concurrent failures from losing counts (SQLite: BEGIN IMMEDIATE)
         current = users.by_email(account, for_update=True)
         reason = checked.refusal or checked.changed_since(users, current, now)
         if reason is not None:
-            _record_failure(connection, settings, current, account, reason, now)
-            login_limits.record_failure(connection, settings, account, attempt.client, now)
+            _record_failure(work, settings, current, account, reason, now)
+            login_limits.record_failure(work, settings, account, attempt.client, now)
         else:
             assert current is not None
             users.update(current.id, failed_logins=0, locked_until=None)
             if new_hash is not None:
                 users.update(current.id, password_hash=new_hash)
-            login_limits.record_success(connection, settings, account, now)
-            principal = principal_for(connection, current.id)
+            login_limits.record_success(work, settings, account, now)
+            principal = principal_for(work.connection, current.id)
             cookie_value = new_session_value()
-            sessions = SessionRepository(connection)
-            sessions.remove_idle(before=now - timedelta(minutes=settings.session_minutes))
+            sessions = SessionRepository(work.connection)
+            _end_idle_sessions(work, sessions, now - timedelta(minutes=settings.session_minutes))
             sessions.add(session_key(cookie_value), current.id, now=now)
-            audit(connection, principal, "login", "user", principal.email)
+            work.audit("login", "user", principal.email, actor=principal.email)
             secret = settings.secret_key.get_secret_value()
             result = LoginResult(principal, cookie_value, csrf_token(secret, cookie_value))
     if result is None:
@@ -344,7 +346,7 @@ def change_own_password(
         with writing(engine, principal) as work:
             current = UserRepository(work.connection).by_email(principal.email, for_update=True)
             _record_failure(
-                work.connection,
+                work,
                 settings,
                 current,
                 principal.email,
@@ -374,27 +376,52 @@ def principal_from_session(
     idle_limit = timedelta(minutes=settings.session_minutes)
     # most requests only read: a live session seen a moment ago needs no touch, so its
     # check takes no writer lock; ending or touching a session is a (short) write
-    with read_only(engine.connect()) as connection, connection.begin():
-        session = SessionRepository(connection).get(key)
+    with reading(engine, SYSTEM) as work:
+        session = SessionRepository(work.connection).get(key)
         if session is not None and now - session.last_seen_at < min(_TOUCH_EVERY, idle_limit):
             try:
-                return principal_for(connection, session.user_id)
+                return principal_for(work.connection, session.user_id)
             except NotFoundError:
                 pass  # the account is gone: the write below ends the session
-    with engine.begin() as connection:
-        sessions = SessionRepository(connection)
+    with writing(engine, SYSTEM) as work:
+        sessions = SessionRepository(work.connection)
         session = sessions.get(key)
         if session is not None and session.last_seen_at + idle_limit < now:
             sessions.remove(key)
+            _session_ended(work, session.user_id, "idle for longer than the session lasts")
             session = None
         if session is not None:
             if now - session.last_seen_at >= _TOUCH_EVERY:
+                # renewal: only the time of last use moves (at most once a minute), which
+                # the audit trail does not hold; the session's start and end are events
                 sessions.touch(key, now=now)
             try:
-                return principal_for(connection, session.user_id)
+                return principal_for(work.connection, session.user_id)
             except NotFoundError:
                 sessions.remove(key)
+                _session_ended(work, session.user_id, "the account is no longer active")
     raise AuthenticationError("the session has ended; log in again")
+
+
+def _session_ended(work: UnitOfWork, user_id: int, reason: str) -> None:
+    """Audit a web session the node ended (not a logout), in the transaction that ends it."""
+    user = UserRepository(work.connection).by_id(user_id)
+    who = user.email if user is not None else f"user {user_id}"
+    work.audit("session.expired", "user", who, actor="system", reason=reason)
+
+
+def _end_idle_sessions(work: UnitOfWork, sessions: SessionRepository, before: datetime) -> None:
+    """End every session last used before ``before`` (at a sign-in), audited as one event."""
+    ended = sessions.remove_idle(before=before)
+    if ended:
+        work.audit(
+            "session.expired",
+            "web_session",
+            "idle",
+            actor="system",
+            reason=f"{ended} idle session{'s' if ended != 1 else ''} ended",
+            after={"ended": ended, "last_used_before": before.isoformat()},
+        )
 
 
 def logout(engine: Engine, principal: Principal, cookie_value: str) -> None:
@@ -433,27 +460,25 @@ def principal_from_token(engine: Engine, token: str, *, now: datetime | None = N
             and now - last_used < _TOUCH_EVERY
         ):
             return _as_token(owner, known.studies)
-    with engine.begin() as connection:
-        tokens = TokenRepository(connection)
+    with writing(engine, SYSTEM) as work:
+        tokens = TokenRepository(work.connection)
         record = tokens.by_hash(digest)
         if record is None:
             refusal = "the API token is not known"
         elif not record.usable_at(now):
             refusal = "the API token was revoked" if record.revoked_at else "the API token expired"
-            append_event(
-                connection,
-                NODE_CHAIN,
+            work.audit(
+                "token.refused",
+                "api_token",
+                record.id,
                 actor=f"token:{record.prefix}",
-                action="token.refused",
-                entity_type="api_token",
-                entity_id=str(record.id),
                 reason=refusal,
             )
         else:
             if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
                 tokens.update(record.id, last_used_at=now)
             try:
-                return _as_token(principal_for(connection, record.user_id), record.studies)
+                return _as_token(principal_for(work.connection, record.user_id), record.studies)
             except NotFoundError:
                 refusal = "the API token's owner is no longer active"
     raise AuthenticationError(refusal)

@@ -14,6 +14,12 @@ Restore checks the manifest (every file's size and sha256, no file missing or ad
 that the target node holds nothing, that the database's audit trail verifies and that
 its chain heads are exactly the manifest's, before it answers; when any check fails it
 removes what it wrote and the target is as it was.
+
+Each is audited through the unit of work, by the node's operator: a backup's ``backup``
+event is committed last, and a backup whose event cannot be written is removed; a
+restore's ``restore`` event is written into the restored database before the restore
+counts (on SQLite before the file takes its place), and a restore whose event cannot be
+written leaves the target as it was.
 """
 
 from __future__ import annotations
@@ -28,11 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from consortia import __version__
 from consortia.config import CONFIG_FILE_NAME, Settings, load_settings
-from consortia.services.common import audit, cli_operator
+from consortia.services.common import cli_operator
+from consortia.services.unit_of_work import writing
 from consortia.storage.backup import (
     BackupError,
     DatabaseState,
@@ -185,10 +190,8 @@ def _backup_into(
             handle.flush()
             os.fsync(handle.fileno())
         manifest = Manifest(data, digest(manifest_path)[1])
-        with engine.begin() as connection:  # the copy is an access to every record
-            audit(
-                connection,
-                cli_operator(),
+        with writing(engine, cli_operator()) as work:  # the copy is an access to every record
+            work.audit(
                 "backup",
                 "node",
                 settings.node_name,
@@ -365,9 +368,13 @@ def _restore_database(
         problem = _compare(state, manifest)
         if problem:
             raise BackupError(f"{backup}: refused: {problem}")
+        # the event goes into the restored file before it takes the node's database's place
+        staged_lock = Path(f"{staged.absolute()}-writer.lock")  # made by opening it
+        created.append(staged_lock)
+        _audit_restore(f"sqlite:///{staged.absolute()}", manifest, backup, settings)
+        staged_lock.unlink(missing_ok=True)
         staged.replace(target)
         created.append(target)
-        _audit_restore(url, manifest, backup, settings)
         say(f"restored {state.report.events} audit events in {len(state.heads)} chains")
         return
     engine = make_engine(url)
@@ -380,25 +387,22 @@ def _restore_database(
         try:
             state = restore_postgres(engine, url, dump)
             problem = _compare(state, manifest)
-        except (BackupError, SQLAlchemyError):
-            empty_postgres(engine)
+            if problem:
+                raise BackupError(f"{backup}: refused: {problem}")
+            _audit_restore(url, manifest, backup, settings)
+        except BaseException:
+            empty_postgres(engine)  # a restore not audited did not happen
             raise
-        if problem:
-            empty_postgres(engine)
-            raise BackupError(f"{backup}: refused: {problem}")
     finally:
         engine.dispose()
-    _audit_restore(url, manifest, backup, settings)
     say(f"restored {state.report.events} audit events in {len(state.heads)} chains")
 
 
 def _audit_restore(url: str, manifest: Manifest, backup: Path, settings: Settings) -> None:
     engine = make_engine(url)
     try:
-        with engine.begin() as connection:
-            audit(
-                connection,
-                cli_operator(),
+        with writing(engine, cli_operator()) as work:
+            work.audit(
                 "restore",
                 "node",
                 settings.node_name,

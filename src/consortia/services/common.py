@@ -1,27 +1,24 @@
 """What every service shares: the clock, the audit call, and input checks.
 
 A service function is one use case and one transaction: it checks policy, validates,
-changes current state and appends the audit event, all inside ``engine.begin()``, so the
-change and its audit event are committed together or not at all.
+changes current state and appends the audit event, all inside one unit of work
+(:func:`~consortia.services.unit_of_work.writing`), so the change and its audit event are
+committed together or not at all.
 """
 
 from __future__ import annotations
 
 import getpass
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
 
 from consortia.auth.policy import Action, Resource, can, sees_study
 from consortia.auth.principal import WILDCARD, Grant, Principal, Role, is_code
 from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.exceptions import (
-    ConflictError,
     NotFoundError,
     PermissionDeniedError,
     Problem,
@@ -42,7 +39,6 @@ __all__ = [
     "cli_operator",
     "find_subject",
     "form_audit_id",
-    "guarded_write",
     "normalise_email",
     "require",
     "require_in_study",
@@ -59,20 +55,6 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
-
-
-@contextmanager
-def guarded_write(engine: Engine, conflict: str) -> Iterator[Connection]:
-    """One write transaction; a unique-constraint race becomes a :class:`ConflictError`.
-
-    Services check uniqueness first and say precisely what clashed; this catches the
-    rare case where a concurrent request wins between that check and the insert.
-    """
-    try:
-        with engine.begin() as connection:
-            yield connection
-    except IntegrityError:
-        raise ConflictError(conflict) from None
 
 
 def cli_operator(*roles: Role) -> Principal:
@@ -193,7 +175,7 @@ def saved_form(
     """(the event's canonical reference, the form record) of a form that has been saved."""
     name, instance = parse_event_ref(ref)
     capture = CaptureRepository(connection, principal)
-    event = capture.event(subject.id, name, instance)
+    event = capture.event(subject, name, instance)
     record = None if event is None else capture.form(event.id, form)
     if record is None:
         raise NotFoundError(

@@ -68,7 +68,7 @@ from consortia.services.form_reads import (
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
 from consortia.services.subject_values import derived_values, subject_context
-from consortia.services.unit_of_work import writing
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.audit import append_event
 from consortia.storage.capture import (
     CaptureRepository,
@@ -77,7 +77,6 @@ from consortia.storage.capture import (
     StudyVersionRepository,
     ValueRow,
 )
-from consortia.storage.db import READ_ONLY, STATEMENT_READS
 from consortia.storage.queries import QueryRepository
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
@@ -129,9 +128,6 @@ def split_identifiers(
 # --------------------------------------------------------------------------- values
 
 
-# a form's read, and a save's checks before its write: a snapshot on SQLite; on PostgreSQL
-# (each statement sees its own anyway) no BEGIN and ROLLBACK round trips around them
-_READ = {READ_ONLY: True, STATEMENT_READS: True}
 _WARNING_PATH = re.compile(r"^forms\.(\w+)(?:\.(\w+)\[(\d+)\])?(?:\.(\w+))?$")
 
 
@@ -161,18 +157,18 @@ def _event_for_write(
         raise NotFoundError(f"event {name} is not in study {definition.code}")
     if form not in event_def.forms:
         raise NotFoundError(f"form {form} is not collected at event {name}")
-    event = capture.event(subject.id, name, instance)
+    event = capture.event(subject, name, instance)
     if event is not None:
         return event
     if instance > 1:
         if not (event_def.repeating or event_def.unscheduled):
             raise NotFoundError(f"event {name} does not repeat: only {name} exists")
-        last = capture.last_instance(subject.id, name)
+        last = capture.last_instance(subject, name)
         if instance != last + 1:
             raise NotFoundError(
                 f"event {ref} not found: the next instance of {name} is {name}.{last + 1}"
             )
-    return capture.add_event(subject_pk=subject.id, event=name, instance=instance, created_at=now)
+    return capture.add_event(subject, event=name, instance=instance, created_at=now)
 
 
 @dataclass(frozen=True)
@@ -232,7 +228,7 @@ def _plan_save(
     subject = find_subject(connection, principal, study, subject_id)
     require_in_study(principal, Action.DATA_ENTER, study, subject.site)
     capture = CaptureRepository(connection, principal)
-    if in_snapshot and capture.event(subject.id, *parse_event_ref(ref)) is None:
+    if in_snapshot and capture.event(subject, *parse_event_ref(ref)) is None:
         return None  # the event has to be created: a write
     event = _event_for_write(capture, definition, subject, ref, form, utc_now())
     ref = event_ref(event.event, event.instance)
@@ -248,7 +244,7 @@ def _plan_save(
             f"form {form} at {ref} of subject {subject_id} is locked; a data manager must "
             "unlock it (with a reason) before it can change"
         )
-    rows = capture.subject_values(subject.id)
+    rows = capture.subject_values(subject)
     # the form's stored values are among the subject's: no second query
     old = {
         (row.item, row.group_instance): row.text
@@ -291,8 +287,8 @@ def _plan_save(
         status="complete" if save.complete else "in_progress",
         visit_date=save.visit_date,
         visit_changed=save.visit_date is not None and save.visit_date != event.visit_date,
-        derived_before=capture.derived(subject.id),
-        forms_seen=capture.form_versions(subject.id),
+        derived_before=capture.derived(subject),
+        forms_seen=capture.form_versions(subject),
     )
     if (plan.changed or plan.removed) and plan.reason is None:
         raise ValidationError([Problem("reason", REASON_NEEDED)])
@@ -348,7 +344,7 @@ def _unchanged_since(connection: Connection, principal: Principal, plan: _SavePl
     subject = SubjectRepository(connection, principal).get(study, plan.subject.subject_id)
     if subject != plan.subject:
         return False
-    versions = CaptureRepository(connection, principal).form_versions(plan.subject.id)
+    versions = CaptureRepository(connection, principal).form_versions(plan.subject)
     return versions == plan.forms_seen
 
 
@@ -372,7 +368,10 @@ def save_form(
     """
     visible_study(principal, study)
     where = (study, subject_id, ref, form)
-    with engine.connect().execution_options(**_READ) as connection:
+    # a save's checks before its write: a snapshot on SQLite; on PostgreSQL (each statement
+    # sees its own anyway) no BEGIN and ROLLBACK round trips around them
+    with reading(engine, principal, statements=True) as work:
+        connection = work.connection
         plan = _plan_save(connection, principal, where, save, today, in_snapshot=True)
         if plan is not None and not plan.changes_anything:
             return _unchanged_view(connection, principal, plan)
@@ -421,8 +420,8 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     }
     if current is None:
         record = capture.add_form(
+            subject,
             event_pk=event.id,
-            subject_pk=subject.id,
             form=form,
             version=1,
             study_version=definition.version,
@@ -480,7 +479,7 @@ def _write_save(connection: Connection, principal: Principal, plan: _SavePlan) -
     ]
     after_rows.sort(key=ValueRow.schedule_key)
     derived_after = derived_values(definition, after_rows)
-    capture.update_derived(subject.id, derived_before, derived_after)
+    capture.update_derived(subject, derived_before, derived_after)
     derived_changes = {
         name: text for name, (text, _) in derived_after.items() if derived_before.get(name) != text
     } | {name: None for name in derived_before if name not in derived_after}

@@ -19,7 +19,7 @@ from consortia.federation.local import analyze_local, analyze_remote
 from consortia.federation.policy import NodePolicy
 from consortia.federation.results import AnalysisResult
 from consortia.federation.signing import TrustStore, load_key
-from consortia.storage.audit import append_event
+from consortia.services.unit_of_work import SYSTEM, writing
 
 __all__ = [
     "AnalysisResult",
@@ -61,13 +61,5 @@ def audit_analysis_run(
     engine: Engine, chain: str, *, actor: str, name: str, after: Mapping[str, Any]
 ) -> None:
     """Append an ``analysis.run`` event (the request and what came of it) to ``chain``."""
-    with engine.begin() as connection:
-        append_event(
-            connection,
-            chain,
-            actor=actor,
-            action="analysis.run",
-            entity_type="analysis",
-            entity_id=name,
-            after=dict(after),
-        )
+    with writing(engine, SYSTEM) as work:
+        work.audit("analysis.run", "analysis", name, chain=chain, actor=actor, after=dict(after))

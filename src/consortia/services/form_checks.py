@@ -57,7 +57,7 @@ def check_entry(
         definition = current_definition(work.connection, study)
         subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
-        rows = work.capture().subject_values(subject.id)
+        rows = work.capture().subject_values(subject)
     context = subject_context(
         definition,
         rows,

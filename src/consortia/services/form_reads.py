@@ -141,7 +141,7 @@ def read_form_page(
         if event_def is None or form not in event_def.forms:
             raise NotFoundError(f"form {form} at event {ref} is not in study {study}")
         capture = work.capture()
-        event = capture.event(subject.id, name, instance)
+        event = capture.event(subject, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
         open_queries = 0
@@ -162,7 +162,7 @@ def read_form_page(
         if any(item.show_if for group in form_def.groups.values() for item in group.items.values()):
             context = subject_context(
                 definition,
-                capture.subject_values(subject.id),
+                capture.subject_values(subject),
                 exclude=(name, instance, form),
                 prefer_event=(name, instance),
             )

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from consortia.storage.db import READ_ONLY
+from consortia.services.unit_of_work import SYSTEM, reading
 from consortia.storage.health import chain_count, database_revision, head_problems
 from consortia.storage.migrations import head_revision
 
@@ -24,12 +24,11 @@ def node_health(engine: Engine) -> dict[str, Any]:
     """
     code = head_revision()
     try:
-        with engine.connect() as connection:
-            connection = connection.execution_options(**{READ_ONLY: True})
-            with connection.begin():
-                revision = database_revision(connection)
-                problems = head_problems(connection) if revision == code else None
-                chains = None if problems is None else chain_count(connection)
+        with reading(engine, SYSTEM) as work:
+            connection = work.connection
+            revision = database_revision(connection)
+            problems = head_problems(connection) if revision == code else None
+            chains = None if problems is None else chain_count(connection)
     except SQLAlchemyError as error:
         cause = getattr(error, "orig", None) or error
         return {

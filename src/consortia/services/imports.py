@@ -49,20 +49,19 @@ from consortia.children import die_with_parent
 from consortia.domain.file_check import DerivedRow, ValueToWrite, check_subject
 from consortia.domain.schedule import SubjectStatus, event_ref, plan_schedule, screening_anchor
 from consortia.exceptions import InterchangeError, Problem, ValidationError
-from consortia.services.common import guarded_write, require_in_study, utc_now, visible_study
+from consortia.services.common import require_in_study, utc_now, visible_study
 from consortia.services.data_entry import query_target, subject_context
 from consortia.services.form_events import form_save_after, form_save_entry
 from consortia.services.import_reading import Progress, read_records
 from consortia.services.queries import open_query_row
 from consortia.services.studies import Definition, current_definition
-from consortia.services.unit_of_work import reading
+from consortia.services.unit_of_work import reading, writing
 from consortia.standards.clinical_data import (
     FileFormRecord,
 )
 from consortia.storage.audit import append_events, stored_json
 from consortia.storage.bulk_capture import BulkCapture
 from consortia.storage.capture import CaptureRepository
-from consortia.storage.db import READ_ONLY
 from consortia.storage.repositories import SubjectRecord, SubjectRepository
 
 __all__ = ["MAX_PROBLEMS", "ImportReport", "Progress", "import_file", "read_records"]
@@ -145,7 +144,7 @@ def _prepare(
         found = repository.get(study, subject_id) if subject_id in known_ids else None
         taken = found is None and subject_id in known_ids
         existing[subject_id] = found
-        stored_rows = capture.subject_values(found.id) if found else []
+        stored_rows = capture.subject_values(found) if found else []
         filled = {(r.event, r.instance, r.form) for r in stored_rows}
         first_pass = []
         seen: set[tuple[str, int, str]] = set()
@@ -355,8 +354,8 @@ def import_file(
             [Problem("", f"cannot read the file: {error.strerror}", str(path))]
         ) from None
     # subjects and sites looked up in a read transaction (other writers go on)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        prepared = _prepare(connection, principal, definition, records, site)
+    with reading(engine, principal) as work:
+        prepared = _prepare(work.connection, principal, definition, records, site)
     if prepared.problems.items:
         _check_only(definition, prepared, progress)
     changed = (
@@ -365,8 +364,8 @@ def import_file(
     )
     # the forms are checked while what has passed is written, in one write transaction
     # that a problem rolls back (see _write)
-    with guarded_write(engine, changed) as connection:
-        return _write(connection, principal, definition, prepared, str(path), kind, progress)
+    with writing(engine, principal, conflict=changed) as work:
+        return _write(work.connection, principal, definition, prepared, str(path), kind, progress)
 
 
 def _write(
@@ -447,9 +446,9 @@ def _write(
             event_rows.append(
                 (pk, planned.event, 1, planned.target, planned.window_start, planned.window_end)
             )
-    for pk in {subject_pk[sid] for sid, rec in existing.items() if rec is not None}:
-        for event in capture.events(pk):
-            event_pk[pk, event.event, event.instance] = event.id
+    for known in {rec.id: rec for rec in existing.values() if rec is not None}.values():
+        for event in capture.events(known):
+            event_pk[known.id, event.event, event.instance] = event.id
     planned_keys = {(row[0], row[1], row[2]) for row in event_rows}
     for record, _ in forms:
         key = (subject_pk[record.subject_id], record.event, record.event_instance)

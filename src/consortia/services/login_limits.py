@@ -27,14 +27,12 @@ import ipaddress
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from consortia.config import Settings
 from consortia.exceptions import TooManyRequestsError
-from consortia.storage.audit import append_event
-from consortia.storage.db import READ_ONLY
+from consortia.services.unit_of_work import SYSTEM, UnitOfWork, reading, writing
 from consortia.storage.login_throttle import LoginThrottleRepository, ThrottleRecord
-from consortia.storage.repositories import NODE_CHAIN
 
 __all__ = [
     "ACCOUNT",
@@ -96,8 +94,8 @@ def refuse_if_limited(
     Reads without taking the writer lock; writes only to count a refusal.
     """
     window = _window(settings)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        records = LoginThrottleRepository(connection).get(_keys(account, client))
+    with reading(engine, SYSTEM) as work:
+        records = LoginThrottleRepository(work.connection).get(_keys(account, client))
     limited = [
         record
         for record in records
@@ -105,8 +103,8 @@ def refuse_if_limited(
     ]
     if not limited:
         return
-    with engine.begin() as connection:
-        throttle = LoginThrottleRepository(connection)
+    with writing(engine, SYSTEM) as work:  # counted, and summarised when the window ends
+        throttle = LoginThrottleRepository(work.connection)
         for record in limited:
             throttle.count_refusal(record.kind, record.subject)
     wait = max((record.window_start + window - now).total_seconds() for record in limited)
@@ -115,22 +113,20 @@ def refuse_if_limited(
 
 
 def record_failure(
-    connection: Connection, settings: Settings, account: str, client: str, now: datetime
+    work: UnitOfWork, settings: Settings, account: str, client: str, now: datetime
 ) -> None:
-    """Count a failed sign-in for ``client`` and ``account``, in the failure's transaction."""
+    """Count a failed sign-in for ``client`` and ``account``, in the failure's unit of work."""
     window = _window(settings)
-    throttle = LoginThrottleRepository(connection)
-    _prune(connection, throttle, window, now)
+    throttle = LoginThrottleRepository(work.connection)
+    _prune(work, throttle, window, now)
     for kind, subject in _keys(account, client):
         record = throttle.count_failure(kind, subject, now=now, window=window)
         if record.failures == _limit(settings, kind):
-            append_event(
-                connection,
-                NODE_CHAIN,
+            work.audit(
+                "login.limited",
+                "login_limit",
+                f"{kind}:{subject}"[:256],
                 actor="system",
-                action="login.limited",
-                entity_type="login_limit",
-                entity_id=f"{kind}:{subject}"[:256],
                 reason=f"{record.failures} failed sign-ins in {settings.login_window_minutes} min",
                 after={
                     "kind": kind,
@@ -141,31 +137,29 @@ def record_failure(
             )
 
 
-def record_success(connection: Connection, settings: Settings, account: str, now: datetime) -> None:
+def record_success(work: UnitOfWork, settings: Settings, account: str, now: datetime) -> None:
     """A successful sign-in: the account's count starts again (the address's does not)."""
     window = _window(settings)
-    throttle = LoginThrottleRepository(connection)
-    _prune(connection, throttle, window, now)
+    throttle = LoginThrottleRepository(work.connection)
+    _prune(work, throttle, window, now)
     removed = throttle.remove(ACCOUNT, account[:_SUBJECT_LENGTH])
     if removed is not None and removed.refused:
-        _summarise(connection, removed, window)
+        _summarise(work, removed, window)
 
 
 def _prune(
-    connection: Connection, throttle: LoginThrottleRepository, window: timedelta, now: datetime
+    work: UnitOfWork, throttle: LoginThrottleRepository, window: timedelta, now: datetime
 ) -> None:
     for record in throttle.prune(before=now - window):
-        _summarise(connection, record, window)
+        _summarise(work, record, window)
 
 
-def _summarise(connection: Connection, record: ThrottleRecord, window: timedelta) -> None:
-    append_event(
-        connection,
-        NODE_CHAIN,
+def _summarise(work: UnitOfWork, record: ThrottleRecord, window: timedelta) -> None:
+    work.audit(
+        "login.limit_summary",
+        "login_limit",
+        f"{record.kind}:{record.subject}"[:256],
         actor="system",
-        action="login.limit_summary",
-        entity_type="login_limit",
-        entity_id=f"{record.kind}:{record.subject}"[:256],
         reason=f"{record.refused} sign-ins refused while the limit held",
         after={
             "kind": record.kind,

@@ -155,7 +155,7 @@ def randomise_subject(
                 f"subject {subject_id} was randomised already (allocation {existing.number}, "
                 f"{existing.randomised_at:%Y-%m-%d %H:%M} UTC): a subject is randomised once"
             )
-        rows = CaptureRepository(work.connection, principal).subject_values(subject.id)
+        rows = CaptureRepository(work.connection, principal).subject_values(subject)
         recorded = _recorded([(r.form, r.item, r.group_instance, r.text) for r in rows])
     problems = [
         Problem(gate, "must be recorded as yes before the subject is randomised")

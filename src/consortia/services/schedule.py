@@ -38,6 +38,7 @@ from consortia.services.common import (
 from consortia.services.studies import Definition, current_definition
 from consortia.services.unit_of_work import reading, writing
 from consortia.storage.capture import CaptureRepository, EventRecord
+from consortia.storage.repositories import SubjectRecord
 
 __all__ = [
     "EventView",
@@ -66,7 +67,7 @@ class EventView:
 def plan_subject_events(
     capture: CaptureRepository,
     definition: Definition,
-    subject_pk: int,
+    subject: SubjectRecord,
     screening_date: date,
     now: datetime,
 ) -> None:
@@ -74,11 +75,11 @@ def plan_subject_events(
     first on ``screening_date`` (a date that puts a visit off the calendar: 422)."""
     anchor = screening_anchor(definition.study, screening_date)
     schedule = plan_schedule(definition.study, anchor, field="screening_date", given=screening_date)
-    capture.set_anchor(subject_pk, anchor)
+    capture.set_anchor(subject, anchor)
     capture.add_events(
+        subject,
         [
             {
-                "subject_pk": subject_pk,
                 "event": planned.event,
                 "instance": 1,
                 "target_date": planned.target,
@@ -87,7 +88,7 @@ def plan_subject_events(
                 "created_at": now,
             }
             for planned in schedule
-        ]
+        ],
     )
 
 
@@ -107,9 +108,9 @@ def list_events(
         require_in_study(principal, Action.SUBJECT_READ, study, subject.site)
         capture = work.capture()
         states: dict[int, dict[str, str]] = {}
-        for form in capture.forms(subject.id):
+        for form in capture.forms(subject):
             states.setdefault(form.event_pk, {})[form.form] = form.state
-        events = capture.events(subject.id)
+        events = capture.events(subject)
         order = {name: n for n, name in enumerate(_event_order(work.connection, study))}
     events.sort(
         key=lambda e: (
@@ -155,9 +156,9 @@ def reanchor_schedule(
         require_in_study(principal, Action.DATA_ENTER, study, subject.site)
         schedule = plan_schedule(definition.study, anchor)  # before anything changes
         capture = CaptureRepository(work.connection, principal)
-        before = capture.subject_row(subject.id).anchor_date
-        capture.set_anchor(subject.id, anchor)
-        existing = {e.event: e for e in capture.events(subject.id) if e.instance == 1}
+        before = capture.subject_row(subject).anchor_date
+        capture.set_anchor(subject, anchor)
+        existing = {e.event: e for e in capture.events(subject) if e.instance == 1}
         now = utc_now()
         for planned in schedule:
             dates = {
@@ -169,15 +170,15 @@ def reanchor_schedule(
                 capture.update_event(existing[planned.event].id, **dates)
             else:
                 capture.add_events(
+                    subject,
                     [
                         {
-                            "subject_pk": subject.id,
                             "event": planned.event,
                             "instance": 1,
                             "created_at": now,
                             **dates,
                         }
-                    ]
+                    ],
                 )
         work.audit(
             "schedule.reanchor",
@@ -195,7 +196,7 @@ def _check_gates(
     connection: Connection,
     capture: CaptureRepository,
     study: str,
-    subject_pk: int,
+    subject: SubjectRecord,
     target: SubjectStatus,
 ) -> None:
     """Refuse (422, one problem per unmet gate) a status the study's gates do not allow,
@@ -210,7 +211,7 @@ def _check_gates(
     saved = [
         SavedForm(event, instance, form, state == "complete", values)
         for event, instance, form, state, values in capture.saved_forms(
-            subject_pk, {gate.form for gate in rule.requires}
+            subject, {gate.form for gate in rule.requires}
         )
     ]
     problems = unmet_gates(definition.study, target, saved)
@@ -233,11 +234,11 @@ def change_status(
         subject = find_subject(work.connection, principal, study, subject_id)
         require_in_study(principal, Action.SUBJECT_CREATE, study, subject.site)
         capture = CaptureRepository(work.connection, principal)
-        current = capture.subject_row(subject.id).status
+        current = capture.subject_row(subject).status
         target = check_transition(current, status, reason)
-        _check_gates(work.connection, capture, study, subject.id, target)
+        _check_gates(work.connection, capture, study, subject, target)
         capture.add_status(
-            subject.id,
+            subject,
             status=target.value,
             on_date=on_date,
             reason=reason,

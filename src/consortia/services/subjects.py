@@ -28,7 +28,6 @@ from consortia.services.common import (
     audit,
     check_code,
     check_page,
-    guarded_write,
     require_in_study,
     utc_now,
     visible_study,
@@ -131,7 +130,8 @@ def enrol_subject(
             [Problem("initials", "use 1-8 letters or '-', starting with a letter")]
         )
     taken = f"subject id {subject_id} is already taken in study {study}"
-    with guarded_write(engine, taken) as connection:
+    with writing(engine, principal, conflict=taken) as work:
+        connection = work.connection
         subjects = SubjectRepository(connection, principal)
         now = utc_now()
         if subjects.exists_anywhere(study, subject_id):
@@ -147,7 +147,7 @@ def enrol_subject(
         screened = subject.screening_date or now.date()
         capture = CaptureRepository(connection, principal)
         capture.add_status(
-            record.id,
+            record,
             status=SubjectStatus.SCREENING.value,
             on_date=screened,
             reason=None,
@@ -157,7 +157,7 @@ def enrol_subject(
         definition = StudyVersionRepository(connection).current(study)
         if definition is not None:
             parsed = current_definition(connection, study)
-            plan_subject_events(capture, parsed, record.id, screened, now)
+            plan_subject_events(capture, parsed, record, screened, now)
         audit(
             connection,
             principal,

@@ -22,6 +22,13 @@ consortia.services.unit_of_work.ReadOnlyWorkError: read-only: cannot append node
 ``reading`` begins a transaction that neither waits for nor blocks the writer (a WAL
 snapshot on SQLite, ``BEGIN READ ONLY`` on PostgreSQL); ``writing`` queues for the writer
 (``BEGIN IMMEDIATE`` and the node's writer lock on SQLite).
+
+What acts before anyone is signed in (a sign-in, a web session or an API token being
+checked, the login limits) and the node's own bookkeeping act as :data:`SYSTEM`: a
+principal that holds no role, so every site-scoped repository shows it nothing. Their
+audit events name whom they are about (``actor=``: the account tried, a token's prefix).
+Nothing in ``services/`` opens a transaction any other way (tests/services/
+test_unit_of_work_usage.py).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from consortia.auth.principal import Principal
 from consortia.exceptions import ConflictError
 from consortia.storage.audit import append_event
 from consortia.storage.capture import CaptureRepository
-from consortia.storage.db import read_only
+from consortia.storage.db import READ_ONLY, STATEMENT_READS, read_only
 from consortia.storage.repositories import (
     NODE_CHAIN,
     AuditRepository,
@@ -45,7 +52,12 @@ from consortia.storage.repositories import (
     SubjectRepository,
 )
 
-__all__ = ["ReadOnlyWorkError", "UnitOfWork", "reading", "writing"]
+__all__ = ["SYSTEM", "ReadOnlyWorkError", "UnitOfWork", "reading", "writing"]
+
+#: The node acting for nobody signed in (sign-in, sessions, tokens, login limits, health):
+#: no grants, so the site-scoped repositories show it nothing; its events say ``system``
+#: unless they name another actor.
+SYSTEM = Principal(user_id=0, email="system", name="the node (nobody signed in)")
 
 
 class ReadOnlyWorkError(RuntimeError):
@@ -85,15 +97,17 @@ class UnitOfWork:
         entity_id: object,
         *,
         chain: str = NODE_CHAIN,
+        actor: str | None = None,
         **entry: Any,
     ) -> None:
-        """Append one audit event by the principal, committed with the change or not at all."""
+        """Append one audit event by the principal (or by ``actor``, for what happens
+        before anyone is signed in), committed with the change or not at all."""
         if not self.writes:
             raise ReadOnlyWorkError(f"read-only: cannot append {action}")
         append_event(
             self.connection,
             chain,
-            actor=self.principal.email,
+            actor=self.principal.email if actor is None else actor,
             action=action,
             entity_type=entity_type,
             entity_id=str(entity_id),
@@ -102,10 +116,24 @@ class UnitOfWork:
 
 
 @contextmanager
-def reading(engine: Engine, principal: Principal) -> Iterator[UnitOfWork]:
-    """A read-only unit of work: it never takes the writer lock and cannot audit a change."""
-    with read_only(engine.connect()) as connection, connection.begin():
-        yield UnitOfWork(connection, principal, writes=False)
+def reading(
+    engine: Engine, principal: Principal, *, statements: bool = False
+) -> Iterator[UnitOfWork]:
+    """A read-only unit of work: it never takes the writer lock and cannot audit a change.
+
+    ``statements``: a short read of a few statements (:data:`~consortia.storage.db.
+    STATEMENT_READS`): on PostgreSQL they run each on its own, without BEGIN and ROLLBACK.
+    """
+    if statements:
+        connection = engine.connect().execution_options(**{READ_ONLY: True, STATEMENT_READS: True})
+    else:
+        connection = read_only(engine.connect())
+    with connection:
+        transaction = connection.begin()
+        try:
+            yield UnitOfWork(connection, principal, writes=False)
+        finally:
+            transaction.rollback()  # a read changed nothing: there is nothing to commit
 
 
 @contextmanager

@@ -38,13 +38,11 @@ from consortia.services.common import (
     audit,
     check_code,
     cli_operator,
-    guarded_write,
     normalise_email,
     require,
     utc_now,
 )
-from consortia.services.unit_of_work import reading, writing
-from consortia.storage.db import read_only
+from consortia.services.unit_of_work import SYSTEM, reading, writing
 from consortia.storage.repositories import (
     GrantRecord,
     GrantRepository,
@@ -93,8 +91,8 @@ def principal_for(
 ) -> Principal:
     """The principal of user ``user_id``: their grants, narrowed to a token's studies."""
     if isinstance(engine_or_connection, Engine):
-        with engine_or_connection.connect() as connection:
-            return principal_for(connection, user_id, token_studies=token_studies)
+        with reading(engine_or_connection, SYSTEM) as work:
+            return principal_for(work.connection, user_id, token_studies=token_studies)
     connection = engine_or_connection
     user = UserRepository(connection).by_id(user_id)
     if user is None or not user.active:
@@ -122,7 +120,8 @@ def create_user(
     if password is not None:
         check_password(password, email=email, min_length=min_password_length)
         password_hash = hash_password(password)
-    with guarded_write(engine, f"a user with email {email} already exists") as connection:
+    with writing(engine, principal, conflict=f"a user with email {email} already exists") as work:
+        connection = work.connection
         users = UserRepository(connection)
         if users.by_email(email) is not None:
             raise ConflictError(f"a user with email {email} already exists")
@@ -313,7 +312,8 @@ def grant_role(
     refusal = grant_refusal(principal, grant, to_self=email == principal.email)
     if refusal is not None:
         raise PermissionDeniedError(refusal)
-    with guarded_write(engine, f"{email} already holds {grant}") as connection:
+    with writing(engine, principal, conflict=f"{email} already holds {grant}") as work:
+        connection = work.connection
         user = UserRepository(connection).by_email(email)
         if user is None:
             raise NotFoundError(f"user {email} not found")
@@ -404,8 +404,8 @@ def list_grants(
 def user_by_email(engine: Engine, email: str) -> UserRecord:
     """The account with ``email`` (for the CLI, run by the node operator)."""
     email = normalise_email(email)
-    with read_only(engine.connect()) as connection:
-        user = UserRepository(connection).by_email(email)
+    with reading(engine, SYSTEM) as work:
+        user = UserRepository(work.connection).by_email(email)
     if user is None:
         raise NotFoundError(f"user {email} not found")
     return user
@@ -413,5 +413,5 @@ def user_by_email(engine: Engine, email: str) -> UserRecord:
 
 def count_users(engine: Engine) -> int:
     """How many accounts the node has (``consortia init`` creates the first)."""
-    with read_only(engine.connect()) as connection:
-        return UserRepository(connection).count()
+    with reading(engine, SYSTEM) as work:
+        return UserRepository(work.connection).count()

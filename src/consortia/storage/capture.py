@@ -1,10 +1,13 @@
 """Repositories of captured data: study versions, events, forms, item values, queries.
 
-Site isolation happens one step earlier: a service first finds the subject through
+A service first finds the subject through
 :class:`~consortia.storage.repositories.SubjectRepository`, which only sees subjects at the
-principal's sites, and then reads or changes that subject's rows here by its primary key.
-Query listings that are not bound to one subject join the subject table and filter by the
-principal's :func:`~consortia.auth.policy.site_scope` themselves.
+principal's sites, and hands the :class:`~consortia.storage.repositories.SubjectRecord` it
+got to :class:`CaptureRepository`, which checks it against its own principal's sites before
+it reads or changes that subject's rows (never a bare primary key that some earlier lookup
+is trusted to have scoped). Query listings that are not bound to one subject join the
+subject table and filter by the principal's :func:`~consortia.auth.policy.site_scope`
+themselves.
 
 Repositories run inside the caller's transaction and never commit.
 """
@@ -19,9 +22,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from consortia.auth.policy import Action, site_scope
+from consortia.auth.policy import site_scope
 from consortia.auth.principal import Principal
+from consortia.exceptions import NotFoundError
 from consortia.storage.prepared import Prepared
+from consortia.storage.repositories.subjects import SubjectRecord
 from consortia.storage.tables import (
     derived_value,
     event_instance,
@@ -31,6 +36,7 @@ from consortia.storage.tables import (
     subject,
     subject_status,
 )
+from consortia.storage.worklists import VerificationRepository, WorklistEntry
 
 __all__ = [
     "CaptureRepository",
@@ -301,42 +307,63 @@ _DELETE_DERIVED = Prepared(derived_value.delete().where(*_DERIVED_KEY))
 
 
 class CaptureRepository:
-    """Events, forms, values and derived values of subjects the caller has already found.
+    """Events, forms, values and derived values of subjects, each named by its
+    :class:`~consortia.storage.repositories.SubjectRecord`.
 
-    Like every repository it is opened for a principal (no repository without one); the
-    subjects it is given are those the principal's site-scoped
-    :class:`~consortia.storage.repositories.SubjectRepository` found.
+    Like every repository it is opened for a principal (no repository without one), and it
+    checks each subject it is given against that principal's sites itself
+    (:meth:`subject_pk`): a subject at a site the principal may not see is not found,
+    whatever found it. Events and forms are then named by the records it returned.
     """
 
     def __init__(self, connection: Connection, principal: Principal) -> None:
         self.connection = connection
         self.principal = principal
+        self._seen: set[tuple[str, str]] = set()
+
+    def subject_pk(self, subject: SubjectRecord) -> int:
+        """The primary key of ``subject``, if it is at a site the principal may see."""
+        where = (subject.study, subject.site)
+        if where not in self._seen:
+            scope = site_scope(self.principal, subject.study)
+            if not (scope.every_site or subject.site in scope.sites):
+                raise NotFoundError(
+                    f"subject {subject.subject_id} not found in study {subject.study}"
+                )
+            self._seen.add(where)
+        return subject.id
 
     # events
-    def events(self, subject_pk: int) -> list[EventRecord]:
+    def events(self, subject: SubjectRecord) -> list[EventRecord]:
         query = (
             sa.select(event_instance)
-            .where(event_instance.c.subject_pk == subject_pk)
+            .where(event_instance.c.subject_pk == self.subject_pk(subject))
             .order_by(event_instance.c.id)
         )
         return [_event(row) for row in self.connection.execute(query)]
 
-    def event(self, subject_pk: int, name: str, instance: int) -> EventRecord | None:
-        params = {"subject_pk": subject_pk, "event": name, "instance": instance}
+    def event(self, subject: SubjectRecord, name: str, instance: int) -> EventRecord | None:
+        params = {"subject_pk": self.subject_pk(subject), "event": name, "instance": instance}
         row = _EVENT.first(self.connection, params)
         return None if row is None else _event(row)
 
-    def last_instance(self, subject_pk: int, name: str) -> int:
+    def last_instance(self, subject: SubjectRecord, name: str) -> int:
         query = sa.select(sa.func.max(event_instance.c.instance)).where(
-            event_instance.c.subject_pk == subject_pk, event_instance.c.event == name
+            event_instance.c.subject_pk == self.subject_pk(subject),
+            event_instance.c.event == name,
         )
         return int(self.connection.execute(query).scalar() or 0)
 
-    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def add_events(self, subject: SubjectRecord, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add events of ``subject`` (each row without ``subject_pk``)."""
+        pk = self.subject_pk(subject)
         if rows:
-            self.connection.execute(event_instance.insert(), list(rows))
+            self.connection.execute(
+                event_instance.insert(), [{**row, "subject_pk": pk} for row in rows]
+            )
 
-    def add_event(self, **values: Any) -> EventRecord:
+    def add_event(self, subject: SubjectRecord, **values: Any) -> EventRecord:
+        values["subject_pk"] = self.subject_pk(subject)
         result = self.connection.execute(event_instance.insert().values(**values))
         assert result.inserted_primary_key is not None
         row = self.connection.execute(
@@ -357,22 +384,23 @@ class CaptureRepository:
     def form_by_pk(self, form_pk: int) -> FormRecord:
         return _form(_FORM_BY_PK.one(self.connection, {"form_pk": form_pk}))
 
-    def forms(self, subject_pk: int) -> list[FormRecord]:
+    def forms(self, subject: SubjectRecord) -> list[FormRecord]:
         query = (
             sa.select(form_instance)
-            .where(form_instance.c.subject_pk == subject_pk)
+            .where(form_instance.c.subject_pk == self.subject_pk(subject))
             .order_by(form_instance.c.id)
         )
         return [_form(row) for row in self.connection.execute(query)]
 
-    def form_versions(self, subject_pk: int) -> tuple[tuple[int, int], ...]:
+    def form_versions(self, subject: SubjectRecord) -> tuple[tuple[int, int], ...]:
         """(id, version) of each of the subject's forms: every change of a form's values or
         state bumps its version, and a new form adds a pair, so two equal answers mean the
         subject's data did not change in between."""
-        rows = _FORM_VERSIONS.all(self.connection, {"subject_pk": subject_pk})
+        rows = _FORM_VERSIONS.all(self.connection, {"subject_pk": self.subject_pk(subject)})
         return tuple((int(row.id), int(row.version)) for row in rows)
 
-    def add_form(self, **values: Any) -> FormRecord:
+    def add_form(self, subject: SubjectRecord, **values: Any) -> FormRecord:
+        values["subject_pk"] = self.subject_pk(subject)
         result = self.connection.execute(form_instance.insert().values(**values))
         assert result.inserted_primary_key is not None
         return self.form_by_pk(int(result.inserted_primary_key[0]))
@@ -387,7 +415,7 @@ class CaptureRepository:
         return _UPDATE_FORM.run(self.connection, params) == 1
 
     def saved_forms(
-        self, subject_pk: int, forms: Iterable[str]
+        self, subject: SubjectRecord, forms: Iterable[str]
     ) -> list[tuple[str, int, str, str, dict[str, str]]]:
         """(event, instance, form, status, values outside repeating groups) of each saved
         instance of ``forms``, read in one statement, so that the forms and their values are
@@ -410,7 +438,7 @@ class CaptureRepository:
                 ),
             )
             .where(
-                form_instance.c.subject_pk == subject_pk,
+                form_instance.c.subject_pk == self.subject_pk(subject),
                 form_instance.c.form.in_(sorted(set(forms))),
             )
             .order_by(form_instance.c.id)
@@ -427,9 +455,9 @@ class CaptureRepository:
         rows = _VALUES.all(self.connection, {"form_pk": form_pk})
         return {(row[0], row[1]): row[2] for row in rows}
 
-    def subject_values(self, subject_pk: int) -> list[ValueRow]:
+    def subject_values(self, subject: SubjectRecord) -> list[ValueRow]:
         """Every stored value of the subject, in schedule order (target date, then id)."""
-        rows = _SUBJECT_VALUES.all(self.connection, {"subject_pk": subject_pk})
+        rows = _SUBJECT_VALUES.all(self.connection, {"subject_pk": self.subject_pk(subject)})
         return [ValueRow(*row) for row in rows]
 
     def write_values(
@@ -476,17 +504,18 @@ class CaptureRepository:
             _DELETE_VALUE.run(self.connection, gone)
 
     # derived values
-    def derived(self, subject_pk: int) -> dict[str, str]:
-        rows = _DERIVED.all(self.connection, {"subject_pk": subject_pk})
+    def derived(self, subject: SubjectRecord) -> dict[str, str]:
+        rows = _DERIVED.all(self.connection, {"subject_pk": self.subject_pk(subject)})
         return {row[0]: row[1] for row in rows}
 
     def update_derived(
         self,
-        subject_pk: int,
+        subject: SubjectRecord,
         before: Mapping[str, str],
         after: Mapping[str, tuple[str, float | None]],
     ) -> None:
         """Write only what changed from ``before`` (as :meth:`derived` read it) to ``after``."""
+        subject_pk = self.subject_pk(subject)
         key = {"where_subject": subject_pk}
         changed = [
             {**key, "where_name": name, "value_text": text, "value_num": number}
@@ -507,13 +536,14 @@ class CaptureRepository:
             _DELETE_DERIVED.run(self.connection, gone)
 
     # subject status
-    def add_status(self, subject_pk: int, **values: Any) -> None:
+    def add_status(self, record: SubjectRecord, **values: Any) -> None:
+        subject_pk = self.subject_pk(record)
         self.connection.execute(subject_status.insert().values(subject_pk=subject_pk, **values))
         self.connection.execute(
             subject.update().where(subject.c.id == subject_pk).values(status=values["status"])
         )
 
-    def status_history(self, subject_pk: int) -> list[dict[str, Any]]:
+    def status_history(self, subject: SubjectRecord) -> list[dict[str, Any]]:
         query = (
             sa.select(
                 subject_status.c.status,
@@ -522,77 +552,19 @@ class CaptureRepository:
                 subject_status.c.recorded_at,
                 subject_status.c.recorded_by,
             )
-            .where(subject_status.c.subject_pk == subject_pk)
+            .where(subject_status.c.subject_pk == self.subject_pk(subject))
             .order_by(subject_status.c.id)
         )
         return [dict(row._mapping) for row in self.connection.execute(query)]
 
-    def subject_row(self, subject_pk: int) -> Any:
-        return self.connection.execute(sa.select(subject).where(subject.c.id == subject_pk)).one()
+    def subject_row(self, record: SubjectRecord) -> Any:
+        """The subject's row as it is now in this transaction (status, anchor date)."""
+        query = sa.select(subject).where(subject.c.id == self.subject_pk(record))
+        return self.connection.execute(query).one()
 
-    def set_anchor(self, subject_pk: int, anchor: date | None) -> None:
+    def set_anchor(self, record: SubjectRecord, anchor: date | None) -> None:
         self.connection.execute(
-            subject.update().where(subject.c.id == subject_pk).values(anchor_date=anchor)
+            subject.update()
+            .where(subject.c.id == self.subject_pk(record))
+            .values(anchor_date=anchor)
         )
-
-
-# --------------------------------------------------------------------------- worklists
-
-
-@dataclass(frozen=True, slots=True)
-class WorklistEntry:
-    """A form instance waiting for source-data verification."""
-
-    site: str
-    subject_id: str
-    event: str
-    instance: int
-    form: str
-    version: int
-    updated_at: datetime
-    updated_by: str
-
-
-class VerificationRepository:
-    """Forms of one study awaiting verification, at the sites where the principal may
-    verify."""
-
-    def __init__(self, connection: Connection, principal: Principal) -> None:
-        self.connection = connection
-        self.principal = principal
-
-    def awaiting(
-        self, study: str, site: str | None, *, limit: int, offset: int
-    ) -> list[WorklistEntry]:
-        """Complete (or signed) forms neither verified nor locked, by site and subject."""
-        scope = site_scope(self.principal, study, Action.DATA_VERIFY)
-        query = (
-            sa.select(
-                subject.c.site,
-                subject.c.subject_id,
-                event_instance.c.event,
-                event_instance.c.instance,
-                form_instance.c.form,
-                form_instance.c.version,
-                form_instance.c.updated_at,
-                form_instance.c.updated_by,
-            )
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .join(subject, subject.c.id == form_instance.c.subject_pk)
-            .where(
-                subject.c.study == study,
-                form_instance.c.status == "complete",
-                form_instance.c.verified_at.is_(None),
-                form_instance.c.locked_at.is_(None),
-            )
-        )
-        if not scope.every_site:
-            query = query.where(subject.c.site.in_(sorted(scope.sites)))
-        if site is not None:
-            query = query.where(subject.c.site == site)
-        query = (
-            query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        return [WorklistEntry(*row) for row in self.connection.execute(query)]

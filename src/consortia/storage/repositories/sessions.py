@@ -58,6 +58,7 @@ class SessionRepository:
             statement = statement.where(web_session.c.id_hash != keep)
         return int(self.connection.execute(statement).rowcount)
 
-    def remove_idle(self, *, before: datetime) -> None:
-        """Forget sessions last used before ``before``."""
-        self.connection.execute(web_session.delete().where(web_session.c.last_seen_at < before))
+    def remove_idle(self, *, before: datetime) -> int:
+        """End sessions last used before ``before``; how many ended."""
+        statement = web_session.delete().where(web_session.c.last_seen_at < before)
+        return int(self.connection.execute(statement).rowcount)

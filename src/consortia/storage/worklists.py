@@ -1,0 +1,78 @@
+"""Worklists over captured data: forms of a study awaiting source-data verification, at
+the sites where the principal may verify (:mod:`consortia.storage.capture` re-exports them).
+
+Repositories run inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from consortia.auth.policy import Action, site_scope
+from consortia.auth.principal import Principal
+from consortia.storage.tables import event_instance, form_instance, subject
+
+__all__ = ["VerificationRepository", "WorklistEntry"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistEntry:
+    """A form instance waiting for source-data verification."""
+
+    site: str
+    subject_id: str
+    event: str
+    instance: int
+    form: str
+    version: int
+    updated_at: datetime
+    updated_by: str
+
+
+class VerificationRepository:
+    """Forms of one study awaiting verification, at the sites where the principal may
+    verify."""
+
+    def __init__(self, connection: Connection, principal: Principal) -> None:
+        self.connection = connection
+        self.principal = principal
+
+    def awaiting(
+        self, study: str, site: str | None, *, limit: int, offset: int
+    ) -> list[WorklistEntry]:
+        """Complete (or signed) forms neither verified nor locked, by site and subject."""
+        scope = site_scope(self.principal, study, Action.DATA_VERIFY)
+        query = (
+            sa.select(
+                subject.c.site,
+                subject.c.subject_id,
+                event_instance.c.event,
+                event_instance.c.instance,
+                form_instance.c.form,
+                form_instance.c.version,
+                form_instance.c.updated_at,
+                form_instance.c.updated_by,
+            )
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .join(subject, subject.c.id == form_instance.c.subject_pk)
+            .where(
+                subject.c.study == study,
+                form_instance.c.status == "complete",
+                form_instance.c.verified_at.is_(None),
+                form_instance.c.locked_at.is_(None),
+            )
+        )
+        if not scope.every_site:
+            query = query.where(subject.c.site.in_(sorted(scope.sites)))
+        if site is not None:
+            query = query.where(subject.c.site == site)
+        query = (
+            query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [WorklistEntry(*row) for row in self.connection.execute(query)]
