@@ -313,3 +313,8 @@ def offers_accept(
             engine, cli_operator(Role.STUDY_ADMIN), offer_id, node_admin.node_trust(node), node.hub
         )
     typer.echo(f"accepted {offer.study} v{offer.label} (sha256 {offer.sha256[:16]}...)")
+    tables = hub_studies.offer_tables(offer)
+    if tables:
+        typer.echo(
+            f"declared table(s) {', '.join(tables)} (edc: {offer.study}) for the hub's analyses"
+        )
