@@ -299,16 +299,13 @@ def _build(report: DemoReport, processes: Processes, subjects: int, seed: int, e
     _publish(hub, "glucose-iso15197", {"SG01": "sgh"}, echo)
     _accept_pending(sgh, echo)
     echo(f"3. Synthetic subjects entered through each hospital's API ({subjects} per study)")
-    work = [
-        (sgh, "cart-lbcl", ["CART-LBCL", "GLUCOSE-ISO15197"]),
-        (shh, "cart-lbcl", ["CART-LBCL"]),
-    ]
-    people = {node.name: people(node, studies) for node, _, studies in work}
+    studies_at = {"sgh": ["CART-LBCL", "GLUCOSE-ISO15197"], "shh": ["CART-LBCL"]}
+    staff = {node.name: people(node, studies_at[node.name]) for node in (sgh, shh)}
     jobs = [(sgh, "cart-lbcl", 0), (shh, "cart-lbcl", 1), (sgh, "glucose-iso15197", 2)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
             (node.name, STUDIES[template]): pool.submit(
-                enter_site, node, template, subjects, seed + offset, people[node.name]
+                enter_site, node, template, subjects, seed + offset, staff[node.name]
             )
             for node, template, offset in jobs
         }
