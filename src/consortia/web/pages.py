@@ -76,7 +76,7 @@ MAX_FORM_BYTES = 16 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
