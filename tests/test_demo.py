@@ -1,60 +1,148 @@
+"""``consortia demo``: a hub and two hospitals as real processes on loopback.
+
+The demo is run as a user runs it (``python -m consortia demo``): with ``--no-serve`` it
+builds the consortium, enters the subjects through each hospital's API, runs the plans'
+analyses from the hub, and stops every process it started; served, Ctrl-C stops them.
+Either way no process it started is left (each one's command line names the demo's
+folder, so ``/proc`` shows any that is).
+"""
+
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from consortia.demo import run_demo
-from consortia.storage.audit import iter_events, verify_trail
+from consortia.demo import MARKER, DemoError, _fresh_folder
+from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
+from consortia.storage.tables import data_query, form_instance, hub_analysis, subject
+from processes import READ_SECONDS, START_SECONDS, read_line, started
+
+pytestmark = pytest.mark.slow
+SUBJECTS = 20
 
 
-def test_the_demo_runs_every_planned_analysis_exactly_and_audits_each_run(tmp_path: Path) -> None:
-    lines: list[str] = []
-    results = run_demo(tmp_path, subjects_per_site=60, seed=5, echo=lines.append)
-    kinds = [result.kind for result in results]
-    assert kinds == ["kaplan_meier", "kaplan_meier", "cox", "proportion", "glm"]
-    assert all(result.exact and result.complete for result in results)
-    assert all(list(result.n_by_node.values()) == [60, 60] for result in results)
-    for name in ("study.yaml", "study-odm.xml", "redcap-dictionary.csv", "pfs_km.png"):
-        assert (tmp_path / name).stat().st_size > 0
-    header = (tmp_path / "sg_node" / "cart_efficacy.csv").read_text().splitlines()[0]
-    assert "initials" not in header
-    assert "birth_date" not in header
-    engine = make_engine(f"sqlite:///{tmp_path / 'consortia.db'}")
-    with engine.connect() as connection:
-        assert verify_trail(connection).ok
-        runs = [event.entity_id for event in iter_events(connection)]
-        assert connection.execute(sa.text("select count(*) from audit_event")).scalar() == 5
-    engine.dispose()
-    assert runs == ["pfs_km", "os_km", "pfs_cox", "cr_day28", "cr_day28_by_arm"]
-    assert any("audit trail intact: 5 events" in line for line in lines)
+def _left_running(folder: Path) -> list[str]:
+    """Processes whose command line names ``folder`` (the demo's servers do)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in command:
+            found.append(f"{entry.name}: {command}")
+    return found
 
 
-def test_each_demo_node_holds_its_imported_records_and_exports_them_without_identifiers(
-    tmp_path: Path,
-) -> None:
-    import pyarrow.parquet as pq
-
-    from consortia.storage.tables import item_value, subject
-
-    run_demo(tmp_path, subjects_per_site=20, seed=9, echo=lambda _: None)
-    for node in ("sg_node", "sh_node"):
-        engine = make_engine(f"sqlite:///{tmp_path / node / 'node.db'}")
+def _count(url: str, query: sa.Select[tuple[int]]) -> int:
+    engine = make_engine(url)
+    try:
         with engine.connect() as connection:
             assert verify_trail(connection).ok
-            subjects = connection.execute(sa.select(sa.func.count()).select_from(subject))
-            assert subjects.scalar() == 20
-            numbers = {
-                row[0]
-                for row in connection.execute(
-                    sa.select(item_value.c.value_text).where(item_value.c.item == "hospital_number")
-                )
-            }
+            return int(connection.execute(query).scalar_one())
+    finally:
         engine.dispose()
-        assert len(numbers) == 20
-        demographics = pq.read_table(tmp_path / node / "export" / "demographics.parquet")
-        assert demographics.num_rows == 20
-        assert "hospital_number" not in demographics.column_names
-        values = pq.read_table(tmp_path / node / "export" / "values.parquet").to_pydict()
-        assert not numbers & set(values["value"])
+
+
+def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIA_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consortia",
+            "demo",
+            "--no-serve",
+            "--folder",
+            str(folder),
+            "--subjects",
+            str(SUBJECTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=START_SECONDS * 3,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    both = f"complete, sgh n={SUBJECTS}, shh n={SUBJECTS}"
+    assert f"CART-LBCL pfs_km (kaplan_meier): {both}" in out
+    assert f"CART-LBCL os_km (kaplan_meier): {both}" in out
+    assert "shh joined by invitation (pull)" in out
+    for login in ("admin@hub.demo", "coordinator@sgh.demo", "investigator@shh.demo"):
+        assert login in out
+    assert _left_running(folder) == []
+
+    # the hub kept both analyses, each answered by the pushed and the polling member
+    hub = f"sqlite:///{folder / 'hub' / 'consortia.db'}"
+    engine = make_engine(hub)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(hub_analysis.c.plan, hub_analysis.c.status, hub_analysis.c.result)
+            ).all()
+    finally:
+        engine.dispose()
+    done_plans = {row.plan: row for row in rows if row.status == "done"}
+    assert {"pfs_km", "os_km"} <= set(done_plans)
+    result = done_plans["pfs_km"].result
+    result = json.loads(result) if isinstance(result, str) else result
+    assert {n["name"]: n["n"] for n in result["nodes"]} == {"sgh": SUBJECTS, "shh": SUBJECTS}
+    assert result["complete"] is True
+
+    # each hospital's subjects were entered through its API, and signed there
+    for node in ("sgh", "shh"):
+        url = f"sqlite:///{folder / node / 'consortia.db'}"
+        subjects = sa.select(sa.func.count()).select_from(subject)
+        assert _count(url, subjects.where(subject.c.study == "CART-LBCL")) == SUBJECTS
+        signed = sa.select(sa.func.count()).where(form_instance.c.signed_by.is_not(None))
+        assert _count(url, signed) >= 1
+        assert _count(url, sa.select(sa.func.count()).select_from(data_query)) >= 1
+    assert not list(folder.glob(".*-password"))  # the password files are gone
+
+
+def test_ctrl_c_stops_the_served_demo_and_every_process(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIA_")}
+    command = [sys.executable, "-u", "-m", "consortia", "demo", "--folder", str(folder)]
+    with started(
+        [*command, "--subjects", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+        env=env,
+    ) as demo:  # fmt: skip
+        lines = []
+        while not lines or "Serving until Ctrl-C" not in lines[-1]:
+            lines.append(read_line(demo, demo.stdout, what="the demo to serve").decode())
+        servers = [line for line in _left_running(folder) if " serve --config " in line]
+        assert len(servers) == 3  # the hub and two hospitals
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(READ_SECONDS) == 0
+    assert _left_running(folder) == []
+
+
+def test_a_second_run_rebuilds_the_demos_folder_and_never_deletes_another(
+    tmp_path: Path,
+) -> None:
+    demo = tmp_path / "demo"
+    _fresh_folder(demo)
+    (demo / "hub").mkdir()
+    (demo / "hub" / "consortia.db").write_text("an earlier run")
+    _fresh_folder(demo)
+    assert sorted(p.name for p in demo.iterdir()) == [MARKER]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(DemoError, match="holds files the demo did not make"):
+        _fresh_folder(other)
+    assert (other / "notes.txt").read_text() == "keep me"

@@ -251,19 +251,22 @@ def study_synthesize(
 
 @app.command("demo")
 def demo(
-    folder: Annotated[Path, typer.Option(help="Where the demo writes its files.")] = Path(
+    folder: Annotated[Path, typer.Option(help="Where the demo builds its nodes.")] = Path(
         "consortia-demo"
     ),
-    subjects: Annotated[int, typer.Option(help="Synthetic subjects per hospital.")] = 120,
+    subjects: Annotated[int, typer.Option(help="Synthetic subjects per site and study.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 2026,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after the analyses.")
+    ] = True,
 ) -> None:
-    """A CAR-T study run by two hospitals: synthetic data, federated analyses, audit trail."""
+    """A consortium on loopback: a hub and two hospitals as processes, data entered, analyses."""
     from consortia import __version__
     from consortia.demo import run_demo
 
     typer.echo(f"Consortia {__version__} demo")
     try:
-        run_demo(folder, subjects_per_site=subjects, seed=seed, echo=typer.echo)
+        run_demo(folder, subjects_per_site=subjects, seed=seed, serve=serve, echo=typer.echo)
     except ConsortiaError as error:
         raise fail(error) from None
 

@@ -2,7 +2,7 @@
 
 At a hub (a node whose ``[node]`` section says ``role = "hub"``):
 
-* ``consortia hub invite NAME`` prints a one-time invitation (it expires);
+* ``consortia hub invite NAME...`` prints a one-time invitation for each (they expire);
 * ``consortia hub members`` lists the consortium; ``consortia hub remove NAME`` revokes a
   member's key;
 * ``consortia hub publish STUDY.yaml --site SG01=MEMBER ...`` signs the study version
@@ -83,24 +83,28 @@ def _rows(rows: list[list[str]]) -> str:
 
 @hub_app.command("invite")
 def invite(
-    name: Annotated[str, typer.Argument(help="The member's node name (e.g. sgh).")],
+    names: Annotated[
+        list[str], typer.Argument(help="The members' node names (e.g. sgh shh), one or more.")
+    ],
     config: ConfigOption = None,
     hours: Annotated[
         float, typer.Option(help="Hours until the invitation expires (at most 720).")
     ] = DEFAULT_INVITATION_HOURS,
 ) -> None:
-    """Print a one-time invitation for NAME: give it to the hospital's administrator, who
-    runs `consortia init DIR --join INVITATION`."""
+    """Print a one-time invitation for each NAME, one a line: give each to its hospital's
+    administrator, who runs `consortia init DIR --join INVITATION`."""
     with reporting(), _hub(config) as hub:
-        invitation, record = hub_service.create_invitation(
-            hub.engine, cli_operator(), hub.identity, name, hours=hours
-        )
-    typer.echo(invitation.encode())
-    typer.echo(
-        f"invitation {record.id} for {name}: one use, expires {record.expires_at:%Y-%m-%d %H:%M} "
-        f"UTC; hub key fingerprint {hub.identity.fingerprint}",
-        err=True,
-    )
+        for name in names:
+            invitation, record = hub_service.create_invitation(
+                hub.engine, cli_operator(), hub.identity, name, hours=hours
+            )
+            typer.echo(invitation.encode())
+            typer.echo(
+                f"invitation {record.id} for {name}: one use, expires "
+                f"{record.expires_at:%Y-%m-%d %H:%M} UTC; hub key fingerprint "
+                f"{hub.identity.fingerprint}",
+                err=True,
+            )
 
 
 @hub_app.command("members")
@@ -313,3 +317,8 @@ def offers_accept(
             engine, cli_operator(Role.STUDY_ADMIN), offer_id, node_admin.node_trust(node), node.hub
         )
     typer.echo(f"accepted {offer.study} v{offer.label} (sha256 {offer.sha256[:16]}...)")
+    tables = hub_studies.offer_tables(offer)
+    if tables:
+        typer.echo(
+            f"declared table(s) {', '.join(tables)} (edc: {offer.study}) for the hub's analyses"
+        )

@@ -10,15 +10,19 @@ It writes, in ``DIR``:
 * the first user, a ``node_admin`` at every study and site.
 
 It refuses to touch a directory that already holds a node, checks the administrator's
-password before writing anything, and removes what it wrote if a later step fails.
+password before writing anything, and removes what it wrote (and the folders it made) if a
+later step fails. A node joining a hub checks the hub's key first, builds itself, and
+registers at the hub last: a node that could not be built is never a member.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +40,7 @@ from consortia.services.common import normalise_email
 from consortia.services.database import current_revision, migrate
 from consortia.services.node_admin import (
     create_node_key,
+    hub_of_invitation,
     join_consortium,
     key_fingerprint,
     new_node_key,
@@ -122,6 +127,15 @@ def node_config_text(
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _Joining:
+    """A member's registration at its hub, made once the node is built."""
+
+    invitation: str
+    member: dict[str, str]
+    hub_key: str
+
+
 def _consortium(
     key: Ed25519PrivateKey,
     *,
@@ -134,20 +148,20 @@ def _consortium(
     country: str,
     transport: str,
     accept_studies: str,
-) -> dict[str, str] | None:
-    """The consortium part of a new node's config: a hub's, or a member's after it joined
-    its hub over HTTP (the hub's key pinned once its fingerprint matches the invitation's)."""
+) -> tuple[dict[str, str] | None, _Joining | None]:
+    """The consortium part of a new node's config: a hub's, or a member's whose hub showed
+    the invitation's key (pinned); the member's registration is made by the caller, last."""
     if hub and join is not None:
         raise ConfigurationError("--hub and --join: a node is a hub or joins one, not both")
     if hub:
         if not name or not name.strip():
             raise ConfigurationError('--hub needs --name "the consortium\'s name"')
         typer.echo(f"hub key fingerprint {key_fingerprint(key)}")
-        return {"role": "hub", "consortium": name.strip()}
+        return {"role": "hub", "consortium": name.strip()}, None
     if name is not None:
         raise ConfigurationError("--name names a hub's consortium: add --hub")
     if join is None:
-        return None
+        return None, None
     if transport not in ("push", "pull"):
         raise ConfigurationError(f"--transport {transport}: use push or pull")
     if accept_studies not in ("manual", "auto"):
@@ -162,7 +176,22 @@ def _consortium(
         "transport": transport,
         "software_version": __version__,
     }
-    answer = join_consortium(join, key, member)
+    hub_name, hub_url, hub_key = hub_of_invitation(join)
+    consortium = {
+        "hub": hub_name,
+        "hub_url": hub_url,
+        "hub_key": hub_key,
+        "transport": transport,
+        "accept_studies": accept_studies,
+    }
+    return consortium, _Joining(join, member, hub_key)
+
+
+def _register(joining: _Joining, key: Ed25519PrivateKey) -> None:
+    """Register the built node at its hub: the last step of ``init --join``."""
+    answer = join_consortium(joining.invitation, key, joining.member)
+    if answer.public_key != joining.hub_key:  # the fingerprint matched; so must the key
+        raise ConfigurationError("the hub answered with another key than the one it showed")
     typer.echo(
         f"joined hub {answer.hub} at {answer.url}: its key fingerprint {answer.fingerprint} "
         "matches the invitation's and is pinned"
@@ -171,13 +200,6 @@ def _consortium(
         f"this node's key fingerprint {answer.member_fingerprint} (the hub lists it in "
         "`consortia hub members`)"
     )
-    return {
-        "hub": answer.hub,
-        "hub_url": answer.url,
-        "hub_key": answer.public_key,
-        "transport": transport,
-        "accept_studies": accept_studies,
-    }
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -259,7 +281,7 @@ def init_node(
         password = read_password(admin_password_file, prompt="Administrator password")
         check_password(password, email=email)
         key = new_node_key()
-        consortium = _consortium(
+        consortium, joining = _consortium(
             key,
             hub=hub,
             name=name,
@@ -271,6 +293,7 @@ def init_node(
             transport=transport,
             accept_studies=accept_studies,
         )
+        made = [d for d in (directory, *directory.parents) if not d.exists()]
         try:
             _create_node(
                 directory,
@@ -290,9 +313,14 @@ def init_node(
                 say=typer.echo,
                 key=key,
             )
+            if joining is not None:
+                _register(joining, key)
         except BaseException:
             for path in reversed(created):
                 path.unlink(missing_ok=True)
+            for folder in made:  # the folders it made, deepest first, if left empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
     typer.echo(
         f"node ready in {directory}; start it with: consortia serve --config "
@@ -324,7 +352,9 @@ def _create_node(
     if sqlite:
         # patient data: readable by the node's account only (SQLite's -wal/-shm follow)
         _write_private(directory / SQLITE_FILE_NAME, "")
-        created.extend(directory / (SQLITE_FILE_NAME + s) for s in ("", "-wal", "-shm"))
+        created.extend(
+            directory / (SQLITE_FILE_NAME + s) for s in ("", "-wal", "-shm", "-writer.lock")
+        )
     with open_engine(settings) as engine:
         if current_revision(engine) is not None:
             migrate(engine)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -66,13 +66,16 @@ from consortia.federation.tables import ColumnType, Table, empty_column
 from consortia.storage.capture import StudyVersionRepository
 from consortia.storage.db import READ_ONLY
 from consortia.storage.edc_reads import EdcReads
+from consortia.storage.hub import StudyOfferRepository
 
 __all__ = [
     "EdcColumn",
     "EdcTableSource",
     "EdcTableSpec",
     "NodeTables",
+    "accepted_study_tables",
     "edc_columns",
+    "plan_tables",
     "read_edc_table",
 ]
 
@@ -347,35 +350,106 @@ class EdcTableSource:
         return connection
 
 
+def plan_tables(study: Study) -> dict[str, EdcTableSpec]:
+    """The EDC tables a study's analysis plan reads: each table its plan names, built from
+    the study's captured data at this node (``edc: STUDY``).
+
+    >>> from consortia.domain.templates import load_template
+    >>> plan_tables(load_template("cart-lbcl"))
+    {'cart_efficacy': EdcTableSpec(edc='CART-LBCL', sites=None, statuses=None, identifiers=[])}
+    """
+    return {
+        analysis.table: EdcTableSpec(edc=study.study.id)
+        for analysis in study.analysis_plan.values()
+    }
+
+
+def accepted_study_tables(connection: Connection) -> dict[str, EdcTableSpec]:
+    """The tables this node declared by accepting its hub's study versions: the tables of
+    each accepted study's plan (:func:`plan_tables`, of the study's current version)."""
+    studies = {o.study for o in StudyOfferRepository(connection).list() if o.status == "accepted"}
+    declared: dict[str, EdcTableSpec] = {}
+    versions = StudyVersionRepository(connection)
+    for study_id in sorted(studies):
+        record = versions.current(study_id)
+        if record is None:
+            continue
+        study = _parse_study(record.sha256, record.source, f"{study_id} v{record.version}")
+        for name, spec in plan_tables(study).items():
+            declared.setdefault(name, spec)
+    return declared
+
+
 class NodeTables(Mapping[str, Table]):
     """A node's tables: file tables loaded once, EDC tables current at every lookup.
 
     :class:`~consortia.federation.node.NodeRunner` looks a table up once per analysis
     session, so each new analysis sees the data as captured now, and a session's rounds
-    all use the table it started with.
+    all use the table it started with. ``declared`` (with ``engine``) gives the tables
+    declared in the node database, read at every lookup: those of the study versions
+    accepted from the node's hub (:func:`accepted_study_tables`); a table of the same
+    name in the node's config comes first.
     """
 
     def __init__(
-        self, files: Mapping[str, Table], sources: Mapping[str, EdcTableSource] | None = None
+        self,
+        files: Mapping[str, Table],
+        sources: Mapping[str, EdcTableSource] | None = None,
+        *,
+        engine: Engine | None = None,
+        declared: Callable[[Connection], Mapping[str, EdcTableSpec]] | None = None,
+        identifiers: Iterable[str] = (),
     ) -> None:
         self.files = dict(files)
         self.sources = dict(sources or {})
         clash = set(self.files) & set(self.sources)
         if clash:
             raise ConfigurationError(f"tables declared twice: {sorted(clash)}")
+        self.engine = engine
+        self.declared = declared if engine is not None else None
+        self.identifiers = frozenset(identifiers)
+        self._declared_sources: dict[tuple[str, str], EdcTableSource] = {}
+        self._lock = threading.Lock()
+
+    def _declared_specs(self) -> Mapping[str, EdcTableSpec]:
+        if self.declared is None or self.engine is None:
+            return {}
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+            specs = self.declared(connection)
+        return {n: s for n, s in specs.items() if n not in self.files and n not in self.sources}
+
+    def _declared_source(self, name: str) -> EdcTableSource | None:
+        spec = self._declared_specs().get(name)
+        if spec is None or self.engine is None:
+            return None
+        with self._lock:  # one source per declaration, so its table stays cached
+            key = (name, spec.model_dump_json())
+            source = self._declared_sources.get(key)
+            if source is None:
+                source = EdcTableSource(self.engine, name, spec, identifiers=self.identifiers)
+                self._declared_sources[key] = source
+        return source
 
     def __getitem__(self, name: str) -> Table:
         source = self.sources.get(name)
         if source is not None:
             return source.table()
-        return self.files[name]
+        if name in self.files:
+            return self.files[name]
+        declared = self._declared_source(name)
+        if declared is None:
+            raise KeyError(name)
+        return declared.table()
 
     def __contains__(self, name: object) -> bool:
-        return name in self.files or name in self.sources
+        if name in self.files or name in self.sources:
+            return True
+        return isinstance(name, str) and name in self._declared_specs()
 
     def __iter__(self) -> Iterator[str]:
         yield from self.files
         yield from self.sources
+        yield from self._declared_specs()
 
     def __len__(self) -> int:
-        return len(self.files) + len(self.sources)
+        return len(self.files) + len(self.sources) + len(self._declared_specs())

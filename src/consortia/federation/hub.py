@@ -73,6 +73,7 @@ __all__ = [
     "deliver_study",
     "fingerprint",
     "join_hub",
+    "pinned_hub_key",
     "stored_message_verifier",
     "study_message",
     "verify_study_message",
@@ -362,6 +363,37 @@ class JoinAnswer:
     member_fingerprint: str
 
 
+async def _shown_key(http: httpx.AsyncClient, invitation: Invitation) -> str:
+    """The key the server at the invitation's URL shows, refused unless it has the
+    invitation's fingerprint."""
+    identity = await http.get(invitation.url.rstrip("/") + "/federation/v1/identity")
+    shown = str(identity.json().get("public_key", ""))
+    if fingerprint(shown) != invitation.fingerprint:
+        raise FederationError(
+            f"the server at {invitation.url} shows a key with fingerprint "
+            f"{fingerprint(shown)}, not the invitation's {invitation.fingerprint}: "
+            "refusing to join it"
+        )
+    return shown
+
+
+async def pinned_hub_key(invitation: Invitation, *, client: httpx.AsyncClient | None = None) -> str:
+    """The hub's public key, as its identity endpoint shows it, once its fingerprint is
+    the invitation's. Nothing is sent to the hub: a node checks its hub before it builds
+    anything, and joins (:func:`join_hub`) only once the rest is in place."""
+    own = client is None
+    http = client or httpx.AsyncClient(timeout=60.0)
+    try:
+        return await _shown_key(http, invitation)
+    except httpx.HTTPError as exc:
+        raise FederationError(f"cannot reach the hub at {invitation.url} ({exc!r})") from None
+    except (ValueError, AttributeError, binascii.Error):
+        raise FederationError(f"{invitation.url} does not answer as a Consortia hub") from None
+    finally:
+        if own:
+            await http.aclose()
+
+
 async def join_hub(
     invitation: Invitation,
     key: Ed25519PrivateKey,
@@ -385,16 +417,9 @@ async def join_hub(
     try:
         # the hub's key is checked before the secret is sent: a server at the invitation's
         # URL that does not show the invitation's key is not told the secret
-        identity = await http.get(base + "/federation/v1/identity")
-        shown = str(identity.json().get("public_key", ""))
-        if fingerprint(shown) != invitation.fingerprint:
-            raise FederationError(
-                f"the server at {invitation.url} shows a key with fingerprint "
-                f"{fingerprint(shown)}, not the invitation's {invitation.fingerprint}: "
-                "refusing to join it"
-            )
+        await _shown_key(http, invitation)
         response = await http.post(
-            invitation.url.rstrip("/") + JOIN_PATH,
+            base + JOIN_PATH,
             content=canonical_json(message),
             headers=JSON_HEADERS,
         )

@@ -68,7 +68,12 @@ from consortia.federation.audit import (
 )
 from consortia.federation.database_audit import FEDERATION_CHAIN, DatabaseAuditSink
 from consortia.federation.database_guards import DatabaseNonces, DatabaseRefusalWindows
-from consortia.federation.edc_tables import EdcTableSource, EdcTableSpec, NodeTables
+from consortia.federation.edc_tables import (
+    EdcTableSource,
+    EdcTableSpec,
+    NodeTables,
+    accepted_study_tables,
+)
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import Peer, TrustStore, load_key
@@ -354,7 +359,15 @@ def _build(
         config.name,
         load_key(config.resolve(config.key_file)),
         trust,
-        NodeTables(files, sources) if sources else files,
+        files
+        if engine is None
+        else NodeTables(
+            files,
+            sources,
+            engine=engine,
+            declared=accepted_study_tables,
+            identifiers=policy_identifiers,
+        ),
         policy=config.policy,
         audit=audit,
         approvals=DatabaseApprovals(engine) if engine is not None else None,

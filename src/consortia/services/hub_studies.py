@@ -7,7 +7,10 @@ answer is kept as a delivery (``hub.study.delivery``), on the hub's ``hub`` chai
 At a member node: a study version its hub signed is kept as an *offer*
 (``study.offer``), and becomes the study's current version only when the node's
 administrator accepts it (``study.offer.accept``), or at once when the node's policy says
-``accept_studies = "auto"``; acceptance checks the hub's signature again.
+``accept_studies = "auto"``; acceptance checks the hub's signature again. Accepting a
+version also declares the tables its analysis plan reads (``cart_efficacy``), built from
+the study's data captured at the node (:func:`~consortia.federation.edc_tables.plan_tables`),
+so the hub's plan analyses run on entered data with no edit of the node's config.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from consortia.exceptions import (
     ValidationError,
 )
 from consortia.federation import hub as hub_wire
+from consortia.federation.edc_tables import plan_tables
 from consortia.federation.hub import (
     HubIdentity,
     stored_message_verifier,
@@ -61,6 +65,7 @@ __all__ = [
     "deliver_study",
     "list_offers",
     "list_studies",
+    "offer_tables",
     "publish_study",
     "receive_offer",
     "record_delivery",
@@ -347,7 +352,12 @@ def accept_offer(
         ) from None
     if body["sha256"] != offer.sha256 or body["study"] != offer.study:
         raise PermissionDeniedError(f"study offer {offer_id!r} does not match its signed text")
-    load_definition(engine, principal, str(body["source"]), file=f"{offer.study} from {hub}")
+    source = str(body["source"])
+    tables = {
+        name: spec.model_dump(exclude_defaults=True)
+        for name, spec in plan_tables(load_study_text(source, f"{offer.study} from {hub}")).items()
+    }
+    load_definition(engine, principal, source, file=f"{offer.study} from {hub}")
     with engine.begin() as connection:
         offers = StudyOfferRepository(connection)
         if not offers.decide(offer.id, "accepted", principal.email, utc_now()):
@@ -358,8 +368,19 @@ def accept_offer(
             "study.offer.accept",
             "study_offer",
             offer.id,
-            after={"study": offer.study, "label": offer.label, "sha256": offer.sha256},
+            after={
+                "study": offer.study,
+                "label": offer.label,
+                "sha256": offer.sha256,
+                "tables": tables,
+            },
         )
         accepted = offers.get(offer.id)
     assert accepted is not None
     return accepted
+
+
+def offer_tables(offer: OfferRecord) -> list[str]:
+    """The tables accepting ``offer`` declares: those its study's analysis plan reads."""
+    body = json.loads(offer.message)["body"]
+    return sorted(plan_tables(load_study_text(str(body["source"]), offer.study)))

@@ -33,6 +33,7 @@ __all__ = [
     "JoinAnswer",
     "NodeConfig",
     "create_node_key",
+    "hub_of_invitation",
     "join_consortium",
     "key_fingerprint",
     "new_node_key",
@@ -175,6 +176,14 @@ def new_node_key() -> Ed25519PrivateKey:
 def key_fingerprint(key: Ed25519PrivateKey) -> str:
     """The fingerprint of ``key``'s public half, as the hub and its members show it."""
     return hub.fingerprint(signing.public_key_b64(key))
+
+
+def hub_of_invitation(invitation: str) -> tuple[str, str, str]:
+    """``(hub name, hub URL, hub public key)`` of ``invitation`` (its one-line text): the
+    key the hub shows, checked against the invitation's fingerprint. Nothing is sent to
+    the hub, so a node is built before it registers (:func:`join_consortium`)."""
+    decoded = hub.Invitation.decode(invitation)
+    return decoded.hub, decoded.url, asyncio.run(hub.pinned_hub_key(decoded))
 
 
 def join_consortium(
