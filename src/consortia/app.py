@@ -33,6 +33,7 @@ from consortia.asgi import BodyLimit
 from consortia.auth.hashing import PasswordWork
 from consortia.children import die_with_parent
 from consortia.config import Settings, load_settings
+from consortia.entry.static_files import static_router
 from consortia.federation.apps import MAX_MESSAGE_DEPTH, mount_node, running_node
 from consortia.federation.hub import JOIN_PATH, STUDIES_PATH, STUDY_VERSION
 from consortia.federation.hub_routes import (
@@ -56,7 +57,6 @@ from consortia.web.centre import create_centre_pages_router
 from consortia.web.hub import create_hub_pages_router
 from consortia.web.pages import create_web_router
 from consortia.web.review import create_review_router
-from consortia.web.static_files import static_router
 
 __all__ = ["SERVE_CONFIG", "SERVE_PARENT", "create_app", "freeze_start_up_objects", "served_app"]
 

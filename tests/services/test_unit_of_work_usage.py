@@ -19,7 +19,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "consortia"
 
 #: Where the check looks: the use cases and every entry point.
-SCANNED = ["services", "entry", "api", "web", "commands", "cli.py", "demo.py"]
+SCANNED = ["services", "entry", "api", "web", "commands", "cli.py", "demo"]
 
 #: The calls that open a connection or a transaction.
 OPENERS = frozenset({"begin", "begin_nested", "begin_twophase", "connect", "raw_connection"})

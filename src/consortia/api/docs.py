@@ -17,24 +17,16 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from consortia.entry.static_files import static_url
+
 __all__ = ["DOCS_CSP", "docs_router"]
 
-#: The web pages' policy: nothing but the page itself and its inline styles.
+#: The web pages' policy: nothing but the node's own stylesheet, script and fetches.
 DOCS_CSP: Final = (
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _METHODS: Final = ("get", "post", "put", "patch", "delete")
-_STYLE: Final = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
-       color: #1f2933; }
-h2 { border-bottom: 1px solid #ccd; margin-top: 2.5rem; }
-.op { border: 1px solid #dde; border-radius: 4px; margin: 1rem 0; padding: .5rem 1rem; }
-.method { font-weight: bold; text-transform: uppercase; display: inline-block; width: 4.5rem; }
-code, pre { background: #f4f5f7; padding: 0 .2rem; }
-pre { padding: .5rem; overflow-x: auto; font-size: .85rem; }
-table { border-collapse: collapse; } td, th { padding: .1rem .6rem; text-align: left; }
-"""
 
 
 def _e(value: object) -> str:
@@ -105,7 +97,8 @@ def render_docs(document: Mapping[str, Any], openapi_url: str) -> str:
     )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(info.get('title', 'API'))} API</title><style>{_STYLE}</style></head><body>"
+        f"<title>{_e(info.get('title', 'API'))} API</title>"
+        f"<link rel='stylesheet' href='{static_url('api-docs.css')}'></head><body>"
         f"<h1>{_e(info.get('title', 'API'))} API {_e(info.get('version', ''))}</h1>"
         f"<p>{_e(info.get('summary', ''))}. The OpenAPI document: "
         f"<a href='{_e(openapi_url)}'>{_e(openapi_url)}</a>. Send an API token as "

@@ -44,6 +44,7 @@ from consortia.entry.sessions import (
 )
 from consortia.entry.sessions import session_principal as session_principal_of
 from consortia.entry.signin import sign_in
+from consortia.entry.static_files import static_url
 from consortia.exceptions import (
     AuthenticationError,
     ConsortiaError,
@@ -54,7 +55,6 @@ from consortia.services import approvals, authentication
 from consortia.services.approvals import ApprovalEntry, ApprovalStatus
 from consortia.web.i18n import HTML_LANG, normalise_language, pick_language, translate
 from consortia.web.navigation import navigation_for, remember_principal
-from consortia.web.static_files import static_url
 
 __all__ = [
     "LANG_COOKIE",

@@ -20,6 +20,7 @@ __all__ = ["STATIC_FILES", "static_router", "static_url"]
 #: name -> media type; nothing else is served from /static/
 STATIC_FILES: Final = {
     "consortia.css": "text/css; charset=utf-8",
+    "api-docs.css": "text/css; charset=utf-8",
     "consortia-forms.js": "text/javascript; charset=utf-8",
 }
 
