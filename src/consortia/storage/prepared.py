@@ -232,6 +232,8 @@ class Prepared:
             return Pending(rowcount=self.run(connection, params))
         dialect = connection.dialect
         sets: Sequence[Params] = [params] if isinstance(params, Mapping) else params
+        if not sets:
+            return Pending(rowcount=0)
         plan = self._plan(dialect, sets[0])
         bound = [plan.parameters(one) for one in sets]
         cursor = self._cursor(connection)
