@@ -76,8 +76,8 @@ def statement_reads(connection: Connection) -> Connection:
     when it returns to the pool. Not for reads that write, stream (a server-side cursor
     needs a transaction) or need one snapshot on PostgreSQL.
     """
-    if connection.dialect.name == "postgresql":
-        return connection.execution_options(isolation_level="AUTOCOMMIT")
+    if connection.dialect.name == "postgresql":  # marked read-only as on SQLite, for readers
+        return connection.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
     return read_only(connection)
 
 
