@@ -147,6 +147,37 @@ def test_a_save_of_the_same_form_meanwhile_makes_this_one_stale(
     _stored_equals_recomputed(node)
 
 
+@pytest.mark.parametrize("mine", [{"ecog": 1}, {"prior_lines": 3}])
+def test_a_save_that_lost_the_race_after_its_check_is_refused_and_changes_nothing(
+    node: sa.Engine, monkeypatch: pytest.MonkeyPatch, mine: dict[str, int]
+) -> None:
+    # On PostgreSQL the check that nothing changed and the writes are separate statements:
+    # a save committed between them is caught by the form's versioned UPDATE, sent in one
+    # batch with the values (a value both add clashes on its key first), and nothing of
+    # the losing save may remain
+    eligible = {"histology": "dlbcl_nos", "disease_status": "primary_refractory"}
+    _save(node, "screening", "eligibility", 0, **eligible, prior_lines=2, eligible=True)
+
+    def winner() -> None:
+        _save(node, "screening", "eligibility", 1, **eligible, prior_lines=2, ecog=0, eligible=True)
+
+    _between_plan_and_write(monkeypatch, winner)
+    monkeypatch.setattr(data_entry, "_unchanged_since", lambda *_: True)  # the race window
+    with node.connect() as connection:
+        events_before = sum(1 for _ in iter_events(connection, chain=STUDY))
+    values = {**eligible, "prior_lines": 2, "eligible": True, **mine}
+    with pytest.raises(ConflictError, match="changed while saving"):
+        _save(node, "screening", "eligibility", 1, **values, reason="mine")
+    view = data_entry.read_form(node, COORDINATOR, STUDY, SUBJECT, "screening", "eligibility")
+    assert view.version == 2
+    assert (view.values["ecog"], view.values["prior_lines"]) == ("0", "2")  # the winner's
+    with node.connect() as connection:
+        events = list(iter_events(connection, chain=STUDY))
+    assert len(events) == events_before + 1  # the winner's save, and nothing of this one
+    assert (events[-1].action, events[-1].after["version"]) == ("form.save", 2)
+    _stored_equals_recomputed(node)  # and the chain verifies
+
+
 def test_nothing_changed_meanwhile_so_the_snapshots_plan_is_written(
     node: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

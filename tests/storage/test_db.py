@@ -354,29 +354,39 @@ def test_an_idle_postgresql_connection_the_server_dropped_is_replaced_unseen(
 def test_statement_reads_on_postgresql_send_no_begin_and_leave_the_connection_transactional(
     postgres_server_url: str,
 ) -> None:
-    from consortia.storage.db import STATEMENT_READS
+    from consortia.storage.db import statement_reads
 
     engine = make_engine(postgres_server_url, pool_size=1)
-    options = {READ_ONLY: True, STATEMENT_READS: True}
     try:
-        with engine.connect().execution_options(**options) as connection:
+        with statement_reads(engine.connect()) as connection:
             assert connection.execute(sa.text("select 1")).scalar() == 1
             driver = connection.connection.driver_connection
             assert driver is not None
+            assert driver.autocommit  # set by SQLAlchemy's isolation_level="AUTOCOMMIT"
             assert driver.info.transaction_status.name == "IDLE"
         with engine.connect() as connection:  # the same pooled connection, as usual again
+            assert not connection.connection.driver_connection.autocommit  # type: ignore[union-attr]
             connection.execute(sa.text("create temporary table t (id int)"))
             connection.execute(sa.text("insert into t values (1)"))
             connection.rollback()
             assert connection.execute(sa.text("select to_regclass('pg_temp.t')")).scalar() is None
-        # another isolation level asked for: a real transaction, as asked
-        repeatable = engine.connect().execution_options(
-            **options, isolation_level="REPEATABLE READ"
-        )
-        with repeatable as connection:
-            connection.execute(sa.text("select 1"))
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            assert driver.info.transaction_status.name == "INTRANS"
+    finally:
+        engine.dispose()
+
+
+def test_statement_reads_on_sqlite_share_one_snapshot_that_cannot_write(tmp_path: Path) -> None:
+    from consortia.storage.db import statement_reads
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'reads.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("create table t (id integer)"))
+        with statement_reads(engine.connect()) as connection:
+            assert connection.execute(sa.text("select count(*) from t")).scalar() == 0
+            with engine.begin() as writer:  # a writer meanwhile is not seen, nor waited for
+                writer.execute(sa.text("insert into t values (1)"))
+            assert connection.execute(sa.text("select count(*) from t")).scalar() == 0
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                connection.execute(sa.text("insert into t values (2)"))
     finally:
         engine.dispose()

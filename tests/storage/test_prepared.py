@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -9,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from consortia.storage.db import READ_ONLY, make_engine
-from consortia.storage.prepared import Prepared
+from consortia.storage.prepared import Prepared, pipelined
 from consortia.storage.tables import UTCDateTime
 
 metadata = sa.MetaData()
@@ -192,3 +193,60 @@ def test_a_read_alone_needs_no_transaction_and_waits_for_no_writer(engine: sa.En
     pool = engine.pool
     assert isinstance(pool, sa.pool.QueuePool)
     assert pool.checkedout() == 0  # every connection went back
+
+
+def test_statements_sent_together_give_what_each_gives_alone(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        INSERT.run(connection, ROWS)
+        alone = [tuple(row) for row in BY_STATUS.all(connection, {"status": "new"})]
+        with pipelined(connection):
+            renamed = RENAME.send_run(connection, {"where_id": 1, "name": "anna"})
+            missed = RENAME.send_run(connection, {"where_id": 99, "name": "nobody"})
+            nothing = RENAME.send_run(connection, [])
+            read = BY_STATUS.send(connection, {"status": "new"})
+            none = BY_STATUS.send(connection, {"status": "none"})
+        assert (renamed.rowcount, missed.rowcount, nothing.rowcount) == (1, 0, 0)
+        # the read sent after the update sees it, as in one transaction it must
+        assert [tuple(row) for row in read.rows()] == [
+            (alone[0][0], "anna", *alone[0][2:]),
+            alone[1],
+        ]
+        assert none.first() is None
+
+
+def test_an_error_in_statements_sent_together_is_sqlalchemy_s_and_keeps_nothing(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as connection:
+        INSERT.run(connection, ROWS[:1])
+    with (
+        pytest.raises(sa.exc.IntegrityError),
+        engine.begin() as connection,
+        pipelined(connection),
+    ):
+        RENAME.send_run(connection, {"where_id": 1, "status": "old"})
+        INSERT.send_run(connection, {**ROWS[1], "name": "ann"})  # the name is unique
+    with engine.connect() as connection:
+        assert [row.name for row in BY_STATUS.all(connection, {"status": "new"})] == ["ann"]
+
+
+@pytest.mark.postgres
+def test_statements_sent_together_cost_postgresql_one_round_trip(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("round trips are PostgreSQL's")
+    from psycopg import pq
+
+    with engine.begin() as connection:
+        INSERT.run(connection, ROWS)
+    with engine.connect() as connection, tempfile.TemporaryFile("w+") as trace:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        with pipelined(connection):
+            sent = [BY_STATUS.send(connection, {"status": status}) for status in ("new", "x")]
+        pgconn.untrace()
+        trace.seek(0)
+        round_trips = sum("\tReadyForQuery\t" in line for line in trace)
+    assert [len(one.rows()) for one in sent] == [2, 0]
+    assert round_trips == 1

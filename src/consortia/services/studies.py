@@ -33,6 +33,7 @@ __all__ = [
     "Definition",
     "StudyVersionRecord",
     "current_definition",
+    "definition_at",
     "list_versions",
     "load_definition",
     "read_definition",
@@ -62,17 +63,21 @@ def _parse(sha256: str, source: str, file: str) -> tuple[Study, StudyIndex]:
 
 def current_definition(connection: Connection, study: str) -> Definition:
     """The study's current definition; not found when none is loaded on this node."""
-    versions = StudyVersionRepository(connection)
-    key = versions.current_key(study)
+    key = StudyVersionRepository(connection).current_key(study)
     if key is None:
         raise NotFoundError(
             f"study {study} has no definition on this node; load it with "
             "`consortia study load FILE` or PUT /api/v1/studies/{study}/definition"
         )
+    return definition_at(connection, study, key)
+
+
+def definition_at(connection: Connection, study: str, key: tuple[int, str]) -> Definition:
+    """The study's definition of ``key`` ((version, sha256), as read beside other rows)."""
     version, digest = key
     parsed = _PARSED.get(digest)
     if parsed is None:  # the YAML is read and parsed once per version, not per request
-        source = versions.source(study, version)
+        source = StudyVersionRepository(connection).source(study, version)
         if len(_PARSED) >= 64:  # a node holds a few studies and versions; stay bounded
             _PARSED.clear()
         parsed = _PARSED[digest] = _parse(digest, source, f"{study} v{version}")

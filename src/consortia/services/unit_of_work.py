@@ -44,7 +44,7 @@ from consortia.auth.principal import Principal
 from consortia.exceptions import ConflictError
 from consortia.storage.audit import append_event
 from consortia.storage.capture import CaptureRepository
-from consortia.storage.db import READ_ONLY, STATEMENT_READS, read_only
+from consortia.storage.db import read_only, statement_reads
 from consortia.storage.repositories import (
     NODE_CHAIN,
     AuditRepository,
@@ -121,13 +121,10 @@ def reading(
 ) -> Iterator[UnitOfWork]:
     """A read-only unit of work: it never takes the writer lock and cannot audit a change.
 
-    ``statements``: a short read of a few statements (:data:`~consortia.storage.db.
-    STATEMENT_READS`): on PostgreSQL they run each on its own, without BEGIN and ROLLBACK.
+    ``statements``: a short read of a few statements (:func:`~consortia.storage.db.
+    statement_reads`): on PostgreSQL they run each on its own, without BEGIN and ROLLBACK.
     """
-    if statements:
-        connection = engine.connect().execution_options(**{READ_ONLY: True, STATEMENT_READS: True})
-    else:
-        connection = read_only(engine.connect())
+    connection = (statement_reads if statements else read_only)(engine.connect())
     with connection:
         transaction = connection.begin()
         try:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, event
 
 from consortia.hashchain import GENESIS, Link, canonical_json, link_hash, verify_chain
-from consortia.storage.prepared import Prepared
+from consortia.storage.prepared import Pending, Prepared
 
 metadata = sa.MetaData()
 
@@ -204,6 +204,15 @@ def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
     return 0, GENESIS
 
 
+def lock_head(connection: Connection, chain: str) -> Pending:
+    """Send the read of ``chain``'s head, locked for the rest of the transaction on
+    PostgreSQL (SQLite's write transaction holds the database's lock already); hand it to
+    :func:`append_events_at`. In a :func:`~consortia.storage.prepared.pipelined` block it
+    travels with the statements sent beside it."""
+    query = _HEAD_FOR_UPDATE if connection.dialect.name == "postgresql" else _HEAD
+    return query.send(connection, {"chain": chain})
+
+
 def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[str, Any]]) -> int:
     """Append events to ``chain`` inside the caller's transaction; return the last seq.
 
@@ -214,7 +223,17 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
     """
     if not entries:
         return _lock_head(connection, chain)[0]
-    seq, prev = _lock_head(connection, chain)
+    return append_events_at(connection, chain, lock_head(connection, chain), entries)
+
+
+def append_events_at(
+    connection: Connection, chain: str, head: Pending, entries: Sequence[Mapping[str, Any]]
+) -> int:
+    """:func:`append_events` after :func:`lock_head` sent ``head``'s read and lock: the
+    events are inserted in one statement and the head moved in another, both sent (in a
+    pipelined block, without waiting for their answers)."""
+    row = head.first()
+    seq, prev = _lock_head(connection, chain) if row is None else (int(row.seq), str(row.hash))
     now = audit_timestamp()  # one time for the events of one call (they commit together)
     rows = []
     for entry in entries:
@@ -236,8 +255,8 @@ def append_events(connection: Connection, chain: str, entries: Sequence[Mapping[
         }
         prev = row["hash"] = link_hash(prev, _stored_body(row))
         rows.append(row)
-    _INSERT_EVENT.run(connection, rows)
-    _MOVE_HEAD.run(connection, {"where_chain": chain, "seq": seq, "hash": prev})
+    _INSERT_EVENT.send_run(connection, rows)
+    _MOVE_HEAD.send_run(connection, {"where_chain": chain, "seq": seq, "hash": prev})
     return seq
 
 

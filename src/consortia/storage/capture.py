@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from consortia.auth.policy import site_scope
 from consortia.auth.principal import Principal
 from consortia.exceptions import NotFoundError
-from consortia.storage.prepared import Prepared
+from consortia.storage.prepared import Pending, Prepared
 from consortia.storage.repositories.subjects import SubjectRecord
 from consortia.storage.tables import (
     derived_value,
@@ -364,12 +364,8 @@ class CaptureRepository:
 
     def add_event(self, subject: SubjectRecord, **values: Any) -> EventRecord:
         values["subject_pk"] = self.subject_pk(subject)
-        result = self.connection.execute(event_instance.insert().values(**values))
-        assert result.inserted_primary_key is not None
-        row = self.connection.execute(
-            sa.select(event_instance).where(event_instance.c.id == result.inserted_primary_key[0])
-        ).one()
-        return _event(row)
+        insert = event_instance.insert().values(**values).returning(*event_instance.c)
+        return _event(self.connection.execute(insert).one())
 
     def update_event(self, event_pk: int, **values: Any) -> None:
         self.connection.execute(
@@ -401,9 +397,8 @@ class CaptureRepository:
 
     def add_form(self, subject: SubjectRecord, **values: Any) -> FormRecord:
         values["subject_pk"] = self.subject_pk(subject)
-        result = self.connection.execute(form_instance.insert().values(**values))
-        assert result.inserted_primary_key is not None
-        return self.form_by_pk(int(result.inserted_primary_key[0]))
+        insert = form_instance.insert().values(**values).returning(*form_instance.c)
+        return _form(self.connection.execute(insert).one())
 
     def update_form(self, form_pk: int, *, expected_version: int, **values: Any) -> bool:
         """Change a form if it is still at ``expected_version``; False if it moved on.
@@ -411,8 +406,14 @@ class CaptureRepository:
         The version test is in the UPDATE itself, so two concurrent saves of one version
         cannot both succeed on either database.
         """
+        sent = self.send_form_update(form_pk, expected_version=expected_version, **values)
+        return sent.rowcount == 1
+
+    def send_form_update(self, form_pk: int, *, expected_version: int, **values: Any) -> Pending:
+        """:meth:`update_form` sent; the rows it changed (1, or 0: the form moved on) are
+        read from the answer later (``.rowcount``), after a pipelined block."""
         params = {"where_pk": form_pk, "where_version": expected_version, **values}
-        return _UPDATE_FORM.run(self.connection, params) == 1
+        return _UPDATE_FORM.send_run(self.connection, params)
 
     def saved_forms(
         self, subject: SubjectRecord, forms: Iterable[str]
@@ -468,7 +469,7 @@ class CaptureRepository:
         existing: Iterable[tuple[str, int]],
         deletes: Iterable[tuple[str, int]],
     ) -> None:
-        """Insert new values, update changed ones, delete removed ones."""
+        """Insert new values, update changed ones, delete removed ones (all sent at once)."""
         known = set(existing)
         inserts = [
             {
@@ -482,7 +483,7 @@ class CaptureRepository:
             if k not in known
         ]
         if inserts:
-            _INSERT_VALUE.run(self.connection, inserts)
+            _INSERT_VALUE.send_run(self.connection, inserts)
         updates = [
             {
                 "where_form": form_pk,
@@ -495,13 +496,13 @@ class CaptureRepository:
             if (item, number) in known
         ]
         if updates:
-            _UPDATE_VALUE.run(self.connection, updates)
+            _UPDATE_VALUE.send_run(self.connection, updates)
         gone = [
             {"where_form": form_pk, "where_item": item, "where_number": number}
             for item, number in deletes
         ]
         if gone:
-            _DELETE_VALUE.run(self.connection, gone)
+            _DELETE_VALUE.send_run(self.connection, gone)
 
     # derived values
     def derived(self, subject: SubjectRecord) -> dict[str, str]:
@@ -529,11 +530,11 @@ class CaptureRepository:
         ]
         gone = [{**key, "where_name": name} for name in before if name not in after]
         if changed:
-            _UPDATE_DERIVED.run(self.connection, changed)
+            _UPDATE_DERIVED.send_run(self.connection, changed)
         if added:
-            _INSERT_DERIVED.run(self.connection, added)
+            _INSERT_DERIVED.send_run(self.connection, added)
         if gone:
-            _DELETE_DERIVED.run(self.connection, gone)
+            _DELETE_DERIVED.send_run(self.connection, gone)
 
     # subject status
     def add_status(self, record: SubjectRecord, **values: Any) -> None:

@@ -13,7 +13,9 @@ engine spends none it does not need: the pool keeps as many connections as the p
 has threads that use them (``pool_size``; connections beyond it are closed when returned,
 so a busy process would connect again and again), and a connection is pinged before use
 only when it has lain unused for :data:`PING_AFTER_IDLE_SECONDS` (a ping on every checkout
-is three round trips of an API save's ~27).
+is three round trips of an API save's ~27). Short reads run without a transaction
+(:func:`statement_reads`), and statements that do not wait for each other's answers are
+sent together (:func:`consortia.storage.prepared.pipelined`).
 """
 
 from __future__ import annotations
@@ -41,16 +43,8 @@ except ImportError:  # pragma: no cover - Windows
 #: Execution option for a long read (``connection.execution_options(**{READ_ONLY: True})``):
 #: on SQLite it begins a deferred transaction that never waits for, nor blocks, writers.
 READ_ONLY: Final = "consortia_read_only"
-#: Execution option for a short read of a few statements, beside :data:`READ_ONLY`: on
-#: PostgreSQL they run each on its own, without BEGIN and ROLLBACK (two round trips). Under
-#: PostgreSQL's READ COMMITTED every statement of a transaction sees a snapshot of its own
-#: anyway, so they see what they would have seen; SQLite keeps one snapshot for them all.
-#: Not for a connection that writes, streams (a server-side cursor needs a transaction) or
-#: asks for another isolation level.
-STATEMENT_READS: Final = "consortia_statement_reads"
 _HOLDS_WRITER: Final = "consortia_holds_writer"
 _READS_ONLY: Final = "consortia_reads_only"
-_AUTOCOMMIT: Final = "consortia_autocommit"
 #: A PostgreSQL connection returned to the pool longer ago than this is pinged before use
 #: (a server restarted meanwhile is found then, and the pool connects again).
 PING_AFTER_IDLE_SECONDS: Final = 5.0
@@ -69,6 +63,22 @@ def read_only(connection: Connection) -> Connection:
     if connection.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return connection.execution_options(**options)
+
+
+def statement_reads(connection: Connection) -> Connection:
+    """``connection`` for a short read of a few statements, none of which writes.
+
+    On PostgreSQL they run in autocommit (SQLAlchemy's ``isolation_level="AUTOCOMMIT"``),
+    each on its own, without the BEGIN and ROLLBACK that would cost a round trip each:
+    under READ COMMITTED every statement of a transaction sees a snapshot of its own
+    anyway, so they see what they would have seen in one. On SQLite they share one
+    snapshot (:func:`read_only`). SQLAlchemy sets the connection back to its default level
+    when it returns to the pool. Not for reads that write, stream (a server-side cursor
+    needs a transaction) or need one snapshot on PostgreSQL.
+    """
+    if connection.dialect.name == "postgresql":  # marked read-only as on SQLite, for readers
+        return connection.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
+    return read_only(connection)
 
 
 def is_sqlite(url: str) -> bool:
@@ -110,42 +120,10 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -
             parsed, echo=echo, pool_size=pool_size or DEFAULT_POOL_SIZE, max_overflow=10
         )
         _ping_when_idle(engine)
-        _statement_reads(engine)
         return engine
     raise ConfigurationError(
         f"database {backend!r} is not supported; use sqlite:///PATH or postgresql://..."
     )
-
-
-def _statement_reads(engine: Engine) -> None:
-    """:data:`STATEMENT_READS` on PostgreSQL: the driver in autocommit for the transaction."""
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        if options.get(STATEMENT_READS) and "isolation_level" not in options:
-            driver = connection.connection.driver_connection
-            if not driver.autocommit and driver.info.transaction_status.name == "IDLE":
-                driver.autocommit = True  # psycopg sends nothing for this, nor BEGIN after
-                connection.info[_AUTOCOMMIT] = True
-
-    def _on_end(connection: Any) -> None:
-        # before the driver's commit or rollback, which then find nothing to end
-        if connection.info.pop(_AUTOCOMMIT, False):
-            connection.connection.driver_connection.autocommit = False
-
-    event.listen(engine, "commit", _on_end)
-    event.listen(engine, "rollback", _on_end)
-
-    @event.listens_for(engine.pool, "checkin")
-    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
-        # a connection dropped without its rollback (garbage collected) reads no more so
-        if (
-            dbapi_connection is not None
-            and record is not None
-            and record.info.pop(_AUTOCOMMIT, False)
-        ):
-            dbapi_connection.autocommit = False
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -17,16 +17,19 @@ statements that are not a SELECT, INSERT, UPDATE or DELETE. Engine events such a
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
-__all__ = ["Prepared"]
+__all__ = ["Pending", "Prepared", "pipelined"]
+
+_PIPELINE: Final = "consortia_pipeline"
 
 Params = Mapping[str, Any]
 _Processor = Callable[[Any], Any] | None
@@ -210,6 +213,40 @@ class Prepared:
         finally:
             cursor.close()
 
+    def send(self, connection: Connection, params: Params) -> Pending:
+        """A SELECT sent now, its rows read later (:meth:`Pending.rows`): inside
+        :func:`pipelined` on PostgreSQL, without waiting for the answer."""
+        return self._send(connection, params, select=True)
+
+    def send_run(self, connection: Connection, params: Params | Sequence[Params]) -> Pending:
+        """An INSERT, UPDATE or DELETE (once or for each parameter set) sent now; the rows
+        it changed are read later (:attr:`Pending.rowcount`)."""
+        return self._send(connection, params, select=False)
+
+    def _send(
+        self, connection: Connection, params: Params | Sequence[Params], *, select: bool
+    ) -> Pending:
+        if not connection.info.get(_PIPELINE):  # nothing to wait for: run it now
+            if select:
+                return Pending(rows=self.all(connection, params))  # type: ignore[arg-type]
+            return Pending(rowcount=self.run(connection, params))
+        dialect = connection.dialect
+        sets: Sequence[Params] = [params] if isinstance(params, Mapping) else params
+        if not sets:
+            return Pending(rowcount=0)
+        plan = self._plan(dialect, sets[0])
+        bound = [plan.parameters(one) for one in sets]
+        cursor = self._cursor(connection)
+        try:
+            if len(bound) == 1:
+                cursor.execute(plan.sql, bound[0])
+            else:
+                cursor.executemany(plan.sql, bound)
+        except dialect.loaded_dbapi.Error as error:
+            cursor.close()
+            raise _wrapped(plan.sql, bound, error, dialect) from error
+        return Pending(cursor=cursor, plan=plan if select else None, dialect=dialect)
+
     def first(self, connection: Connection, params: Params) -> Any | None:
         """The first row, or ``None``."""
         rows = self.all(connection, params)
@@ -252,6 +289,82 @@ class Prepared:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+
+class Pending:
+    """A statement sent in a pipeline: its rows, or the number of rows it changed, once the
+    pipeline has ended (each read once)."""
+
+    __slots__ = ("_cursor", "_dialect", "_plan", "_rowcount", "_rows")
+
+    def __init__(
+        self,
+        *,
+        rows: list[Any] | None = None,
+        rowcount: int = -1,
+        cursor: Any = None,
+        plan: _Plan | None = None,
+        dialect: Dialect | None = None,
+    ) -> None:
+        self._rows, self._rowcount = rows, rowcount
+        self._cursor, self._plan, self._dialect = cursor, plan, dialect
+
+    def rows(self) -> list[Any]:
+        """The rows of a SELECT, as :meth:`Prepared.all` returns them."""
+        if self._cursor is not None:
+            assert self._plan is not None
+            assert self._dialect is not None
+            try:
+                self._rows = self._plan.rows(self._cursor, self._dialect)
+            finally:
+                self._cursor.close()
+                self._cursor = None
+        assert self._rows is not None, "not a SELECT"
+        return self._rows
+
+    def first(self) -> Any | None:
+        """The first row, or ``None``."""
+        rows = self.rows()
+        return rows[0] if rows else None
+
+    @property
+    def rowcount(self) -> int:
+        """The rows an INSERT, UPDATE or DELETE changed."""
+        if self._cursor is not None:
+            self._rowcount = int(self._cursor.rowcount)
+            self._cursor.close()
+            self._cursor = None
+        return self._rowcount
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Statements sent inside with :meth:`Prepared.send` and :meth:`Prepared.send_run`
+    reach PostgreSQL one after another without waiting for each answer, and every answer
+    comes back at the end of the block: one round trip for all of them (psycopg's pipeline
+    mode) instead of one each. Only statements that do not need each other's results go in
+    one block; the first error ends it and is raised at its end. On SQLite (no round trips)
+    each statement runs when sent.
+
+    A transaction not yet begun is begun first: psycopg sends that ``BEGIN`` (when not in
+    autocommit) in a round trip of its own.
+    """
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or connection.info.get(_PIPELINE):
+        yield
+        return
+    if not connection.in_transaction():
+        connection.begin()
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    connection.info[_PIPELINE] = True
+    try:
+        with driver.pipeline():
+            yield
+    except dialect.loaded_dbapi.Error as error:
+        raise _wrapped("(pipeline)", None, error, dialect) from error
+    finally:
+        connection.info.pop(_PIPELINE, None)
 
 
 def _wrapped(sql: str, params: Any, error: Exception, dialect: Dialect) -> BaseException:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
-from consortia.storage.prepared import Prepared
+from consortia.storage.prepared import Pending, Prepared
 from consortia.storage.tables import (
     MAX_ID,
     data_query,
@@ -181,7 +181,11 @@ class QueryRepository:
 
     def open_on_form(self, form_pk: int) -> list[int]:
         """Ids of the form's queries not yet closed."""
-        return [row[0] for row in _OPEN_ON_FORM.all(self.connection, {"form_pk": form_pk})]
+        return [row[0] for row in self.send_open_on_form(form_pk).rows()]
+
+    def send_open_on_form(self, form_pk: int) -> Pending:
+        """:meth:`open_on_form` sent; its rows (``(id,)``) read after a pipelined block."""
+        return _OPEN_ON_FORM.send(self.connection, {"form_pk": form_pk})
 
     def add(self, **values: Any) -> int:
         result = self.connection.execute(data_query.insert().values(**values))

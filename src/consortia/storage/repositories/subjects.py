@@ -80,7 +80,13 @@ class SubjectRepository:
         if not (scope.every_site or scope.sites):
             return None
         row = _SUBJECT_BY_ID.first(self.connection, {"study": study, "subject_id": subject_id})
-        if row is None or not (scope.every_site or row.site in scope.sites):
+        return None if row is None else self.visible(row)
+
+    def visible(self, row: Any) -> SubjectRecord | None:
+        """A subject's row (every column of the table) as the principal sees it; ``None``
+        at a site where it holds no role."""
+        scope = site_scope(self.principal, row.study, None)
+        if not (scope.every_site or row.site in scope.sites):
             return None  # another site's subject is not there for this caller
         return self._record(row)
 
