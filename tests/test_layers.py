@@ -59,7 +59,7 @@ ALLOWED: dict[str, set[str]] = {
     "commands": _ENTRY | {"app"},  # `consortia serve` builds the app
     "demo": _ENTRY,
     "cli": _ENTRY | {"commands", "demo"},
-    "__main__": {"cli"},
+    "__main__": {"cli", ROOT},  # `--version` reads consortia.__version__ before the cli
     # the composition root
     "app": _BASE
     | {"api", "web", "entry", "services", "federation", "storage", "auth", "asgi", "children"}
