@@ -30,9 +30,10 @@ from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.tables import app_user, form_instance, item_value, subject
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads processes from /proc"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc"),
+]
 
 STUDY = "CART-LBCL"
 SOURCE = str(Path(consortia.__file__).resolve().parent.parent)
