@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python scripts/test_postgres.py ensure
 	$(BIN)/python scripts/test_chromium.py ensure
 	$(BIN)/python scripts/test_nginx.py ensure
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python scripts/test_postgres.py stop
 
 clean:

@@ -2,8 +2,9 @@
 
 Each round runs, one after the other, every variant of a command: ``python -m consortia
 OPTION`` on this tree's code, on an older revision's (``--before REV``: exported with ``git
-archive REV src`` into a temporary folder), and a bare Typer app with one command and a
-``--version`` option (written to a temporary file). Alternating the variants (A B A B ...)
+archive REV src`` into a temporary folder), a bare Typer app with one command and a
+``--version`` option (written to a temporary file), and a bare Python (``python -c pass``:
+the interpreter's own start, the floor under any command). Alternating the variants (A B A B ...)
 spreads the machine's load over all of them alike; the report gives the median wall and CPU
 time (user + system, of the child) of ``--runs`` rounds, each variant's ratio to the bare
 app's, and every run. ``import consortia.app`` is timed too (no bare counterpart).
@@ -161,6 +162,7 @@ def main() -> None:
                 Variant(label, [python, "-m", "consortia", option], path) for label, path in codes
             ]
             variants.append(Variant("bare Typer", [python, str(bare_script), option], None))
+            variants.append(Variant("bare Python", [python, "-c", "pass"], None))
             groups[f"consortia {option}"] = variants
         groups["import consortia.app"] = [
             Variant(label, [python, "-c", "import consortia.app"], path) for label, path in codes

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from scheduling import longest_first
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -167,7 +168,8 @@ def module_database_url(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Refuse a test that asks for both an empty and a migrated database: the two are
-    parametrized apart, so it would run on every pairing of backends (SQLite with PostgreSQL)."""
+    parametrized apart, so it would run on every pairing of backends (SQLite with PostgreSQL).
+    Then order the files for the test processes: the long ones first (tests/scheduling.py)."""
     both = [
         item.nodeid
         for item in items
@@ -178,3 +180,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "these tests ask for both database_url and migrated_database_url (directly or "
             "through fixtures); take one of them:\n  " + "\n  ".join(both)
         )
+    items[:] = longest_first(items)

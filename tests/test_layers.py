@@ -14,6 +14,7 @@ absolute and relative) with :mod:`ast`, so a crossing cannot hide in a lazy impo
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
 from pathlib import Path
 
@@ -59,13 +60,24 @@ ALLOWED: dict[str, set[str]] = {
     "commands": _ENTRY | {"app"},  # `consortia serve` builds the app
     "demo": _ENTRY,
     "cli": _ENTRY | {"commands", "demo"},
-    "__main__": {"cli"},
+    "__main__": {"cli", ROOT},  # `--version` reads consortia.__version__ before the cli
     # the composition root
     "app": _BASE
     | {"api", "web", "entry", "services", "federation", "storage", "auth", "asgi", "children"}
     | {ROOT},
     ROOT: set(),  # __init__.py: the public API is filled in lazily, by name
 }
+
+
+@functools.cache
+def _parse_source(source: str, filename: str) -> ast.Module:
+    return ast.parse(source, filename=filename)
+
+
+def _parse(path: Path) -> ast.Module:
+    """The syntax tree of a module, parsed once per text and name: the planted-crossing tests
+    check copies of the tree that differ from it in one file (the trees are only read)."""
+    return _parse_source(path.read_text(encoding="utf-8"), path.name)
 
 
 def _layer_of(path: Path, root: Path) -> str:
@@ -83,7 +95,7 @@ def _module_of(path: Path, root: Path) -> list[str]:
 
 def _imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
     """(line, absolute module name) of every import in the file, relative ones resolved."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _parse(path)
     package = _module_of(path, root)
     if path.name != "__init__.py":
         package = package[:-1]
@@ -173,7 +185,7 @@ def test_the_layer_check_catches_a_planted_crossing(
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _parse(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -211,7 +223,7 @@ def sql_outside_storage(root: Path) -> list[str]:
     for path in sorted(root.rglob("*.py")):
         if _layer_of(path, root) == "storage":
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _parse(path)
         aliases = {"sqlalchemy"}
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

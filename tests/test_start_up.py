@@ -12,13 +12,18 @@ import importlib
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from subprocess import CompletedProcess
 from types import ModuleType
 
 import pytest
+from typer.testing import CliRunner
 
+from consortia.cli import app
 from processes import START_SECONDS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Third-party packages the bare command line never needs (each costs 50-900 ms here).
 HEAVY = (
@@ -62,6 +67,19 @@ out, sys.argv = sys.argv[1], ["consortia", *sys.argv[2:]]
 atexit.register(lambda: open(out, "w", encoding="utf-8").write(json.dumps(sorted(sys.modules))))
 runpy.run_module("consortia", run_name="__main__", alter_sys=True)
 """
+#: The ``consortia`` script as pip writes it: import the entry point pyproject.toml names, call it.
+SCRIPT = """
+import atexit, json, sys
+out, target, sys.argv = sys.argv[1], sys.argv[2], ["consortia", *sys.argv[3:]]
+atexit.register(lambda: open(out, "w", encoding="utf-8").write(json.dumps(sorted(sys.modules))))
+module, _, function = target.partition(":")
+sys.exit(getattr(__import__(module, fromlist=[function]), function)())
+"""
+#: A bare interpreter, for the modules Python itself and the environment's .pth files import.
+NOTHING = """
+import json, sys
+open(sys.argv[1], "w", encoding="utf-8").write(json.dumps(sorted(sys.modules)))
+"""
 IMPORT = """
 import importlib, json, sys
 importlib.import_module(sys.argv[2])
@@ -94,6 +112,45 @@ def modules_imported_by(tmp_path: Path, module: str) -> set[str]:
 
 def top_level(modules: set[str]) -> set[str]:
     return {name.split(".")[0] for name in modules}
+
+
+def console_script_target() -> str:
+    """``module:function`` of the ``consortia`` script, as pyproject.toml declares it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    target: str = pyproject["project"]["scripts"]["consortia"]
+    return target
+
+
+def _pin_version_modules(modules: set[str], tmp_path: Path) -> None:
+    """``--version`` imports the package, its ``__main__`` and the standard library (for
+    ``importlib.metadata``), nothing else: no Typer, click or rich, no command module."""
+    bare = _run(NOTHING, tmp_path)[0]
+    third_party = top_level(modules - bare) - set(sys.stdlib_module_names)
+    assert sorted(third_party) == ["consortia"]
+    ours = {name for name in modules if name.split(".")[0] == "consortia"}
+    assert "consortia" in ours
+    assert sorted(ours - {"consortia", "consortia.__main__"}) == []
+
+
+@pytest.mark.parametrize("how", ["python -m consortia", "the consortia script"])
+def test_version_alone_imports_only_the_package_and_the_standard_library(
+    how: str, tmp_path: Path
+) -> None:
+    if how == "python -m consortia":
+        modules, completed = command_modules(tmp_path, "--version")
+    else:
+        modules, completed = _run(SCRIPT, tmp_path, console_script_target(), "--version")
+    _pin_version_modules(modules, tmp_path)
+    through_typer = CliRunner().invoke(app, ["--version"])
+    assert through_typer.exit_code == 0
+    assert completed.stdout == through_typer.output
+    assert completed.stderr == ""
+
+
+def test_version_with_other_arguments_goes_to_the_command_line(tmp_path: Path) -> None:
+    modules, completed = _run(SCRIPT, tmp_path, console_script_target(), "--version", "study")
+    assert completed.stdout.startswith("consortia ")
+    assert "consortia.cli" in modules
 
 
 @pytest.mark.parametrize("option", ["--version", "--help"])

@@ -21,6 +21,7 @@ from consortia.services import subjects, users
 from consortia.storage.tables import api_token
 
 schemathesis = pytest.importorskip("schemathesis")
+pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 12
 FUZZER = "fuzz@sg.example"

@@ -1,5 +1,6 @@
 """A fresh node is ``consortia init`` + ``consortia serve``: a signed federated analysis
-reaches it on the same port as its pages (real processes on loopback)."""
+reaches it on the same port as its pages (the server a real process on loopback; ``init``
+and ``config check`` run in this process, as the same commands)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from consortia.cli import app
 from consortia.federation.coordinator import AnalysisRefused
 from consortia.federation.local import analyze_remote
 from consortia.federation.signing import (
@@ -22,6 +24,7 @@ from consortia.federation.signing import (
     load_key,
     public_key_b64,
 )
+from processes import started, wait_for_http
 
 pytestmark = pytest.mark.slow
 ROWS = [f"{i},{10 + 7 * i},{i % 2},{'a' if i % 3 else 'b'}" for i in range(60)]
@@ -38,18 +41,24 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("CONSORTIA_")}
 
 
+@pytest.fixture(autouse=True)
+def _no_node_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("CONSORTIA_"):
+            monkeypatch.delenv(name)
+
+
 def test_a_fresh_node_answers_a_federated_analysis_on_the_port_of_its_pages(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node_dir = tmp_path / "node"
     password = tmp_path / "password.txt"
     password.write_text("a long passphrase\n", encoding="utf-8")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    consortia = [sys.executable, "-m", "consortia"]
-    made = subprocess.run(
+    made = CliRunner().invoke(
+        app,
         [
-            *consortia,
             "init",
             str(node_dir),
             "--admin-email",
@@ -63,13 +72,8 @@ def test_a_fresh_node_answers_a_federated_analysis_on_the_port_of_its_pages(
             "--node-url",
             url,
         ],
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
-    assert made.returncode == 0, made.stderr
+    assert made.exit_code == 0, made.output
     # the hospital trusts the lead and shares one table: two edits of consortia.toml
     lead_key = generate_key()
     data = tmp_path / "trial.csv"
@@ -80,35 +84,21 @@ def test_a_fresh_node_answers_a_federated_analysis_on_the_port_of_its_pages(
             f'public_key = "{public_key_b64(lead_key)}"\n'
             f'\n[node.tables.trial]\nfile = "{data}"\nidentifiers = ["mrn"]\n'
         )
-    checked = subprocess.run(
-        [*consortia, "config", "check"],
-        cwd=node_dir,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stderr
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [*consortia, "serve", "--port", str(port)],
-        cwd=node_dir,
-        env=_environment(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.1)
+    monkeypatch.chdir(node_dir)  # the node's own folder, where its consortia.toml is
+    checked = CliRunner().invoke(app, ["config", "check"])
+    assert checked.exit_code == 0, checked.output
+    consortia = [sys.executable, "-m", "consortia"]
+    with (
+        (tmp_path / "serve.log").open("wb") as log,  # the child has its copy
+        started(
+            [*consortia, "serve", "--port", str(port)],
+            cwd=node_dir,
+            env=_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as server,
+    ):
+        wait_for_http(f"{url}/api/v1/health", process=server)
         node_key = load_key(node_dir / "node_key.pem")
         trust = TrustStore([Peer(name="sgh", url=url, public_key=public_key_b64(node_key))])
         request = {"kind": "describe", "table": "trial", "variable": "pfs_days"}
@@ -121,11 +111,3 @@ def test_a_fresh_node_answers_a_federated_analysis_on_the_port_of_its_pages(
         # a task signed by a key the node does not trust is refused on the same port
         with pytest.raises(AnalysisRefused, match=r"signature\.bad_signature"):
             analyze_remote(request, {"sgh": url}, key=generate_key(), trust=trust)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,20 +39,31 @@ def _no_node_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh PostgreSQL database for one test."""
-    name = f"t_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**9}"
+@pytest.fixture(scope="module")
+def postgres_node(
+    postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str, str]]:
+    """One node on a fresh PostgreSQL database for the module's servers (each test starts and
+    stops its own): its consortia.toml, database URL and an API token of its administrator."""
+    name = f"t_{os.getpid()}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
+        url = postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
+        config = _init(tmp_path_factory.mktemp("postgres-node"), url)
+        yield config, url, _token(config, url)
     finally:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def sqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One node on SQLite (the default) for the module's refusals: its consortia.toml."""
+    return _init(tmp_path_factory.mktemp("sqlite-node"))
 
 
 def _init(directory: Path, database_url: str | None = None) -> Path:
@@ -59,7 +71,8 @@ def _init(directory: Path, database_url: str | None = None) -> Path:
     password = directory / "password.txt"
     directory.mkdir(parents=True, exist_ok=True)
     password.write_text(PASSWORD + "\n", encoding="utf-8")
-    env = {"CONSORTIA_DATABASE_URL": database_url} if database_url else {}
+    env: dict[str, str | None] = {n: None for n in os.environ if n.startswith("CONSORTIA_")}
+    env |= {"CONSORTIA_DATABASE_URL": database_url} if database_url else {}
     result = runner.invoke(
         app,
         [
@@ -118,7 +131,8 @@ def _token(config: Path, database_url: str) -> str:
             *("token", "create", "ada@sg.example", "--name", "t", "--all-studies"),
             *("--config", str(config)),
         ],
-        env={"CONSORTIA_DATABASE_URL": database_url},
+        env={name: None for name in os.environ if name.startswith("CONSORTIA_")}
+        | {"CONSORTIA_DATABASE_URL": database_url},
     )
     assert made.exit_code == 0, made.output
     secret = re.search(r"cst_\S+", made.stdout)
@@ -134,10 +148,9 @@ def _environment(database_url: str) -> dict[str, str]:
 @pytest.mark.postgres
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_workers_serve_the_nodes_config_and_all_stop_on_a_signal(
-    tmp_path: Path, postgres_url: str, stop: signal.Signals
+    tmp_path: Path, postgres_node: tuple[Path, str, str], stop: signal.Signals
 ) -> None:
-    config = _init(tmp_path, postgres_url)
-    secret = _token(config, postgres_url)
+    config, postgres_url, secret = postgres_node
     port = _free_port()
     log = tmp_path / "serve.log"  # a file, not a pipe nobody reads while the server runs
     command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
@@ -178,9 +191,11 @@ def test_workers_serve_the_nodes_config_and_all_stop_on_a_signal(
 
 
 @pytest.mark.postgres
-def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, postgres_url: str) -> None:
+def test_workers_stop_when_their_supervisor_is_killed(
+    tmp_path: Path, postgres_node: tuple[Path, str, str]
+) -> None:
     # with nobody left to manage them, workers must not serve on for ever
-    config = _init(tmp_path, postgres_url)
+    config, postgres_url, _ = postgres_node
     port = _free_port()
     command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
     with started(
@@ -204,9 +219,9 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, postgres_u
 
 
 def test_a_sqlite_node_refuses_several_processes_and_points_to_postgresql(
-    tmp_path: Path,
+    tmp_path: Path, sqlite_node: Path
 ) -> None:
-    config = _init(tmp_path)
+    config = sqlite_node
     port = _free_port()
     command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIA_")}
@@ -235,8 +250,8 @@ def test_a_sqlite_node_refuses_several_processes_and_points_to_postgresql(
     assert "Traceback" not in written
 
 
-def test_serve_refuses_a_port_already_in_use(tmp_path: Path) -> None:
-    config = _init(tmp_path)
+def test_serve_refuses_a_port_already_in_use(sqlite_node: Path) -> None:
+    config = sqlite_node
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

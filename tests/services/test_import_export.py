@@ -180,6 +180,7 @@ def test_every_format_round_trips_the_values_of_a_form(loaded: sa.Engine, tmp_pa
     assert "audit" not in counts[ExportFormat.XPT]
 
 
+@pytest.mark.slow
 def test_killing_an_import_mid_write_leaves_nothing_and_a_chain_that_verifies(
     tmp_path: Path,
 ) -> None:

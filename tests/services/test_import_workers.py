@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,12 +28,12 @@ from consortia.domain.templates import template_text
 from consortia.services import imports, studies
 from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
-from consortia.storage.migrations import upgrade
 from consortia.storage.tables import app_user, form_instance, item_value, subject
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads processes from /proc"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc"),
+]
 
 STUDY = "CART-LBCL"
 SOURCE = str(Path(consortia.__file__).resolve().parent.parent)
@@ -78,18 +79,32 @@ def _count(engine: sa.Engine, table: sa.Table) -> int:
         return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> tuple[str, Path]:
-    """A SQLite node with the study loaded, and a file large enough to be checked by workers."""
-    url = f"sqlite:///{tmp_path / 'node.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file large enough to be checked by workers (1,000 subjects), written once."""
+    folder = tmp_path_factory.mktemp("records")
+    return synthesize("cart-lbcl", subjects=1000, site="SG01", seed=3).write_csv(
+        folder / "records.csv"
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
+    """A migrated SQLite file with the study loaded, once (copy it, never open it)."""
+    path = tmp_path_factory.mktemp("loaded") / "node.db"
+    shutil.copyfile(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
     studies.load_definition(engine, ADMIN, template_text("cart-lbcl"))
     engine.dispose()
-    path = synthesize("cart-lbcl", subjects=1000, site="SG01", seed=3).write_csv(
-        tmp_path / "records.csv"
-    )
-    return url, path
+    assert not Path(f"{path}-wal").exists()  # checkpointed: one file to copy
+    return path
+
+
+@pytest.fixture
+def node(tmp_path: Path, loaded: Path, records: Path) -> tuple[str, Path]:
+    """A SQLite node of its own with the study loaded, and the file to import."""
+    shutil.copyfile(loaded, tmp_path / "node.db")
+    return f"sqlite:///{tmp_path / 'node.db'}", records
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
