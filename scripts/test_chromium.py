@@ -1,4 +1,5 @@
-"""Install Debian's Chromium for the real-browser page tests (tests/web/test_browser_pages.py).
+"""Install Debian's Chromium and a Chinese font for the real-browser page tests
+(tests/web/test_browser_*.py).
 
     python scripts/test_chromium.py ensure   # apt-get install chromium if missing and root
     python scripts/test_chromium.py path     # print the executable the tests launch
@@ -20,6 +21,10 @@ from pathlib import Path
 from debian_packages import apt_install, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: a font with Chinese glyphs, so the Chinese pages (and their screenshots) show characters,
+#: not boxes: WenQuanYi Zen Hei, Debian's fonts-wqy-zenhei (GPL with font exception)
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+CJK_PACKAGE = "fonts-wqy-zenhei"
 
 
 def _present() -> bool:
@@ -44,6 +49,13 @@ def ensure() -> int:
             return _unavailable(f"apt-get install chromium failed ({error})")
         if not _present():
             return _unavailable(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    if not CJK_FONT.is_file():
+        if os.geteuid() != 0:
+            return _unavailable(f"{CJK_FONT} is missing and this is not root: cannot apt-get it")
+        try:
+            apt_install(CJK_PACKAGE)
+        except (OSError, subprocess.CalledProcessError) as error:
+            return _unavailable(f"apt-get install {CJK_PACKAGE} failed ({error})")
     # only for the log: whether it really runs is the browser tests' business
     try:
         version = subprocess.run(

@@ -189,3 +189,25 @@ def test_the_stylesheet_is_served_cacheable_and_revalidated(node_url: str) -> No
         again = client.get(href, headers={"if-none-match": sheet.headers["etag"]})
         assert again.status_code == 304
         assert again.content == b""
+
+
+def test_chinese_is_drawn_with_glyphs_not_boxes(page: Page, node_url: str) -> None:
+    """A machine without a Chinese font draws every character as the same empty box: two
+    different characters drawn in the pages' font must give two different pictures."""
+    page.goto("/login?lang=zh")
+    pictures = page.evaluate(
+        """() => {
+            const font = getComputedStyle(document.body).fontFamily;
+            return ["研", "究", "\\u{E000}"].map(ch => {
+                const canvas = document.createElement("canvas");
+                canvas.width = 40; canvas.height = 40;
+                const pen = canvas.getContext("2d");
+                pen.font = "32px " + font;
+                pen.fillText(ch, 2, 32);
+                return canvas.toDataURL();
+            });
+        }"""
+    )
+    research, study, unassigned = pictures
+    assert research != study  # two glyphs, not one box twice
+    assert unassigned not in (research, study)  # the box a missing glyph gets is not used

@@ -39,7 +39,7 @@ ICONS = {
     "complete": "●",
     "verified": "✓",
     "signed": "✍",
-    "locked": "🔒",
+    "locked": "■",
 }
 
 
