@@ -60,6 +60,7 @@ from consortia.federation.transport import (
 )
 from consortia.federation.wakeup import TaskWakeups
 from consortia.storage.changes import announce_change
+from consortia.storage.db import read_only
 from consortia.storage.hub import HubRepository, MemberRecord, PublishedStudy
 
 __all__ = [
@@ -477,7 +478,7 @@ class DatabaseBroker:
                 announce_change(connection)  # wakes the member's long poll
             try:
                 while True:
-                    with self.engine.connect() as connection:
+                    with read_only(self.engine.connect()) as connection:
                         reply = HubRepository(connection).task_reply(task_id)
                     if reply is not None:
                         return WireMessage.parse(reply.encode("utf-8"))

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from consortia.storage.changes import ChangeFeed, change_feed
+from consortia.storage.db import read_only
 from consortia.storage.hub import HubRepository
 
 __all__ = ["LINGER_SECONDS", "TICK_SECONDS", "TaskWakeups"]
@@ -134,7 +135,7 @@ class TaskWakeups:
     def _dispatch(self) -> None:
         self.dispatches += 1
         members, tasks = list(self._tasks), list(self._replies)
-        with self.engine.connect() as connection:
+        with read_only(self.engine.connect()) as connection:  # no writer lock to wait for
             repository = HubRepository(connection)
             queued = repository.members_with_tasks(members, datetime.now(UTC)) if members else set()
             answered = repository.answered_tasks(tasks) if tasks else set()
