@@ -32,9 +32,11 @@ from consortia.storage.hub import HubRepository
 
 __all__ = ["LINGER_SECONDS", "TICK_SECONDS", "TaskWakeups"]
 
-#: How often a SQLite feed reads its change counter while someone waits (PostgreSQL's is
-#: read when its socket says a notification came).
-TICK_SECONDS = 0.002
+#: How often a SQLite feed reads its change counter while someone waits, right after a
+#: change; each look that finds none waits 1.5 times longer, up to MAX_BACKOFF ticks
+#: (PostgreSQL's feed is read when its socket says a notification came).
+TICK_SECONDS = 0.001
+MAX_BACKOFF = 20.0
 #: How long the watcher keeps its feed open after the last waiter left (the lead's next
 #: round, a member's next poll): opening a PostgreSQL listener costs a connection.
 LINGER_SECONDS = 2.0
@@ -106,6 +108,7 @@ class TaskWakeups:
         loop = asyncio.get_running_loop()
         fileno = feed.fileno()
         readable = asyncio.Event()
+        backoff = 1.0
         if fileno is not None:
             loop.add_reader(fileno, readable.set)
         try:
@@ -117,16 +120,20 @@ class TaskWakeups:
                     except TimeoutError:
                         return
                     continue
-                if fileno is None:
-                    await asyncio.sleep(self.tick)
+                if fileno is None:  # soon after a change, then less often (to 20 ticks)
+                    await asyncio.sleep(self.tick * backoff)
                 else:
                     waits = [asyncio.ensure_future(e.wait()) for e in (readable, idle)]
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     for waiting in waits:
                         waiting.cancel()
                     readable.clear()
-                if feed.changed() and self._waited():
-                    self._dispatch()
+                if feed.changed():
+                    backoff = 1.0
+                    if self._waited():
+                        self._dispatch()
+                else:
+                    backoff = min(backoff * 1.5, MAX_BACKOFF)
         finally:
             if fileno is not None:
                 loop.remove_reader(fileno)
