@@ -58,7 +58,7 @@ from consortia.federation.apps import create_lead_app
 from consortia.federation.audit import JsonlAuditSink
 from consortia.federation.coordinator import Coordinator
 from consortia.federation.kinds import Exchange, register_kind
-from consortia.federation.kinds.models import GlmKind, GlmRequest
+from consortia.federation.kinds.glm import GlmKind, GlmRequest
 from consortia.federation.node import NodeRunner
 from consortia.federation.policy import NodePolicy
 from consortia.federation.signing import Peer, TrustStore, generate_key, public_key_b64

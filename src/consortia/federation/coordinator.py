@@ -118,6 +118,7 @@ class _RoundExchange:
         self.round_number = 0
         self.n_by_node: dict[str, int] = {}
         self.excluded_by_node: dict[str, Any] = {}
+        self.verifier = coordinator.verifier
 
     @property
     def nodes(self) -> Sequence[str]:
@@ -126,6 +127,7 @@ class _RoundExchange:
     async def round(self, payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         self.round_number += 1
         self.outcome.rounds += 1
+        self.verifier = self.coordinator.round_verifier()
         asks = [asyncio.ensure_future(self._ask(handle, payload)) for handle in self.handles]
         try:
             answers = await asyncio.gather(*asks)
@@ -209,7 +211,7 @@ class _RoundExchange:
             except NodeUnavailableError as exc:
                 return _Answer(handle.name, "unavailable", message=str(exc))
             self.outcome.bytes += len(canonical_json(message)) + wire_size(raw)
-            reply = self.coordinator.read_reply(handle.name, task, raw)
+            reply = self.coordinator.read_reply(handle.name, task, raw, verifier=self.verifier)
             if reply.status != "pending":
                 return _Answer(handle.name, reply.status, reply)
             awaiting = str(reply.approval_id)
@@ -252,6 +254,7 @@ class Coordinator:
         self.retry_interval = retry_interval
         self.audit = audit
         self.verifier = Verifier(trust, clock_skew_seconds=clock_skew_seconds)
+        self.nonces = self.verifier.nonces
         self.broker = PullBroker()
 
     @property
@@ -263,11 +266,25 @@ class Coordinator:
         """Sign a body as this lead."""
         return sign_message(body, self.key, self.name)
 
-    def read_reply(self, node: str, task: AnalysisTask, raw: Mapping[str, Any]) -> NodeReply:
+    def round_verifier(self) -> Verifier:
+        """A verifier for one round's replies: the trusted keys read once for the round (one
+        look-up, not one per reply: a hub reads its members from its database) and this
+        coordinator's nonces. A key revoked during a round is refused from the next one."""
+        snapshot = TrustStore(self.trust.peers)
+        return Verifier(snapshot, clock_skew_seconds=self.clock_skew_seconds, nonces=self.nonces)
+
+    def read_reply(
+        self,
+        node: str,
+        task: AnalysisTask,
+        raw: Mapping[str, Any],
+        *,
+        verifier: Verifier | None = None,
+    ) -> NodeReply:
         """Verify a node's signed reply to ``task``; a forged or misrouted reply is an error."""
         wire = raw.wire if isinstance(raw, WireMessage) else None
         try:
-            sender, body = self.verifier.verify(raw, wire=wire)
+            sender, body = (verifier or self.verifier).verify(raw, wire=wire)
         except MessageRejected as exc:
             raise SignatureError(f"the reply of node {node!r} was refused: {exc}") from None
         try:

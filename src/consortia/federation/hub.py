@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -57,6 +58,9 @@ from consortia.federation.transport import (
     Transport,
     default_ssl_context,
 )
+from consortia.federation.wakeup import TaskWakeups
+from consortia.storage.changes import announce_change
+from consortia.storage.db import read_only
 from consortia.storage.hub import HubRepository, MemberRecord, PublishedStudy
 
 __all__ = [
@@ -478,32 +482,37 @@ class DatabaseBroker:
     withdraws the task.
     """
 
-    def __init__(self, engine: Engine, *, poll_seconds: float = 0.02, ttl: float = 600.0) -> None:
+    def __init__(self, engine: Engine, *, poll_seconds: float = 1.0, ttl: float = 600.0) -> None:
         self.engine = engine
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = poll_seconds  # a safety net: replies wake the send (wakeup.py)
         self.ttl = ttl
+        self.wakeups = TaskWakeups(engine)
 
     async def send(self, node: NodeHandle, message: Mapping[str, Any]) -> dict[str, Any]:
         task_id = str(message["body"]["task_id"])
         now = _utc_now()
-        with self.engine.begin() as connection:
-            HubRepository(connection).queue_task(
-                task_id,
-                node.name,
-                canonical_json(dict(message)).decode("utf-8"),
-                now,
-                now + timedelta(seconds=self.ttl),
-            )
-        try:
-            while True:
-                with self.engine.connect() as connection:
-                    reply = HubRepository(connection).task_reply(task_id)
-                if reply is not None:
-                    return WireMessage.parse(reply.encode("utf-8"))
-                await asyncio.sleep(self.poll_seconds)
-        finally:
+        with self.wakeups.waiting_reply(task_id) as answered:
             with self.engine.begin() as connection:
-                HubRepository(connection).drop_task(task_id)
+                HubRepository(connection).queue_task(
+                    task_id,
+                    node.name,
+                    canonical_json(dict(message)).decode("utf-8"),
+                    now,
+                    now + timedelta(seconds=self.ttl),
+                )
+                announce_change(connection)  # wakes the member's long poll
+            try:
+                while True:
+                    with read_only(self.engine.connect()) as connection:
+                        reply = HubRepository(connection).task_reply(task_id)
+                    if reply is not None:
+                        return WireMessage.parse(reply.encode("utf-8"))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(answered.wait(), self.poll_seconds)
+                    answered.clear()
+            finally:
+                with self.engine.begin() as connection:
+                    HubRepository(connection).drop_task(task_id)
 
 
 class HubTransport:

@@ -19,6 +19,7 @@ The hub's REST API (``/api/v1/hub/...``) is :mod:`consortia.api.hub`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import PROTOCOL_VERSION, WireMessage, canonical_json
 from consortia.federation.pull import POLL_HEADER, POLL_PATH, RESULTS_PATH, verify_poll_token
 from consortia.federation.signing import MessageRejected, Verifier, sign_message
+from consortia.federation.wakeup import TaskWakeups
+from consortia.storage.changes import announce_change
 from consortia.storage.hub import HubRepository
 
 __all__ = [
@@ -47,7 +50,10 @@ __all__ = [
 ]
 
 MAX_POLL_WAIT = 60.0
-POLL_INTERVAL = 0.05
+#: A long poll looks at the queue when a task for its member is committed (woken through
+#: the database: :class:`~consortia.federation.wakeup.TaskWakeups`), and at the latest
+#: every POLL_INTERVAL seconds, when it also notices a client that went away.
+POLL_INTERVAL = 1.0
 
 #: Admits the node whose join message this is (its wire bytes too); returns the hub's
 #: signed answer, or raises the refusal (an error the app turns into its HTTP status).
@@ -72,9 +78,12 @@ def _deliver_reply(engine: Engine, sender: str, message: WireMessage) -> bool:
     body = message.get("body")
     task_id = str(body.get("task_id", "")) if isinstance(body, dict) else ""
     with engine.begin() as connection:
-        return HubRepository(connection).deliver_reply(
+        delivered = HubRepository(connection).deliver_reply(
             task_id, sender, message.wire.decode("utf-8")
         )
+        if delivered:
+            announce_change(connection)  # wakes the lead waiting for it
+        return delivered
 
 
 def create_hub_federation_router(
@@ -90,6 +99,7 @@ def create_hub_federation_router(
     verifier = Verifier(
         MemberTrust(engine), clock_skew_seconds=clock_skew_seconds, nonces=DatabaseNonces(engine)
     )
+    wakeups = TaskWakeups(engine)
 
     @router.get("/federation/v1/identity")
     async def identity() -> Response:
@@ -128,13 +138,17 @@ def create_hub_federation_router(
             return problem_response(401, "Unauthorized", str(exc))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait, MAX_POLL_WAIT))
-        while True:
-            task = await run_in_threadpool(_take_task, engine, node)
-            if task is not None:
-                return Response(task.encode("utf-8"), media_type="application/json")
-            if loop.time() >= deadline or await request.is_disconnected():
-                return Response(status_code=204)
-            await asyncio.sleep(POLL_INTERVAL)
+        with wakeups.waiting_task(node) as queued:  # before looking: a later task wakes us
+            while True:
+                task = await run_in_threadpool(_take_task, engine, node)
+                if task is not None:
+                    return Response(task.encode("utf-8"), media_type="application/json")
+                remaining = deadline - loop.time()
+                if remaining <= 0 or await request.is_disconnected():
+                    return Response(status_code=204)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queued.wait(), min(remaining, POLL_INTERVAL))
+                queued.clear()
 
     @router.post(RESULTS_PATH)
     async def results(request: Request) -> Response:

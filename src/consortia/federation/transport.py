@@ -15,16 +15,19 @@ reach a node; the coordinator adds the per-round timeout.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
 from consortia.exceptions import NodeUnavailableError
+from consortia.federation.http11 import OriginPool
 from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import WireMessage, canonical_json
 
@@ -76,14 +79,18 @@ class InProcessTransport:
 class PushTransport:
     """POSTs each task to ``{node.url}/federation/v1/analyze`` over HTTP(S).
 
-    Pass an ``httpx.AsyncClient`` to share connections (or to test through
-    ``httpx.ASGITransport``); otherwise use the transport as an async context manager so
-    its own client is closed.
+    By default each member gets its own keep-alive connection pool
+    (:class:`~consortia.federation.http11.OriginPool`): a round's requests then cost the lead
+    the same per member however many members there are. Pass an ``httpx.AsyncClient`` to
+    send through it instead (tests go through ``httpx.ASGITransport`` this way). Use the
+    transport as an async context manager, or call :meth:`aclose`, so its connections are
+    closed.
     """
 
     def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 60.0) -> None:
-        self._own = client is None
-        self.client = client or httpx.AsyncClient(timeout=timeout, verify=default_ssl_context())
+        self.client = client
+        self.timeout = timeout
+        self._pools: dict[str, OriginPool] = {}
 
     async def __aenter__(self) -> PushTransport:
         return self
@@ -92,20 +99,37 @@ class PushTransport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this transport created it."""
-        if self._own:
-            await self.client.aclose()
+        """Close this transport's own connections (not those of a client passed in)."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.aclose()
+
+    def _pool(self, url: str) -> OriginPool:
+        pool = self._pools.get(url)
+        if pool is None:
+            https = url.startswith("https:")
+            pool = OriginPool(url, ssl_context=default_ssl_context() if https else None)
+            self._pools[url] = pool
+        return pool
 
     async def send(self, node: NodeHandle, message: Mapping[str, Any]) -> dict[str, Any]:
         """POST the message; a connection failure or non-JSON answer is NodeUnavailable."""
         if not node.url:
             raise NodeUnavailableError(node.name, f"node {node.name!r} has no URL to push to")
-        url = node.url.rstrip("/") + ANALYZE_PATH
+        base = node.url.rstrip("/")
+        body = canonical_json(dict(message))
         try:
-            response = await self.client.post(
-                url, content=canonical_json(dict(message)), headers=JSON_HEADERS
-            )
-        except httpx.HTTPError as exc:
+            if self.client is not None:
+                response: Any = await self.client.post(
+                    base + ANALYZE_PATH, content=body, headers=JSON_HEADERS
+                )
+            else:
+                pool = self._pool(base)
+                path = urlsplit(base).path + ANALYZE_PATH
+                response = await asyncio.wait_for(
+                    pool.post(path, body, JSON_HEADERS["content-type"]), self.timeout
+                )
+        except (httpx.HTTPError, OSError, ValueError, TimeoutError) as exc:
             raise NodeUnavailableError(
                 node.name, f"node {node.name!r} at {node.url} cannot be reached ({exc!r})"
             ) from None

@@ -15,15 +15,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats as sps
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, reading_aggregates
 from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.results import StatResult, format_table
+
+if TYPE_CHECKING:
+    from scipy import stats as sps
+else:
+    from consortia.stats.lazy_scipy import stats as sps
 
 __all__ = ["CrosstabAggregates", "CrosstabResult", "combine_crosstab", "crosstab", "crosstab_node"]
 

@@ -19,11 +19,10 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats
 
 from consortia.exceptions import StatisticsError
 from consortia.stats._arrays import as_event_vector, as_float_vector, as_labels, bin_times
@@ -45,6 +44,11 @@ from consortia.stats.results import (
     read_fit_fields,
     to_jsonable,
 )
+
+if TYPE_CHECKING:
+    from scipy import stats as scipy_stats
+else:
+    from consortia.stats.lazy_scipy import stats as scipy_stats
 
 __all__ = ["CoxNodeData", "CoxResult", "fit_cox", "fit_cox_federated"]
 

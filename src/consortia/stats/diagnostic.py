@@ -52,17 +52,21 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from consortia.exceptions import PolicyRefusal, StatisticsError
 from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
 from consortia.stats.counts import Count, pool_counts, read_count
 from consortia.stats.proportions import ProportionAggregates, ProportionResult, combine_proportion
 from consortia.stats.results import StatResult, format_table
+
+if TYPE_CHECKING:
+    from scipy import stats as sps
+else:
+    from consortia.stats.lazy_scipy import stats as sps
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -27,11 +27,10 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.design import design_matrix
@@ -43,6 +42,11 @@ from consortia.stats.results import (
     read_fit_fields,
     to_jsonable,
 )
+
+if TYPE_CHECKING:
+    from scipy import stats as scipy_stats
+else:
+    from consortia.stats.lazy_scipy import stats as scipy_stats
 
 __all__ = ["GlmResult", "fit_glm", "fit_glm_federated"]
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats
 
 from consortia.exceptions import StatisticsError
 from consortia.stats._arrays import (
@@ -33,6 +32,11 @@ from consortia.stats.survival import (
     combine_survival_counts,
     survival_counts,
 )
+
+if TYPE_CHECKING:
+    from scipy import stats as scipy_stats
+else:
+    from consortia.stats.lazy_scipy import stats as scipy_stats
 
 __all__ = ["LogRankResult", "logrank_from_counts", "logrank_test"]
 

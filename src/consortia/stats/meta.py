@@ -20,14 +20,18 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import stats as sps
 
 from consortia.exceptions import StatisticsError
 from consortia.stats.aggregates import NodeAggregates, check_confidence, reading_aggregates
 from consortia.stats.results import StatResult, format_table
+
+if TYPE_CHECKING:
+    from scipy import stats as sps
+else:
+    from consortia.stats.lazy_scipy import stats as sps
 
 __all__ = [
     "MetaInput",

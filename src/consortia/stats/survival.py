@@ -24,11 +24,10 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as scipy_stats
 
 from consortia.exceptions import StatisticsError
 from consortia.stats._arrays import (
@@ -45,6 +44,11 @@ from consortia.stats.results import (
     from_jsonable,
     to_jsonable,
 )
+
+if TYPE_CHECKING:
+    from scipy import stats as scipy_stats
+else:
+    from consortia.stats.lazy_scipy import stats as scipy_stats
 
 __all__ = [
     "KaplanMeierCurve",

@@ -396,6 +396,28 @@ class HubRepository:
         ).first()
         return None if row is None or row.reply is None else str(row.reply)
 
+    def members_with_tasks(self, members: list[str], now: datetime) -> set[str]:
+        """Which of ``members`` have a live task not yet handed out (one query)."""
+        rows = self.connection.execute(
+            sa.select(hub_task.c.member)
+            .where(
+                hub_task.c.member.in_(members),
+                hub_task.c.taken_at.is_(None),
+                hub_task.c.expires_at > now,
+            )
+            .distinct()
+        )
+        return {str(row.member) for row in rows}
+
+    def answered_tasks(self, task_ids: list[str]) -> set[str]:
+        """Which of ``task_ids`` have their reply (one query)."""
+        rows = self.connection.execute(
+            sa.select(hub_task.c.task_id).where(
+                hub_task.c.task_id.in_(task_ids), hub_task.c.reply.is_not(None)
+            )
+        )
+        return {str(row.task_id) for row in rows}
+
     def drop_task(self, task_id: str) -> None:
         self.connection.execute(hub_task.delete().where(hub_task.c.task_id == task_id))
 
