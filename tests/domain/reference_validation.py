@@ -3,8 +3,8 @@ reference the compiled :class:`~consortia.domain.validation.FormPlan` must agree
 
 It re-reads the form's layout, re-parses every value and recomputes the derived variables
 of every scope on each call; :mod:`consortia.domain.validation` compiles all of that once per
-form. ``test_validation_plan.py`` checks that both give the same errors, warnings and
-values (and in the same order) on generated and corrupted forms of every template.
+form. ``test_validation_plan.py`` checks that both give the same errors, warnings, hidden
+items and values (and in the same order) on generated and corrupted forms of every template.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _Run:
     today: date | None
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    hidden: set[str] = field(default_factory=set)
 
     @property
     def base(self) -> str:
@@ -165,6 +166,8 @@ class _Run:
         hidden = False
         for name, item in items.items():
             shown = self.shown(item, scope, f"{path}.{name}")
+            if shown is False:
+                self.hidden.add(f"{path}.{name}")
             if shown is False and name in given:
                 message = f"has a value but is hidden: its show_if ({item.show_if}) is false"
                 self.errors.append(Problem(f"{path}.{name}", message))
@@ -257,5 +260,9 @@ def reference_validate_form(
     parsed_values: dict[str, object] = dict(flat[0])
     parsed_values |= {g: [typed for typed, _ in groups[g]] for g in groups if g in values}
     return FormCheck(
-        form_name, tuple(dict.fromkeys(run.errors)), tuple(run.warnings), parsed_values
+        form_name,
+        tuple(dict.fromkeys(run.errors)),
+        tuple(run.warnings),
+        parsed_values,
+        frozenset(run.hidden),
     )
