@@ -36,7 +36,6 @@ HUB_SIDE = ("services/hub", "services/centre_enforcement.py", "services/randomis
 NOT_YET: frozenset[str] = frozenset(
     {
         "services/hub_analyses.py",
-        "services/hub_studies.py",
         "services/randomisation_hub.py",
     }
 )
