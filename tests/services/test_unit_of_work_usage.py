@@ -35,7 +35,6 @@ THE_DOOR = "services/unit_of_work.py"
 HUB_SIDE = ("services/hub", "services/centre_enforcement.py", "services/randomisation_hub.py")
 NOT_YET: frozenset[str] = frozenset(
     {
-        "services/hub_analyses.py",
         "services/randomisation_hub.py",
     }
 )
