@@ -27,22 +27,6 @@ OPENERS = frozenset({"begin", "begin_nested", "begin_twophase", "connect", "raw_
 #: The door itself.
 THE_DOOR = "services/unit_of_work.py"
 
-#: Modules that still open transactions themselves, to move onto the unit of work; the list
-#: only shrinks (a module here that no longer opens one fails the last test below).
-#: The consortium hub's services (members, invitations, study versions, analyses, the
-#: innovation centre's agreement check, central randomisation) were written beside this
-#: check and move onto the unit of work next.
-HUB_SIDE = ("services/hub", "services/centre_enforcement.py", "services/randomisation_hub.py")
-NOT_YET: frozenset[str] = frozenset(
-    {
-        "services/hub.py",
-        "services/hub_analyses.py",
-        "services/hub_studies.py",
-        "services/centre_enforcement.py",
-        "services/randomisation_hub.py",
-    }
-)
-
 
 def _modules(root: Path) -> list[Path]:
     found: list[Path] = []
@@ -77,12 +61,7 @@ def direct_transactions(root: Path) -> dict[str, list[str]]:
 
 
 def test_services_and_entry_points_open_transactions_only_through_the_unit_of_work() -> None:
-    crossings = [
-        line
-        for module, lines in sorted(direct_transactions(SRC).items())
-        if module not in NOT_YET
-        for line in lines
-    ]
+    crossings = [line for _, lines in sorted(direct_transactions(SRC).items()) for line in lines]
     assert crossings == [], (
         "open transactions through consortia.services.unit_of_work (reading/writing), "
         "not directly:\n" + "\n".join(crossings)
@@ -105,10 +84,3 @@ def test_the_check_catches_a_planted_direct_transaction(tmp_path: Path, source: 
     found = direct_transactions(tmp_path)
     assert list(found) == ["services/planted.py"]  # the door itself may
     assert found["services/planted.py"][0].startswith("services/planted.py:")
-
-
-def test_the_list_of_modules_not_yet_moved_holds_only_what_still_needs_it() -> None:
-    found = direct_transactions(SRC)
-    stale = sorted(module for module in NOT_YET if module not in found)
-    assert stale == [], f"these no longer open transactions themselves; drop them: {stale}"
-    assert all(module.startswith(HUB_SIDE) for module in NOT_YET)

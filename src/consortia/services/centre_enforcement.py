@@ -10,7 +10,9 @@ services make:
   certificate and the study's protocol training, when the study's training rule says so.
 
 The agreement rules hold at a hub that runs the centre, from its first partner on: a hub
-that records no partner is a consortium without a centre and publishes as before.
+that records no partner is a consortium without a centre and publishes as before. The
+agreement checks read as the node itself (:data:`~consortia.services.unit_of_work.SYSTEM`,
+read-only): they are the hub's own rule, applied whoever asks, and change nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from consortia.auth.principal import WILDCARD, Grant, Role
 from consortia.domain import centre as rules
 from consortia.exceptions import PermissionDeniedError, Problem, ValidationError
 from consortia.services.common import utc_now
+from consortia.services.unit_of_work import SYSTEM, reading
 from consortia.storage.centre import AgreementRecord, CentreRepository
 from consortia.storage.centre_people import PeopleRepository
 
@@ -72,8 +75,8 @@ def check_site_agreements(
     """Refuse (:class:`ValidationError`, one problem per site) a site whose member has no
     data-sharing agreement in force for ``study``; nothing at a hub without a centre."""
     day = on or utc_now().date()
-    with engine.connect() as connection:
-        repository = CentreRepository(connection)
+    with reading(engine, SYSTEM) as work:
+        repository = CentreRepository(work.connection)
         if not repository.any_partner():
             return
         problems = []
@@ -91,8 +94,8 @@ def check_analysis_agreements(
     """Refuse (:class:`PermissionDeniedError`) a new analysis of ``study`` while one of
     its members has no data-sharing agreement in force: the message names the agreement."""
     day = on or utc_now().date()
-    with engine.connect() as connection:
-        repository = CentreRepository(connection)
+    with reading(engine, SYSTEM) as work:
+        repository = CentreRepository(work.connection)
         if not repository.any_partner():
             return
         refusals = [

@@ -44,7 +44,8 @@ from consortia.federation.signing import (
     load_key,
     sign_message,
 )
-from consortia.services.common import audit, require, utc_now
+from consortia.services.common import require, utc_now
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.hub import HubRepository, InvitationRecord, MemberRecord
 
 __all__ = [
@@ -124,15 +125,13 @@ def create_invitation(
         expires_at=now + timedelta(hours=hours),
         used_at=None,
     )
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(engine, principal) as work:
+        repository = HubRepository(work.connection)
         existing = repository.member(name)
         if existing is not None:
             raise ConflictError(f"a member named {name!r} exists already ({existing.status})")
         repository.add_invitation(record)
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.invite",
             "invitation",
             record.id,
@@ -152,12 +151,10 @@ def _refuse_join(engine: Engine, invitation_id: str, name: str, reason: str) -> 
     """Audit a refused join that names an invitation the hub issued, then refuse it (a
     join naming no such invitation is refused without an event: anyone can send one, and
     it must not fill the trail)."""
-    with engine.begin() as connection:
-        if HubRepository(connection).invitation(invitation_id) is None:
+    with writing(engine, remote_principal(name)) as work:
+        if HubRepository(work.connection).invitation(invitation_id) is None:
             raise PermissionDeniedError(reason)
-        audit(
-            connection,
-            remote_principal(name),
+        work.audit(
             "hub.join_refused",
             "invitation",
             invitation_id[:64] or "-",
@@ -204,8 +201,8 @@ def admit_member(
             engine, invitation_id, name, f"the join message is not signed by its key ({exc})"
         )
     now = utc_now()
-    with engine.connect() as connection:
-        invitation = HubRepository(connection).invitation(invitation_id)
+    with reading(engine, remote_principal(name), statements=True) as work:
+        invitation = HubRepository(work.connection).invitation(invitation_id)
     if invitation is None or not hmac.compare_digest(
         invitation.secret_sha256, _secret_hash(str(body["secret"]))
     ):
@@ -251,16 +248,16 @@ def admit_member(
         last_seen_at=now,
         removed_at=None,
     )
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(
+        engine, remote_principal(name), conflict=f"a member named {name!r} exists already"
+    ) as work:
+        repository = HubRepository(work.connection)
         if repository.member(name) is not None:
             raise ConflictError(f"a member named {name!r} exists already")
         if not repository.use_invitation(invitation_id, now):
             raise PermissionDeniedError("the invitation was used already; ask for a new one")
         repository.add_member(record)
-        audit(
-            connection,
-            remote_principal(name),
+        work.audit(
             "hub.member.join",
             "member",
             name,
@@ -291,24 +288,22 @@ def admit_member(
 def list_members(engine: Engine, principal: Principal) -> list[MemberRecord]:
     """Every member, removed ones included, by name."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        return HubRepository(connection).members()
+    with reading(engine, principal) as work:
+        return HubRepository(work.connection).members()
 
 
 def remove_member(engine: Engine, principal: Principal, name: str) -> MemberRecord:
     """Revoke a member's key: the hub refuses its messages and sends it nothing more."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(engine, principal) as work:
+        repository = HubRepository(work.connection)
         member = repository.member(name)
         if member is None:
             raise NotFoundError(f"no member named {name!r}")
         if not repository.remove_member(name, utc_now()):
             raise ConflictError(f"member {name!r} was removed already")
         withdrawn = repository.drop_member_tasks(name)
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.member.remove",
             "member",
             name,

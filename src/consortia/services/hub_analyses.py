@@ -25,8 +25,9 @@ from consortia.federation.coordinator import AnalysisRefused, Coordinator
 from consortia.federation.hub import DatabaseBroker, HubIdentity, HubTransport, MemberTrust
 from consortia.federation.transport import NodeHandle, PushTransport
 from consortia.services import centre_enforcement
-from consortia.services.common import audit, require, utc_now
+from consortia.services.common import require, utc_now
 from consortia.services.hub import HUB_CHAIN, list_members
+from consortia.services.unit_of_work import SYSTEM, reading, writing
 from consortia.storage.hub import AnalysisRecord, HubRepository, MemberRecord
 
 __all__ = [
@@ -42,9 +43,10 @@ __all__ = [
 
 
 def study_members(engine: Engine, study: str) -> list[MemberRecord]:
-    """The active members hosting a site of the published study."""
-    with engine.connect() as connection:
-        repository = HubRepository(connection)
+    """The active members hosting a site of the published study (read as the hub itself:
+    it is whom the hub sends the study's analyses to, whoever asks)."""
+    with reading(engine, SYSTEM) as work:
+        repository = HubRepository(work.connection)
         hosts = set(repository.sites(study).values())
         return [m for m in repository.members() if m.name in hosts and m.status == "active"]
 
@@ -52,8 +54,8 @@ def study_members(engine: Engine, study: str) -> list[MemberRecord]:
 def plan_request(engine: Engine, principal: Principal, study: str, plan: str) -> dict[str, Any]:
     """The analysis ``plan`` of the newest published version of ``study``."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        version = HubRepository(connection).latest_study(study)
+    with reading(engine, principal, statements=True) as work:
+        version = HubRepository(work.connection).latest_study(study)
     if version is None:
         raise NotFoundError(f"study {study} has not been published by this hub")
     parsed = load_study_text(version.source, f"{study} v{version.label}")
@@ -78,8 +80,8 @@ def start_analysis(
     """Record an analysis the hub starts across ``transport``'s members; its id."""
     require(principal, Action.HUB_MANAGE, Resource())
     analysis_id = secrets.token_hex(8)
-    with engine.begin() as connection:
-        HubRepository(connection).start_analysis(
+    with writing(engine, principal) as work:
+        HubRepository(work.connection).start_analysis(
             analysis_id,
             study=study,
             plan=plan,
@@ -88,9 +90,7 @@ def start_analysis(
             by=principal.email,
             now=utc_now(),
         )
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.analysis.start",
             "analysis",
             analysis_id,
@@ -109,8 +109,8 @@ def finish_analysis(
     error: str | None,
 ) -> None:
     """Keep an analysis's result (or why it failed), with its audit event."""
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(engine, principal) as work:
+        repository = HubRepository(work.connection)
         now = utc_now()
         repository.finish_analysis(analysis_id, result=result, error=error, now=now)
         for node in (result or {}).get("nodes", []):  # they answered, signed
@@ -121,9 +121,7 @@ def finish_analysis(
                 key: result.get(key)
                 for key in ("kind", "exact", "complete", "nodes", "missing_nodes", "refusals")
             }
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.analysis.finish",
             "analysis",
             analysis_id,
@@ -135,15 +133,15 @@ def finish_analysis(
 def list_analyses(engine: Engine, principal: Principal) -> list[AnalysisRecord]:
     """The hub's analyses, newest first (at most 100)."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        return HubRepository(connection).analyses()
+    with reading(engine, principal) as work:
+        return HubRepository(work.connection).analyses()
 
 
 def get_analysis(engine: Engine, principal: Principal, analysis_id: str) -> AnalysisRecord:
     """One of the hub's analyses, with its result."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        record = HubRepository(connection).analysis(analysis_id)
+    with reading(engine, principal, statements=True) as work:
+        record = HubRepository(work.connection).analysis(analysis_id)
     if record is None:
         raise NotFoundError(f"analysis {analysis_id!r} does not exist")
     return record

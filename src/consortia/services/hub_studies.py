@@ -46,9 +46,10 @@ from consortia.federation.node import NodeRunner
 from consortia.federation.protocol import canonical_json, sha256_hex
 from consortia.federation.signing import MessageRejected, TrustStore, Verifier
 from consortia.services import centre_enforcement
-from consortia.services.common import audit, check_code, require, utc_now
+from consortia.services.common import check_code, require, utc_now
 from consortia.services.hub import HUB_CHAIN, remote_principal
 from consortia.services.studies import load_definition
+from consortia.services.unit_of_work import reading, writing
 from consortia.storage.hub import (
     HubRepository,
     MemberRecord,
@@ -101,9 +102,8 @@ def publish_study(
                     f"study {code} has no site {site} (its sites: {', '.join(study.sites)})",
                 )
             )
-    with engine.connect() as connection:
-        repository = HubRepository(connection)
-        members = {m.name: m for m in repository.members()}
+    with reading(engine, principal, statements=True) as work:
+        members = {m.name: m for m in HubRepository(work.connection).members()}
     for site, name in sites.items():
         member = members.get(name)
         if member is None or member.status != "active":
@@ -125,17 +125,15 @@ def publish_study(
         published_by=principal.email,
         published_at=utc_now(),
     )
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(engine, principal) as work:
+        repository = HubRepository(work.connection)
         previous = repository.latest_study(code)
         if not repository.add_study(record):
             kept = repository.latest_study(code)
             assert kept is not None
             record = replace(record, published_at=kept.published_at)
         repository.set_sites(code, dict(sites))
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.study.publish",
             "study",
             code,
@@ -176,15 +174,13 @@ def record_delivery(
     engine: Engine, study: str, sha256: str, member: str, status: str, detail: str
 ) -> None:
     """Keep (and audit) what a member said to a published study version."""
-    with engine.begin() as connection:
-        repository = HubRepository(connection)
+    with writing(engine, remote_principal(member)) as work:
+        repository = HubRepository(work.connection)
         now = utc_now()
         repository.set_delivery(study, sha256, member, status, detail, now)
         if status in ("pending", "accepted", "refused"):  # it answered, signed
             repository.seen(member, now)
-        audit(
-            connection,
-            remote_principal(member),
+        work.audit(
             "hub.study.delivery",
             "study",
             study,
@@ -196,8 +192,8 @@ def record_delivery(
 def list_studies(engine: Engine, principal: Principal) -> list[dict[str, Any]]:
     """Each published study: its newest version, its sites' members and the deliveries."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        repository = HubRepository(connection)
+    with reading(engine, principal) as work:
+        repository = HubRepository(work.connection)
         latest: dict[str, PublishedStudy] = {}
         for version in repository.studies():
             latest[version.study] = version
@@ -269,12 +265,10 @@ def receive_offer(
         decided_by=None,
         decided_at=None,
     )
-    with engine.begin() as connection:
-        offers = StudyOfferRepository(connection)
+    with writing(engine, remote_principal(hub)) as work:
+        offers = StudyOfferRepository(work.connection)
         if offers.add(offer):
-            audit(
-                connection,
-                remote_principal(hub),
+            work.audit(
                 "study.offer",
                 "study_offer",
                 offer.id,
@@ -324,8 +318,8 @@ def answer_study(
 def list_offers(engine: Engine, principal: Principal) -> list[OfferRecord]:
     """The study versions this node's hub offered, oldest first."""
     require(principal, Action.HUB_MANAGE, Resource())
-    with engine.connect() as connection:
-        return StudyOfferRepository(connection).list()
+    with reading(engine, principal) as work:
+        return StudyOfferRepository(work.connection).list()
 
 
 def accept_offer(
@@ -333,8 +327,8 @@ def accept_offer(
 ) -> OfferRecord:
     """Make an offered version the study's current one, after checking again that this
     node's hub signed it (a row changed in the database since it came is refused)."""
-    with engine.connect() as connection:
-        offer = StudyOfferRepository(connection).get(offer_id)
+    with reading(engine, principal, statements=True) as work:
+        offer = StudyOfferRepository(work.connection).get(offer_id)
     if offer is None:
         raise NotFoundError(f"study offer {offer_id!r} does not exist")
     if not site_scope(principal, offer.study, Action.STUDY_MANAGE).every_site:
@@ -358,13 +352,11 @@ def accept_offer(
         for name, spec in plan_tables(load_study_text(source, f"{offer.study} from {hub}")).items()
     }
     load_definition(engine, principal, source, file=f"{offer.study} from {hub}")
-    with engine.begin() as connection:
-        offers = StudyOfferRepository(connection)
+    with writing(engine, principal) as work:
+        offers = StudyOfferRepository(work.connection)
         if not offers.decide(offer.id, "accepted", principal.email, utc_now()):
             raise ConflictError(f"study offer {offer_id!r} was decided meanwhile")
-        audit(
-            connection,
-            principal,
+        work.audit(
             "study.offer.accept",
             "study_offer",
             offer.id,

@@ -46,8 +46,9 @@ from consortia.domain.study import SITE_FACTOR, Study
 from consortia.domain.study_yaml import load_study_text
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
 from consortia.federation.randomisation import ALLOCATION
-from consortia.services.common import audit, check_code, require, utc_now
+from consortia.services.common import check_code, require, utc_now
 from consortia.services.hub import HUB_CHAIN, remote_principal
+from consortia.services.unit_of_work import writing
 from consortia.storage.hub import HubRepository, PublishedStudy
 from consortia.storage.randomisation import (
     AllocationRecord,
@@ -102,7 +103,10 @@ def generate(engine: Engine, principal: Principal, study: str, seed: int) -> Sch
     require(principal, Action.RANDOMISATION_LIST, Resource(study))
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**128:
         raise ValidationError([Problem("--seed", "a seed is an integer from 0 to 2**128 - 1")])
-    with engine.begin() as connection:
+    with writing(
+        engine, principal, conflict=f"study {study} was randomised from a seed already"
+    ) as work:
+        connection = work.connection
         version = _version(connection, study)
         definition = _study(version)
         scheme = definition.randomisation
@@ -137,9 +141,7 @@ def generate(engine: Engine, principal: Principal, study: str, seed: int) -> Sch
             generated_at=utc_now(),
         )
         repository.add_scheme(record, entries)
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.randomisation.generate",
             "study",
             study,
@@ -176,7 +178,8 @@ def allocate(engine: Engine, member: str, request: Mapping[str, Any]) -> dict[st
     study, site, subject = str(request["study"]), str(request["site"]), str(request["subject"])
     for value, field in ((study, "study"), (site, "site"), (subject, "subject")):
         check_code(value, field)
-    with engine.begin() as connection:
+    with writing(engine, remote_principal(member)) as work:
+        connection = work.connection
         repository = HubRandomisationRepository(connection)
         scheme = repository.lock(study)  # serialises this study's allocations
         if scheme is None:
@@ -230,9 +233,7 @@ def allocate(engine: Engine, member: str, request: Mapping[str, Any]) -> dict[st
         )
         repository.add_allocation(record)
         repository.set_count(study, number)
-        audit(
-            connection,
-            remote_principal(member),
+        work.audit(
             "hub.randomisation.allocate",
             "subject",
             f"{study}/{subject}",
@@ -260,13 +261,13 @@ def read_list(engine: Engine, principal: Principal, study: str) -> SealedList:
     """The sealed lists and the allocations (``randomisation_list.manage``; audited)."""
     check_code(study, "study")
     require(principal, Action.RANDOMISATION_LIST, Resource(study))
-    with engine.begin() as connection:
-        repository = HubRandomisationRepository(connection)
+    with writing(engine, principal) as work:  # a read of the sealed list is audited
+        repository = HubRandomisationRepository(work.connection)
         scheme = repository.scheme(study)
         if scheme is None:
             raise NotFoundError(f"study {study} has no randomisation at this hub")
         sealed = SealedList(scheme, repository.entries(study), repository.allocations(study))
-        audit(connection, principal, "hub.randomisation.read", "study", study, chain=HUB_CHAIN)
+        work.audit("hub.randomisation.read", "study", study, chain=HUB_CHAIN)
     return sealed
 
 
@@ -280,15 +281,13 @@ def export_list(engine: Engine, principal: Principal, study: str, reason: str) -
         raise ValidationError(
             [Problem("reason", "state why the list leaves the hub (e.g. 'TMF filing at lock')")]
         )
-    with engine.begin() as connection:
-        repository = HubRandomisationRepository(connection)
+    with writing(engine, principal) as work:  # the export is audited with its reason
+        repository = HubRandomisationRepository(work.connection)
         scheme = repository.scheme(study)
         if scheme is None:
             raise NotFoundError(f"study {study} has no randomisation at this hub")
         entries, allocations = repository.entries(study), repository.allocations(study)
-        audit(
-            connection,
-            principal,
+        work.audit(
             "hub.randomisation.export",
             "study",
             study,
