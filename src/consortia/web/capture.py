@@ -36,6 +36,7 @@ from consortia.web.form_pages import create_form_router
 from consortia.web.pages import PageRoute
 from consortia.web.query_pages import create_query_router
 from consortia.web.randomisation_pages import create_randomisation_router
+from consortia.web.sign_pages import create_sign_router
 from consortia.web.subject_pages import create_subject_router
 
 __all__ = ["FORM_PATH", "create_capture_router"]
@@ -50,6 +51,7 @@ def create_capture_router() -> APIRouter:
         create_form_router(),
         create_query_router(),
         create_randomisation_router(),
+        create_sign_router(),
     ):
         router.include_router(pages)
     router.include_router(create_live_router())
