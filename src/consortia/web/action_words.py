@@ -31,6 +31,17 @@ EN: Final[Mapping[str, str]] = {
     "sign.conflict": "A ticked form changed meanwhile or can no longer be signed; no form "
     "was signed. Reload the list and sign again.",
     "sign.refused": "Nothing was signed:",
+    "schedule.move": "Move the schedule",
+    "schedule.explain": "Day 0 of the protocol (e.g. the infusion date): every scheduled "
+    "event's target date and window follow it. The move is audited with its reason.",
+    "schedule.anchor": "New day 0",
+    "schedule.reason": "Reason for the move",
+    "schedule.submit": "Move the schedule",
+    "schedule.moved": "The schedule moved; the target dates and windows below follow the new "
+    "day 0.",
+    "schedule.bad_date": "Give the new day 0 as YYYY-MM-DD; the schedule did not move.",
+    "schedule.reason_needed": "Moving a schedule needs a reason; the schedule did not move.",
+    "schedule.reason_too_long": "The reason is over 2,000 characters; the schedule did not move.",
 }
 
 ZH: Final[Mapping[str, str]] = {
@@ -53,4 +64,14 @@ ZH: Final[Mapping[str, str]] = {
     "sign.password_refused": "密码未被接受；未签署任何表单。",
     "sign.conflict": "所选表单中有表单已被修改或已无法签署；未签署任何表单。请刷新列表后重新签署。",
     "sign.refused": "未签署任何表单：",
+    "schedule.move": "调整访视排程",
+    "schedule.explain": "方案第 0 天（如回输日期）：每个计划访视的目标日期和窗口期随之调整。"
+    "此次调整连同原因记入审计追踪。",
+    "schedule.anchor": "新的第 0 天",
+    "schedule.reason": "调整原因",
+    "schedule.submit": "调整访视排程",
+    "schedule.moved": "排程已调整；下方的目标日期和窗口期已按新的第 0 天更新。",
+    "schedule.bad_date": "请按 YYYY-MM-DD 格式填写新的第 0 天；排程未调整。",
+    "schedule.reason_needed": "调整排程需要填写原因；排程未调整。",
+    "schedule.reason_too_long": "原因超过 2,000 个字符；排程未调整。",
 }
