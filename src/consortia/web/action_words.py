@@ -1,5 +1,5 @@
-"""The strings of the page actions that match the API's: signing several forms at once,
-moving a subject's schedule and file items, in English and Simplified Chinese (merged into
+"""The strings of the page actions that match the API's: signing several forms at once and
+moving a subject's schedule, in English and Simplified Chinese (merged into
 :data:`consortia.web.i18n.CATALOGUES`)."""
 
 from __future__ import annotations

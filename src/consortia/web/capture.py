@@ -12,7 +12,7 @@ never saves twice.
 A repeating group shows a row per instance and one empty row to add the next. A form holding
 identifiers the reader may not see is shown without them and cannot be saved here: saving
 every value of the form would otherwise remove the hidden ones. File items are shown, not
-edited (the API takes them).
+edited (the API takes their value as text).
 
 Below the form, the reader's review steps: source-data verification (monitor), signature
 with the password typed again and a stated meaning (investigator), lock and unlock with a
@@ -22,7 +22,9 @@ message; monitors and data managers open new ones (:mod:`consortia.services.quer
 The subjects page enrols a subject (:func:`~consortia.services.subjects.enrol_subject`)
 and a subject's page changes its status
 (:func:`~consortia.services.schedule.change_status`). A form's save also records the
-event's visit date. Moving a subject's schedule is done through the API for now.
+event's visit date. A subject's page also moves its schedule's day 0 with a reason
+(:func:`~consortia.services.schedule.reanchor_schedule`), and an investigator signs several
+forms at once from the signature worklist (:mod:`consortia.web.sign_pages`).
 """
 
 from __future__ import annotations

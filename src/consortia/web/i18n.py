@@ -34,7 +34,7 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
     "en": {
         **centre_words.EN,  # the innovation centre's pages
         **page_words.EN,  # the navigation bar, the live form, the dashboard
-        **action_words.EN,  # signing several forms, moving a schedule, file items
+        **action_words.EN,  # signing several forms, moving a schedule
         **hub_words.EN,  # the consortium's pages at the hub
         "app.name": "Consortia",
         "lang.switch": "中文",
