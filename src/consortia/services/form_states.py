@@ -18,7 +18,7 @@ the form before it was verified cannot overwrite it without reloading (409).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import Engine
@@ -37,23 +37,30 @@ from consortia.services.common import (
     utc_now,
     visible_study,
 )
-from consortia.services.unit_of_work import reading, writing
+from consortia.services.unit_of_work import UnitOfWork, reading, writing
 from consortia.storage.capture import (
     CaptureRepository,
     FormRecord,
+    SignatureRepository,
     VerificationRepository,
     WorklistEntry,
 )
 
 __all__ = [
+    "MAX_SIGNED_AT_ONCE",
     "SIGNATURE_MEANINGS",
     "STEPS",
     "lock_form",
     "sdv_worklist",
     "sign_form",
+    "sign_forms",
+    "signature_worklist",
     "unlock_form",
     "verify_form",
 ]
+
+#: The most forms one signing signs (a page of the signature worklist).
+MAX_SIGNED_AT_ONCE: Final = 100
 
 #: What a signature means (21 CFR Part 11 §11.50(a)(3)); the signer picks one.
 SIGNATURE_MEANINGS: Final[Mapping[str, str]] = {
@@ -86,37 +93,64 @@ def _transition(
     after: Mapping[str, Any],
     reason: str | None = None,
 ) -> FormRecord:
-    study, subject_id, ref, form = where
-    visible_study(principal, study)
+    visible_study(principal, where[0])
     with writing(engine, principal) as work:
-        subject = find_subject(work.connection, principal, study, subject_id)
-        require_in_study(principal, action, study, subject.site)
-        canonical, record = saved_form(work.connection, principal, subject, ref, form)
-        capture = CaptureRepository(work.connection, principal)
-        if record.version != version:
-            raise ConflictError(
-                f"form {form} is at version {record.version}, not {version}; reload it"
-            )
-        check(record)
-        now = utc_now()
-        values = {key: (now if value is _NOW else value) for key, value in changes.items()}
-        moved = capture.update_form(
-            record.id, expected_version=version, version=version + 1, **values
-        )
-        if not moved:
-            raise ConflictError(f"form {form} changed meanwhile; reload it")
-        entity = form_audit_id(study, subject_id, canonical, form)
-        work.audit(
-            audit_action,
-            "form",
-            entity,
-            chain=study,
-            site=subject.site,
-            before={"state": record.state, "version": record.version},
-            after={"version": version + 1, "at": now.isoformat(), **after},
+        return _step(
+            work,
+            principal,
+            where,
+            version,
+            action=action,
+            audit_action=audit_action,
+            check=check,
+            changes=changes,
+            after=after,
             reason=reason,
         )
-        return capture.form_by_pk(record.id)
+
+
+def _step(
+    work: UnitOfWork,
+    principal: Principal,
+    where: tuple[str, str, str, str],
+    version: int,
+    *,
+    action: Action,
+    audit_action: str,
+    check: Any,
+    changes: Mapping[str, Any],
+    after: Mapping[str, Any],
+    reason: str | None = None,
+) -> FormRecord:
+    """One step on one form inside the caller's transaction, with its audit event."""
+    study, subject_id, ref, form = where
+    subject = find_subject(work.connection, principal, study, subject_id)
+    require_in_study(principal, action, study, subject.site)
+    canonical, record = saved_form(work.connection, principal, subject, ref, form)
+    capture = CaptureRepository(work.connection, principal)
+    if record.version != version:
+        raise ConflictError(
+            f"form {form} of {subject_id} at {ref} is at version {record.version}, "
+            f"not {version}; reload it"
+        )
+    check(record)
+    now = utc_now()
+    values = {key: (now if value is _NOW else value) for key, value in changes.items()}
+    moved = capture.update_form(record.id, expected_version=version, version=version + 1, **values)
+    if not moved:
+        raise ConflictError(f"form {form} of {subject_id} at {ref} changed meanwhile; reload it")
+    entity = form_audit_id(study, subject_id, canonical, form)
+    work.audit(
+        audit_action,
+        "form",
+        entity,
+        chain=study,
+        site=subject.site,
+        before={"state": record.state, "version": record.version},
+        after={"version": version + 1, "at": now.isoformat(), **after},
+        reason=reason,
+    )
+    return capture.form_by_pk(record.id)
 
 
 _NOW = object()  # placeholder for "the transaction's time" in ``changes``
@@ -173,23 +207,87 @@ def sign_form(
     visible_study(principal, where[0])
     require_in_study(principal, Action.DATA_SIGN, where[0])
     printed_name = reauthenticate(engine, settings, principal, password)
-    statement = f"{meaning}: {SIGNATURE_MEANINGS[meaning]}"
     return _transition(
-        engine,
-        principal,
-        where,
-        version,
-        action=Action.DATA_SIGN,
-        audit_action="form.sign",
-        check=_needs("sign", doing="signing"),
-        changes={
+        engine, principal, where, version, **_signature(principal, printed_name, meaning)
+    )
+
+
+def _signature(principal: Principal, printed_name: str, meaning: str) -> dict[str, Any]:
+    """What a signature step changes and audits (its meaning already checked)."""
+    statement = f"{meaning}: {SIGNATURE_MEANINGS[meaning]}"
+    return {
+        "action": Action.DATA_SIGN,
+        "audit_action": "form.sign",
+        "check": _needs("sign", doing="signing"),
+        "changes": {
             "signed_at": _NOW,
             "signed_by": principal.email,
             "signed_name": printed_name,
             "signature_meaning": statement,
         },
-        after={"signed_by": principal.email, "printed_name": printed_name, "meaning": statement},
-    )
+        "after": {"signed_by": principal.email, "printed_name": printed_name, "meaning": statement},
+    }
+
+
+def sign_forms(
+    engine: Engine,
+    settings: Settings,
+    principal: Principal,
+    study: str,
+    forms: Sequence[tuple[str, str, str, int]],
+    *,
+    password: str,
+    meaning: str,
+) -> list[FormRecord]:
+    """Sign several forms of one study at once (investigator): the password once, then each
+    form's signature recorded and audited as :func:`sign_form` records one.
+
+    ``forms`` are (subject, event, form, version). 21 CFR Part 11 §11.200(a)(1)(i): a series
+    of signings in one continuous session starts with both components; here the password is
+    checked once for the series. All or none: one transaction, so a form that changed
+    meanwhile or cannot be signed refuses the whole series, and a wrong password signs none.
+    """
+    if meaning not in SIGNATURE_MEANINGS:
+        raise ValidationError(
+            [Problem("meaning", f"{meaning!r} is not one of {', '.join(SIGNATURE_MEANINGS)}")]
+        )
+    if not forms:
+        raise ValidationError([Problem("forms", "choose at least one form to sign")])
+    if len(forms) > MAX_SIGNED_AT_ONCE:
+        raise ValidationError(
+            [Problem("forms", f"at most {MAX_SIGNED_AT_ONCE} forms at once, not {len(forms)}")]
+        )
+    if len({(subject_id, ref, form) for subject_id, ref, form, _ in forms}) != len(forms):
+        raise ValidationError([Problem("forms", "a form is named twice")])
+    visible_study(principal, study)
+    require_in_study(principal, Action.DATA_SIGN, study)
+    printed_name = reauthenticate(engine, settings, principal, password)
+    step = _signature(principal, printed_name, meaning)
+    with writing(engine, principal) as work:
+        return [
+            _step(work, principal, (study, subject_id, ref, form), version, **step)
+            for subject_id, ref, form, version in forms
+        ]
+
+
+def signature_worklist(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    *,
+    site: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[WorklistEntry]:
+    """Forms an investigator may sign (complete or verified) at the sites where the caller
+    signs, by site and subject; ``site`` narrows to one of them."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.DATA_SIGN, study)
+    check_page(limit, offset)
+    with reading(engine, principal) as work:
+        return SignatureRepository(work.connection, principal).awaiting(
+            study, site, limit=limit, offset=offset
+        )
 
 
 def lock_form(

@@ -36,12 +36,17 @@ from consortia.storage.tables import (
     subject,
     subject_status,
 )
-from consortia.storage.worklists import VerificationRepository, WorklistEntry
+from consortia.storage.worklists import (
+    SignatureRepository,
+    VerificationRepository,
+    WorklistEntry,
+)
 
 __all__ = [
     "CaptureRepository",
     "EventRecord",
     "FormRecord",
+    "SignatureRepository",
     "StudyVersionRecord",
     "StudyVersionRepository",
     "ValueRow",

@@ -1,5 +1,6 @@
 """Worklists over captured data: forms of a study awaiting source-data verification, at
-the sites where the principal may verify (:mod:`consortia.storage.capture` re-exports them).
+the sites where the principal may verify, and forms awaiting an investigator's signature, at
+the sites where the principal may sign (:mod:`consortia.storage.capture` re-exports them).
 
 Repositories run inside the caller's transaction and never commit.
 """
@@ -16,7 +17,7 @@ from consortia.auth.policy import Action, site_scope
 from consortia.auth.principal import Principal
 from consortia.storage.tables import event_instance, form_instance, subject
 
-__all__ = ["VerificationRepository", "WorklistEntry"]
+__all__ = ["SignatureRepository", "VerificationRepository", "WorklistEntry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,51 @@ class VerificationRepository:
                 subject.c.study == study,
                 form_instance.c.status == "complete",
                 form_instance.c.verified_at.is_(None),
+                form_instance.c.locked_at.is_(None),
+            )
+        )
+        if not scope.every_site:
+            query = query.where(subject.c.site.in_(sorted(scope.sites)))
+        if site is not None:
+            query = query.where(subject.c.site == site)
+        query = (
+            query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [WorklistEntry(*row) for row in self.connection.execute(query)]
+
+
+class SignatureRepository:
+    """Forms of one study an investigator may sign (complete or verified: neither signed nor
+    locked), at the sites where the principal may sign."""
+
+    def __init__(self, connection: Connection, principal: Principal) -> None:
+        self.connection = connection
+        self.principal = principal
+
+    def awaiting(
+        self, study: str, site: str | None, *, limit: int, offset: int
+    ) -> list[WorklistEntry]:
+        """Complete or verified forms neither signed nor locked, by site and subject."""
+        scope = site_scope(self.principal, study, Action.DATA_SIGN)
+        query = (
+            sa.select(
+                subject.c.site,
+                subject.c.subject_id,
+                event_instance.c.event,
+                event_instance.c.instance,
+                form_instance.c.form,
+                form_instance.c.version,
+                form_instance.c.updated_at,
+                form_instance.c.updated_by,
+            )
+            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+            .join(subject, subject.c.id == form_instance.c.subject_pk)
+            .where(
+                subject.c.study == study,
+                form_instance.c.status == "complete",
+                form_instance.c.signed_at.is_(None),
                 form_instance.c.locked_at.is_(None),
             )
         )

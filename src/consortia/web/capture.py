@@ -12,7 +12,7 @@ never saves twice.
 A repeating group shows a row per instance and one empty row to add the next. A form holding
 identifiers the reader may not see is shown without them and cannot be saved here: saving
 every value of the form would otherwise remove the hidden ones. File items are shown, not
-edited (the API takes them).
+edited (the API takes their value as text).
 
 Below the form, the reader's review steps: source-data verification (monitor), signature
 with the password typed again and a stated meaning (investigator), lock and unlock with a
@@ -22,7 +22,9 @@ message; monitors and data managers open new ones (:mod:`consortia.services.quer
 The subjects page enrols a subject (:func:`~consortia.services.subjects.enrol_subject`)
 and a subject's page changes its status
 (:func:`~consortia.services.schedule.change_status`). A form's save also records the
-event's visit date. Moving a subject's schedule is done through the API for now.
+event's visit date. A subject's page also moves its schedule's day 0 with a reason
+(:func:`~consortia.services.schedule.reanchor_schedule`), and an investigator signs several
+forms at once from the signature worklist (:mod:`consortia.web.sign_pages`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from consortia.web.form_pages import create_form_router
 from consortia.web.pages import PageRoute
 from consortia.web.query_pages import create_query_router
 from consortia.web.randomisation_pages import create_randomisation_router
+from consortia.web.sign_pages import create_sign_router
 from consortia.web.subject_pages import create_subject_router
 
 __all__ = ["FORM_PATH", "create_capture_router"]
@@ -50,6 +53,7 @@ def create_capture_router() -> APIRouter:
         create_form_router(),
         create_query_router(),
         create_randomisation_router(),
+        create_sign_router(),
     ):
         router.include_router(pages)
     router.include_router(create_live_router())

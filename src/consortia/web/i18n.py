@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from consortia.services.authentication import LOGIN_REFUSED
-from consortia.web import centre_words, hub_words, page_words
+from consortia.web import action_words, centre_words, hub_words, page_words
 
 __all__ = [
     "CATALOGUES",
@@ -34,6 +34,7 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
     "en": {
         **centre_words.EN,  # the innovation centre's pages
         **page_words.EN,  # the navigation bar, the live form, the dashboard
+        **action_words.EN,  # signing several forms, moving a schedule
         **hub_words.EN,  # the consortium's pages at the hub
         "app.name": "Consortia",
         "lang.switch": "中文",
@@ -253,6 +254,7 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = {
     },
     "zh": {
         **page_words.ZH,
+        **action_words.ZH,
         **hub_words.ZH,
         **centre_words.ZH,
         "app.name": "Consortia",

@@ -73,6 +73,7 @@ def navigation_for(request: Request, *, is_hub: bool) -> Navigation | None:
             ("nav.dashboard", f"{base}/dashboard", Action.SUBJECT_READ),
             ("nav.queries", f"{base}/queries", Action.QUERY_READ),
             ("nav.sdv", f"{base}/sdv", Action.DATA_VERIFY),
+            ("nav.sign", f"{base}/sign", Action.DATA_SIGN),
         ]
         for key, href, action in study_links:
             if can(principal, action, scope):

@@ -21,6 +21,7 @@ from consortia.services.common import MAX_OFFSET
 from consortia.services.subjects import SubjectInput
 from consortia.web.capture_common import (
     ENROL_FIELDS,
+    MAX_REASON_LENGTH,
     SUBJECTS_SHOWN,
     EventRow,
     refused_status,
@@ -172,6 +173,9 @@ def create_subject_router() -> APIRouter:
         *,
         status: int = 200,
         error: str = "",
+        schedule_error: str = "",
+        moved: Mapping[str, str] | None = None,
+        schedule_moved: bool = False,
     ) -> Response:
         engine = node_engine(request)
         record = await run_in_threadpool(subjects.get_subject, engine, principal, study, subject_id)
@@ -247,17 +251,29 @@ def create_subject_router() -> APIRouter:
             if can(principal, Action.SUBJECT_CREATE, Resource(study, record.site))
             else [],
             error=error,
+            may_move=can(principal, Action.DATA_ENTER, Resource(study, record.site)),
+            anchor=(moved or {}).get(
+                "anchor_date", record.anchor_date.isoformat() if record.anchor_date else ""
+            ),
+            move_reason=(moved or {}).get("reason", ""),
+            max_reason=MAX_REASON_LENGTH,
+            schedule_error=schedule_error,
+            schedule_moved=schedule_moved,
             csrf_token=csrf_token(node_settings(request).secret_key.get_secret_value(), cookie),
         )
 
     @router.get("/studies/{study}/subjects/{subject_id}", response_class=HTMLResponse)
-    async def subject_page(request: Request, study: str, subject_id: str) -> Response:
+    async def subject_page(
+        request: Request, study: str, subject_id: str, moved: int = 0
+    ) -> Response:
         """A subject's events with their forms and states, and its status."""
         signed_in = await session_principal(request)
         if signed_in is None:
             return redirect(request, "/login")
         principal, cookie = signed_in
-        return await subject_view(request, principal, cookie, study, subject_id)
+        return await subject_view(
+            request, principal, cookie, study, subject_id, schedule_moved=moved == 1
+        )
 
     @router.post("/studies/{study}/subjects/{subject_id}/status", response_class=HTMLResponse)
     async def change_status(request: Request, study: str, subject_id: str) -> Response:
@@ -290,5 +306,52 @@ def create_subject_router() -> APIRouter:
                 request, principal, cookie, study, subject_id, status=status, error=message
             )
         return redirect(request, request.url.path.removesuffix("/status"))
+
+    @router.post("/studies/{study}/subjects/{subject_id}/schedule", response_class=HTMLResponse)
+    async def move_schedule(request: Request, study: str, subject_id: str) -> Response:
+        """Move day 0 of the subject's schedule with a reason (the API's ``PUT .../schedule``):
+        every scheduled event's target date and window follow; audited with the reason."""
+        posted = await signed_in_post(request)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        language = page_language(request)
+        entered = {key: fields.get(key, "") for key in ("anchor_date", "reason")}
+        reason = entered["reason"].strip()
+
+        async def refused(status: int, message: str) -> Response:
+            return await subject_view(
+                request,
+                principal,
+                cookie,
+                study,
+                subject_id,
+                status=status,
+                schedule_error=message,
+                moved=entered,
+            )
+
+        try:
+            anchor = date.fromisoformat(entered["anchor_date"].strip())
+        except ValueError:
+            return await refused(422, translate(language, "schedule.bad_date"))
+        if not reason:
+            return await refused(422, translate(language, "schedule.reason_needed"))
+        if len(reason) > MAX_REASON_LENGTH:
+            return await refused(422, translate(language, "schedule.reason_too_long"))
+        try:
+            await run_in_threadpool(
+                schedule.reanchor_schedule,
+                node_engine(request),
+                principal,
+                study,
+                subject_id,
+                anchor,
+                reason,
+            )
+        except (ConflictError, ValidationError) as error:
+            return await refused(*refused_status(error))
+        path = request.url.path.removesuffix("/schedule")
+        return redirect(request, f"{path}?moved=1")
 
     return router
