@@ -77,15 +77,17 @@ def check_subject(
     problems: list[Problem] = []
     passed: list[FormOutcome] = []
     values: list[ValueToWrite] = []
-    # a form sees the node's values and the file's values of the subject's other forms:
-    # the same for every instance of a form (repeating events), so built once a form
+    # a form sees the node's values and the file's values of the subject's other forms
+    # (never its own items at another visit, as when it is saved through a form): the
+    # same for every instance of a form (repeating events), so built once a form
     contexts: dict[str, dict[str, object]] = {}
     for position, record in enumerate(forms):
         plan = form_plan(study, record.form)
         seen = contexts.get(record.form)
         if seen is None:
+            held = {name: value for name, value in context.items() if name not in plan.own}
             others = {name: value for name, value in file_typed.items() if name not in plan.own}
-            seen = contexts[record.form] = {**context, **others}
+            seen = contexts[record.form] = {**held, **others}
         # every value seen is typed and present: spare the check filtering them
         check = plan.check(record.values, complete=record.complete, context=seen, present=True)
         problems.extend(
