@@ -122,11 +122,11 @@ def event_item_names(study: Study) -> dict[str, tuple[str, str]]:
     events: dict[str, list[str]] = {}
     for event_name, event in study.events.items():
         if not event.repeating:
-            for form in event.forms:
-                events.setdefault(form, []).append(event_name)
+            for form_name in event.forms:
+                events.setdefault(form_name, []).append(event_name)
     taken = set(study.derived)
-    for form in study.forms.values():
-        for group in form.groups.values():
+    for each in study.forms.values():
+        for group in each.groups.values():
             taken.update(group.items)
     names: dict[str, tuple[str, str]] = {}
     for form_name, form in study.forms.items():
