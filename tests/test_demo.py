@@ -19,14 +19,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from consortia.demo import MARKER, DemoError, _fresh_folder
+from consortia.demo import MARKER, SUBJECTS_PER_SITE, DemoError, _fresh_folder
+from consortia.demo.entry import STUDIES
+from consortia.domain.templates import load_template
 from consortia.storage.audit import verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.tables import data_query, form_instance, hub_analysis, subject
 from processes import READ_SECONDS, START_SECONDS, read_line, started
 
 pytestmark = pytest.mark.slow
-SUBJECTS = 20
+SUBJECTS = SUBJECTS_PER_SITE  # the default: every plan analysis is released
+#: Every analysis of both studies' plans, by study
+PLANS = {study: list(load_template(name).analysis_plan) for name, study in STUDIES.items()}
 
 
 def _left_running(folder: Path) -> list[str]:
@@ -66,8 +70,6 @@ def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: 
             "--no-serve",
             "--folder",
             str(folder),
-            "--subjects",
-            str(SUBJECTS),
         ],
         capture_output=True,
         text=True,
@@ -80,6 +82,10 @@ def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: 
     both = f"complete, sgh n={SUBJECTS}, shh n={SUBJECTS}"
     assert f"CART-LBCL pfs_km (kaplan_meier): {both}" in out
     assert f"CART-LBCL os_km (kaplan_meier): {both}" in out
+    for study, plans in PLANS.items():
+        for plan in plans:
+            assert f"{study} {plan} (" in out, f"{study} {plan} was not released:\n{out}"
+    assert "refused" not in out, out
     assert "shh joined by invitation (pull)" in out
     for login in ("admin@hub.demo", "coordinator@sgh.demo", "investigator@shh.demo"):
         assert login in out
@@ -96,7 +102,11 @@ def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: 
     finally:
         engine.dispose()
     done_plans = {row.plan: row for row in rows if row.status == "done"}
-    assert {"pfs_km", "os_km"} <= set(done_plans)
+    assert set(done_plans) == {plan for plans in PLANS.values() for plan in plans}
+    for row in done_plans.values():
+        kept = json.loads(row.result) if isinstance(row.result, str) else row.result
+        assert kept["complete"] is True, row.plan
+        assert all(node["n"] > 0 for node in kept["nodes"]), row.plan
     result = done_plans["pfs_km"].result
     result = json.loads(result) if isinstance(result, str) else result
     assert {n["name"]: n["n"] for n in result["nodes"]} == {"sgh": SUBJECTS, "shh": SUBJECTS}
@@ -124,6 +134,13 @@ def test_ctrl_c_stops_the_served_demo_and_every_process(tmp_path: Path) -> None:
         lines = []
         while not lines or "Serving until Ctrl-C" not in lines[-1]:
             lines.append(read_line(demo, demo.stdout, what="the demo to serve").decode())
+        # on 3 subjects a hospital's policy refuses some analyses: each refusal names its
+        # rule, and the demo says why under it
+        said = "".join(lines)
+        refused = [line for line in lines if ": refused: " in line]
+        assert refused, said
+        assert all(line.split(": refused: ")[1].startswith("min_cell_count: ") for line in refused)
+        assert "not a fault; more subjects per site (--subjects)" in said
         servers = [line for line in _left_running(folder) if " serve --config " in line]
         assert len(servers) == 3  # the hub and two hospitals
         demo.send_signal(signal.SIGINT)

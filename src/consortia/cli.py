@@ -254,7 +254,7 @@ def demo(
     folder: Annotated[Path, typer.Option(help="Where the demo builds its nodes.")] = Path(
         "consortia-demo"
     ),
-    subjects: Annotated[int, typer.Option(help="Synthetic subjects per site and study.")] = 20,
+    subjects: Annotated[int, typer.Option(help="Synthetic subjects per site and study.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 2026,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Keep serving after the analyses.")

@@ -520,3 +520,29 @@ def test_exports_stream_over_the_api_without_identifiers_unless_an_admin_gives_a
         ("coord@sh.example", False, None),
         ("stat@sg.example", False, None),
     ]
+
+
+def test_complete_response_at_day_28_is_derived_from_the_day_28_assessment(team: Team) -> None:
+    def cr_day28() -> str | None:
+        with team.node.engine.connect() as connection:
+            found = SubjectRepository(connection, cli_operator()).get(STUDY, "SG01-001")
+            assert found is not None
+            return CaptureRepository(connection, cli_operator()).derived(found).get("cr_day28")
+
+    def respond(event: str, version: int, response: str, **extra: Any) -> None:
+        values = {"response_date": "2025-03-10", "response_method": "ct", "response": response}
+        saved = _save(team.coordinator, _form(event, "response"), version, values, **extra)
+        assert saved.status_code == 200, saved.text
+
+    assert cr_day28() is None  # not randomised: no row of the analysis
+    randomised = {"rand_date": "2025-01-10", "arm": "car_t"}
+    _save(team.coordinator, _form("randomisation", "randomisation"), 0, randomised)
+    assert cr_day28() == "0"  # randomised, not assessed at day 28: no complete response
+    respond("month3", 0, "CR")  # a later complete response is not the day-28 response
+    assert cr_day28() == "0"
+    respond("day28", 0, "PR")
+    assert cr_day28() == "0"
+    respond("day28", 1, "CR", reason="corrected against the PET-CT report")
+    assert cr_day28() == "1"
+    respond("month3", 1, "PD", reason="corrected against the CT report")
+    assert cr_day28() == "1"  # the latest response is PD; day 28's is still CR

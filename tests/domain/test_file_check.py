@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 
 from consortia.domain.file_check import check_subject
-from consortia.domain.synthetic import synthesize
+from consortia.domain.synthetic import SyntheticData, synthesize
 from consortia.domain.templates import load_template
 from consortia.domain.values import StudyIndex
 from consortia.standards.clinical_data import FileFormRecord, read_wide_csv
@@ -19,7 +19,12 @@ INDEX = StudyIndex.of(STUDY)
 def _records(edit: tuple[str, str] | None = None) -> dict[str, list[FileFormRecord]]:
     """Two synthetic subjects read back from their CSV, by subject; ``edit`` sets the
     first non-empty cell of a column."""
-    data = synthesize("cart-lbcl", subjects=2, site="SG01", seed=4)
+    return _by_subject(synthesize("cart-lbcl", subjects=2, site="SG01", seed=4), edit)
+
+
+def _by_subject(
+    data: SyntheticData, edit: tuple[str, str] | None = None
+) -> dict[str, list[FileFormRecord]]:
     rows = [dict(row) for row in data.records]
     if edit is not None:
         column, value = edit
@@ -59,3 +64,21 @@ def test_a_problem_carries_its_file_and_line_and_nothing_is_prepared_to_derive()
     assert problem.line == next(r.line for r in forms if r.form == "eligibility")
     assert result.derived == []
     assert len(result.forms) == len(forms) - 1
+
+
+def test_an_import_derives_the_day_28_response_as_a_form_save_does() -> None:
+    # the synthetic generator's own day-28 outcome (computed apart from the study's derived
+    # variables) is what the import derives from the file's day-28 response
+    data = synthesize("cart-lbcl", subjects=12, site="SG01", seed=4)
+    expected = sorted(row["cr_day28"] for row in data.analysis_rows())
+    derived = []
+    for forms in _by_subject(data).values():
+        result = check_subject(STUDY, INDEX, {}, forms, 0)
+        assert result.problems == []
+        found = {name: text for name, text, _ in result.derived}
+        if "rand_date" in {n for r in forms for n in r.values}:
+            derived.append(int(found["cr_day28"]))
+        else:
+            assert "cr_day28" not in found
+    assert sorted(derived) == expected
+    assert 0 < sum(derived) < len(derived)  # both outcomes occur

@@ -564,3 +564,30 @@ randomisation:
     study = load_study_text(fixed, "s.yaml")
     assert study.randomisation is not None
     assert study.randomisation.gates == ("demo.consented",)
+
+
+def test_a_derived_variable_may_read_an_item_at_one_of_the_events_collecting_its_form() -> None:
+    followup = """\
+  followup:
+    label: {en: Follow-up, zh: 随访}
+    day: 30
+    forms: [demo]
+forms:
+"""
+    two_events = BASE.replace("forms:\n", followup, 1)
+    assert two_events.count("forms: [demo]") == 2
+    study = load_study_text(
+        two_events.replace("age // 10", "age_followup - age_baseline"), "s.yaml"
+    )
+    assert study.derived["decade"].expression == "age_followup - age_baseline"
+    # an event that does not collect the form, or a form at one event only: refused
+    message = only_problem(two_events.replace("age // 10", "age_month3"))
+    assert message.startswith("s.yaml:49:17: derived.decade.expression:"), message
+    assert "age_month3" in message
+    message = only_problem(BASE.replace("age // 10", "age_baseline"))
+    assert "age_baseline" in message, message
+    # edit checks read the form's own values, not an item at an event
+    message = only_problem(
+        two_events.replace("expression: age >= 18", "expression: age_baseline >= 18")
+    )
+    assert "age_baseline" in message, message

@@ -60,8 +60,9 @@ def test_a_plan_names_its_tables_built_from_the_studys_captured_data() -> None:
     assert plan_tables(load_template("cart-lbcl")) == {
         "cart_efficacy": EdcTableSpec(edc="CART-LBCL")
     }
+    # the glucose plan reads items of the repeating group of paired readings
     assert plan_tables(load_template("glucose-iso15197")) == {
-        "glucose_pairs": EdcTableSpec(edc="GLUCOSE-ISO15197")
+        "glucose_pairs": EdcTableSpec(edc="GLUCOSE-ISO15197", rows="readings")
     }
 
 

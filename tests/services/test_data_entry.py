@@ -235,3 +235,36 @@ def test_a_step_on_a_query_of_another_form_instance_is_not_found_and_changes_not
         node, COORDINATOR, STUDY, query_id, "ok", on_form=(SUBJECT, "screening", "demographics")
     )
     assert answered.record.status == "answered"
+
+
+def _crs_day(day: str, oxygen: str, **more: Any) -> dict[str, Any]:
+    return {
+        "assessment_date": day,
+        "max_temp": "38.6",
+        "hypotension": "0",
+        "vasopressors": "0",
+        "vasopressin": "0",
+        "oxygen": oxygen,
+        "antipyretic": "0",
+        "tocilizumab": "0",
+        "corticosteroids": "0",
+        **more,
+    }
+
+
+def test_a_daily_form_does_not_read_its_own_items_from_another_day(node: sa.Engine) -> None:
+    # day 1 on a nasal cannula at 4 L/min (CRS grade 2), day 2 without oxygen (grade 1):
+    # day 1's flow is no value of day 2's form: without it day 2's derived CRS grade is
+    # consistent, and the save is taken (as a file import takes the same days)
+    day1 = _crs_day("2025-02-03", "low_flow_nasal_cannula", oxygen_flow="4")
+    _save(node, "crs_daily", "crs_icans", 0, **day1)
+    saved = _save(node, "crs_daily.2", "crs_icans", 0, **_crs_day("2025-02-04", "none"))
+    assert saved.version == 1
+    found = subjects.get_subject(node, COORDINATOR, STUDY, SUBJECT)
+    with node.connect() as connection:
+        rows = CaptureRepository(connection, cli_operator()).subject_values(found)
+    stored = {(row.event, row.instance, row.item): row.text for row in rows}
+    assert stored[("crs_daily", 1, "oxygen_flow")] == "4"
+    assert stored[("crs_daily", 2, "oxygen")] == "none"
+    assert ("crs_daily", 2, "oxygen_flow") not in stored
+    _stored_equals_recomputed(node)

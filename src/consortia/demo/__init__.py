@@ -16,7 +16,10 @@
    each eligibility form (password again) and the monitor raises a query the coordinator
    answers, so the audit trails hold real work;
 4. every analysis of both studies' plans runs from the hub across the members hosting the
-   study, and its result is kept at the hub (its pages show it).
+   study, and its result is kept at the hub (its pages show it). With the default
+   :data:`SUBJECTS_PER_SITE` every one is released; with fewer subjects a hospital's
+   disclosure policy may refuse one (a count below its minimum cell count), and the demo
+   says so under it.
 
 It prints the URLs and the logins (passwords made at run time, shown once) and serves until
 Ctrl-C, then stops every process it started; with ``serve=False`` it stops them after the
@@ -49,7 +52,7 @@ from consortia.demo.processes import (
     stopped_on_sigterm,
 )
 from consortia.domain.templates import load_template, template_text
-from consortia.exceptions import ConsortiaError
+from consortia.exceptions import ConsortiaError, PolicyRefusal
 from consortia.services import hub as hub_service
 from consortia.services import hub_analyses, hub_studies, node_admin
 from consortia.services.common import cli_operator
@@ -58,6 +61,19 @@ from consortia.services.database import opened_database
 __all__ = ["DemoError", "DemoNode", "DemoReport", "run_demo"]
 
 MARKER = ".consortia-demo"
+#: Subjects per site and study by default: the fewest for which, with the default seed,
+#: every count each plan's analysis releases at a hospital reaches the policy's minimum
+#: cell count (5): pfs_cox releases each hospital's censored subjects (2 of 20, 6 and 7 of
+#: 40), cr_day28 its complete responses at day 28 (2 of 20 at Shanghai, 15 of 40).
+SUBJECTS_PER_SITE = 40
+#: What the demo says under an analysis a hospital's disclosure policy refused.
+WHY_REFUSED = {
+    "min_cell_count": (
+        "the hospitals' disclosure policy refuses to release a count below its minimum "
+        "cell count: this is the rule at work on few subjects, not a fault; more subjects "
+        "per site (--subjects) give larger counts"
+    ),
+}
 _Echo = Callable[[str], object]
 
 
@@ -197,7 +213,10 @@ def _analyses(hub: DemoNode, report: DemoReport, echo: _Echo) -> None:
                     )
                 except ConsortiaError as error:
                     echo(f"  {study} {plan}: refused: {error}")
-                    report.results[(study, plan)] = {"error": str(error)}
+                    rule = error.rule if isinstance(error, PolicyRefusal) else None
+                    if rule in WHY_REFUSED:
+                        echo(f"    {WHY_REFUSED[rule]}")
+                    report.results[(study, plan)] = {"error": str(error), "rule": rule}
                     continue
                 nodes = ", ".join(f"{n['name']} n={n['n']}" for n in result.get("nodes", []))
                 state = "complete" if result.get("complete") else "INCOMPLETE"
@@ -219,7 +238,7 @@ def _logins(report: DemoReport, echo: _Echo) -> None:
 def run_demo(
     folder: Path,
     *,
-    subjects_per_site: int = 20,
+    subjects_per_site: int = SUBJECTS_PER_SITE,
     seed: int = 2026,
     serve: bool = True,
     echo: _Echo = print,

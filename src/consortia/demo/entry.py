@@ -88,13 +88,9 @@ class _Api:
 def enter_site(
     node: DemoNode, template: str, subjects: int, seed: int, people: dict[Role, str]
 ) -> int:
-    """Enter one site's synthetic subjects of ``template`` through the node's API.
-
-    The visits of repeating events (cart-lbcl's daily CRS/ICANS assessments) are left out:
-    a day whose oxygen support is ``none`` saved after a day with an oxygen flow is refused
-    today (the subject's derived ``crs_grade_astct`` reads both days' values), and no
-    planned analysis reads them.
-    """
+    """Enter one site's synthetic subjects of ``template`` through the node's API, every
+    visit of a repeating event too (cart-lbcl's daily CRS/ICANS assessments: ``crs_daily``,
+    ``crs_daily.2``, ...)."""
     study = STUDIES[template]
     data = synthesize(template, subjects=subjects, site=node.site, seed=seed)
     by_subject: dict[str, list[FormEntry]] = {}
@@ -118,9 +114,9 @@ def enter_site(
             )
             forms: dict[str, int] = {}
             for entry in entries:
-                if entry.event_instance is not None:
-                    continue  # the daily CRS/ICANS visits: see _enter_site's docstring
                 event = entry.event
+                if entry.event_instance is not None and entry.event_instance > 1:
+                    event = f"{event}.{entry.event_instance}"
                 path = f"{base}/subjects/{subject_id}/events/{event}/forms/{entry.form}"
                 saved = coordinator.call(
                     "PUT", path, {"version": 0, "values": dict(entry.values), "complete": True}

@@ -43,6 +43,9 @@ class FileForm(Protocol):
     def form(self) -> str: ...
 
     @property
+    def event(self) -> str: ...
+
+    @property
     def values(self) -> Mapping[str, object]: ...
 
     @property
@@ -73,19 +76,21 @@ def check_subject(
 ) -> SubjectCheck:
     """Check one subject's ``forms`` (in file order; the first is form number ``first`` of
     the file) against each other and the typed values the node holds (``context``)."""
-    file_typed = _typed_values(study, forms)
+    file_typed = _typed_values(study, index, forms)
     problems: list[Problem] = []
     passed: list[FormOutcome] = []
     values: list[ValueToWrite] = []
-    # a form sees the node's values and the file's values of the subject's other forms:
-    # the same for every instance of a form (repeating events), so built once a form
+    # a form sees the node's values and the file's values of the subject's other forms
+    # (never its own items at another visit, as when it is saved through a form): the
+    # same for every instance of a form (repeating events), so built once a form
     contexts: dict[str, dict[str, object]] = {}
     for position, record in enumerate(forms):
         plan = form_plan(study, record.form)
         seen = contexts.get(record.form)
         if seen is None:
+            held = {name: value for name, value in context.items() if name not in plan.own}
             others = {name: value for name, value in file_typed.items() if name not in plan.own}
-            seen = contexts[record.form] = {**context, **others}
+            seen = contexts[record.form] = {**held, **others}
         # every value seen is typed and present: spare the check filtering them
         check = plan.check(record.values, complete=record.complete, context=seen, present=True)
         problems.extend(
@@ -108,10 +113,12 @@ def check_subject(
     return SubjectCheck(problems, passed, values, derived)
 
 
-def _typed_values(study: Study, forms: Sequence[FileForm]) -> dict[str, object]:
+def _typed_values(study: Study, index: StudyIndex, forms: Sequence[FileForm]) -> dict[str, object]:
     """A subject's non-repeating values in the file, typed once (unparseable ones left
-    out: the form's own check reports them); a later form's value wins."""
+    out: the form's own check reports them); a later form's value wins. An item at one of
+    the several events collecting its form is also named ``<item>_<event>``."""
     typed: dict[str, object] = {}
+    at_events = index.at_event
     for record in forms:
         for name, raw in record.values.items():
             if isinstance(raw, list):
@@ -119,6 +126,9 @@ def _typed_values(study: Study, forms: Sequence[FileForm]) -> dict[str, object]:
             value = typed_value(study, name, raw)
             if value is not None:
                 typed[name] = value
+                at_event = at_events.get((name, record.event))
+                if at_event is not None:
+                    typed[at_event] = value
     return typed
 
 

@@ -24,6 +24,7 @@ from consortia.domain.study import (
     factor_levels,
     gate_problem,
 )
+from consortia.domain.values import event_item_names
 from consortia.domain.yamlsource import (
     PathKey,
     YamlDocument,
@@ -124,13 +125,19 @@ def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
         if len(set(event.forms)) != len(event.forms):
             add(("events", event_name, "forms"), "a form is listed twice in this event")
 
-    def check_expression(path: PathKey, source: str, what: str) -> None:
+    def check_expression(
+        path: PathKey, source: str, what: str, names: set[str] | None = None
+    ) -> None:
         try:
             parsed = expressions.parse(source)
         except ExpressionError as parse_error:
             problems.append(_expression_problem(doc, path, parse_error, what))
             return
-        found = [*expressions.check_names(parsed, known), *_check_subscripts(source, multichoice)]
+        readable = known if names is None else names
+        found = [
+            *expressions.check_names(parsed, readable),
+            *_check_subscripts(source, multichoice),
+        ]
         problems.extend(_expression_problem(doc, path, error, what) for error in found)
 
     for form_name, group_name, item_name, item in study.iter_items():
@@ -154,8 +161,11 @@ def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
                     ("forms", form_name, "checks", index, "item"),
                     f"item {check.item!r} is not defined",
                 )
+    # a derived variable may also read an item at one of the events collecting its form
+    derivable = known | set(event_item_names(study))
     for name, derived in study.derived.items():
-        check_expression(("derived", name, "expression"), derived.expression, "derived variable")
+        path = ("derived", name, "expression")
+        check_expression(path, derived.expression, "derived variable", derivable)
     problems.extend(_randomisation_problems(study, doc))
     problems.extend(_status_problems(study, doc, multichoice))
     for code, site in study.sites.items():

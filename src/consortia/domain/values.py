@@ -19,7 +19,7 @@ is an item of a non-repeating group; ``n >= 1`` is instance ``n`` of a repeating
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 
@@ -28,6 +28,7 @@ from consortia.domain.study import Item, Study
 __all__ = [
     "ItemPlace",
     "StudyIndex",
+    "event_item_names",
     "flatten",
     "item_key",
     "nest",
@@ -107,14 +108,53 @@ class ItemPlace:
     item: Item
 
 
+def event_item_names(study: Study) -> dict[str, tuple[str, str]]:
+    """``<item>_<event>`` -> (item, event) for each item of a non-repeating group whose form
+    several non-repeating events collect: the value of the item at that event, as a derived
+    variable may read it (``response_day28``) and as an EDC table names its column. A name
+    an item or a derived variable already has is not given.
+
+    >>> from consortia.domain.templates import load_template
+    >>> names = event_item_names(load_template("cart-lbcl"))
+    >>> names["response_day28"], "response" in names, "rand_date_randomisation" in names
+    (('response', 'day28'), False, False)
+    """
+    events: dict[str, list[str]] = {}
+    for event_name, event in study.events.items():
+        if not event.repeating:
+            for form_name in event.forms:
+                events.setdefault(form_name, []).append(event_name)
+    taken = set(study.derived)
+    for each in study.forms.values():
+        for group in each.groups.values():
+            taken.update(group.items)
+    names: dict[str, tuple[str, str]] = {}
+    for form_name, form in study.forms.items():
+        at = events.get(form_name, [])
+        if len(at) < 2:
+            continue
+        for group in form.groups.values():
+            if group.repeating:
+                continue
+            for item_name in group.items:
+                for event_name in at:
+                    name = f"{item_name}_{event_name}"
+                    if name not in taken:
+                        names.setdefault(name, (item_name, event_name))
+    return names
+
+
 @dataclass(frozen=True)
 class StudyIndex:
-    """Lookups over a study built once: items by name, repeating groups, identifiers."""
+    """Lookups over a study built once: items by name, repeating groups, identifiers, and
+    the items at one event a derived variable may read (:func:`event_item_names`), keyed
+    (item, event)."""
 
     study: Study
     items: Mapping[str, ItemPlace]
     repeating_group_of: Mapping[str, str]
     identifiers: frozenset[str]
+    at_event: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, study: Study) -> StudyIndex:
@@ -130,6 +170,7 @@ class StudyIndex:
             items=items,
             repeating_group_of={n: p.group for n, p in items.items() if p.repeating},
             identifiers=frozenset(n for n, p in items.items() if p.item.identifier),
+            at_event={where: name for name, where in event_item_names(study).items()},
         )
 
     def key(self, item: str, number: int) -> str:

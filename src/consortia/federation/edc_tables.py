@@ -9,8 +9,11 @@
         sites: [SG01]               # optional: only these sites' subjects (default: all)
         statuses: [enrolled, on_study, completed, withdrawn]   # optional (default: all)
         identifiers: [bridging_regimen]   # optional: more columns kept out (free text…)
+        rows: readings              # optional: a row per instance of this repeating group
 
-An EDC table has one row per subject of the study at this node, and these columns:
+An EDC table has one row per subject of the study at this node (with ``rows``, one per
+instance of a repeating group: :mod:`consortia.federation.edc_group_rows`), and these
+columns:
 
 * ``site`` and ``status`` (text): the subject's site and current status;
 * every derived variable of the study, typed per its ``type`` (integer and decimal as
@@ -61,7 +64,9 @@ from sqlalchemy import Connection, Engine
 
 from consortia.domain.study import DerivedType, ItemType, Study
 from consortia.domain.study_yaml import load_study_text
+from consortia.domain.values import StudyIndex
 from consortia.exceptions import ConfigurationError
+from consortia.federation.edc_group_rows import group_form, group_rows, per_instance_derived
 from consortia.federation.tables import ColumnType, Table, empty_column
 from consortia.storage.capture import StudyVersionRepository
 from consortia.storage.db import READ_ONLY
@@ -112,6 +117,7 @@ class EdcTableSpec(BaseModel):
     sites: list[str] | None = None
     statuses: list[str] | None = None
     identifiers: list[str] = []
+    rows: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +125,14 @@ class EdcColumn:
     """One column of an EDC table and where its values come from.
 
     ``source`` is ``subject`` (``key`` is a subject column), ``derived`` (``key`` is a
-    derived variable) or ``item`` (``key`` is an item, collected at ``event``).
+    derived variable), ``item`` (``key`` is an item, collected at ``event``), or, in a
+    table with a row per instance of a repeating group, ``group`` (``key`` is an item of
+    the group) and ``event`` (the row's event).
     """
 
     name: str
     type: ColumnType
-    source: Literal["subject", "derived", "item"]
+    source: Literal["subject", "derived", "item", "group", "event"]
     key: str
     event: str | None = None
 
@@ -140,11 +148,14 @@ def _item_events(study: Study) -> dict[str, list[str]]:
     return events
 
 
-def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]:
+def edc_columns(
+    study: Study, *, exclude: Iterable[str] = (), rows: str | None = None
+) -> list[EdcColumn]:
     """The columns of an EDC table of ``study``, in order (see the module docstring).
 
-    ``exclude`` names items, derived variables or columns to keep out as well. Two sources
-    that would give one column name are refused with a :class:`ConfigurationError`.
+    ``exclude`` names items, derived variables or columns to keep out as well. ``rows``
+    names a repeating group whose instances are the rows (:mod:`.edc_group_rows`). Two
+    sources that would give one column name are refused with a :class:`ConfigurationError`.
     """
     excluded = set(exclude)
     columns = [
@@ -152,8 +163,13 @@ def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]
         for name in SUBJECT_COLUMNS
         if name not in excluded
     ]
+    group_items: list[str] = []
+    per_instance: set[str] = set()
+    if rows is not None:
+        form_of_group, group_items = group_form(study, rows)
+        per_instance = per_instance_derived(study, group_items)
     for name, derived in study.derived.items():
-        if name not in excluded:
+        if name not in excluded and name not in per_instance:
             columns.append(EdcColumn(name, _DERIVED_TYPES[derived.type], "derived", name))
     events_of = _item_events(study)
     for form_name, form in study.forms.items():
@@ -169,6 +185,8 @@ def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]
                     name = item_name if len(events) == 1 else f"{item_name}_{event}"
                     if name not in excluded:
                         columns.append(EdcColumn(name, kind, "item", item_name, event))
+    if rows is not None:
+        columns.extend(_group_columns(study, form_of_group, rows, group_items, excluded))
     seen: dict[str, EdcColumn] = {}
     clashes = []
     for column in columns:
@@ -181,6 +199,26 @@ def edc_columns(study: Study, *, exclude: Iterable[str] = ()) -> list[EdcColumn]
             f"{'; '.join(clashes)}; rename one in the study or list the column under the "
             "table's identifiers to leave it out"
         )
+    return columns
+
+
+def _group_columns(
+    study: Study, form: str, group: str, items: list[str], excluded: set[str]
+) -> list[EdcColumn]:
+    """The columns of a repeating group's items, and ``event`` when several events (or a
+    repeating or unscheduled one) collect its form."""
+    columns = []
+    for item_name in items:
+        item = study.forms[form].groups[group].items[item_name]
+        kind = _ITEM_TYPES.get(item.type)
+        if not item.identifier and kind is not None and item_name not in excluded:
+            columns.append(EdcColumn(item_name, kind, "group", item_name))
+    events = [name for name, event in study.events.items() if form in event.forms]
+    several = len(events) > 1 or any(
+        study.events[name].repeating or study.events[name].unscheduled for name in events
+    )
+    if several and "event" not in excluded:
+        columns.append(EdcColumn("event", ColumnType.TEXT, "event", "event"))
     return columns
 
 
@@ -242,7 +280,7 @@ def _read(
         )
     study = _parse_study(record.sha256, record.source, f"{spec.edc} v{record.version}")
     try:
-        columns = edc_columns(study, exclude=[*spec.identifiers, *identifiers])
+        columns = edc_columns(study, exclude=[*spec.identifiers, *identifiers], rows=spec.rows)
     except ConfigurationError as exc:
         raise ConfigurationError(f"table {name}: {exc}") from None
     reads = EdcReads(connection, spec.edc, sites=spec.sites, statuses=spec.statuses)
@@ -263,6 +301,21 @@ def _read(
     cells = {(c.key, c.event): c for c in columns if c.source == "item"}
     if cells and size:
         _read_items(reads, cells, row_of, arrays)
+    if spec.rows is not None:
+        per_row = [c for c in columns if c.source in ("group", "event")]
+        group = [(c.name, c.key, c.type) for c in per_row if c.source == "group"]
+        event = next((c.name for c in per_row if c.source == "event"), None)
+        subject_arrays = {n: a for n, a in arrays.items() if n not in {c.name for c in per_row}}
+        by_row, keys = group_rows(reads, subject_arrays, row_of, group, event, _set_cell)
+        table = Table(
+            name,
+            {column.name: by_row[column.name] for column in columns},
+            {column.name: column.type for column in columns},
+            f"edc:{spec.edc} v{record.version} rows {spec.rows}",
+            row_keys=keys,
+            dataset=f"edc:{spec.edc}:{spec.rows}",
+        )
+        return table, study
     table = Table(
         name,
         arrays,
@@ -352,15 +405,26 @@ class EdcTableSource:
 
 def plan_tables(study: Study) -> dict[str, EdcTableSpec]:
     """The EDC tables a study's analysis plan reads: each table its plan names, built from
-    the study's captured data at this node (``edc: STUDY``).
+    the study's captured data at this node (``edc: STUDY``). A table whose analyses read
+    items of one repeating group has a row per instance of that group (``rows: GROUP``).
 
     >>> from consortia.domain.templates import load_template
-    >>> plan_tables(load_template("cart-lbcl"))
-    {'cart_efficacy': EdcTableSpec(edc='CART-LBCL', sites=None, statuses=None, identifiers=[])}
+    >>> plan_tables(load_template("cart-lbcl"))  # doctest: +NORMALIZE_WHITESPACE
+    {'cart_efficacy': EdcTableSpec(edc='CART-LBCL', sites=None, statuses=None,
+                                   identifiers=[], rows=None)}
+    >>> plan_tables(load_template("glucose-iso15197"))["glucose_pairs"].rows
+    'readings'
     """
+    repeating = StudyIndex.of(study).repeating_group_of
+    groups: dict[str, set[str]] = {}
+    for analysis in study.analysis_plan.values():
+        found = groups.setdefault(analysis.table, set())
+        for value in (analysis.model_extra or {}).values():
+            names = value if isinstance(value, list) else [value]
+            found.update(repeating[n] for n in names if isinstance(n, str) and n in repeating)
     return {
-        analysis.table: EdcTableSpec(edc=study.study.id)
-        for analysis in study.analysis_plan.values()
+        table: EdcTableSpec(edc=study.study.id, rows=next(iter(found)) if len(found) == 1 else None)
+        for table, found in groups.items()
     }
 
 

@@ -30,16 +30,31 @@ def subject_context(
     prefer_event: tuple[str, int] | None = None,
 ) -> dict[str, object]:
     """Typed values of non-repeating items, one per item: the last in schedule order, or
-    the one of ``prefer_event`` when it has one. ``exclude`` is (event, instance, form)."""
+    the one of ``prefer_event`` when it has one; and, named ``<item>_<event>``, an item's
+    value at one event of several that collect its form
+    (:func:`~consortia.domain.values.event_item_names`).
+
+    ``exclude`` is (event, instance, form): the form being checked. Its items are left out
+    at every event, not only at its own: the form's values are the ones entered now, so a
+    value the same form holds at another visit (yesterday's oxygen flow on a daily form)
+    must not stand in for one left empty today. A file import checks a form the same way.
+    """
     latest: dict[str, object] = {}
     preferred: dict[str, object] = {}
+    own_form = None if exclude is None else exclude[2]
+    at_events = definition.index.at_event
     for row in rows:
         if row.group_instance != 0 or (row.event, row.instance, row.form) == exclude:
+            continue
+        if own_form is not None and row.form == own_form:
             continue
         value = _typed(definition, row.item, row.text)
         if value is None:
             continue
         latest[row.item] = value
+        at_event = at_events.get((row.item, row.event))
+        if at_event is not None:
+            latest[at_event] = value
         if prefer_event == (row.event, row.instance):
             preferred[row.item] = value
     return latest | preferred

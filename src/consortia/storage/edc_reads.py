@@ -1,5 +1,6 @@
 """The reads an EDC analysis table is built from: one study's subjects (optionally of some
-sites and statuses), their derived values and their non-repeating item values.
+sites and statuses), their derived values, their non-repeating item values and the values
+of a repeating group's instances.
 
 Rows come from a server-side cursor, in no particular order unless stated, so a table of
 millions of values is built in one pass (:mod:`consortia.federation.edc_tables`).
@@ -101,6 +102,33 @@ class EdcReads:
                 item_value.c.group_instance == 0,
                 item_value.c.item.in_(items),
                 event_instance.c.event.in_(events),
+            )
+        )
+        return self._stream(query)
+
+    def group_values(self, items: Sequence[str]) -> Iterator[Any]:
+        """``subject_pk, form_pk, event, instance, group_instance, item, value_text,
+        value_num`` of every value of ``items`` (items of a repeating group) at any event."""
+        query = (
+            sa.select(
+                form_instance.c.subject_pk,
+                form_instance.c.id.label("form_pk"),
+                event_instance.c.event,
+                event_instance.c.instance,
+                item_value.c.group_instance,
+                item_value.c.item,
+                item_value.c.value_text,
+                item_value.c.value_num,
+            )
+            .select_from(
+                item_value.join(form_instance, item_value.c.form_pk == form_instance.c.id)
+                .join(event_instance, form_instance.c.event_pk == event_instance.c.id)
+                .join(subject, form_instance.c.subject_pk == subject.c.id)
+            )
+            .where(
+                *self._conditions,
+                item_value.c.group_instance > 0,
+                item_value.c.item.in_(sorted(items)),
             )
         )
         return self._stream(query)
