@@ -34,6 +34,49 @@ class WorklistEntry:
     updated_by: str
 
 
+def _awaiting(
+    connection: Connection,
+    principal: Principal,
+    action: Action,
+    not_yet: sa.ColumnElement[bool],
+    where: tuple[str, str | None, int, int],
+) -> list[WorklistEntry]:
+    """Complete forms of a study, not locked and not yet ``not_yet``, at the sites where
+    ``principal`` may do ``action`` (and at ``site`` if given), by site and subject."""
+    study, site, limit, offset = where
+    scope = site_scope(principal, study, action)
+    query = (
+        sa.select(
+            subject.c.site,
+            subject.c.subject_id,
+            event_instance.c.event,
+            event_instance.c.instance,
+            form_instance.c.form,
+            form_instance.c.version,
+            form_instance.c.updated_at,
+            form_instance.c.updated_by,
+        )
+        .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
+        .join(subject, subject.c.id == form_instance.c.subject_pk)
+        .where(
+            subject.c.study == study,
+            form_instance.c.status == "complete",
+            not_yet,
+            form_instance.c.locked_at.is_(None),
+        )
+    )
+    if not scope.every_site:
+        query = query.where(subject.c.site.in_(sorted(scope.sites)))
+    if site is not None:
+        query = query.where(subject.c.site == site)
+    query = (
+        query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [WorklistEntry(*row) for row in connection.execute(query)]
+
+
 class VerificationRepository:
     """Forms of one study awaiting verification, at the sites where the principal may
     verify."""
@@ -46,37 +89,9 @@ class VerificationRepository:
         self, study: str, site: str | None, *, limit: int, offset: int
     ) -> list[WorklistEntry]:
         """Complete (or signed) forms neither verified nor locked, by site and subject."""
-        scope = site_scope(self.principal, study, Action.DATA_VERIFY)
-        query = (
-            sa.select(
-                subject.c.site,
-                subject.c.subject_id,
-                event_instance.c.event,
-                event_instance.c.instance,
-                form_instance.c.form,
-                form_instance.c.version,
-                form_instance.c.updated_at,
-                form_instance.c.updated_by,
-            )
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .join(subject, subject.c.id == form_instance.c.subject_pk)
-            .where(
-                subject.c.study == study,
-                form_instance.c.status == "complete",
-                form_instance.c.verified_at.is_(None),
-                form_instance.c.locked_at.is_(None),
-            )
-        )
-        if not scope.every_site:
-            query = query.where(subject.c.site.in_(sorted(scope.sites)))
-        if site is not None:
-            query = query.where(subject.c.site == site)
-        query = (
-            query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        return [WorklistEntry(*row) for row in self.connection.execute(query)]
+        unverified = form_instance.c.verified_at.is_(None)
+        where = (study, site, limit, offset)
+        return _awaiting(self.connection, self.principal, Action.DATA_VERIFY, unverified, where)
 
 
 class SignatureRepository:
@@ -91,34 +106,6 @@ class SignatureRepository:
         self, study: str, site: str | None, *, limit: int, offset: int
     ) -> list[WorklistEntry]:
         """Complete or verified forms neither signed nor locked, by site and subject."""
-        scope = site_scope(self.principal, study, Action.DATA_SIGN)
-        query = (
-            sa.select(
-                subject.c.site,
-                subject.c.subject_id,
-                event_instance.c.event,
-                event_instance.c.instance,
-                form_instance.c.form,
-                form_instance.c.version,
-                form_instance.c.updated_at,
-                form_instance.c.updated_by,
-            )
-            .join(event_instance, event_instance.c.id == form_instance.c.event_pk)
-            .join(subject, subject.c.id == form_instance.c.subject_pk)
-            .where(
-                subject.c.study == study,
-                form_instance.c.status == "complete",
-                form_instance.c.signed_at.is_(None),
-                form_instance.c.locked_at.is_(None),
-            )
-        )
-        if not scope.every_site:
-            query = query.where(subject.c.site.in_(sorted(scope.sites)))
-        if site is not None:
-            query = query.where(subject.c.site == site)
-        query = (
-            query.order_by(subject.c.site, subject.c.subject_id, form_instance.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        return [WorklistEntry(*row) for row in self.connection.execute(query)]
+        unsigned = form_instance.c.signed_at.is_(None)
+        where = (study, site, limit, offset)
+        return _awaiting(self.connection, self.principal, Action.DATA_SIGN, unsigned, where)
