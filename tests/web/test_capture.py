@@ -370,6 +370,11 @@ def test_verify_sign_lock_and_unlock_from_the_form_page(study_site: Site) -> Non
     assert "mo@sg.example" in shown
 
     investigator = _person(study_site, "ivy@sg.example", "investigator")
+    # the meanings offered are in the page's language (the English text is what is stored)
+    chinese = investigator.get(FORM + "?lang=zh").text
+    assert "批准：我批准本表单中的数据准确且完整" in chinese
+    assert "I approve the data" not in chinese
+    investigator.get(FORM + "?lang=en")
     wrong = _step(investigator, "sign", meaning="approval", password="not my password")
     assert wrong.status_code == 401
     assert 'id="step-error"' in wrong.text

@@ -29,6 +29,11 @@ EN: Final[Mapping[str, str]] = {
     "dashboard.shown": "Subjects {first}–{last} of {total}",
     "dashboard.previous": "Previous subjects",
     "dashboard.none": "No subject matches.",
+    "form.meaning_authorship": "Authorship: I am the author of the data in this form",
+    "form.meaning_review": "Review: I have reviewed the data in this form",
+    "form.meaning_approval": "Approval: I approve the data in this form as accurate and complete",
+    "form.meaning_responsibility": "Responsibility: I take responsibility for the data in this "
+    "form",
 }
 
 ZH: Final[Mapping[str, str]] = {
@@ -52,4 +57,8 @@ ZH: Final[Mapping[str, str]] = {
     "dashboard.shown": "第 {first}–{last} 名受试者，共 {total} 名",
     "dashboard.previous": "上一页",
     "dashboard.none": "没有符合条件的受试者。",
+    "form.meaning_authorship": "作者：我是本表单中数据的作者",
+    "form.meaning_review": "审阅：我已审阅本表单中的数据",
+    "form.meaning_approval": "批准：我批准本表单中的数据准确且完整",
+    "form.meaning_responsibility": "负责：我对本表单中的数据负责",
 }
