@@ -107,6 +107,78 @@ def write_config(home: Path, name: str, url: str, node: NodeConfig) -> Path:
     return path
 
 
+def prepare_node_folder(
+    home: Path, tables: dict[str, pd.DataFrame], parts: dict[str, Any], index: int
+) -> tuple[Any, dict[str, dict[str, str]]]:
+    """A node's folder: its key (node.pem), part ``index`` of every table as CSV, and its
+    migrated SQLite database (what `consortia db upgrade` does); (key, table specs)."""
+    home.mkdir(parents=True)
+    key = generate_key()
+    save_key(key, home / "node.pem")
+    specs = {}
+    for table, frame in tables.items():
+        path = home / f"{table}.csv"
+        frame.iloc[parts[table][index]].to_csv(path, index=False)
+        specs[table] = {"file": str(path)}
+    engine = make_engine(f"sqlite:///{home / 'node.db'}")
+    upgrade(engine)
+    engine.dispose()
+    return key, specs
+
+
+def serve_node(home: Path, config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`consortia serve` on ``config`` at 127.0.0.1:``port``, its output in home/server.log."""
+    command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with (home / "server.log").open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+
+
+def wait_until_serving(
+    urls: dict[str, str],
+    processes: dict[str, subprocess.Popen[bytes]],
+    folders: dict[str, Path],
+    *,
+    timeout: float,
+) -> dict[str, float]:
+    """Wait until every process answers /api/v1/health; seconds each took from the call.
+    A process that exits is an error with its log."""
+    started = time.perf_counter()
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    with httpx.Client(timeout=2) as client:
+        while pending:
+            for name, url in list(pending.items()):
+                if processes[name].poll() is not None:
+                    log = (folders[name] / "server.log").read_text(errors="replace")
+                    raise RuntimeError(f"{name} exited:\n{log}")
+                try:
+                    if client.get(url + "/api/v1/health").status_code == 200:
+                        del pending[name]
+                        ready[name] = time.perf_counter() - started
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{sorted(pending)} did not start in time")
+            time.sleep(0.05)
+    return ready
+
+
+def stop_processes(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Terminate ``processes`` (kill those that do not stop within 10 s)."""
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class NodeCluster:
     """Three node processes on loopback, each holding a third of every table."""
 
@@ -129,20 +201,10 @@ class NodeCluster:
         try:
             for index, node in enumerate(NODE_NAMES):
                 home = folder / node
-                home.mkdir(parents=True)
-                key = generate_key()
-                save_key(key, home / "node.pem")
+                key, specs = prepare_node_folder(home, tables, parts, index)
                 self.trust.add(Peer(name=node, public_key=public_key_b64(key)))
-                specs = {}
-                for table, frame in tables.items():
-                    path = home / f"{table}.csv"
-                    frame.iloc[parts[table][index]].to_csv(path, index=False)
-                    specs[table] = {"file": str(path)}
                 port = free_port()
                 self.urls[node] = f"http://127.0.0.1:{port}"
-                engine = make_engine(f"sqlite:///{home / 'node.db'}")
-                upgrade(engine)  # what `consortia db upgrade` does
-                engine.dispose()
                 section = NodeConfig(
                     name=node,
                     key_file=Path("node.pem"),
@@ -154,46 +216,13 @@ class NodeCluster:
                     base_dir=home,
                 )
                 config = write_config(home, node, self.urls[node], section)
-                command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
-                command += ["--host", "127.0.0.1", "--port", str(port)]
-                with (home / "server.log").open("wb") as log:
-                    self.processes[node] = subprocess.Popen(
-                        command,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env={**os.environ, **(env or {})},
-                    )
+                self.processes[node] = serve_node(home, config, port, env or {})
                 self.folders[node] = home
-            self._wait_until_ready()
+            wait_until_serving(self.urls, self.processes, self.folders, timeout=120)
         except BaseException:
             self.close()
             raise
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + 120
-        pending = dict(self.urls)
-        with httpx.Client(timeout=2) as client:
-            while pending:
-                for name, url in list(pending.items()):
-                    if self.processes[name].poll() is not None:
-                        log = (self.folders[name] / "server.log").read_text(errors="replace")
-                        raise RuntimeError(f"node {name} exited:\n{log}")
-                    try:
-                        if client.get(url + "/api/v1/health").status_code == 200:
-                            del pending[name]
-                    except httpx.HTTPError:
-                        pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"nodes {sorted(pending)} did not start in time")
-                time.sleep(0.1)
-
     def close(self) -> None:
         """Terminate the node processes (kill those that do not stop within 10 s)."""
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)

@@ -21,19 +21,24 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
-from cluster import OPEN_POLICY, free_port, write_config
+from cluster import (
+    OPEN_POLICY,
+    free_port,
+    prepare_node_folder,
+    serve_node,
+    stop_processes,
+    wait_until_serving,
+    write_config,
+)
 
 from consortia.federation.hub import fingerprint
 from consortia.federation.nodeconfig import NodeConfig
-from consortia.federation.signing import Peer, generate_key, load_key, public_key_b64, save_key
+from consortia.federation.signing import Peer, load_key, public_key_b64
 from consortia.storage.db import make_engine
 from consortia.storage.hub import HubRepository, MemberRecord
-from consortia.storage.migrations import upgrade
 
 HUB = "hub"
 
@@ -50,15 +55,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _serve(home: Path, config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "consortia", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with (home / "server.log").open("wb") as log:
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
 
 
 class HubCluster:
@@ -125,24 +121,14 @@ class HubCluster:
             }
             now = datetime.now(UTC)
             started = time.perf_counter()
-            self.processes[HUB] = _serve(hub_home, config, hub_port, env)
+            self.processes[HUB] = serve_node(hub_home, config, hub_port, env)
             self.folders[HUB] = hub_home
             self.urls[HUB] = self.hub_url
             for index, node in enumerate(self.names):
                 home = folder / node
-                home.mkdir(parents=True)
-                key = generate_key()
-                save_key(key, home / "node.pem")
-                specs = {}
-                for table, frame in tables.items():
-                    path = home / f"{table}.csv"
-                    frame.iloc[parts[table][index]].to_csv(path, index=False)
-                    specs[table] = {"file": str(path)}
+                key, specs = prepare_node_folder(home, tables, parts, index)
                 port = free_port()
                 self.urls[node] = f"http://127.0.0.1:{port}"
-                engine = make_engine(f"sqlite:///{home / 'node.db'}")
-                upgrade(engine)  # what `consortia db upgrade` does
-                engine.dispose()
                 section = NodeConfig(
                     name=node,
                     key_file=Path("node.pem"),
@@ -173,52 +159,18 @@ class HubCluster:
                             removed_at=None,
                         )
                     )
-                self.processes[node] = _serve(home, node_config, port, env)
+                self.processes[node] = serve_node(home, node_config, port, env)
                 self.folders[node] = home
-            self._wait_until_ready(started)
+            before = time.perf_counter() - started  # the hub and members' start so far
+            ready = wait_until_serving(self.urls, self.processes, self.folders, timeout=300)
+            self.started_seconds = {name: before + seconds for name, seconds in ready.items()}
         except BaseException:
             self.close()
             raise
 
-    def _wait_until_ready(self, started: float) -> None:
-        deadline = time.monotonic() + 300
-        pending = dict(self.urls)
-        with httpx.Client(timeout=2) as client:
-            while pending:
-                for name, url in list(pending.items()):
-                    if self.processes[name].poll() is not None:
-                        log = (self.folders[name] / "server.log").read_text(errors="replace")
-                        raise RuntimeError(f"{name} exited:\n{log}")
-                    try:
-                        if client.get(url + "/api/v1/health").status_code == 200:
-                            del pending[name]
-                            self.started_seconds[name] = time.perf_counter() - started
-                    except httpx.HTTPError:
-                        pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{sorted(pending)} did not start in time")
-                time.sleep(0.05)
-
-    @property
-    def hub_pid(self) -> int:
-        return self.processes[HUB].pid
-
-    def member_rss_mib(self) -> list[float]:
-        return [rss_mib(self.processes[name].pid) for name in self.names]
-
-    def info(self) -> dict[str, Any]:
-        return {"hub_url": self.hub_url, "members": len(self.names)}
-
     def close(self) -> None:
         """Terminate every process (kill those that do not stop within 10 s)."""
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
         engine = getattr(self, "hub_engine", None)
         if engine is not None:
             engine.dispose()
