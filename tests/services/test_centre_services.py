@@ -320,3 +320,32 @@ def test_the_centre_is_for_the_hubs_administrators(engine: sa.Engine) -> None:
     with pytest.raises(PermissionDeniedError):
         centre.list_agreements(engine, statistician)
     assert _hub_actions(engine) == []
+
+
+def test_names_that_are_not_the_centres_are_each_refused_at_their_field(
+    engine: sa.Engine, operator: Principal, partners: None
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        centre.add_agreement(
+            engine,
+            operator,
+            code="DSA-X",
+            title="Data sharing",
+            kind="data_sharing",
+            starts_on=TODAY,
+            ends_on=None,
+            parties=["SGH", "NOPE"],
+            programmes=["GHOST"],
+        )
+    assert [(p.path, p.message) for p in refused.value.problems] == [
+        ("parties", "'NOPE' is not a partner of the centre"),
+        ("programmes", "'GHOST' is not a programme"),
+    ]
+    with pytest.raises(ValidationError) as refused:
+        centre_projects.add_committee(
+            engine, operator, code="SC", name="Steering", quorum=1, members=["nobody@x.example"]
+        )
+    assert [(p.path, p.message) for p in refused.value.problems] == [
+        ("members", "nobody@x.example is not a person of the centre"),
+    ]
+    assert _hub_actions(engine).count("centre.agreement.add") == 0

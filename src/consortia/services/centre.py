@@ -12,9 +12,10 @@ people and training :mod:`~consortia.services.centre_people`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -88,6 +89,25 @@ def refuse(problems: Sequence[Problem]) -> None:
     """Raise the problems found, all at once (nothing is changed)."""
     if problems:
         raise ValidationError(list(problems))
+
+
+def ids_of(
+    names: Iterable[str],
+    find: Callable[[str], Any],
+    field: str,
+    unknown: str,
+    problems: list[Problem],
+) -> list[int]:
+    """The record ids of ``names`` looked up with ``find``; each name not found adds a
+    problem at ``field`` (``unknown`` formatted with the name)."""
+    ids = []
+    for name in names:
+        record = find(name)
+        if record is None:
+            problems.append(Problem(field, unknown.format(name)))
+        else:
+            ids.append(int(record.id))
+    return ids
 
 
 def add_partner(
@@ -226,20 +246,12 @@ def add_agreement(
         )
     with writing(engine, principal, conflict=f"agreement {code!r} exists already") as work:
         repository = CentreRepository(work.connection)
-        party_ids = []
-        for party in parties:
-            partner = repository.partner(party)
-            if partner is None:
-                problems.append(Problem("parties", f"{party!r} is not a partner of the centre"))
-            else:
-                party_ids.append(partner.id)
-        programme_ids = []
-        for code_ in programmes:
-            programme = repository.programme(code_)
-            if programme is None:
-                problems.append(Problem("programmes", f"{code_!r} is not a programme"))
-            else:
-                programme_ids.append(programme.id)
+        party_ids = ids_of(
+            parties, repository.partner, "parties", "{!r} is not a partner of the centre", problems
+        )
+        programme_ids = ids_of(
+            programmes, repository.programme, "programmes", "{!r} is not a programme", problems
+        )
         refuse(problems)
         if repository.agreement(code) is not None:
             raise ConflictError(f"agreement {code!r} exists already")

@@ -24,7 +24,7 @@ from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.domain import centre as rules
 from consortia.exceptions import ConflictError, NotFoundError, Problem
-from consortia.services.centre import refuse
+from consortia.services.centre import ids_of, refuse
 from consortia.services.centre_projects import create_project
 from consortia.services.common import require, utc_now
 from consortia.services.hub import HUB_CHAIN
@@ -167,13 +167,10 @@ def triage_idea(
         portfolio = PortfolioRepository(work.connection)
         centre = CentreRepository(work.connection)
         idea = _open_idea(portfolio, idea_id, "submitted", "triaged")
-        problems, partner_ids = [], []
-        for code in partners:
-            partner = centre.partner(code)
-            if partner is None:
-                problems.append(Problem("partners", f"{code!r} is not a partner of the centre"))
-            else:
-                partner_ids.append(partner.id)
+        problems: list[Problem] = []
+        partner_ids = ids_of(
+            partners, centre.partner, "partners", "{!r} is not a partner of the centre", problems
+        )
         programme_id = None
         if programme:
             record = centre.programme(programme)

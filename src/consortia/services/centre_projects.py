@@ -24,7 +24,7 @@ from consortia.auth.policy import Action, Resource
 from consortia.auth.principal import Principal
 from consortia.domain import centre as rules
 from consortia.exceptions import ConflictError, NotFoundError, Problem
-from consortia.services.centre import refuse, today
+from consortia.services.centre import ids_of, refuse, today
 from consortia.services.common import normalise_email, require, utc_now
 from consortia.services.hub import HUB_CHAIN
 from consortia.services.unit_of_work import UnitOfWork, reading, writing
@@ -94,13 +94,9 @@ def add_committee(
         )
     with writing(engine, principal, conflict=f"committee {code!r} exists already") as work:
         people = PeopleRepository(work.connection)
-        member_ids = []
-        for email in emails:
-            person = people.person(email)
-            if person is None:
-                problems.append(Problem("members", f"{email} is not a person of the centre"))
-            else:
-                member_ids.append(person.id)
+        member_ids = ids_of(
+            emails, people.person, "members", "{} is not a person of the centre", problems
+        )
         refuse(problems)
         portfolio = PortfolioRepository(work.connection)
         if portfolio.committee(code) is not None:
