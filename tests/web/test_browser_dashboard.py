@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine
 from test_review_pages import ADMIN, ELIGIBILITY, STUDY
-from web_client import EMAIL, PASSWORD
+from web_client import EMAIL, sign_in_page
 
 from consortia.domain.templates import template_text
 from consortia.services import data_entry, studies, subjects, users
@@ -53,11 +53,7 @@ def study_engine(node_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 def _open_dashboard(page: Page, node_url: str, lang: str = "en") -> None:
     catalogue = CATALOGUES[lang]
-    page.goto(f"/login?lang={lang}")
-    page.get_by_label(catalogue["login.email"]).fill(EMAIL)
-    page.get_by_label(catalogue["login.password"]).fill(PASSWORD)
-    page.get_by_role("button", name=catalogue["login.submit"]).click()
-    page.wait_for_url(f"{node_url}/")
+    sign_in_page(page, node_url, lang=lang)
     page.get_by_role("link", name=STUDY).click()
     bar = page.get_by_role("navigation", name=catalogue["nav.label"])
     bar.get_by_role("link", name=catalogue["nav.dashboard"]).click()

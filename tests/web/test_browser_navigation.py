@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 from test_review_pages import ADMIN, STUDY
-from web_client import EMAIL, PASSWORD
+from web_client import EMAIL, PASSWORD, sign_in_page
 
 from consortia.domain.templates import template_text
 from consortia.services import studies, subjects, users
@@ -55,15 +55,6 @@ def study_engine(node_url: str, tmp_path: Path) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _sign_in(page: Page, node_url: str, email: str = EMAIL, lang: str = "en") -> None:
-    catalogue = CATALOGUES[lang]
-    page.goto(f"/login?lang={lang}")
-    page.get_by_label(catalogue["login.email"]).fill(email)
-    page.get_by_label(catalogue["login.password"]).fill(PASSWORD)
-    page.get_by_role("button", name=catalogue["login.submit"]).click()
-    page.wait_for_url(f"{node_url}/")
-
-
 def _bar(page: Page, lang: str = "en") -> Locator:
     return page.get_by_role("navigation", name=CATALOGUES[lang]["nav.label"])
 
@@ -76,7 +67,7 @@ def test_the_bar_leads_a_coordinator_into_a_study_and_through_it(page: Page, nod
     page.goto("/login")
     # the stylesheet is applied although the CSP allows no inline style
     assert page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor") == BRAND
-    _sign_in(page, node_url)
+    sign_in_page(page, node_url)
     assert _labels(_bar(page)) == [EN["nav.home"]]  # no study chosen yet
     assert _bar(page).get_by_role("link", name=EN["nav.home"]).get_attribute("aria-current") == (
         "page"
@@ -121,7 +112,7 @@ def test_a_monitor_sees_the_verification_worklist_in_the_bar(
     users.grant_role(
         study_engine, operator, email="mo@sg.example", study=STUDY, site="SG01", role="monitor"
     )
-    _sign_in(page, node_url, "mo@sg.example")
+    sign_in_page(page, node_url, "mo@sg.example")
     page.goto(f"/studies/{STUDY}/subjects")
     assert EN["nav.sdv"] in _labels(_bar(page))
     _bar(page).get_by_role("link", name=EN["nav.sdv"]).click()
@@ -131,7 +122,7 @@ def test_a_monitor_sees_the_verification_worklist_in_the_bar(
 @pytest.mark.parametrize("width", [1280, 1024])
 def test_the_main_pages_fit_a_laptop_and_a_tablet(page: Page, node_url: str, width: int) -> None:
     page.set_viewport_size({"width": width, "height": 800})
-    _sign_in(page, node_url)
+    sign_in_page(page, node_url)
     for path in ("/", f"/studies/{STUDY}/subjects", f"/studies/{STUDY}/subjects/{SUBJECT}"):
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -144,7 +135,7 @@ def test_the_main_pages_fit_a_laptop_and_a_tablet(page: Page, node_url: str, wid
 
 
 def test_the_keyboard_skips_the_bar_to_the_content(page: Page, node_url: str) -> None:
-    _sign_in(page, node_url)
+    sign_in_page(page, node_url)
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.textContent")
     assert focused == EN["nav.skip"]
@@ -153,7 +144,7 @@ def test_the_keyboard_skips_the_bar_to_the_content(page: Page, node_url: str) ->
 
 
 def test_the_bar_speaks_chinese(page: Page, node_url: str) -> None:
-    _sign_in(page, node_url, lang="zh")
+    sign_in_page(page, node_url, lang="zh")
     page.goto(f"/studies/{STUDY}/subjects")
     assert _labels(_bar(page, "zh")) == [
         ZH["nav.home"],
@@ -167,7 +158,7 @@ def test_the_bar_speaks_chinese(page: Page, node_url: str) -> None:
 
 
 def test_a_printed_page_has_no_bar(page: Page, node_url: str) -> None:
-    _sign_in(page, node_url)
+    sign_in_page(page, node_url)
     page.goto(f"/studies/{STUDY}/subjects/{SUBJECT}")
     assert page.locator("header.top").is_visible()
     page.emulate_media(media="print")

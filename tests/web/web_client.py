@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from anyio.from_thread import BlockingPortal
 from fastapi import FastAPI
 from sqlalchemy import Engine
+
+from consortia.web.i18n import CATALOGUES
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 BASE_URL = "https://node.test"
 SECRET = "test-secret-that-is-long-enough-for-production-0123456789"
@@ -53,3 +58,13 @@ class Site:
         browser = Browser(self.portal, self.app)
         self.browsers.append(browser)
         return browser
+
+
+def sign_in_page(page: Page, node_url: str, email: str = EMAIL, lang: str = "en") -> None:
+    """Sign in from the sign-in page in Chromium, as a person does, in ``lang``; wait for home."""
+    words = CATALOGUES[lang]
+    page.goto(f"/login?lang={lang}")
+    page.get_by_label(words["login.email"]).fill(email)
+    page.get_by_label(words["login.password"]).fill(PASSWORD)
+    page.get_by_role("button", name=words["login.submit"]).click()
+    page.wait_for_url(f"{node_url}/")
