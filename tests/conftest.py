@@ -3,7 +3,8 @@
 ``database_url`` is an empty database, for the tests of migrations and of commands that
 create their own schema. ``migrated_database_url`` is a database already at the newest
 revision: a copy of a template migrated once per session and backend (a file copy on
-SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL), so a test does not pay for the
+SQLite; on PostgreSQL a ``CREATE DATABASE ... TEMPLATE`` copy that the test process empties
+and reuses for its next test, tests/database_pool.py), so a test does not pay for the
 migrations it does not test.
 """
 
@@ -13,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from database_pool import PostgresPool, unique_database_name
 from scheduling import longest_first
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,28 +65,14 @@ def postgres_server_url() -> str:
     return url
 
 
-def unique_database_name(prefix: str) -> str:
-    """A database name no other test run on the shared server uses at the same time."""
-    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-
-
 @contextmanager
-def postgres_database(server: str, prefix: str, *, template: str | None = None) -> Iterator[str]:
-    """A new database on ``server`` (a copy of ``template`` if given); dropped after."""
+def postgres_database(server: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on ``server``; dropped after."""
     name = unique_database_name(prefix)
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            if template is None:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            else:
-                # FILE_COPY (PostgreSQL 15+) copies a small database about twice as fast
-                # as the default WAL_LOG, which writes every page to the WAL
-                modern = connection.dialect.server_version_info >= (15,)
-                strategy = " STRATEGY FILE_COPY" if modern else ""
-                connection.execute(
-                    sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
-                )
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
         try:
             yield server.rsplit("/", 1)[0] + f"/{name}"
         finally:
@@ -132,6 +119,16 @@ def postgres_template(postgres_server_url: str) -> Iterator[str]:
         yield url.rsplit("/", 1)[1]
 
 
+@pytest.fixture(scope="session")
+def postgres_pool(postgres_server_url: str, postgres_template: str) -> Iterator[PostgresPool]:
+    """This test process's migrated copies of the template, emptied and reused per test."""
+    pool = PostgresPool(postgres_server_url, postgres_template)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test, on SQLite and on PostgreSQL."""
@@ -148,10 +145,12 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
     if request.param == "sqlite":
         yield request.getfixturevalue("migrated_sqlite")(tmp_path / "test.db")
         return
-    server = request.getfixturevalue("postgres_server_url")
-    template = request.getfixturevalue("postgres_template")
-    with postgres_database(server, "t", template=template) as url:
+    pool: PostgresPool = request.getfixturevalue("postgres_pool")
+    url = pool.take()
+    try:
         yield url
+    finally:
+        pool.give_back(url)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from consortia.services import users
 from consortia.storage import tables
 from consortia.storage.audit import append_event, audit_event
 from consortia.storage.db import is_sqlite, make_engine
 from consortia.storage.migrations import current_revision, head_revision
+from database_pool import PostgresPool
 
 
 def _events(url: str) -> int:
@@ -94,3 +96,89 @@ def test_each_sqlite_copy_is_its_own_file(
     finally:
         engine.dispose()
     assert (_events(first), _events(second)) == (1, 0)
+
+
+@pytest.fixture
+def pool(postgres_server_url: str, postgres_template: str) -> Iterator[PostgresPool]:
+    """A pool of its own, so these tests never hand a broken copy to another test."""
+    own = PostgresPool(postgres_server_url, postgres_template)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def _append_setup_event(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            append_event(
+                connection,
+                "node",
+                actor="cli:root",
+                action="setup",
+                entity_type="node",
+                entity_id="n",
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reused_postgresql_copy_is_as_empty_as_a_fresh_one(pool: PostgresPool) -> None:
+    url = pool.take()
+    _append_setup_event(url)
+    engine = make_engine(url)
+    try:  # rows that other tables' foreign keys point at
+        users.create_user(
+            engine, users.cli_operator(), email="a@x.example", name="A", password=None
+        )
+        users.grant_role(
+            engine, users.cli_operator(), email="a@x.example", study="S", site="*", role="monitor"
+        )
+    finally:
+        engine.dispose()
+    left_open = make_engine(url)  # a test that forgets to dispose of its engine
+    left_open.connect()
+    try:
+        pool.give_back(url)
+        again = pool.take()
+        assert again == url
+        assert (pool.created, pool.reused) == (1, 1)
+        assert _events(again) == 0
+        _append_setup_event(again)  # the identity starts again at 1, as in a fresh copy
+        engine = make_engine(again)
+        try:
+            with engine.connect() as connection:
+                ids = connection.execute(sa.select(audit_event.c.id)).scalars().all()
+        finally:
+            engine.dispose()
+        assert ids == [1]
+    finally:
+        left_open.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER TABLE audit_event DISABLE TRIGGER USER",
+        "CREATE TABLE stray (id integer)",
+        "ALTER TABLE subject ADD COLUMN stray text",
+        "DROP INDEX ix_subject_study_site",
+        "UPDATE alembic_version SET version_num = 'elsewhere'",
+    ],
+)
+def test_a_postgresql_copy_whose_schema_a_test_changed_is_dropped_not_reused(
+    pool: PostgresPool, change: str
+) -> None:
+    url = pool.take()
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(change)
+    finally:
+        engine.dispose()
+    pool.give_back(url)
+    assert pool.take() != url
+    assert pool.created == 2

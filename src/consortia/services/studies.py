@@ -99,7 +99,8 @@ def load_definition(
     """
     if expected_study is not None:
         visible_study(principal, expected_study)
-    parsed = load_study_text(source, file)
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    parsed, _ = _parse(digest, source, file)  # a text loaded before is not parsed again
     code = check_code(parsed.study.id, "study")
     if expected_study is not None and code != expected_study:
         raise ValidationError(
@@ -112,7 +113,6 @@ def load_definition(
             f"loading study {code}'s definition changes it at every site: it needs a "
             "study-wide (site *) study_admin grant"
         )
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     with writing(engine, principal) as work:
         versions = StudyVersionRepository(work.connection)
         current = versions.current(code)
