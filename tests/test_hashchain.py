@@ -40,6 +40,7 @@ from consortia.storage.audit import (
     verify_trail,
 )
 from consortia.storage.db import make_engine
+from source_trees import syntax_tree
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "consortia"
 
@@ -221,7 +222,7 @@ def test_canonical_json_refuses_what_json_cannot_spell_unless_asked_for_text() -
 
 
 def _module_level_names(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = syntax_tree(path)
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.ClassDef):

@@ -14,11 +14,12 @@ absolute and relative) with :mod:`ast`, so a crossing cannot hide in a lazy impo
 from __future__ import annotations
 
 import ast
-import functools
 import shutil
 from pathlib import Path
 
 import pytest
+
+from source_trees import parse_source
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "consortia"
 FORBIDDEN = {"fastapi", "sqlalchemy", "jinja2", "starlette", "uvicorn", "alembic", "httpx"}
@@ -69,15 +70,10 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
-@functools.cache
-def _parse_source(source: str, filename: str) -> ast.Module:
-    return ast.parse(source, filename=filename)
-
-
 def _parse(path: Path) -> ast.Module:
     """The syntax tree of a module, parsed once per text and name: the planted-crossing tests
     check copies of the tree that differ from it in one file (the trees are only read)."""
-    return _parse_source(path.read_text(encoding="utf-8"), path.name)
+    return parse_source(path.read_text(encoding="utf-8"), path.name)
 
 
 def _layer_of(path: Path, root: Path) -> str:

@@ -4,9 +4,12 @@ that once meant two things is defined once across src/."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
+
+from source_trees import syntax_tree
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "consortia"
@@ -61,7 +64,7 @@ def test_every_module_of_the_package_says_what_it_holds(package: str) -> None:
     silent = [
         str(path.relative_to(SRC))
         for path in _modules(package)
-        if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if not ast.get_docstring(syntax_tree(path))
     ]
     assert not silent, f"modules without a docstring: {silent}"
 
@@ -82,14 +85,18 @@ def _definitions(tree: ast.Module) -> list[tuple[str, int]]:
     return found
 
 
-def _where_defined(name: str) -> list[str]:
-    places = []
+@functools.cache
+def _definitions_in_src() -> dict[str, list[str]]:
+    """Every name src/ defines, with the places (``module:line``), found in one walk."""
+    places: dict[str, list[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        places.extend(
-            f"{path.relative_to(SRC)}:{line}" for found, line in _definitions(tree) if found == name
-        )
+        for found, line in _definitions(syntax_tree(path)):
+            places.setdefault(found, []).append(f"{path.relative_to(SRC)}:{line}")
     return places
+
+
+def _where_defined(name: str) -> list[str]:
+    return _definitions_in_src().get(name, [])
 
 
 @pytest.mark.parametrize("name", SINGLE_MEANING_NAMES)
