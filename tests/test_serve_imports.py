@@ -1,6 +1,7 @@
 """What a node's server imports to start: the app of a federated node (here a hub, which
-mounts the most) is built without importing ``scipy.stats`` (about a second and tens of
-MB per process), which is imported when a statistic first needs it.
+mounts the most) is built without importing ``scipy`` (about a second and tens of MB per
+process) or any analysis kind's module; a kind is imported when a request first names it,
+and ``scipy.stats`` when a statistic first needs it.
 
 Checked in a fresh interpreter, on the modules it holds, not on timings (the times are in
 bench/RESULTS.md, "Scale on one machine").
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from consortia.federation.kinds import BUILT_IN
 from processes import START_SECONDS
 
 SCRIPT = """
@@ -39,10 +41,13 @@ settings = Settings(
 )
 app = create_app(settings)
 built = sorted(sys.modules)
+from consortia.federation.kinds import get_kind
+get_kind("cox")
+kinds = sorted(name for name in sys.modules if name.startswith("consortia.federation.kinds."))
 from consortia.stats.survival import kaplan_meier
 fit = kaplan_meier([1.0, 2.0, 3.0], [1, 0, 1])
 used = "scipy.stats" in sys.modules
-open(sys.argv[1], "w").write(json.dumps({"built": built, "used": used}))
+open(sys.argv[1], "w").write(json.dumps({"built": built, "kinds": kinds, "used": used}))
 """
 
 
@@ -59,6 +64,11 @@ def test_building_a_nodes_app_does_not_import_scipy_stats_until_a_statistic_need
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     found = json.loads(out.read_text(encoding="utf-8"))
-    assert "consortia.federation.kinds" in found["built"]  # the node's analysis kinds
-    assert "scipy.stats" not in found["built"]
+    assert "consortia.federation.kinds" in found["built"]  # the registry of analysis kinds
+    assert [name for name in found["built"] if name.split(".")[0] == "scipy"] == []
+    loaded = {name for name in found["built"] if name.startswith("consortia.federation.kinds.")}
+    assert {f"consortia.federation.kinds.{module}" for module, _ in BUILT_IN.values()}.isdisjoint(
+        loaded - {"consortia.federation.kinds.base"}
+    )
+    assert "consortia.federation.kinds.cox" in found["kinds"]  # once a request names it
     assert found["used"] is True  # a confidence interval imported it when it was needed
