@@ -153,3 +153,50 @@ def test_a_long_poll_with_nothing_queued_ends_empty_at_its_deadline(
             return polled.status_code
 
     assert asyncio.run(run()) == 204
+
+
+def test_removing_a_member_ends_its_open_long_poll_refused_at_once(
+    hub: tuple[FastAPI, sa.Engine, HubIdentity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, engine, identity = hub
+    # the poll may not notice the removal by looking again on a timer within the test
+    monkeypatch.setattr(hub_routes, "POLL_INTERVAL", AN_HOUR)
+    invitation, _ = hub_service.create_invitation(engine, cli_operator(), identity, "shh")
+    key = generate_key()
+    member = {
+        "name": "shh",
+        "url": "",
+        "institution": "Shanghai Ruijin (fictional)",
+        "country": "CN",
+        "transport": "pull",
+        "software_version": "test",
+        "protocol_version": "1",
+    }
+    runner = NodeRunner("shh", key, TrustStore(), {})
+    looks: list[str] = []
+
+    @sa.event.listens_for(app.state.engine, "before_cursor_execute")
+    def _count(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "hub_task.message" in statement or "UPDATE hub_member" in statement:
+            looks.append(statement)
+
+    async def run() -> httpx.Response:
+        asgi = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=asgi, base_url=HUB_URL, timeout=60) as http:
+            await join_hub(invitation, key, member, client=http)
+            poll = asyncio.create_task(
+                http.get(
+                    POLL_PATH,
+                    params={"node": "shh", "wait": 600},
+                    headers={POLL_HEADER: poll_token(runner)},
+                )
+            )
+            while not looks:  # the poll found the queue empty and waits
+                await asyncio.sleep(0.005)
+            assert not poll.done()
+            await asyncio.to_thread(hub_service.remove_member, engine, cli_operator(), "shh")
+            return await asyncio.wait_for(poll, 30)
+
+    polled = asyncio.run(run())
+    assert polled.status_code == 401
+    assert "'shh' is revoked" in polled.json()["detail"]

@@ -64,11 +64,15 @@ StudyReceiver = Callable[[Any, bytes], Mapping[str, Any]]
 
 
 def _take_task(engine: Engine, node: str) -> str | None:
-    """The member's next queued task (its wire text), marking it seen; None if none."""
+    """The member's next queued task (its wire text), marking it seen; None if none.
+
+    Raises :class:`MessageRejected` once the member is removed, so that a long poll open at
+    its removal ends then, refused, and not at its deadline."""
     now = datetime.now(UTC)
     with engine.begin() as connection:
         repository = HubRepository(connection)
-        repository.seen(node, now)
+        if not repository.seen_active(node, now):
+            raise MessageRejected("signature.untrusted_key", f"sender {node!r} is revoked")
         repository.drop_expired_tasks(now)
         return repository.take_task(node, now)
 
@@ -140,7 +144,10 @@ def create_hub_federation_router(
         deadline = loop.time() + max(0.0, min(wait, MAX_POLL_WAIT))
         with wakeups.waiting_task(node) as queued:  # before looking: a later task wakes us
             while True:
-                task = await run_in_threadpool(_take_task, engine, node)
+                try:
+                    task = await run_in_threadpool(_take_task, engine, node)
+                except MessageRejected as exc:  # removed while it waited
+                    return problem_response(401, "Unauthorized", str(exc))
                 if task is not None:
                     return Response(task.encode("utf-8"), media_type="application/json")
                 remaining = deadline - loop.time()

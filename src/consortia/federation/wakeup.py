@@ -8,9 +8,10 @@ or "the reply to task T" without querying the table on a timer: while anyone wai
 watcher per process reads the database's change feed
 (:func:`consortia.storage.changes.change_feed`: PostgreSQL ``LISTEN``/``NOTIFY``, SQLite's
 ``data_version`` counter); on a change it asks the database once which of the waited-for
-members have a task and which of the waited-for tasks have a reply, and wakes exactly those
-waiters. The waiters then take their task or read their reply from the database as before:
-the process keeps no queue of its own, only who is waiting here.
+members have a task (or were removed: their polls end at once, refused) and which of the
+waited-for tasks have a reply, and wakes exactly those waiters. The waiters then take their
+task or read their reply from the database as before: the process keeps no queue of its
+own, only who is waiting here.
 
 A waiter registers *before* it looks at the table, so a change committed between its look
 and its wait still wakes it. Callers also re-check every ``recheck`` seconds, a safety net
@@ -144,7 +145,7 @@ class TaskWakeups:
         members, tasks = list(self._tasks), list(self._replies)
         with read_only(self.engine.connect()) as connection:  # no writer lock to wait for
             repository = HubRepository(connection)
-            queued = repository.members_with_tasks(members, datetime.now(UTC)) if members else set()
+            queued = repository.members_to_wake(members, datetime.now(UTC)) if members else set()
             answered = repository.answered_tasks(tasks) if tasks else set()
         for key, table in ((queued, self._tasks), (answered, self._replies)):
             for name in key:

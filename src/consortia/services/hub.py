@@ -46,6 +46,7 @@ from consortia.federation.signing import (
 )
 from consortia.services.common import require, utc_now
 from consortia.services.unit_of_work import reading, writing
+from consortia.storage.changes import announce_change
 from consortia.storage.hub import HubRepository, InvitationRecord, MemberRecord
 
 __all__ = [
@@ -303,6 +304,7 @@ def remove_member(engine: Engine, principal: Principal, name: str) -> MemberReco
         if not repository.remove_member(name, utc_now()):
             raise ConflictError(f"member {name!r} was removed already")
         withdrawn = repository.drop_member_tasks(name)
+        announce_change(work.connection)  # its open long polls end now, refused
         work.audit(
             "hub.member.remove",
             "member",

@@ -200,6 +200,15 @@ class HubRepository:
             hub_member.update().where(hub_member.c.name == name).values(last_seen_at=now)
         )
 
+    def seen_active(self, name: str, now: datetime) -> bool:
+        """Note that the member called in, if it is active; False if it is not (removed)."""
+        marked = self.connection.execute(
+            hub_member.update()
+            .where(hub_member.c.name == name, hub_member.c.status == "active")
+            .values(last_seen_at=now)
+        )
+        return marked.rowcount == 1
+
     # ---------------------------------------------------------------- studies
     def add_study(self, record: PublishedStudy) -> bool:
         """Keep a published version; False when this exact version was published before."""
@@ -396,18 +405,18 @@ class HubRepository:
         ).first()
         return None if row is None or row.reply is None else str(row.reply)
 
-    def members_with_tasks(self, members: list[str], now: datetime) -> set[str]:
-        """Which of ``members`` have a live task not yet handed out (one query)."""
-        rows = self.connection.execute(
-            sa.select(hub_task.c.member)
-            .where(
-                hub_task.c.member.in_(members),
-                hub_task.c.taken_at.is_(None),
-                hub_task.c.expires_at > now,
-            )
-            .distinct()
+    def members_to_wake(self, members: list[str], now: datetime) -> set[str]:
+        """Which of ``members`` have a live task not yet handed out, or are no longer active
+        (their open long polls end now: refused, not at their deadline). One query."""
+        queued = sa.select(hub_task.c.member).where(
+            hub_task.c.member.in_(members),
+            hub_task.c.taken_at.is_(None),
+            hub_task.c.expires_at > now,
         )
-        return {str(row.member) for row in rows}
+        gone = sa.select(hub_member.c.name).where(
+            hub_member.c.name.in_(members), hub_member.c.status != "active"
+        )
+        return {str(row[0]) for row in self.connection.execute(sa.union(queued, gone))}
 
     def answered_tasks(self, task_ids: list[str]) -> set[str]:
         """Which of ``task_ids`` have their reply (one query)."""
