@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from consortia.demo import MARKER, SUBJECTS_PER_SITE, DemoError, _fresh_folder
 from consortia.demo.entry import STUDIES
 from consortia.domain.templates import load_template
-from consortia.storage.audit import verify_trail
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.tables import data_query, form_instance, hub_analysis, subject
 from processes import READ_SECONDS, START_SECONDS, read_line, started
@@ -54,6 +54,16 @@ def _count(url: str, query: sa.Select[tuple[int]]) -> int:
         with engine.connect() as connection:
             assert verify_trail(connection).ok
             return int(connection.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _signatures(url: str) -> int:
+    """``form.sign`` events in the node's audit trail, each study's chain."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return sum(e.action == "form.sign" for e in iter_events(connection))
     finally:
         engine.dispose()
 
@@ -117,8 +127,22 @@ def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: 
         url = f"sqlite:///{folder / node / 'consortia.db'}"
         subjects = sa.select(sa.func.count()).select_from(subject)
         assert _count(url, subjects.where(subject.c.study == "CART-LBCL")) == SUBJECTS
+        # every subject's screening form, signed by the investigator as one series per study
         signed = sa.select(sa.func.count()).where(form_instance.c.signed_by.is_not(None))
-        assert _count(url, signed) >= 1
+        screening = (
+            sa.select(sa.func.count())
+            .select_from(form_instance.join(subject))
+            .where(
+                sa.or_(
+                    (subject.c.study == "CART-LBCL") & (form_instance.c.form == "eligibility"),
+                    (subject.c.study == "GLUCOSE-ISO15197")
+                    & (form_instance.c.form == "demographics"),
+                )
+            )
+        )
+        studies = 2 if node == "sgh" else 1
+        assert _count(url, signed) == _count(url, screening) == studies * SUBJECTS
+        assert _signatures(url) == studies * SUBJECTS
         assert _count(url, sa.select(sa.func.count()).select_from(data_query)) >= 1
     assert not list(folder.glob(".*-password"))  # the password files are gone
 
