@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from consortia.demo import MARKER, SUBJECTS_PER_SITE, DemoError, _fresh_folder
 from consortia.demo.entry import STUDIES
 from consortia.domain.templates import load_template
-from consortia.storage.audit import verify_trail
+from consortia.storage.audit import iter_events, verify_trail
 from consortia.storage.db import make_engine
 from consortia.storage.tables import data_query, form_instance, hub_analysis, subject
 from processes import READ_SECONDS, START_SECONDS, read_line, started
@@ -56,6 +56,19 @@ def _count(url: str, query: sa.Select[tuple[int]]) -> int:
             return int(connection.execute(query).scalar_one())
     finally:
         engine.dispose()
+
+
+def _signatures(url: str, study: str) -> list[str]:
+    """The actions of ``study``'s audit chain at a node, from its first ``form.sign`` event
+    to its last."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            actions = [e.action for e in iter_events(connection, chain=study)]
+    finally:
+        engine.dispose()
+    signs = [n for n, action in enumerate(actions) if action == "form.sign"]
+    return actions[signs[0] : signs[-1] + 1] if signs else []
 
 
 def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: Path) -> None:
@@ -117,8 +130,25 @@ def test_the_demo_builds_a_consortium_of_processes_and_stops_them_all(tmp_path: 
         url = f"sqlite:///{folder / node / 'consortia.db'}"
         subjects = sa.select(sa.func.count()).select_from(subject)
         assert _count(url, subjects.where(subject.c.study == "CART-LBCL")) == SUBJECTS
+        # every subject's screening form, signed by the investigator as one series per study
         signed = sa.select(sa.func.count()).where(form_instance.c.signed_by.is_not(None))
-        assert _count(url, signed) >= 1
+        screening = (
+            sa.select(sa.func.count())
+            .select_from(form_instance.join(subject))
+            .where(
+                sa.or_(
+                    (subject.c.study == "CART-LBCL") & (form_instance.c.form == "eligibility"),
+                    (subject.c.study == "GLUCOSE-ISO15197")
+                    & (form_instance.c.form == "demographics"),
+                )
+            )
+        )
+        hosted = ["CART-LBCL", "GLUCOSE-ISO15197"] if node == "sgh" else ["CART-LBCL"]
+        assert _count(url, signed) == _count(url, screening) == len(hosted) * SUBJECTS
+        # signed as one series once the subjects were entered, not one by one between them:
+        # one form.sign event per form, with nothing in between
+        for study in hosted:
+            assert _signatures(url, study) == ["form.sign"] * SUBJECTS, study
         assert _count(url, sa.select(sa.func.count()).select_from(data_query)) >= 1
     assert not list(folder.glob(".*-password"))  # the password files are gone
 

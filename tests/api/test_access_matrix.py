@@ -71,6 +71,8 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
     "verify_own": ("POST", f"{OWN}/screening/forms/eligibility/verify", Action.DATA_VERIFY),
     "verify_other": ("POST", f"{OTHER}/screening/forms/eligibility/verify", Action.DATA_VERIFY),
     "sign_own": ("POST", f"{OWN}/screening/forms/demographics/sign", Action.DATA_SIGN),
+    "sign_series_own": ("POST", f"{STUDY}/signatures", Action.DATA_SIGN),
+    "sign_series_other": ("POST", f"{STUDY}/signatures", Action.DATA_SIGN),
     "lock_own": ("POST", f"{OWN}/randomisation/forms/randomisation/lock", Action.FORM_LOCK),
     "lock_other": ("POST", f"{OTHER}/randomisation/forms/randomisation/lock", Action.FORM_LOCK),
     "query_open_own": ("POST", f"{OWN}/screening/forms/eligibility/queries", Action.QUERY_OPEN),
@@ -120,18 +122,20 @@ EXPECTED: dict[Role, tuple[int, ...]] = {
 CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
     # A definition changes the study at every site: it needs a study-wide grant, and every
     # person here holds a role at SG01 only. Identifier export: study administrators.
-    #                   defini- save      verify    sign lock      query_open query query_answer query_close export
-    #                   tion    own  other own other own  own other own  other list  own  other  own         identifiers
-    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403, 403, 403, 403,  403,  403, 403,   403,   403),
-    Role.STUDY_ADMIN:    (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   200),
-    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 403, 404, 403, 404,  200,  200, 404,   403,   403),
-    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403, 404, 403, 404,  200,  200, 404,   403,   403),
-    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403, 404, 201, 404,  200,  403, 403,   403,   403),
-    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 200, 404, 201, 404,  200,  403, 403,   200,   403),
-    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
-    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  403,  403, 403,   403,   403),
-    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403, 404, 403, 404,  200,  403, 403,   403,   403),
-    Role.UNBLINDED_STATISTICIAN: (403, 403, 404, 403, 404, 403, 403, 404, 403, 404, 403, 403, 403, 403, 403),
+    # Several forms at once (signatures) check the role for the study first: 403; then the
+    # other site's subject is not found: 404.
+    #                   defini- save      verify    sign signatures       lock      query_open query query_answer query_close export
+    #                   tion    own  other own other own  own  other          own other own  other list  own  other  own         identifiers
+    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403,  403,       403, 403, 403, 403,  403,  403, 403,   403,   403),
+    Role.STUDY_ADMIN:    (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   200),
+    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 200,  404,       403, 404, 403, 404,  200,  200, 404,   403,   403),
+    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  200, 404,   403,   403),
+    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403,  403,       403, 404, 201, 404,  200,  403, 403,   403,   403),
+    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 403,  403,       200, 404, 201, 404,  200,  403, 403,   200,   403),
+    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403),
+    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403),
+    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  403, 403,   403,   403),
+    Role.UNBLINDED_STATISTICIAN: (403, 403, 404, 403, 404, 403, 403,  403,       403, 404, 403, 404, 403, 403, 403, 403, 403),
 }
 # The approval-queue columns, in ENDPOINTS order: the node's data steward decides queued
 # analysis requests; a site grant never covers a node action. Then an analysis of the
@@ -187,6 +191,8 @@ AUDITED = {
     "verify_own": "form.verify",
     "verify_other": "form.verify",
     "sign_own": "form.sign",
+    "sign_series_own": "form.sign",
+    "sign_series_other": "form.sign",
     "lock_own": "form.lock",
     "lock_other": "form.lock",
     "query_open_own": "query.open",
@@ -310,6 +316,8 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "verify_own": {"version": 1},
         "verify_other": {"version": 1},
         "sign_own": {"version": 1, "password": _password(role), "meaning": "approval"},
+        "sign_series_own": _series(role, "own"),
+        "sign_series_other": _series(role, "other"),
         "lock_own": {"version": 1},
         "lock_other": {"version": 1},
         "query_open_own": {"item": "ecog", "text": "ECOG 1 in the clinic note?"},
@@ -325,6 +333,13 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "analysis": {"kind": "describe", "table": "edc", "variable": "age"},
         "unblind_own": {"reason": "grade 4 CRS: the treating physician needs the arm"},
     }.get(column)
+
+
+def _series(role: Role, where: str) -> dict[str, Any]:
+    """A signing of several forms: the role's own subject's eligibility form at ``where``."""
+    subject_id = f"S-{'SG01' if where == 'own' else 'SH01'}-{role.value}"
+    form = {"subject_id": subject_id, "event": "screening", "form": "eligibility", "version": 1}
+    return {"forms": [form], "password": _password(role), "meaning": "approval"}
 
 
 def _actions_of(role: Role) -> frozenset[Action]:

@@ -11,18 +11,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from consortia.api.capture_schemas import (
+    EVENT_PATTERN,
+    FORM_PATTERN,
     DefinitionLoad,
     EventPublic,
     FormAction,
     FormPublic,
     FormSaveRequest,
     FormSign,
+    FormsSign,
     FormUnlock,
     ItemChangePublic,
     QueryCreate,
     QueryPublic,
     QueryStep,
     ScheduleAnchor,
+    SignedFormPublic,
     StatusChange,
     StudyVersionPublic,
 )
@@ -59,11 +63,11 @@ SubjectId = Annotated[str, Path(pattern=CODE_PATTERN, description="the subject's
 EventRef = Annotated[
     str,
     Path(
-        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}(\.[1-9][0-9]{0,5})?$",
+        pattern=EVENT_PATTERN,
         description="an event: NAME, or NAME.N for instance N of a repeating event",
     ),
 ]
-FormName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+FormName = Annotated[str, Path(pattern=FORM_PATTERN)]
 ItemKey = Annotated[
     str,
     Path(
@@ -232,6 +236,28 @@ def sign_form(
         meaning=body.meaning,
     )
     return _form_after(engine, principal, where)
+
+
+@router.post("/signatures", response_model=list[SignedFormPublic])
+def sign_forms(
+    study: StudyCode,
+    body: FormsSign,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> list[SignedFormPublic]:
+    """Sign several forms at once (investigator): the password once, one meaning, one
+    signature and audit event per form; all or none (21 CFR Part 11 §11.200(a)(1)(i))."""
+    records = form_states.sign_forms(
+        engine,
+        settings,
+        principal,
+        study,
+        [(f.subject_id, f.event, f.form, f.version) for f in body.forms],
+        password=body.password,
+        meaning=body.meaning,
+    )
+    return [SignedFormPublic.of(f, r) for f, r in zip(body.forms, records, strict=True)]
 
 
 @router.post(FORM + "/lock", response_model=FormPublic)

@@ -7,14 +7,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from consortia.domain.schedule import event_ref
+from consortia.auth.principal import CODE_PATTERN
+from consortia.domain.schedule import event_ref, parse_event_ref
 from consortia.services.data_entry import FormView
+from consortia.services.form_states import MAX_SIGNED_AT_ONCE, FormRecord
 from consortia.services.history import ItemChange
 from consortia.services.queries import QueryView
 from consortia.services.schedule import EventView
 from consortia.services.studies import StudyVersionRecord
 
 __all__ = [
+    "EVENT_PATTERN",
+    "FORM_PATTERN",
     "DefinitionLoad",
     "EventPublic",
     "FormAction",
@@ -22,14 +26,21 @@ __all__ = [
     "FormSaveRequest",
     "FormSign",
     "FormUnlock",
+    "FormsSign",
     "ItemChangePublic",
     "QueryCreate",
     "QueryPublic",
     "QueryStep",
     "ScheduleAnchor",
+    "SignedFormPublic",
+    "SignedFormRef",
     "StatusChange",
     "StudyVersionPublic",
 ]
+
+#: An event: NAME, or NAME.N for instance N of a repeating event; and a form's name.
+EVENT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}(\.[1-9][0-9]{0,5})?$"
+FORM_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
 Reason = Field(None, max_length=2000, description="why a saved value changes")
 
@@ -207,6 +218,50 @@ class FormSign(FormAction):
 
 class FormUnlock(FormAction):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class SignedFormRef(_In):
+    """One form of a series to sign, at the version the signer read."""
+
+    subject_id: str = Field(pattern=CODE_PATTERN, examples=["SG01-001"])
+    event: str = Field(pattern=EVENT_PATTERN, examples=["screening"])
+    form: str = Field(pattern=FORM_PATTERN, examples=["eligibility"])
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class FormsSign(_In):
+    """Several forms signed at once: the password once, one meaning for every signature."""
+
+    forms: list[SignedFormRef] = Field(min_length=1, max_length=MAX_SIGNED_AT_ONCE)
+    password: str = Field(min_length=1, max_length=1024)
+    meaning: str = Field(examples=["approval"], max_length=32)
+
+
+class SignedFormPublic(_Out):
+    """A form a series signed: where it is, its new version and state, and the signature."""
+
+    subject_id: str
+    event: str
+    form: str
+    version: int
+    state: str
+    signature: SignaturePublic
+
+    @classmethod
+    def of(cls, signed: SignedFormRef, record: FormRecord) -> SignedFormPublic:
+        return cls(
+            subject_id=signed.subject_id,
+            event=event_ref(*parse_event_ref(signed.event)),
+            form=record.form,
+            version=record.version,
+            state=record.state,
+            signature=SignaturePublic(
+                signed_by=record.signed_by or "",
+                printed_name=record.signed_name or "",
+                signed_at=record.signed_at or datetime.min,
+                meaning=record.signature_meaning or "",
+            ),
+        )
 
 
 class QueryCreate(_In):

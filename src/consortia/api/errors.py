@@ -9,7 +9,8 @@ NotFoundError             404     also for records the caller may not see
 ConflictError             409
 ValidationError           422     ``errors``: ``[{path, message}]``, one per problem
 TooManyRequestsError      429     with ``Retry-After`` (seconds)
-request validation        422     the same shape; the rejected *values* are not echoed
+request validation        422     the same shape (paths like ``body.forms[2].version``);
+                                  the rejected *values* are not echoed
 ConfigurationError        500     the node is misconfigured
 NodeUnavailableError      503     another node (the hub) cannot be reached
 other ConsortiaError      400
@@ -23,7 +24,7 @@ wrong field must not come back in an error page or a log of responses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -80,10 +81,23 @@ def _consortia_error(_request: Request, error: Exception) -> JSONResponse:
     return problem_response(status, str(error), headers=headers)
 
 
+def _field_path(location: Sequence[int | str]) -> str:
+    """A request field's path as the project writes paths: ``body.forms[2].version`` (a
+    list's entries counted from 0, as JSON counts them).
+
+    >>> _field_path(("body", "forms", 2, "version"))
+    'body.forms[2].version'
+    """
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
 def _request_validation_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = [
-        {"path": ".".join(str(part) for part in item.get("loc", ())), "message": item["msg"]}
+        {"path": _field_path(item.get("loc", ())), "message": item["msg"]}
         for item in error.errors()
     ]
     detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request"

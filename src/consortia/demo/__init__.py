@@ -13,8 +13,10 @@
    the coordinator enters synthetic subjects (``domain/synthetic.py``) through the node's
    HTTP API with an API token: subjects enrolled, every form saved and checked (soft
    problems open queries), statuses changed through their gates; the investigator signs
-   each eligibility form (password again) and the monitor raises a query the coordinator
-   answers, so the audit trails hold real work;
+   each subject's screening form (eligibility; demographics for the glucose study) as one
+   series per site and study, ``POST .../signatures`` with the password once (up to
+   ``MAX_SIGNED_AT_ONCE`` forms a call, one signature and audit event each), and the
+   monitor raises a query the coordinator answers, so the audit trails hold real work;
 4. every analysis of both studies' plans runs from the hub across the members hosting the
    study, and its result is kept at the hub (its pages show it). With the default
    :data:`SUBJECTS_PER_SITE` every one is released; with fewer subjects a hospital's

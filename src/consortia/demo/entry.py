@@ -1,5 +1,6 @@
 """The demo's hospital staff: their accounts and API tokens, and the synthetic subjects the
-coordinator enters through the node's REST API (the investigator signs, the monitor asks)."""
+coordinator enters through the node's REST API (the investigator signs each site's screening
+forms as one series, the monitor asks)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from consortia.domain.synthetic import FormEntry, synthesize
 from consortia.services import tokens, users
 from consortia.services.common import cli_operator
 from consortia.services.database import opened_database
+from consortia.services.form_states import MAX_SIGNED_AT_ONCE
 
 __all__ = ["PEOPLE", "STUDIES", "enter_site", "new_password", "people", "sqlite_url"]
 
@@ -90,7 +92,10 @@ def enter_site(
 ) -> int:
     """Enter one site's synthetic subjects of ``template`` through the node's API, every
     visit of a repeating event too (cart-lbcl's daily CRS/ICANS assessments: ``crs_daily``,
-    ``crs_daily.2``, ...)."""
+    ``crs_daily.2``, ...); then the investigator signs each subject's screening form
+    (eligibility, or demographics for glucose-iso15197) in one ``POST .../signatures`` per
+    :data:`~consortia.services.form_states.MAX_SIGNED_AT_ONCE` forms: one password check
+    per call rather than one argon2id verification per subject."""
     study = STUDIES[template]
     data = synthesize(template, subjects=subjects, site=node.site, seed=seed)
     by_subject: dict[str, list[FormEntry]] = {}
@@ -100,6 +105,8 @@ def enter_site(
     investigator = _Api(node, people[Role.INVESTIGATOR])
     monitor = _Api(node, people[Role.MONITOR])
     base = f"/studies/{study}"
+    signed_form = "eligibility" if template == "cart-lbcl" else "demographics"
+    to_sign: list[dict[str, Any]] = []  # each subject's screening form, signed at the end
     try:
         for number, (subject_id, entries) in enumerate(by_subject.items()):
             first = entries[0].values
@@ -128,13 +135,14 @@ def enter_site(
                         f"{base}/subjects/{subject_id}/status",
                         {"status": "eligible", "on_date": first.get("consent_date")},
                     )
-            sign = "screening/eligibility" if template == "cart-lbcl" else "screening/demographics"
-            if sign in forms:
-                _, password = node.logins[Role.INVESTIGATOR.value]
-                investigator.call(
-                    "POST",
-                    f"{base}/subjects/{subject_id}/events/{sign.replace('/', '/forms/')}/sign",
-                    {"version": forms[sign], "password": password, "meaning": "approval"},
+            if f"screening/{signed_form}" in forms:
+                to_sign.append(
+                    {
+                        "subject_id": subject_id,
+                        "event": "screening",
+                        "form": signed_form,
+                        "version": forms[f"screening/{signed_form}"],
+                    }
                 )
             if number == 0:
                 form = f"{base}/subjects/{subject_id}/events/screening/forms/demographics"
@@ -146,6 +154,19 @@ def enter_site(
                     f"{base}/queries/{query['id']}/answer",
                     {"text": "Checked against the clinic record."},
                 )
+        # the investigator signs the site's forms as a series, the password entered once
+        # per call, not once per subject (21 CFR Part 11 §11.200(a)(1)(i))
+        _, password = node.logins[Role.INVESTIGATOR.value]
+        for start in range(0, len(to_sign), MAX_SIGNED_AT_ONCE):
+            investigator.call(
+                "POST",
+                f"{base}/signatures",
+                {
+                    "forms": to_sign[start : start + MAX_SIGNED_AT_ONCE],
+                    "password": password,
+                    "meaning": "approval",
+                },
+            )
     finally:
         for api in (coordinator, investigator, monitor):
             api.close()

@@ -50,6 +50,7 @@ __all__ = [
     "MAX_SIGNED_AT_ONCE",
     "SIGNATURE_MEANINGS",
     "STEPS",
+    "FormRecord",
     "lock_form",
     "sdv_worklist",
     "sign_form",
