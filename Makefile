@@ -26,6 +26,8 @@ test: $(STAMP)
 	$(BIN)/python scripts/test_postgres.py ensure
 	$(BIN)/python scripts/test_chromium.py ensure
 	$(BIN)/python scripts/test_nginx.py ensure
+	# bytecode once, for the test processes and the ~150 servers and commands the tests start
+	$(BIN)/python -m compileall -q -j 0 src
 	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 	$(BIN)/python scripts/test_postgres.py stop
 
