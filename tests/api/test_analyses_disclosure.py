@@ -31,7 +31,7 @@ from consortia.federation.signing import (
     save_key,
 )
 from consortia.federation.transport import InProcessTransport, NodeHandle
-from consortia.services import data_entry, studies, subjects
+from consortia.services import analyses, data_entry, studies, subjects
 from consortia.storage.audit import iter_events
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
@@ -47,6 +47,13 @@ SEEDER = Principal(
 HIDDEN_AGE = 48  # the subject whose weight is missing: the attack recovers this age
 
 Patient = tuple[str, int | None, str, float | None, str]  # site, age, sex, weight, ethnicity
+
+
+@pytest.fixture(autouse=True)
+def short_approval_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REST analysis under manual approval answers after 0.1 s, not 1 s: these tests are
+    about what it answers, not how long it waits for the steward."""
+    monkeypatch.setattr(analyses, "APPROVAL_WAIT", 0.1)
 
 
 def patients() -> list[Patient]:
