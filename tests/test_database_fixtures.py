@@ -34,6 +34,22 @@ def _template_url(request: pytest.FixtureRequest, url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + request.getfixturevalue("postgres_template")
 
 
+def _append_setup_event(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            append_event(
+                connection,
+                "node",
+                actor="cli:root",
+                action="setup",
+                entity_type="node",
+                entity_id="n",
+            )
+    finally:
+        engine.dispose()
+
+
 def test_a_migrated_database_is_at_the_newest_revision_with_the_declared_tables(
     migrated_database_url: str,
 ) -> None:
@@ -53,19 +69,7 @@ def test_a_write_to_the_copy_leaves_the_template_as_migrated(
 ) -> None:
     template = _template_url(request, migrated_database_url)
     assert template != migrated_database_url
-    engine = make_engine(migrated_database_url)
-    try:
-        with engine.begin() as connection:
-            append_event(
-                connection,
-                "node",
-                actor="cli:root",
-                action="setup",
-                entity_type="node",
-                entity_id="n",
-            )
-    finally:
-        engine.dispose()
+    _append_setup_event(migrated_database_url)
     assert _events(migrated_database_url) == 1
     assert _events(template) == 0
 
@@ -82,19 +86,7 @@ def test_each_sqlite_copy_is_its_own_file(
     migrated_sqlite: Callable[[Path], str], tmp_path: Path
 ) -> None:
     first, second = migrated_sqlite(tmp_path / "a.db"), migrated_sqlite(tmp_path / "b.db")
-    engine = make_engine(first)
-    try:
-        with engine.begin() as connection:
-            append_event(
-                connection,
-                "node",
-                actor="cli:root",
-                action="setup",
-                entity_type="node",
-                entity_id="n",
-            )
-    finally:
-        engine.dispose()
+    _append_setup_event(first)
     assert (_events(first), _events(second)) == (1, 0)
 
 
@@ -106,22 +98,6 @@ def pool(postgres_server_url: str, postgres_template: str) -> Iterator[PostgresP
         yield own
     finally:
         own.close()
-
-
-def _append_setup_event(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            append_event(
-                connection,
-                "node",
-                actor="cli:root",
-                action="setup",
-                entity_type="node",
-                entity_id="n",
-            )
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.postgres

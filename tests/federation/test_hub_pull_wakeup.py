@@ -55,6 +55,19 @@ def hub(database_url: str, tmp_path: Path) -> Iterator[tuple[FastAPI, sa.Engine,
         engine.dispose()
 
 
+def _pull_member(name: str, institution: str, country: str) -> dict[str, str]:
+    """The join details of a member that polls the hub."""
+    return {
+        "name": name,
+        "url": "",
+        "institution": institution,
+        "country": country,
+        "transport": "pull",
+        "software_version": "test",
+        "protocol_version": "1",
+    }
+
+
 def test_a_queued_task_wakes_the_long_poll_and_its_reply_wakes_the_lead(
     hub: tuple[FastAPI, sa.Engine, HubIdentity], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,15 +77,7 @@ def test_a_queued_task_wakes_the_long_poll_and_its_reply_wakes_the_lead(
     invitation: Invitation
     invitation, _ = hub_service.create_invitation(engine, cli_operator(), identity, "sgh")
     key = generate_key()
-    member = {
-        "name": "sgh",
-        "url": "",
-        "institution": "Singapore General (fictional)",
-        "country": "SG",
-        "transport": "pull",
-        "software_version": "test",
-        "protocol_version": "1",
-    }
+    member = _pull_member("sgh", "Singapore General (fictional)", "SG")
     runner = NodeRunner("sgh", key, TrustStore(), {})
     looks: list[str] = []  # each time the hub's server looked for the member's next task
 
@@ -124,15 +129,7 @@ def test_a_long_poll_with_nothing_queued_ends_empty_at_its_deadline(
     app, engine, identity = hub
     invitation, _ = hub_service.create_invitation(engine, cli_operator(), identity, "nuh")
     key = generate_key()
-    member = {
-        "name": "nuh",
-        "url": "",
-        "institution": "National University (fictional)",
-        "country": "SG",
-        "transport": "pull",
-        "software_version": "test",
-        "protocol_version": "1",
-    }
+    member = _pull_member("nuh", "National University (fictional)", "SG")
     runner = NodeRunner("nuh", key, TrustStore(), {})
 
     async def run() -> int:
@@ -163,15 +160,7 @@ def test_removing_a_member_ends_its_open_long_poll_refused_at_once(
     monkeypatch.setattr(hub_routes, "POLL_INTERVAL", AN_HOUR)
     invitation, _ = hub_service.create_invitation(engine, cli_operator(), identity, "shh")
     key = generate_key()
-    member = {
-        "name": "shh",
-        "url": "",
-        "institution": "Shanghai Ruijin (fictional)",
-        "country": "CN",
-        "transport": "pull",
-        "software_version": "test",
-        "protocol_version": "1",
-    }
+    member = _pull_member("shh", "Shanghai Ruijin (fictional)", "CN")
     runner = NodeRunner("shh", key, TrustStore(), {})
     looks: list[str] = []
 
