@@ -68,6 +68,24 @@ def _pull_member(name: str, institution: str, country: str) -> dict[str, str]:
     }
 
 
+async def _waiting_poll(
+    http: httpx.AsyncClient, runner: NodeRunner, looks: list[str]
+) -> asyncio.Task[httpx.Response]:
+    """The member's long poll, once the hub has looked at the queue (``looks`` grows) and
+    found it empty: it now waits."""
+    poll = asyncio.create_task(
+        http.get(
+            POLL_PATH,
+            params={"node": runner.name, "wait": 600},
+            headers={POLL_HEADER: poll_token(runner)},
+        )
+    )
+    while not looks:
+        await asyncio.sleep(0.005)
+    assert not poll.done()
+    return poll
+
+
 def test_a_queued_task_wakes_the_long_poll_and_its_reply_wakes_the_lead(
     hub: tuple[FastAPI, sa.Engine, HubIdentity], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,16 +108,7 @@ def test_a_queued_task_wakes_the_long_poll_and_its_reply_wakes_the_lead(
         asgi = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=asgi, base_url=HUB_URL, timeout=60) as http:
             await join_hub(invitation, key, member, client=http)
-            poll = asyncio.create_task(
-                http.get(
-                    POLL_PATH,
-                    params={"node": "sgh", "wait": 600},
-                    headers={POLL_HEADER: poll_token(runner)},
-                )
-            )
-            while not looks:  # the poll found the queue empty and waits
-                await asyncio.sleep(0.005)
-            assert not poll.done()
+            poll = await _waiting_poll(http, runner, looks)
             broker = DatabaseBroker(engine, poll_seconds=AN_HOUR)
             task = sign_message(
                 {"task_id": "t-wake", "to": "sgh", "round": 1}, identity.key, identity.name
@@ -173,16 +182,7 @@ def test_removing_a_member_ends_its_open_long_poll_refused_at_once(
         asgi = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=asgi, base_url=HUB_URL, timeout=60) as http:
             await join_hub(invitation, key, member, client=http)
-            poll = asyncio.create_task(
-                http.get(
-                    POLL_PATH,
-                    params={"node": "shh", "wait": 600},
-                    headers={POLL_HEADER: poll_token(runner)},
-                )
-            )
-            while not looks:  # the poll found the queue empty and waits
-                await asyncio.sleep(0.005)
-            assert not poll.done()
+            poll = await _waiting_poll(http, runner, looks)
             await asyncio.to_thread(hub_service.remove_member, engine, cli_operator(), "shh")
             return await asyncio.wait_for(poll, 30)
 
