@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Engine
 
@@ -51,6 +51,9 @@ __all__ = [
     "Ratio",
     "SiteMetrics",
     "SitePerformance",
+    "metrics_json",
+    "performance_json",
+    "performance_table",
     "read_site_performance",
 ]
 
@@ -274,3 +277,92 @@ def _missing_required(
         expected += len(required)
         missing += len(required - items)
     return Ratio(missing, expected)
+
+
+def _ratio_json(ratio: Ratio | None) -> dict[str, Any] | None:
+    if ratio is None:
+        return None
+    return {"numerator": ratio.numerator, "denominator": ratio.denominator, "value": ratio.value}
+
+
+def metrics_json(metrics: SiteMetrics) -> dict[str, Any]:
+    """One site's metrics as JSON (the API's and ``consortia study performance --json``'s)."""
+    return {
+        "site": metrics.site,
+        "enrolled": metrics.enrolled,
+        "enrolment_target": metrics.enrolment_target,
+        "enrolment_vs_target": _ratio_json(metrics.enrolment_vs_target),
+        "enrolment_by_month": dict(metrics.enrolment_by_month),
+        "screen_failure": _ratio_json(metrics.screen_failure),
+        "days_to_entry": {"n": metrics.days_to_entry.n, "median": metrics.days_to_entry.median},
+        "queries_per_value": _ratio_json(metrics.queries_per_value),
+        "queries_per_100_values": metrics.queries_per_100_values,
+        "days_to_resolve": {
+            "n": metrics.days_to_resolve.n,
+            "median": metrics.days_to_resolve.median,
+        },
+        "missing_required": _ratio_json(metrics.missing_required),
+        "out_of_window": _ratio_json(metrics.out_of_window),
+        "protocol_deviations": metrics.protocol_deviations,
+    }
+
+
+def performance_json(performance: SitePerformance) -> dict[str, Any]:
+    """The whole result as JSON."""
+    return {
+        "study": performance.study,
+        "definition_version": performance.definition_version,
+        "as_of": performance.as_of.isoformat(),
+        "deviations_recorded": performance.deviations_recorded,
+        "sites": [metrics_json(site) for site in performance.sites],
+        "overall": metrics_json(performance.overall),
+    }
+
+
+def _cell(ratio: Ratio | None, *, percent: bool = True) -> str:
+    if ratio is None:
+        return "-"
+    value = ratio.value
+    shown = "-" if value is None else f"{100 * value:.1f}%" if percent else f"{value:.2f}"
+    return f"{ratio.numerator}/{ratio.denominator} ({shown})"
+
+
+def _days(median: Median) -> str:
+    return "-" if median.median is None else f"{median.median:g} (n={median.n})"
+
+
+def performance_table(performance: SitePerformance) -> list[list[str]]:
+    """The result as rows of text, a header first (``consortia study performance``)."""
+    header = [
+        "site",
+        "enrolled/target",
+        "by month",
+        "screen failures",
+        "days to entry",
+        "queries/100 values",
+        "days to resolve",
+        "missing required",
+        "out of window",
+        "deviations",
+    ]
+    rows = [header]
+    for metrics in (*performance.sites, performance.overall):
+        per_100 = metrics.queries_per_100_values
+        target = metrics.enrolment_vs_target
+        rows.append(
+            [
+                "all shown" if metrics.site == ALL_SITES else metrics.site,
+                f"{metrics.enrolled}" if target is None else _cell(target),
+                " ".join(f"{month}:{n}" for month, n in metrics.enrolment_by_month) or "-",
+                _cell(metrics.screen_failure),
+                _days(metrics.days_to_entry),
+                "-" if per_100 is None else f"{per_100:.1f}",
+                _days(metrics.days_to_resolve),
+                _cell(metrics.missing_required),
+                _cell(metrics.out_of_window),
+                "not recorded"
+                if metrics.protocol_deviations is None
+                else str(metrics.protocol_deviations),
+            ]
+        )
+    return rows
