@@ -10,13 +10,24 @@ import sqlalchemy as sa
 
 from consortia.auth.principal import Grant, Principal, Role
 from consortia.exceptions import NotFoundError, PermissionDeniedError
+from consortia.services import studies
 from consortia.services.site_performance import (
     ALL_SITES,
+    Median,
     Ratio,
     SiteMetrics,
     read_site_performance,
 )
-from site_performance_study import OVERALL, SG01, SH01, STAFF, STUDY, build_study, install_clock
+from site_performance_study import (
+    DEFINITION,
+    OVERALL,
+    SG01,
+    SH01,
+    STAFF,
+    STUDY,
+    build_study,
+    install_clock,
+)
 
 
 @pytest.fixture
@@ -69,3 +80,19 @@ def test_a_role_without_the_action_is_refused_and_another_study_is_not_found(
     outsider = Principal(24, "o@sg.example", "O", frozenset({Grant("OTHER", "*", Role.MONITOR)}))
     with pytest.raises(NotFoundError):
         read_site_performance(study, outsider, STUDY)
+
+
+def test_a_study_without_subjects_lists_its_sites_with_zero_counts_and_no_made_up_rates(
+    engine: sa.Engine,
+) -> None:
+    studies.load_definition(engine, STAFF, DEFINITION)
+    performance = read_site_performance(engine, STAFF, STUDY)
+    assert [metrics.site for metrics in performance.sites] == ["SG01", "SH01"]
+    empty = performance.sites[0]
+    assert (empty.enrolled, empty.enrolment_vs_target) == (0, Ratio(0, 4))
+    assert empty.enrolment_by_month == ()
+    for ratio in (empty.screen_failure, empty.queries_per_value, empty.missing_required):
+        assert (ratio, ratio.value) == (Ratio(0, 0), None)
+    assert empty.days_to_entry == empty.days_to_resolve == Median(0, None)
+    assert empty.queries_per_100_values is None
+    assert performance.overall.protocol_deviations is None

@@ -160,7 +160,7 @@ def read_site_performance(engine: Engine, principal: Principal, study: str) -> S
                 (SubjectStatus.ENROLLED.value, SubjectStatus.SCREEN_FAILED.value)
             ),
             events=facts_of.events(),
-            forms=facts_of.forms(),
+            forms=facts_of.forms(_all_required(definition.study)),
             first_saves=facts_of.first_saves(),
             queries=facts_of.queries(),
         )
@@ -256,6 +256,11 @@ def _required(study: Study, form: str) -> frozenset[str]:
         for name, item in group.items.items()
         if item.required and item.show_if is None
     )
+
+
+def _all_required(study: Study) -> frozenset[str]:
+    """The items :func:`_required` counts, of every form."""
+    return frozenset(name for form in study.forms for name in _required(study, form))
 
 
 def _missing_required(

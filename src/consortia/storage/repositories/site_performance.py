@@ -70,8 +70,8 @@ class EventFact:
 
 @dataclass(frozen=True, slots=True)
 class FormFact:
-    """A saved form instance: its event, the items that hold a value outside repeating
-    groups, and how many values it holds in all."""
+    """A saved form instance: its event, how many values it holds in all, and which of the
+    items asked about hold a value outside repeating groups."""
 
     key: int
     event_key: int
@@ -152,33 +152,40 @@ class SitePerformanceRepository:
             for row in rows
         ]
 
-    def forms(self) -> list[FormFact]:
-        """Every saved form instance of the subjects in scope, with its values' items."""
+    def forms(self, items: frozenset[str]) -> list[FormFact]:
+        """Every saved form instance of the subjects in scope: how many values it holds,
+        and which of ``items`` hold a value outside repeating groups."""
+        in_study = sa.and_(form_instance.c.subject_pk == subject.c.id, self._subjects())
         forms = self.connection.execute(
             sa.select(form_instance.c.id, form_instance.c.event_pk, form_instance.c.form)
             .join(subject, subject.c.id == form_instance.c.subject_pk)
             .where(self._subjects())
             .order_by(form_instance.c.id)
         ).all()
-        values = self.connection.execute(
-            sa.select(item_value.c.form_pk, item_value.c.item, item_value.c.group_instance)
+        counted = (
+            sa.select(item_value.c.form_pk, sa.func.count().label("n"))
             .join(form_instance, form_instance.c.id == item_value.c.form_pk)
-            .join(subject, subject.c.id == form_instance.c.subject_pk)
-            .where(self._subjects())
+            .join(subject, in_study)
+            .group_by(item_value.c.form_pk)
         )
-        counts: dict[int, int] = {}
-        items: dict[int, set[str]] = {}
-        for row in values:
-            counts[row.form_pk] = counts.get(row.form_pk, 0) + 1
-            if row.group_instance == 0:
-                items.setdefault(row.form_pk, set()).add(row.item)
+        counts: dict[int, int] = {row.form_pk: row.n for row in self.connection.execute(counted)}
+        present: dict[int, set[str]] = {}
+        if items:
+            held = (
+                sa.select(item_value.c.form_pk, item_value.c.item)
+                .join(form_instance, form_instance.c.id == item_value.c.form_pk)
+                .join(subject, in_study)
+                .where(item_value.c.group_instance == 0, item_value.c.item.in_(sorted(items)))
+            )
+            for row in self.connection.execute(held):
+                present.setdefault(row.form_pk, set()).add(row.item)
         return [
             FormFact(
                 row.id,
                 row.event_pk,
                 row.form,
-                counts.get(row.id, 0),
-                frozenset(items.get(row.id, ())),
+                int(counts.get(row.id, 0)),
+                frozenset(present.get(row.id, ())),
             )
             for row in forms
         ]
