@@ -99,6 +99,8 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
     # gates held) and emergency unblinding (the subject is not randomised: 404)
     "randomise_own": ("POST", f"{STUDY}/subjects/{{own}}/randomisation", Action.SUBJECT_RANDOMISE),
     "unblind_own": ("POST", f"{STUDY}/subjects/{{own}}/unblind", Action.SUBJECT_UNBLIND),
+    # the site performance metrics (docs/site-performance.md), at the caller's sites
+    "performance": ("GET", f"{STUDY}/site-performance", Action.SITE_PERFORMANCE_READ),
 }
 COLUMNS = list(ENDPOINTS)
 
@@ -140,19 +142,21 @@ CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
 # The approval-queue columns, in ENDPOINTS order: the node's data steward decides queued
 # analysis requests; a site grant never covers a node action. Then an analysis of the
 # node's own data: statisticians only. A few subjects at SG01 have no age: they are left
-# out and counted, the count released as "<5" (complete cases), not refused.
+# out and counted, the count released as "<5" (complete cases), not refused. Site
+# performance: study administrators, monitors and data managers; the node administrator
+# sees the study (a ``*`` grant) but holds no study action there: 403.
 APPROVAL_EXPECTED: dict[Role, tuple[int, ...]] = {
-    #                   approvals approve analysis randomise_own unblind_own
-    Role.NODE_ADMIN:     (200,      200,     403,     403,          403),
-    Role.STUDY_ADMIN:    (403,      403,     403,     403,          403),
-    Role.INVESTIGATOR:   (403,      403,     403,     400,          404),
-    Role.COORDINATOR:    (403,      403,     403,     400,          403),
-    Role.MONITOR:        (403,      403,     403,     403,          403),
-    Role.DATA_MANAGER:   (403,      403,     403,     403,          403),
-    Role.STATISTICIAN:   (403,      403,     200,     403,          403),
-    Role.SPONSOR_VIEWER: (403,      403,     403,     403,          403),
-    Role.AUDITOR:        (403,      403,     403,     403,          403),
-    Role.UNBLINDED_STATISTICIAN: (403, 403,  200,     403,          403),
+    #                   approvals approve analysis randomise_own unblind_own performance
+    Role.NODE_ADMIN:     (200,      200,     403,     403,          403,        403),
+    Role.STUDY_ADMIN:    (403,      403,     403,     403,          403,        200),
+    Role.INVESTIGATOR:   (403,      403,     403,     400,          404,        403),
+    Role.COORDINATOR:    (403,      403,     403,     400,          403,        403),
+    Role.MONITOR:        (403,      403,     403,     403,          403,        200),
+    Role.DATA_MANAGER:   (403,      403,     403,     403,          403,        200),
+    Role.STATISTICIAN:   (403,      403,     200,     403,          403,        403),
+    Role.SPONSOR_VIEWER: (403,      403,     403,     403,          403,        403),
+    Role.AUDITOR:        (403,      403,     403,     403,          403,        403),
+    Role.UNBLINDED_STATISTICIAN: (403, 403,  200,     403,          403,        403),
 }
 # Who may grant what (docs/roles.md, "Granting roles"): each person above grants every role
 # (node_admin at */*, the others at CART01/SG01) to someone else, then to themselves.
@@ -393,6 +397,11 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         assert answers["sign_own"].json()["signature"]["meaning"].startswith("approval:")
     if answers["query_list"].status_code == 200:
         assert {q["site"] for q in answers["query_list"].json()} == {"SG01"}
+    if answers["performance"].status_code == 200:
+        # SH01 holds subjects too: it is left out, and not pooled into the overall row
+        performance = answers["performance"].json()
+        assert [site["site"] for site in performance["sites"]] == ["SG01"]
+        assert performance["overall"]["screen_failure"] == performance["sites"][0]["screen_failure"]
     # a refused request wrote nothing: the study's trail holds exactly the successful writes
     # (and access events: a signer is shown the form's identifier values, which is audited)
     with consortium.node.engine.connect() as connection:

@@ -12,6 +12,7 @@ from consortia.api import (
     capture,
     exports,
     randomisation,
+    site_performance,
     subjects,
 )
 from consortia.api.deps import EngineDep
@@ -49,5 +50,6 @@ def api_routers() -> tuple[APIRouter, ...]:
         analyses.router,
         approvals.router,
         randomisation.router,
+        site_performance.router,
         _node,
     )

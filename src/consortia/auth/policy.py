@@ -60,6 +60,7 @@ class Action(StrEnum):
     IDENTIFIER_READ = "identifier.read"
     IDENTIFIER_EXPORT = "identifier.export"
     AGGREGATE_READ = "aggregate.read"
+    SITE_PERFORMANCE_READ = "site_performance.read"
     DATA_ENTER = "data.enter"
     DATA_SIGN = "data.sign"
     DATA_VERIFY = "data.verify"
@@ -97,6 +98,7 @@ SEEING_ACTIONS = frozenset(
         Action.IDENTIFIER_READ,
         Action.IDENTIFIER_EXPORT,
         Action.AGGREGATE_READ,
+        Action.SITE_PERFORMANCE_READ,
         Action.QUERY_READ,
         Action.AUDIT_READ,
         Action.ARM_READ,
@@ -117,6 +119,8 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.IDENTIFIER_READ: "see identifier (PHI) values; others see them masked",
     Action.IDENTIFIER_EXPORT: "export identifier values, stating a reason (audited)",
     Action.AGGREGATE_READ: "read aggregate counts (enrolment per site)",
+    Action.SITE_PERFORMANCE_READ: "read the site performance metrics of the sites where "
+    "one holds it (docs/site-performance.md)",
     Action.DATA_ENTER: "enter and change form data",
     Action.DATA_SIGN: "sign forms and casebooks (21 CFR Part 11 §11.50)",
     Action.DATA_VERIFY: "mark source-data verification",
@@ -152,6 +156,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.GRANT_MANAGE,
             _A.SUBJECT_READ,
             _A.AGGREGATE_READ,
+            _A.SITE_PERFORMANCE_READ,
             _A.IDENTIFIER_EXPORT,
         }
     ),
@@ -186,6 +191,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             _A.SUBJECT_READ,
             _A.IDENTIFIER_READ,
             _A.AGGREGATE_READ,
+            _A.SITE_PERFORMANCE_READ,
             _A.DATA_VERIFY,
             _A.QUERY_READ,
             _A.QUERY_OPEN,
@@ -195,6 +201,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
         {
             _A.SUBJECT_READ,
             _A.AGGREGATE_READ,
+            _A.SITE_PERFORMANCE_READ,
             _A.QUERY_READ,
             _A.QUERY_OPEN,
             _A.QUERY_CLOSE,

@@ -1,6 +1,6 @@
 """The node commands (``consortia init|serve|backup|restore|analyze|audit|node|db|config|``
-``data|user|token|hub|randomization``, ``consortia study load`` and ``consortia node
-studies``): where each lives and its one-line summary.
+``data|user|token|hub|randomization``, ``consortia study load|performance`` and
+``consortia node studies``): where each lives and its one-line summary.
 
 Their modules import the services, SQLAlchemy, Alembic and the federation code, so cli.py
 registers them deferred (:mod:`consortia.commands.deferred`): ``consortia --version`` and
@@ -95,5 +95,10 @@ STUDY_COMMANDS: Final = {
     "load": Deferred(
         "consortia.commands.data:load_study_command",
         "Load a study definition into the node (a new version when the text changed).",
+    ),
+    "performance": Deferred(
+        "consortia.commands.performance:performance_command",
+        "Show a study's site performance: enrolment, screen failures, timeliness, queries, "
+        "missing data and visit windows per site (docs/site-performance.md).",
     ),
 }

@@ -2,8 +2,8 @@
 
 A study file has these top-level keys (see ``examples/`` and docs/study-language.md)::
 
-    study:        id, title {en, zh}, phase, sponsor, partners, version
-    sites:        CODE -> {name, country, node}
+    study:        id, title {en, zh}, phase, sponsor, partners, version, enrolment_target
+    sites:        CODE -> {name, country, node, enrolment_target}
     arms:         CODE -> {label {en, zh}, ratio, code}
     randomisation: {method: permuted_blocks | minimisation, ...}   (see Randomisation)
     code_lists:   NAME -> [{code, label {en, zh}}, ...]
@@ -67,12 +67,17 @@ class StudyInfo(_Model):
     partners: tuple[NonEmpty, ...] = ()
     version: NonEmpty
     description: Text | None = None
+    #: subjects the whole study means to enrol (site performance reports against it when a
+    #: site has no target of its own)
+    enrolment_target: Annotated[int, Field(gt=0)] | None = None
 
 
 class Site(_Model):
     name: NonEmpty
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
     node: Name
+    #: subjects this site means to enrol (docs/site-performance.md)
+    enrolment_target: Annotated[int, Field(gt=0)] | None = None
 
 
 class Arm(_Model):
