@@ -351,3 +351,13 @@ def test_releases_whose_rows_differ_by_six_readings_of_one_person_are_refused(
     refusal = node.refused({"kind": "describe", "variable": "meter_mgdl"})
     assert refusal["rule"] == "differencing"
     assert "fewer than 5 people" in refusal["message"]
+
+
+def test_readings_left_out_from_one_person_are_released_as_suppressed(node_for: Any) -> None:
+    """6 readings without a meter value, all subject 6's: left out of ``describe
+    meter_mgdl`` and released as "<5" (one person), not as 6."""
+    readings = {**ENOUGH, 6: ENOUGH[6] + [(150.0, None, "lot_a", "capillary")] * 6}
+    node = node_for(readings)
+    result = node.analyze({"kind": "describe", "variable": "meter_mgdl"})
+    assert result["nodes"] == [{"name": "sgh", "n": 40, "excluded": "<5"}]
+    assert result["estimates"]["missing"] == "<5"
