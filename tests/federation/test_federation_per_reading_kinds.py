@@ -1,7 +1,8 @@
 """Every kind counts people in a table with a row per reading; the ledger too.
 
 One table of 60 readings of 10 subjects (6 each). Subjects 0 and 1 (12 readings) are the
-only positives, the only arm ``b``, the only high scores: each such figure is 12 readings
+only positives, the only arm ``b``, the only high scores, the only ones with an event at
+day 30: each such figure is 12 readings
 of 2 people. With a subject key (a per-reading table) it is refused (``min_cell_count``,
 naming people, never the count); the same rows without one (a row per person) are released
 as before. The release ledger's memory store compares row sets by the people in their
@@ -31,7 +32,7 @@ def _table(per_reading: bool) -> Table:
         "x": RNG.normal(50, 10, SUBJECTS.size),
         "outcome": FEW.astype(np.float64),
         "score": np.where(FEW, 0.9, 0.1),
-        "time": 10.0 + 7 * np.arange(SUBJECTS.size) % 90,
+        "time": np.where(FEW, 30.0, 60.0),
         "event": np.ones(SUBJECTS.size),
         "arm": np.where(FEW, "b", "a").astype(object),
     }
@@ -51,6 +52,23 @@ REQUESTS = {
         "group": "arm",
     },
     "glm": {"kind": "glm", "table": "readings", "outcome": "x", "covariates": ["arm"]},
+    "cox": {
+        "kind": "cox",
+        "table": "readings",
+        "time": "time",
+        "event": "event",
+        "covariates": ["x"],
+    },
+}
+
+
+#: the first figure each kind checks that the two people's readings make up
+FIGURES = {
+    "proportion": "successes",
+    "diagnostic": "true positives",
+    "kaplan_meier": "group 2",
+    "glm": "level 2 of arm",
+    "cox": "rows at released time 1",
 }
 
 
@@ -74,6 +92,7 @@ def test_a_figure_of_two_peoples_readings_is_refused_only_in_a_per_reading_table
     assert refusal["rule"] == "min_cell_count"
     assert "describes fewer than 5 people" in refusal["message"]
     figure, rest = refusal["message"].split(") ", 1)
+    assert figure == f"a released count ({FIGURES[kind]}"
     assert figure.startswith("a released count (")
     assert not any(str(count) in rest for count in (2, 12))  # never the small counts
 
