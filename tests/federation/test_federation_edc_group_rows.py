@@ -22,6 +22,7 @@ from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConfigurationError
 from consortia.federation.edc_group_rows import GROUP_ROW_FACTOR
 from consortia.federation.edc_tables import EdcTableSpec, edc_columns, plan_tables, read_edc_table
+from consortia.federation.tables import SUBJECT_SHIFT
 from consortia.services.data_entry import FormSave, save_form
 from consortia.services.studies import load_definition
 from consortia.services.subjects import SubjectInput, enrol_subject
@@ -103,10 +104,21 @@ def test_the_plan_of_paired_readings_reads_a_table_with_a_row_per_reading(
     assert not {"within_iso", "difference_mgdl"} & set(table.columns)
     assert "event" not in table.columns  # one event collects the readings
     assert not {"initials", "hospital_number"} & set(table.columns)
-    # one ledger key per reading: form instance * 2**20 + reading number
+    # one ledger key per reading: subject key * 2**32 + form rank * 2**20 + reading number
     keys = table.keys()
     assert len(set(keys.tolist())) == 5
     assert sorted(int(key) % GROUP_ROW_FACTOR for key in keys) == [1, 1, 2, 2, 3]
+    # each row's subject: its subject row (never a column), and in its ledger key
+    assert table.subject_key is not None
+    assert table.subject_key.tolist() == [0, 0, 1, 1, 1]
+    assert "subject_key" not in table.columns
+    assert table.people() == 2
+    with engine.connect() as connection:
+        subject_pks = (
+            connection.execute(sa.text("SELECT id FROM subject ORDER BY id")).scalars().all()
+        )
+    owners = (table.row_keys >> SUBJECT_SHIFT).tolist()
+    assert owners == [subject_pks[0]] * 2 + [subject_pks[1]] * 3
 
 
 def test_a_subject_table_of_the_same_study_keeps_one_row_per_subject(engine: sa.Engine) -> None:

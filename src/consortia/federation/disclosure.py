@@ -16,7 +16,11 @@ the node sees them (the node database; in memory for a node without one):
   ``min_cell_count`` rows is refused (``differencing``): subtracting the two would give
   those few rows' values. Equal sets (a re-run, the rounds of one model) pass, and a set
   already in the ledger is not compared again: every pair of stored sets was compared
-  when the later of the two was stored.
+  when the later of the two was stored. In a table with a row per reading
+  (``ReleaseRows.people``) the difference is counted in people: the distinct subjects of
+  the rows in one set and not the other (a row key carries its subject,
+  :data:`~consortia.federation.tables.SUBJECT_SHIFT`), so two sets differing by many
+  readings of one or two patients are refused too.
 
 The ledger check, the ledger rows, the session record and the release's audit event are
 written in one transaction (:class:`DatabaseDisclosureStore`), so nothing is released
@@ -50,6 +54,7 @@ from sqlalchemy import Connection
 from consortia.federation.audit import AuditSink, MemoryAuditSink
 from consortia.federation.database_audit import DatabaseAuditSink
 from consortia.federation.protocol import canonical_json, sha256_hex
+from consortia.federation.tables import SUBJECT_SHIFT
 from consortia.storage.ledger import (
     FederationSessionRepository,
     ReleaseLedgerRepository,
@@ -100,11 +105,13 @@ class ModelUse:
 @dataclass(frozen=True)
 class ReleaseRows:
     """Every row set one release draws on (the first: all its rows), the dataset they come
-    from, and for a model its use of the rows' parameter budget."""
+    from, and for a model its use of the rows' parameter budget; ``people``: the rows are
+    readings whose keys carry their subject, and differences are counted in subjects."""
 
     dataset: str
     sets: tuple[RowSet, ...]
     model: ModelUse | None = None
+    people: bool = False
 
     @cached_property
     def rows_digest(self) -> str:
@@ -181,17 +188,23 @@ class DisclosureStore(Protocol):
         ...
 
 
-def _differencing(label: str, earlier: str, minimum: int) -> Refusal:
+def _differencing(label: str, earlier: str, minimum: int, people: bool = False) -> Refusal:
     where = label if label == earlier else f"{label}, compared with {earlier}"
+    unit = "people (subjects of the readings that differ)" if people else "rows"
     return Refusal(
         "differencing",
         f"the rows of this release ({where}) differ from rows already released from the "
-        f"same data by fewer than {minimum} rows",
+        f"same data by fewer than {minimum} {unit}",
     )
 
 
-def _close(first: Keys, second: Keys, minimum: int) -> bool:
-    """0 < |first Δ second| < minimum (both sorted and unique)."""
+def _close(first: Keys, second: Keys, minimum: int, people: bool = False) -> bool:
+    """0 < |first Δ second| < minimum (both sorted and unique); with ``people``, the
+    number of distinct subjects (``key >> SUBJECT_SHIFT``) of the difference instead."""
+    if people:
+        differing = np.setxor1d(first, second, assume_unique=True)
+        subjects = int(np.unique(differing >> SUBJECT_SHIFT).size)
+        return 0 < subjects < minimum
     if abs(first.size - second.size) >= minimum:
         return False
     common = np.intersect1d(first, second, assume_unique=True).size
@@ -203,11 +216,13 @@ def _distinct(rows: ReleaseRows) -> list[tuple[RowSet, str]]:
     return rows.distinct
 
 
-def _check_within(sets: Sequence[tuple[RowSet, str]], minimum: int) -> Refusal | None:
+def _check_within(
+    sets: Sequence[tuple[RowSet, str]], minimum: int, people: bool = False
+) -> Refusal | None:
     for index, (first, _) in enumerate(sets):
         for second, _ in sets[index + 1 :]:
-            if _close(first.keys, second.keys, minimum):
-                return _differencing(first.label, second.label, minimum)
+            if _close(first.keys, second.keys, minimum, people):
+                return _differencing(first.label, second.label, minimum, people)
     return None
 
 
@@ -304,7 +319,7 @@ class MemoryDisclosureStore:
         if rows is None:
             return None
         sets = _distinct(rows)
-        refusal = _check_within(sets, minimum) or _budget(
+        refusal = _check_within(sets, minimum, rows.people) or _budget(
             rows, self._models.get(rows.rows_digest, {})
         )
         if refusal is not None:
@@ -314,8 +329,8 @@ class MemoryDisclosureStore:
             if digest in earlier:
                 continue  # checked against every other set when either was first released
             for old_digest, keys in earlier.items():
-                if old_digest != digest and _close(row_set.keys, keys, minimum):
-                    return _differencing(row_set.label, "an earlier release", minimum)
+                if old_digest != digest and _close(row_set.keys, keys, minimum, rows.people):
+                    return _differencing(row_set.label, "an earlier release", minimum, rows.people)
         return None
 
     def _write(self, rows: ReleaseRows | None, session: SessionChange | None) -> None:
@@ -399,8 +414,8 @@ class DatabaseDisclosureStore:
         sets = _distinct(rows) if rows is not None else []
         if rows is not None:
             refusal = (
-                _check_within(sets, minimum)
-                or self._check_ledger(ledger, rows.dataset, sets, minimum)
+                _check_within(sets, minimum, rows.people)
+                or self._check_ledger(ledger, rows.dataset, sets, minimum, rows.people)
                 or (
                     _budget(rows, ledger.models(rows.dataset, rows.rows_digest))
                     if rows.model is not None
@@ -442,20 +457,26 @@ class DatabaseDisclosureStore:
         dataset: str,
         sets: Sequence[tuple[RowSet, str]],
         minimum: int,
+        people: bool = False,
     ) -> Refusal | None:
         if not sets:
             return None
         sizes = [row_set.keys.size for row_set, _ in sets]
-        candidates = ledger.sets(dataset, min(sizes) - minimum + 1, max(sizes) + minimum - 1)
+        if people:  # sets of readings may differ by many rows and few people: every size
+            candidates = ledger.sets(dataset, 0, 2**31 - 1)
+        else:
+            candidates = ledger.sets(dataset, min(sizes) - minimum + 1, max(sizes) + minimum - 1)
         known = {stored.digest for stored in candidates}
         for row_set, digest in sets:
             if digest in known:
                 continue  # checked against every other set when either was first released
             for stored in candidates:
-                if stored.digest == digest or abs(stored.n - row_set.keys.size) >= minimum:
+                if stored.digest == digest:
                     continue
-                if _close(row_set.keys, self._keys(ledger, stored.id), minimum):
-                    return _differencing(row_set.label, "an earlier release", minimum)
+                if not people and abs(stored.n - row_set.keys.size) >= minimum:
+                    continue
+                if _close(row_set.keys, self._keys(ledger, stored.id), minimum, people):
+                    return _differencing(row_set.label, "an earlier release", minimum, people)
         return None
 
     def _keys(self, ledger: ReleaseLedgerRepository, set_pk: int) -> Keys:

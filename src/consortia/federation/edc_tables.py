@@ -67,7 +67,7 @@ from consortia.domain.study_yaml import load_study_text
 from consortia.domain.values import StudyIndex
 from consortia.exceptions import ConfigurationError
 from consortia.federation.edc_group_rows import group_form, group_rows, per_instance_derived
-from consortia.federation.tables import ColumnType, Table, empty_column
+from consortia.federation.tables import SUBJECT_KEY, ColumnType, Table, empty_column
 from consortia.storage.capture import StudyVersionRepository
 from consortia.storage.db import READ_ONLY
 from consortia.storage.edc_reads import EdcReads
@@ -302,11 +302,18 @@ def _read(
     if cells and size:
         _read_items(reads, cells, row_of, arrays)
     if spec.rows is not None:
+        if any(column.name == SUBJECT_KEY for column in columns):
+            raise ConfigurationError(
+                f"table {name}: a column may not be named {SUBJECT_KEY!r} in a table with a "
+                "row per reading (the name is kept for the node's subject key)"
+            )
         per_row = [c for c in columns if c.source in ("group", "event")]
         group = [(c.name, c.key, c.type) for c in per_row if c.source == "group"]
         event = next((c.name for c in per_row if c.source == "event"), None)
         subject_arrays = {n: a for n, a in arrays.items() if n not in {c.name for c in per_row}}
-        by_row, keys = group_rows(reads, subject_arrays, row_of, group, event, _set_cell)
+        by_row, keys, subjects_of_rows = group_rows(
+            reads, subject_arrays, row_of, group, event, _set_cell
+        )
         table = Table(
             name,
             {column.name: by_row[column.name] for column in columns},
@@ -314,6 +321,7 @@ def _read(
             f"edc:{spec.edc} v{record.version} rows {spec.rows}",
             row_keys=keys,
             dataset=f"edc:{spec.edc}:{spec.rows}",
+            subject_key=subjects_of_rows,
         )
         return table, study
     table = Table(

@@ -56,6 +56,7 @@ from consortia.federation.guards import (
 )
 from consortia.federation.kinds import AnalysisKind, AnalysisRequest, InvalidRequest, get_kind
 from consortia.federation.kinds.base import complete_rows
+from consortia.federation.people import check_people, disclose_counts, refuse_subject_key
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.protocol import (
     PROTOCOL_VERSION,
@@ -76,7 +77,6 @@ from consortia.federation.signing import (
     sign_message_wire,
     utc_timestamp,
 )
-from consortia.federation.suppression import disclose_excluded
 from consortia.federation.tables import Table
 
 __all__ = ["NodeRunner"]
@@ -336,12 +336,13 @@ class NodeRunner:
             self._check_request(session)
             change = self._check_session(sender, task, session)
             release = secure_release(
-                disclose_excluded(
+                disclose_counts(
                     session.kind.node_round(
                         session.state, session.request, task.payload, self.policy
                     ),
                     self.policy,
-                    session.table.n_rows,
+                    session.table,
+                    session.kind.columns(session.request),
                 ),
                 node=self.name,
                 node_key=self.key,
@@ -351,6 +352,7 @@ class NodeRunner:
                 policy=self.policy,
             )
             self.policy.check_release(release)
+            check_people(session.table, release, session.kind.columns(session.request), self.policy)
             rows = self._release_rows(session, release)
         except _Pending as pending:
             reply = NodeReply(
@@ -483,7 +485,7 @@ class NodeRunner:
         if release.parameters is not None:
             ratio = self.policy.max_parameter_ratio
             model = ModelUse(session.request_sha256, release.parameters, ratio)
-        built = ReleaseRows(table.dataset, tuple(sets), model)
+        built = ReleaseRows(table.dataset, tuple(sets), model, people=table.per_reading)
         session.rows = (masks, built)  # holding the masks keeps them (and their identity)
         return built
 
@@ -556,6 +558,7 @@ class NodeRunner:
         table = self.tables.get(request.table)
         if table is None:
             raise InvalidRequest(f"table {request.table!r} does not exist at this node")
+        refuse_subject_key(table, request, columns)
         absent = [column for column in columns if column not in table]
         if absent:
             raise InvalidRequest(f"table {request.table!r} has no column(s) {absent}")

@@ -57,6 +57,10 @@ class Release:
     level, a stratum, a cell), labelled without a value: the node's release ledger keeps
     their keys to refuse differencing (see :mod:`consortia.federation.disclosure`).
 
+    ``counted`` marks the rows behind each other released count (an error-grid zone, a
+    cell of a 2×2 table) that the ledger does not keep: in a table with a row per reading
+    each must describe enough people (:mod:`consortia.federation.people`).
+
     ``excluded`` counts the rows left out for a missing value in the request's variables
     (complete cases; ``None``: the kind does not say). It is released, as suppressed when
     0 < n < ``min_cell_count`` (:mod:`consortia.federation.suppression`), never refused.
@@ -72,6 +76,7 @@ class Release:
     parameters: int | None = None
     rows: npt.NDArray[np.bool_] | None = None
     groups: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    counted: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
     excluded: int | None = None
     secure: Mapping[str, Any] | None = None
 

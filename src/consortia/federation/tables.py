@@ -44,6 +44,8 @@ from pydantic import BaseModel, ConfigDict
 from consortia.exceptions import InterchangeError, Problem
 
 __all__ = [
+    "SUBJECT_KEY",
+    "SUBJECT_SHIFT",
     "ColumnType",
     "Table",
     "TableSpec",
@@ -60,6 +62,14 @@ FALSE_TOKENS = frozenset({"false", "f", "no", "n", "0"})
 MAX_PROBLEMS = 50
 _INTEGER = re.compile(r"^[+-]?\d+(\.0*)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+#: The name a request would use for a per-reading table's subject key: never a column,
+#: refused by name (:mod:`consortia.federation.people`).
+SUBJECT_KEY = "subject_key"
+#: In a per-reading table a row key is its subject's internal key shifted by this many
+#: bits (plus the reading's number within the subject): ``key >> SUBJECT_SHIFT`` is the
+#: subject, so the release ledger can count the people behind a difference of row sets.
+SUBJECT_SHIFT = 32
 
 
 class ColumnType(StrEnum):
@@ -91,6 +101,12 @@ class Table:
     ``dataset`` names what the rows are drawn from, so tables built from one study with
     different filters share one ledger (``edc:CART-LBCL``), as do tables declared over one
     file (``file:/abs/path.csv``); the default is ``table:NAME``.
+
+    ``subject_key`` (a per-reading table only: one row per instance of a repeating group)
+    gives each row an opaque number of its subject, the same for all of one subject's rows.
+    It is not a column: no request can read it and nothing released carries it; it makes
+    every minimum-count check count people (:meth:`people`), not rows. Such a table's
+    ``row_keys`` carry the subject too (see ``SUBJECT_SHIFT``).
     """
 
     name: str
@@ -100,6 +116,7 @@ class Table:
     n_rows: int = field(default=0)
     row_keys: npt.NDArray[np.int64] | None = field(default=None, kw_only=True)
     dataset: str = field(default="", kw_only=True)
+    subject_key: npt.NDArray[np.int64] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         lengths = {column.shape[0] for column in self.columns.values()}
@@ -113,6 +130,29 @@ class Table:
             raise ValueError(f"table {self.name}: {self.row_keys.size} row keys for {n_rows} rows")
         if not self.dataset:
             object.__setattr__(self, "dataset", f"table:{self.name}")
+        if self.subject_key is not None and self.subject_key.shape != (n_rows,):
+            raise ValueError(
+                f"table {self.name}: {self.subject_key.size} subject keys for {n_rows} rows"
+            )
+
+    @property
+    def per_reading(self) -> bool:
+        """Whether several rows may describe one person (the table has a subject key)."""
+        return self.subject_key is not None
+
+    def people(self, rows: npt.NDArray[np.bool_] | None = None) -> int:
+        """How many people ``rows`` (a mask; every row when ``None``) describe: the
+        distinct subjects of a per-reading table, else the number of rows.
+
+        >>> table = Table("t", {"x": np.zeros(4)}, {"x": ColumnType.DECIMAL},
+        ...               subject_key=np.array([0, 0, 0, 1]))
+        >>> table.people(), table.people(np.array([True, True, False, False])), table.n_rows
+        (2, 1, 4)
+        """
+        if self.subject_key is None:
+            return self.n_rows if rows is None else int(np.count_nonzero(rows))
+        chosen = self.subject_key if rows is None else self.subject_key[rows]
+        return int(np.unique(chosen).size)
 
     def keys(self, rows: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
         """The sorted row keys of ``rows`` (a mask; every row when ``None``)."""

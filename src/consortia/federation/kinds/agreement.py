@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from consortia.federation.kinds.base import (
@@ -40,11 +41,15 @@ from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.suppression import suppress_table
 from consortia.federation.tables import Table
 from consortia.stats.agreement import (
+    ZONES,
     GlucoseAccuracyAggregates,
     Iso15197Result,
+    clarke_zones,
     combine_iso15197,
     iso15197_node,
     mmol_to_mgdl,
+    parkes_zones,
+    within_iso15197,
 )
 from consortia.stats.counts import Count, suppressed
 from consortia.stats.diagnostic import (
@@ -58,6 +63,9 @@ from consortia.stats.diagnostic import (
 from consortia.stats.suppression import released_cells
 
 __all__ = ["DiagnosticKind", "Iso15197Kind"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class Iso15197Request(AnalysisRequest):
@@ -89,6 +97,8 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
             reference, device = mmol_to_mgdl(reference), mmol_to_mgdl(device)
         aggregates = iso15197_node(reference, device)
         released = aggregates.to_dict()
+        rows = _pair_rows(reference, device)
+        counted: dict[str, BoolArray] = {}
         for grid, name in (
             ("parkes_type1", "Parkes type 1 zones"),
             ("parkes_type2", "Parkes type 2 zones"),
@@ -98,11 +108,18 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
             zones = np.asarray(released[grid], dtype=np.int64)
             suppression = suppress_table(zones, policy, name)
             released[grid] = released_cells(zones, suppression, policy.min_cell_count)
+            for index, zone in enumerate(ZONES):
+                if not suppression.hidden[index]:  # the rows behind each released zone
+                    counted[f"{name}, zone {zone}"] = rows[grid] == zone
         released["within_iso"] = _within(int(aggregates.within_iso), aggregates.n, policy)
+        if isinstance(released["within_iso"], int):
+            counted["pairs within the ISO limits"] = rows["within"] == "1"
+            counted["pairs outside the ISO limits"] = rows["within"] == "0"
         return Release(
             released,
             aggregates.n,
             cells={"pairs": [aggregates.n]},
+            counted=counted,
             excluded=int(aggregates.missing),
         )
 
@@ -110,6 +127,25 @@ class Iso15197Kind(AnalysisKind[Iso15197Request]):
         replies = await exchange.round({})
         parts = [GlucoseAccuracyAggregates.from_dict(replies[name]) for name in exchange.nodes]
         return combine_iso15197(parts)
+
+
+def _pair_rows(reference: FloatArray, device: FloatArray) -> dict[str, npt.NDArray[np.str_]]:
+    """Each row's zone in each grid and whether it is within the ISO limits ("1"/"0"; ""
+    for a row without a complete pair): the rows behind each released count."""
+    present = ~(np.isnan(reference) | np.isnan(device))
+    ref, dev = reference[present], device[present]
+    found = {
+        "parkes_type1": parkes_zones(ref, dev, diabetes_type=1),
+        "parkes_type2": parkes_zones(ref, dev, diabetes_type=2),
+        "clarke": clarke_zones(ref, dev),
+        "within": np.where(within_iso15197(ref, dev), "1", "0"),
+    }
+    rows: dict[str, npt.NDArray[np.str_]] = {}
+    for name, values in found.items():
+        column = np.full(reference.shape, "", dtype="<U1")
+        column[present] = values
+        rows[name] = column
+    return rows
 
 
 def _within(within: int, n: int, policy: NodePolicy) -> Count:
@@ -174,9 +210,17 @@ class DiagnosticKind(AnalysisKind[DiagnosticRequest]):
             for column in (aggregates.tp_at, aggregates.fp_at, aggregates.fn_at, aggregates.tn_at)
             for count in column
         ]
+        present = ~(np.isnan(scores) | np.isnan(truth))
+        called = present & (scores >= float(request.threshold))
         return Release(
             aggregates.to_dict(),
             aggregates.tp + aggregates.fp + aggregates.fn + aggregates.tn,
+            counted={
+                "true positives": called & (truth == 1),
+                "false positives": called & (truth == 0),
+                "false negatives": present & ~called & (truth == 1),
+                "true negatives": present & ~called & (truth == 0),
+            },
             cells={
                 **cells,
                 "ROC counts": per_threshold,

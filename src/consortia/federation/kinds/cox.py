@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from consortia.federation.kinds.base import (
@@ -31,7 +32,7 @@ from consortia.federation.kinds.models import (
 )
 from consortia.federation.policy import NodePolicy, Release
 from consortia.federation.tables import Table
-from consortia.stats._arrays import bin_times
+from consortia.stats._arrays import bin_times, sort_labels
 from consortia.stats.cox import CoxNodeData, CoxResult, fit_cox_federated
 from consortia.stats.cox_aggregates import CoxAggregates, CoxStratumAggregates, CoxTimeSums
 
@@ -75,6 +76,34 @@ def _cox_aggregates(data: Mapping[str, Any]) -> CoxAggregates:
     if data.get("kind") == "cox_time_sums":
         return CoxTimeSums.from_dict(data)
     return CoxStratumAggregates.from_dict(data)
+
+
+def _counted(model: ModelRows, request: CoxRequest) -> dict[str, npt.NDArray[np.bool_]]:
+    """The table rows behind the released events and censorings (in all, per stratum, and
+    per released time with the rows there when unstratified): what a per-reading table
+    checks in people."""
+    positions = np.flatnonzero(model.rows)
+
+    def over_table(selected: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(model.table.n_rows, dtype=np.bool_)
+        mask[positions[selected]] = True
+        return mask
+
+    event = model.numeric(request.event) == 1
+    counted = {"events": over_table(event), "censored": over_table(~event)}
+    strata = model.stratum_labels()
+    if strata is not None:
+        for index, stratum in enumerate(sort_labels(set(strata.tolist())), start=1):
+            counted[f"events of stratum {index}"] = over_table(event & (strata == stratum))
+    if not request.stratified:
+        binned = bin_times(model.numeric(request.time), request.effective_time_bin)
+        _, at_time = np.unique(binned, return_inverse=True)
+        for index in range(int(at_time.max()) + 1 if at_time.size else 0):
+            here = at_time == index
+            counted[f"rows at released time {index + 1}"] = over_table(here)
+            counted[f"events at released time {index + 1}"] = over_table(here & event)
+            counted[f"censored at released time {index + 1}"] = over_table(here & ~event)
+    return counted
 
 
 class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
@@ -153,6 +182,7 @@ class CoxKind(_ModelKind, AnalysisKind[CoxRequest]):
             parameters=node.n_covariates,
             rows=model.rows,
             groups=model.groups(request.covariates),
+            counted=_counted(model, request),
         )
 
     async def lead(self, request: CoxRequest, exchange: Exchange) -> CoxEstimates:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from consortia.federation.kinds.base import (
@@ -78,6 +79,32 @@ def _level_cells(model: ModelRows, request: GlmRequest) -> dict[str, list[int]]:
     return cells
 
 
+def _counted(model: ModelRows, request: GlmRequest) -> dict[str, npt.NDArray[np.bool_]]:
+    """The table rows behind the outcome counts of a binomial model (one row per trial)
+    and behind each pair of levels: what a per-reading table checks in people."""
+    positions = np.flatnonzero(model.rows)
+
+    def over_table(selected: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(model.table.n_rows, dtype=np.bool_)
+        mask[positions[selected]] = True
+        return mask
+
+    counted: dict[str, npt.NDArray[np.bool_]] = {}
+    if request.family == "binomial" and not request.trials:
+        outcome = model.numeric(request.outcome)
+        counted["outcome 1"] = over_table(outcome == 1)
+        counted["outcome 0"] = over_table(outcome == 0)
+    own = model.own_levels(request.covariates)
+    for first, second in itertools.combinations(own, 2):
+        a, b = model.column(first), model.column(second)
+        for i, x in enumerate(own[first], start=1):
+            for j, y in enumerate(own[second], start=1):
+                counted[f"level {i} of {first} with level {j} of {second}"] = over_table(
+                    (a == x) & (b == y)
+                )
+    return counted
+
+
 class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
     """Pooled-equivalent GLM by IRLS rounds (``fit_glm_federated``)."""
 
@@ -128,6 +155,7 @@ class GlmKind(_ModelKind, AnalysisKind[GlmRequest]):
             parameters=int(node.x.shape[1]),
             rows=model.rows,
             groups=model.groups(request.covariates),
+            counted=_counted(model, request),
         )
 
     async def lead(self, request: GlmRequest, exchange: Exchange) -> GlmEstimates:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from consortia.exceptions import StatisticsError
@@ -138,6 +139,9 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
         # Per-bin event and censoring counts are the curve itself (small by nature); the
         # ledger holds each group's subjects.
         by_group = label_groups(groups, "group", rows) if groups is not None else {}
+        happened = np.zeros(table.n_rows, dtype=np.bool_)
+        happened[np.flatnonzero(rows)[events == 1]] = True
+        counted = {f"events of {name}": mask & happened for name, mask in by_group.items()}
         return Release(
             counts.to_dict(),
             counts.n,
@@ -147,6 +151,7 @@ class KaplanMeierKind(AnalysisKind[KaplanMeierRequest]):
             },
             rows=rows,
             groups=by_group,
+            counted=counted or {"events": happened},
             excluded=missing,
         )
 
