@@ -24,6 +24,7 @@ from consortia.services import data_entry, queries, studies, subjects, users
 from consortia.services.subjects import SubjectInput
 from consortia.storage.audit import iter_events
 from consortia.storage.queries import QueryFilter
+from consortia.storage.replay import compare_state
 from consortia.storage.tables import data_query
 
 STUDY = "CART-LBCL"
@@ -208,3 +209,20 @@ def test_an_assignment_is_undone_with_its_audit_event(
     assert _stored_assignee(study, query_id) is None
     queries.assign_query(study, MANAGER, STUDY, query_id, "co@sg.example")
     assert _stored_assignee(study, query_id) == "co@sg.example"
+
+
+def test_the_assignee_replayed_from_the_trail_matches_the_table_and_an_edit_shows(
+    study: sa.Engine,
+) -> None:
+    first = _open(study, "co@sg.example")
+    second = _open(study)
+    queries.assign_query(study, MANAGER, STUDY, second, "pi@sg.example")
+    queries.assign_query(study, MANAGER, STUDY, first, None)
+    assert compare_state(study) == []
+    with study.begin() as connection:  # an edit behind the services' back
+        connection.execute(
+            data_query.update().where(data_query.c.id == second).values(assigned_to="x@sg.example")
+        )
+    assert [(d.where, d.field, d.table, d.trail) for d in compare_state(study)] == [
+        (f"{STUDY} query {second}", "assignee", "x@sg.example", "pi@sg.example")
+    ]
