@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action, Resource, can
+from consortia.auth.policy import Action, Resource, can, site_scope
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import parse_event_ref
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
@@ -61,8 +61,10 @@ __all__ = [
     "form_queries",
     "get_query",
     "list_queries",
+    "may_assign",
     "open_query",
     "open_query_row",
+    "people_in_list",
     "reopen_query",
 ]
 
@@ -382,7 +384,7 @@ def _assignee_email(assignee: str | None) -> str | None:
 def _eligible(connection: Connection, study: str, site: str, email: str) -> None:
     """Refuse ``email`` unless it may answer or manage queries at ``study``/``site``; the
     refusal is the same for an unknown account, so it tells nothing about who exists."""
-    if not any(person.email == email for person in query_people(connection, study, site)):
+    if not any(person.email == email for person in query_people(connection, study, [site])):
         raise ValidationError(
             [
                 Problem(
@@ -439,6 +441,13 @@ def assign_query(
         return _get(work.connection, principal, study, query_id)
 
 
+def may_assign(principal: Principal, study: str, record: QueryRecord) -> bool:
+    """Whether :func:`assign_query` would let the principal assign this query now."""
+    return record.status != "closed" and can(
+        principal, Action.QUERY_OPEN, Resource(study, record.site)
+    )
+
+
 def assignees(
     connection: Connection, principal: Principal, study: str, site: str
 ) -> list[QueryPerson]:
@@ -446,7 +455,17 @@ def assignees(
     of work; nobody if the principal may not assign queries there."""
     if not can(principal, Action.QUERY_OPEN, Resource(study, site)):
         return []
-    return query_people(connection, study, site)
+    return query_people(connection, study, [site])
+
+
+def people_in_list(engine: Engine, principal: Principal, study: str) -> list[QueryPerson]:
+    """Whom the study's query list may be narrowed to: the people who answer or manage
+    queries at the sites where the principal reads queries."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.QUERY_READ, study)
+    scope = site_scope(principal, study, Action.QUERY_READ)
+    with reading(engine, principal) as work:
+        return query_people(work.connection, study, None if scope.every_site else scope.sites)
 
 
 def assignee_filter(principal: Principal, assignee: str | None) -> str | None:

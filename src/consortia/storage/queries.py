@@ -5,7 +5,7 @@ Repositories run inside the caller's transaction and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -239,22 +239,26 @@ class QueryPerson:
     name: str
 
 
-def query_people(connection: Connection, study: str, site: str) -> list[QueryPerson]:
-    """The active accounts holding, at ``study``/``site`` (directly or through ``*``), a role
-    that may answer or manage queries (:data:`ASSIGNEE_ACTIONS`), by email."""
+def query_people(
+    connection: Connection, study: str, sites: Collection[str] | None
+) -> list[QueryPerson]:
+    """The active accounts holding, at ``study`` and one of ``sites`` (``None``: any site;
+    directly or through ``*``), a role that may answer or manage queries
+    (:data:`ASSIGNEE_ACTIONS`), by email."""
     roles = sorted(
         role.value for role, actions in ROLE_ACTIONS.items() if actions & ASSIGNEE_ACTIONS
     )
-    rows = connection.execute(
+    query = (
         sa.select(app_user.c.email, app_user.c.name)
         .distinct()
         .join(role_grant, role_grant.c.user_id == app_user.c.id)
         .where(
             app_user.c.active.is_(True),
             role_grant.c.study.in_([study, WILDCARD]),
-            role_grant.c.site.in_([site, WILDCARD]),
             role_grant.c.role.in_(roles),
         )
         .order_by(app_user.c.email)
     )
-    return [QueryPerson(row.email, row.name) for row in rows]
+    if sites is not None:
+        query = query.where(role_grant.c.site.in_([*sorted(sites), WILDCARD]))
+    return [QueryPerson(row.email, row.name) for row in connection.execute(query)]
