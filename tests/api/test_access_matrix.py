@@ -89,6 +89,13 @@ ENDPOINTS: dict[str, tuple[str, str, Action]] = {
         Action.QUERY_ANSWER,
     ),
     "query_close_own": ("POST", f"{STUDY}/queries/{{close_own}}/close", Action.QUERY_CLOSE),
+    # assigning is managing a query: whoever may open queries (the answered one: not closed)
+    "query_assign_own": ("POST", f"{STUDY}/queries/{{answer_own}}/assign", Action.QUERY_OPEN),
+    "query_assign_other": (
+        "POST",
+        f"{STUDY}/queries/{{answer_other}}/assign",
+        Action.QUERY_OPEN,
+    ),
     "export_identifiers": ("POST", f"{STUDY}/exports", Action.IDENTIFIER_EXPORT),
     # the node's manual-approval queue, each role deciding its own queued request
     "approvals": ("GET", "/api/v1/approvals?status=pending", Action.APPROVAL_DECIDE),
@@ -126,18 +133,18 @@ CAPTURE_EXPECTED: dict[Role, tuple[int, ...]] = {
     # person here holds a role at SG01 only. Identifier export: study administrators.
     # Several forms at once (signatures) check the role for the study first: 403; then the
     # other site's subject is not found: 404.
-    #                   defini- save      verify    sign signatures       lock      query_open query query_answer query_close export
-    #                   tion    own  other own other own  own  other          own other own  other list  own  other  own         identifiers
-    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403,  403,       403, 403, 403, 403,  403,  403, 403,   403,   403),
-    Role.STUDY_ADMIN:    (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   200),
-    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 200,  404,       403, 404, 403, 404,  200,  200, 404,   403,   403),
-    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  200, 404,   403,   403),
-    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403,  403,       403, 404, 201, 404,  200,  403, 403,   403,   403),
-    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 403,  403,       200, 404, 201, 404,  200,  403, 403,   200,   403),
-    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403),
-    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403),
-    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  403, 403,   403,   403),
-    Role.UNBLINDED_STATISTICIAN: (403, 403, 404, 403, 404, 403, 403,  403,       403, 404, 403, 404, 403, 403, 403, 403, 403),
+    #                   defini- save      verify    sign signatures       lock      query_open query query_answer query_close query_assign export
+    #                   tion    own  other own other own  own  other          own other own  other list  own  other  own         own  other   identifiers
+    Role.NODE_ADMIN:     (403,  403, 403,  403, 403, 403, 403,  403,       403, 403, 403, 403,  403,  403, 403,   403,   403, 403,  403),
+    Role.STUDY_ADMIN:    (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403, 403,  200),
+    Role.INVESTIGATOR:   (403,  200, 404,  403, 404, 200, 200,  404,       403, 404, 403, 404,  200,  200, 404,   403,   403, 403,  403),
+    Role.COORDINATOR:    (403,  200, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  200, 404,   403,   403, 403,  403),
+    Role.MONITOR:        (403,  403, 404,  200, 404, 403, 403,  403,       403, 404, 201, 404,  200,  403, 403,   403,   200, 404,  403),
+    Role.DATA_MANAGER:   (403,  403, 404,  403, 404, 403, 403,  403,       200, 404, 201, 404,  200,  403, 403,   200,   200, 404,  403),
+    Role.STATISTICIAN:   (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403, 403,  403),
+    Role.SPONSOR_VIEWER: (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  403,  403, 403,   403,   403, 403,  403),
+    Role.AUDITOR:        (403,  403, 404,  403, 404, 403, 403,  403,       403, 404, 403, 404,  200,  403, 403,   403,   403, 403,  403),
+    Role.UNBLINDED_STATISTICIAN: (403, 403, 404, 403, 404, 403, 403,  403,       403, 404, 403, 404, 403, 403, 403, 403,   403, 403,  403),
 }
 # The approval-queue columns, in ENDPOINTS order: the node's data steward decides queued
 # analysis requests; a site grant never covers a node action. Then an analysis of the
@@ -204,6 +211,8 @@ AUDITED = {
     "query_answer_own": "query.answer",
     "query_answer_other": "query.answer",
     "query_close_own": "query.close",
+    "query_assign_own": "query.assign",
+    "query_assign_other": "query.assign",
     "export_identifiers": "data.export",
     "analysis": "analysis.run",
 }
@@ -329,6 +338,8 @@ def _body(column: str, role: Role) -> dict[str, Any] | None:
         "query_answer_own": {"text": "Yes, clinic note of 6 January"},
         "query_answer_other": {"text": "Yes, clinic note of 6 January"},
         "query_close_own": {"text": "Resolved"},
+        "query_assign_own": {"assignee": _email(Role.COORDINATOR)},
+        "query_assign_other": {"assignee": _email(Role.COORDINATOR)},
         "export_identifiers": {
             "table": "demographics",
             "include_identifiers": True,
@@ -402,6 +413,8 @@ def test_each_role_gets_exactly_its_answers_at_its_own_and_the_other_site(
         performance = answers["performance"].json()
         assert [site["site"] for site in performance["sites"]] == ["SG01"]
         assert performance["overall"]["screen_failure"] == performance["sites"][0]["screen_failure"]
+    if answers["query_assign_own"].status_code == 200:
+        assert answers["query_assign_own"].json()["assignee"] == _email(Role.COORDINATOR)
     # a refused request wrote nothing: the study's trail holds exactly the successful writes
     # (and access events: a signer is shown the form's identifier values, which is audited)
     with consortium.node.engine.connect() as connection:

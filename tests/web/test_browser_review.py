@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine
 from test_review_pages import ADMIN, ELIGIBILITY, REVIEWER, STUDY, SUBJECT
-from web_client import EMAIL, PASSWORD
+from web_client import EMAIL, PASSWORD, sign_in_page
 
 from consortia.domain.templates import template_text
 from consortia.services import data_entry, queries, studies, subjects, users
@@ -152,3 +152,42 @@ def test_an_items_history_opens_from_its_link_on_the_form(
     assert last.locator(".after").inner_text() == "2"
     assert last.locator(".reason").inner_text() == "Source note says ECOG 2"
     assert ADMIN.email in last.inner_text()
+
+
+def test_a_data_manager_assigns_a_query_to_the_coordinator_who_finds_it_assigned_to_her(
+    page: Page, node_url: str, study_engine: Engine
+) -> None:
+    where = (STUDY, SUBJECT, "screening", "eligibility")
+    ecog = queries.open_query(study_engine, REVIEWER, *where, "ecog", "ECOG 2 in the note?")
+    queries.open_query(study_engine, REVIEWER, *where, "histology", "Which pathology report?")
+    _sign_in(page, node_url, _person(study_engine, "dee@sg.example", "data_manager"))
+    page.get_by_role("link", name=SUBJECT).click()
+    page.get_by_role("link", name="Eligibility").first.click()
+    query = page.locator(f"#query-{ecog.record.id}")
+    assert query.locator(f"#assignee-{ecog.record.id}").inner_text() == EN["queries.unassigned"]
+    query.get_by_label(EN["queries.assign_to"], exact=True).select_option(value=EMAIL)
+    query.get_by_role("button", name=EN["queries.step_assign"]).click()
+    page.locator("#done").wait_for()
+    assert page.locator("#done").inner_text() == EN["form.done_assign"]
+    assert page.locator(f"#assignee-{ecog.record.id}").inner_text() == EMAIL
+    page.locator("#user-menu summary").click()  # the menu under the person's name
+    page.get_by_role("button", name=EN["logout.submit"]).click()
+    page.wait_for_url("**/login**")
+    # the coordinator signs in and narrows the study's queries to hers
+    sign_in_page(page, node_url, EMAIL)
+    page.get_by_role("link", name=STUDY).click()
+    _nav(page, "nav.queries").click()
+    page.locator("#queries tbody tr").first.wait_for()
+    assert page.locator("#queries tbody tr").count() >= 2
+    page.get_by_label(EN["review.assignee"], exact=True).select_option(
+        label=EN["review.assigned_to_me"]
+    )
+    page.get_by_role("button", name=EN["review.filter"]).click()
+    page.wait_for_url("**assignee=me**")
+    rows = page.locator("#queries tbody tr")
+    assert rows.count() == 1
+    assert "ECOG 2 in the note?" in rows.inner_text()
+    assert rows.locator(".assignee").inner_text() == EMAIL
+    rows.get_by_role("link", name=str(ecog.record.id)).click()
+    page.locator(f"#query-{ecog.record.id}").wait_for()
+    assert page.locator(f"#assignee-{ecog.record.id}").inner_text() == EMAIL

@@ -22,6 +22,7 @@ from consortia.api.capture_schemas import (
     FormsSign,
     FormUnlock,
     ItemChangePublic,
+    QueryAssign,
     QueryCreate,
     QueryPublic,
     QueryStep,
@@ -333,7 +334,7 @@ def open_query(
 ) -> QueryPublic:
     """Open a query on an item of a saved form (monitor, data manager)."""
     view = queries.open_query(
-        engine, principal, study, subject_id, event, form, body.item, body.text
+        engine, principal, study, subject_id, event, form, body.item, body.text, body.assignee
     )
     return QueryPublic.of(view)
 
@@ -349,12 +350,21 @@ def list_queries(
     form: Filter = None,
     item: Filter = None,
     origin: Annotated[str | None, Query(pattern="^(manual|auto)$")] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=320, description="an email, or me: assigned to the caller")
+    ] = None,
     limit: Limit = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[QueryPublic]:
     """Queries at the caller's sites, oldest first, with their age in days."""
     where = QueryFilter(
-        status=status, site=site, subject_id=subject_id, form=form, item=item, origin=origin
+        status=status,
+        site=site,
+        subject_id=subject_id,
+        form=form,
+        item=item,
+        origin=origin,
+        assigned_to=queries.assignee_filter(principal, assignee),
     )
     views = queries.list_queries(engine, principal, study, where, limit=limit, offset=offset)
     return [QueryPublic.of(v) for v in views]
@@ -368,19 +378,51 @@ def get_query(
     return QueryPublic.of(queries.get_query(engine, principal, study, query_id))
 
 
-@router.post("/queries/{query_id}/{step}", response_model=QueryPublic)
-def query_step(
+@router.post("/queries/{query_id}/answer", response_model=QueryPublic)
+def answer_query(
     study: StudyCode,
     query_id: QueryId,
-    step: Annotated[str, Path(pattern="^(answer|close|reopen)$")],
     body: QueryStep,
     principal: CurrentPrincipal,
     engine: EngineDep,
 ) -> QueryPublic:
-    """Answer (coordinator, investigator), close (data manager) or re-open a query."""
-    action = {
-        "answer": queries.answer_query,
-        "close": queries.close_query,
-        "reopen": queries.reopen_query,
-    }[step]
-    return QueryPublic.of(action(engine, principal, study, query_id, body.text))
+    """Answer an open query (coordinator, investigator)."""
+    return QueryPublic.of(queries.answer_query(engine, principal, study, query_id, body.text))
+
+
+@router.post("/queries/{query_id}/close", response_model=QueryPublic)
+def close_query(
+    study: StudyCode,
+    query_id: QueryId,
+    body: QueryStep,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+) -> QueryPublic:
+    """Close an open or answered query (data manager)."""
+    return QueryPublic.of(queries.close_query(engine, principal, study, query_id, body.text))
+
+
+@router.post("/queries/{query_id}/reopen", response_model=QueryPublic)
+def reopen_query(
+    study: StudyCode,
+    query_id: QueryId,
+    body: QueryStep,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+) -> QueryPublic:
+    """Re-open an answered or closed query (monitor, data manager)."""
+    return QueryPublic.of(queries.reopen_query(engine, principal, study, query_id, body.text))
+
+
+@router.post("/queries/{query_id}/assign", response_model=QueryPublic)
+def assign_query(
+    study: StudyCode,
+    query_id: QueryId,
+    body: QueryAssign,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+) -> QueryPublic:
+    """Assign a query that is not closed to someone who answers or manages queries at its
+    site, or to nobody with ``null`` (monitor, data manager)."""
+    view = queries.assign_query(engine, principal, study, query_id, body.assignee)
+    return QueryPublic.of(view)

@@ -269,10 +269,22 @@ class QueryCreate(_In):
 
     item: str = Field("", max_length=200)
     text: str = Field(min_length=1, max_length=4000)
+    assignee: str | None = Field(
+        None,
+        max_length=320,
+        description="the email of someone who answers or manages queries at the subject's "
+        "site; none: nobody",
+    )
 
 
 class QueryStep(_In):
     text: str = Field(min_length=1, max_length=4000)
+
+
+class QueryAssign(_In):
+    """Assign a query: an email, or ``null`` to leave it to nobody."""
+
+    assignee: str | None = Field(max_length=320)
 
 
 class QueryMessagePublic(_Out):
@@ -296,6 +308,7 @@ class QueryPublic(_Out):
     opened_at: datetime
     opened_by: str
     updated_at: datetime
+    assignee: str | None
     age_days: int
     messages: list[QueryMessagePublic]
 
@@ -316,6 +329,7 @@ class QueryPublic(_Out):
             opened_at=r.opened_at,
             opened_by=r.opened_by,
             updated_at=r.updated_at,
+            assignee=r.assigned_to,
             age_days=view.age_days,
             messages=[
                 QueryMessagePublic(action=m.action, text=m.text, at=m.at, by=m.by)

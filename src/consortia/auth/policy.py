@@ -125,7 +125,7 @@ _DESCRIPTIONS: Mapping[Action, str] = {
     Action.DATA_SIGN: "sign forms and casebooks (21 CFR Part 11 §11.50)",
     Action.DATA_VERIFY: "mark source-data verification",
     Action.QUERY_READ: "read data queries (free text that may name a patient)",
-    Action.QUERY_OPEN: "open data queries",
+    Action.QUERY_OPEN: "open, re-open and assign data queries",
     Action.QUERY_ANSWER: "answer data queries",
     Action.QUERY_CLOSE: "close data queries",
     Action.FORM_LOCK: "lock and unlock forms",

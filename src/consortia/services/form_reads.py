@@ -31,7 +31,7 @@ from consortia.services.common import (
     require_in_study,
     visible_study,
 )
-from consortia.services.queries import QueryView, form_queries
+from consortia.services.queries import QueryPerson, QueryView, assignees, form_queries
 from consortia.services.studies import Definition, current_definition
 from consortia.services.subject_values import subject_context
 from consortia.services.unit_of_work import reading, writing
@@ -115,6 +115,8 @@ class FormPage:
     queries: tuple[QueryView, ...]
     #: paths of the items the study's show_if hides for the stored values
     hidden: frozenset[str] = frozenset()
+    #: whom the reader may assign the form's queries to (nobody if the reader may not)
+    assignees: tuple[QueryPerson, ...] = ()
 
 
 def read_form_page(
@@ -171,8 +173,10 @@ def read_form_page(
                 study_def, form, view.values, complete=False, context=context
             ).hidden
         threads: tuple[QueryView, ...] = ()
+        people: tuple[QueryPerson, ...] = ()
         if queries and can(principal, Action.QUERY_READ, Resource(study, subject.site)):
             threads = tuple(form_queries(connection, principal, study, subject_id, ref, form))
+            people = tuple(assignees(connection, principal, study, subject.site))
     shown_identifiers = sorted(
         definition.index.key(item, n) for item, n in rows if item in definition.index.identifiers
     )
@@ -187,4 +191,4 @@ def read_form_page(
                 after={"items": shown_identifiers},
             )
     visit_date = None if event is None else event.visit_date
-    return FormPage(view, definition, visit_date, threads, hidden)
+    return FormPage(view, definition, visit_date, threads, hidden, people)

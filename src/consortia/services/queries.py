@@ -5,6 +5,9 @@ Monitors and data managers open queries, the system opens them for soft problems
 coordinators and investigators answer, data managers close, and whoever may open may
 re-open. Every step is a message in the query's thread and an event in the audit trail.
 
+Whoever may open a query may assign it, when opening it or later, to one person who may
+answer or manage queries at the query's study and site (``query.assign``, before/after).
+
     open ──answer──► answered ──close──► closed
       ▲                 │                  │
       └────re-open──────┴──────────────────┘
@@ -18,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from consortia.auth.policy import Action
+from consortia.auth.policy import Action, Resource, can, site_scope
 from consortia.auth.principal import Principal
 from consortia.domain.schedule import parse_event_ref
 from consortia.exceptions import ConflictError, NotFoundError, Problem, ValidationError
@@ -28,6 +31,7 @@ from consortia.services.common import (
     check_page,
     find_subject,
     form_audit_id,
+    normalise_email,
     require_in_study,
     saved_form,
     utc_now,
@@ -35,20 +39,32 @@ from consortia.services.common import (
 )
 from consortia.services.studies import current_definition
 from consortia.services.unit_of_work import reading, writing
-from consortia.storage.queries import QueryFilter, QueryRecord, QueryRepository
+from consortia.storage.queries import (
+    QueryFilter,
+    QueryPerson,
+    QueryRecord,
+    QueryRepository,
+    query_people,
+)
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = [
     "STEPS",
     "QueryFilter",
+    "QueryPerson",
     "QueryView",
     "answer_query",
+    "assign_query",
+    "assignee_filter",
+    "assignees",
     "close_query",
     "form_queries",
     "get_query",
     "list_queries",
+    "may_assign",
     "open_query",
     "open_query_row",
+    "people_in_list",
     "reopen_query",
 ]
 
@@ -92,8 +108,10 @@ def open_query_row(
     entity: str,
     origin: str,
     now: datetime,
+    assignee: str | None = None,
 ) -> int:
-    """Open a query in the caller's transaction; ``target`` is (item, group instance, key)."""
+    """Open a query in the caller's transaction; ``target`` is (item, group instance, key);
+    ``assignee`` has been checked by :func:`_eligible`."""
     item, number, key = target
     queries = QueryRepository(connection, principal)
     opened_by = "system" if origin == "auto" else principal.email
@@ -108,6 +126,7 @@ def open_query_row(
         opened_at=now,
         opened_by=opened_by,
         updated_at=now,
+        assigned_to=assignee,
     )
     queries.add_message(query_pk, action="open", text=text, at=now, by=opened_by)
     audit(
@@ -118,7 +137,13 @@ def open_query_row(
         query_pk,
         chain=subject.study,
         site=subject.site,
-        after={"form": entity, "item": key, "text": text, "origin": origin},
+        after={
+            "form": entity,
+            "item": key,
+            "text": text,
+            "origin": origin,
+            "assignee": assignee,
+        },
     )
     return query_pk
 
@@ -145,10 +170,13 @@ def open_query(
     form: str,
     item_key: str,
     text: str,
+    assignee: str | None = None,
 ) -> QueryView:
-    """Open a query on an item of a saved form (monitor, data manager)."""
+    """Open a query on an item of a saved form (monitor, data manager), assigned to
+    ``assignee`` (see :func:`assign_query`) or to nobody."""
     visible_study(principal, study)
     cleaned = _text(text)
+    wanted = _assignee_email(assignee)
     with writing(engine, principal) as work:
         definition = current_definition(work.connection, study)
         subject = find_subject(work.connection, principal, study, subject_id)
@@ -162,6 +190,8 @@ def open_query(
                     [Problem("item", f"{item_key!r} is not an item of form {form} as written")]
                 )
         entity = form_audit_id(study, subject_id, canonical, form)
+        if wanted is not None:
+            _eligible(work.connection, study, subject.site, wanted)
         query_pk = open_query_row(
             work.connection,
             principal,
@@ -172,6 +202,7 @@ def open_query(
             entity=entity,
             origin="manual",
             now=utc_now(),
+            assignee=wanted,
         )
         view = _get(work.connection, principal, study, query_pk)
     return view
@@ -336,3 +367,109 @@ def reopen_query(
     """Re-open an answered or closed query (monitor, data manager); ``on_form`` as for
     :func:`answer_query`."""
     return _step(engine, principal, study, query_id, "reopen", text, on_form)
+
+
+def _assignee_email(assignee: str | None) -> str | None:
+    """``assignee`` trimmed and lower-cased; ``None`` or blank: nobody."""
+    if assignee is None or not assignee.strip():
+        return None
+    try:
+        return normalise_email(assignee)
+    except ValidationError:
+        raise ValidationError(
+            [Problem("assignee", f"{assignee!r} is not an email address")]
+        ) from None
+
+
+def _eligible(connection: Connection, study: str, site: str, email: str) -> None:
+    """Refuse ``email`` unless it may answer or manage queries at ``study``/``site``; the
+    refusal is the same for an unknown account, so it tells nothing about who exists."""
+    if not any(person.email == email for person in query_people(connection, study, [site])):
+        raise ValidationError(
+            [
+                Problem(
+                    "assignee",
+                    f"{email} does not answer or manage queries at {study}/{site}; "
+                    "choose someone with a coordinator, investigator, monitor or "
+                    "data manager role there",
+                )
+            ]
+        )
+
+
+def assign_query(
+    engine: Engine,
+    principal: Principal,
+    study: str,
+    query_id: int,
+    assignee: str | None,
+    *,
+    on_form: tuple[str, str, str] | None = None,
+) -> QueryView:
+    """Assign a query that is not closed to ``assignee`` (an email), or to nobody with
+    ``None`` (monitor, data manager: whoever may open queries at its site).
+
+    The assignee must hold a role that answers or manages queries at the query's study
+    and site; anyone else is refused with a problem on ``assignee`` and nothing changes.
+    Assigning to the present assignee changes nothing and records nothing. ``on_form`` as
+    for :func:`answer_query`.
+    """
+    visible_study(principal, study)
+    require_in_study(principal, Action.QUERY_OPEN, study)
+    wanted = _assignee_email(assignee)
+    with writing(engine, principal) as work:
+        queries = QueryRepository(work.connection, principal)
+        record = queries.get(study, query_id)
+        if record is None or (on_form is not None and not _on(record, on_form)):
+            raise NotFoundError(f"query {query_id} not found in study {study}")
+        require_in_study(principal, Action.QUERY_OPEN, study, record.site)
+        if record.status == "closed":
+            raise ConflictError(f"query {query_id} is closed; re-open it to assign it")
+        if wanted is not None:
+            _eligible(work.connection, study, record.site, wanted)
+        if wanted != record.assigned_to:
+            queries.set_assignee(query_id, wanted, utc_now())
+            work.audit(
+                "query.assign",
+                "query",
+                query_id,
+                chain=study,
+                site=record.site,
+                before={"assignee": record.assigned_to},
+                after={"assignee": wanted},
+            )
+        return _get(work.connection, principal, study, query_id)
+
+
+def may_assign(principal: Principal, study: str, record: QueryRecord) -> bool:
+    """Whether :func:`assign_query` would let the principal assign this query now."""
+    return record.status != "closed" and can(
+        principal, Action.QUERY_OPEN, Resource(study, record.site)
+    )
+
+
+def assignees(
+    connection: Connection, principal: Principal, study: str, site: str
+) -> list[QueryPerson]:
+    """Whom the principal may assign a query at ``study``/``site`` to, in the caller's unit
+    of work; nobody if the principal may not assign queries there."""
+    if not can(principal, Action.QUERY_OPEN, Resource(study, site)):
+        return []
+    return query_people(connection, study, [site])
+
+
+def people_in_list(engine: Engine, principal: Principal, study: str) -> list[QueryPerson]:
+    """Whom the study's query list may be narrowed to: the people who answer or manage
+    queries at the sites where the principal reads queries."""
+    visible_study(principal, study)
+    require_in_study(principal, Action.QUERY_READ, study)
+    scope = site_scope(principal, study, Action.QUERY_READ)
+    with reading(engine, principal) as work:
+        return query_people(work.connection, study, None if scope.every_site else scope.sites)
+
+
+def assignee_filter(principal: Principal, assignee: str | None) -> str | None:
+    """The email a listing's assignee filter means: ``me`` is the principal."""
+    if assignee is not None and assignee.strip().lower() == "me":
+        return principal.email
+    return _assignee_email(assignee)

@@ -5,7 +5,7 @@ Repositories run inside the caller's transaction and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,19 +13,32 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from consortia.auth.policy import Action, site_scope
-from consortia.auth.principal import Principal
+from consortia.auth.policy import ROLE_ACTIONS, Action, site_scope
+from consortia.auth.principal import WILDCARD, Principal
 from consortia.storage.prepared import Pending, Prepared
 from consortia.storage.tables import (
     MAX_ID,
+    app_user,
     data_query,
     event_instance,
     form_instance,
     query_message,
+    role_grant,
     subject,
 )
 
-__all__ = ["QueryFilter", "QueryMessageRecord", "QueryRecord", "QueryRepository"]
+__all__ = [
+    "ASSIGNEE_ACTIONS",
+    "QueryFilter",
+    "QueryMessageRecord",
+    "QueryPerson",
+    "QueryRecord",
+    "QueryRepository",
+    "query_people",
+]
+
+#: A query may be assigned to whoever may answer or manage queries at its study and site.
+ASSIGNEE_ACTIONS = frozenset({Action.QUERY_ANSWER, Action.QUERY_OPEN, Action.QUERY_CLOSE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,8 @@ class QueryRecord:
     opened_at: datetime
     opened_by: str
     updated_at: datetime
+    #: the email of the person expected to act on the query; ``None``: nobody yet
+    assigned_to: str | None = None
     messages: tuple[QueryMessageRecord, ...] = ()
 
 
@@ -69,6 +84,8 @@ class QueryFilter:
     form: str | None = None
     item: str | None = None
     origin: str | None = None
+    #: only queries assigned to this email
+    assigned_to: str | None = None
     #: only queries opened at or before this time (a listing's "at least N days old")
     opened_before: datetime | None = None
 
@@ -135,6 +152,7 @@ class QueryRepository:
             opened_at=row.opened_at,
             opened_by=row.opened_by,
             updated_at=row.updated_at,
+            assigned_to=row.assigned_to,
             messages=tuple(messages),
         )
 
@@ -149,6 +167,7 @@ class QueryRepository:
             (form_instance.c.form, where.form),
             (data_query.c.item, where.item),
             (data_query.c.origin, where.origin),
+            (data_query.c.assigned_to, where.assigned_to),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -203,3 +222,43 @@ class QueryRepository:
             .where(data_query.c.id == query_pk)
             .values(status=status, updated_at=at)
         )
+
+    def set_assignee(self, query_pk: int, assigned_to: str | None, at: datetime) -> None:
+        self.connection.execute(
+            data_query.update()
+            .where(data_query.c.id == query_pk)
+            .values(assigned_to=assigned_to, updated_at=at)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPerson:
+    """Someone a query at one study and site may be assigned to."""
+
+    email: str
+    name: str
+
+
+def query_people(
+    connection: Connection, study: str, sites: Collection[str] | None
+) -> list[QueryPerson]:
+    """The active accounts holding, at ``study`` and one of ``sites`` (``None``: any site;
+    directly or through ``*``), a role that may answer or manage queries
+    (:data:`ASSIGNEE_ACTIONS`), by email."""
+    roles = sorted(
+        role.value for role, actions in ROLE_ACTIONS.items() if actions & ASSIGNEE_ACTIONS
+    )
+    query = (
+        sa.select(app_user.c.email, app_user.c.name)
+        .distinct()
+        .join(role_grant, role_grant.c.user_id == app_user.c.id)
+        .where(
+            app_user.c.active.is_(True),
+            role_grant.c.study.in_([study, WILDCARD]),
+            role_grant.c.role.in_(roles),
+        )
+        .order_by(app_user.c.email)
+    )
+    if sites is not None:
+        query = query.where(role_grant.c.site.in_([*sorted(sites), WILDCARD]))
+    return [QueryPerson(row.email, row.name) for row in connection.execute(query)]

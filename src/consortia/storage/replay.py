@@ -15,7 +15,7 @@ forms                         ``STUDY SUBJECT / EVENT / FORM`` (status, version,
 visit dates                   ``STUDY SUBJECT / EVENT`` (visit_date)
 derived variables             ``STUDY SUBJECT derived NAME`` (the value's text)
 subjects                      ``STUDY SUBJECT`` (site, initials, status, status history)
-queries                       ``STUDY query ID`` (status, form, item, messages)
+queries                       ``STUDY query ID`` (status, form, item, assignee, messages)
 study definitions             ``STUDY definition version N`` (sha256)
 accounts, grants, tokens      ``user EMAIL`` (name), ``grant ROLE at STUDY/SITE to EMAIL``,
                               ``token ID`` (owner, name, revoked)
@@ -265,8 +265,13 @@ class _Replay:
             "status": "open",
             "form": None if form is None else f"{form[1]} / {form[2]} / {form[3]}",
             "item": self.groups.key(e.chain, item, number) if item else "",
+            "assignee": _text(after.get("assignee")),
         }
         self.messages[where] = [f"open: {after.get('text')}"]
+
+    def query_assign(self, e: AuditEvent, after: Mapping[str, Any], _: Any) -> None:
+        where = f"{e.chain} query {e.entity_id}"
+        self.queries.setdefault(where, {})["assignee"] = _text(after.get("assignee"))
 
     def query_step(self, e: AuditEvent, after: Mapping[str, Any], _: Any) -> None:
         where = f"{e.chain} query {e.entity_id}"
@@ -342,6 +347,7 @@ _HANDLERS: dict[str, Any] = {
     "query.answer": _Replay.query_step,
     "query.close": _Replay.query_step,
     "query.reopen": _Replay.query_step,
+    "query.assign": _Replay.query_assign,
     "user.create": _Replay.user_create,
     "grant.add": _Replay.grant_add,
     "grant.revoke": _Replay.grant_revoke,
@@ -479,6 +485,7 @@ def _queries(
             "status": row.status,
             "form": form.split(" ", 1)[1],
             "item": groups.key(study, row.item, row.group_instance) if row.item else "",
+            "assignee": row.assigned_to,
         }
     messages: dict[int, list[str]] = {}
     for row in _rows(connection, sa.select(query_message).order_by(query_message.c.id)):

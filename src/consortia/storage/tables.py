@@ -301,6 +301,8 @@ data_query = sa.Table(
     sa.Column("opened_at", UTCDateTime, nullable=False),
     sa.Column("opened_by", sa.String(EMAIL_LENGTH), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # the email of the person expected to act on the query (revision 0012); NULL: nobody
+    sa.Column("assigned_to", sa.String(EMAIL_LENGTH), nullable=True, index=True),
 )
 sa.Index("ix_data_query_form_pk", data_query.c.form_pk)
 

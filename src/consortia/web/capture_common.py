@@ -66,6 +66,8 @@ class QueryRow:
     origin: str
     thread: tuple[tuple[str, str, str, str], ...]  # (action, by, at, text), the opening first
     steps: tuple[str, ...]
+    assignee: str | None = None  # the email of the person expected to act on it
+    may_assign: bool = False
 
 
 @dataclass
@@ -127,6 +129,8 @@ def query_rows_of(
                     for step, (action, statuses, _) in queries.STEPS.items()
                     if record.status in statuses and can(principal, action, Resource(study, site))
                 ),
+                assignee=record.assigned_to,
+                may_assign=queries.may_assign(principal, study, record),
             )
         )
     return rows

@@ -138,6 +138,7 @@ async def form_page(
         queries=query_rows,
         query_marks={row.item: row.id for row in reversed(query_rows) if row.status != "closed"},
         query_targets=targets,
+        assignees=page.assignees,
     )
 
 
@@ -171,7 +172,9 @@ def create_form_router() -> APIRouter:
         )
         outcome = Outcome(
             saved=saved if saved and saved == page.view.version else None,
-            done=done if done in STEPS or done in queries.STEPS or done == "open" else "",
+            done=done
+            if done in STEPS or done in queries.STEPS or done in ("open", "assign")
+            else "",
         )
         where = (study, subject_id, event, form)
         return await form_page(request, principal, cookie, where, page, outcome=outcome)

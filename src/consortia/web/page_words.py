@@ -1,5 +1,6 @@
-"""The strings of the pages' frame and of the record-status dashboard and live form, in
-English and Simplified Chinese (merged into :data:`consortia.web.i18n.CATALOGUES`)."""
+"""The strings of the pages' frame, of the record-status dashboard and live form, and of
+query assignment, in English and Simplified Chinese (merged into
+:data:`consortia.web.i18n.CATALOGUES`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ EN: Final[Mapping[str, str]] = {
     "form.meaning_approval": "Approval: I approve the data in this form as accurate and complete",
     "form.meaning_responsibility": "Responsibility: I take responsibility for the data in this "
     "form",
+    "queries.assignee": "assigned to",
+    "queries.unassigned": "nobody",
+    "queries.assign_to": "Assign to",
+    "queries.step_assign": "Assign",
+    "form.done_assign": "The query's assignee is saved.",
+    "review.assignee": "Assigned to",
+    "review.assigned_to_me": "Assigned to me",
 }
 
 ZH: Final[Mapping[str, str]] = {
@@ -61,4 +69,11 @@ ZH: Final[Mapping[str, str]] = {
     "form.meaning_review": "审阅：我已审阅本表单中的数据",
     "form.meaning_approval": "批准：我批准本表单中的数据准确且完整",
     "form.meaning_responsibility": "负责：我对本表单中的数据负责",
+    "queries.assignee": "负责人",
+    "queries.unassigned": "未指派",
+    "queries.assign_to": "指派给",
+    "queries.step_assign": "指派",
+    "form.done_assign": "已保存质疑的负责人。",
+    "review.assignee": "负责人",
+    "review.assigned_to_me": "指派给我的",
 }

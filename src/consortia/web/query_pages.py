@@ -1,4 +1,4 @@
-"""The queries on a form, from its page: open one, answer, close or re-open it."""
+"""The queries on a form, from its page: open one, answer, close, re-open or assign it."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def create_query_router() -> APIRouter:
                 form,
                 fields.get("item", ""),
                 fields.get("text", ""),
+                fields.get("assignee") or None,
             )
         except (ConflictError, ValidationError) as error:
             view = await run_in_threadpool(
@@ -63,6 +64,37 @@ def create_query_router() -> APIRouter:
             return await form_page(request, principal, cookie, where, view, **refusal_of(error))
         path = request.url.path.removesuffix("/queries")
         return redirect(request, f"{path}?done=open")
+
+    @router.post(FORM_PATH + "/queries/{query_id}/assign", response_class=HTMLResponse)
+    async def assign_query(
+        request: Request, study: str, subject_id: str, event: str, form: str, query_id: int
+    ) -> Response:
+        """Assign a query on the form to someone, or (no one chosen) to nobody."""
+        posted = await signed_in_post(request, max_bytes=MAX_DATA_FORM_BYTES)
+        if posted is None:
+            return redirect(request, "/login")
+        fields, cookie, principal = posted
+        engine = node_engine(request)
+        where = (study, subject_id, event, form)
+        try:  # a query of another form instance is not found (the service checks)
+            await run_in_threadpool(
+                functools.partial(
+                    queries.assign_query,
+                    engine,
+                    principal,
+                    study,
+                    query_id,
+                    fields.get("assignee") or None,
+                    on_form=(subject_id, event, form),
+                )
+            )
+        except (ConflictError, ValidationError) as error:
+            view = await run_in_threadpool(
+                data_entry.read_form_page, engine, principal, study, subject_id, event, form
+            )
+            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        path = request.url.path.rsplit("/queries/", 1)[0]
+        return redirect(request, f"{path}?done=assign#query-{query_id}")
 
     @router.post(FORM_PATH + "/queries/{query_id}", response_class=HTMLResponse)
     async def query_step(

@@ -1,8 +1,9 @@
 """Review pages: a study's queries, a monitor's SDV worklist, and history from the audit trail.
 
 * ``/studies/{study}/queries``: the queries at the reader's sites, filtered by status, form,
-  site and age (opened at least N days ago), each linked to its place on the form; a data
-  manager closes one here in one step, with a message
+  site, age (opened at least N days ago) and assignee (the reader: ``me``, or a person who
+  answers or manages queries there), each linked to its place on the form and showing its
+  assignee; a data manager closes one here in one step, with a message
   (:func:`~consortia.services.queries.close_query`).
 * ``/studies/{study}/sdv``: forms complete but not verified, by site
   (:func:`~consortia.services.form_states.sdv_worklist`), each linked to the form, where the
@@ -71,6 +72,7 @@ class _ListedQuery:
     opened_by: str
     text: str
     may_close: bool
+    assignee: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ def create_review_router() -> APIRouter:
         form: str = "",
         site: str = "",
         age: str = "",
+        assignee: str = "",
         start: str = "",
     ) -> Response:
         """The study's queries at the reader's sites, filtered; close one (data manager)."""
@@ -150,12 +153,17 @@ def create_review_router() -> APIRouter:
             raise PageError(422, "review.bad_filter")
         if age and (not age.isdigit() or int(age) > MAX_AGE_DAYS):
             raise PageError(422, "review.bad_filter")
+        try:
+            assigned_to = queries.assignee_filter(principal, assignee or None)
+        except ValidationError:
+            raise PageError(422, "review.bad_filter") from None
         definition = await run_in_threadpool(studies.read_definition, engine, principal, study)
         where = QueryFilter(
             status=status or None,
             form=form or None,
             site=site or None,
             opened_before=utc_now() - timedelta(days=int(age)) if age else None,
+            assigned_to=assigned_to,
         )
         found = await run_in_threadpool(
             lambda: queries.list_queries(engine, principal, study, where, limit=SHOWN, offset=first)
@@ -185,6 +193,7 @@ def create_review_router() -> APIRouter:
                     text=record.text,
                     may_close=record.status in queries.STEPS["close"][1]
                     and can(principal, Action.QUERY_CLOSE, Resource(study, record.site)),
+                    assignee=record.assigned_to or "",
                 )
             )
         sites = [
@@ -192,7 +201,14 @@ def create_review_router() -> APIRouter:
             for code in definition.study.sites
             if can(principal, Action.QUERY_READ, Resource(study, code))
         ]
-        filters = {"status": status, "form": form, "site": site, "age": age}
+        people = await run_in_threadpool(queries.people_in_list, engine, principal, study)
+        filters = {
+            "status": status,
+            "form": form,
+            "site": site,
+            "age": age,
+            "assignee": assignee.strip().lower(),
+        }
         kept = {name: value for name, value in filters.items() if value}
         return render_page(
             request,
@@ -204,6 +220,7 @@ def create_review_router() -> APIRouter:
             statuses=STATUSES,
             forms=sorted(labels.items()),
             sites=sites,
+            people=people,
             here=request.url.path + ("?" + urlencode({**kept, "start": first}) if kept else ""),
             next_page=urlencode({**kept, "start": first + SHOWN}) if len(rows) == SHOWN else "",
             csrf_token=csrf_token(node_settings(request).secret_key.get_secret_value(), cookie),
