@@ -178,6 +178,17 @@ def contrast_failures(page: Page) -> list[dict[str, Any]]:
     return failures
 
 
+def open_disclosures(page: Page) -> int:
+    """Open every ``<details>`` in the page's main content (the forms the pages fold away),
+    so that their controls are in the accessibility tree and their text is drawn; the
+    number opened."""
+    opened: int = page.evaluate(
+        "() => [...document.querySelectorAll('main details:not([open])')]"
+        ".map(d => { d.open = true; }).length"
+    )
+    return opened
+
+
 def page_problems(page: Page, lang_prefix: str, *, navigation: bool = True) -> list[str]:
     """Everything the three checks find on the page as it stands, one line each."""
     where = page.url

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from accessibility_checks import contrast_failures, page_problems, unnamed_controls
+from accessibility_checks import (
+    contrast_failures,
+    open_disclosures,
+    page_problems,
+    unnamed_controls,
+)
 from sqlalchemy import Engine
 from test_review_pages import ADMIN, ELIGIBILITY, REVIEWER, STUDY, SUBJECT
 from web_client import EMAIL, sign_in_page
@@ -100,6 +105,8 @@ def test_the_main_pages_name_their_controls_have_landmarks_and_enough_contrast(
         assert response is not None
         assert response.ok, (path, response.status)
         problems += page_problems(page, language)
+        if open_disclosures(page):
+            problems += [f"folded forms open: {p}" for p in page_problems(page, language)]
     # the bar's two menus, opened: the study switcher and the user's menu with sign-out
     for menu in ("#study-switcher", "#user-menu"):
         page.locator(f"{menu} summary").click()
