@@ -147,20 +147,24 @@ CONTRAST_JS = """() => {
     if (["SCRIPT", "STYLE", "NOSCRIPT", "OPTION"].includes(e.tagName)) continue;
     const own = [...e.childNodes]
       .filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent).join("").trim();
-    const value = e.matches(controls) ? (e.value || e.placeholder || "").trim() : "";
+    const control = e.matches(controls);
+    const value = control ? (e.value || e.placeholder || "").trim() : "";
     const text = own || value;
+    // an empty control shows its placeholder, drawn in the ::placeholder colour
+    const placeholder = control && !e.value && e.placeholder;
     if (!text || !shown(e)) continue;
     if (e.disabled || e.closest("[disabled], [aria-disabled=true]")) continue;  // inactive
     const style = getComputedStyle(e);
     const background = backdrop(e);
-    const colour = over(parse(style.color), background);
+    const drawn = placeholder ? getComputedStyle(e, "::placeholder").color : style.color;
+    const colour = over(parse(drawn), background);
     const size = parseFloat(style.fontSize);
     const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
     const needed = large ? 3 : 4.5;
     const found = ratio(colour, background);
     if (found < needed) {
       failures.push({
-        selector: selector(e), text: text.slice(0, 60), color: style.color,
+        selector: selector(e), text: text.slice(0, 60), color: drawn,
         background: "rgb(" + background.slice(0, 3).map(Math.round).join(", ") + ")",
         ratio: Math.round(found * 100) / 100, needed: needed,
       });

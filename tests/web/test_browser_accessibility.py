@@ -194,23 +194,39 @@ PLANTED = """<!doctype html>
 <h1>Planted: a page</h1>
 <p id="pale">Too pale to read</p>
 <p id="dark">Dark enough to read</p>
+<p id="large">Large enough to be paler</p>
+<p id="small">Too small to be as pale</p>
+<div id="bar"><a id="current" href="/">On a lighter band</a></div>
+<input id="hint" aria-label="Hinted" placeholder="A pale hint">
 <label for="named">Named</label><input id="named">
 <input id="nameless">
 <button id="icon"></button>
 </main>
 </body></html>"""
-"""A page with one paragraph of #aaa on white (2.32:1), a bare input, an empty button and no
-navigation landmark: each check must report its own problem and nothing else."""
+PLANTED_STYLE = """
+#pale, #hint::placeholder { color: #aaaaaa; }
+#large, #small { color: #888888; }
+#large { font-size: 24px; }
+#bar { background: #0b5394; }
+#current { color: #ffffff; background: rgba(255, 255, 255, .25); }
+"""
+"""A page with a paragraph of #aaa on white (2.32:1), #888 (3.54:1) in large text (enough)
+and in body text (not), white text on a translucent white band over the brand blue (4.31:1,
+what the bar's current link was), a pale placeholder, a bare input, an empty button and no
+navigation landmark: each check must report its own problems and nothing else."""
 
 
 def test_the_checks_report_low_contrast_unnamed_controls_and_missing_landmarks(
     page: Page,
 ) -> None:
     page.set_content(PLANTED)
-    page.locator("#pale").evaluate("e => e.style.color = '#aaaaaa'")  # set_content: no CSP
+    page.add_style_tag(content=PLANTED_STYLE)  # set_content: no CSP
     failures = contrast_failures(page)
     assert [(f["selector"], f["text"], f["ratio"]) for f in failures] == [
-        ("#pale", "Too pale to read", 2.32)
+        ("#pale", "Too pale to read", 2.32),
+        ("#small", "Too small to be as pale", 3.54),
+        ("#current", "On a lighter band", 4.31),  # white over white at 25% over #0b5394
+        ("#hint", "A pale hint", 2.32),
     ]
     assert failures[0]["color"] == "rgb(170, 170, 170)"
     assert failures[0]["background"] == "rgb(255, 255, 255)"
@@ -218,4 +234,4 @@ def test_the_checks_report_low_contrast_unnamed_controls_and_missing_landmarks(
     problems = page_problems(page, "zh")
     assert any("no named navigation landmark" in p for p in problems)
     assert any("<html lang='en'>, not zh" in p for p in problems)
-    assert len(problems) == 5  # two controls, navigation, language, contrast
+    assert len(problems) == 8  # two controls, navigation, language, four contrasts
