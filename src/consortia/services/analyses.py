@@ -2,10 +2,12 @@
 
 ``run_analysis`` builds the study's EDC table from the sites where the caller may run
 analyses (one row per subject: derived variables and non-identifier items, see
-:mod:`consortia.federation.edc_tables`) and runs the request through the same signed
-protocol, node policy and disclosure control as a federated analysis, with this node as
-the only member: a statistician gets exactly what a lead node would, never a record or an
-identifier. Each run is audited with the request and what was released.
+:mod:`consortia.federation.edc_tables`; an item filled from the allocation holds the
+allocation code, or the arm for a caller who may see every arm of those sites) and runs
+the request through the same signed protocol, node policy and disclosure control as a
+federated analysis, with this node as the only member: a statistician gets exactly what a
+lead node would, never a record or an identifier. Each run is audited with the request
+and what was released.
 
 One policy for every path: the node's federation config (the ``[node]`` section of
 consortia.toml) gives the policy, the identifier columns and the EDC table declarations,
@@ -39,6 +41,7 @@ from consortia.federation.signing import Peer, TrustStore, generate_key, public_
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.hashchain import sha256_hex
 from consortia.services.common import require_in_study, visible_study
+from consortia.services.randomisation import sees_arms
 from consortia.services.unit_of_work import reading, writing
 
 __all__ = [
@@ -141,8 +144,12 @@ def run_analysis(
     scope = site_scope(principal, study, Action.ANALYSIS_RUN)
     spec = _table_spec(config, study, table_name, None if scope.every_site else sorted(scope.sites))
     identifiers = config.identifiers | set(spec.identifiers)
+    # the arms only for a caller who may see every arm of these sites; codes otherwise
+    arms = sees_arms(principal, study, spec.sites)
     with reading(engine, principal) as work:
-        table = read_edc_table(work.connection, table_name, spec, identifiers=identifiers)
+        table = read_edc_table(
+            work.connection, table_name, spec, identifiers=identifiers, arms=arms
+        )
     # Each person asks under their own name, so a steward approves a request for them.
     lead = Coordinator(
         _requester(principal),
