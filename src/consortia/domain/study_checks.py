@@ -143,7 +143,7 @@ def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
         for name in sorted(parsed.names & allocated):
             add(
                 path,
-                f"reads {name}, the subject's allocation: a {what} may not read it, or it "
+                f"reads {name}, the subject's allocation, which no {what} may read: it "
                 "would show the arm to blinded readers",
             )
 
