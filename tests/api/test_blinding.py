@@ -308,3 +308,16 @@ def test_emergency_unblinding_states_a_reason_is_audited_and_unblinds_one_subjec
         coordinator.close()
     events = audit_actions(net.members["sgh"].engine, STUDY)
     assert ("subject.unblind", f"{STUDY}/SG01-001", "grade 4 CRS, arm needed") in events
+
+
+def test_exports_of_the_randomisation_form_hold_no_arm_for_a_blinded_role(net: Network) -> None:
+    app = net.members["sgh"].app
+    with start_blocking_portal() as portal:
+        token = person(net, Role.DATA_MANAGER, "*")
+        manager = SyncClient(portal, app, {"Authorization": f"Bearer {token}"})
+        for body in POSTS["/api/v1/studies/{study}/exports"][1:]:
+            exported = manager.post(f"/api/v1/studies/{STUDY}/exports", json=body)
+            assert exported.status_code == 200, (body, exported.text)
+            assert b"SG01-001" in exported.content, body  # the form's rows were exported
+            assert not ARM_TEXT.search(exported.content.decode("latin-1")), ("arm in", body)
+        manager.close()
