@@ -6,16 +6,22 @@ that subject. Members on both backends (``migrated_database_url``), the hub on S
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from consortia.auth.principal import Role
+from consortia.auth.principal import Grant, Principal, Role
+from consortia.domain.synthetic import synthesize
+from consortia.domain.templates import template_text
 from consortia.exceptions import ValidationError
 from consortia.federation.policy import NodePolicy
-from consortia.services import analyses, data_entry, randomisation
+from consortia.services import analyses, data_entry, imports, randomisation, studies
+from consortia.storage.tables import item_value
+from consortia.storage.tables import subject as subject_table
 from randomisation_network import STUDY, Network, audit_actions, network, ready_subject, staff
 
 SUBJECTS = ["SG01-001", "SG01-002", "SG01-003", "SG01-004"]
@@ -177,3 +183,30 @@ def test_an_analysis_by_arm_uses_codes_for_a_blinded_statistician_and_arms_when_
         policy=policy,
     ).to_dict()
     assert set(site_only["estimates"]["row_levels"]) <= ARMS
+
+
+def test_a_bulk_import_that_sets_the_arm_is_refused_at_its_line_and_writes_nothing(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    admin = Principal(
+        7, "dm@sg.example", "DM",
+        frozenset(Grant(STUDY, "*", r) for r in (Role.STUDY_ADMIN, Role.COORDINATOR)),
+    )  # fmt: skip
+    studies.load_definition(engine, admin, template_text("cart-lbcl"))
+    path = synthesize("cart-lbcl", subjects=3, site="SG01", seed=3).write_csv(tmp_path / "c.csv")
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    line = next(n for n, row in enumerate(rows, 2) if row["redcap_event_name"] == "randomisation")
+    rows[line - 2]["arm"] = "car_t"  # as a file from before the arm was filled by randomisation
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ValidationError) as refused:
+        imports.import_file(engine, admin, STUDY, path)
+    assert [(p.line, p.path, p.message) for p in refused.value.problems] == [
+        (line, "forms.randomisation.arm", FILLED)
+    ]
+    with engine.connect() as connection:
+        for table in (subject_table, item_value):
+            assert connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
