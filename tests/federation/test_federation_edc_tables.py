@@ -12,7 +12,7 @@ import asyncio
 import doctest
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,13 @@ from consortia.services.data_entry import FormSave, save_form
 from consortia.services.schedule import change_status
 from consortia.services.studies import load_definition
 from consortia.services.subjects import SubjectInput, enrol_subject
+from consortia.services.unit_of_work import writing
 from consortia.stats.descriptive import describe
 from consortia.stats.survival import kaplan_meier
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
+from consortia.storage.randomisation import SubjectRandomisationRepository
+from consortia.storage.tables import subject
 from nodetoml import node_config
 
 STUDY = "CART-LBCL"
@@ -52,6 +55,8 @@ ELIGIBILITY = {
     "prior_lines": 2,
     "eligible": True,
 }
+#: the allocation codes of cart-lbcl's arms: what a federated analysis by arm sees
+ARM_CODES = {"car_t": "A", "soc": "B"}
 CONSENT = {"consent_given": True, "consent_date": "2025-01-06", "consent_version": "2.1"}
 
 
@@ -119,7 +124,44 @@ def _save(engine: sa.Engine, patient: Patient, ref: str, form: str, values: Any)
     )
 
 
-def enter_patient(engine: sa.Engine, patient: Patient) -> None:
+def record_allocation(engine: sa.Engine, patient: Patient, number: int) -> None:
+    """Record the patient's allocation as the randomisation service does with its hub's
+    answer (this node has no hub): the row and its audit event, in one transaction."""
+    assert patient.arm is not None
+    principal = _principal()
+    with writing(engine, principal) as work:
+        subject_pk = work.connection.execute(
+            sa.select(subject.c.id).where(
+                subject.c.study == STUDY, subject.c.subject_id == patient.subject_id
+            )
+        ).scalar_one()
+        SubjectRandomisationRepository(work.connection, principal).add(
+            {
+                "subject_pk": subject_pk,
+                "study": STUDY,
+                "site": patient.site,
+                "subject_id": patient.subject_id,
+                "number": number,
+                "arm": patient.arm,
+                "code": ARM_CODES[patient.arm],
+                "levels": {"site": patient.site},
+                "hub": "hub",
+                "hub_answer": "{}",
+                "randomised_at": datetime(2025, 2, 3, tzinfo=UTC),
+                "randomised_by": principal.email,
+            }
+        )
+        work.audit(
+            "subject.randomise",
+            "subject",
+            f"{STUDY}/{patient.subject_id}",
+            chain=STUDY,
+            site=patient.site,
+            after={"number": number, "code": ARM_CODES[patient.arm]},
+        )
+
+
+def enter_patient(engine: sa.Engine, patient: Patient, number: int = 1) -> None:
     """Enrol one patient and enter their forms through the data-entry services."""
     principal = _principal()
     enrol_subject(
@@ -145,13 +187,9 @@ def enter_patient(engine: sa.Engine, patient: Patient) -> None:
     change_status(engine, principal, STUDY, patient.subject_id, "eligible", date(2025, 2, 1), None)
     change_status(engine, principal, STUDY, patient.subject_id, "enrolled", date(2025, 2, 2), None)
     assert patient.rand_date is not None
-    _save(
-        engine,
-        patient,
-        "randomisation",
-        "randomisation",
-        {"rand_date": patient.rand_date, "arm": patient.arm},
-    )
+    assert patient.arm is not None
+    record_allocation(engine, patient, number)
+    _save(engine, patient, "randomisation", "randomisation", {"rand_date": patient.rand_date})
     for event, response, day in (("day28", patient.day28, 28), ("month3", patient.month3, 91)):
         if response is None:
             continue
@@ -175,8 +213,8 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = make_engine(database_url)
     upgrade(engine)
     load_definition(engine, _principal(), template_text("cart-lbcl"))
-    for patient in PATIENTS:
-        enter_patient(engine, patient)
+    for number, patient in enumerate(PATIENTS, 1):
+        enter_patient(engine, patient, number)
     # one adverse event: a repeating group, whose values never enter the table
     ae = {
         "events": [
@@ -283,7 +321,8 @@ def test_the_edc_table_has_one_typed_row_per_subject_and_a_column_per_event(
         assert np.isnan(table.column("ldh_elevated")[row])  # not entered: missing
         assert table.column("response_day28")[row] == patient.day28
         assert table.column("response_month3")[row] == patient.month3
-        assert table.column("arm")[row] == patient.arm
+        # the allocation's code, never the arm: a federated analysis is blind
+        assert table.column("arm")[row] == (ARM_CODES[patient.arm] if patient.arm else None)
         if patient.rand_date is None:
             assert np.isnat(table.column("rand_date")[row])
             assert np.isnan(table.column("pfs_days")[row])
@@ -369,7 +408,7 @@ def test_a_federated_analysis_on_the_edc_table_equals_the_statistic_on_its_array
             time[complete], event[complete], table.column("arm")[complete], time_bin=7
         )
         curves = result["estimates"]["groups"]
-        assert set(curves) == {"car_t", "soc"}
+        assert set(curves) == {"A", "B"}  # by allocation code
         for group, curve in reference.groups.items():
             np.testing.assert_allclose(curves[group]["time"], curve.time, rtol=RTOL)
             np.testing.assert_allclose(curves[group]["survival"], curve.survival, rtol=RTOL)
