@@ -12,7 +12,7 @@ import asyncio
 import doctest
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,12 @@ from consortia.services.data_entry import FormSave, save_form
 from consortia.services.schedule import change_status
 from consortia.services.studies import load_definition
 from consortia.services.subjects import SubjectInput, enrol_subject
-from consortia.services.unit_of_work import writing
 from consortia.stats.descriptive import describe
 from consortia.stats.survival import kaplan_meier
 from consortia.storage.db import make_engine
 from consortia.storage.migrations import upgrade
-from consortia.storage.randomisation import SubjectRandomisationRepository
-from consortia.storage.tables import subject
 from nodetoml import node_config
+from randomisation_network import ARM_CODES, record_allocations
 
 STUDY = "CART-LBCL"
 TODAY = date(2026, 1, 15)
@@ -55,8 +53,6 @@ ELIGIBILITY = {
     "prior_lines": 2,
     "eligible": True,
 }
-#: the allocation codes of cart-lbcl's arms: what a federated analysis by arm sees
-ARM_CODES = {"car_t": "A", "soc": "B"}
 CONSENT = {"consent_given": True, "consent_date": "2025-01-06", "consent_version": "2.1"}
 
 
@@ -124,44 +120,7 @@ def _save(engine: sa.Engine, patient: Patient, ref: str, form: str, values: Any)
     )
 
 
-def record_allocation(engine: sa.Engine, patient: Patient, number: int) -> None:
-    """Record the patient's allocation as the randomisation service does with its hub's
-    answer (this node has no hub): the row and its audit event, in one transaction."""
-    assert patient.arm is not None
-    principal = _principal()
-    with writing(engine, principal) as work:
-        subject_pk = work.connection.execute(
-            sa.select(subject.c.id).where(
-                subject.c.study == STUDY, subject.c.subject_id == patient.subject_id
-            )
-        ).scalar_one()
-        SubjectRandomisationRepository(work.connection, principal).add(
-            {
-                "subject_pk": subject_pk,
-                "study": STUDY,
-                "site": patient.site,
-                "subject_id": patient.subject_id,
-                "number": number,
-                "arm": patient.arm,
-                "code": ARM_CODES[patient.arm],
-                "levels": {"site": patient.site},
-                "hub": "hub",
-                "hub_answer": "{}",
-                "randomised_at": datetime(2025, 2, 3, tzinfo=UTC),
-                "randomised_by": principal.email,
-            }
-        )
-        work.audit(
-            "subject.randomise",
-            "subject",
-            f"{STUDY}/{patient.subject_id}",
-            chain=STUDY,
-            site=patient.site,
-            after={"number": number, "code": ARM_CODES[patient.arm]},
-        )
-
-
-def enter_patient(engine: sa.Engine, patient: Patient, number: int = 1) -> None:
+def enter_patient(engine: sa.Engine, patient: Patient) -> None:
     """Enrol one patient and enter their forms through the data-entry services."""
     principal = _principal()
     enrol_subject(
@@ -188,7 +147,7 @@ def enter_patient(engine: sa.Engine, patient: Patient, number: int = 1) -> None:
     change_status(engine, principal, STUDY, patient.subject_id, "enrolled", date(2025, 2, 2), None)
     assert patient.rand_date is not None
     assert patient.arm is not None
-    record_allocation(engine, patient, number)
+    record_allocations(engine, {patient.subject_id: patient.arm})
     _save(engine, patient, "randomisation", "randomisation", {"rand_date": patient.rand_date})
     for event, response, day in (("day28", patient.day28, 28), ("month3", patient.month3, 91)):
         if response is None:
@@ -213,8 +172,8 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = make_engine(database_url)
     upgrade(engine)
     load_definition(engine, _principal(), template_text("cart-lbcl"))
-    for number, patient in enumerate(PATIENTS, 1):
-        enter_patient(engine, patient, number)
+    for patient in PATIENTS:
+        enter_patient(engine, patient)
     # one adverse event: a repeating group, whose values never enter the table
     ae = {
         "events": [

@@ -392,6 +392,7 @@ def generate(build: Builder, subjects: int) -> list[Row]:
         )
         # the arm is the allocation's, never typed: the form holds the date only
         build.add("randomisation", "randomisation", {"rand_date": rand})
+        build.allocations[build.current] = arm
         course = _course(build, arm, status == "primary_refractory", rand, cutoff)
         crs, icans = _cart_treatment(build, course)
         _cart_visits(build, course)
