@@ -98,3 +98,17 @@ def test_no_rule_or_derived_variable_may_read_an_allocation_item() -> None:
         "s.yaml:54:17: derived.decade.expression: reads alloc, the subject's allocation, which "
         "no derived variable may read: it would show the arm to blinded readers",
     ]
+
+
+def test_no_status_condition_may_read_an_allocation_item() -> None:
+    text = allocated(BLOCKS) + (
+        "statuses:\n"
+        "  enrolled:\n"
+        "    requires:\n"
+        "      - {form: demo, complete: true, when: age >= 18 and alloc == 'a'}\n"
+    )
+    assert problems(text) == [
+        "s.yaml:62:58: statuses.enrolled.requires[0].when: status condition: reads alloc, the "
+        "subject's allocation, which no condition may read: it would show the arm to blinded "
+        "readers"
+    ]

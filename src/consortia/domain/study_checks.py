@@ -243,7 +243,13 @@ def _status_problems(study: Study, doc: YamlDocument, multichoice: set[str]) -> 
             if gate.when is not None:
                 problems.extend(
                     _gate_condition_problems(
-                        doc, (*path, "when"), gate, own_items[gate.form], form_of, multichoice
+                        doc,
+                        (*path, "when"),
+                        gate,
+                        own_items[gate.form],
+                        form_of,
+                        multichoice,
+                        frozenset(study.allocation_items()),
                     )
                 )
     return problems
@@ -256,6 +262,7 @@ def _gate_condition_problems(
     items: dict[str, str | None],
     form_of: dict[str, str],
     multichoice: set[str],
+    allocated: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     assert gate.when is not None
     what = "status condition"
@@ -282,6 +289,15 @@ def _gate_condition_problems(
             message = unknown.message
         found.append(ExpressionError(message, gate.when, parsed.column_of(name)))
     found.extend(_check_subscripts(gate.when, multichoice))
+    found.extend(
+        ExpressionError(
+            f"reads {name}, the subject's allocation, which no condition may read: it would "
+            "show the arm to blinded readers",
+            gate.when,
+            parsed.column_of(name),
+        )
+        for name in sorted(parsed.names & allocated, key=parsed.column_of)
+    )
     return [_expression_problem(doc, path, error, what) for error in found]
 
 
