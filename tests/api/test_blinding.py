@@ -259,12 +259,22 @@ def test_a_blinded_role_never_sees_an_arm_on_any_endpoint_or_page(net: Network) 
         arms = [a["arm"] for a in unblinded.get(f"/api/v1/studies/{STUDY}/randomisation").json()]
         assert len(arms) == len(SUBJECTS)
         assert all(ARM_TEXT.fullmatch(arm) for arm in arms)
-        # and the form's arm item, each subject's own arm
+        # and the form's arm item, each subject's own arm, in the API and on the page
+        by_session = SyncClient(portal, app, {})
+        signed_in = by_session.post(
+            "/api/v1/session",
+            json={"email": f"{Role.UNBLINDED_STATISTICIAN.value}@sg.example", "password": PASSWORD},
+        )
+        assert signed_in.status_code == 200, signed_in.text
         for subject_id, arm in zip(SUBJECTS, arms, strict=True):
             form = unblinded.get(f"/api/v1/studies/{STUDY}/subjects/{subject_id}{RANDOMISATION}")
             assert form.status_code == 200
             assert form.json()["values"]["arm"] == arm
+            page = by_session.get(f"/studies/{STUDY}/subjects/{subject_id}{RANDOMISATION}")
+            assert page.status_code == 200
+            assert f'<span id="i-arm">{arm}</span>' in page.text
         unblinded.close()
+        by_session.close()
 
 
 def test_emergency_unblinding_states_a_reason_is_audited_and_unblinds_one_subject(
