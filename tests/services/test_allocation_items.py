@@ -7,6 +7,8 @@ that subject. Members on both backends (``migrated_database_url``), the hub on S
 from __future__ import annotations
 
 import csv
+import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -20,6 +22,7 @@ from consortia.domain.templates import template_text
 from consortia.exceptions import ValidationError
 from consortia.federation.policy import NodePolicy
 from consortia.services import analyses, data_entry, imports, randomisation, studies
+from consortia.storage.audit import iter_events
 from consortia.storage.tables import item_value
 from consortia.storage.tables import subject as subject_table
 from randomisation_network import STUDY, Network, audit_actions, network, ready_subject, staff
@@ -27,6 +30,7 @@ from randomisation_network import STUDY, Network, audit_actions, network, ready_
 SUBJECTS = ["SG01-001", "SG01-002", "SG01-003", "SG01-004"]
 ARMS = {"car_t", "soc"}
 CODES = {"A", "B"}
+ARM_WORDS = re.compile(r"\b(car_t|soc)\b")
 FILLED = "filled from the subject's allocation; randomise the subject instead"
 
 
@@ -174,6 +178,13 @@ def test_an_analysis_by_arm_uses_codes_for_a_blinded_statistician_and_arms_when_
     ).to_dict()
     assert set(unblinded["estimates"]["row_levels"]) <= ARMS
     assert unblinded["estimates"]["row_levels"]
+    # the audit trail, which blinded auditors read, keeps the unblinded run without its arms
+    with engine.connect() as connection:
+        trail = [
+            json.dumps([event.action, event.before, event.after], default=str)
+            for event in iter_events(connection, chain=STUDY)
+        ]
+    assert not [event for event in trail if ARM_WORDS.search(event)], trail[-3:]
     # an unblinded statistician of one site: the arms of that site's subjects
     site_only = analyses.run_analysis(
         engine,

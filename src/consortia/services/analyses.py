@@ -7,7 +7,7 @@ allocation code, or the arm for a caller who may see every arm of those sites) a
 the request through the same signed protocol, node policy and disclosure control as a
 federated analysis, with this node as the only member: a statistician gets exactly what a
 lead node would, never a record or an identifier. Each run is audited with the request
-and what was released.
+and what was released (only the request when the table held arms: :data:`WITHHELD`).
 
 One policy for every path: the node's federation config (the ``[node]`` section of
 consortia.toml) gives the policy, the identifier columns and the EDC table declarations,
@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 THIS_NODE = "this-node"
+#: What the audit trail keeps of the figures of an analysis that showed arms: its readers
+#: (auditors, monitors) may be blind, so the request and who ran it, not the figures.
+WITHHELD = "withheld: the analysis showed the arms (arm.read); rerun it to see them"
 #: Seconds a REST analysis under manual approval waits for the steward before it answers
 #: that the request awaits approval (the person asks again once it is approved).
 APPROVAL_WAIT = 1.0
@@ -165,7 +168,9 @@ def run_analysis(
         {table_name: table},
         policy=config.policy,
         # each release with its ledger rows, on the study's chain, in one transaction
-        audit=DatabaseAuditSink(engine, chain=study, actor=principal.email),
+        audit=DatabaseAuditSink(
+            engine, chain=study, actor=principal.email, withhold=WITHHELD if arms else None
+        ),
         identifiers=identifiers,
         approvals=DatabaseApprovals(engine),
     )
@@ -179,6 +184,8 @@ def run_analysis(
     else:
         stored = result.to_dict()  # the audit event stores the result's wire form
         outcome = {key: stored[key] for key in ("kind", "exact", "nodes", "estimates")}
+        if arms:
+            outcome["estimates"] = WITHHELD
         return result
     finally:
         with writing(engine, principal) as work:
