@@ -331,3 +331,40 @@ def test_exports_of_the_randomisation_form_hold_no_arm_for_a_blinded_role(net: N
             assert b"SG01-001" in exported.content, body  # the form's rows were exported
             assert not ARM_TEXT.search(exported.content.decode("latin-1")), ("arm in", body)
         manager.close()
+
+
+def test_a_page_save_that_types_the_arm_is_refused_on_the_item_and_changes_nothing(
+    net: Network,
+) -> None:
+    app = net.members["sgh"].app
+    url = f"/studies/{STUDY}/subjects/SG01-001{RANDOMISATION}"
+    with start_blocking_portal() as portal:
+        person(net, Role.COORDINATOR, "SG01")
+        browser = SyncClient(portal, app, {})
+        signed_in = browser.post(
+            "/api/v1/session",
+            json={"email": f"{Role.COORDINATOR.value}@sg.example", "password": PASSWORD},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        page = browser.get(url)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        version = re.search(r'id="form-version">(\d+)<', page.text)
+        assert csrf is not None
+        assert version is not None
+        fields = {
+            "csrf_token": csrf[1],
+            "version": version[1],
+            "rand_date": "2026-12-02",
+            "reason": "date corrected against the source",
+        }
+        answer = browser.post(url, data=fields | {"arm": "zqcontrol"})
+        assert 'id="refused"' in answer.text
+        assert "filled from the subject&#39;s allocation; randomise the subject instead" in (
+            answer.text
+        )
+        after = browser.get(url)
+        kept = re.search(r'id="form-version">(\d+)<', after.text)
+        assert kept is not None
+        assert kept[1] == version[1]
+        assert ARM_CODE.search(after.text)
+        browser.close()
