@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ from consortia.services import hub as hub_service
 from consortia.services import subjects as subject_service
 from consortia.services.common import cli_operator
 from consortia.services.hub import HubIdentity
+from consortia.services.unit_of_work import writing
 from consortia.storage.audit import audit_event
 from consortia.storage.db import make_engine
+from consortia.storage.randomisation import SubjectRandomisationRepository
+from consortia.storage.tables import subject
 
 STUDY = "CART-LBCL"
 SOURCE = template_text("cart-lbcl")
@@ -208,3 +212,47 @@ def audit_actions(engine: sa.Engine, chain: str) -> list[tuple[str, str, Any]]:
             .order_by(audit_event.c.seq)
         )
         return [(row.action, row.entity_id, row.reason) for row in rows]
+
+
+#: cart-lbcl's allocation codes of its arms
+ARM_CODES = {"car_t": "A", "soc": "B"}
+
+
+def record_allocations(engine: sa.Engine, allocations: dict[str, str]) -> None:
+    """Record subjects' allocations (subject id -> arm) as :func:`randomisation.
+    randomise_subject` does with its hub's answer, for a node without a hub: each row with
+    its audit event, in one transaction."""
+    operator = cli_operator(Role.COORDINATOR)
+    with writing(engine, operator) as work:
+        repository = SubjectRandomisationRepository(work.connection, operator)
+        for number, (subject_id, arm) in enumerate(sorted(allocations.items()), 1):
+            found = work.connection.execute(
+                sa.select(subject.c.id, subject.c.site).where(
+                    subject.c.study == STUDY, subject.c.subject_id == subject_id
+                )
+            ).one()
+            code = ARM_CODES[arm]
+            repository.add(
+                {
+                    "subject_pk": found.id,
+                    "study": STUDY,
+                    "site": found.site,
+                    "subject_id": subject_id,
+                    "number": number,
+                    "arm": arm,
+                    "code": code,
+                    "levels": {"site": found.site},
+                    "hub": "hub",
+                    "hub_answer": "{}",
+                    "randomised_at": datetime(2025, 2, 3, tzinfo=UTC),
+                    "randomised_by": operator.email,
+                }
+            )
+            work.audit(
+                "subject.randomise",
+                "subject",
+                f"{STUDY}/{subject_id}",
+                chain=STUDY,
+                site=found.site,
+                after={"number": number, "code": code},
+            )

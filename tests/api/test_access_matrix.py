@@ -265,7 +265,7 @@ def _seed_targets(node: Node, seeder: Principal, role: Role) -> Targets:
                 {"age": 40, "sex": "M", "initials": f"Q{site[:2]}{site[-1]}"},
                 True,
             ),
-            ("randomisation", "randomisation", {"rand_date": "2025-01-10", "arm": "car_t"}, False),
+            ("randomisation", "randomisation", {"rand_date": "2025-01-10"}, False),
         ]:
             save = data_entry.FormSave(version=0, values=values, complete=complete)
             data_entry.save_form(node.engine, seeder, "CART01", subject_id, event, form, save)

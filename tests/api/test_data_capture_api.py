@@ -429,7 +429,7 @@ def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
         team.coordinator,
         _form("randomisation", "randomisation"),
         0,
-        {"rand_date": date(2025, 1, 10).isoformat(), "arm": "car_t"},
+        {"rand_date": date(2025, 1, 10).isoformat()},
     )
     saved = _save(
         team.coordinator,
@@ -447,7 +447,7 @@ def test_derived_variables_are_recomputed_on_save(team: Team) -> None:
         team.coordinator,
         _form("randomisation", "randomisation"),
         1,
-        {"rand_date": "2025-01-12", "arm": "car_t"},
+        {"rand_date": "2025-01-12"},
         reason="date in the source",
     )
     _save(team.coordinator, _form("month6", "follow_up"), 0, {"fu_date": "2025-07-20"})
@@ -535,7 +535,7 @@ def test_complete_response_at_day_28_is_derived_from_the_day_28_assessment(team:
         assert saved.status_code == 200, saved.text
 
     assert cr_day28() is None  # not randomised: no row of the analysis
-    randomised = {"rand_date": "2025-01-10", "arm": "car_t"}
+    randomised = {"rand_date": "2025-01-10"}  # the arm is the allocation's, never typed
     _save(team.coordinator, _form("randomisation", "randomisation"), 0, randomised)
     assert cr_day28() == "0"  # randomised, not assessed at day 28: no complete response
     respond("month3", 0, "CR")  # a later complete response is not the day-28 response

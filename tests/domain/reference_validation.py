@@ -20,7 +20,15 @@ from consortia.domain.derivation import expression as _expression
 from consortia.domain.parsing import is_missing as _is_missing
 from consortia.domain.parsing import outside as _outside
 from consortia.domain.parsing import parse_raw as _parse
-from consortia.domain.study import NUMERIC_TYPES, EditCheck, Form, Item, Severity, Study
+from consortia.domain.study import (
+    ALLOCATION_FILLED,
+    NUMERIC_TYPES,
+    EditCheck,
+    Form,
+    Item,
+    Severity,
+    Study,
+)
 from consortia.domain.validation import FormCheck
 from consortia.exceptions import ExpressionError, NotFoundError, Problem
 
@@ -91,6 +99,9 @@ class _Run:
         given = [name for name in items if name in raw and not _is_missing(raw[name])]
         for name in given:
             item = items[name]
+            if item.allocated:  # never typed: the subject's allocation fills it
+                self.errors.append(Problem(f"{path}.{name}", ALLOCATION_FILLED))
+                continue
             value, problems = _parse(self.study, item, raw[name])
             self.errors.extend(Problem(f"{path}.{name}", message) for message in problems)
             if problems:

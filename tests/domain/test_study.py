@@ -100,7 +100,7 @@ def test_unknown_key_is_reported_at_the_key_with_the_keys_that_would_be_right() 
     assert only_problem(text) == (
         "s.yaml:29:13: forms.demo.groups.main.items.age.colour: unknown key 'colour'; "
         "expected one of: type, label, unit, precision, range, soft_range, code_list, required, "
-        "show_if, identifier, help, max_length"
+        "show_if, identifier, help, max_length, source"
     )
 
 

@@ -11,6 +11,7 @@ analysis table (1e-8 relative). A table the config declares keeps its own defini
 from __future__ import annotations
 
 import asyncio
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.services import hub_studies, imports
 from consortia.services.common import cli_operator
 from consortia.storage.audit import iter_events
+from randomisation_network import ARM_CODES, record_allocations
 
 PLAN = {
     "kind": "kaplan_meier",
@@ -92,13 +94,24 @@ def test_accepting_a_study_declares_its_analysis_table_for_the_hubs_plan(
             member.engine, operator, "CART-LBCL", data.write_csv(tmp_path / "records.csv")
         )
         assert report.subjects_created == 30
+        record_allocations(member.engine, dict(data.allocations))  # the arm is never typed
         result = analyze(member, PLAN)
         assert result["complete"] is True
         assert [(n["name"], n["n"]) for n in result["nodes"]] == [("sgh", 30)]
+        # a federated analysis groups by allocation code: the reference, by the arms' codes
+        coded = [row | {"arm": ARM_CODES[str(row["arm"])]} for row in data.analysis_rows()]
         reference = analyze_local(
-            PLAN, {"sgh": data.write_analysis_csv(tmp_path / "cart_efficacy.csv")}
+            PLAN, {"sgh": write_rows(tmp_path / "cart_efficacy.csv", coded)}
         ).to_dict()
         assert_same_estimates(result["estimates"], reference["estimates"])
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return path
 
 
 def test_a_table_the_config_declares_comes_before_the_accepted_studys(

@@ -95,7 +95,7 @@ def _stored_equals_recomputed(engine: sa.Engine) -> dict[str, str]:
 def test_a_save_works_out_again_when_another_form_changed_meanwhile(
     node: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10", arm="car_t")
+    _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10")
 
     def another_save() -> None:
         _save(
@@ -104,7 +104,6 @@ def test_a_save_works_out_again_when_another_form_changed_meanwhile(
             "randomisation",
             1,
             rand_date="2025-01-12",
-            arm="car_t",
             reason="date in the source",
         )
 
@@ -182,7 +181,7 @@ def test_nothing_changed_meanwhile_so_the_snapshots_plan_is_written(
     node: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plans = _between_plan_and_write(monkeypatch, lambda: None)
-    saved = _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10", arm="car_t")
+    saved = _save(node, "randomisation", "randomisation", 0, rand_date="2025-01-10")
     assert plans == [True]
     assert saved.version == 1
     _stored_equals_recomputed(node)

@@ -8,11 +8,13 @@
    (``transport = "pull"``: it only connects out);
 2. the hub publishes ``cart-lbcl`` (sites SG01 and SH01) and ``glucose-iso15197`` (SG01),
    signed; Singapore's administrator accepts each version, Shanghai's policy accepts its
-   hub's versions; accepting declares the tables the study's plan reads;
+   hub's versions; accepting declares the tables the study's plan reads; the hub seals
+   cart-lbcl's randomisation lists;
 3. each hospital's people (a coordinator, an investigator, a monitor) get accounts, and
    the coordinator enters synthetic subjects (``domain/synthetic.py``) through the node's
    HTTP API with an API token: subjects enrolled, every form saved and checked (soft
-   problems open queries), statuses changed through their gates; the investigator signs
+   problems open queries), statuses changed through their gates, cart-lbcl's subjects
+   randomised through the hub (the form's arm is the allocation's); the investigator signs
    each subject's screening form (eligibility; demographics for the glucose study) as one
    series per site and study, ``POST .../signatures`` with the password once (up to
    ``MAX_SIGNED_AT_ONCE`` forms a call, one signature and audit event each), and the
@@ -56,7 +58,7 @@ from consortia.demo.processes import (
 from consortia.domain.templates import load_template, template_text
 from consortia.exceptions import ConsortiaError, PolicyRefusal
 from consortia.services import hub as hub_service
-from consortia.services import hub_analyses, hub_studies, node_admin
+from consortia.services import hub_analyses, hub_studies, node_admin, randomisation_hub
 from consortia.services.common import cli_operator
 from consortia.services.database import opened_database
 
@@ -171,6 +173,14 @@ def _publish(hub: DemoNode, template: str, sites: dict[str, str], echo: _Echo) -
     refused = [f"{m} ({status}: {detail})" for m, status, detail in answers if status == "refused"]
     if refused or any(status not in ("pending", "accepted") for _, status, _ in answers):
         raise DemoError(f"{record.study} was not taken by every member: {answers}")
+
+
+def _seal(hub: DemoNode, study: str, seed: int, echo: _Echo) -> None:
+    """Generate and seal the study's randomisation lists at the hub, so the hospitals
+    randomise their subjects through it (the arm is never typed)."""
+    with opened_database(sqlite_url(hub)) as engine:
+        randomisation_hub.generate(engine, cli_operator(Role.UNBLINDED_STATISTICIAN), study, seed)
+    echo(f"  {study}: randomisation lists sealed at the hub")
 
 
 def _accept_pending(node: DemoNode, echo: _Echo) -> None:
@@ -317,6 +327,7 @@ def _build(report: DemoReport, processes: Processes, subjects: int, seed: int, e
         processes.serve(member)
     echo("2. Studies published from the hub, accepted at the hospitals")
     _publish(hub, "cart-lbcl", {"SG01": "sgh", "SH01": "shh"}, echo)
+    _seal(hub, STUDIES["cart-lbcl"], seed, echo)
     _publish(hub, "glucose-iso15197", {"SG01": "sgh"}, echo)
     _accept_pending(sgh, echo)
     echo(f"3. Synthetic subjects entered through each hospital's API ({subjects} per study)")

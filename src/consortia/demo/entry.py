@@ -125,6 +125,9 @@ def enter_site(
                 if entry.event_instance is not None and entry.event_instance > 1:
                     event = f"{event}.{entry.event_instance}"
                 path = f"{base}/subjects/{subject_id}/events/{event}/forms/{entry.form}"
+                if entry.form == "randomisation":
+                    # the arm item is filled from the allocation: randomise through the hub
+                    coordinator.call("POST", f"{base}/subjects/{subject_id}/randomisation", {})
                 saved = coordinator.call(
                     "PUT", path, {"version": 0, "values": dict(entry.values), "complete": True}
                 )

@@ -32,6 +32,12 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 
+#: The ``source`` of an item that holds the subject's allocation.
+ALLOCATION_SOURCE = "randomisation"
+#: Why a value typed into such an item is refused.
+ALLOCATION_FILLED = "filled from the subject's allocation; randomise the subject instead"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
@@ -147,6 +153,14 @@ class Item(_Model):
     identifier: bool = False
     help: Text | None = None
     max_length: Annotated[int, Field(gt=0)] | None = None
+    #: ``randomisation``: the item holds the subject's allocation, never typed (see
+    #: :data:`ALLOCATION_SOURCE` and docs/study-language.md)
+    source: Literal["randomisation"] | None = None
+
+    @property
+    def allocated(self) -> bool:
+        """Whether the item is the subject's allocation (filled by randomisation)."""
+        return self.source == ALLOCATION_SOURCE
 
 
 class ItemGroup(_Model):
@@ -322,6 +336,10 @@ class Study(_Model):
             for group_name, group in form.groups.items():
                 for item_name, item in group.items.items():
                     yield form_name, group_name, item_name, item
+
+    def allocation_items(self) -> dict[str, str]:
+        """Item name -> form of each item that holds the subject's allocation."""
+        return {name: form for form, _, name, item in self.iter_items() if item.allocated}
 
     def item(self, name: str) -> Item:
         for _, _, item_name, item in self.iter_items():

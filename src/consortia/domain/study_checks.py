@@ -114,6 +114,7 @@ def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
             defined[name] = path
 
     known = set(defined)
+    allocated = set(study.allocation_items())
     for event_name, event in study.events.items():
         for index, form_name in enumerate(event.forms):
             if form_name not in study.forms:
@@ -139,6 +140,12 @@ def semantic_problems(study: Study, doc: YamlDocument) -> list[Problem]:
             *_check_subscripts(source, multichoice),
         ]
         problems.extend(_expression_problem(doc, path, error, what) for error in found)
+        for name in sorted(parsed.names & allocated):
+            add(
+                path,
+                f"reads {name}, the subject's allocation, which no {what} may read: it "
+                "would show the arm to blinded readers",
+            )
 
     for form_name, group_name, item_name, item in study.iter_items():
         if item.show_if is not None:
@@ -236,7 +243,13 @@ def _status_problems(study: Study, doc: YamlDocument, multichoice: set[str]) -> 
             if gate.when is not None:
                 problems.extend(
                     _gate_condition_problems(
-                        doc, (*path, "when"), gate, own_items[gate.form], form_of, multichoice
+                        doc,
+                        (*path, "when"),
+                        gate,
+                        own_items[gate.form],
+                        form_of,
+                        multichoice,
+                        frozenset(study.allocation_items()),
                     )
                 )
     return problems
@@ -249,6 +262,7 @@ def _gate_condition_problems(
     items: dict[str, str | None],
     form_of: dict[str, str],
     multichoice: set[str],
+    allocated: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     assert gate.when is not None
     what = "status condition"
@@ -275,6 +289,15 @@ def _gate_condition_problems(
             message = unknown.message
         found.append(ExpressionError(message, gate.when, parsed.column_of(name)))
     found.extend(_check_subscripts(gate.when, multichoice))
+    found.extend(
+        ExpressionError(
+            f"reads {name}, the subject's allocation, which no condition may read: it would "
+            "show the arm to blinded readers",
+            gate.when,
+            parsed.column_of(name),
+        )
+        for name in sorted(parsed.names & allocated, key=parsed.column_of)
+    )
     return [_expression_problem(doc, path, error, what) for error in found]
 
 
@@ -327,6 +350,8 @@ def _item_problems(study: Study, doc: YamlDocument, path: PathKey, item: Item) -
             ("code_list",),
             f"code_list applies to choice and multichoice items, not {item.type.value}",
         )
+    if item.allocated:
+        problems.extend(_allocation_problems(study, doc, path, item))
     if item.precision is not None and item.type is not ItemType.DECIMAL:
         add(("precision",), "precision applies to decimal items only")
     if item.type is ItemType.INTEGER:
@@ -336,6 +361,36 @@ def _item_problems(study: Study, doc: YamlDocument, path: PathKey, item: Item) -
                 value = getattr(bounds, end) if bounds else None
                 if value is not None and value != int(value):
                     add((key, end), f"an integer item's {end} must be a whole number")
+    return problems
+
+
+def _allocation_problems(
+    study: Study, doc: YamlDocument, path: PathKey, item: Item
+) -> list[Problem]:
+    """Why an item cannot hold the subject's allocation (``source: randomisation``)."""
+    problems: list[Problem] = []
+
+    def add(sub: PathKey, message: str) -> None:
+        line, column = doc.position((*path, *sub))
+        problems.append(Problem(dotted((*path, *sub)), message, doc.file, line, column))
+
+    if study.randomisation is None:
+        add(("source",), "an item filled from the allocation needs a randomisation scheme")
+    arms = ", ".join(study.arms) or "none"
+    if item.type is not ItemType.CHOICE:
+        add(("type",), f"an item filled from the allocation is a choice item of the arms ({arms})")
+    elif item.code_list in study.code_lists:
+        codes = {entry.code for entry in study.code_lists[item.code_list]}
+        if codes != set(study.arms):
+            add(
+                ("code_list",),
+                f"code list {item.code_list!r} must hold exactly the arms' codes ({arms}) "
+                "for an item filled from the allocation",
+            )
+    if item.required:
+        add(("required",), "an item filled from the allocation is never typed: drop required")
+    if item.show_if is not None:
+        add(("show_if",), "an item filled from the allocation is always shown: drop show_if")
     return problems
 
 

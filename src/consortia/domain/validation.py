@@ -52,6 +52,7 @@ from consortia.domain.parsing import (
     parse_raw,
     parse_value,
 )
+from consortia.domain.study import ALLOCATION_FILLED as _FILLED
 from consortia.domain.study import NUMERIC_TYPES, EditCheck, Form, Item, Severity, Study
 from consortia.exceptions import ExpressionError, NotFoundError, Problem
 
@@ -66,11 +67,9 @@ __all__ = [
     "validate_form",
 ]
 
-#: Texts up to _MEMO_TEXT long are parsed once per item, _MEMO_SIZE at most: files repeat.
-_MEMO_TEXT: Final = 64
-_MEMO_SIZE: Final = 8192
-#: Plans are kept for this many studies (a node holds a few; each version is a new study).
-_PLAN_STUDIES: Final = 16
+#: Texts up to _MEMO_TEXT long are parsed once per item, _MEMO_SIZE at most: files repeat;
+#: plans are kept for _PLAN_STUDIES studies (a node holds a few; a version is a new study).
+_MEMO_TEXT, _MEMO_SIZE, _PLAN_STUDIES = 64, 8192, 16
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,6 @@ class FormCheck:
 
 
 # ---------------------------------------------------------------------------- the plan
-
 #: What reading one entered value gives: (missing, parsed value, errors, soft-range
 #: warning). The parsed value is kept when only its range is refused (see typed_value).
 _Outcome = tuple[bool, object, tuple[str, ...], str | None]
@@ -130,6 +128,8 @@ class _Reader:
     def read(self, raw: object) -> _Outcome:
         if is_missing(raw):
             return _MISSING
+        if self.item.allocated:  # never typed: the allocation fills it
+            return False, _REFUSED, (_FILLED,), None
         value, problems = parse_raw(self.study, self.item, raw)
         if problems:
             return False, _REFUSED, tuple(problems), None

@@ -62,11 +62,19 @@ class DatabaseAuditSink:
     """
 
     def __init__(
-        self, engine: Engine, *, chain: str = FEDERATION_CHAIN, actor: str | None = None
+        self,
+        engine: Engine,
+        *,
+        chain: str = FEDERATION_CHAIN,
+        actor: str | None = None,
+        withhold: str | None = None,
     ) -> None:
         self.engine = engine
         self.chain = chain
         self.actor = actor
+        #: when set, a release's aggregates are stored as this note instead (the release of
+        #: an analysis that shows arms: the trail's readers may be blind)
+        self.withhold = withhold
 
     def append(self, event: dict[str, Any]) -> None:
         """Append one event in its own transaction."""
@@ -78,6 +86,8 @@ class DatabaseAuditSink:
         commit together, see :mod:`consortia.federation.disclosure`)."""
         # What is stored is what is hashed: plain JSON values only (a tuple becomes a list).
         payload: dict[str, Any] = json.loads(canonical_json(event))
+        if self.withhold is not None and payload.get("released") is not None:
+            payload["released"] = self.withhold
         decision = payload.get("decision")
         action = f"federation.{decision}" if isinstance(decision, str) and decision else None
         task = payload.get("task_id")

@@ -18,7 +18,11 @@ columns:
 * ``site`` and ``status`` (text): the subject's site and current status;
 * every derived variable of the study, typed per its ``type`` (integer and decimal as
   floats, boolean 0/1, date, text);
-* every item of a non-repeating group, typed per its item type: integer and decimal as
+* an item filled from the allocation (``source: randomisation``): the allocation code of
+  the subject, or its arm when the reader may see every arm (``arms``, for a caller the
+  blinding rule lets see them: :func:`consortia.services.randomisation.sees_arms`), never a
+  typed value; a subject not randomised has none. A federated analysis reads codes;
+* every other item of a non-repeating group, typed per its item type: integer and decimal as
   floats, boolean 0/1, date as a date, choice and text as text, multichoice as its codes
   joined by ``|``, datetime and time as ISO text. An item collected at several events
   becomes one column per event, ``<item>_<event>`` (``response_day28``,
@@ -125,14 +129,15 @@ class EdcColumn:
     """One column of an EDC table and where its values come from.
 
     ``source`` is ``subject`` (``key`` is a subject column), ``derived`` (``key`` is a
-    derived variable), ``item`` (``key`` is an item, collected at ``event``), or, in a
+    derived variable), ``item`` (``key`` is an item, collected at ``event``),
+    ``allocation`` (``key`` is an item filled from the allocation), or, in a
     table with a row per instance of a repeating group, ``group`` (``key`` is an item of
     the group) and ``event`` (the row's event).
     """
 
     name: str
     type: ColumnType
-    source: Literal["subject", "derived", "item", "group", "event"]
+    source: Literal["subject", "derived", "item", "allocation", "group", "event"]
     key: str
     event: str | None = None
 
@@ -180,6 +185,9 @@ def edc_columns(
             for item_name, item in group.items.items():
                 kind = _ITEM_TYPES.get(item.type)
                 if item.identifier or kind is None or item_name in excluded:
+                    continue
+                if item.allocated:  # one per subject, whatever the events
+                    columns.append(EdcColumn(item_name, ColumnType.TEXT, "allocation", item_name))
                     continue
                 for event in events:
                     name = item_name if len(events) == 1 else f"{item_name}_{event}"
@@ -259,18 +267,30 @@ def _set_cell(array: npt.NDArray[Any], row: int, kind: ColumnType, text: str, nu
 
 
 def read_edc_table(
-    connection: Connection, name: str, spec: EdcTableSpec, *, identifiers: Iterable[str] = ()
+    connection: Connection,
+    name: str,
+    spec: EdcTableSpec,
+    *,
+    identifiers: Iterable[str] = (),
+    arms: bool = False,
 ) -> Table:
     """Build the EDC table ``name`` from the node database in one read transaction.
 
-    ``identifiers`` adds columns to leave out (the policy's identifier columns). Raises
+    ``identifiers`` adds columns to leave out (the policy's identifier columns). ``arms``
+    puts the arm, not the allocation code, in the items filled from the allocation: only
+    for a caller who may see every arm of the table's sites. Raises
     :class:`ConfigurationError` when the study has no definition on this node.
     """
-    return _read(connection, name, spec, identifiers)[0]
+    return _read(connection, name, spec, identifiers, arms=arms)[0]
 
 
 def _read(
-    connection: Connection, name: str, spec: EdcTableSpec, identifiers: Iterable[str]
+    connection: Connection,
+    name: str,
+    spec: EdcTableSpec,
+    identifiers: Iterable[str],
+    *,
+    arms: bool = False,
 ) -> tuple[Table, Study]:
     record = StudyVersionRepository(connection).current(spec.edc)
     if record is None:
@@ -301,6 +321,11 @@ def _read(
     cells = {(c.key, c.event): c for c in columns if c.source == "item"}
     if cells and size:
         _read_items(reads, cells, row_of, arrays)
+    allocated = [column.name for column in columns if column.source == "allocation"]
+    if allocated and size:
+        for pk, code, arm in reads.allocations():
+            for column_name in allocated:
+                arrays[column_name][row_of[pk]] = arm if arms else code
     if spec.rows is not None:
         if any(column.name == SUBJECT_KEY for column in columns):
             raise ConfigurationError(

@@ -2,10 +2,12 @@
 
 ``run_analysis`` builds the study's EDC table from the sites where the caller may run
 analyses (one row per subject: derived variables and non-identifier items, see
-:mod:`consortia.federation.edc_tables`) and runs the request through the same signed
-protocol, node policy and disclosure control as a federated analysis, with this node as
-the only member: a statistician gets exactly what a lead node would, never a record or an
-identifier. Each run is audited with the request and what was released.
+:mod:`consortia.federation.edc_tables`; an item filled from the allocation holds the
+allocation code, or the arm for a caller who may see every arm of those sites) and runs
+the request through the same signed protocol, node policy and disclosure control as a
+federated analysis, with this node as the only member: a statistician gets exactly what a
+lead node would, never a record or an identifier. Each run is audited with the request
+and what was released (only the request when the table held arms: :data:`WITHHELD`).
 
 One policy for every path: the node's federation config (the ``[node]`` section of
 consortia.toml) gives the policy, the identifier columns and the EDC table declarations,
@@ -39,6 +41,7 @@ from consortia.federation.signing import Peer, TrustStore, generate_key, public_
 from consortia.federation.transport import InProcessTransport, NodeHandle
 from consortia.hashchain import sha256_hex
 from consortia.services.common import require_in_study, visible_study
+from consortia.services.randomisation import sees_arms
 from consortia.services.unit_of_work import reading, writing
 
 __all__ = [
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 THIS_NODE = "this-node"
+#: What the audit trail keeps of the figures of an analysis that showed arms: its readers
+#: (auditors, monitors) may be blind, so the request and who ran it, not the figures.
+WITHHELD = "withheld: the analysis showed the arms (arm.read); rerun it to see them"
 #: Seconds a REST analysis under manual approval waits for the steward before it answers
 #: that the request awaits approval (the person asks again once it is approved).
 APPROVAL_WAIT = 1.0
@@ -141,8 +147,12 @@ def run_analysis(
     scope = site_scope(principal, study, Action.ANALYSIS_RUN)
     spec = _table_spec(config, study, table_name, None if scope.every_site else sorted(scope.sites))
     identifiers = config.identifiers | set(spec.identifiers)
+    # the arms only for a caller who may see every arm of these sites; codes otherwise
+    arms = sees_arms(principal, study, spec.sites)
     with reading(engine, principal) as work:
-        table = read_edc_table(work.connection, table_name, spec, identifiers=identifiers)
+        table = read_edc_table(
+            work.connection, table_name, spec, identifiers=identifiers, arms=arms
+        )
     # Each person asks under their own name, so a steward approves a request for them.
     lead = Coordinator(
         _requester(principal),
@@ -158,7 +168,9 @@ def run_analysis(
         {table_name: table},
         policy=config.policy,
         # each release with its ledger rows, on the study's chain, in one transaction
-        audit=DatabaseAuditSink(engine, chain=study, actor=principal.email),
+        audit=DatabaseAuditSink(
+            engine, chain=study, actor=principal.email, withhold=WITHHELD if arms else None
+        ),
         identifiers=identifiers,
         approvals=DatabaseApprovals(engine),
     )
@@ -172,6 +184,8 @@ def run_analysis(
     else:
         stored = result.to_dict()  # the audit event stores the result's wire form
         outcome = {key: stored[key] for key in ("kind", "exact", "nodes", "estimates")}
+        if arms:
+            outcome["estimates"] = WITHHELD
         return result
     finally:
         with writing(engine, principal) as work:

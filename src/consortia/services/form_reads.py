@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from consortia.auth.policy import Action, Resource, can, may_see_identifiers
 from consortia.auth.principal import Principal
@@ -32,6 +32,7 @@ from consortia.services.common import (
     visible_study,
 )
 from consortia.services.queries import QueryPerson, QueryView, assignees, form_queries
+from consortia.services.randomisation import allocation_text
 from consortia.services.studies import Definition, current_definition
 from consortia.services.subject_values import subject_context
 from consortia.services.unit_of_work import reading, writing
@@ -39,6 +40,7 @@ from consortia.storage.capture import (
     FormRecord,
 )
 from consortia.storage.queries import QueryRepository
+from consortia.storage.randomisation import SubjectRandomisationRepository
 from consortia.storage.repositories import SubjectRecord
 
 __all__ = ["FormPage", "FormView", "form_view", "read_form", "read_form_page"]
@@ -96,6 +98,29 @@ def form_view(
     )
 
 
+def _with_allocation(
+    connection: Connection,
+    principal: Principal,
+    definition: Definition,
+    subject: SubjectRecord,
+    form: str,
+    rows: Mapping[tuple[str, int], str],
+) -> Mapping[tuple[str, int], str]:
+    """The form's values with its items filled from the allocation derived from the
+    subject's randomisation record, as the principal may see it (the arm or its code), and
+    without any value stored in them (none is typed; one from before the item was declared
+    so never shows)."""
+    allocated = [n for n, f in definition.study.allocation_items().items() if f == form]
+    if not allocated:
+        return rows
+    shown = {key: text for key, text in rows.items() if key[0] not in allocated}
+    repository = SubjectRandomisationRepository(connection, principal)
+    allocation = repository.get(subject.study, subject.subject_id)
+    if allocation is not None:
+        shown |= {(name, 0): allocation_text(principal, allocation) for name in allocated}
+    return shown
+
+
 def read_form(
     engine: Engine, principal: Principal, study: str, subject_id: str, ref: str, form: str
 ) -> FormView:
@@ -146,6 +171,7 @@ def read_form_page(
         event = capture.event(subject, name, instance)
         record = None if event is None else capture.form(event.id, form)
         rows = {} if record is None else capture.values(record.id)
+        shown = _with_allocation(connection, principal, definition, subject, form, rows)
         open_queries = 0
         if record is not None:
             open_queries = len(QueryRepository(connection, principal).open_on_form(record.id))
@@ -156,7 +182,7 @@ def read_form_page(
             event_ref(name, instance),
             form,
             record,
-            rows,
+            shown,
             open_queries,
         )
         hidden: frozenset[str] = frozenset()

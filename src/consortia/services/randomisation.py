@@ -16,8 +16,14 @@ unblinding.
 Blinding: an allocation shows its arm only to a principal holding ``arm.read`` at the site
 (the unblinded statistician) or, once the subject has been unblinded in an emergency, to
 those who may ``subject.unblind`` there; everyone else sees the allocation code
-(:attr:`AllocationView.arm` is ``None``). Nothing else at the node carries the arm: the
-allocation is not copied into form data, exports or analysis tables. Emergency unblinding
+(:attr:`AllocationView.arm` is ``None``). :func:`sees_arm` is that rule, and the only one.
+The allocation is not copied into form data: an item declared ``source: randomisation``
+(cart-lbcl's ``randomisation.arm``) is never typed (a save that sets it is refused) and is
+derived when read, from this record: the form shows the arm to whoever :func:`sees_arm` and
+the allocation code to everyone else (:func:`allocation_text`); an analysis of this node's
+data has the arm in that column only for a caller who may see every arm of its sites
+(:func:`sees_arms`), the code otherwise, and a federated analysis always the code. Exports,
+the audit trail and the history views hold no value for it (none is stored). Emergency unblinding
 (:func:`unblind_subject`) needs a stated reason and is audited; notifying the study's
 contacts by email is not done yet.
 """
@@ -25,6 +31,7 @@ contacts by email is not done yet.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,10 +68,13 @@ from consortia.storage.randomisation import SubjectAllocation, SubjectRandomisat
 __all__ = [
     "AllocationView",
     "HubLink",
+    "allocation_text",
     "get_allocation",
     "hub_link",
     "list_allocations",
     "randomise_subject",
+    "sees_arm",
+    "sees_arms",
     "unblind_subject",
 ]
 
@@ -105,11 +115,33 @@ class AllocationView:
         return self.arm is None
 
 
-def _view(principal: Principal, record: SubjectAllocation) -> AllocationView:
+def sees_arm(principal: Principal, record: SubjectAllocation) -> bool:
+    """Whether ``principal`` may see the arm of this allocation: ``arm.read`` at its site, or
+    ``subject.unblind`` there once the subject was unblinded. The one rule of blinding: the
+    allocation views, the allocation items of forms (:func:`allocation_text`) and the
+    analyses of this node's data (:func:`sees_arms`) all ask it."""
     where = Resource(record.study, record.site)
-    sees = can(principal, Action.ARM_READ, where) or (
+    return can(principal, Action.ARM_READ, where) or (
         record.unblinded_at is not None and can(principal, Action.SUBJECT_UNBLIND, where)
     )
+
+
+def sees_arms(principal: Principal, study: str, sites: Iterable[str] | None) -> bool:
+    """Whether ``principal`` may see every arm at ``sites`` (``None``: every site) without
+    any emergency unblinding: an analysis groups whole sites, so one blind subject makes its
+    table carry codes."""
+    where = ["*"] if sites is None else list(sites)
+    return all(can(principal, Action.ARM_READ, Resource(study, site)) for site in where)
+
+
+def allocation_text(principal: Principal, record: SubjectAllocation) -> str:
+    """What an item filled from the allocation shows ``principal``: the arm when
+    :func:`sees_arm`, else the allocation code."""
+    return record.arm if sees_arm(principal, record) else record.code
+
+
+def _view(principal: Principal, record: SubjectAllocation) -> AllocationView:
+    sees = sees_arm(principal, record)
     return AllocationView(
         study=record.study,
         site=record.site,

@@ -1,6 +1,6 @@
 """The reads an EDC analysis table is built from: one study's subjects (optionally of some
-sites and statuses), their derived values, their non-repeating item values and the values
-of a repeating group's instances.
+sites and statuses), their derived values, their non-repeating item values, the values
+of a repeating group's instances and their allocations.
 
 Rows come from a server-side cursor, in no particular order unless stated, so a table of
 millions of values is built in one pass (:mod:`consortia.federation.edc_tables`).
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from consortia.storage.audit import audit_head
+from consortia.storage.randomisation import subject_randomisation
 from consortia.storage.tables import (
     derived_value,
     event_instance,
@@ -130,6 +131,17 @@ class EdcReads:
                 item_value.c.group_instance > 0,
                 item_value.c.item.in_(sorted(items)),
             )
+        )
+        return self._stream(query)
+
+    def allocations(self) -> Iterator[Any]:
+        """``subject_pk, code, arm`` of each subject's allocation (the arm is for the caller
+        to keep or drop: see :func:`consortia.federation.edc_tables.read_edc_table`)."""
+        allocation = subject_randomisation
+        query = (
+            sa.select(allocation.c.subject_pk, allocation.c.code, allocation.c.arm)
+            .select_from(allocation.join(subject, allocation.c.subject_pk == subject.c.id))
+            .where(*self._conditions)
         )
         return self._stream(query)
 

@@ -90,11 +90,12 @@ def _field(
     choices = tuple(
         (entry.code, text_of(entry.label, language))
         for entry in study.code_lists.get(item.code_list or "", ())
+        if not item.allocated  # shown as the service gives it: the arm or its code
     )
     return Field(
         name=name,
         label=text_of(item.label, language),
-        kind=_INPUT_KINDS.get(item.type, "text"),
+        kind="readonly" if item.allocated else _INPUT_KINDS.get(item.type, "text"),
         value=value,
         unit=item.unit or "",
         required=item.required,

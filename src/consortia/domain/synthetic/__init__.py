@@ -82,6 +82,9 @@ class SyntheticData:
     entries: tuple[FormEntry, ...]
     analysis_table: str
     rows: tuple[Row, ...] = field(repr=False)
+    #: each randomised subject's simulated arm (subject id -> arm), for a test or demo to
+    #: record as its allocation: an item filled from the allocation is never in ``entries``
+    allocations: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -205,4 +208,5 @@ def synthesize(template: str, *, subjects: int, site: str, seed: int) -> Synthet
         entries=tuple(build.entries),
         analysis_table=ANALYSIS_TABLES[template],
         rows=tuple(rows),
+        allocations=dict(build.allocations),
     )

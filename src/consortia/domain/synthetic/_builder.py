@@ -66,6 +66,9 @@ class Builder:
         self.entries: list[FormEntry] = []
         self.mine: list[FormEntry] = []  # the current subject's entries
         self.current = ""
+        #: each subject's simulated allocation (subject id -> arm): a node records it by
+        #: randomising, never as form data
+        self.allocations: dict[str, str] = {}
         self.items = {name: item for _, _, name, item in study.iter_items()}
         sources = [d.expression for d in study.derived.values()]
         sources += [c.expression for form in study.forms.values() for c in form.checks]

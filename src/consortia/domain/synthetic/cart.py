@@ -390,7 +390,9 @@ def generate(build: Builder, subjects: int) -> list[Row]:
                 "weight_kg": build.normal(72 if sex == "M" else 60, 11, 40, 130, 1),
             },
         )
-        build.add("randomisation", "randomisation", {"rand_date": rand, "arm": arm})
+        # the arm is the allocation's, never typed: the form holds the date only
+        build.add("randomisation", "randomisation", {"rand_date": rand})
+        build.allocations[build.current] = arm
         course = _course(build, arm, status == "primary_refractory", rand, cutoff)
         crs, icans = _cart_treatment(build, course)
         _cart_visits(build, course)
