@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from consortia.auth.principal import Principal
 from consortia.exceptions import ConflictError, ValidationError
 from consortia.services import data_entry, queries
 from consortia.web.capture_common import (
@@ -29,6 +31,26 @@ __all__ = [
 ]
 
 
+async def _done_on_form(
+    request: Request,
+    principal: Principal,
+    cookie: str,
+    where: tuple[str, str, str, str],
+    run: Callable[[], object],
+    back: str,
+) -> Response:
+    """Run a query action as the signed-in person and go ``back`` to the form; a refused
+    action (a conflict, a bad value) shows the form again with its reasons."""
+    try:
+        await run_in_threadpool(run)
+    except (ConflictError, ValidationError) as error:
+        view = await run_in_threadpool(
+            data_entry.read_form_page, node_engine(request), principal, *where
+        )
+        return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+    return redirect(request, back)
+
+
 def create_query_router() -> APIRouter:
     """Opening a query on a form, and the steps on a query."""
     router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -42,28 +64,21 @@ def create_query_router() -> APIRouter:
         if posted is None:
             return redirect(request, "/login")
         fields, cookie, principal = posted
-        engine = node_engine(request)
-        where = (study, subject_id, event, form)
-        try:
-            await run_in_threadpool(
-                queries.open_query,
-                engine,
-                principal,
-                study,
-                subject_id,
-                event,
-                form,
-                fields.get("item", ""),
-                fields.get("text", ""),
-                fields.get("assignee") or None,
-            )
-        except (ConflictError, ValidationError) as error:
-            view = await run_in_threadpool(
-                data_entry.read_form_page, engine, principal, study, subject_id, event, form
-            )
-            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        run = functools.partial(
+            queries.open_query,
+            node_engine(request),
+            principal,
+            study,
+            subject_id,
+            event,
+            form,
+            fields.get("item", ""),
+            fields.get("text", ""),
+            fields.get("assignee") or None,
+        )
         path = request.url.path.removesuffix("/queries")
-        return redirect(request, f"{path}?done=open")
+        where = (study, subject_id, event, form)
+        return await _done_on_form(request, principal, cookie, where, run, f"{path}?done=open")
 
     @router.post(FORM_PATH + "/queries/{query_id}/assign", response_class=HTMLResponse)
     async def assign_query(
@@ -74,27 +89,19 @@ def create_query_router() -> APIRouter:
         if posted is None:
             return redirect(request, "/login")
         fields, cookie, principal = posted
-        engine = node_engine(request)
-        where = (study, subject_id, event, form)
-        try:  # a query of another form instance is not found (the service checks)
-            await run_in_threadpool(
-                functools.partial(
-                    queries.assign_query,
-                    engine,
-                    principal,
-                    study,
-                    query_id,
-                    fields.get("assignee") or None,
-                    on_form=(subject_id, event, form),
-                )
-            )
-        except (ConflictError, ValidationError) as error:
-            view = await run_in_threadpool(
-                data_entry.read_form_page, engine, principal, study, subject_id, event, form
-            )
-            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        run = functools.partial(  # a query of another form instance is not found
+            queries.assign_query,
+            node_engine(request),
+            principal,
+            study,
+            query_id,
+            fields.get("assignee") or None,
+            on_form=(subject_id, event, form),
+        )
         path = request.url.path.rsplit("/queries/", 1)[0]
-        return redirect(request, f"{path}?done=assign#query-{query_id}")
+        where = (study, subject_id, event, form)
+        back = f"{path}?done=assign#query-{query_id}"
+        return await _done_on_form(request, principal, cookie, where, run, back)
 
     @router.post(FORM_PATH + "/queries/{query_id}", response_class=HTMLResponse)
     async def query_step(
@@ -108,31 +115,22 @@ def create_query_router() -> APIRouter:
         step = fields.get("step", "")
         if step not in queries.STEPS:
             raise PageError(400)
-        engine = node_engine(request)
-        where = (study, subject_id, event, form)
         take = {
             "answer": queries.answer_query,
             "close": queries.close_query,
             "reopen": queries.reopen_query,
         }[step]
-        try:  # a query of another form instance is not found (the service checks)
-            await run_in_threadpool(
-                functools.partial(
-                    take,
-                    engine,
-                    principal,
-                    study,
-                    query_id,
-                    fields.get("text", ""),
-                    on_form=(subject_id, event, form),
-                )
-            )
-        except (ConflictError, ValidationError) as error:
-            view = await run_in_threadpool(
-                data_entry.read_form_page, engine, principal, study, subject_id, event, form
-            )
-            return await form_page(request, principal, cookie, where, view, **refusal_of(error))
+        run = functools.partial(  # a query of another form instance is not found
+            take,
+            node_engine(request),
+            principal,
+            study,
+            query_id,
+            fields.get("text", ""),
+            on_form=(subject_id, event, form),
+        )
         path = request.url.path.rsplit("/queries/", 1)[0]
-        return redirect(request, f"{path}?done={step}")
+        where = (study, subject_id, event, form)
+        return await _done_on_form(request, principal, cookie, where, run, f"{path}?done={step}")
 
     return router
