@@ -207,6 +207,8 @@ def test_the_sdv_worklist_lists_complete_forms_at_the_monitors_sites(study_site:
     assert page.status_code == 200, page.text
     assert f'href="{_form(SUBJECT)}"' in page.text
     assert OTHER not in page.text
+    assert "<td>Screening</td>" in page.text  # the visit's label, not its name in the file
+    assert "<td>筛选</td>" in browser.get(f"/studies/{STUDY}/sdv?lang=zh").text
     form_states.verify_form(
         study_site.engine, REVIEWER, (STUDY, SUBJECT, "screening", "eligibility"), 1
     )

@@ -249,3 +249,7 @@ def test_the_worklist_in_chinese(sign_site: Site) -> None:
     for key in ("sign.title", "sign.submit", "sign.meaning_review", "nav.sign"):
         assert ZH[key] in page.text
     assert EN["sign.submit"] not in page.text
+    # the visit by its label in the page's language, not by its name in the study file
+    assert "<td>筛选</td>" in page.text
+    assert "<td>screening</td>" not in page.text
+    assert "<td>Screening</td>" in browser.get(f"{WORKLIST}?lang=en").text

@@ -15,10 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from consortia.domain.parsing import MULTICHOICE_SEPARATOR
-from consortia.domain.study import Form, Item, ItemType, Study, Text
+from consortia.domain.study import Event, Form, Item, ItemType, Study, Text
 from consortia.domain.values import item_key
 
-__all__ = ["REPEATED", "Field", "Group", "flat_texts", "groups", "posted_values", "text_of"]
+__all__ = [
+    "REPEATED",
+    "Field",
+    "Group",
+    "event_text",
+    "flat_texts",
+    "groups",
+    "posted_values",
+    "text_of",
+]
 
 REPEATED = re.compile(r"(\w+)\[(\d{1,4})\]\.(\w+)")
 _INPUT_KINDS = {
@@ -67,6 +76,13 @@ def text_of(label: Text | None, language: str) -> str:
     if label is None:
         return ""
     return str(getattr(label, language, label.en))
+
+
+def event_text(events: Mapping[str, Event], event: str, instance: int | None, language: str) -> str:
+    """A visit as a person reads it: its label in ``language`` (its name if the study has
+    no such event), with the repeat's number from the second on (``Daily CRS/ICANS (2)``)."""
+    label = text_of(events[event].label, language) if event in events else event
+    return f"{label} ({instance})" if instance is not None and instance > 1 else label
 
 
 def _entered(item: Item, name: str, values: Mapping[str, object]) -> tuple[str, frozenset[str]]:

@@ -39,7 +39,7 @@ from consortia.services.common import MAX_OFFSET, check_page, utc_now
 from consortia.services.history import AuditEvent
 from consortia.services.queries import QueryFilter
 from consortia.web.capture import FORM_PATH
-from consortia.web.form_fields import text_of
+from consortia.web.form_fields import event_text, text_of
 from consortia.web.i18n import translate
 from consortia.web.pages import (
     PageError,
@@ -275,7 +275,7 @@ def create_review_router() -> APIRouter:
             (
                 entry.site,
                 entry.subject_id,
-                event_ref(entry.event, entry.instance),
+                event_text(definition.study.events, entry.event, entry.instance, language),
                 text_of(definition.study.forms[entry.form].label, language)
                 if entry.form in definition.study.forms
                 else entry.form,

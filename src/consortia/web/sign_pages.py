@@ -25,7 +25,7 @@ from consortia.domain.schedule import event_ref
 from consortia.exceptions import AuthenticationError, ConflictError, ValidationError
 from consortia.services import form_states, studies
 from consortia.web.capture_common import FORM_PATH
-from consortia.web.form_fields import text_of
+from consortia.web.form_fields import event_text, text_of
 from consortia.web.i18n import translate
 from consortia.web.pages import (
     PageError,
@@ -106,7 +106,7 @@ async def _worklist_page(
                 tick=_tick_value(entry.subject_id, ref, entry.form, entry.version),
                 site=entry.site,
                 subject_id=entry.subject_id,
-                event=ref,
+                event=event_text(definition.study.events, entry.event, entry.instance, language),
                 form_label=text_of(forms[entry.form].label, language)
                 if entry.form in forms
                 else entry.form,
