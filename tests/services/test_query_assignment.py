@@ -5,6 +5,8 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import date
@@ -20,7 +22,8 @@ from consortia.exceptions import (
     PermissionDeniedError,
     ValidationError,
 )
-from consortia.services import data_entry, queries, studies, subjects, users
+from consortia.services import data_entry, exports, queries, studies, subjects, users
+from consortia.services.exports import ExportFormat
 from consortia.services.subjects import SubjectInput
 from consortia.storage.audit import iter_events
 from consortia.storage.queries import QueryFilter
@@ -226,3 +229,14 @@ def test_the_assignee_replayed_from_the_trail_matches_the_table_and_an_edit_show
     assert [(d.where, d.field, d.table, d.trail) for d in compare_state(study)] == [
         (f"{STUDY} query {second}", "assignee", "x@sg.example", "pi@sg.example")
     ]
+
+
+def test_the_queries_export_carries_each_querys_assignee(study: sa.Engine) -> None:
+    assigned, unassigned = _open(study, "co@sg.example"), _open(study, None)
+    out = io.BytesIO()
+    exports.export_table(
+        study, MANAGER, STUDY, "queries", exports.ExportRequest(ExportFormat.CSV), out
+    )
+    rows = {row["query_id"]: row for row in csv.DictReader(io.StringIO(out.getvalue().decode()))}
+    assert rows[str(assigned)]["assigned_to"] == "co@sg.example"
+    assert rows[str(unassigned)]["assigned_to"] == ""

@@ -347,6 +347,7 @@ _QUERY_COLUMNS = [
     Column("opened_at", ColumnType.DATETIME),
     Column("opened_by", ColumnType.TEXT, length=320),
     Column("updated_at", ColumnType.DATETIME),
+    Column("assigned_to", ColumnType.TEXT, length=320),
 ]
 _AUDIT_COLUMNS = [
     Column("seq", ColumnType.INTEGER),

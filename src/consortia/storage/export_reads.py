@@ -106,7 +106,7 @@ class ExportReads:
 
     def queries(self) -> Generator[Any, None, None]:
         """Every query, oldest first: ``id, subject_id, site, event, instance, form, item,
-        group_instance, status, origin, opened_at, opened_by, updated_at``."""
+        group_instance, status, origin, opened_at, opened_by, updated_at, assigned_to``."""
         query = self._where(
             sa.select(
                 data_query.c.id,
@@ -122,6 +122,7 @@ class ExportReads:
                 data_query.c.opened_at,
                 data_query.c.opened_by,
                 data_query.c.updated_at,
+                data_query.c.assigned_to,
             )
             .join(subject, subject.c.id == data_query.c.subject_pk)
             .join(form_instance, form_instance.c.id == data_query.c.form_pk)
