@@ -26,6 +26,7 @@ import contextlib
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -168,3 +169,44 @@ def stop_thread(thread: threading.Thread, stop: Callable[[], None], *, what: str
     stop()
     thread.join(STOP_SECONDS)
     assert not thread.is_alive(), f"{what} did not stop within {STOP_SECONDS:g} s"
+
+
+@contextlib.contextmanager
+def served_in_thread(app: Any, *, what: str = "uvicorn", lifespan: str = "on") -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port; its base URL once
+    uvicorn serves. The socket is bound here and handed to uvicorn, so no other process can
+    take the port in between; the server is stopped and joined however the block ends.
+    ``lifespan="off"`` when the app's lifespan already runs or is not what a test is about."""
+    import uvicorn  # a test that starts no server does not import it
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan=lifespan,  # type: ignore[arg-type]
+        ws="none",
+        log_config=None,  # leave logging to pytest
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name=f"{what}-{port}", daemon=True
+    )
+    thread.start()
+    try:
+
+        def serving() -> bool:
+            if not thread.is_alive():
+                pytest.fail(f"{what} stopped before it started serving")
+            return bool(server.started)
+
+        wait_until(serving, what=f"{what} to serve")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            stop_thread(thread, lambda: setattr(server, "should_exit", True), what=what)
+        finally:
+            listener.close()

@@ -4,18 +4,13 @@ valid against the schema we ship and holds every value, whatever order forms wer
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -29,6 +24,7 @@ from consortia.services import imports
 from consortia.services.common import cli_operator
 from consortia.standards.odm import EXTENDED_SCHEMA, ODM_NS
 from consortia.storage.tables import event_instance, form_instance, item_value, subject
+from processes import served_in_thread
 
 STUDY = "CART-LBCL"
 BASE = f"/api/v1/studies/{STUDY}"
@@ -329,37 +325,6 @@ def test_a_stored_value_xml_cannot_hold_early_in_the_export_is_a_problem_respons
     assert error["message"].startswith("character U+0001 is not allowed")
 
 
-@contextmanager
-def _served(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port, in a thread; its base URL. The
-    app's lifespan already runs (the node fixture's), so uvicorn leaves it alone."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app, lifespan="off", ws="none", log_config=None, access_log=False,
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name=f"uvicorn-{port}", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started:  # readiness: uvicorn says it serves
-            assert thread.is_alive(), "uvicorn stopped before it started serving"
-            assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        listener.close()
-    assert not thread.is_alive(), "uvicorn did not stop within 15 s"
-
-
 def test_an_export_failing_after_its_first_bytes_is_an_incomplete_read_for_the_client(
     node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -367,7 +332,9 @@ def test_an_export_failing_after_its_first_bytes_is_an_incomplete_read_for_the_c
     _import_subjects(node, tmp_path, 30)
     token = node.add_user("dm@sg.example", (STUDY, "*", Role.DATA_MANAGER))
     headers = {"Authorization": f"Bearer {token}"}
-    with _served(node.app) as url, httpx.Client(base_url=url, headers=headers) as http:
+    # the app's lifespan already runs (the node fixture's), so uvicorn leaves it alone
+    served = served_in_thread(node.app, lifespan="off")
+    with served as url, httpx.Client(base_url=url, headers=headers) as http:
         whole = http.post(f"{BASE}/exports", json={"format": "odm"})
         assert whole.status_code == 200
         assert len(_exported_values(whole.content)) > 1000  # well past the first 64 KiB

@@ -9,15 +9,12 @@ ensure`` installs) through playwright's sync API.
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
-import uvicorn
 from anyio.from_thread import start_blocking_portal
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
@@ -28,7 +25,7 @@ from consortia.auth.principal import Role
 from consortia.config import Settings
 from consortia.services import users
 from consortia.storage.db import make_engine
-from processes import stop_thread, wait_until
+from processes import served_in_thread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -101,38 +98,8 @@ def node_url(tmp_path: Path, migrated_sqlite: Callable[[Path], str]) -> Iterator
     """
     database_url = migrated_sqlite(tmp_path / "node.db")
     _with_ana(database_url).dispose()
-    app = create_app(_settings(database_url))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        ws="none",
-        log_config=None,  # leave logging to pytest
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name=f"uvicorn-{port}", daemon=True
-    )
-    thread.start()
-    try:
-
-        def serving() -> bool:
-            if not thread.is_alive():
-                pytest.fail("uvicorn stopped before it started serving the node")
-            return server.started
-
-        wait_until(serving, what="uvicorn to serve the node")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        try:
-            stop_thread(thread, lambda: setattr(server, "should_exit", True), what="uvicorn")
-        finally:
-            listener.close()
+    with served_in_thread(create_app(_settings(database_url)), what="the node") as url:
+        yield url
 
 
 def _chromium_unavailable(reason: str) -> NoReturn:

@@ -11,15 +11,12 @@ i18n catalogue.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 from web_client import PASSWORD, SECRET
 
@@ -31,7 +28,7 @@ from consortia.services import centre, centre_ideas, centre_people, centre_proje
 from consortia.services.common import cli_operator, utc_now
 from consortia.storage.db import make_engine
 from consortia.web.i18n import CATALOGUES
-from processes import stop_thread, wait_until
+from processes import served_in_thread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -58,33 +55,8 @@ def node_url(tmp_path: Path, migrated_sqlite: Callable[[Path], str]) -> Iterator
         node_dir=tmp_path,
         node={"key_file": "hub.pem", "role": "hub", "consortium": "Innovation consortium"},
     )
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), lifespan="on", ws="none", log_config=None, access_log=False,
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name=f"hub-{port}", daemon=True
-    )
-    thread.start()
-    try:
-
-        def serving() -> bool:
-            if not thread.is_alive():
-                pytest.fail("uvicorn stopped before it started serving the hub")
-            return server.started
-
-        wait_until(serving, what="uvicorn to serve the hub")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        try:
-            stop_thread(thread, lambda: setattr(server, "should_exit", True), what="uvicorn")
-        finally:
-            listener.close()
+    with served_in_thread(create_app(settings), what="the hub") as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,20 +4,17 @@ not the arm, then unblinds it in an emergency with a reason and sees the arm."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 from web_client import EMAIL, PASSWORD
 
 from consortia.auth.principal import Role
 from consortia.services import users
 from consortia.web.i18n import CATALOGUES
-from processes import stop_thread, wait_until
+from processes import served_in_thread
 from randomisation_network import STUDY, Network, audit_actions, network, ready_subject
 
 if TYPE_CHECKING:
@@ -38,28 +35,13 @@ def served(migrated_sqlite: Callable[[Path], str], tmp_path: Path) -> Iterator[t
             users.grant_role(sgh.engine, operator, email=EMAIL, study=STUDY, site="SG01", role=role)
         ready_subject(sgh, "SG01-001", "SG01")
         net.connect("sgh")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
         # no lifespan: the member's federation background work (witnessing its peers) is
         # not what this test is about
-        server = uvicorn.Server(
-            uvicorn.Config(sgh.app, lifespan="off", ws="none", log_config=None, access_log=False)
-        )
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [listener]}, name=f"uvicorn-{port}", daemon=True
-        )
-        thread.start()
         try:
-            wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn")
-            assert thread.is_alive()
-            yield net, f"http://127.0.0.1:{port}"
+            with served_in_thread(sgh.app, lifespan="off") as url:
+                yield net, url
         finally:
-            try:
-                stop_thread(thread, lambda: setattr(server, "should_exit", True), what="uvicorn")
-            finally:
-                listener.close()
-                sgh.app.state.password_work.shutdown()
+            sgh.app.state.password_work.shutdown()
 
 
 def test_a_subject_is_randomised_from_its_page_blind_then_unblinded_with_a_reason(
